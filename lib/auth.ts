@@ -1,0 +1,80 @@
+/**
+ * Access tokens and password hashes. Tokens are HS256 JWTs; verification pins the algorithm (no `none`, no
+ * RS/HS confusion), the issuer and the audience, and requires an expiry.
+ */
+import crypto from "crypto";
+import jwt from "jsonwebtoken";
+
+export type Role = "user" | "admin";
+
+export interface AuthUser {
+	id: string;
+	email: string;
+	role: Role;
+}
+
+const ALGORITHM = "HS256" as const;
+const ISSUER = "concert-reservation-platform";
+const AUDIENCE = "crp-api";
+
+export function signAccessToken(user: AuthUser, secret: string, expiresInSec: number): string {
+	return jwt.sign({ email: user.email, role: user.role }, secret, {
+		algorithm: ALGORITHM,
+		subject: user.id,
+		issuer: ISSUER,
+		audience: AUDIENCE,
+		expiresIn: expiresInSec
+	});
+}
+
+/** Returns the user the token names, or null for any invalid, tampered, foreign or expired token. */
+export function verifyAccessToken(token: string, secret: string): AuthUser | null {
+	try {
+		const claims = jwt.verify(token, secret, {
+			algorithms: [ALGORITHM],
+			issuer: ISSUER,
+			audience: AUDIENCE
+		});
+		if (typeof claims !== "object" || claims === null) return null;
+		const { sub, email, role, exp } = claims as jwt.JwtPayload;
+		if (typeof sub !== "string" || typeof email !== "string" || typeof exp !== "number") return null;
+		if (role !== "user" && role !== "admin") return null;
+		return { id: sub, email, role };
+	} catch {
+		return null;
+	}
+}
+
+// scrypt parameters: N=2^14, r=8, p=1 (about 30-60 ms per hash on one core here, 16 MiB of memory).
+const SCRYPT = { N: 16384, r: 8, p: 1, keyLen: 32, maxmem: 64 * 1024 * 1024 };
+
+function scrypt(password: string, salt: Buffer, N: number, r: number, p: number, keyLen: number): Promise<Buffer> {
+	return new Promise((resolve, reject) =>
+		crypto.scrypt(password, salt, keyLen, { N, r, p, maxmem: SCRYPT.maxmem }, (err, key) =>
+			err ? reject(err) : resolve(key)
+		)
+	);
+}
+
+/** `scrypt$N$r$p$salt$hash`, base64url parts: the parameters travel with the hash so they can be raised later. */
+export async function hashPassword(password: string): Promise<string> {
+	const salt = crypto.randomBytes(16);
+	const key = await scrypt(password, salt, SCRYPT.N, SCRYPT.r, SCRYPT.p, SCRYPT.keyLen);
+	return ["scrypt", SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString("base64url"), key.toString("base64url")].join("$");
+}
+
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+	const parts = stored.split("$");
+	if (parts.length !== 6 || parts[0] !== "scrypt") return false;
+	const [, n, r, p, saltB64, keyB64] = parts;
+	const expected = Buffer.from(keyB64, "base64url");
+	const key = await scrypt(password, Buffer.from(saltB64, "base64url"), Number(n), Number(r), Number(p), expected.length);
+	return crypto.timingSafeEqual(key, expected);
+}
+
+/** A hash to verify against when the user does not exist, so a login costs the same either way. */
+let dummyHash: Promise<string> | undefined;
+export function dummyPasswordHash(): Promise<string> {
+	dummyHash ??= hashPassword(crypto.randomBytes(16).toString("hex"));
+	return dummyHash;
+}

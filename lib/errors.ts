@@ -1,0 +1,159 @@
+/**
+ * Platform-wide errors and the one mapping from any error to the HTTP error body of API.md:
+ * `{name, message, code, type, data}`, a stable UPPER_SNAKE `type`, `data` with ids and field names only, and
+ * never a stack, SQL text or an internal address. Domain errors live in each service's own errors.ts.
+ */
+import { Errors } from "moleculer";
+
+const { MoleculerClientError } = Errors;
+
+export class UnauthorizedError extends MoleculerClientError {
+	constructor(message = "Authentication required") {
+		super(message, 401, "UNAUTHORIZED");
+		this.name = "UnauthorizedError";
+	}
+}
+
+export class ForbiddenError extends MoleculerClientError {
+	constructor(message = "Not allowed") {
+		super(message, 403, "FORBIDDEN");
+		this.name = "ForbiddenError";
+	}
+}
+
+/** A missing resource and someone else's resource read exactly the same (API.md conventions). */
+export class NotFoundError extends MoleculerClientError {
+	constructor(resource: string, id?: string | number) {
+		super(`${resource} not found`, 404, "NOT_FOUND", id === undefined ? { resource } : { resource, id: String(id) });
+		this.name = "NotFoundError";
+	}
+}
+
+/** A validation failure found by a handler rather than by the params schema; same shape as the schema's. */
+export class FieldValidationError extends MoleculerClientError {
+	constructor(fields: { field: string; type: string; message: string }[]) {
+		super("Parameters validation error!", 422, "VALIDATION_ERROR", fields);
+		this.name = "ValidationError";
+	}
+}
+
+export interface HttpErrorBody {
+	name: string;
+	message: string;
+	code: number;
+	type: string;
+	data?: unknown;
+}
+
+interface ErrorLike {
+	name?: string;
+	message?: string;
+	code?: unknown;
+	status?: unknown;
+	type?: unknown;
+	data?: unknown;
+	retryable?: boolean;
+}
+
+/** Error types raised by the gateway library (moleculer-web) and the broker, mapped to our stable types. */
+const LIBRARY_TYPES: Record<string, { code: number; type: string; message: string }> = {
+	NO_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Authentication required" },
+	INVALID_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Invalid or expired token" },
+	ERR_NO_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Authentication required" },
+	ERR_INVALID_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Invalid or expired token" },
+	FORBIDDEN: { code: 403, type: "FORBIDDEN", message: "Not allowed" },
+	NOT_FOUND: { code: 404, type: "NOT_FOUND", message: "Not found" },
+	SERVICE_NOT_FOUND: { code: 404, type: "NOT_FOUND", message: "Not found" },
+	RATE_LIMIT_EXCEEDED: { code: 429, type: "RATE_LIMITED", message: "Too many requests" },
+	SERVICE_NOT_AVAILABLE: { code: 503, type: "SERVICE_UNAVAILABLE", message: "Service temporarily unavailable" },
+	SERVICE_UNAVAILABLE: { code: 503, type: "SERVICE_UNAVAILABLE", message: "Service temporarily unavailable" },
+	REQUEST_TIMEOUT: { code: 504, type: "TIMEOUT", message: "The request timed out" },
+	CIRCUIT_BREAKER_OPEN: { code: 503, type: "SERVICE_UNAVAILABLE", message: "Service temporarily unavailable" },
+	QUEUE_FULL: { code: 503, type: "SERVICE_UNAVAILABLE", message: "Service busy, try again" },
+	UNSUPPORTED_MEDIA_TYPE: { code: 415, type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported media type" }
+};
+
+/** body-parser's error `type`s (it sets `status` and `type` on the errors it throws). */
+const BODY_PARSER_TYPES: Record<string, { code: number; type: string; message: string }> = {
+	"entity.parse.failed": { code: 400, type: "INVALID_JSON", message: "Malformed JSON body" },
+	"entity.too.large": { code: 413, type: "PAYLOAD_TOO_LARGE", message: "Request body too large" },
+	"encoding.unsupported": { code: 415, type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported content encoding" },
+	"charset.unsupported": { code: 415, type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported charset" },
+	"request.aborted": { code: 400, type: "BAD_REQUEST", message: "Request aborted" },
+	"request.size.invalid": { code: 400, type: "BAD_REQUEST", message: "Request size did not match content length" }
+};
+
+const STABLE_TYPE = /^[A-Z][A-Z0-9_]*$/;
+
+/**
+ * Maps any error to the status and body the gateway sends. Client errors (4xx) of our own keep their message,
+ * type and data; everything else becomes a generic body, because a server-side message may carry SQL, a host or
+ * a stack.
+ */
+export function toHttpError(err: unknown): { status: number; body: HttpErrorBody } {
+	const e = (err ?? {}) as ErrorLike;
+	const type = typeof e.type === "string" ? e.type : undefined;
+	const code = typeof e.code === "number" ? e.code : typeof e.status === "number" ? e.status : 500;
+
+	if (type && BODY_PARSER_TYPES[type]) {
+		const m = BODY_PARSER_TYPES[type];
+		return { status: m.code, body: { name: "BadRequestError", message: m.message, code: m.code, type: m.type } };
+	}
+	if (type === "VALIDATION_ERROR") {
+		return {
+			status: 422,
+			body: {
+				name: "ValidationError",
+				message: "Parameters validation error!",
+				code: 422,
+				type: "VALIDATION_ERROR",
+				data: sanitizeValidationData(e.data)
+			}
+		};
+	}
+	if (type && LIBRARY_TYPES[type]) {
+		const m = LIBRARY_TYPES[type];
+		const name = m.code >= 500 ? "ServiceUnavailableError" : e.name ?? "Error";
+		return { status: m.code, body: { name, message: m.message, code: m.code, type: m.type } };
+	}
+	if (code >= 400 && code < 500 && type && STABLE_TYPE.test(type)) {
+		const body: HttpErrorBody = { name: e.name ?? "Error", message: e.message ?? type, code, type };
+		if (e.data !== undefined && e.data !== null) body.data = e.data;
+		return { status: code, body };
+	}
+	if (code === 503 || e.retryable) {
+		return {
+			status: 503,
+			body: { name: "ServiceUnavailableError", message: "Service temporarily unavailable", code: 503, type: "SERVICE_UNAVAILABLE" }
+		};
+	}
+	return {
+		status: 500,
+		body: { name: "InternalServerError", message: "Internal server error", code: 500, type: "INTERNAL_ERROR" }
+	};
+}
+
+/** Keeps the field name, the failed rule and the message; drops `actual` (it may hold the submitted password). */
+export function sanitizeValidationData(data: unknown): { field: string; type: string; message: string }[] {
+	if (!Array.isArray(data)) return [];
+	return data.map(d => {
+		const item = (d ?? {}) as Record<string, unknown>;
+		return {
+			field: String(item.field ?? ""),
+			type: String(item.type ?? "invalid"),
+			message: String(item.message ?? "invalid value")
+		};
+	});
+}
+
+/** Moleculer's retry check: errors do not keep their class across the transporter, so read the flag. */
+export function isRetryable(err: unknown): boolean {
+	return !!(err && typeof err === "object" && (err as ErrorLike).retryable === true);
+}
+
+/** Circuit-breaker check: only server-side failures (5xx, timeouts, unknown errors) count against an action. */
+export function isServerFault(err: unknown): boolean {
+	if (!err || typeof err !== "object") return true;
+	const code = (err as ErrorLike).code;
+	return !(typeof code === "number" && code >= 400 && code < 500);
+}

@@ -1,0 +1,14 @@
+import type { Config } from "../config";
+import { MemoryStore } from "./memory";
+import { RedisStore } from "./redis";
+import type { CoordinationStore } from "./types";
+
+export * from "./types";
+export { MemoryStore } from "./memory";
+export { RedisStore } from "./redis";
+
+/** Builds the store the configuration asks for: Redis when REDIS_URL is set, memory otherwise. */
+export function createStore(config: Pick<Config, "redis" | "storePrefix">): CoordinationStore {
+	if (config.redis) return new RedisStore({ url: config.redis.url, prefix: config.storePrefix });
+	return new MemoryStore({ prefix: config.storePrefix });
+}

@@ -1,0 +1,197 @@
+/**
+ * Database mixin: each service owns its own database and schema (DESIGN.md section 3).
+ * - Embedded: one SQLite file per service under DATA_DIR (WAL, busy timeout, immediate transactions).
+ * - Cluster: one schema per service on MariaDB/MySQL (`<DB_PREFIX><service>`), created if missing, with a small
+ *   pool sized for a 2-core box.
+ * At start it runs the service's versioned migrations (umzug). On MariaDB the run holds a named lock
+ * (GET_LOCK), so several replicas starting together migrate once and the others wait, then find nothing to do.
+ * moleculer-db's generic CRUD actions are switched off: services expose domain actions, not their tables.
+ */
+import fs from "fs";
+import path from "path";
+import type { ServiceSchema } from "moleculer";
+import DbService from "moleculer-db";
+import SequelizeAdapter from "moleculer-db-adapter-sequelize";
+import mysql from "mysql2/promise";
+import {
+	DataTypes,
+	QueryInterface,
+	Sequelize,
+	Transaction,
+	type Model,
+	type ModelAttributes,
+	type ModelOptions,
+	type ModelStatic
+} from "sequelize";
+import { SequelizeStorage, Umzug } from "umzug";
+import type { SqlConfig } from "../lib/config";
+import { platformOf } from "../lib/platform";
+
+export interface Migration {
+	/** Sorted by name; never rename one that has shipped. */
+	name: string;
+	up(qi: QueryInterface, types: typeof DataTypes): Promise<void>;
+	down?(qi: QueryInterface, types: typeof DataTypes): Promise<void>;
+}
+
+export interface DbMixinOptions {
+	/** Logical database name (the service name by default). */
+	database: string;
+	migrations: Migration[];
+	/** The service's main model, for moleculer-db's adapter. */
+	model: { name: string; define: ModelAttributes; options?: ModelOptions };
+}
+
+export interface DbVars {
+	/** The service's own Sequelize instance (available from `started`). */
+	sequelize: Sequelize;
+	/** Physical database name: the schema on MariaDB or the file stem on SQLite. */
+	databaseName: string;
+	/** The main model (set by moleculer-db's adapter when it connects). */
+	model: ModelStatic<Model>;
+}
+
+/** `<DB_PREFIX><name>`, restricted to what MariaDB accepts unquoted. */
+export function physicalDatabaseName(sql: SqlConfig, logical: string): string {
+	const name = `${sql.prefix}${logical}`.replace(/[^A-Za-z0-9_]/g, "_");
+	if (name.length > 64) throw new Error(`database name too long: ${name}`);
+	return name;
+}
+
+export function createSequelize(sql: SqlConfig, database: string): Sequelize {
+	const common = {
+		logging: false as const,
+		define: { underscored: true, freezeTableName: true },
+		benchmark: false
+	};
+	if (sql.dialect === "sqlite") {
+		fs.mkdirSync(sql.dir!, { recursive: true });
+		return new Sequelize({
+			...common,
+			dialect: "sqlite",
+			storage: path.join(sql.dir!, `${database}.sqlite`),
+			// IMMEDIATE takes the write lock at BEGIN: two transactions never deadlock upgrading a read lock.
+			transactionType: Transaction.TYPES.IMMEDIATE,
+			retry: { match: [/SQLITE_BUSY/], max: 10 }
+		});
+	}
+	return new Sequelize(database, sql.user!, sql.password, {
+		...common,
+		dialect: "mysql",
+		host: sql.host,
+		port: sql.port,
+		timezone: "+00:00",
+		pool: { max: sql.poolMax, min: 0, acquire: 10_000, idle: 10_000, evict: 5_000 },
+		dialectOptions: { connectTimeout: 5_000, supportBigNumbers: true, bigNumberStrings: false },
+		retry: { max: 0 }
+	});
+}
+
+/** Creates the schema if missing (MariaDB), then runs pending migrations under a cross-node lock. */
+export async function migrate(
+	sql: SqlConfig,
+	database: string,
+	sequelize: Sequelize,
+	migrations: Migration[],
+	log: (msg: string) => void
+): Promise<string[]> {
+	const umzug = new Umzug({
+		migrations: [...migrations]
+			.sort((a, b) => a.name.localeCompare(b.name))
+			.map(m => ({
+				name: m.name,
+				up: ({ context }: { context: QueryInterface }) => m.up(context, DataTypes),
+				down: ({ context }: { context: QueryInterface }) => (m.down ? m.down(context, DataTypes) : Promise.resolve())
+			})),
+		context: sequelize.getQueryInterface(),
+		storage: new SequelizeStorage({ sequelize, tableName: "schema_migrations" }),
+		logger: undefined
+	});
+
+	if (sql.dialect === "sqlite") {
+		const done = await umzug.up();
+		return done.map(m => m.name);
+	}
+
+	// A separate connection holds the lock for the whole run; the migrations use the pool.
+	const admin = await mysql.createConnection({
+		host: sql.host,
+		port: sql.port,
+		user: sql.user,
+		password: sql.password,
+		connectTimeout: 5_000
+	});
+	try {
+		await admin.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+		const lockName = `migrate:${database}`.slice(0, 64);
+		const [rows] = await admin.query("SELECT GET_LOCK(?, 120) AS got", [lockName]);
+		if ((rows as { got: number }[])[0]?.got !== 1) throw new Error(`timed out waiting for the migration lock of ${database}`);
+		try {
+			const done = await umzug.up();
+			if (done.length > 0) log(`migrated ${database}: ${done.map(m => m.name).join(", ")}`);
+			return done.map(m => m.name);
+		} finally {
+			await admin.query("SELECT RELEASE_LOCK(?)", [lockName]);
+		}
+	} finally {
+		await admin.end();
+	}
+}
+
+export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
+	return {
+		mixins: [DbService as unknown as Partial<ServiceSchema>],
+
+		// moleculer-db's CRUD actions would publish the tables over the bus; the service defines its own.
+		actions: {
+			find: false,
+			count: false,
+			list: false,
+			create: false,
+			insert: false,
+			get: false,
+			update: false,
+			remove: false,
+
+			/** Health probe for the gateway: one round trip to this service's database. */
+			health: {
+				visibility: "public",
+				async handler() {
+					const started = Date.now();
+					await this.sequelize.query("SELECT 1");
+					return { ok: true, database: this.databaseName, latencyMs: Date.now() - started };
+				}
+			}
+		},
+
+		model: opts.model,
+
+		created() {
+			const { config } = platformOf(this.broker);
+			const name = physicalDatabaseName(config.sql, opts.database);
+			const sequelize = createSequelize(config.sql, name);
+			this.databaseName = name;
+			this.sequelize = sequelize;
+			// Replace moleculer-db's memory adapter with a Sequelize adapter bound to our instance; `noSync`:
+			// tables come from migrations, never from model.sync().
+			// (Its typings declare one constructor argument; the fourth, `noSync`, is read by the adapter's connect.)
+			const Adapter = SequelizeAdapter as unknown as new (...args: unknown[]) => { init(b: unknown, s: unknown): void };
+			this.adapter = new Adapter(sequelize, undefined, undefined, { noSync: true });
+			this.adapter.init(this.broker, this);
+		},
+
+		methods: {
+			/** Called by moleculer-db at start (and retried every second until it succeeds). */
+			async connect() {
+				const { config } = platformOf(this.broker);
+				if (config.sql.dialect === "sqlite") {
+					await this.sequelize.query("PRAGMA journal_mode=WAL");
+					await this.sequelize.query("PRAGMA busy_timeout=5000");
+					await this.sequelize.query("PRAGMA foreign_keys=ON");
+				}
+				await migrate(config.sql, this.databaseName, this.sequelize, opts.migrations, (m: string) => this.logger.info(m));
+				await this.adapter.connect();
+			}
+		}
+	};
+}

@@ -1,0 +1,137 @@
+/**
+ * Moleculer broker configuration: the only place the broker is configured (STYLE.md practice 9).
+ * moleculer-runner calls the default export; tests call `brokerOptions(config)` with a config of their own.
+ * Every value comes from lib/config.ts, which validated the environment first.
+ */
+import type { BrokerOptions } from "moleculer";
+import { loadConfigOrExit, type Config } from "./lib/config";
+import { isRetryable, isServerFault } from "./lib/errors";
+import { PlatformMiddleware } from "./lib/platform";
+import { ensureJwtSecret } from "./lib/secrets";
+import type { CoordinationStore } from "./lib/store";
+
+export function brokerOptions(input: Config, opts: { store?: CoordinationStore } = {}): BrokerOptions {
+	// Embedded mode may start without JWT_SECRET: one is generated per data dir (the user service logs it).
+	const jwt = ensureJwtSecret(input);
+	const config: Config = { ...input, jwt: { ...input.jwt, secret: jwt.secret, generatedAt: jwt.generatedAt } };
+
+	return {
+		// Nodes only see nodes of the same namespace: tests and several installs share one NATS server safely.
+		namespace: config.namespace,
+		// Unique per process by default (hostname-pid); set NODE_ID to pin it.
+		nodeID: config.nodeID,
+
+		// Log level from LOG_LEVEL; the node ID in every line tells the nodes apart in cluster logs.
+		logger: {
+			type: "Console",
+			options: { level: config.logLevel, colors: process.stdout.isTTY === true, moduleColors: false, formatter: "short" }
+		},
+
+		// No TRANSPORTER: every service in this process talks in-process (embedded). With it: NATS, and the
+		// credentials come from the environment, never from the repository.
+		transporter: config.transporter
+			? {
+					type: "NATS",
+					options: {
+						url: config.transporter.url,
+						user: config.transporter.user,
+						pass: config.transporter.password,
+						token: config.transporter.token,
+						// Keep reconnecting forever; a node that loses NATS for a while comes back by itself.
+						maxReconnectAttempts: -1,
+						reconnectTimeWait: 1000
+					}
+				}
+			: null,
+
+		// JSON keeps packets readable in `nats sub` while debugging; payloads are small.
+		serializer: "JSON",
+
+		// Never 0: a call to a node that died mid-request must end. Saga steps set their own shorter timeouts.
+		requestTimeout: config.requestTimeoutMs,
+
+		// Retry only errors that say they are retryable (timeouts, unreachable nodes, a busy store). The flag is
+		// checked, not the class: error classes do not survive the transporter. Every action that can be retried
+		// is idempotent (DESIGN.md section 8).
+		retryPolicy: {
+			enabled: true,
+			retries: 3,
+			delay: 100,
+			maxDelay: 1000,
+			factor: 2,
+			check: (err: Error) => isRetryable(err)
+		},
+
+		// A call from a handler to another handler never goes deeper than this (protects against loops).
+		maxCallLevel: 100,
+
+		// Heartbeats: a node missing for 15 s is removed from the registry and its calls fail over.
+		heartbeatInterval: 5,
+		heartbeatTimeout: 15,
+
+		// Params are not cloned per call: handlers never mutate their params.
+		contextParamsCloning: false,
+
+		// Graceful shutdown waits for in-flight requests (up to 10 s) before the node leaves.
+		tracking: { enabled: true, shutdownTimeout: 10_000 },
+
+		// Round-robin between replicas, preferring a local instance when this node has one.
+		registry: { strategy: "RoundRobin", preferLocal: true },
+
+		// Broker-wide circuit breaker: an action that fails half of at least 20 calls in 60 s is opened for 10 s.
+		// Only server-side failures count (5xx and timeouts); a client error (4xx) is an answer, not a fault.
+		// Actions where tripping would do harm turn it off in their own schema.
+		circuitBreaker: {
+			enabled: true,
+			threshold: 0.5,
+			minRequestCount: 20,
+			windowTime: 60,
+			halfOpenTime: 10_000,
+			check: (err: Error) => isServerFault(err)
+		},
+
+		// Bulkhead: at most 64 concurrent executions per action on this node, up to 2000 queued behind them; past
+		// that the caller gets a 503 instead of the node running out of memory during a flash sale.
+		bulkhead: { enabled: true, concurrency: 64, maxQueueSize: 2000 },
+
+		// Params schemas are validated by fastest-validator before every handler.
+		validator: true,
+
+		// Prometheus metrics on METRICS_PORT (0 turns them off). Each node of a local cluster gets its own port.
+		metrics: {
+			enabled: config.metricsPort > 0,
+			reporter:
+				config.metricsPort > 0
+					? [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics", defaultLabels: () => ({ namespace: config.namespace, nodeID: "" }) } }]
+					: []
+		},
+
+		// Tracing is off unless TRACING selects an exporter; sampling every request is fine at our volumes.
+		tracing: tracingOptions(config),
+
+		// Attaches the config and the coordination store to the broker for the services.
+		middlewares: [PlatformMiddleware(config, opts.store)],
+
+		// Services that depend on others wait up to 60 s for them at start.
+		dependencyTimeout: 60_000,
+		dependencyInterval: 500
+	};
+}
+
+function tracingOptions(config: Config): BrokerOptions["tracing"] {
+	switch (config.tracing.exporter) {
+		case "off":
+			return { enabled: false };
+		case "console":
+			return { enabled: true, exporter: { type: "Console", options: { width: 100, gaugeWidth: 40 } } };
+		case "zipkin":
+			return { enabled: true, exporter: { type: "Zipkin", options: { baseURL: config.tracing.endpoint } } };
+		case "jaeger":
+			return { enabled: true, exporter: { type: "Jaeger", options: { endpoint: config.tracing.endpoint } } };
+	}
+}
+
+/** moleculer-runner entry: read and validate the environment, or exit with the list of problems. */
+export default function (): BrokerOptions {
+	return brokerOptions(loadConfigOrExit());
+}

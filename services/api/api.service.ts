@@ -1,0 +1,195 @@
+/**
+ * API gateway (moleculer-web): the only HTTP entry point. It authenticates bearer tokens, authorizes by the
+ * `auth` declared on each action, maps every error to API.md's error body, limits body size and request rate,
+ * and answers /api/health. Routes are an explicit alias list with `mappingPolicy: "restrict"`: nothing that is
+ * not listed here is reachable over HTTP, and only `published` actions can be listed.
+ */
+import type { IncomingMessage, ServerResponse } from "http";
+import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
+import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
+import { verifyAccessToken, type AuthUser } from "../../lib/auth";
+import type { Config } from "../../lib/config";
+import { ForbiddenError, toHttpError, UnauthorizedError } from "../../lib/errors";
+import { platformOf } from "../../lib/platform";
+import { PlatformMixin } from "../../mixins/platform.mixin";
+import { clientAddress, StoreRateLimit } from "./rate-limit";
+
+/** Services whose absence makes the API unable to serve; /api/health reports each of them. */
+export const REQUIRED_SERVICES = ["user"];
+
+type GatewayRequest = IncomingMessage & { $action?: { auth?: "user" | "admin" | false } };
+interface Meta {
+	user?: AuthUser | null;
+	clientIp?: string;
+	$statusCode?: number;
+}
+interface Check {
+	ok: boolean;
+	error?: string;
+	latencyMs?: number;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+	return new Promise<T>((resolve, reject) => {
+		const t = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+		p.then(
+			v => {
+				clearTimeout(t);
+				resolve(v);
+			},
+			e => {
+				clearTimeout(t);
+				reject(e);
+			}
+		);
+	});
+}
+
+export function apiGatewaySchema(config: Config): ServiceSchema<ApiSettingsSchema> {
+	const jwtSecret = config.jwt.secret;
+	if (!jwtSecret) throw new Error("api gateway started without a JWT secret");
+
+	return {
+		name: "api",
+		mixins: [ApiGateway, PlatformMixin],
+
+		settings: {
+			port: config.port,
+			ip: "0.0.0.0",
+			// Request lines at debug: a flash sale would otherwise flood the log. Params and bodies are never
+			// logged (they carry passwords and tokens).
+			logRequest: "debug",
+			logResponse: "debug",
+			logRequestParams: null,
+			logResponseData: null,
+			log4XXResponses: false,
+
+			cors: {
+				origin: config.http.corsOrigins,
+				methods: ["GET", "POST", "DELETE", "OPTIONS"],
+				allowedHeaders: ["Content-Type", "Authorization", "Idempotency-Key", "X-Queue-Token"],
+				exposedHeaders: ["Idempotent-Replayed", "X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset"],
+				credentials: false,
+				maxAge: 600
+			},
+
+			routes: [
+				{
+					path: "/api",
+					mappingPolicy: "restrict",
+					autoAliases: false,
+					authentication: true,
+					authorization: true,
+					bodyParsers: { json: { strict: true, limit: config.http.bodyLimit }, urlencoded: false },
+					rateLimit:
+						config.http.rateLimitPerMinute > 0
+							? {
+									window: 60_000,
+									limit: config.http.rateLimitPerMinute,
+									headers: true,
+									key: (req: IncomingMessage) => clientAddress(req, config.http.trustProxy),
+									StoreFactory: StoreRateLimit
+								}
+							: undefined,
+					// The gateway does not retry: retries belong to idempotent service-to-service calls.
+					callOptions: { retries: 0 },
+					aliases: {
+						"POST /auth/register": "user.register",
+						"POST /auth/login": "user.login",
+						"GET /users/me": "user.me",
+						"GET /health": "api.health"
+					},
+					onBeforeCall(ctx: Context<unknown, Meta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
+						ctx.meta.clientIp = clientAddress(req, config.http.trustProxy);
+						res.setHeader("X-Content-Type-Options", "nosniff");
+						res.setHeader("Cache-Control", "no-store");
+					}
+				}
+			],
+
+			onError(this: { logger: { error(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
+				const { status, body } = toHttpError(err);
+				if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
+				res.setHeader("Content-Type", "application/json; charset=utf-8");
+				res.setHeader("X-Content-Type-Options", "nosniff");
+				if (status === 429) res.setHeader("Retry-After", "60");
+				if (status === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
+				res.writeHead(status);
+				res.end(JSON.stringify(body));
+			}
+		},
+
+		actions: {
+			/**
+			 * GET /api/health: 200 when every dependency answers, 503 otherwise. Checks the transporter (cluster
+			 * mode), the coordination store, and each required service's own database through its `health` action.
+			 */
+			health: {
+				visibility: "published",
+				auth: false,
+				async handler(this: { broker: ServiceBroker }, ctx: Context<unknown, Meta>) {
+					const checks: Record<string, Check> = {};
+					const timed = async (name: string, fn: () => Promise<unknown>) => {
+						const started = Date.now();
+						try {
+							await withTimeout(fn(), 2000, name);
+							checks[name] = { ok: true, latencyMs: Date.now() - started };
+						} catch (err) {
+							checks[name] = { ok: false, error: healthError(err) };
+						}
+					};
+					const platform = platformOf(this.broker);
+					await Promise.all([
+						platform.config.transporter
+							? timed("transporter", async () => {
+									if (!this.broker.transit?.connected) throw new Error("not connected to NATS");
+								})
+							: Promise.resolve(),
+						timed("store", () => platform.store.ping()),
+						...REQUIRED_SERVICES.map(svc =>
+							timed(`db:${svc}`, () => ctx.call(`${svc}.health`, {}, { timeout: 2000, retries: 0 }))
+						)
+					]);
+					const ok = Object.values(checks).every(c => c.ok);
+					if (!ok) ctx.meta.$statusCode = 503;
+					return { status: ok ? "ok" : "degraded", mode: platform.config.mode, checks };
+				}
+			}
+		},
+
+		methods: {
+			/** Resolves the bearer token to a user; no header means anonymous, a bad one is a 401. */
+			authenticate(_ctx: Context, _route: unknown, req: IncomingMessage): AuthUser | null {
+				const header = req.headers.authorization;
+				if (!header) return null;
+				const m = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header);
+				if (!m) throw new UnauthorizedError("Malformed Authorization header");
+				const user = verifyAccessToken(m[1], jwtSecret);
+				if (!user) throw new UnauthorizedError("Invalid or expired token");
+				return user;
+			},
+
+			/** Secure by default: an action needs a user unless it says `auth: false`; `auth: "admin"` needs the role. */
+			authorize(ctx: Context<unknown, Meta>, _route: unknown, req: GatewayRequest) {
+				const need = req.$action?.auth ?? "user";
+				if (need === false) return;
+				if (!ctx.meta.user) throw new UnauthorizedError();
+				if (need === "admin" && ctx.meta.user.role !== "admin") throw new ForbiddenError("Admin role required");
+			}
+		}
+	};
+}
+
+/** A short reason for a failed check, without hosts, ports or stack traces. */
+function healthError(err: unknown): string {
+	const e = err as { type?: string; message?: string };
+	if (e?.type === "SERVICE_NOT_FOUND" || e?.type === "SERVICE_NOT_AVAILABLE") return "service unavailable";
+	if (e?.type === "REQUEST_TIMEOUT") return "timed out";
+	if (/did not answer|not connected/.test(e?.message ?? "")) return e.message!;
+	return "unavailable";
+}
+
+/** moleculer-runner calls this with the broker; the schema is built from the node's validated config. */
+export default function (broker: ServiceBroker): ServiceSchema<ApiSettingsSchema> {
+	return apiGatewaySchema(platformOf(broker).config);
+}

@@ -1,0 +1,182 @@
+/**
+ * User context: accounts, password hashes, roles, and the access tokens the gateway verifies (API.md, Users).
+ */
+import crypto from "crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import { UniqueConstraintError } from "sequelize";
+import { DataTypes } from "sequelize";
+import {
+	dummyPasswordHash,
+	hashPassword,
+	signAccessToken,
+	verifyPassword,
+	type AuthUser,
+	type Role
+} from "../../lib/auth";
+import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { EmailTakenError, InvalidCredentialsError } from "./errors";
+import { createUsers } from "./migrations/001_create_users";
+import { normalizeEmail, toPublicUser, type PublicUser, type UserRow } from "./user.domain";
+
+interface RegisterParams {
+	email: string;
+	password: string;
+	name: string;
+}
+interface LoginParams {
+	email: string;
+	password: string;
+}
+interface Meta {
+	user?: AuthUser | null;
+}
+
+interface UserMethods {
+	createUser(email: string, password: string, name: string, role: Role): Promise<PublicUser>;
+	findByEmail(email: string): Promise<UserRow | null>;
+	ensureBootstrapAdmin(): Promise<void>;
+}
+
+const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVars & DbVars> = {
+	name: "user",
+
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "user",
+			migrations: [createUsers],
+			model: {
+				name: "users",
+				define: {
+					id: { type: DataTypes.STRING(36), primaryKey: true },
+					email: { type: DataTypes.STRING(254), allowNull: false },
+					name: { type: DataTypes.STRING(100), allowNull: false },
+					password_hash: { type: DataTypes.STRING(200), allowNull: false },
+					role: { type: DataTypes.STRING(16), allowNull: false }
+				},
+				options: { tableName: "users", timestamps: true, underscored: true }
+			}
+		})
+	],
+
+	actions: {
+		/** POST /api/auth/register. Only email, password and name are read: a `role` in the body is ignored. */
+		register: {
+			visibility: "published",
+			auth: false,
+			params: {
+				email: { type: "email", max: 254 },
+				password: { type: "string", min: 8, max: 128 },
+				name: { type: "string", min: 1, max: 100, trim: true },
+				$$strict: "remove"
+			},
+			async handler(ctx: Context<RegisterParams>) {
+				const { email, password, name } = ctx.params;
+				const user = await this.createUser(email, password, name, "user");
+				(ctx.meta as { $statusCode?: number }).$statusCode = 201;
+				return user;
+			}
+		},
+
+		/** POST /api/auth/login: an access token for valid credentials, the same 401 otherwise. */
+		login: {
+			visibility: "published",
+			auth: false,
+			params: {
+				email: { type: "string", min: 1, max: 254 },
+				password: { type: "string", min: 1, max: 128 },
+				$$strict: "remove"
+			},
+			async handler(ctx: Context<LoginParams>) {
+				const row = await this.findByEmail(ctx.params.email);
+				// Verify against a dummy hash when the user is unknown, so timing does not reveal registered emails.
+				const ok = await verifyPassword(ctx.params.password, row?.password_hash ?? (await dummyPasswordHash()));
+				if (!row || !ok) throw new InvalidCredentialsError();
+				const user = toPublicUser(row);
+				const secret = this.config.jwt.secret!;
+				return {
+					accessToken: signAccessToken(user, secret, this.config.jwt.expiresInSec),
+					tokenType: "Bearer",
+					expiresIn: this.config.jwt.expiresInSec,
+					user
+				};
+			}
+		},
+
+		/** GET /api/users/me: the caller's own account, read fresh from the database. */
+		me: {
+			visibility: "published",
+			auth: "user",
+			async handler(ctx: Context<unknown, Meta>) {
+				const caller = ctx.meta.user;
+				if (!caller) throw new UnauthorizedError();
+				const row = (await this.model.findByPk(caller.id))?.get({ plain: true }) as UserRow | undefined;
+				if (!row) throw new NotFoundError("user", caller.id);
+				return toPublicUser(row);
+			}
+		},
+
+		/** For other services: a user's public profile. */
+		get: {
+			visibility: "public",
+			params: { id: { type: "string", min: 1, max: 36 } },
+			async handler(ctx: Context<{ id: string }>) {
+				const row = (await this.model.findByPk(ctx.params.id))?.get({ plain: true }) as UserRow | undefined;
+				if (!row) throw new NotFoundError("user", ctx.params.id);
+				return toPublicUser(row);
+			}
+		}
+	},
+
+	methods: {
+		async createUser(email: string, password: string, name: string, role: Role) {
+			const normalized = normalizeEmail(email);
+			const passwordHash = await hashPassword(password);
+			try {
+				const row = await this.model.create({
+					id: crypto.randomUUID(),
+					email: normalized,
+					name,
+					password_hash: passwordHash,
+					role
+				});
+				return toPublicUser(row.get({ plain: true }) as UserRow);
+			} catch (err) {
+				if (err instanceof UniqueConstraintError) throw new EmailTakenError();
+				throw err;
+			}
+		},
+
+		async findByEmail(email: string) {
+			return (await this.model.findOne({ where: { email: normalizeEmail(email) }, raw: true })) as UserRow | null;
+		},
+
+		/** ADMIN_EMAIL/ADMIN_PASSWORD: create the admin once, or promote an existing account. Safe on many nodes. */
+		async ensureBootstrapAdmin() {
+			const admin = this.config.admin;
+			if (!admin) return;
+			const existing = await this.findByEmail(admin.email);
+			if (existing) {
+				if (existing.role !== "admin") await this.model.update({ role: "admin" }, { where: { id: existing.id } });
+				return;
+			}
+			try {
+				await this.createUser(admin.email, admin.password, "Administrator", "admin");
+			} catch (err) {
+				// Another replica created it at the same moment.
+				if (!(err instanceof EmailTakenError)) throw err;
+			}
+		}
+	},
+
+	async started() {
+		if (this.config.jwt.generatedAt) {
+			this.logger.info(`Embedded mode without JWT_SECRET: generated a signing secret in ${this.config.jwt.generatedAt}`);
+		}
+		await this.ensureBootstrapAdmin();
+	}
+};
+
+export default UserService;
