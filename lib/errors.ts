@@ -55,14 +55,15 @@ interface ErrorLike {
 	retryable?: boolean;
 }
 
-/** Error types raised by the gateway library (moleculer-web) and the broker, mapped to our stable types. */
+/**
+ * Error types raised by the gateway library (moleculer-web) and the broker, mapped to our stable types and to
+ * messages that name no action or node.
+ */
 const LIBRARY_TYPES: Record<string, { code: number; type: string; message: string }> = {
 	NO_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Authentication required" },
 	INVALID_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Invalid or expired token" },
 	ERR_NO_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Authentication required" },
 	ERR_INVALID_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Invalid or expired token" },
-	FORBIDDEN: { code: 403, type: "FORBIDDEN", message: "Not allowed" },
-	NOT_FOUND: { code: 404, type: "NOT_FOUND", message: "Not found" },
 	SERVICE_NOT_FOUND: { code: 404, type: "NOT_FOUND", message: "Not found" },
 	RATE_LIMIT_EXCEEDED: { code: 429, type: "RATE_LIMITED", message: "Too many requests" },
 	SERVICE_NOT_AVAILABLE: { code: 503, type: "SERVICE_UNAVAILABLE", message: "Service temporarily unavailable" },

@@ -75,7 +75,7 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 			async handler(ctx: Context<RegisterParams>) {
 				const { email, password, name } = ctx.params;
 				const user = await this.createUser(email, password, name, "user");
-				(ctx.meta as { $statusCode?: number }).$statusCode = 201;
+				Object.assign(ctx.meta, { $statusCode: 201, $location: "/api/users/me" });
 				return user;
 			}
 		},

@@ -1,0 +1,131 @@
+/**
+ * `npm run cluster`: the platform as several broker processes on this machine, talking over NATS, with MariaDB
+ * and Redis (the local servers by default). Each node is a moleculer-runner process with its own SERVICES=, its
+ * output prefixed with its name. Ctrl-C or SIGTERM stops them all (gracefully, then by force after 15 s).
+ *
+ *   CLUSTER_NODES="gateway=api;accounts=user;accounts=user"  overrides the topology below.
+ */
+import { ChildProcess, spawn } from "child_process";
+import os from "os";
+import path from "path";
+import readline from "readline";
+import { ConfigError, loadConfig } from "../lib/config";
+import { localClusterEnv } from "./local-env";
+
+interface NodeSpec {
+	name: string;
+	services: string[];
+}
+
+/** The gateway alone, and each service group with two replicas. Later services join these groups. */
+const DEFAULT_TOPOLOGY: NodeSpec[] = [
+	{ name: "gateway", services: ["api"] },
+	{ name: "accounts-1", services: ["user"] },
+	{ name: "accounts-2", services: ["user"] }
+];
+
+function topology(): NodeSpec[] {
+	const raw = process.env.CLUSTER_NODES;
+	if (!raw) return DEFAULT_TOPOLOGY;
+	const counts = new Map<string, number>();
+	return raw.split(";").map(part => {
+		const [name, services] = part.split("=");
+		const n = (counts.get(name) ?? 0) + 1;
+		counts.set(name, n);
+		return { name: `${name}-${n}`, services: services.split(",").map(s => s.trim()) };
+	});
+}
+
+const ROOT = path.resolve(__dirname, "..");
+const COLORS = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95];
+
+function main(): void {
+	let env: Record<string, string>;
+	try {
+		env = localClusterEnv();
+		loadConfig(env);
+	} catch (err) {
+		if (err instanceof ConfigError) {
+			process.stderr.write(`${err.message}\n`);
+			process.exit(1);
+		}
+		throw err;
+	}
+
+	const nodes = topology();
+	const width = Math.max(...nodes.map(n => n.name.length));
+	const metricsBase = Number(env.METRICS_PORT ?? 3030);
+	const children: ChildProcess[] = [];
+	const started = Date.now();
+	let stopping = false;
+
+	nodes.forEach((spec, i) => {
+		const child = spawn(
+			process.execPath,
+			[
+				"-r",
+				"ts-node/register/transpile-only",
+				"node_modules/moleculer/bin/moleculer-runner.js",
+				"--config",
+				"moleculer.config.ts",
+				"--mask",
+				"**/*.service.ts"
+			],
+			{
+				cwd: ROOT,
+				env: {
+					...env,
+					SERVICEDIR: "services",
+					SERVICES: spec.services.join(","),
+					NODE_ID: `${os.hostname()}-${spec.name}`,
+					// Every node gets its own metrics port; only the gateway listens on PORT.
+					METRICS_PORT: metricsBase > 0 ? String(metricsBase + i) : "0"
+				},
+				stdio: ["ignore", "pipe", "pipe"]
+			}
+		);
+		const color = process.stdout.isTTY ? COLORS[i % COLORS.length] : 0;
+		const prefix = color ? `\x1b[${color}m${spec.name.padEnd(width)} |\x1b[0m ` : `${spec.name.padEnd(width)} | `;
+		for (const stream of [child.stdout!, child.stderr!]) {
+			readline.createInterface({ input: stream }).on("line", line => process.stdout.write(`${prefix}${line}\n`));
+		}
+		child.on("exit", (code, signal) => {
+			process.stdout.write(`${prefix}exited (${signal ?? code})\n`);
+			if (!stopping && children.every(c => c.exitCode !== null || c.signalCode !== null)) process.exit(1);
+		});
+		children.push(child);
+	});
+
+	const stop = (signal: string) => {
+		if (stopping) return;
+		stopping = true;
+		process.stdout.write(`\n${signal}: stopping ${children.length} nodes...\n`);
+		for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+		const force = setTimeout(() => {
+			for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+		}, 15_000);
+		force.unref();
+		Promise.all(children.map(c => (c.exitCode !== null || c.signalCode !== null ? null : new Promise(r => c.once("exit", r))))).then(() =>
+			process.exit(0)
+		);
+	};
+	process.on("SIGINT", () => stop("SIGINT"));
+	process.on("SIGTERM", () => stop("SIGTERM"));
+
+	// Tell the user when the API answers healthy, and how long the cluster took to get there.
+	const port = env.PORT ?? "3000";
+	const poll = setInterval(async () => {
+		try {
+			const res = await fetch(`http://127.0.0.1:${port}/api/health`);
+			if (res.status === 200) {
+				clearInterval(poll);
+				process.stdout.write(`cluster ready: ${nodes.length} nodes, http://127.0.0.1:${port}/api healthy after ${Date.now() - started} ms\n`);
+			}
+		} catch {
+			/* not up yet */
+		}
+	}, 250);
+	poll.unref();
+}
+
+main();
