@@ -23,7 +23,8 @@ export class MemoryStore implements CoordinationStore {
 	readonly kind = "memory" as const;
 	readonly prefix: string;
 	private readonly data = new Map<string, Entry>();
-	private readonly now: () => number;
+	/** The store's clock; domain operations built on this store must use it too. */
+	readonly now: () => number;
 	private sweeper?: NodeJS.Timeout;
 	private closed = false;
 

@@ -13,14 +13,15 @@ import { ForbiddenError, toHttpError, UnauthorizedError } from "../../lib/errors
 import { platformOf } from "../../lib/platform";
 import { PlatformMixin } from "../../mixins/platform.mixin";
 import { clientAddress, StoreRateLimit } from "./rate-limit";
+import { REQUIRED_SERVICES, ROUTES } from "./routes";
 
-/** Services whose absence makes the API unable to serve; /api/health reports each of them. */
-export const REQUIRED_SERVICES = ["user"];
 
 type GatewayRequest = IncomingMessage & { $action?: { auth?: "user" | "admin" | false } };
 interface Meta {
 	user?: AuthUser | null;
 	clientIp?: string;
+	idempotencyKey?: string;
+	queueToken?: string;
 	$statusCode?: number;
 }
 interface Check {
@@ -93,14 +94,15 @@ export function apiGatewaySchema(config: Config): ServiceSchema<ApiSettingsSchem
 							: undefined,
 					// The gateway does not retry: retries belong to idempotent service-to-service calls.
 					callOptions: { retries: 0 },
-					aliases: {
-						"POST /auth/register": "user.register",
-						"POST /auth/login": "user.login",
-						"GET /users/me": "user.me",
-						"GET /health": "api.health"
-					},
+					aliases: { ...ROUTES },
 					onBeforeCall(ctx: Context<unknown, Meta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
 						ctx.meta.clientIp = clientAddress(req, config.http.trustProxy);
+						// Request headers the services act on travel in meta (STYLE.md practice 7); the idempotency
+						// layer validates the key.
+						const idem = req.headers["idempotency-key"];
+						if (typeof idem === "string") ctx.meta.idempotencyKey = idem;
+						const queueToken = req.headers["x-queue-token"];
+						if (typeof queueToken === "string") ctx.meta.queueToken = queueToken;
 						res.setHeader("X-Content-Type-Options", "nosniff");
 						res.setHeader("Cache-Control", "no-store");
 					}

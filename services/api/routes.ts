@@ -1,0 +1,20 @@
+/**
+ * Every HTTP route of API.md, in one table: `METHOD /path` under /api -> the published action behind it.
+ * Nothing else is reachable over HTTP (the gateway uses mappingPolicy "restrict"). Each bounded context keeps
+ * its own block; /api/health belongs to the gateway itself.
+ */
+export const ROUTES: Record<string, string> = {
+	// Gateway
+	"GET /health": "api.health",
+
+	// Users
+	"POST /auth/register": "user.register",
+	"POST /auth/login": "user.login",
+	"GET /users/me": "user.me"
+};
+
+/**
+ * Services the API cannot serve without; /api/health reports each one's database through its `health` action
+ * and answers 503 when one is missing or its database is down.
+ */
+export const REQUIRED_SERVICES: string[] = ["user"];
