@@ -10,11 +10,17 @@ export const ROUTES: Record<string, string> = {
 	// Users
 	"POST /auth/register": "user.register",
 	"POST /auth/login": "user.login",
-	"GET /users/me": "user.me"
+	"GET /users/me": "user.me",
+
+	// Waiting room (queue)
+	"POST /queue/tokens": "queue.enter",
+	"GET /queue/tokens/:token": "queue.status",
+	"DELETE /queue/tokens/:token": "queue.leave",
+	"GET /admin/queues/:concertId": "queue.stats"
 };
 
 /**
  * Services the API cannot serve without; /api/health reports each one's database through its `health` action
  * and answers 503 when one is missing or its database is down.
  */
-export const REQUIRED_SERVICES: string[] = ["user"];
+export const REQUIRED_SERVICES: string[] = ["user", "queue"];

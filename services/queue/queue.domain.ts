@@ -1,0 +1,112 @@
+/**
+ * Pure rules of the waiting room (DESIGN.md section 4 step 1), tested without a broker or a store.
+ *
+ * A queue token is `<concertId>.<tokenId>`: the concert part lets every operation on a token find its concert's
+ * keys from the token alone (one store round trip for a status read, no token->concert lookup first); the
+ * `tokenId` part is 128 random bits, so a token cannot be guessed from another one. The binding to a user lives
+ * in the store, next to the token id.
+ */
+import crypto from "crypto";
+
+export type QueueStatus = "WAITING" | "ACTIVE";
+
+/** Concert ids the queue accepts: what fits in a store key without escaping. */
+export const CONCERT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const TOKEN_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+
+/** 16 random bytes, base64url: 22 characters, 128 bits. */
+export function newTokenId(random: (n: number) => Buffer = crypto.randomBytes): string {
+	return random(16).toString("base64url");
+}
+
+export function formatToken(concertId: string, tokenId: string): string {
+	return `${concertId}.${tokenId}`;
+}
+
+/** The parts of a well-formed token, or null (a malformed token is treated as an unknown one). */
+export function parseToken(token: string): { concertId: string; tokenId: string } | null {
+	const dot = token.lastIndexOf(".");
+	if (dot <= 0) return null;
+	const concertId = token.slice(0, dot);
+	const tokenId = token.slice(dot + 1);
+	if (!CONCERT_ID_PATTERN.test(concertId) || !TOKEN_ID_PATTERN.test(tokenId)) return null;
+	return { concertId, tokenId };
+}
+
+/** What the store knows about one token at one instant (its own clock: `now`). */
+export interface QueueEntry {
+	tokenId: string;
+	userId: string;
+	status: QueueStatus;
+	/** 1-based place in the waiting line; 0 when ACTIVE. */
+	position: number;
+	/** Epoch ms when an ACTIVE token lapses; null while WAITING. */
+	expiresAt: number | null;
+	/** Admissions into this concert's active set during the last 60 s of store time. */
+	admittedLastMinute: number;
+	/** The store's clock when the entry was read (epoch ms). */
+	now: number;
+}
+
+export interface EtaInput {
+	status: QueueStatus;
+	position: number;
+	admittedLastMinute: number;
+	maxActive: number;
+	activeTtlSec: number;
+}
+
+/**
+ * Seconds until a waiting token is likely admitted. From the measured admission rate when there is one
+ * (position / admissions-per-second); with no admission in the last minute, the pessimistic bound: every active
+ * user keeps their slot for the whole time-to-live, so `ceil(position / maxActive)` lifetimes.
+ */
+export function etaSeconds(input: EtaInput): number {
+	if (input.status === "ACTIVE" || input.position <= 0) return 0;
+	if (input.admittedLastMinute > 0) return Math.ceil((input.position * 60) / input.admittedLastMinute);
+	return Math.ceil(input.position / Math.max(1, input.maxActive)) * input.activeTtlSec;
+}
+
+/** The token as API.md shows it: `{token, concertId, status, position, etaSeconds, expiresAt}`. */
+export interface TokenView {
+	token: string;
+	concertId: string;
+	status: QueueStatus;
+	position: number;
+	etaSeconds: number;
+	expiresAt: string | null;
+}
+
+export function toTokenView(
+	concertId: string,
+	entry: QueueEntry,
+	limits: { maxActive: number; activeTtlSec: number }
+): TokenView {
+	return {
+		token: formatToken(concertId, entry.tokenId),
+		concertId,
+		status: entry.status,
+		position: entry.status === "ACTIVE" ? 0 : entry.position,
+		etaSeconds: etaSeconds({ ...entry, ...limits }),
+		expiresAt: entry.expiresAt === null ? null : new Date(entry.expiresAt).toISOString()
+	};
+}
+
+/**
+ * Is this entry an ACTIVE token of `userId` for `concertId`? The single rule behind `validate` (queue-gated
+ * routes) so a waiting, lapsed, foreign or other-concert token is refused the same way.
+ */
+export function isActiveFor(
+	entry: QueueEntry | null,
+	token: { concertId: string },
+	expect: { userId: string; concertId: string }
+): entry is QueueEntry {
+	return (
+		entry !== null &&
+		entry.status === "ACTIVE" &&
+		entry.userId === expect.userId &&
+		token.concertId === expect.concertId &&
+		entry.expiresAt !== null &&
+		entry.expiresAt > entry.now
+	);
+}
