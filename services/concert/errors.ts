@@ -1,0 +1,43 @@
+/**
+ * Errors of the concert context. Callers (the reservation service, the saga engine) branch on `type` and on the
+ * `retryable` flag, never on the class: classes do not survive the transporter.
+ */
+import { Errors } from "moleculer";
+
+/**
+ * Some of the asked seats are held by someone else or sold: nothing was held (all or nothing). `data.seatIds`
+ * names exactly the seats that were in the way, so a client can pick others.
+ */
+export class SeatUnavailableError extends Errors.MoleculerClientError {
+	constructor(seatIds: string[]) {
+		super("Some of the seats are not available", 409, "SEAT_UNAVAILABLE", { seatIds: [...seatIds] });
+		this.name = "SeatUnavailableError";
+	}
+}
+
+/** Seat ids that do not belong to the schedule: reads like a missing resource (API.md: 404 NOT_FOUND). */
+export class SeatNotFoundError extends Errors.MoleculerClientError {
+	constructor(seatIds: string[]) {
+		super("seat not found", 404, "NOT_FOUND", { resource: "seat", seatIds: [...seatIds] });
+		this.name = "NotFoundError";
+	}
+}
+
+/**
+ * A re-hold found the seats briefly held by another caller (one whose own check is about to see the seat SOLD
+ * and let go). Transient: the saga engine retries a compensation that fails with it.
+ */
+export class SeatsBusyError extends Errors.MoleculerRetryableError {
+	constructor(seatIds: string[]) {
+		super("Seats are briefly busy, retry", 503, "SEATS_BUSY", { seatIds: [...seatIds] });
+		this.name = "SeatsBusyError";
+	}
+}
+
+/** A sale transaction lost a deadlock or a lock wait: nothing was written, and a retry is safe. */
+export class SaleContentionError extends Errors.MoleculerRetryableError {
+	constructor() {
+		super("Seat sale contended, retry", 503, "SALE_CONTENDED");
+		this.name = "SaleContentionError";
+	}
+}

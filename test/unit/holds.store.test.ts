@@ -1,0 +1,189 @@
+/**
+ * Contract of the seat-hold operations (services/concert/holds.store.ts), run against both implementations: the
+ * memory one with an injected clock, the Redis one against the real server (time passes by sleeping there).
+ */
+import { MemoryStore, RedisStore } from "../../lib/store";
+import { createHoldStore, type HoldStore } from "../../services/concert/holds.store";
+import { REDIS_URL, runId } from "../support/isolation";
+
+interface Fixture {
+	holds: HoldStore;
+	/** Lets `ms` of hold time pass. */
+	advance(ms: number): Promise<void>;
+	close(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+function holdContract(name: string, make: () => Fixture): void {
+	describe(`seat hold contract: ${name}`, () => {
+		let f: Fixture;
+		let holds: HoldStore;
+		let sched: string;
+
+		beforeEach(() => {
+			f = make();
+			holds = f.holds;
+			sched = runId("s");
+		});
+		afterEach(async () => {
+			await holds.clear();
+			await f.close();
+		});
+
+		const hold = (owner: string, seatIds: string[], ttlMs = 60_000, scheduleId = sched) =>
+			holds.hold({ scheduleId, seatIds, owner, ttlMs });
+
+		it("when free seats are held, then the owner holds all of them until now + ttl", async () => {
+			const before = Date.now();
+			const res = await hold("r1", ["a", "b", "c"], 60_000);
+			expect(res.ok).toBe(true);
+			if (res.ok && name === "redis") {
+				expect(res.expiresAt).toBeGreaterThanOrEqual(before + 60_000 - 1000);
+				expect(res.expiresAt).toBeLessThanOrEqual(Date.now() + 60_000 + 1000);
+			}
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["a", "b", "c", "d"] })).toEqual(["r1", "r1", "r1", null]);
+			expect((await holds.heldSeatIds(sched)).sort()).toEqual(["a", "b", "c"]);
+			expect(await holds.heldCounts([sched])).toEqual([3]);
+		});
+
+		it("when one seat of a request is held by another owner, then nothing is held and the conflict names that seat", async () => {
+			expect((await hold("r1", ["b"])).ok).toBe(true);
+			const res = await hold("r2", ["a", "b", "c"]);
+			expect(res).toEqual({ ok: false, conflicts: ["b"] });
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["a", "b", "c"] })).toEqual([null, "r1", null]);
+			expect(await holds.heldCounts([sched])).toEqual([1]);
+		});
+
+		it("when the same owner holds the same seats again, then it succeeds and the expiry does not move", async () => {
+			const first = await hold("r1", ["a", "b"], 5_000);
+			await f.advance(20);
+			const again = await hold("r1", ["a", "b"], 5_000);
+			expect(first.ok && again.ok).toBe(true);
+			if (first.ok && again.ok) expect(again.expiresAt).toBe(first.expiresAt);
+			// Adding a seat to an owned set is also fine; the answer is the earliest expiry of the set.
+			const more = await hold("r1", ["a", "b", "c"], 5_000);
+			expect(more.ok && more.expiresAt === (first.ok && first.expiresAt)).toBe(true);
+			expect(await holds.heldCounts([sched])).toEqual([3]);
+		});
+
+		it("when someone other than the owner releases, then nothing is freed; the owner's release frees them once", async () => {
+			await hold("r1", ["a", "b"]);
+			expect(await holds.release({ scheduleId: sched, seatIds: ["a", "b"], owner: "r2" })).toBe(0);
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["a", "b"] })).toEqual(["r1", "r1"]);
+			expect(await holds.release({ scheduleId: sched, seatIds: ["a", "b", "z"], owner: "r1" })).toBe(2);
+			expect(await holds.release({ scheduleId: sched, seatIds: ["a", "b"], owner: "r1" })).toBe(0);
+			expect(await holds.heldCounts([sched])).toEqual([0]);
+			expect((await hold("r2", ["a", "b"])).ok).toBe(true);
+		});
+
+		it("when a hold's time passes, then the seat is free without anyone releasing it", async () => {
+			await hold("r1", ["a"], 100);
+			await hold("r1", ["b"], 60_000);
+			expect(await holds.heldCounts([sched])).toEqual([2]);
+			await f.advance(160);
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["a", "b"] })).toEqual([null, "r1"]);
+			expect(await holds.heldSeatIds(sched)).toEqual(["b"]);
+			expect(await holds.heldCounts([sched])).toEqual([1]);
+			expect(await hold("r2", ["a"])).toMatchObject({ ok: true });
+			// The old owner's release can no longer touch the seat.
+			expect(await holds.release({ scheduleId: sched, seatIds: ["a"], owner: "r1" })).toBe(0);
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["a"] })).toEqual(["r2"]);
+		});
+
+		it("when 200 owners race for one seat, then exactly one holds it", async () => {
+			const results = await Promise.all(Array.from({ length: 200 }, (_, i) => hold(`r${i}`, ["hot"])));
+			const winners = results.flatMap((r, i) => (r.ok ? [`r${i}`] : []));
+			expect(winners).toHaveLength(1);
+			expect(results.filter(r => !r.ok && r.conflicts.join() === "hot")).toHaveLength(199);
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["hot"] })).toEqual(winners);
+		});
+
+		it("when overlapping multi-seat requests race in opposite order, then one wins whole and the other gets nothing", async () => {
+			for (let round = 0; round < 25; round++) {
+				const s = `${sched}-${round}`;
+				const [x, y] = await Promise.all([
+					hold("x", ["a", "b", "c"], 60_000, s),
+					hold("y", ["c", "b", "a"], 60_000, s)
+				]);
+				expect([x.ok, y.ok].filter(Boolean)).toHaveLength(1);
+				const winner = x.ok ? "x" : "y";
+				expect(await holds.owners({ scheduleId: s, seatIds: ["a", "b", "c"] })).toEqual([winner, winner, winner]);
+			}
+		});
+
+		it("when schedules differ, then their holds and counts are independent", async () => {
+			const other = runId("s");
+			await hold("r1", ["a", "b"]);
+			expect((await hold("r2", ["a"], 60_000, other)).ok).toBe(true);
+			expect(await holds.heldCounts([sched, other, runId("none")])).toEqual([2, 1, 0]);
+		});
+
+		it("when the holds are cleared (the store lost its keys), then every seat reads free", async () => {
+			await hold("r1", ["a", "b"]);
+			await holds.clear();
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["a", "b"] })).toEqual([null, null]);
+			expect(await holds.heldCounts([sched])).toEqual([0]);
+		});
+
+		it("when a request repeats a seat or has a bad ttl, then it is refused and nothing is held", async () => {
+			await expect(hold("r1", ["a", "a"])).rejects.toThrow(/distinct/);
+			await expect(hold("r1", ["a"], 0)).rejects.toThrow(/ttlMs/);
+			await expect(hold("r1", [])).rejects.toThrow(/at least one/);
+			expect(await holds.heldCounts([sched])).toEqual([0]);
+		});
+	});
+}
+
+holdContract("memory", () => {
+	let now = 1_700_000_000_000;
+	const store = new MemoryStore({ now: () => now, sweepIntervalMs: 0 });
+	return {
+		holds: createHoldStore(store),
+		async advance(ms) {
+			now += ms;
+		},
+		close: () => store.close()
+	};
+});
+
+holdContract("redis", () => {
+	const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
+	return {
+		holds: createHoldStore(store),
+		advance: sleep,
+		async close() {
+			await store.clear();
+			await store.close();
+		}
+	};
+});
+
+describe("redis hold store specifics", () => {
+	it("when holds are written, then they live under the install prefix with the hold's ttl", async () => {
+		const prefix = `crp-test:${runId()}:`;
+		const store = new RedisStore({ url: REDIS_URL, prefix });
+		const holds = createHoldStore(store);
+		await holds.hold({ scheduleId: "s1", seatIds: ["a"], owner: "r1", ttlMs: 5_000 });
+		const raw = new RedisStore({ url: REDIS_URL, prefix: "" });
+		expect(await raw.get(`${prefix}concert:h:{s1}:a`)).toBe("r1");
+		const ttl = await raw.ttl(`${prefix}concert:h:{s1}:a`);
+		expect(ttl).toBeGreaterThan(4_000);
+		expect(ttl).toBeLessThanOrEqual(5_000);
+		await holds.clear();
+		expect(await raw.get(`${prefix}concert:h:{s1}:a`)).toBeNull();
+		await store.clear();
+		await Promise.all([store.close(), raw.close()]);
+	});
+
+	it("when Redis is unreachable, then a hold fails fast with a retryable error", async () => {
+		const store = new RedisStore({ url: "redis://127.0.0.1:1", prefix: "x:", commandTimeoutMs: 300 });
+		const err = await createHoldStore(store)
+			.hold({ scheduleId: "s", seatIds: ["a"], owner: "r", ttlMs: 1000 })
+			.catch(e => e);
+		expect(err).toBeInstanceOf(Error);
+		expect(err.retryable).toBe(true);
+		expect(String(err.message)).not.toContain("127.0.0.1");
+		await store.close();
+	});
+});
