@@ -1,0 +1,258 @@
+/**
+ * The saga executor: drives one saga from its journalled state to a terminal state, on the node that holds its
+ * lease. It knows nothing about the participants: each step is an action name, params built from the saga data
+ * and the earlier steps' results, and an optional compensation.
+ *
+ * - Before each call the step is journalled RUNNING (with the attempt number), after it SUCCEEDED, FAILED or
+ *   REJECTED, each time together with the instance's cursor in one fenced transaction (store.ts).
+ * - Forward step: a business rejection (non-retryable 4xx) compensates the completed steps in reverse order. A
+ *   transient failure is retried with backoff under the same idempotency key `<sagaId>:<step>`; once its
+ *   attempts are spent the step is in doubt (a timed-out call may still have applied), so it is compensated too,
+ *   together with the completed ones. Compensations must therefore accept "nothing to undo".
+ * - Compensation: retried with backoff under `<sagaId>:<step>:compensate`; past the limit the saga is FAILED and
+ *   a dead letter is written in the same transaction. Nothing is dropped: an operator retry resumes the same
+ *   compensation.
+ * - Resuming after a crash re-runs the in-flight call (journalled RUNNING) under the same key; participants are
+ *   idempotent per key, so it has no second effect.
+ */
+import { backoffDelay, isRejection, toSagaError } from "./policy";
+import type { Fence, SagaStore } from "./store";
+import type { SagaDefinition, SagaState, StepPhase, StepResults } from "./types";
+
+export interface StepCallOptions {
+	timeout: number;
+	meta: { sagaId: string; idempotencyKey: string };
+}
+
+export type StepCaller = (action: string, params: Record<string, unknown>, opts: StepCallOptions) => Promise<unknown>;
+
+export interface ExecutorSettings {
+	/** How long a lease lasts without renewal. */
+	leaseMs: number;
+	/** Per-call timeout of steps that set none. */
+	stepTimeoutMs: number;
+	/** Upper bound of any backoff delay. */
+	maxBackoffMs: number;
+	/** Calls of one compensation before the saga is parked as FAILED. */
+	compensationAttempts: number;
+	compensationBackoffMs: number;
+}
+
+export interface ExecutorHooks {
+	/** Every finished call: its latency and how it ended. */
+	step?(type: string, step: string, phase: StepPhase, ms: number, outcome: "ok" | "rejected" | "error"): void;
+	/** The saga reached COMPLETED, COMPENSATED or FAILED (`deadLetterId` with FAILED). */
+	terminal?(saga: SagaState, deadLetterId?: string): void;
+	/** This node stopped driving a saga because another node holds its lease now. */
+	lost?(sagaId: string): void;
+	log?(level: "info" | "warn" | "error", msg: string): void;
+}
+
+export interface ExecutorDeps {
+	store: SagaStore;
+	/** This node's lease owner id. */
+	owner: string;
+	definitions: ReadonlyMap<string, SagaDefinition<unknown>>;
+	call: StepCaller;
+	settings: ExecutorSettings;
+	newId: () => string;
+	sleep?: (ms: number) => Promise<void>;
+	hooks?: ExecutorHooks;
+}
+
+export type DriveOutcome = "terminal" | "lost" | "stopped" | "unknown-type" | "not-owner";
+
+const delay = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms).unref());
+
+export class SagaExecutor {
+	private stopping = false;
+
+	constructor(private readonly deps: ExecutorDeps) {}
+
+	/** Stop before the next call of every saga this executor drives; their leases are given up. */
+	stop(): void {
+		this.stopping = true;
+	}
+
+	/** Drives a saga whose lease this owner holds, until it is terminal, the lease is lost or the node stops. */
+	async drive(id: string): Promise<DriveOutcome> {
+		const { store, owner } = this.deps;
+		const saga = await store.get(id);
+		if (!saga || saga.leaseOwner !== owner) return "not-owner";
+		const def = this.deps.definitions.get(saga.type);
+		if (!def) {
+			// A node without this definition (an older version) leaves it to one that has it.
+			this.log("warn", `saga ${id}: unknown type ${saga.type} on this node; releasing it`);
+			await store.release({ id, owner });
+			return "unknown-type";
+		}
+		const fence: Fence = { id, owner };
+		const run = { saga, def, fence, results: { ...saga.results } as StepResults };
+		const outcome = saga.status === "RUNNING" ? await this.forward(run) : await this.compensate(run);
+		if (outcome === "stopped") await store.release(fence).catch(() => undefined);
+		if (outcome === "lost") this.deps.hooks?.lost?.(id);
+		return outcome;
+	}
+
+	private async forward(run: Run): Promise<DriveOutcome> {
+		const { saga, def, fence, results } = run;
+		const { store, settings } = this.deps;
+		for (let i = saga.step; i < def.steps.length; i++) {
+			const step = def.steps[i];
+			const policy = step.retry ?? { attempts: 1, backoffMs: 0 };
+			let attempt = i === saga.step ? saga.attempts : 0;
+			for (;;) {
+				if (this.stopping) return "stopped";
+				attempt++;
+				const running = { stepIndex: i, step: step.name, phase: "forward" as const, attempts: attempt };
+				if (!(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: i, stepName: step.name, attempts: attempt }))) {
+					return "lost";
+				}
+				const started = Date.now();
+				let result: unknown;
+				try {
+					result = await this.deps.call(step.action, step.params(saga.data, results), {
+						timeout: step.timeout ?? settings.stepTimeoutMs,
+						meta: { sagaId: saga.id, idempotencyKey: `${saga.id}:${step.name}` }
+					});
+				} catch (err) {
+					const error = toSagaError(def, err, step.name, "forward");
+					if (isRejection(err)) {
+						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "rejected");
+						// The participant said no: nothing of this step applied; undo the completed ones.
+						const ok = await store.record(
+							fence,
+							settings.leaseMs,
+							{ ...running, status: "REJECTED", error },
+							{ status: "COMPENSATING", step: i - 1, stepName: def.steps[i - 1]?.name ?? null, attempts: 0, error }
+						);
+						if (!ok) return "lost";
+						return this.compensate({ ...run, saga: { ...saga, status: "COMPENSATING", step: i - 1, attempts: 0, error } });
+					}
+					this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "error");
+					if (attempt < policy.attempts) {
+						if (!(await store.record(fence, settings.leaseMs, { ...running, status: "FAILED", error }, { attempts: attempt }))) return "lost";
+						await this.sleep(backoffDelay(attempt, policy.backoffMs, settings.maxBackoffMs));
+						continue;
+					}
+					// Attempts spent: the step is in doubt (a timed-out call may have applied), so it is compensated
+					// along with the completed ones.
+					const ok = await store.record(
+						fence,
+						settings.leaseMs,
+						{ ...running, status: "FAILED", error },
+						{ status: "COMPENSATING", step: i, stepName: step.name, attempts: 0, error }
+					);
+					if (!ok) return "lost";
+					return this.compensate({ ...run, saga: { ...saga, status: "COMPENSATING", step: i, attempts: 0, error } });
+				}
+				this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "ok");
+				results[step.name] = result ?? null;
+				const last = i === def.steps.length - 1;
+				const patch = last
+					? { step: i + 1, stepName: null, attempts: 0, results, status: "COMPLETED" as const, result: this.result(def, saga.data, results), releaseLease: true }
+					: { step: i + 1, stepName: def.steps[i + 1].name, attempts: 0, results };
+				if (!(await store.record(fence, settings.leaseMs, { ...running, status: "SUCCEEDED", result: result ?? null }, patch))) return "lost";
+				break;
+			}
+		}
+		if (saga.step >= def.steps.length) {
+			// Nothing (left) to run: a resumed saga whose last step had completed.
+			if (!(await store.patch(fence, settings.leaseMs, { status: "COMPLETED", result: this.result(def, saga.data, results), releaseLease: true }))) {
+				return "lost";
+			}
+		}
+		return this.finish(saga.id);
+	}
+
+	private async compensate(run: Run): Promise<DriveOutcome> {
+		const { saga, def, fence, results } = run;
+		const { store, settings } = this.deps;
+		let j = nextCompensable(def, saga.step);
+		const nothingToDo = j < 0;
+		let attempt = j === saga.step ? saga.attempts : 0;
+		while (j >= 0) {
+			const step = def.steps[j];
+			const comp = step.compensate!;
+			if (this.stopping) return "stopped";
+			attempt++;
+			const running = { stepIndex: j, step: step.name, phase: "compensate" as const, attempts: attempt };
+			if (!(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: j, stepName: step.name, attempts: attempt }))) {
+				return "lost";
+			}
+			const started = Date.now();
+			try {
+				const result = await this.deps.call(comp.action, comp.params(saga.data, results), {
+					timeout: step.timeout ?? settings.stepTimeoutMs,
+					meta: { sagaId: saga.id, idempotencyKey: `${saga.id}:${step.name}:compensate` }
+				});
+				this.deps.hooks?.step?.(def.type, step.name, "compensate", Date.now() - started, "ok");
+				const next = nextCompensable(def, j - 1);
+				const patch =
+					next < 0
+						? { step: -1, stepName: null, attempts: 0, status: "COMPENSATED" as const, releaseLease: true }
+						: { step: next, stepName: def.steps[next].name, attempts: 0 };
+				if (!(await store.record(fence, settings.leaseMs, { ...running, status: "SUCCEEDED", result: result ?? null }, patch))) return "lost";
+				j = next;
+				attempt = 0;
+			} catch (err) {
+				this.deps.hooks?.step?.(def.type, step.name, "compensate", Date.now() - started, "error");
+				const error = toSagaError(def, err, step.name, "compensate");
+				if (attempt < settings.compensationAttempts) {
+					if (!(await store.record(fence, settings.leaseMs, { ...running, status: "FAILED", error }, { attempts: attempt }))) return "lost";
+					await this.sleep(backoffDelay(attempt, settings.compensationBackoffMs, settings.maxBackoffMs));
+					continue;
+				}
+				// Parked for an operator: FAILED and its dead letter in one transaction, so neither exists alone.
+				const deadLetterId = this.deps.newId();
+				const ok = await store.record(
+					fence,
+					settings.leaseMs,
+					{ ...running, status: "FAILED", error },
+					{ status: "FAILED", attempts: attempt, releaseLease: true },
+					{ id: deadLetterId, sagaType: def.type, step: step.name, phase: "compensate", error }
+				);
+				if (!ok) return "lost";
+				return this.finish(saga.id, deadLetterId);
+			}
+		}
+		if (nothingToDo) {
+			// Nothing to compensate (rejected at the first step, or no step has a compensation).
+			if (!(await store.patch(fence, settings.leaseMs, { step: -1, stepName: null, attempts: 0, status: "COMPENSATED", releaseLease: true }))) {
+				return "lost";
+			}
+		}
+		return this.finish(saga.id);
+	}
+
+	private async finish(id: string, deadLetterId?: string): Promise<DriveOutcome> {
+		const saga = await this.deps.store.get(id);
+		if (saga) this.deps.hooks?.terminal?.(saga, deadLetterId);
+		return "terminal";
+	}
+
+	private result(def: SagaDefinition<unknown>, data: unknown, results: StepResults): unknown {
+		return def.result ? def.result(data, results) : results;
+	}
+
+	private sleep(ms: number): Promise<void> {
+		return (this.deps.sleep ?? delay)(ms);
+	}
+
+	private log(level: "info" | "warn" | "error", msg: string): void {
+		this.deps.hooks?.log?.(level, msg);
+	}
+}
+
+interface Run {
+	saga: SagaState;
+	def: SagaDefinition<unknown>;
+	fence: Fence;
+	results: StepResults;
+}
+
+/** The highest step index <= from that has a compensation, or -1. */
+function nextCompensable(def: SagaDefinition<unknown>, from: number): number {
+	for (let j = Math.min(from, def.steps.length - 1); j >= 0; j--) if (def.steps[j].compensate) return j;
+	return -1;
+}

@@ -1,0 +1,395 @@
+/**
+ * Saga persistence in the saga service's own database (SQLite embedded, MariaDB in a cluster): instances, the
+ * step journal and dead letters, in the tables of services/saga/migrations.
+ *
+ * Leases and fencing: every write a driver makes carries `WHERE id = ? AND lease_owner = ?` and bumps `rev`, and
+ * the driver checks the affected rows. A node whose lease was taken over (it paused past the expiry and another
+ * node claimed the saga) therefore cannot write another step: its write affects no row and it stops driving.
+ * `rev` also makes every fenced UPDATE change the row, so MariaDB's affected-rows count (changed rows, not
+ * matched rows) is exact. A claim is one conditional UPDATE (`lease expired OR mine`), so of several nodes racing
+ * for the same expired lease exactly one sees an affected row.
+ *
+ * Times are epoch milliseconds in BIGINT columns: portable across both dialects, millisecond precision, and
+ * compared with the node's injectable clock.
+ */
+import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
+import type { DeadLetter, JournalEntry, SagaError, SagaState, SagaStatus, StepPhase, StepResults } from "./types";
+
+interface InstanceRow {
+	id: string;
+	type: string;
+	saga_key: string;
+	status: SagaStatus;
+	data: string;
+	results: string;
+	current_step: number;
+	step_name: string | null;
+	attempts: number;
+	lease_owner: string | null;
+	lease_expires_at: number | string | null;
+	rev: number;
+	result: string | null;
+	error: string | null;
+	created_at: number | string;
+	updated_at: number | string;
+}
+
+interface StepRow {
+	id: number;
+	saga_id: string;
+	step: string;
+	step_index: number;
+	phase: StepPhase;
+	status: JournalEntry["status"];
+	attempts: number;
+	result: string | null;
+	error: string | null;
+	owner: string | null;
+	started_at: number | string;
+	finished_at: number | string | null;
+}
+
+interface DeadLetterRow {
+	id: string;
+	saga_id: string;
+	saga_type: string;
+	step: string;
+	phase: StepPhase;
+	error: string | null;
+	status: DeadLetter["status"];
+	note: string | null;
+	created_at: number | string;
+	updated_at: number | string;
+}
+
+/** Who is writing: the saga and the lease owner that must still hold it. */
+export interface Fence {
+	id: string;
+	owner: string;
+}
+
+/** Fields of an instance a driver changes together with a journal entry. */
+export interface InstancePatch {
+	status?: SagaStatus;
+	step?: number;
+	stepName?: string | null;
+	attempts?: number;
+	results?: StepResults;
+	result?: unknown;
+	error?: SagaError | null;
+	/** Give the lease up (terminal states): another node may then pick the saga up only through an admin retry. */
+	releaseLease?: boolean;
+}
+
+export interface JournalWrite {
+	stepIndex: number;
+	step: string;
+	phase: StepPhase;
+	status: JournalEntry["status"];
+	attempts: number;
+	result?: unknown;
+	error?: unknown;
+}
+
+export interface NewDeadLetter {
+	id: string;
+	sagaType: string;
+	step: string;
+	phase: StepPhase;
+	error: unknown;
+}
+
+const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
+const parse = <T>(s: string | null | undefined): T | undefined => (s === null || s === undefined ? undefined : (JSON.parse(s) as T));
+const iso = (ms: number | string | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
+
+export class SagaStore {
+	/** Statements executed, for the closing figure "journal writes per saga". */
+	writes = 0;
+
+	private readonly upsertTail: string;
+
+	constructor(
+		private readonly sequelize: Sequelize,
+		private readonly now: () => number = Date.now
+	) {
+		const cols = ["status", "attempts", "result", "error", "owner", "finished_at"];
+		this.upsertTail =
+			sequelize.getDialect() === "sqlite"
+				? `ON CONFLICT (saga_id, step, phase) DO UPDATE SET ${cols.map(c => `${c} = excluded.${c}`).join(", ")}`
+				: `ON DUPLICATE KEY UPDATE ${cols.map(c => `${c} = VALUES(${c})`).join(", ")}`;
+	}
+
+	private async update(sql: string, replacements: unknown[], transaction?: Transaction): Promise<number> {
+		this.writes++;
+		const affected = await this.sequelize.query(sql, { replacements, type: QueryTypes.BULKUPDATE, transaction });
+		return Number(affected);
+	}
+
+	private async insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
+		this.writes++;
+		await this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction });
+	}
+
+	private select<T extends object>(sql: string, replacements: unknown[], transaction?: Transaction): Promise<T[]> {
+		return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
+	}
+
+	/**
+	 * Creates a RUNNING saga leased to `owner`, or finds the one that already has this key (the unique index on
+	 * `saga_key`, not a lookup, is what makes one saga per key under concurrency).
+	 */
+	async create(input: { id: string; type: string; key: string; data: unknown; owner: string; leaseMs: number }): Promise<{ created: boolean; saga: SagaState }> {
+		const now = this.now();
+		try {
+			await this.insert(
+				"INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, NULL, 0, ?, ?, 0, ?, ?)",
+				[input.id, input.type, input.key, JSON.stringify(input.data ?? {}), input.owner, now + input.leaseMs, now, now]
+			);
+		} catch (err) {
+			if (!(err instanceof UniqueConstraintError)) throw err;
+			const existing = await this.getByKey(input.key);
+			if (!existing) throw err;
+			return { created: false, saga: existing };
+		}
+		return { created: true, saga: (await this.get(input.id))! };
+	}
+
+	async get(id: string): Promise<SagaState | undefined> {
+		const [row] = await this.select<InstanceRow>("SELECT * FROM saga_instances WHERE id = ?", [id]);
+		return row ? toState(row) : undefined;
+	}
+
+	async getByKey(key: string): Promise<SagaState | undefined> {
+		const [row] = await this.select<InstanceRow>("SELECT * FROM saga_instances WHERE saga_key = ?", [key]);
+		return row ? toState(row) : undefined;
+	}
+
+	async list(opts: { status?: SagaStatus; type?: string; offset: number; limit: number }): Promise<{ rows: SagaState[]; total: number }> {
+		const where: string[] = [];
+		const args: unknown[] = [];
+		if (opts.status) {
+			where.push("status = ?");
+			args.push(opts.status);
+		}
+		if (opts.type) {
+			where.push("type = ?");
+			args.push(opts.type);
+		}
+		const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
+		const rows = await this.select<InstanceRow>(
+			`SELECT * FROM saga_instances ${clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`,
+			[...args, opts.limit, opts.offset]
+		);
+		const [count] = await this.select<{ n: number }>(`SELECT COUNT(*) AS n FROM saga_instances ${clause}`, args);
+		return { rows: rows.map(toState), total: Number(count?.n ?? 0) };
+	}
+
+	async journal(sagaId: string): Promise<JournalEntry[]> {
+		const rows = await this.select<StepRow>("SELECT * FROM saga_steps WHERE saga_id = ? ORDER BY id", [sagaId]);
+		return rows.map(r => ({
+			id: Number(r.id),
+			sagaId: r.saga_id,
+			step: r.step,
+			stepIndex: Number(r.step_index),
+			phase: r.phase,
+			status: r.status,
+			attempts: Number(r.attempts),
+			result: parse(r.result),
+			error: parse(r.error),
+			owner: r.owner,
+			startedAt: iso(r.started_at)!,
+			finishedAt: iso(r.finished_at)
+		}));
+	}
+
+	/**
+	 * Takes the lease of an active saga when it has expired (its node died) or is already ours. One conditional
+	 * UPDATE: of several nodes racing for the same expired lease, exactly one gets an affected row.
+	 */
+	async claim(id: string, owner: string, leaseMs: number): Promise<boolean> {
+		const now = this.now();
+		const n = await this.update(
+			"UPDATE saga_instances SET lease_owner = ?, lease_expires_at = ?, rev = rev + 1, updated_at = ? WHERE id = ? AND status IN ('RUNNING', 'COMPENSATING') AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ?)",
+			[owner, now + leaseMs, now, id, now, owner]
+		);
+		return n === 1;
+	}
+
+	/** Extends a lease this owner still holds; false when it was lost. */
+	async renew(fence: Fence, leaseMs: number): Promise<boolean> {
+		const now = this.now();
+		const n = await this.update(
+			"UPDATE saga_instances SET lease_expires_at = ?, rev = rev + 1 WHERE id = ? AND lease_owner = ? AND status IN ('RUNNING', 'COMPENSATING')",
+			[now + leaseMs, fence.id, fence.owner]
+		);
+		return n === 1;
+	}
+
+	/** Gives a lease up early (graceful stop): another node resumes the saga at its next recovery scan. */
+	async release(fence: Fence): Promise<void> {
+		await this.update("UPDATE saga_instances SET lease_owner = NULL, lease_expires_at = NULL, rev = rev + 1 WHERE id = ? AND lease_owner = ?", [
+			fence.id,
+			fence.owner
+		]);
+	}
+
+	/** Active sagas nobody holds: their node died (lease expired) or gave them up. */
+	async findOrphans(limit: number): Promise<string[]> {
+		const rows = await this.select<{ id: string }>(
+			"SELECT id FROM saga_instances WHERE status IN ('RUNNING', 'COMPENSATING') AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY updated_at LIMIT ?",
+			[this.now(), limit]
+		);
+		return rows.map(r => r.id);
+	}
+
+	/**
+	 * One journal entry and the matching instance change, in one transaction, fenced by the lease. Returns false
+	 * (and writes nothing) when this owner no longer holds the saga. Optionally writes a dead letter with it, so a
+	 * FAILED saga always has its dead letter.
+	 */
+	async record(fence: Fence, leaseMs: number, entry: JournalWrite, patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await this.recordOnce(fence, leaseMs, entry, patch, deadLetter);
+			} catch (err) {
+				// A deadlock victim's transaction was rolled back whole: running it again is safe.
+				if (attempt >= 3 || !/deadlock/i.test((err as Error).message ?? "")) throw err;
+			}
+		}
+	}
+
+	private recordOnce(fence: Fence, leaseMs: number, entry: JournalWrite, patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
+		return this.sequelize.transaction(async transaction => {
+			const now = this.now();
+			const { sets, args } = patchClause(patch, now, leaseMs);
+			const n = await this.update(`UPDATE saga_instances SET ${sets.join(", ")} WHERE id = ? AND lease_owner = ?`, [...args, fence.id, fence.owner], transaction);
+			if (n !== 1) return false;
+
+			const finished = entry.status === "RUNNING" ? null : now;
+			// One upsert per (saga, step, phase): attempts count up in place. An atomic upsert rather than
+			// update-then-insert, which on MariaDB takes gap locks that deadlock concurrent sagas.
+			await this.insert(
+				`INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${this.upsertTail}`,
+				[fence.id, entry.step, entry.stepIndex, entry.phase, entry.status, entry.attempts, json(entry.result), json(entry.error), fence.owner, now, finished],
+				transaction
+			);
+			if (deadLetter) {
+				await this.insert(
+					"INSERT INTO dead_letters (id, saga_id, saga_type, step, phase, error, status, note, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'OPEN', NULL, ?, ?)",
+					[deadLetter.id, fence.id, deadLetter.sagaType, deadLetter.step, deadLetter.phase, json(deadLetter.error), now, now],
+					transaction
+				);
+			}
+			return true;
+		});
+	}
+
+	/** Instance-only fenced change (the final COMPLETED/COMPENSATED write, which has no step of its own). */
+	async patch(fence: Fence, leaseMs: number, patch: InstancePatch): Promise<boolean> {
+		const { sets, args } = patchClause(patch, this.now(), leaseMs);
+		return (await this.update(`UPDATE saga_instances SET ${sets.join(", ")} WHERE id = ? AND lease_owner = ?`, [...args, fence.id, fence.owner])) === 1;
+	}
+
+	/**
+	 * Operator retry: a FAILED saga goes back to COMPENSATING at the compensation that failed, leased to `owner`,
+	 * with a fresh attempt count. Conditional on FAILED, so two concurrent retries resume it once.
+	 */
+	async resumeFailed(id: string, owner: string, leaseMs: number): Promise<boolean> {
+		const now = this.now();
+		const n = await this.update(
+			"UPDATE saga_instances SET status = 'COMPENSATING', attempts = 0, lease_owner = ?, lease_expires_at = ?, rev = rev + 1, updated_at = ? WHERE id = ? AND status = 'FAILED'",
+			[owner, now + leaseMs, now, id]
+		);
+		return n === 1;
+	}
+
+	async deadLetters(opts: { status?: DeadLetter["status"]; sagaId?: string; offset: number; limit: number }): Promise<{ rows: DeadLetter[]; total: number }> {
+		const where: string[] = [];
+		const args: unknown[] = [];
+		if (opts.status) where.push("status = ?"), args.push(opts.status);
+		if (opts.sagaId) where.push("saga_id = ?"), args.push(opts.sagaId);
+		const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
+		const rows = await this.select<DeadLetterRow>(`SELECT * FROM dead_letters ${clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`, [
+			...args,
+			opts.limit,
+			opts.offset
+		]);
+		const [count] = await this.select<{ n: number }>(`SELECT COUNT(*) AS n FROM dead_letters ${clause}`, args);
+		return { rows: rows.map(toDeadLetter), total: Number(count?.n ?? 0) };
+	}
+
+	async deadLetter(id: string): Promise<DeadLetter | undefined> {
+		const [row] = await this.select<DeadLetterRow>("SELECT * FROM dead_letters WHERE id = ?", [id]);
+		return row ? toDeadLetter(row) : undefined;
+	}
+
+	/** OPEN -> RETRIED or RESOLVED, conditionally: a dead letter is handled once. */
+	async closeDeadLetter(id: string, status: "RETRIED" | "RESOLVED", note: string | null): Promise<boolean> {
+		const n = await this.update("UPDATE dead_letters SET status = ?, note = ?, updated_at = ? WHERE id = ? AND status = 'OPEN'", [
+			status,
+			note,
+			this.now(),
+			id
+		]);
+		return n === 1;
+	}
+}
+
+/** The SET list of a fenced instance write: always bumps `rev` and renews (or releases) the lease. */
+function patchClause(patch: InstancePatch, now: number, leaseMs: number): { sets: string[]; args: unknown[] } {
+	const sets = ["rev = rev + 1", "updated_at = ?"];
+	const args: unknown[] = [now];
+	const set = (column: string, value: unknown) => {
+		sets.push(`${column} = ?`);
+		args.push(value);
+	};
+	if (patch.releaseLease) sets.push("lease_owner = NULL", "lease_expires_at = NULL");
+	else set("lease_expires_at", now + leaseMs);
+	if (patch.status !== undefined) set("status", patch.status);
+	if (patch.step !== undefined) set("current_step", patch.step);
+	if (patch.stepName !== undefined) set("step_name", patch.stepName);
+	if (patch.attempts !== undefined) set("attempts", patch.attempts);
+	if (patch.results !== undefined) set("results", JSON.stringify(patch.results));
+	if (patch.result !== undefined) set("result", json(patch.result));
+	if (patch.error !== undefined) set("error", patch.error === null ? null : JSON.stringify(patch.error));
+	return { sets, args };
+}
+
+function toState(r: InstanceRow): SagaState {
+	const s: SagaState = {
+		id: r.id,
+		type: r.type,
+		key: r.saga_key,
+		status: r.status,
+		step: Number(r.current_step),
+		stepName: r.step_name,
+		attempts: Number(r.attempts),
+		data: parse(r.data),
+		results: parse<StepResults>(r.results) ?? {},
+		leaseOwner: r.lease_owner,
+		leaseExpiresAt: r.lease_expires_at === null ? null : Number(r.lease_expires_at),
+		createdAt: iso(r.created_at)!,
+		updatedAt: iso(r.updated_at)!
+	};
+	const result = parse(r.result);
+	if (result !== undefined) s.result = result;
+	const error = parse<SagaError>(r.error);
+	if (error !== undefined) s.error = error;
+	return s;
+}
+
+function toDeadLetter(r: DeadLetterRow): DeadLetter {
+	return {
+		id: r.id,
+		sagaId: r.saga_id,
+		sagaType: r.saga_type,
+		step: r.step,
+		phase: r.phase,
+		error: parse(r.error),
+		status: r.status,
+		note: r.note,
+		createdAt: iso(r.created_at)!,
+		updatedAt: iso(r.updated_at)!
+	};
+}

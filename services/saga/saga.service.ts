@@ -1,0 +1,463 @@
+/**
+ * Saga context: runs the definitions of sagas/registry.ts durably (DESIGN.md section 5). It owns saga instances,
+ * the step journal and dead letters in its own database; it calls the participants through the broker; any
+ * replica can resume a saga whose node died (leases + a recovery scan). Admin actions back the operations routes
+ * of API.md and are callable from the REPL (`call saga.list --status FAILED`, `call saga.retry --id ...`).
+ */
+import crypto from "crypto";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DataTypes } from "sequelize";
+import { NotFoundError } from "../../lib/errors";
+import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { SagaExecutor, type ExecutorSettings } from "../../sagas/executor";
+import { SAGA_DEFINITIONS } from "../../sagas/registry";
+import { SagaStore } from "../../sagas/store";
+import { TERMINAL_STATUSES, type DeadLetter, type SagaDefinition, type SagaState, type SagaStatus } from "../../sagas/types";
+import { DeadLetterClosedError, SagaNotRetryableError, UnknownSagaTypeError } from "./errors";
+import { createSagaTables } from "./migrations/001_create_saga_tables";
+
+export interface SagaSettings extends ExecutorSettings {
+	/** How often this node looks for sagas whose lease expired (their node died). */
+	recoveryIntervalMs: number;
+	/** Sagas taken over per scan. */
+	recoveryBatch: number;
+	/** Poll interval of `saga.start` waiting for a saga another node drives. */
+	waitPollMs: number;
+}
+
+/** What `saga.start` answers (and the shape callers branch on). */
+export interface SagaView {
+	id: string;
+	type: string;
+	key: string;
+	status: SagaStatus;
+	result?: unknown;
+	error?: SagaState["error"];
+}
+
+interface StartParams {
+	type: string;
+	key: string;
+	data?: Record<string, unknown>;
+	waitMs?: number;
+}
+interface ListParams {
+	status?: SagaStatus;
+	type?: string;
+	page?: number;
+	pageSize?: number;
+}
+interface IdParams {
+	id: string;
+}
+
+interface SagaMethods {
+	sagaDefinitions(): SagaDefinition<unknown>[];
+	launch(id: string): void;
+	waitTerminal(id: string, waitMs: number): Promise<SagaState | undefined>;
+	recover(): Promise<number>;
+	renewLeases(): Promise<void>;
+	resume(id: string): Promise<SagaState>;
+	registerMetrics(): void;
+	metric(name: string, labels: Record<string, string>, value?: number): void;
+}
+
+interface SagaVars {
+	sagaStore: SagaStore;
+	executor: SagaExecutor;
+	owner: string;
+	driving: Map<string, Promise<unknown>>;
+	waiters: Map<string, Set<(s: SagaState) => void>>;
+	timers: NodeJS.Timeout[];
+}
+
+type This = Service<SagaSettings> & PlatformVars & DbVars & SagaVars & SagaMethods;
+
+const STATUSES: SagaStatus[] = ["RUNNING", "COMPENSATING", "COMPLETED", "COMPENSATED", "FAILED"];
+
+export function toView(s: SagaState): SagaView {
+	const v: SagaView = { id: s.id, type: s.type, key: s.key, status: s.status };
+	if (s.result !== undefined) v.result = s.result;
+	if (s.error !== undefined) v.error = s.error;
+	return v;
+}
+
+const isTerminal = (s: SagaState) => TERMINAL_STATUSES.includes(s.status);
+const pageParams = {
+	page: { type: "number", integer: true, min: 1, optional: true, convert: true },
+	pageSize: { type: "number", integer: true, min: 1, max: 100, optional: true, convert: true }
+} as const;
+
+const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
+	name: "saga",
+
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "saga",
+			migrations: [createSagaTables],
+			model: {
+				name: "saga_instances",
+				define: {
+					id: { type: DataTypes.STRING(36), primaryKey: true },
+					type: { type: DataTypes.STRING(64), allowNull: false },
+					saga_key: { type: DataTypes.STRING(191), allowNull: false },
+					status: { type: DataTypes.STRING(16), allowNull: false }
+				},
+				options: { tableName: "saga_instances", timestamps: false }
+			}
+		})
+	],
+
+	settings: {
+		// A lease outlives a few missed renewals (renewed every leaseMs/3) but not a dead node for long.
+		leaseMs: 10_000,
+		recoveryIntervalMs: 3_000,
+		recoveryBatch: 20,
+		stepTimeoutMs: 5_000,
+		maxBackoffMs: 5_000,
+		compensationAttempts: 8,
+		compensationBackoffMs: 250,
+		waitPollMs: 200
+	},
+
+	actions: {
+		/**
+		 * Starts a saga of a registered type for a business key, or returns the saga that key already has (one
+		 * saga per reservation, however often the caller retries). With `waitMs`, waits up to that long for a
+		 * terminal state and otherwise answers the current one (RUNNING/COMPENSATING: the gateway answers 202).
+		 */
+		start: {
+			visibility: "public",
+			params: {
+				type: { type: "string", min: 1, max: 64 },
+				key: { type: "string", min: 1, max: 191 },
+				data: { type: "object", optional: true },
+				waitMs: { type: "number", integer: true, min: 0, max: 120_000, optional: true }
+			},
+			async handler(this: This, ctx: Context<StartParams>): Promise<SagaView> {
+				const { type, key, data = {}, waitMs = 0 } = ctx.params;
+				if (!this.sagaDefinitions().some(d => d.type === type)) throw new UnknownSagaTypeError(type);
+				const { created, saga } = await this.sagaStore.create({
+					id: crypto.randomUUID(),
+					type,
+					key,
+					data,
+					owner: this.owner,
+					leaseMs: this.settings.leaseMs
+				});
+				if (created) {
+					this.metric("saga.started", { type });
+					this.launch(saga.id);
+				}
+				if (waitMs > 0 && !isTerminal(saga)) {
+					const done = await this.waitTerminal(saga.id, waitMs);
+					if (done) return toView(done);
+					return toView((await this.sagaStore.get(saga.id)) ?? saga);
+				}
+				return toView(saga);
+			}
+		},
+
+		/** GET /api/admin/sagas/:id: the saga with its step journal and dead letters. */
+		get: {
+			visibility: "published",
+			auth: "admin",
+			params: { id: { type: "string", min: 1, max: 36 }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<IdParams>) {
+				const saga = await this.sagaStore.get(ctx.params.id);
+				if (!saga) throw new NotFoundError("saga", ctx.params.id);
+				const [journal, deadLetters] = await Promise.all([
+					this.sagaStore.journal(saga.id),
+					this.sagaStore.deadLetters({ sagaId: saga.id, offset: 0, limit: 100 })
+				]);
+				return { ...saga, journal, deadLetters: deadLetters.rows };
+			}
+		},
+
+		/** GET /api/admin/sagas?status=: newest first. */
+		list: {
+			visibility: "published",
+			auth: "admin",
+			params: {
+				status: { type: "enum", values: STATUSES, optional: true },
+				type: { type: "string", min: 1, max: 64, optional: true },
+				...pageParams,
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<ListParams>) {
+				const page = ctx.params.page ?? 1;
+				const pageSize = ctx.params.pageSize ?? 20;
+				const { rows, total } = await this.sagaStore.list({
+					status: ctx.params.status,
+					type: ctx.params.type,
+					offset: (page - 1) * pageSize,
+					limit: pageSize
+				});
+				return {
+					rows: rows.map(s => ({ id: s.id, type: s.type, key: s.key, status: s.status, step: s.stepName, createdAt: s.createdAt, updatedAt: s.updatedAt })),
+					page,
+					pageSize,
+					total
+				};
+			}
+		},
+
+		/**
+		 * POST /api/admin/sagas/:id/retry (202): resumes a FAILED saga at the compensation that failed, with a
+		 * fresh attempt count, on this node. Its open dead letters are marked RETRIED.
+		 */
+		retry: {
+			visibility: "published",
+			auth: "admin",
+			params: { id: { type: "string", min: 1, max: 36 }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<IdParams, { $statusCode?: number }>) {
+				const saga = await this.resume(ctx.params.id);
+				const open = await this.sagaStore.deadLetters({ sagaId: saga.id, status: "OPEN", offset: 0, limit: 100 });
+				for (const dl of open.rows) await this.sagaStore.closeDeadLetter(dl.id, "RETRIED", null);
+				ctx.meta.$statusCode = 202;
+				return toView(saga);
+			}
+		},
+
+		/** GET /api/admin/dead-letters?status=OPEN: parked sagas waiting for an operator. */
+		deadLetters: {
+			visibility: "published",
+			auth: "admin",
+			params: {
+				status: { type: "enum", values: ["OPEN", "RETRIED", "RESOLVED"], optional: true },
+				...pageParams,
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<{ status?: DeadLetter["status"]; page?: number; pageSize?: number }>) {
+				const page = ctx.params.page ?? 1;
+				const pageSize = ctx.params.pageSize ?? 20;
+				const { rows, total } = await this.sagaStore.deadLetters({ status: ctx.params.status, offset: (page - 1) * pageSize, limit: pageSize });
+				return { rows, page, pageSize, total };
+			}
+		},
+
+		/** POST /api/admin/dead-letters/:id/retry (202): retries the saga of an OPEN dead letter. */
+		retryDeadLetter: {
+			visibility: "published",
+			auth: "admin",
+			params: { id: { type: "string", min: 1, max: 36 }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<IdParams, { $statusCode?: number }>) {
+				const dl = await this.sagaStore.deadLetter(ctx.params.id);
+				if (!dl) throw new NotFoundError("dead letter", ctx.params.id);
+				if (dl.status !== "OPEN") throw new DeadLetterClosedError(dl.id, dl.status);
+				const saga = await this.resume(dl.sagaId);
+				await this.sagaStore.closeDeadLetter(dl.id, "RETRIED", null);
+				ctx.meta.$statusCode = 202;
+				return { id: dl.id, status: "RETRIED", saga: toView(saga) };
+			}
+		},
+
+		/**
+		 * POST /api/admin/dead-letters/:id/resolve: an operator settled it by hand. The saga stays FAILED (what
+		 * happened is kept); the dead letter leaves the open list.
+		 */
+		resolveDeadLetter: {
+			visibility: "published",
+			auth: "admin",
+			params: { id: { type: "string", min: 1, max: 36 }, note: { type: "string", max: 500, optional: true }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<IdParams & { note?: string }>) {
+				const dl = await this.sagaStore.deadLetter(ctx.params.id);
+				if (!dl) throw new NotFoundError("dead letter", ctx.params.id);
+				if (!(await this.sagaStore.closeDeadLetter(dl.id, "RESOLVED", ctx.params.note ?? null))) {
+					const now = await this.sagaStore.deadLetter(dl.id);
+					throw new DeadLetterClosedError(dl.id, now?.status ?? dl.status);
+				}
+				return (await this.sagaStore.deadLetter(dl.id))!;
+			}
+		}
+	},
+
+	methods: {
+		/** The definitions this node runs; a test node overrides this to add test-only sagas. */
+		sagaDefinitions() {
+			return SAGA_DEFINITIONS;
+		},
+
+		/** Drives a saga this node holds, in the background, once per node at a time. */
+		launch(this: This, id: string) {
+			if (this.driving.has(id)) return;
+			const p = this.executor
+				.drive(id)
+				.catch(err => this.logger.error(`saga ${id}: driving failed; it resumes after its lease expires`, err))
+				.finally(() => this.driving.delete(id));
+			this.driving.set(id, p);
+		},
+
+		/**
+		 * Resolves with the saga once it is terminal, or undefined at the deadline. Sagas driven here wake the
+		 * waiter in-process; sagas driven by another node are polled.
+		 */
+		async waitTerminal(this: This, id: string, waitMs: number) {
+			const deadline = Date.now() + waitMs;
+			return new Promise<SagaState | undefined>(resolve => {
+				let done = false;
+				let poll: NodeJS.Timeout | undefined;
+				const finish = (s: SagaState | undefined) => {
+					if (done) return;
+					done = true;
+					clearTimeout(timer);
+					if (poll) clearTimeout(poll);
+					this.waiters.get(id)?.delete(finish);
+					if (this.waiters.get(id)?.size === 0) this.waiters.delete(id);
+					resolve(s);
+				};
+				const timer = setTimeout(() => finish(undefined), waitMs);
+				if (!this.waiters.has(id)) this.waiters.set(id, new Set());
+				this.waiters.get(id)!.add(finish);
+				const check = async () => {
+					if (done) return;
+					if (!this.driving.has(id)) {
+						const s = await this.sagaStore.get(id).catch(() => undefined);
+						if (s && isTerminal(s)) return finish(s);
+					}
+					if (!done && Date.now() < deadline) poll = setTimeout(check, this.settings.waitPollMs);
+				};
+				void check();
+			});
+		},
+
+		/** Takes over active sagas whose lease expired (their node died) and resumes them from the journal. */
+		async recover(this: This) {
+			const ids = await this.sagaStore.findOrphans(this.settings.recoveryBatch);
+			let taken = 0;
+			for (const id of ids) {
+				if (this.driving.has(id)) continue;
+				if (await this.sagaStore.claim(id, this.owner, this.settings.leaseMs)) {
+					taken++;
+					this.metric("saga.recovered", {});
+					this.launch(id);
+				}
+			}
+			return taken;
+		},
+
+		/** Renews the lease of every saga this node drives; the executor notices a lost one at its next write. */
+		async renewLeases(this: This) {
+			for (const id of [...this.driving.keys()]) {
+				const ok = await this.sagaStore.renew({ id, owner: this.owner }, this.settings.leaseMs).catch(() => true);
+				if (!ok) this.logger.warn(`saga ${id}: lease lost to another node`);
+			}
+		},
+
+		/** Operator retry: FAILED -> COMPENSATING, leased here, driven here. */
+		async resume(this: This, id: string) {
+			const saga = await this.sagaStore.get(id);
+			if (!saga) throw new NotFoundError("saga", id);
+			if (!(await this.sagaStore.resumeFailed(id, this.owner, this.settings.leaseMs))) {
+				throw new SagaNotRetryableError(id, (await this.sagaStore.get(id))?.status ?? saga.status);
+			}
+			this.metric("saga.retried", { type: saga.type });
+			this.launch(id);
+			return (await this.sagaStore.get(id))!;
+		},
+
+		registerMetrics(this: This) {
+			const m = this.broker.metrics;
+			if (!this.broker.isMetricsEnabled()) return;
+			for (const [name, description] of [
+				["saga.started", "Sagas started"],
+				["saga.completed", "Sagas completed"],
+				["saga.compensated", "Sagas compensated after a rejection or a failed step"],
+				["saga.failed", "Sagas parked as FAILED with a dead letter"],
+				["saga.retried", "FAILED sagas resumed by an operator"],
+				["saga.recovered", "Sagas taken over from a dead node"]
+			]) {
+				if (!m.hasMetric(name)) m.register({ type: "counter", name, description, labelNames: name === "saga.recovered" ? [] : ["type"] });
+			}
+			if (!m.hasMetric("saga.step.duration")) {
+				m.register({
+					type: "histogram",
+					name: "saga.step.duration",
+					description: "Latency of saga step calls in ms",
+					labelNames: ["type", "step", "phase", "outcome"],
+					unit: "millisecond",
+					buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+				});
+			}
+		},
+
+		metric(this: This, name: string, labels: Record<string, string>, value = 1) {
+			if (!this.broker.isMetricsEnabled()) return;
+			if (name === "saga.step.duration") this.broker.metrics.observe(name, value, labels);
+			else this.broker.metrics.increment(name, labels, value);
+		}
+	},
+
+	created() {
+		this.owner = `${this.broker.nodeID}:${crypto.randomBytes(3).toString("hex")}`;
+		this.driving = new Map();
+		this.waiters = new Map();
+		this.timers = [];
+	},
+
+	async started() {
+		const definitions = new Map<string, SagaDefinition<unknown>>();
+		for (const def of this.sagaDefinitions()) definitions.set(def.type, def);
+		this.sagaStore = new SagaStore(this.sequelize);
+		this.registerMetrics();
+		this.executor = new SagaExecutor({
+			store: this.sagaStore,
+			owner: this.owner,
+			definitions,
+			settings: this.settings,
+			newId: () => crypto.randomUUID(),
+			// A fresh root context per call: the saga outlives the request that started it, so it must not
+			// inherit that request's remaining timeout; the step's own timeout and key travel in the options.
+			call: (action, params, opts) => {
+				const ctx = this.broker.ContextFactory.create(this.broker);
+				return ctx.call(action, params, { timeout: opts.timeout, retries: 0, meta: opts.meta });
+			},
+			hooks: {
+				step: (type, step, phase, ms, outcome) => this.metric("saga.step.duration", { type, step, phase, outcome }, ms),
+				terminal: (saga, deadLetterId) => {
+					const name = saga.status === "COMPLETED" ? "saga.completed" : saga.status === "COMPENSATED" ? "saga.compensated" : "saga.failed";
+					this.metric(name, { type: saga.type });
+					if (saga.status === "FAILED") {
+						this.logger.error(`saga ${saga.id} (${saga.type}) FAILED at compensation ${saga.stepName}; dead letter ${deadLetterId}`);
+						// The admin alert; the notification context turns it into an operator notification.
+						void this.broker.emit("saga.failed", {
+							sagaId: saga.id,
+							type: saga.type,
+							key: saga.key,
+							step: saga.stepName,
+							deadLetterId,
+							error: saga.error ?? null
+						});
+					}
+					for (const wake of [...(this.waiters.get(saga.id) ?? [])]) wake(saga);
+				},
+				lost: id => this.logger.warn(`saga ${id}: another node holds its lease now; stopped driving it here`),
+				log: (level, msg) => this.logger[level](msg)
+			}
+		});
+		const every = (ms: number, fn: () => Promise<unknown>) => {
+			const t = setInterval(() => void fn().catch(err => this.logger.warn("saga background task failed:", (err as Error).message)), ms);
+			t.unref();
+			this.timers.push(t);
+		};
+		every(Math.max(100, Math.floor(this.settings.leaseMs / 3)), () => this.renewLeases());
+		every(this.settings.recoveryIntervalMs, () => this.recover());
+		void this.recover().catch(err => this.logger.warn("saga recovery failed:", (err as Error).message));
+	},
+
+	async stopped() {
+		for (const t of this.timers) clearInterval(t);
+		this.timers = [];
+		// Stop before the next call; sagas that stop give their lease up, so another node resumes them at once.
+		// One still inside a call keeps its lease until it expires.
+		this.executor?.stop();
+		const inFlight = [...this.driving.values()];
+		if (inFlight.length > 0) {
+			await Promise.race([Promise.allSettled(inFlight), new Promise(r => setTimeout(r, 2_000).unref())]);
+		}
+	}
+};
+
+export default SagaService;
