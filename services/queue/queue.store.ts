@@ -38,6 +38,8 @@ export interface QueueStats {
 	waiting: number;
 	/** Active tokens that have not lapsed. */
 	active: number;
+	/** Slots taken: active tokens including lapsed ones the sweep has not removed yet (never above the cap). */
+	slotsTaken: number;
 	admittedLastMinute: number;
 	admittedTotal: number;
 }
@@ -192,12 +194,13 @@ if redis.call('ZCARD', K_WAIT) == 0 and redis.call('ZCARD', K_ACT) == 0 and redi
 end
 return {expired, admitted}`,
 
-	/** Read-only. Returns {waiting, active, admittedLastMinute, admittedTotal}. */
+	/** Read-only. Returns {waiting, active, slotsTaken, admittedLastMinute, admittedTotal}. */
 	queueStats: `
 local now = now_ms()
 return {
   redis.call('ZCARD', K_WAIT),
   redis.call('ZCOUNT', K_ACT, '(' .. now, '+inf'),
+  redis.call('ZCARD', K_ACT),
   redis.call('ZCOUNT', K_ADMLOG, '(' .. (now - RATE_WINDOW), '+inf'),
   tonumber(redis.call('GET', K_ADMITTED) or '0')
 }`
@@ -255,8 +258,8 @@ export class RedisQueueStore implements QueueStore {
 	}
 
 	async stats(concertId: string): Promise<QueueStats> {
-		const [waiting, active, lastMinute, total] = (await this.redis.queueStats(...keysOf(concertId))).map(Number);
-		return { waiting, active, admittedLastMinute: lastMinute, admittedTotal: total };
+		const [waiting, active, slotsTaken, lastMinute, total] = (await this.redis.queueStats(...keysOf(concertId))).map(Number);
+		return { waiting, active, slotsTaken, admittedLastMinute: lastMinute, admittedTotal: total };
 	}
 }
 
@@ -368,11 +371,17 @@ export class MemoryQueueStore implements QueueStore {
 
 	async stats(concertId: string): Promise<QueueStats> {
 		const q = this.queue(concertId, false);
-		if (!q) return { waiting: 0, active: 0, admittedLastMinute: 0, admittedTotal: 0 };
+		if (!q) return { waiting: 0, active: 0, slotsTaken: 0, admittedLastMinute: 0, admittedTotal: 0 };
 		const now = this.now();
 		let active = 0;
 		for (const exp of q.active.values()) if (exp > now) active++;
-		return { waiting: q.wait.size, active, admittedLastMinute: this.rate(q, now), admittedTotal: q.admitted };
+		return {
+			waiting: q.wait.size,
+			active,
+			slotsTaken: q.active.size,
+			admittedLastMinute: this.rate(q, now),
+			admittedTotal: q.admitted
+		};
 	}
 
 	private queue(concertId: string, create: boolean): ConcertQueue | undefined {

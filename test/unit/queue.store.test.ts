@@ -1,0 +1,289 @@
+/**
+ * The waiting-room store contract, run against both implementations: the memory store (injected clock) and the
+ * real Redis (real clock, short time-to-live). Same operations, same answers.
+ */
+import { MemoryStore, RedisStore } from "../../lib/store";
+import { newTokenId } from "../../services/queue/queue.domain";
+import { createQueueStore, type QueueLimits, type QueueStore } from "../../services/queue/queue.store";
+import { REDIS_URL, runId } from "../support/isolation";
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+interface Fixture {
+	queue: QueueStore;
+	/** Moves the store's clock forward by at least `ms` (memory: the injected clock; Redis: real time). */
+	advance(ms: number): Promise<void>;
+	close(): Promise<void>;
+	/** Raw size of the active set (lapsed entries included until swept): the cap invariant's measure. */
+	activeSize(concertId: string): Promise<number>;
+}
+
+/** Short enough for Redis tests that sleep through it, long enough that a busy 2-core box does not lapse it early. */
+const TTL_MS = 400;
+
+function queueContract(name: string, make: () => Promise<Fixture>): void {
+	describe(`queue store contract: ${name}`, () => {
+		let f: Fixture;
+		let c: string;
+		const limits = (maxActive: number, activeTtlMs = 60_000): QueueLimits => ({ maxActive, activeTtlMs });
+		const enter = (user: string, l: QueueLimits, concert = c) => f.queue.enter(concert, user, newTokenId(), l);
+
+		beforeEach(async () => {
+			f = await make();
+			c = `c${runId()}`;
+		});
+		afterEach(async () => {
+			await f.close();
+		});
+
+		it("when users enter one after another past the cap, then the first are ACTIVE and the rest wait in order", async () => {
+			const l = limits(3);
+			const results = [];
+			for (let i = 0; i < 6; i++) results.push(await enter(`u${i}`, l));
+			expect(results.map(r => r.status)).toEqual(["ACTIVE", "ACTIVE", "ACTIVE", "WAITING", "WAITING", "WAITING"]);
+			expect(results.map(r => r.position)).toEqual([0, 0, 0, 1, 2, 3]);
+			expect(results.every(r => r.created)).toBe(true);
+			const first = results[0];
+			expect(first.expiresAt).toBe(first.now + 60_000);
+			expect(results[3].expiresAt).toBeNull();
+			expect(results.map(r => r.userId)).toEqual(["u0", "u1", "u2", "u3", "u4", "u5"]);
+			expect(await f.queue.stats(c)).toEqual({ waiting: 3, active: 3, slotsTaken: 3, admittedLastMinute: 3, admittedTotal: 3 });
+		});
+
+		it("when 150 users enter at once with a cap of 100, then exactly 100 are ACTIVE and 50 wait at positions 1..50", async () => {
+			const l = limits(100);
+			const results = await Promise.all(Array.from({ length: 150 }, (_, i) => enter(`u${i}`, l)));
+			const active = results.filter(r => r.status === "ACTIVE");
+			const waiting = results.filter(r => r.status === "WAITING");
+			expect(active).toHaveLength(100);
+			expect(waiting).toHaveLength(50);
+			expect(waiting.map(r => r.position).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+			expect(new Set(results.map(r => r.tokenId)).size).toBe(150);
+			expect(await f.queue.stats(c)).toMatchObject({ waiting: 50, active: 100, admittedTotal: 100 });
+			// Reads agree with what entering answered.
+			for (const r of waiting) expect((await f.queue.read(c, r.tokenId))?.position).toBe(r.position);
+		});
+
+		it("when a user enters again, then the same token comes back and nobody's place changes", async () => {
+			const l = limits(1);
+			await enter("a", l);
+			const b = await enter("b", l);
+			await enter("c", l);
+			const again = await enter("b", l);
+			expect(again).toMatchObject({ tokenId: b.tokenId, status: "WAITING", position: 1, created: false });
+			expect((await f.queue.stats(c)).waiting).toBe(2);
+		});
+
+		it("when the same user enters twice at the same moment, then one token exists", async () => {
+			const l = limits(5);
+			const results = await Promise.all(Array.from({ length: 20 }, () => enter("same", l)));
+			expect(new Set(results.map(r => r.tokenId)).size).toBe(1);
+			expect(results.filter(r => r.created)).toHaveLength(1);
+			expect(await f.queue.stats(c)).toMatchObject({ waiting: 0, active: 1, admittedTotal: 1 });
+		});
+
+		it("when an active user leaves, then the head of the line is admitted and everyone behind moves up", async () => {
+			const l = limits(2);
+			const entered = [];
+			for (const u of ["a", "b", "w1", "w2", "w3"]) entered.push(await enter(u, l));
+			expect(entered.map(e => e.status)).toEqual(["ACTIVE", "ACTIVE", "WAITING", "WAITING", "WAITING"]);
+			expect(await f.queue.leave(c, entered[0].tokenId, "a", l)).toBe("ACTIVE");
+			expect(await f.queue.read(c, entered[0].tokenId)).toBeNull();
+			expect(await f.queue.read(c, entered[2].tokenId)).toMatchObject({ status: "ACTIVE", position: 0, userId: "w1" });
+			expect(await f.queue.read(c, entered[3].tokenId)).toMatchObject({ status: "WAITING", position: 1 });
+			expect(await f.queue.read(c, entered[4].tokenId)).toMatchObject({ status: "WAITING", position: 2 });
+			expect(await f.queue.stats(c)).toMatchObject({ waiting: 2, active: 2, admittedTotal: 3 });
+		});
+
+		it("when a waiting user leaves, then the people behind move up and nobody is admitted", async () => {
+			const l = limits(1);
+			await enter("a", l);
+			const w1 = await enter("w1", l);
+			const w2 = await enter("w2", l);
+			expect(await f.queue.leave(c, w1.tokenId, "w1", l)).toBe("WAITING");
+			expect(await f.queue.read(c, w2.tokenId)).toMatchObject({ status: "WAITING", position: 1 });
+			expect(await f.queue.stats(c)).toMatchObject({ waiting: 1, active: 1, admittedTotal: 1 });
+		});
+
+		it("when someone else tries to remove a token, then nothing changes", async () => {
+			const l = limits(1);
+			const a = await enter("a", l);
+			const w = await enter("w", l);
+			expect(await f.queue.leave(c, a.tokenId, "mallory", l)).toBeNull();
+			expect(await f.queue.read(c, a.tokenId)).toMatchObject({ status: "ACTIVE", userId: "a" });
+			expect(await f.queue.read(c, w.tokenId)).toMatchObject({ status: "WAITING", position: 1 });
+		});
+
+		it("when a token is expired twice (a replayed saga step), then the second time is a no-op", async () => {
+			const l = limits(1);
+			const a = await enter("a", l);
+			const w1 = await enter("w1", l);
+			const w2 = await enter("w2", l);
+			expect(await f.queue.leave(c, a.tokenId, null, l)).toBe("ACTIVE");
+			expect(await f.queue.leave(c, a.tokenId, null, l)).toBeNull();
+			expect(await f.queue.read(c, w1.tokenId)).toMatchObject({ status: "ACTIVE" });
+			expect(await f.queue.read(c, w2.tokenId)).toMatchObject({ status: "WAITING", position: 1 });
+			expect((await f.queue.stats(c)).admittedTotal).toBe(2);
+		});
+
+		it("when slots free one at a time over many rounds, then admission follows arrival order exactly", async () => {
+			const l = limits(3);
+			const tokens: { user: string; tokenId: string }[] = [];
+			for (let i = 0; i < 30; i++) tokens.push({ user: `u${i}`, tokenId: (await enter(`u${i}`, l)).tokenId });
+			const admitted: string[] = ["u0", "u1", "u2"];
+			const active = new Set(admitted);
+			for (let round = 0; round < 27; round++) {
+				// Free a different slot each round: the oldest, the newest or the middle one.
+				const list = [...active];
+				const leaving = list[round % list.length];
+				active.delete(leaving);
+				const t = tokens.find(x => x.user === leaving)!;
+				expect(await f.queue.leave(c, t.tokenId, round % 2 ? leaving : null, l)).toBe("ACTIVE");
+				const next = tokens[3 + round];
+				expect(await f.queue.read(c, next.tokenId)).toMatchObject({ status: "ACTIVE" });
+				if (round < 26) expect(await f.queue.read(c, tokens[4 + round].tokenId)).toMatchObject({ position: 1 });
+				admitted.push(next.user);
+				active.add(next.user);
+			}
+			expect(admitted).toEqual(tokens.map(t => t.user));
+			expect(await f.queue.stats(c)).toMatchObject({ waiting: 0, active: 3, admittedTotal: 30 });
+		});
+
+		it("when an active token outlives its time, then it reads as gone and the sweep admits the next", async () => {
+			const l = limits(1, TTL_MS);
+			const a = await enter("a", l);
+			const w = await enter("w", l);
+			await f.advance(TTL_MS + 50);
+			expect(await f.queue.read(c, a.tokenId)).toBeNull();
+			// Before the sweep the lapsed token still holds its slot (never more than the cap).
+			expect(await f.activeSize(c)).toBe(1);
+			const swept = await f.queue.sweep(l);
+			expect(swept.expired).toBeGreaterThanOrEqual(1);
+			expect(swept.admitted).toBeGreaterThanOrEqual(1);
+			const now = await f.queue.read(c, w.tokenId);
+			expect(now).toMatchObject({ status: "ACTIVE", position: 0 });
+			expect(now!.expiresAt!).toBeGreaterThan(now!.now);
+			expect(now!.expiresAt!).toBeLessThanOrEqual(now!.now + TTL_MS);
+			// The lapsed user's next entry is a new token at the back of the line.
+			const again = await enter("a", l);
+			expect(again).toMatchObject({ created: true, status: "WAITING", position: 1 });
+			expect(again.tokenId).not.toBe(a.tokenId);
+		});
+
+		it("when a newcomer arrives after a slot lapsed but before any sweep, then the head of the line gets it", async () => {
+			const l = limits(1, TTL_MS);
+			await enter("a", l);
+			const w = await enter("w", l);
+			await f.advance(TTL_MS + 50);
+			const late = await enter("late", l);
+			expect(late).toMatchObject({ status: "WAITING", position: 1 });
+			expect(await f.queue.read(c, w.tokenId)).toMatchObject({ status: "ACTIVE" });
+		});
+
+		it("when two concerts have queues, then they do not affect each other", async () => {
+			const l = limits(1);
+			const other = `${c}x`;
+			await enter("a", l);
+			expect(await enter("b", l)).toMatchObject({ status: "WAITING" });
+			const elsewhere = await enter("b", l, other);
+			expect(elsewhere).toMatchObject({ status: "ACTIVE", created: true });
+			expect(await f.queue.read(c, elsewhere.tokenId)).toBeNull();
+		});
+
+		it("when 400 enters and leaves of active tokens race, then the active set never exceeds the cap and the admissions add up", async () => {
+			const cap = 10;
+			const l = limits(cap);
+			let maxSeen = 0;
+			let sampling = true;
+			const sampler = (async () => {
+				while (sampling) {
+					maxSeen = Math.max(maxSeen, await f.activeSize(c));
+					await sleep(1);
+				}
+			})();
+			let leftWaiting = 0;
+			let leftActive = 0;
+			await Promise.all(
+				Array.from({ length: 400 }, async (_, i) => {
+					const user = `u${i}`;
+					const e = await enter(user, l);
+					if (i % 5 === 0) {
+						const was = await f.queue.leave(c, e.tokenId, user, l);
+						if (was === "WAITING") leftWaiting++;
+						if (was === "ACTIVE") leftActive++;
+						return;
+					}
+					// Active users leave at once; waiting ones stay in line.
+					const now = await f.queue.read(c, e.tokenId);
+					if (now?.status === "ACTIVE" && (await f.queue.leave(c, e.tokenId, user, l)) === "ACTIVE") leftActive++;
+				})
+			);
+			sampling = false;
+			await sampler;
+			const s = await f.queue.stats(c);
+			expect(maxSeen).toBeLessThanOrEqual(cap);
+			expect(s.active).toBeLessThanOrEqual(cap);
+			// Every entrant is, exactly once, either still waiting, left while waiting, or admitted.
+			expect(s.waiting + leftWaiting + s.admittedTotal).toBe(400);
+			expect(s.admittedTotal).toBe(leftActive + s.active);
+			// The cap was actually reached: this test could see an overshoot.
+			expect(s.active).toBe(cap);
+		});
+	});
+}
+
+queueContract("memory", async () => {
+	let now = 1_700_000_000_000;
+	const store = new MemoryStore({ prefix: `${runId()}:`, now: () => now, sweepIntervalMs: 0 });
+	const queue = createQueueStore(store);
+	return {
+		queue,
+		advance: async ms => {
+			now += ms;
+		},
+		close: () => store.close(),
+		activeSize: async concertId => (await queue.stats(concertId)).slotsTaken
+	};
+});
+
+queueContract("redis", async () => {
+	const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
+	return {
+		queue: createQueueStore(store),
+		advance: async ms => {
+			await sleep(ms);
+		},
+		close: async () => {
+			await store.clear();
+			await store.close();
+		},
+		activeSize: async concertId => store.redis.zcard(`queue:${concertId}:active`)
+	};
+});
+
+describe("memory queue store specifics", () => {
+	it("when admissions age past a minute, then the measured rate forgets them", async () => {
+		let now = 1_000_000;
+		const store = new MemoryStore({ now: () => now, sweepIntervalMs: 0 });
+		const q = createQueueStore(store);
+		const l = { maxActive: 10, activeTtlMs: 600_000 };
+		for (let i = 0; i < 4; i++) await q.enter("c", `u${i}`, newTokenId(), l);
+		expect((await q.stats("c")).admittedLastMinute).toBe(4);
+		now += 30_000;
+		await q.enter("c", "late", newTokenId(), l);
+		expect((await q.stats("c")).admittedLastMinute).toBe(5);
+		now += 30_000;
+		expect((await q.stats("c")).admittedLastMinute).toBe(1);
+		expect((await q.stats("c")).admittedTotal).toBe(5);
+		await store.close();
+	});
+
+	it("when two queue stores wrap one memory store, then they share one waiting room (as two nodes share Redis)", async () => {
+		const store = new MemoryStore({ sweepIntervalMs: 0 });
+		const l = { maxActive: 1, activeTtlMs: 60_000 };
+		const a = await createQueueStore(store).enter("c", "a", newTokenId(), l);
+		const b = await createQueueStore(store).enter("c", "b", newTokenId(), l);
+		expect([a.status, b.status]).toEqual(["ACTIVE", "WAITING"]);
+		await store.close();
+	});
+});
