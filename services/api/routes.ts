@@ -16,11 +16,18 @@ export const ROUTES: Record<string, string> = {
 	"POST /queue/tokens": "queue.enter",
 	"GET /queue/tokens/:token": "queue.status",
 	"DELETE /queue/tokens/:token": "queue.leave",
-	"GET /admin/queues/:concertId": "queue.stats"
+	"GET /admin/queues/:concertId": "queue.stats",
+
+	// Catalog (concert)
+	"GET /concerts": "concert.list",
+	"GET /concerts/:id": "concert.get",
+	"GET /concerts/:id/schedules": "concert.schedules",
+	"GET /schedules/:id/seats": "concert.seats",
+	"POST /admin/concerts": "concert.create"
 };
 
 /**
  * Services the API cannot serve without; /api/health reports each one's database through its `health` action
  * and answers 503 when one is missing or its database is down.
  */
-export const REQUIRED_SERVICES: string[] = ["user", "queue"];
+export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert"];

@@ -1,0 +1,457 @@
+/**
+ * Concert context: the catalog (venues, concerts, schedules, seat maps, availability; API.md "Catalog") and seat
+ * holds, the contention point of a flash sale (DESIGN.md section 4 step 2 and saga step 3).
+ *
+ * A seat's truth has two layers: the database says SOLD (a primary key on (schedule_id, seat_id) makes each seat
+ * of a schedule sellable once), the hold store says HELD (a lease that expires by itself). Holds make contention
+ * cheap; they are never what prevents a double sale, and losing every hold (Redis keeps nothing on disk) can free
+ * held seats but never a sold one.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DataTypes } from "sequelize";
+import { FieldValidationError, NotFoundError } from "../../lib/errors";
+import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { CatalogRepo, type ScheduleRecord, type SeatRecord } from "./catalog.repo";
+import {
+	availableSeats,
+	ID_PATTERN,
+	MAX_PER_ROW,
+	MAX_ROWS,
+	MAX_SCHEDULES,
+	pageWindow,
+	parseStartsAt,
+	requestedSeatIds,
+	seatMapProblems,
+	seatStatus,
+	totalPrice,
+	type GradeSpec,
+	type SeatStatus
+} from "./concert.domain";
+import { DEMO_CATALOG } from "./demo-data";
+import { SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
+import { createHoldStore, type HoldStore } from "./holds.store";
+import { createCatalog } from "./migrations/001_create_catalog";
+
+interface Settings {
+	/** Seed the demo catalog into an empty database at start. */
+	seedDemoData: boolean;
+	/** How long confirmSeats fences seats it did not already hold while it writes the sale (ms). */
+	saleFenceMs: number;
+	/** How often, and how long apart, rehold retries seats another caller holds for a moment. */
+	reholdAttempts: number;
+	reholdBackoffMs: number;
+}
+
+interface Meta {
+	$statusCode?: number;
+	$location?: string;
+}
+
+interface Vars {
+	repo: CatalogRepo;
+	holds: HoldStore;
+}
+
+interface ScheduleView {
+	id: string;
+	startsAt: string;
+	totalSeats: number;
+	availableSeats: number;
+}
+
+interface ConcertView {
+	id: string;
+	title: string;
+	artist: string;
+	venue: { id: string; name: string };
+	schedules: ScheduleView[];
+}
+
+interface SeatView {
+	id: string;
+	label: string;
+	grade: string;
+	price: number;
+}
+
+interface SeatStatusView extends SeatView {
+	status: SeatStatus;
+}
+
+interface HoldView {
+	concertId: string;
+	scheduleId: string;
+	owner: string;
+	seats: SeatView[];
+	amount: number;
+	expiresAt: string;
+}
+
+interface CreateParams {
+	title: string;
+	artist: string;
+	venue: { name: string };
+	schedules: { startsAt: string }[];
+	seats: { rows: number; perRow: number; price: number; grades?: GradeSpec[] };
+}
+
+interface SeatsParams {
+	scheduleId: string;
+	seatIds: string[];
+}
+
+interface Methods {
+	concertView(id: string): Promise<ConcertView>;
+	scheduleViews(schedules: ScheduleRecord[]): Promise<ScheduleView[]>;
+	requireSchedule(id: string): Promise<ScheduleRecord>;
+	ttlMs(): number;
+}
+
+type This = Service<Settings> & PlatformVars & DbVars & Vars & Methods;
+
+// Public ids (catalog routes) are only checked for length: a malformed id reads as unknown (404), not as a 422
+// that tells a prober which shapes exist.
+const publicId = { type: "string", min: 1, max: 64 } as const;
+// Internal ids end up in store keys: restricted to a key-safe alphabet.
+const internalId = { type: "string", min: 1, max: 64, pattern: ID_PATTERN } as const;
+// Length and shape of the list are checked here; distinct ids by `requestedSeatIds`, with the same 422.
+const seatIdsParam = { type: "array", min: 1, max: 4, items: { type: "string", min: 1, max: 64 } } as const;
+const saleParams = { reservationId: internalId, scheduleId: internalId, seatIds: seatIdsParam } as const;
+
+const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & Vars> = {
+	name: "concert",
+
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "concert",
+			migrations: [createCatalog],
+			model: {
+				name: "concerts",
+				define: {
+					id: { type: DataTypes.STRING(36), primaryKey: true },
+					title: { type: DataTypes.STRING(200), allowNull: false },
+					artist: { type: DataTypes.STRING(200), allowNull: false },
+					venue_id: { type: DataTypes.STRING(36), allowNull: false },
+					created_at: { type: DataTypes.DATE(3), allowNull: false }
+				},
+				options: { tableName: "concerts", timestamps: false, underscored: true }
+			}
+		})
+	],
+
+	settings: {
+		seedDemoData: true,
+		saleFenceMs: 30_000,
+		reholdAttempts: 5,
+		reholdBackoffMs: 25
+	},
+
+	actions: {
+		/** GET /api/concerts: a page of the catalog, oldest first. */
+		list: {
+			visibility: "published",
+			auth: false,
+			params: {
+				page: { type: "number", integer: true, min: 1, max: 100_000, convert: true, optional: true, default: 1 },
+				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true, default: 20 },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<{ page: number; pageSize: number }>) {
+				const { page, pageSize } = ctx.params;
+				const { offset, limit } = pageWindow({ page, pageSize });
+				const [rows, total] = await Promise.all([this.repo.listConcerts(offset, limit), this.repo.countConcerts()]);
+				return { rows, page, pageSize, total };
+			}
+		},
+
+		/** GET /api/concerts/:id, and for other services (the queue checks a concert exists): one concert with its schedules. */
+		get: {
+			visibility: "published",
+			auth: false,
+			params: { id: publicId, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string }>) {
+				return this.concertView(ctx.params.id);
+			}
+		},
+
+		/** GET /api/concerts/:id/schedules: the schedules with live availability. */
+		schedules: {
+			visibility: "published",
+			auth: false,
+			params: { id: publicId, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string }>) {
+				const concert = await this.repo.getConcert(ctx.params.id);
+				if (!concert) throw new NotFoundError("concert", ctx.params.id);
+				return this.scheduleViews(await this.repo.schedulesOf(concert.id));
+			}
+		},
+
+		/** GET /api/schedules/:id/seats: the seat map; SOLD from the database wins over HELD from the live holds. */
+		seats: {
+			visibility: "published",
+			auth: false,
+			params: { id: publicId, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string }>): Promise<SeatStatusView[]> {
+				const schedule = await this.requireSchedule(ctx.params.id);
+				const [seats, held] = await Promise.all([this.repo.seatsOf(schedule.id), this.holds.heldSeatIds(schedule.id)]);
+				const sold = new Set(seats.filter(s => s.soldTo !== null).map(s => s.id));
+				const heldSet = new Set(held);
+				return seats.map(s => ({ ...seatView(s), status: seatStatus(s.id, sold, heldSet) }));
+			}
+		},
+
+		/**
+		 * POST /api/admin/concerts: a concert with its venue (reused by name), schedules and a generated seat map
+		 * (`rows` x `perRow`, row A first; optional `grades` claim rows from the front, the rest cost `price`).
+		 */
+		create: {
+			visibility: "published",
+			auth: "admin",
+			params: {
+				title: { type: "string", min: 1, max: 200, trim: true },
+				artist: { type: "string", min: 1, max: 200, trim: true },
+				venue: { type: "object", strict: "remove", props: { name: { type: "string", min: 1, max: 200, trim: true } } },
+				schedules: {
+					type: "array",
+					min: 1,
+					max: MAX_SCHEDULES,
+					items: { type: "object", strict: "remove", props: { startsAt: { type: "string", min: 1, max: 40 } } }
+				},
+				seats: {
+					type: "object",
+					strict: "remove",
+					props: {
+						rows: { type: "number", integer: true, min: 1, max: MAX_ROWS },
+						perRow: { type: "number", integer: true, min: 1, max: MAX_PER_ROW },
+						price: { type: "number", integer: true, min: 0, max: 10_000_000 },
+						grades: {
+							type: "array",
+							optional: true,
+							max: 5,
+							items: {
+								type: "object",
+								strict: "remove",
+								props: {
+									grade: { type: "string", pattern: /^[A-Z][A-Z0-9_]{0,15}$/ },
+									rows: { type: "number", integer: true, min: 1, max: MAX_ROWS },
+									price: { type: "number", integer: true, min: 0, max: 10_000_000 }
+								}
+							}
+						}
+					}
+				},
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<CreateParams, Meta>) {
+				const p = ctx.params;
+				const problems = seatMapProblems(p.seats);
+				const schedules = p.schedules.map((s, i) => {
+					const startsAt = parseStartsAt(s.startsAt);
+					if (!startsAt) problems.push({ field: `schedules[${i}].startsAt`, type: "date", message: "an ISO-8601 time with a zone" });
+					return { startsAt: startsAt ?? new Date(0) };
+				});
+				if (problems.length > 0) throw new FieldValidationError(problems);
+				const id = await this.repo.createConcert({
+					title: p.title,
+					artist: p.artist,
+					venue: { name: p.venue.name },
+					schedules,
+					seats: p.seats
+				});
+				Object.assign(ctx.meta, { $statusCode: 201, $location: `/api/concerts/${id}` });
+				return this.concertView(id);
+			}
+		},
+
+		/** For other services: one schedule with its concert id and live availability. */
+		getSchedule: {
+			visibility: "public",
+			params: { id: publicId },
+			async handler(this: This, ctx: Context<{ id: string }>) {
+				const s = await this.requireSchedule(ctx.params.id);
+				const [view] = await this.scheduleViews([s]);
+				return { ...view, concertId: s.concertId };
+			}
+		},
+
+		/**
+		 * Reservation step: holds 1..4 seats of one schedule for `owner` (the reservation id) for HOLD_TTL_SEC,
+		 * all or nothing. Idempotent for the same owner and seats (the expiry does not move). 409 SEAT_UNAVAILABLE
+		 * names the seats held by others or sold; 404 for an unknown schedule or seat; 422 for a bad request.
+		 */
+		hold: {
+			visibility: "public",
+			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId },
+			async handler(this: This, ctx: Context<SeatsParams & { owner: string }>): Promise<HoldView> {
+				const seatIds = requestedSeatIds(ctx.params.seatIds);
+				const { scheduleId, owner } = ctx.params;
+				const schedule = await this.requireSchedule(scheduleId);
+				const seats = await this.repo.findSeats(scheduleId, seatIds);
+				if (seats.length !== seatIds.length) {
+					const found = new Set(seats.map(s => s.id));
+					throw new SeatNotFoundError(seatIds.filter(id => !found.has(id)));
+				}
+				// Sold per the database: refused before touching the store, whatever the store remembers.
+				const sold = seats.filter(s => s.soldTo !== null).map(s => s.id);
+				if (sold.length > 0) throw new SeatUnavailableError(sold);
+
+				const outcome = await this.holds.hold({ scheduleId, seatIds, owner, ttlMs: this.ttlMs() });
+				if (!outcome.ok) throw new SeatUnavailableError(outcome.conflicts);
+
+				// A sale can commit between the check above and the hold (its seller then dropped its own hold just
+				// before ours was taken). Checking again after taking the hold closes that window: any sale that
+				// commits later had to get past our hold first.
+				const soldNow = await this.repo.salesOf(scheduleId, seatIds);
+				if (soldNow.size > 0) {
+					await this.holds.release({ scheduleId, seatIds, owner });
+					throw new SeatUnavailableError(seatIds.filter(id => soldNow.has(id)));
+				}
+				return {
+					concertId: schedule.concertId,
+					scheduleId,
+					owner,
+					seats: seats.map(seatView),
+					amount: totalPrice(seats),
+					expiresAt: new Date(outcome.expiresAt).toISOString()
+				};
+			}
+		},
+
+		/** Releases the seats `owner` holds (fencing: another owner's hold is untouched); idempotent. */
+		release: {
+			visibility: "public",
+			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId },
+			async handler(this: This, ctx: Context<SeatsParams & { owner: string }>) {
+				const seatIds = requestedSeatIds(ctx.params.seatIds);
+				const released = await this.holds.release({ scheduleId: ctx.params.scheduleId, seatIds, owner: ctx.params.owner });
+				return { scheduleId: ctx.params.scheduleId, owner: ctx.params.owner, released };
+			}
+		},
+
+		/**
+		 * Saga step 3: the seats become SOLD to the reservation in the database, then its holds are dropped.
+		 * Idempotent per reservation (a repeat, or a retry after a timeout, sells nothing twice). 409
+		 * SEAT_UNAVAILABLE when a seat is sold to another reservation or held by another owner right now.
+		 */
+		confirmSeats: {
+			visibility: "public",
+			params: saleParams,
+			async handler(this: This, ctx: Context<SeatsParams & { reservationId: string }>) {
+				const seatIds = requestedSeatIds(ctx.params.seatIds);
+				const { reservationId, scheduleId } = ctx.params;
+				await this.requireSchedule(scheduleId);
+				const sales = await this.repo.salesOf(scheduleId, seatIds);
+				const alreadyMine = seatIds.every(id => sales.get(id) === reservationId);
+				if (!alreadyMine) {
+					const foreign = seatIds.filter(id => sales.has(id) && sales.get(id) !== reservationId);
+					if (foreign.length > 0) throw new SeatUnavailableError(foreign);
+					// Fence: the reservation's own hold (or free seats, if its hold lapsed) and no one else's. A seat
+					// another reservation holds now is not sold from under it.
+					const fence = await this.holds.hold({ scheduleId, seatIds, owner: reservationId, ttlMs: this.settings.saleFenceMs });
+					if (!fence.ok) throw new SeatUnavailableError(fence.conflicts);
+					await this.repo.sell({ reservationId, scheduleId, seatIds });
+				}
+				await this.holds.release({ scheduleId, seatIds, owner: reservationId });
+				return { reservationId, scheduleId, seatIds, status: "SOLD" };
+			}
+		},
+
+		/**
+		 * Compensation of confirmSeats: the seats go back from SOLD to HELD by the same reservation (for
+		 * HOLD_TTL_SEC), with no moment in which they are free. Idempotent.
+		 */
+		rehold: {
+			visibility: "public",
+			params: saleParams,
+			async handler(this: This, ctx: Context<SeatsParams & { reservationId: string }>) {
+				const seatIds = requestedSeatIds(ctx.params.seatIds);
+				const { reservationId, scheduleId } = ctx.params;
+				await this.requireSchedule(scheduleId);
+				for (let attempt = 1; ; attempt++) {
+					const outcome = await this.holds.hold({ scheduleId, seatIds, owner: reservationId, ttlMs: this.ttlMs() });
+					if (outcome.ok) {
+						await this.repo.unsell({ reservationId, scheduleId, seatIds });
+						return { reservationId, scheduleId, seatIds, status: "HELD", expiresAt: new Date(outcome.expiresAt).toISOString() };
+					}
+					// Seats still sold to us can be held by someone else only for a moment (their hold's own check sees
+					// the sale and lets go): wait and retry. Seats no longer ours went to someone else for good.
+					const sales = await this.repo.salesOf(scheduleId, outcome.conflicts);
+					const lost = outcome.conflicts.filter(id => sales.get(id) !== reservationId);
+					if (lost.length > 0) throw new SeatUnavailableError(lost);
+					if (attempt >= this.settings.reholdAttempts) throw new SeatsBusyError(outcome.conflicts);
+					await new Promise(r => setTimeout(r, this.settings.reholdBackoffMs * attempt));
+				}
+			}
+		},
+
+		/** Cancellation of a confirmed reservation: its seats stop being SOLD (and any hold it has goes). Idempotent. */
+		releaseSold: {
+			visibility: "public",
+			params: saleParams,
+			async handler(this: This, ctx: Context<SeatsParams & { reservationId: string }>) {
+				const seatIds = requestedSeatIds(ctx.params.seatIds);
+				const { reservationId, scheduleId } = ctx.params;
+				await this.requireSchedule(scheduleId);
+				const { unsold } = await this.repo.unsell({ reservationId, scheduleId, seatIds });
+				await this.holds.release({ scheduleId, seatIds, owner: reservationId });
+				return { reservationId, scheduleId, seatIds, released: unsold };
+			}
+		},
+
+		/** Consistency check (admin consistency report): every sold counter equals its sale rows. */
+		verify: {
+			visibility: "public",
+			async handler(this: This) {
+				const drift = await this.repo.counterDrift();
+				const ok = drift.counters.length === 0 && drift.misplaced === 0;
+				return { ok, checks: [{ name: "seats", ok, details: drift }] };
+			}
+		}
+	},
+
+	methods: {
+		async concertView(this: This, id: string): Promise<ConcertView> {
+			const concert = await this.repo.getConcert(id);
+			if (!concert) throw new NotFoundError("concert", id);
+			return { ...concert, schedules: await this.scheduleViews(await this.repo.schedulesOf(id)) };
+		},
+
+		/** Availability = total - sold (a counter row kept by every sale) - held (one count per schedule). */
+		async scheduleViews(this: This, schedules: ScheduleRecord[]): Promise<ScheduleView[]> {
+			const held = await this.holds.heldCounts(schedules.map(s => s.id));
+			return schedules.map((s, i) => ({
+				id: s.id,
+				startsAt: s.startsAt,
+				totalSeats: s.totalSeats,
+				availableSeats: availableSeats(s.totalSeats, s.soldSeats, held[i])
+			}));
+		},
+
+		async requireSchedule(this: This, id: string): Promise<ScheduleRecord> {
+			const s = await this.repo.getSchedule(id);
+			if (!s) throw new NotFoundError("schedule", id);
+			return s;
+		},
+
+		ttlMs(this: This): number {
+			return this.config.holdTtlSec * 1000;
+		}
+	},
+
+	async started(this: This) {
+		// The DbMixin has migrated by now (moleculer-db connects in its own `started`, which runs first).
+		this.repo = new CatalogRepo(this.sequelize);
+		this.holds = createHoldStore(this.store);
+		if (this.settings.seedDemoData && (await this.repo.seedIfEmpty(DEMO_CATALOG))) {
+			this.logger.info(`Seeded the demo catalog: ${DEMO_CATALOG.length} concerts`);
+		}
+	}
+};
+
+function seatView(s: SeatRecord): SeatView {
+	return { id: s.id, label: s.label, grade: s.grade, price: s.price };
+}
+
+export default ConcertService;
