@@ -1,0 +1,478 @@
+/**
+ * The wallet, its ledger and payments in SQL: every money move is one transaction that changes the balance with a
+ * conditional UPDATE (never read-then-write), appends its ledger row, writes the payment row and the outbox rows,
+ * and commits or changes nothing. Works on MariaDB (cluster) and SQLite (embedded).
+ *
+ * Why it is safe under concurrency:
+ * - A debit is `UPDATE wallets SET balance = balance - ? WHERE user_id = ? AND balance >= ?`: the row lock makes
+ *   the check and the write one step, so 50 racing debits on a wallet that affords 20 leave exactly 20.
+ * - `payments.saga_id` is unique and the payment row is the transaction's first write: a duplicate pay waits on the
+ *   first one's uncommitted row (InnoDB) or on the write lock (SQLite), then fails on the index and answers the
+ *   committed payment. No second debit, the same payment for a retry after a timeout.
+ * - A refund flips COMPLETED -> REFUNDED with a conditional UPDATE; only the caller that flipped it credits.
+ * - `point_transactions (user_id, type, ref)` is unique: a charge key credits once per wallet, a payment has at
+ *   most one PAYMENT and one REFUND row, whatever the code above does.
+ * - Every transaction takes its locks in the same order (payment row, then wallet row): no lock cycles. The
+ *   deadlocks InnoDB can still report (duplicate-key waiters after a rollback) are retried, as the whole
+ *   transaction rolled back.
+ */
+import crypto from "crypto";
+import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
+import { appendOutbox } from "../../lib/outbox";
+import {
+	BALANCE_LIMIT,
+	chargeReplay,
+	checkInvariants,
+	payReplay,
+	toPublicPayment,
+	toPublicTransaction,
+	toUserPayment,
+	type Check,
+	type LedgerRow,
+	type LedgerType,
+	type PaymentRow,
+	type PayRequest,
+	type PublicPayment,
+	type PublicTransaction,
+	type UserPayment,
+	type WalletRow
+} from "./payment.domain";
+import {
+	BalanceLimitError,
+	IdempotencyKeyReusedError,
+	InsufficientPointsError,
+	PaymentStoreUnavailableError,
+	PaymentVoidedError
+} from "./errors";
+
+export interface ChargeResult {
+	userId: string;
+	balance: number;
+	transactionId: string;
+}
+
+export interface RefundResult {
+	refunded: boolean;
+	paymentId?: string;
+	amount?: number;
+}
+
+export interface Page<T> {
+	rows: T[];
+	page: number;
+	pageSize: number;
+	total: number;
+}
+
+export interface LedgerDeps {
+	sequelize: Sequelize;
+	now?: () => Date;
+	newId?: () => string;
+}
+
+const MYSQL_DEADLOCK = 1213;
+const MYSQL_LOCK_WAIT_TIMEOUT = 1205;
+
+function dbErrno(err: unknown): number | string | undefined {
+	const e = err as { parent?: { errno?: number; code?: string }; original?: { errno?: number; code?: string } };
+	return e?.parent?.errno ?? e?.original?.errno ?? e?.parent?.code ?? e?.original?.code;
+}
+
+function isDeadlock(err: unknown): boolean {
+	return dbErrno(err) === MYSQL_DEADLOCK;
+}
+
+/** Faults that say nothing about the request: lock waits, a busy SQLite file, a lost connection. */
+function isTransient(err: unknown): boolean {
+	const name = (err as { name?: string })?.name ?? "";
+	const code = dbErrno(err);
+	return (
+		code === MYSQL_LOCK_WAIT_TIMEOUT ||
+		code === MYSQL_DEADLOCK ||
+		code === "SQLITE_BUSY" ||
+		/^Sequelize(Connection\w*Error|ConnectionAcquireTimeoutError|TimeoutError|HostNotReachableError)$/.test(name)
+	);
+}
+
+/**
+ * SQLite allows one writer per file, and a BEGIN IMMEDIATE that finds the file busy fails instead of queueing.
+ * Embedded mode has exactly one process per file, so its writes queue here, in order, one at a time (keyed by the
+ * file, in case two ledgers share one). MariaDB needs no such queue: its row locks do the ordering.
+ */
+const sqliteWriters = new Map<string, Promise<unknown>>();
+
+function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
+	const prev = sqliteWriters.get(key) ?? Promise.resolve();
+	const run = prev.then(fn, fn);
+	const tail = run.then(
+		() => undefined,
+		() => undefined
+	);
+	sqliteWriters.set(key, tail);
+	void tail.then(() => {
+		if (sqliteWriters.get(key) === tail) sqliteWriters.delete(key);
+	});
+	return run;
+}
+
+export class PaymentLedger {
+	private readonly sequelize: Sequelize;
+	private readonly now: () => Date;
+	private readonly newId: () => string;
+	private readonly mysql: boolean;
+	/** SQLite only: the file whose writes are serialized in this process. */
+	private readonly writerKey?: string;
+
+	constructor(deps: LedgerDeps) {
+		this.sequelize = deps.sequelize;
+		this.now = deps.now ?? (() => new Date());
+		this.newId = deps.newId ?? (() => crypto.randomUUID());
+		this.mysql = deps.sequelize.getDialect() !== "sqlite";
+		// `options.storage` (the file) is set at runtime by Sequelize but missing from its typings.
+		if (!this.mysql) this.writerKey = String((deps.sequelize as unknown as { options: { storage?: string } }).options.storage);
+	}
+
+	// ---- money moves ----
+
+	/** Credits `amount` once per (user, key); the same key again answers the first result. */
+	async charge(userId: string, key: string, amount: number): Promise<ChargeResult> {
+		const prior = await this.findCharge(userId, key);
+		if (prior) return this.replayCharge(prior, amount);
+		try {
+			return await this.inTransaction(async t => {
+				const now = this.now();
+				await this.ensureWallet(userId, now, t);
+				const credited = await this.update(
+					"UPDATE wallets SET balance = balance + ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance <= ?",
+					[amount, now, userId, BALANCE_LIMIT - amount],
+					t
+				);
+				if (credited !== 1) throw new BalanceLimitError(userId, BALANCE_LIMIT);
+				const balance = await this.lockedBalance(userId, t);
+				const id = await this.appendLedger({ userId, type: "CHARGE", amount, balance, ref: key, paymentId: null, now }, t);
+				await appendOutbox(this.sequelize, t, {
+					aggregateType: "wallet",
+					aggregateId: userId,
+					eventType: "points.charged",
+					payload: { userId, transactionId: id, amount, balanceAfter: balance, chargedAt: now.toISOString() }
+				});
+				return { userId, balance, transactionId: id };
+			});
+		} catch (err) {
+			if (err instanceof UniqueConstraintError) {
+				const winner = await this.findCharge(userId, key);
+				if (winner) return this.replayCharge(winner, amount);
+			}
+			throw err;
+		}
+	}
+
+	/**
+	 * Saga step 1: debits the reservation amount once per saga id. A retry or a concurrent duplicate gets the same
+	 * payment; not enough points is a 402 that changed nothing; a saga whose refund already ran gets 409.
+	 */
+	async pay(req: PayRequest): Promise<PublicPayment> {
+		const existing = await this.findPaymentBySaga(req.sagaId);
+		if (existing) return this.replayPay(existing, req);
+		try {
+			return await this.inTransaction(async t => {
+				const now = this.now();
+				const id = this.newId();
+				// First write: from here on a duplicate of this saga id waits for this transaction to end.
+				await this.insert(
+					"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'COMPLETED', ?, ?)",
+					[id, req.sagaId, req.reservationId, req.userId, req.amount, now, now],
+					t
+				);
+				const debited = await this.update(
+					"UPDATE wallets SET balance = balance - ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance >= ?",
+					[req.amount, now, req.userId, req.amount],
+					t
+				);
+				if (debited !== 1) throw new InsufficientPointsError(req.userId, req.amount);
+				const balance = await this.lockedBalance(req.userId, t);
+				const txId = await this.appendLedger(
+					{ userId: req.userId, type: "PAYMENT", amount: req.amount, balance, ref: id, paymentId: id, now },
+					t
+				);
+				await appendOutbox(this.sequelize, t, {
+					aggregateType: "payment",
+					aggregateId: id,
+					eventType: "payment.completed",
+					payload: {
+						paymentId: id,
+						sagaId: req.sagaId,
+						reservationId: req.reservationId,
+						userId: req.userId,
+						amount: req.amount,
+						paymentDate: now.toISOString()
+					}
+				});
+				await appendOutbox(this.sequelize, t, {
+					aggregateType: "wallet",
+					aggregateId: req.userId,
+					eventType: "points.deducted",
+					payload: {
+						userId: req.userId,
+						transactionId: txId,
+						paymentId: id,
+						amount: req.amount,
+						balanceAfter: balance,
+						transactionDate: now.toISOString()
+					}
+				});
+				return toPublicPayment({
+					id,
+					saga_id: req.sagaId,
+					reservation_id: req.reservationId,
+					user_id: req.userId,
+					amount: req.amount,
+					status: "COMPLETED",
+					created_at: now,
+					updated_at: now,
+					refunded_at: null
+				});
+			});
+		} catch (err) {
+			if (err instanceof UniqueConstraintError) {
+				const winner = await this.findPaymentBySaga(req.sagaId);
+				if (winner) return this.replayPay(winner, req);
+			}
+			throw err;
+		}
+	}
+
+	/**
+	 * Compensation and cancellation: refunds the saga's payment once. Without a payment it records the saga id as
+	 * VOIDED, so a pay that arrives later (its caller timed out, the saga compensated) is refused instead of
+	 * debiting after its compensation ran.
+	 */
+	async refund(sagaId: string, reason?: string): Promise<RefundResult> {
+		let payment = await this.findPaymentBySaga(sagaId);
+		if (!payment) {
+			const now = this.now();
+			try {
+				await this.exclusive(() =>
+					this.insert(
+						"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, refund_reason, created_at, updated_at) VALUES (?, ?, NULL, NULL, 0, 'VOIDED', ?, ?, ?)",
+						[this.newId(), sagaId, reason ?? null, now, now]
+					)
+				);
+				return { refunded: false };
+			} catch (err) {
+				if (!(err instanceof UniqueConstraintError)) throw this.translate(err);
+				// A pay (or another void) committed the saga id first: answer what is there now.
+				payment = await this.findPaymentBySaga(sagaId);
+				if (!payment) throw err;
+			}
+		}
+		if (payment.status === "VOIDED") return { refunded: false };
+		const result = { refunded: true, paymentId: payment.id, amount: Number(payment.amount) };
+		if (payment.status === "REFUNDED") return result;
+
+		const p = payment;
+		await this.inTransaction(async t => {
+			const now = this.now();
+			const flipped = await this.update(
+				"UPDATE payments SET status = 'REFUNDED', refund_reason = ?, refunded_at = ?, updated_at = ? WHERE id = ? AND status = 'COMPLETED'",
+				[reason ?? null, now, now, p.id],
+				t
+			);
+			// Someone else refunded it between our read and this update: their refund is the one.
+			if (flipped !== 1) return;
+			const amount = Number(p.amount);
+			const credited = await this.update(
+				"UPDATE wallets SET balance = balance + ?, version = version + 1, updated_at = ? WHERE user_id = ?",
+				[amount, now, p.user_id],
+				t
+			);
+			if (credited !== 1) throw new Error(`wallet of payment ${p.id} is missing`);
+			const balance = await this.lockedBalance(p.user_id!, t);
+			const txId = await this.appendLedger({ userId: p.user_id!, type: "REFUND", amount, balance, ref: p.id, paymentId: p.id, now }, t);
+			await appendOutbox(this.sequelize, t, {
+				aggregateType: "payment",
+				aggregateId: p.id,
+				eventType: "payment.refunded",
+				payload: {
+					paymentId: p.id,
+					sagaId: p.saga_id,
+					reservationId: p.reservation_id,
+					userId: p.user_id,
+					amount,
+					transactionId: txId,
+					balanceAfter: balance,
+					reason: reason ?? null,
+					refundedAt: now.toISOString()
+				}
+			});
+		});
+		return result;
+	}
+
+	// ---- reads ----
+
+	async balance(userId: string): Promise<{ userId: string; balance: number }> {
+		const [row] = await this.select<{ balance: number }>("SELECT balance FROM wallets WHERE user_id = ?", [userId]);
+		return { userId, balance: row ? Number(row.balance) : 0 };
+	}
+
+	async transactions(userId: string, page: number, pageSize: number): Promise<Page<PublicTransaction>> {
+		const rows = await this.select<LedgerRow>(
+			"SELECT * FROM point_transactions WHERE user_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
+			[userId, pageSize, (page - 1) * pageSize]
+		);
+		const [count] = await this.select<{ n: number }>("SELECT COUNT(*) AS n FROM point_transactions WHERE user_id = ?", [userId]);
+		return { rows: rows.map(toPublicTransaction), page, pageSize, total: Number(count?.n ?? 0) };
+	}
+
+	async paymentsOf(userId: string, page: number, pageSize: number): Promise<Page<UserPayment>> {
+		const rows = await this.select<PaymentRow>(
+			"SELECT * FROM payments WHERE user_id = ? AND status <> 'VOIDED' ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+			[userId, pageSize, (page - 1) * pageSize]
+		);
+		const [count] = await this.select<{ n: number }>(
+			"SELECT COUNT(*) AS n FROM payments WHERE user_id = ? AND status <> 'VOIDED'",
+			[userId]
+		);
+		return { rows: rows.map(r => toUserPayment(this.numeric(r))), page, pageSize, total: Number(count?.n ?? 0) };
+	}
+
+	/** The payment when it exists and belongs to `userId`; null otherwise (the caller answers 404 for both). */
+	async paymentOf(userId: string, id: string): Promise<UserPayment | null> {
+		const [row] = await this.select<PaymentRow>("SELECT * FROM payments WHERE id = ? AND user_id = ?", [id, userId]);
+		return row ? toUserPayment(this.numeric(row)) : null;
+	}
+
+	async paymentBySaga(sagaId: string): Promise<PublicPayment | null> {
+		const row = await this.findPaymentBySaga(sagaId);
+		return row ? toPublicPayment(row) : null;
+	}
+
+	/** Reads every wallet, ledger row and payment and checks the money invariants (see `checkInvariants`). */
+	async verify(): Promise<{ ok: boolean; checks: Check[] }> {
+		const wallets = await this.select<WalletRow>("SELECT user_id, balance, version FROM wallets");
+		const ledger = await this.select<LedgerRow>(
+			"SELECT seq, id, user_id, type, amount, balance_after, ref, payment_id, created_at FROM point_transactions ORDER BY user_id, seq"
+		);
+		const payments = await this.select<PaymentRow>("SELECT * FROM payments");
+		const checks = checkInvariants(
+			wallets.map(w => ({ ...w, balance: Number(w.balance) })),
+			ledger.map(l => ({ ...l, seq: Number(l.seq), amount: Number(l.amount), balance_after: Number(l.balance_after) })),
+			payments.map(p => this.numeric(p))
+		);
+		return { ok: checks.every(c => c.ok), checks };
+	}
+
+	// ---- helpers ----
+
+	private replayCharge(prior: LedgerRow, amount: number): ChargeResult {
+		if (chargeReplay({ amount: Number(prior.amount) }, amount) === "reused") {
+			throw new IdempotencyKeyReusedError({ transactionId: prior.id });
+		}
+		return { userId: prior.user_id, balance: Number(prior.balance_after), transactionId: prior.id };
+	}
+
+	private replayPay(existing: PaymentRow, req: PayRequest): PublicPayment {
+		switch (payReplay(existing, req)) {
+			case "replay":
+				return toPublicPayment(existing);
+			case "voided":
+				throw new PaymentVoidedError(req.sagaId, existing.status === "VOIDED" ? undefined : existing.id);
+			case "reused":
+				throw new IdempotencyKeyReusedError({ sagaId: req.sagaId, paymentId: existing.id });
+		}
+	}
+
+	private async findCharge(userId: string, key: string): Promise<LedgerRow | null> {
+		const [row] = await this.select<LedgerRow>(
+			"SELECT * FROM point_transactions WHERE user_id = ? AND type = 'CHARGE' AND ref = ?",
+			[userId, key]
+		);
+		return row ?? null;
+	}
+
+	private async findPaymentBySaga(sagaId: string): Promise<PaymentRow | null> {
+		const [row] = await this.select<PaymentRow>("SELECT * FROM payments WHERE saga_id = ?", [sagaId]);
+		return row ? this.numeric(row) : null;
+	}
+
+	private numeric(row: PaymentRow): PaymentRow {
+		return { ...row, amount: Number(row.amount) };
+	}
+
+	/** Creates the wallet if it is missing; on MariaDB this also takes the wallet's row lock. */
+	private async ensureWallet(userId: string, now: Date, t: Transaction): Promise<void> {
+		const sql = this.mysql
+			? "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON DUPLICATE KEY UPDATE user_id = user_id"
+			: "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON CONFLICT(user_id) DO NOTHING";
+		await this.sequelize.query(sql, { replacements: [userId, now, now], transaction: t, type: QueryTypes.INSERT });
+	}
+
+	/** The balance as this transaction left it (a locking read on MariaDB: never a stale snapshot). */
+	private async lockedBalance(userId: string, t: Transaction): Promise<number> {
+		const [row] = await this.select<{ balance: number }>(
+			`SELECT balance FROM wallets WHERE user_id = ?${this.mysql ? " FOR UPDATE" : ""}`,
+			[userId],
+			t
+		);
+		return Number(row.balance);
+	}
+
+	private async appendLedger(
+		e: { userId: string; type: LedgerType; amount: number; balance: number; ref: string; paymentId: string | null; now: Date },
+		t: Transaction
+	): Promise<string> {
+		const id = this.newId();
+		await this.insert(
+			"INSERT INTO point_transactions (id, user_id, type, amount, balance_after, ref, payment_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			[id, e.userId, e.type, e.amount, e.balance, e.ref, e.paymentId, e.now],
+			t
+		);
+		return id;
+	}
+
+	private async select<T extends object>(sql: string, replacements: unknown[] = [], transaction?: Transaction): Promise<T[]> {
+		try {
+			return await this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
+		} catch (err) {
+			throw this.translate(err);
+		}
+	}
+
+	private async insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
+		await this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction });
+	}
+
+	/** Runs an UPDATE and returns the number of rows it changed. */
+	private async update(sql: string, replacements: unknown[], transaction: Transaction): Promise<number> {
+		const [, affected] = (await this.sequelize.query(sql, { replacements, type: QueryTypes.UPDATE, transaction })) as unknown as [
+			unknown,
+			number
+		];
+		return Number(affected);
+	}
+
+	/** One transaction; retried whole when InnoDB picked it as a deadlock victim (it rolled back entirely). */
+	private async inTransaction<T>(fn: (t: Transaction) => Promise<T>): Promise<T> {
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await this.exclusive(() => this.sequelize.transaction(fn));
+			} catch (err) {
+				if (isDeadlock(err) && attempt < 5) {
+					await new Promise(r => setTimeout(r, 5 + Math.random() * 20 * attempt));
+					continue;
+				}
+				throw this.translate(err);
+			}
+		}
+	}
+
+	/** Writes on SQLite go one at a time (see `serialized`); on MariaDB they run as they come. */
+	private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+		return this.writerKey === undefined ? fn() : serialized(this.writerKey, fn);
+	}
+
+	private translate(err: unknown): unknown {
+		return isTransient(err) ? new PaymentStoreUnavailableError() : err;
+	}
+}

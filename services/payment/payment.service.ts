@@ -1,0 +1,185 @@
+/**
+ * Payment context: wallets of points, the append-only ledger, payments keyed by saga id (API.md, Points and
+ * payments; DESIGN.md section 4 step 1). Money moves live in ledger.ts; this file validates, checks who is asking,
+ * and hands over.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { DataTypes } from "sequelize";
+import type { AuthUser } from "../../lib/auth";
+import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { outboxMigration } from "../../lib/outbox";
+import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { IdempotencyKeyInvalidError, IdempotencyKeyRequiredError } from "./errors";
+import { PaymentLedger } from "./ledger";
+import { createWalletLedgerPayments } from "./migrations/001_create_wallet_ledger_payments";
+import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX, type PayRequest } from "./payment.domain";
+
+interface Meta {
+	user?: AuthUser | null;
+	idempotencyKey?: string;
+}
+interface PageParams {
+	page?: number;
+	pageSize?: number;
+}
+
+const pageParams = {
+	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
+	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
+} as const;
+
+const id = (max: number) => ({ type: "string", min: 1, max }) as const;
+
+function caller(ctx: Context<unknown, Meta>): AuthUser {
+	if (!ctx.meta.user) throw new UnauthorizedError();
+	return ctx.meta.user;
+}
+
+interface PaymentVars {
+	ledger: PaymentLedger;
+}
+
+const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>, PlatformVars & DbVars & PaymentVars> = {
+	name: "payment",
+
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "payment",
+			migrations: [outboxMigration, createWalletLedgerPayments],
+			model: {
+				name: "payments",
+				define: {
+					id: { type: DataTypes.STRING(36), primaryKey: true },
+					saga_id: { type: DataTypes.STRING(100), allowNull: false },
+					reservation_id: { type: DataTypes.STRING(100), allowNull: true },
+					user_id: { type: DataTypes.STRING(64), allowNull: true },
+					amount: { type: DataTypes.BIGINT, allowNull: false },
+					status: { type: DataTypes.STRING(10), allowNull: false }
+				},
+				options: { tableName: "payments", timestamps: true, underscored: true }
+			}
+		})
+	],
+
+	actions: {
+		/** GET /api/points: the caller's balance (0 before the first charge). */
+		balance: {
+			visibility: "published",
+			params: { $$strict: "remove" },
+			async handler(ctx: Context<unknown, Meta>) {
+				return this.ledger.balance(caller(ctx).id);
+			}
+		},
+
+		/**
+		 * POST /api/points/charge: credits the caller's wallet once per Idempotency-Key. The same key again answers
+		 * the first result without a second credit; with another amount it is 422 IDEMPOTENCY_KEY_REUSED.
+		 */
+		charge: {
+			visibility: "published",
+			params: {
+				amount: { type: "number", integer: true, min: CHARGE_MIN, max: CHARGE_MAX },
+				$$strict: "remove"
+			},
+			async handler(ctx: Context<{ amount: number }, Meta>) {
+				const user = caller(ctx);
+				const key = ctx.meta.idempotencyKey;
+				if (key === undefined || key === null || key === "") throw new IdempotencyKeyRequiredError();
+				if (!isValidIdempotencyKey(key)) throw new IdempotencyKeyInvalidError();
+				return this.ledger.charge(user.id, key, ctx.params.amount);
+			}
+		},
+
+		/** GET /api/points/transactions: the caller's ledger, newest first. */
+		transactions: {
+			visibility: "published",
+			params: { ...pageParams, $$strict: "remove" },
+			async handler(ctx: Context<PageParams, Meta>) {
+				return this.ledger.transactions(caller(ctx).id, ctx.params.page ?? 1, ctx.params.pageSize ?? 20);
+			}
+		},
+
+		/** GET /api/payments: the caller's payments, newest first. */
+		list: {
+			visibility: "published",
+			params: { ...pageParams, $$strict: "remove" },
+			async handler(ctx: Context<PageParams, Meta>) {
+				return this.ledger.paymentsOf(caller(ctx).id, ctx.params.page ?? 1, ctx.params.pageSize ?? 20);
+			}
+		},
+
+		/** GET /api/payments/:id: one of the caller's payments; someone else's reads exactly like a missing one. */
+		get: {
+			visibility: "published",
+			params: { id: id(36), $$strict: "remove" },
+			async handler(ctx: Context<{ id: string }, Meta>) {
+				const payment = await this.ledger.paymentOf(caller(ctx).id, ctx.params.id);
+				if (!payment) throw new NotFoundError("payment", ctx.params.id);
+				return payment;
+			}
+		},
+
+		/**
+		 * Saga step 1 (ConfirmReservation): debits `amount` from the user's wallet once per `sagaId`. Retries and
+		 * concurrent duplicates answer the same payment; 402 INSUFFICIENT_POINTS changes nothing; 409
+		 * PAYMENT_VOIDED when the saga's refund already ran; 422 IDEMPOTENCY_KEY_REUSED for another request under
+		 * the same saga id.
+		 */
+		pay: {
+			visibility: "public",
+			params: {
+				sagaId: id(100),
+				reservationId: id(100),
+				userId: id(64),
+				amount: { type: "number", integer: true, min: 1, max: PAY_MAX }
+			},
+			async handler(ctx: Context<PayRequest>) {
+				const { sagaId, reservationId, userId, amount } = ctx.params;
+				return this.ledger.pay({ sagaId, reservationId, userId, amount });
+			}
+		},
+
+		/**
+		 * Compensation of step 1 and the cancellation refund: refunds the saga's payment once, however often it is
+		 * asked. Without a payment it voids the saga id (a late pay is then refused) and answers refunded: false.
+		 * The circuit breaker is off: a compensation must get through as soon as the database answers again.
+		 */
+		refund: {
+			visibility: "public",
+			circuitBreaker: { enabled: false },
+			params: { sagaId: id(100), reason: { type: "string", max: 200, optional: true } },
+			async handler(ctx: Context<{ sagaId: string; reason?: string }>) {
+				return this.ledger.refund(ctx.params.sagaId, ctx.params.reason);
+			}
+		},
+
+		/** The payment of a saga (any status, VOIDED included), or null when the saga never paid nor voided. */
+		getBySaga: {
+			visibility: "public",
+			params: { sagaId: id(100) },
+			async handler(ctx: Context<{ sagaId: string }>) {
+				return this.ledger.paymentBySaga(ctx.params.sagaId);
+			}
+		},
+
+		/**
+		 * Consistency check (seed 000 section 4.3): every balance equals the sum of its ledger, none is negative,
+		 * the ledger's running balance is unbroken, every payment has its ledger rows. Offenders are listed by id.
+		 */
+		verify: {
+			visibility: "public",
+			params: {},
+			async handler() {
+				return this.ledger.verify();
+			}
+		}
+	},
+
+	created() {
+		this.ledger = new PaymentLedger({ sequelize: this.sequelize });
+	}
+};
+
+export default PaymentService;

@@ -1,0 +1,62 @@
+/**
+ * Helpers for the payment tests: a ledger on its own SQLite file (unit tier) and direct SQL on a run's payment
+ * schema on MariaDB (integration tier), to count rows and to hold a wallet's row lock from outside the service.
+ */
+import fs from "fs";
+import os from "os";
+import path from "path";
+import mysql from "mysql2/promise";
+import { QueryTypes, type Sequelize } from "sequelize";
+import { createSequelize, migrate } from "../../mixins/db.mixin";
+import { outboxMigration } from "../../lib/outbox";
+import { PaymentLedger } from "../../services/payment/ledger";
+import { createWalletLedgerPayments } from "../../services/payment/migrations/001_create_wallet_ledger_payments";
+import { MARIADB_URL } from "./isolation";
+
+export interface SqliteLedger {
+	ledger: PaymentLedger;
+	sequelize: Sequelize;
+	count(sql: string, replacements?: unknown[]): Promise<number>;
+	close(): Promise<void>;
+}
+
+/** A migrated payment database in a temp SQLite file, set up as the db mixin sets up embedded mode. */
+export async function sqliteLedger(): Promise<SqliteLedger> {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crp-payment-"));
+	const sql = { dialect: "sqlite" as const, dir, prefix: "", poolMax: 1 };
+	const sequelize = createSequelize(sql, "payment");
+	await sequelize.query("PRAGMA journal_mode=WAL");
+	await sequelize.query("PRAGMA busy_timeout=5000");
+	await migrate(sql, "payment", sequelize, [outboxMigration, createWalletLedgerPayments], () => undefined);
+	return {
+		ledger: new PaymentLedger({ sequelize }),
+		sequelize,
+		async count(q: string, replacements: unknown[] = []) {
+			const [row] = await sequelize.query<{ n: number }>(q, { replacements, type: QueryTypes.SELECT });
+			return Number(row.n);
+		},
+		async close() {
+			await sequelize.close();
+			fs.rmSync(dir, { recursive: true, force: true });
+		}
+	};
+}
+
+/** A plain connection to one schema of the test MariaDB server. */
+export async function mariadb(database: string): Promise<mysql.Connection> {
+	const url = new URL(MARIADB_URL);
+	return mysql.createConnection({
+		host: url.hostname,
+		port: Number(url.port || 3306),
+		user: decodeURIComponent(url.username || "root"),
+		password: url.password ? decodeURIComponent(url.password) : undefined,
+		database
+	});
+}
+
+/** First column of the first row of a query, as a number. */
+export async function scalar(conn: mysql.Connection, sql: string, params: unknown[] = []): Promise<number> {
+	const [rows] = await conn.query(sql, params);
+	const first = (rows as Record<string, unknown>[])[0];
+	return Number(first ? Object.values(first)[0] : 0);
+}
