@@ -57,14 +57,16 @@ export interface EtaInput {
 }
 
 /**
- * Seconds until a waiting token is likely admitted. From the measured admission rate when there is one
- * (position / admissions-per-second); with no admission in the last minute, the pessimistic bound: every active
- * user keeps their slot for the whole time-to-live, so `ceil(position / maxActive)` lifetimes.
+ * Seconds until a waiting token is likely admitted: position / admissions-per-second from the admission rate
+ * measured over the last minute, but never more than the bound that holds whatever the rate: every active slot
+ * frees within one lifetime, so the whole active set turns over every `activeTtlSec` and position p is admitted
+ * within `ceil(p / maxActive)` lifetimes. With no admission measured yet, that bound is the answer.
  */
 export function etaSeconds(input: EtaInput): number {
 	if (input.status === "ACTIVE" || input.position <= 0) return 0;
-	if (input.admittedLastMinute > 0) return Math.ceil((input.position * 60) / input.admittedLastMinute);
-	return Math.ceil(input.position / Math.max(1, input.maxActive)) * input.activeTtlSec;
+	const bound = Math.ceil(input.position / Math.max(1, input.maxActive)) * input.activeTtlSec;
+	if (input.admittedLastMinute <= 0) return bound;
+	return Math.min(bound, Math.ceil((input.position * 60) / input.admittedLastMinute));
 }
 
 /** The token as API.md shows it: `{token, concertId, status, position, etaSeconds, expiresAt}`. */

@@ -54,6 +54,12 @@ describe("queue ETA", () => {
 		expect(etaSeconds({ ...base, status: "WAITING", position: 7, admittedLastMinute: 3 })).toBe(140);
 	});
 
+	it("when the measured rate is slower than the lifetime bound, then the bound wins", () => {
+		// One admission in the last minute, but slots live 10 s: position 1 is in within 10 s whatever the rate.
+		expect(etaSeconds({ maxActive: 1, activeTtlSec: 10, status: "WAITING", position: 1, admittedLastMinute: 1 })).toBe(10);
+		expect(etaSeconds({ maxActive: 2, activeTtlSec: 10, status: "WAITING", position: 3, admittedLastMinute: 1 })).toBe(20);
+	});
+
 	it("when nobody was admitted in the last minute, then the ETA is the pessimistic whole-lifetime bound", () => {
 		expect(etaSeconds({ ...base, status: "WAITING", position: 1, admittedLastMinute: 0 })).toBe(600);
 		expect(etaSeconds({ ...base, status: "WAITING", position: 100, admittedLastMinute: 0 })).toBe(600);
@@ -76,7 +82,7 @@ describe("queue views and validation", () => {
 	it("when a waiting entry is shown, then it has its position, an ETA and no expiry", () => {
 		const view = toTokenView("c1", entry({ status: "WAITING", position: 4, expiresAt: null, admittedLastMinute: 2 }), {
 			maxActive: 10,
-			activeTtlSec: 60
+			activeTtlSec: 600
 		});
 		expect(view).toMatchObject({ status: "WAITING", position: 4, etaSeconds: 120, expiresAt: null });
 	});
