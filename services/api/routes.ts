@@ -23,11 +23,18 @@ export const ROUTES: Record<string, string> = {
 	"GET /concerts/:id": "concert.get",
 	"GET /concerts/:id/schedules": "concert.schedules",
 	"GET /schedules/:id/seats": "concert.seats",
-	"POST /admin/concerts": "concert.create"
+	"POST /admin/concerts": "concert.create",
+
+	// Points and payments (payment); POST /payments belongs to reservations
+	"GET /points": "payment.balance",
+	"POST /points/charge": "payment.charge",
+	"GET /points/transactions": "payment.transactions",
+	"GET /payments": "payment.list",
+	"GET /payments/:id": "payment.get"
 };
 
 /**
  * Services the API cannot serve without; /api/health reports each one's database through its `health` action
  * and answers 503 when one is missing or its database is down.
  */
-export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert"];
+export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert", "payment"];

@@ -68,6 +68,8 @@ export interface LedgerDeps {
 	sequelize: Sequelize;
 	now?: () => Date;
 	newId?: () => string;
+	/** Ceiling of a wallet's balance (BALANCE_LIMIT unless a test wants a small one). */
+	balanceLimit?: number;
 }
 
 const MYSQL_DEADLOCK = 1213;
@@ -120,6 +122,7 @@ export class PaymentLedger {
 	private readonly now: () => Date;
 	private readonly newId: () => string;
 	private readonly mysql: boolean;
+	private readonly balanceLimit: number;
 	/** SQLite only: the file whose writes are serialized in this process. */
 	private readonly writerKey?: string;
 
@@ -127,6 +130,7 @@ export class PaymentLedger {
 		this.sequelize = deps.sequelize;
 		this.now = deps.now ?? (() => new Date());
 		this.newId = deps.newId ?? (() => crypto.randomUUID());
+		this.balanceLimit = deps.balanceLimit ?? BALANCE_LIMIT;
 		this.mysql = deps.sequelize.getDialect() !== "sqlite";
 		// `options.storage` (the file) is set at runtime by Sequelize but missing from its typings.
 		if (!this.mysql) this.writerKey = String((deps.sequelize as unknown as { options: { storage?: string } }).options.storage);
@@ -144,10 +148,10 @@ export class PaymentLedger {
 				await this.ensureWallet(userId, now, t);
 				const credited = await this.update(
 					"UPDATE wallets SET balance = balance + ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance <= ?",
-					[amount, now, userId, BALANCE_LIMIT - amount],
+					[amount, now, userId, this.balanceLimit - amount],
 					t
 				);
-				if (credited !== 1) throw new BalanceLimitError(userId, BALANCE_LIMIT);
+				if (credited !== 1) throw new BalanceLimitError(userId, this.balanceLimit);
 				const balance = await this.lockedBalance(userId, t);
 				const id = await this.appendLedger({ userId, type: "CHARGE", amount, balance, ref: key, paymentId: null, now }, t);
 				await appendOutbox(this.sequelize, t, {

@@ -21,7 +21,7 @@ export interface SqliteLedger {
 }
 
 /** A migrated payment database in a temp SQLite file, set up as the db mixin sets up embedded mode. */
-export async function sqliteLedger(): Promise<SqliteLedger> {
+export async function sqliteLedger(opts: { balanceLimit?: number } = {}): Promise<SqliteLedger> {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crp-payment-"));
 	const sql = { dialect: "sqlite" as const, dir, prefix: "", poolMax: 1 };
 	const sequelize = createSequelize(sql, "payment");
@@ -29,7 +29,7 @@ export async function sqliteLedger(): Promise<SqliteLedger> {
 	await sequelize.query("PRAGMA busy_timeout=5000");
 	await migrate(sql, "payment", sequelize, [outboxMigration, createWalletLedgerPayments], () => undefined);
 	return {
-		ledger: new PaymentLedger({ sequelize }),
+		ledger: new PaymentLedger({ sequelize, balanceLimit: opts.balanceLimit }),
 		sequelize,
 		async count(q: string, replacements: unknown[] = []) {
 			const [row] = await sequelize.query<{ n: number }>(q, { replacements, type: QueryTypes.SELECT });
