@@ -30,11 +30,19 @@ export const ROUTES: Record<string, string> = {
 	"POST /points/charge": "payment.charge",
 	"GET /points/transactions": "payment.transactions",
 	"GET /payments": "payment.list",
-	"GET /payments/:id": "payment.get"
+	"GET /payments/:id": "payment.get",
+
+	// Operations: sagas and dead letters (saga)
+	"GET /admin/sagas": "saga.list",
+	"GET /admin/sagas/:id": "saga.get",
+	"POST /admin/sagas/:id/retry": "saga.retry",
+	"GET /admin/dead-letters": "saga.deadLetters",
+	"POST /admin/dead-letters/:id/retry": "saga.retryDeadLetter",
+	"POST /admin/dead-letters/:id/resolve": "saga.resolveDeadLetter"
 };
 
 /**
  * Services the API cannot serve without; /api/health reports each one's database through its `health` action
  * and answers 503 when one is missing or its database is down.
  */
-export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert", "payment"];
+export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert", "payment", "saga"];
