@@ -110,9 +110,9 @@ interface Methods {
 
 type This = Service<Settings> & PlatformVars & DbVars & Vars & Methods;
 
-// Public ids (catalog routes) are only checked for length: a malformed id reads as unknown (404), not as a 422
-// that tells a prober which shapes exist.
-const publicId = { type: "string", min: 1, max: 64 } as const;
+// Public ids (catalog routes) are only bounded here: a malformed id reads as unknown (404, see the methods), not
+// as a 422 that tells a prober which shapes exist.
+const publicId = { type: "string", min: 1, max: 1000 } as const;
 // Internal ids end up in store keys: restricted to a key-safe alphabet.
 const internalId = { type: "string", min: 1, max: 64, pattern: ID_PATTERN } as const;
 // Length and shape of the list are checked here; distinct ids by `requestedSeatIds`, with the same 422.
@@ -182,7 +182,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			auth: false,
 			params: { id: publicId, $$strict: "remove" },
 			async handler(this: This, ctx: Context<{ id: string }>) {
-				const concert = await this.repo.getConcert(ctx.params.id);
+				const concert = ID_PATTERN.test(ctx.params.id) ? await this.repo.getConcert(ctx.params.id) : null;
 				if (!concert) throw new NotFoundError("concert", ctx.params.id);
 				return this.scheduleViews(await this.repo.schedulesOf(concert.id));
 			}
@@ -413,7 +413,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 
 	methods: {
 		async concertView(this: This, id: string): Promise<ConcertView> {
-			const concert = await this.repo.getConcert(id);
+			const concert = ID_PATTERN.test(id) ? await this.repo.getConcert(id) : null;
 			if (!concert) throw new NotFoundError("concert", id);
 			return { ...concert, schedules: await this.scheduleViews(await this.repo.schedulesOf(id)) };
 		},
@@ -430,7 +430,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		},
 
 		async requireSchedule(this: This, id: string): Promise<ScheduleRecord> {
-			const s = await this.repo.getSchedule(id);
+			const s = ID_PATTERN.test(id) ? await this.repo.getSchedule(id) : null;
 			if (!s) throw new NotFoundError("schedule", id);
 			return s;
 		},
