@@ -4,6 +4,7 @@
  * Every value comes from lib/config.ts, which validated the environment first.
  */
 import type { BrokerOptions } from "moleculer";
+import { FailoverRoundRobinStrategy } from "./lib/balancer";
 import { loadConfigOrExit, type Config } from "./lib/config";
 import { isRetryable, isServerFault } from "./lib/errors";
 import { PlatformMiddleware } from "./lib/platform";
@@ -75,8 +76,9 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 		// Graceful shutdown waits for in-flight requests (up to 10 s) before the node leaves.
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
 
-		// Round-robin between replicas, preferring a local instance when this node has one.
-		registry: { strategy: "RoundRobin", preferLocal: true },
+		// Round-robin between replicas, preferring a local instance when this node has one; a replica that just
+		// failed a retried call is skipped until the heartbeat settles whether it is alive (lib/balancer.ts).
+		registry: { strategy: FailoverRoundRobinStrategy, preferLocal: true },
 
 		// Broker-wide circuit breaker: an action that fails half of at least 20 calls in 60 s is opened for 10 s.
 		// Only server-side failures count (5xx and timeouts); a client error (4xx) is an answer, not a fault.

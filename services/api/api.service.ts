@@ -74,39 +74,11 @@ export function apiGatewaySchema(config: Config): ServiceSchema<ApiSettingsSchem
 				maxAge: 600
 			},
 
+			// Two routes share /api: reads may be retried on another replica (a timed-out GET is safe to repeat),
+			// writes never are from here (their idempotency is the services' and the Idempotency-Key's business).
 			routes: [
-				{
-					path: "/api",
-					mappingPolicy: "restrict",
-					autoAliases: false,
-					authentication: true,
-					authorization: true,
-					bodyParsers: { json: { strict: true, limit: config.http.bodyLimit }, urlencoded: false },
-					rateLimit:
-						config.http.rateLimitPerMinute > 0
-							? {
-									window: 60_000,
-									limit: config.http.rateLimitPerMinute,
-									headers: true,
-									key: (req: IncomingMessage) => clientAddress(req, config.http.trustProxy),
-									StoreFactory: StoreRateLimit
-								}
-							: undefined,
-					// The gateway does not retry: retries belong to idempotent service-to-service calls.
-					callOptions: { retries: 0 },
-					aliases: { ...ROUTES },
-					onBeforeCall(ctx: Context<unknown, Meta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
-						ctx.meta.clientIp = clientAddress(req, config.http.trustProxy);
-						// Request headers the services act on travel in meta (STYLE.md practice 7); the idempotency
-						// layer validates the key.
-						const idem = req.headers["idempotency-key"];
-						if (typeof idem === "string") ctx.meta.idempotencyKey = idem;
-						const queueToken = req.headers["x-queue-token"];
-						if (typeof queueToken === "string") ctx.meta.queueToken = queueToken;
-						res.setHeader("X-Content-Type-Options", "nosniff");
-						res.setHeader("Cache-Control", "no-store");
-					}
-				}
+				apiRoute(config, "api-read", readAliases(), { timeout: READ_TIMEOUT_MS, retries: 2 }),
+				apiRoute(config, "api-write", writeAliases(), { retries: 0 })
 			],
 
 			onError(this: { logger: { error(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
@@ -122,6 +94,10 @@ export function apiGatewaySchema(config: Config): ServiceSchema<ApiSettingsSchem
 		},
 
 		actions: {
+			// moleculer-web's HTTP entry action must never be retried by the broker's retry policy: a retry would
+			// replay the HTTP handling on a request whose body was already consumed.
+			rest: { retryPolicy: { enabled: false } },
+
 			/**
 			 * GET /api/health: 200 when every dependency answers, 503 otherwise. Checks the transporter (cluster
 			 * mode), the coordination store, and each required service's own database through its `health` action.
@@ -178,6 +154,53 @@ export function apiGatewaySchema(config: Config): ServiceSchema<ApiSettingsSchem
 				if (!ctx.meta.user) throw new UnauthorizedError();
 				if (need === "admin" && ctx.meta.user.role !== "admin") throw new ForbiddenError("Admin role required");
 			}
+		}
+	};
+}
+
+/** A GET that gets no answer within this long is retried on another replica. */
+const READ_TIMEOUT_MS = 5_000;
+
+const readAliases = () => Object.fromEntries(Object.entries(ROUTES).filter(([k]) => k.startsWith("GET ")));
+const writeAliases = () => Object.fromEntries(Object.entries(ROUTES).filter(([k]) => !k.startsWith("GET ")));
+
+/** One /api route: explicit aliases only, authentication and authorization on, body and rate limits. */
+function apiRoute(
+	config: Config,
+	name: string,
+	aliases: Record<string, string>,
+	callOptions: { timeout?: number; retries: number }
+) {
+	return {
+		// Routes with the same path need distinct names, or moleculer-web keeps only the last one.
+		name,
+		path: "/api",
+		mappingPolicy: "restrict" as const,
+		autoAliases: false,
+		authentication: true,
+		authorization: true,
+		bodyParsers: { json: { strict: true, limit: config.http.bodyLimit }, urlencoded: false },
+		rateLimit:
+			config.http.rateLimitPerMinute > 0
+				? {
+						window: 60_000,
+						limit: config.http.rateLimitPerMinute,
+						headers: true,
+						key: (req: IncomingMessage) => clientAddress(req, config.http.trustProxy),
+						StoreFactory: StoreRateLimit
+					}
+				: undefined,
+		callOptions,
+		aliases,
+		onBeforeCall(ctx: Context<unknown, Meta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
+			ctx.meta.clientIp = clientAddress(req, config.http.trustProxy);
+			// Request headers the services act on travel in meta (STYLE.md practice 7).
+			const idem = req.headers["idempotency-key"];
+			if (typeof idem === "string") ctx.meta.idempotencyKey = idem;
+			const queueToken = req.headers["x-queue-token"];
+			if (typeof queueToken === "string") ctx.meta.queueToken = queueToken;
+			res.setHeader("X-Content-Type-Options", "nosniff");
+			res.setHeader("Cache-Control", "no-store");
 		}
 	};
 }

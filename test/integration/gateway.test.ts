@@ -5,6 +5,7 @@
  */
 import jwt from "jsonwebtoken";
 import type { ServiceBroker } from "moleculer";
+import { REQUIRED_SERVICES } from "../../services/api/routes";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
 
 const modes: [string, boolean][] = [
@@ -166,19 +167,32 @@ describe.each(modes)("gateway and users (%s)", (_mode, cluster) => {
 		expect(log.body.user.role).toBe("admin");
 	});
 
-	it("when health is asked, then every dependency is checked and reported", async () => {
+	it("when health is asked, then every dependency is checked and the status follows the checks", async () => {
 		const res = await http("GET", `${api}/health`);
-		expect(res.status).toBe(200);
-		expect(res.body.status).toBe("ok");
-		expect(Object.keys(res.body.checks).sort()).toEqual(
-			cluster ? ["db:user", "store", "transporter"] : ["db:user", "store"]
-		);
-		expect(Object.values(res.body.checks).every((c: any) => c.ok)).toBe(true);
+		expect(res.body.checks.store).toMatchObject({ ok: true });
+		expect(res.body.checks["db:user"]).toMatchObject({ ok: true });
+		if (cluster) expect(res.body.checks.transporter).toMatchObject({ ok: true });
+		else expect(res.body.checks.transporter).toBeUndefined();
+		for (const svc of REQUIRED_SERVICES) expect(res.body.checks[`db:${svc}`]).toBeDefined();
+		const allOk = Object.values(res.body.checks).every((c: any) => c.ok);
+		expect(res.status).toBe(allOk ? 200 : 503);
+		expect(res.body.status).toBe(allOk ? "ok" : "degraded");
 	});
 
 	it("when a response is sent, then it carries CORS and rate-limit headers", async () => {
 		const res = await http("GET", `${api}/health`, { headers: { origin: "http://example.com" } });
 		expect(res.headers.get("access-control-allow-origin")).toBe("*");
 		expect(Number(res.headers.get("x-rate-limit-limit"))).toBeGreaterThan(0);
+	});
+
+	// Last: it takes the user service away.
+	it("when the user service is gone, then health answers 503 and names it", async () => {
+		if (cluster) await env.spawned[0].stop();
+		else await gateway.destroyService(gateway.getLocalService("user")!);
+		const res = await http("GET", `${api}/health`);
+		expect(res.status).toBe(503);
+		expect(res.body.status).toBe("degraded");
+		expect(res.body.checks["db:user"]).toEqual({ ok: false, error: "service unavailable" });
+		expect(JSON.stringify(res.body)).not.toMatch(/127\.0\.0\.1|3306|stack/);
 	});
 });

@@ -44,6 +44,10 @@ export class TestEnv {
 	readonly config: Config;
 	private readonly brokers: ServiceBroker[] = [];
 	private readonly nodes: SpawnedNode[] = [];
+	/** Nodes started with `spawn`, in start order. */
+	get spawned(): readonly SpawnedNode[] {
+		return this.nodes;
+	}
 	private readonly tmpDir: string;
 
 	constructor(readonly opts: TestEnvOptions) {
