@@ -156,9 +156,9 @@ function check(name: string, offenders: string[]): Check {
  * - ledger-chain: per wallet, in order, each row's balance-after is the previous one plus its amount;
  * - payment-has-ledger-rows: COMPLETED has one PAYMENT row and no REFUND, REFUNDED one of each, VOIDED none,
  *   all with the payment's user and amount, and no PAYMENT/REFUND row points at an unknown payment.
- * `ledger` must be ordered by (user_id, seq).
  */
-export function checkInvariants(wallets: WalletRow[], ledger: LedgerRow[], payments: PaymentRow[]): Check[] {
+export function checkInvariants(wallets: WalletRow[], rows: LedgerRow[], payments: PaymentRow[]): Check[] {
+	const ledger = [...rows].sort((a, b) => (a.user_id < b.user_id ? -1 : a.user_id > b.user_id ? 1 : a.seq - b.seq));
 	const sums = new Map<string, number>();
 	const chainBroken = new Set<string>();
 	const negativeRows: string[] = [];
