@@ -38,16 +38,17 @@ export class SchemaNodes {
 
 type SagaWithJournal = SagaState & { journal: { step: string; phase: string; status: string; attempts: number; owner: string | null }[]; deadLetters: { id: string; status: string }[] };
 
-export function getSaga(broker: ServiceBroker, id: string): Promise<SagaWithJournal> {
-	return broker.call("saga.get", { id });
+/** `nodeID` pins the call to one saga node (a killed node stays in the registry until its heartbeat times out). */
+export function getSaga(broker: ServiceBroker, id: string, nodeID?: string): Promise<SagaWithJournal> {
+	return broker.call("saga.get", { id }, nodeID ? { nodeID } : {});
 }
 
 /** Waits until the saga is in one of `statuses` and returns it with its journal. */
-export async function waitSaga(broker: ServiceBroker, id: string, statuses: string[], timeoutMs = 10_000): Promise<SagaWithJournal> {
+export async function waitSaga(broker: ServiceBroker, id: string, statuses: string[], timeoutMs = 10_000, nodeID?: string): Promise<SagaWithJournal> {
 	let last: SagaWithJournal | undefined;
 	await waitFor(
 		async () => {
-			last = await getSaga(broker, id);
+			last = await getSaga(broker, id, nodeID);
 			return statuses.includes(last.status);
 		},
 		timeoutMs,

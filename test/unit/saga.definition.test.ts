@@ -216,12 +216,14 @@ describe("starting and waiting", () => {
 	});
 
 	it("when the saga outlives waitMs, then start answers RUNNING and the saga still completes", async () => {
-		const saga = await start("Test4", { plan: { a: { gate: true } } }, { waitMs: 100 });
+		const saga = await start("Long4", { plan: { a: { gate: true } } }, { waitMs: 100 });
 		expect(saga.status).toBe("RUNNING");
 		await waitFor(async () => ((await broker.call("fake.waiting")) as string[]).includes(`${saga.id}:a`), 2000, "the gated call");
 		await broker.call("fake.open", { key: `${saga.id}:a` });
-		const again = await start("Test4", {}, { key: saga.key, waitMs: 5000 });
+		// The same key answers the same saga, now finished; the gated call ran once.
+		const again = await start("Long4", {}, { key: saga.key, waitMs: 5000 });
 		expect(again).toMatchObject({ id: saga.id, status: "COMPLETED" });
+		expect((await fakeStats(broker, saga.id)).calls[`${saga.id}:a`]).toBe(1);
 	});
 
 	it("when the type is unknown or the params are bad, then a 422 and no saga is written", async () => {
@@ -238,7 +240,7 @@ describe("starting and waiting", () => {
 
 describe("leases", () => {
 	it("when another owner takes the lease while a step is in flight, then this node stops driving the saga", async () => {
-		const saga = await start("Test4", { plan: { b: { gate: true } } }, { waitMs: 0 });
+		const saga = await start("Long4", { plan: { b: { gate: true } } }, { waitMs: 0 });
 		await waitFor(async () => ((await broker.call("fake.waiting")) as string[]).includes(`${saga.id}:b`), 3000, "the gated call");
 		await sagaDb().query("UPDATE saga_instances SET lease_owner = 'thief', lease_expires_at = ?, rev = rev + 1 WHERE id = ?", {
 			replacements: [Date.now() + 60_000, saga.id]

@@ -21,7 +21,7 @@ export interface FakeData {
 	plan?: Record<string, FakePlan>;
 }
 
-const step = (name: string, opts: { compensate?: boolean } = {}): StepDef<FakeData> => ({
+const step = (name: string, opts: { compensate?: boolean; timeout?: number } = {}): StepDef<FakeData> => ({
 	name,
 	action: "fake.do",
 	params: d => ({ step: name, plan: d.plan?.[name] }),
@@ -29,7 +29,7 @@ const step = (name: string, opts: { compensate?: boolean } = {}): StepDef<FakeDa
 		? {}
 		: { compensate: { action: "fake.undo", params: (d: FakeData) => ({ step: name, plan: d.plan?.[`${name}:undo`] }) } }),
 	retry: { attempts: 3, backoffMs: 20 },
-	timeout: 500
+	timeout: opts.timeout ?? 500
 });
 
 /** Four compensable steps a, b, c, d. */
@@ -38,6 +38,12 @@ export const TEST4 = defineSaga<FakeData>({
 	steps: [step("a"), step("b"), step("c"), step("d")],
 	rejections: { FAKE_REJECTED: "the participant said no" },
 	result: (_d, results) => ({ steps: Object.keys(results) })
+});
+
+/** Test4 with 10 s step timeouts: a gated call stays in flight (crash and lease tests). */
+export const LONG4 = defineSaga<FakeData>({
+	type: "Long4",
+	steps: ["a", "b", "c", "d"].map(name => step(name, { timeout: 10_000 }))
 });
 
 /** The middle step has no compensation: it is skipped when undoing. */
@@ -53,7 +59,7 @@ export const EMPTY4 = defineSaga<Record<string, never>>({
 	steps: ["s1", "s2", "s3", "s4"].map(name => ({ name, action: "fake.noop", params: () => ({}) }))
 });
 
-export const TEST_DEFINITIONS = [TEST4, MIXED, EMPTY4];
+export const TEST_DEFINITIONS = [TEST4, LONG4, MIXED, EMPTY4];
 
 /** Short leases and scans so recovery happens within a test's patience. */
 export const FAST_SETTINGS: Partial<SagaSettings> = {

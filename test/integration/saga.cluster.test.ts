@@ -1,0 +1,146 @@
+/**
+ * The saga engine in a real cluster: saga nodes as separate OS processes (moleculer-runner) and in-process
+ * brokers, talking over the real NATS server, journalling to the real MariaDB. The participant is the fake
+ * service in this process; it applies each effect at most once per idempotency key and counts every call.
+ */
+import crypto from "crypto";
+import type { ServiceBroker } from "moleculer";
+import { createSequelize, migrate, physicalDatabaseName } from "../../mixins/db.mixin";
+import { createSagaTables } from "../../services/saga/migrations/001_create_saga_tables";
+import { SagaStore } from "../../sagas/store";
+import type { SagaView } from "../../services/saga/saga.service";
+import { testEnv, waitFor, type SpawnedNode, type TestEnv } from "../support/harness";
+import { fakeStats, SAGA_NODE_DIR, SchemaNodes, waitSaga } from "../support/saga";
+import FakeService from "../support/saga-services/fake/fake.service";
+import { testSagaSchema } from "../support/saga-services/saga/saga.service";
+
+let env: TestEnv;
+let nodes: SchemaNodes;
+let participant: ServiceBroker;
+
+beforeAll(async () => {
+	env = testEnv({ cluster: true });
+	nodes = new SchemaNodes(env);
+	participant = await nodes.node([FakeService], `${env.id}-fake`);
+}, 60_000);
+
+afterAll(async () => {
+	await nodes.stop();
+	await env.cleanup();
+}, 60_000);
+
+const sagaNodesSeen = () =>
+	new Set(participant.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "saga").map(s => s.nodeID));
+
+const waitingAt = async (key: string) =>
+	waitFor(async () => ((await participant.call("fake.waiting")) as string[]).includes(key), 10_000, `the call ${key} to arrive`);
+
+describe("crash recovery with real processes", () => {
+	let a: SpawnedNode;
+	let b: SpawnedNode;
+
+	beforeAll(async () => {
+		[a, b] = await Promise.all([env.spawn([SAGA_NODE_DIR]), env.spawn([SAGA_NODE_DIR])]);
+		await waitFor(() => sagaNodesSeen().has(a.nodeID) && sagaNodesSeen().has(b.nodeID), 20_000, "both saga nodes to be visible");
+	}, 90_000);
+
+	it("when the node driving a saga is killed mid-step, then another node resumes it and each effect is applied once", async () => {
+		const key = crypto.randomUUID();
+		const started: SagaView = await participant.call(
+			"saga.start",
+			{ type: "Long4", key, data: { plan: { b: { gate: true } } }, waitMs: 0 },
+			{ nodeID: a.nodeID }
+		);
+		const id = started.id;
+		await waitingAt(`${id}:b`);
+
+		// kill -9 while A waits for b's answer; b's effect still lands (the participant finishes the call).
+		await a.kill();
+		await participant.call("fake.open", { key: `${id}:b` });
+
+		const done = await waitSaga(participant, id, ["COMPLETED", "COMPENSATED", "FAILED"], 20_000, b.nodeID);
+		expect(done.status).toBe("COMPLETED");
+
+		const stats = await fakeStats(participant, id);
+		// b ran twice under the same key (A's call, B's re-run), every other step once; one effect each.
+		expect(stats.trace).toEqual(["do:a", "do:b", "do:b", "do:c", "do:d"]);
+		expect(stats.calls[`${id}:b`]).toBe(2);
+		expect(stats.effects.map(e => e.step).sort()).toEqual(["a", "b", "c", "d"]);
+
+		const owners = new Map(done.journal.map(j => [j.step, j.owner?.split(":")[0]]));
+		expect(owners.get("a")).toBe(a.nodeID);
+		expect(owners.get("b")).toBe(b.nodeID);
+		expect(owners.get("d")).toBe(b.nodeID);
+		expect(done.journal.find(j => j.step === "b")).toMatchObject({ status: "SUCCEEDED", attempts: 2 });
+	}, 60_000);
+
+	it("when three nodes race for the expired leases of 10 sagas, then each saga is driven by one node: every step called once", async () => {
+		// Two more saga nodes in this process, scanning every 100 ms, beside the surviving spawned node B.
+		const [n1] = await Promise.all([nodes.node([testSagaSchema({ recoveryIntervalMs: 100 })]), nodes.node([testSagaSchema({ recoveryIntervalMs: 100 })])]);
+		const store = (n1.getLocalService("saga") as unknown as { sagaStore: SagaStore }).sagaStore;
+		const ids = await Promise.all(
+			Array.from({ length: 10 }, async () => {
+				const id = crypto.randomUUID();
+				// A saga whose node died before its first step: the lease is already expired.
+				await store.create({ id, type: "Test4", key: `orphan-${id}`, data: {}, owner: "dead-node:0", leaseMs: -1 });
+				return id;
+			})
+		);
+		const done = await Promise.all(ids.map(id => waitSaga(participant, id, ["COMPLETED"], 20_000, b.nodeID)));
+		const drivers = new Set<string>();
+		for (const saga of done) {
+			const stats = await fakeStats(participant, saga.id);
+			expect(stats.trace).toEqual(["do:a", "do:b", "do:c", "do:d"]);
+			expect(Object.values(stats.calls)).toEqual([1, 1, 1, 1]);
+			const owners = new Set(saga.journal.map(j => j.owner));
+			expect(owners.size).toBe(1);
+			drivers.add([...owners][0]!);
+		}
+		expect(drivers.size).toBeGreaterThanOrEqual(1);
+	}, 60_000);
+
+	it("when a step outlasts the lease, then renewals keep it: no other node re-runs the step", async () => {
+		const n = await nodes.node([testSagaSchema()]);
+		await waitFor(() => sagaNodesSeen().has(n.nodeID), 10_000, "the new saga node to be visible");
+		const started: SagaView = await participant.call(
+			"saga.start",
+			{ type: "Long4", key: crypto.randomUUID(), data: { plan: { a: { gate: true } } }, waitMs: 0 },
+			{ nodeID: n.nodeID }
+		);
+		await waitingAt(`${started.id}:a`);
+		await new Promise(r => setTimeout(r, 3000)); // twice the 1500 ms lease
+		await participant.call("fake.open", { key: `${started.id}:a` });
+		const done = await waitSaga(participant, started.id, ["COMPLETED"], 10_000, n.nodeID);
+		expect((await fakeStats(participant, started.id)).calls[`${started.id}:a`]).toBe(1);
+		expect(new Set(done.journal.map(j => j.owner)).size).toBe(1);
+	}, 30_000);
+});
+
+describe("leases on MariaDB", () => {
+	it("when 10 owners claim the same expired lease at once, then exactly one gets it", async () => {
+		// Its own database: no saga node scans it, so the claimers race only each other.
+		const sql = env.config.sql;
+		const name = physicalDatabaseName(sql, "sagarace");
+		const db = createSequelize(sql, name);
+		try {
+			await migrate(sql, name, db, [createSagaTables], () => undefined);
+			const store = new SagaStore(db);
+			const races = await Promise.all(
+				Array.from({ length: 5 }, async () => {
+					const id = crypto.randomUUID();
+					// A saga whose node died: its lease expired a second ago.
+					await store.create({ id, type: "Test4", key: `race-${id}`, data: {}, owner: "dead-node", leaseMs: -1000 });
+					const wins = await Promise.all(Array.from({ length: 10 }, (_, i) => store.claim(id, `claimer-${i}`, 60_000)));
+					const saga = await store.get(id);
+					return { wins: wins.filter(Boolean).length, owner: saga!.leaseOwner };
+				})
+			);
+			for (const r of races) {
+				expect(r.wins).toBe(1);
+				expect(r.owner).toMatch(/^claimer-\d$/);
+			}
+		} finally {
+			await db.close();
+		}
+	});
+});
