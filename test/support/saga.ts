@@ -3,7 +3,7 @@
  * and saga tests need the test-only saga node and fake participant of test/support/saga-services).
  */
 import path from "path";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { ServiceBroker, type BrokerOptions, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../../moleculer.config";
 import type { SagaState } from "../../sagas/types";
 import type { FakeStats } from "./saga-services/fake/fake.service";
@@ -22,9 +22,9 @@ export class SchemaNodes {
 	constructor(private readonly env: TestEnv) {}
 
 	/** A started broker of this run (same namespace, databases and store) with the given schemas. */
-	async node(schemas: AnyServiceSchema[], nodeID = `${this.env.id}-s${this.brokers.length}`): Promise<ServiceBroker> {
+	async node(schemas: AnyServiceSchema[], nodeID = `${this.env.id}-s${this.brokers.length}`, overrides: BrokerOptions = {}): Promise<ServiceBroker> {
 		const config = { ...this.env.config, nodeID };
-		const broker = new ServiceBroker({ ...brokerOptions(config), nodeID });
+		const broker = new ServiceBroker({ ...brokerOptions(config), ...overrides, nodeID });
 		for (const schema of schemas) broker.createService(schema);
 		this.brokers.push(broker);
 		await broker.start();
