@@ -75,12 +75,38 @@ interface SeatJoinRow {
 
 const SEAT_INSERT_CHUNK = 500;
 
+/**
+ * SQLite write queue per database file. Sequelize opens a fresh SQLite connection per transaction, without the
+ * mixin's busy_timeout, so concurrent IMMEDIATE transactions fail with SQLITE_BUSY instead of waiting. Embedded
+ * mode is one process: queueing its write transactions here is the wait SQLite itself would have done.
+ */
+const sqliteQueues = new Map<string, Promise<unknown>>();
+
+function queued<T>(key: string, fn: () => Promise<T>): Promise<T> {
+	const prev = sqliteQueues.get(key) ?? Promise.resolve();
+	const run = prev.then(fn, fn);
+	const tail = run.catch(() => undefined);
+	sqliteQueues.set(key, tail);
+	void tail.then(() => {
+		if (sqliteQueues.get(key) === tail) sqliteQueues.delete(key);
+	});
+	return run;
+}
+
 export class CatalogRepo {
 	constructor(private readonly sequelize: Sequelize) {}
 
 	/** Row lock suffix for the schedule's availability row and its sales (SQLite serializes writers instead). */
 	private get forUpdate(): string {
 		return this.sequelize.getDialect() === "mysql" ? " FOR UPDATE" : "";
+	}
+
+	/** A write transaction: queued per database file on SQLite (see `queued`), as is on MariaDB. */
+	private transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
+		if (this.sequelize.getDialect() !== "sqlite") return this.sequelize.transaction(fn);
+		// Sequelize's typings leave out the instance's `options`; `storage` is the file path given to createSequelize.
+		const file = String((this.sequelize as unknown as { options: { storage?: string } }).options.storage ?? "");
+		return queued(file, () => this.sequelize.transaction(fn));
 	}
 
 	private select<T extends object>(sql: string, replacements: unknown[], transaction?: Transaction): Promise<T[]> {
@@ -225,7 +251,7 @@ export class CatalogRepo {
 
 	async createConcert(input: CatalogInput): Promise<string> {
 		const venue = await this.findOrCreateVenue(input.venue.name);
-		return this.sequelize.transaction(tx => this.insertConcert(input, venue, tx));
+		return this.transaction(tx => this.insertConcert(input, venue, tx));
 	}
 
 	/**
@@ -236,7 +262,7 @@ export class CatalogRepo {
 	async seedIfEmpty(catalog: CatalogInput[]): Promise<boolean> {
 		if ((await this.countConcerts()) > 0) return false;
 		try {
-			await this.sequelize.transaction(async tx => {
+			await this.transaction(async tx => {
 				const venues = new Map<string, VenueView>();
 				for (const c of catalog) {
 					if (venues.has(c.venue.name)) continue;
@@ -261,7 +287,7 @@ export class CatalogRepo {
 	 */
 	async sell(req: SaleRequest): Promise<{ sold: number }> {
 		return this.guard(() =>
-			this.sequelize.transaction(async tx => {
+			this.transaction(async tx => {
 				await this.lockSchedule(req.scheduleId, tx);
 				const known = await this.select<{ id: string }>(
 					"SELECT id FROM seats WHERE schedule_id = ? AND id IN (?)",
@@ -296,7 +322,7 @@ export class CatalogRepo {
 	/** Un-sells the seats this reservation bought among those given; idempotent; returns how many. */
 	async unsell(req: SaleRequest): Promise<{ unsold: number }> {
 		return this.guard(() =>
-			this.sequelize.transaction(async tx => {
+			this.transaction(async tx => {
 				await this.lockSchedule(req.scheduleId, tx);
 				const sales = await this.salesOf(req.scheduleId, req.seatIds, tx);
 				const mine = req.seatIds.filter(id => sales.get(id) === req.reservationId);

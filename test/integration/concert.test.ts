@@ -401,7 +401,7 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		await expectConsistent();
 	});
 
-	it("when holds are absent and 20 reservations confirm the same seat at once, then the database sells it exactly once", async () => {
+	it("when holds are absent and 20 reservations confirm the same seat at once, then exactly one buys it", async () => {
 		const { scheduleId, seats } = await freshSchedule();
 		const results = await Promise.all(
 			Array.from({ length: 20 }, (_, i) =>
