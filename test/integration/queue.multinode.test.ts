@@ -98,7 +98,7 @@ describe("waiting room on three queue nodes over NATS with real Redis", () => {
 					view = await status(u, token);
 				}
 				if (!view) throw new Error(`user ${i} lost their token while waiting`);
-				await jitter(30, 120);
+				await jitter(100, 250);
 				if (i % 10 === 1) return; // keeps the slot until it lapses: the sweep frees it
 				if (i % 2 === 0) await leave(u, token);
 				else expect(await caller.call("queue.expire", { token })).toEqual({ expired: true });

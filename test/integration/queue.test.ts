@@ -203,6 +203,20 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 		expect(await gateway.call("queue.health")).toMatchObject({ ok: true, store: cluster ? "redis" : "memory" });
 	});
 
+	it("when the concert catalog is not running, then 503 SERVICE_UNAVAILABLE (not a misleading 404) and nothing is queued", async () => {
+		const bare = testEnv({ cluster, env: { RATE_LIMIT_PER_MINUTE: "0" } });
+		try {
+			const node = await bare.broker(["api", "queue"]);
+			const u = testUser(bare.config.jwt.secret!);
+			const res = await http("POST", `${gatewayUrl(node)}/queue/tokens`, { token: u.token, body: { concertId: concerts[0] } });
+			expect(res.status).toBe(503);
+			expect(res.body).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+			expect(await node.call("queue.stats", { concertId: concerts[0] })).toMatchObject({ waiting: 0, active: 0, admittedTotal: 0 });
+		} finally {
+			await bare.cleanup();
+		}
+	}, 30_000);
+
 	it("when an active token lapses and nobody calls, then the periodic sweep admits the next in line", async () => {
 		// Its own install: a cap of 1 and a one-second lifetime.
 		const short = testEnv({ cluster, env: { QUEUE_MAX_ACTIVE: "1", QUEUE_ACTIVE_TTL_SEC: "1", RATE_LIMIT_PER_MINUTE: "0" } });
