@@ -82,6 +82,20 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		expect(await scalar(sql, "SELECT COUNT(*) FROM outbox_events WHERE event_type = 'payment.completed' AND aggregate_id = ?", [results[0].id])).toBe(1);
 	});
 
+	it("when one saga id races 10 times on a wallet that cannot afford it, then all get 402 and nothing is written", async () => {
+		// After the first attempt rolls back, InnoDB hands the waiting duplicates their chance together, and may pick
+		// deadlock victims among them: the ledger retries those transactions whole (the caller's own retries are off
+		// here, so this proves the service does it), never surfacing a 500 or a 503.
+		const u = user();
+		await charge(u, 100, "seed");
+		const results = await Promise.allSettled(Array.from({ length: 10 }, () => pay(u, `poor-${u}`, 101, { retries: 0 })));
+		const reasons = results.map(r => (r.status === "rejected" ? r.reason.type : "PAID"));
+		expect(reasons).toEqual(Array(10).fill("INSUFFICIENT_POINTS"));
+		expect(await balance(u)).toBe(100);
+		expect(await scalar(sql, "SELECT COUNT(*) FROM payments WHERE saga_id = ?", [`poor-${u}`])).toBe(0);
+		expect(await rows(u, "PAYMENT")).toBe(0);
+	});
+
 	it("when a refund is asked 10 times at once, then one credit and every answer names the payment", async () => {
 		const u = user();
 		await charge(u, 1000, "seed");
