@@ -6,14 +6,15 @@
  */
 import type { IncomingMessage, ServerResponse } from "http";
 import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
-import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
+import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
 import { verifyAccessToken, type AuthUser } from "../../lib/auth";
 import type { Config } from "../../lib/config";
 import { ForbiddenError, toHttpError, UnauthorizedError } from "../../lib/errors";
-import { platformOf } from "../../lib/platform";
+import { platformOf, type Platform } from "../../lib/platform";
 import { PlatformMixin } from "../../mixins/platform.mixin";
 import { clientAddress, StoreRateLimit } from "./rate-limit";
-import { REQUIRED_SERVICES, ROUTES } from "./routes";
+import { idempotencyMiddleware } from "./idempotency";
+import { IDEMPOTENCY_EXEMPT, IDEMPOTENCY_REQUIRED, REQUIRED_SERVICES, ROUTES } from "./routes";
 
 
 type GatewayRequest = IncomingMessage & { $action?: { auth?: "user" | "admin" | false } };
@@ -46,7 +47,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 	});
 }
 
-export function apiGatewaySchema(config: Config): ServiceSchema<ApiSettingsSchema> {
+export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsSchema> {
+	const { config } = platform;
 	const jwtSecret = config.jwt.secret;
 	if (!jwtSecret) throw new Error("api gateway started without a JWT secret");
 
@@ -78,7 +80,20 @@ export function apiGatewaySchema(config: Config): ServiceSchema<ApiSettingsSchem
 			// writes never are from here (their idempotency is the services' and the Idempotency-Key's business).
 			routes: [
 				apiRoute(config, "api-read", readAliases(), { timeout: READ_TIMEOUT_MS, retries: 2 }),
-				apiRoute(config, "api-write", writeAliases(), { retries: 0 })
+				apiRoute(config, "api-write", writeAliases(), { retries: 0 }, [
+					idempotencyMiddleware({
+						// A getter: the store opens on first use, not when the schema is built.
+						get store() {
+							return platform.store;
+						},
+						jwtSecret,
+						ttlSec: config.idempotencyTtlSec,
+						inFlightTtlMs: Math.max(60_000, 3 * config.requestTimeoutMs),
+						required: IDEMPOTENCY_REQUIRED,
+						exempt: IDEMPOTENCY_EXEMPT,
+						clientAddress: req => clientAddress(req, config.http.trustProxy)
+					})
+				])
 			],
 
 			onError(this: { logger: { error(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
@@ -169,7 +184,8 @@ function apiRoute(
 	config: Config,
 	name: string,
 	aliases: Record<string, string>,
-	callOptions: { timeout?: number; retries: number }
+	callOptions: { timeout?: number; retries: number },
+	use: NonNullable<ApiRouteSchema["use"]> = []
 ) {
 	return {
 		// Routes with the same path need distinct names, or moleculer-web keeps only the last one.
@@ -192,6 +208,8 @@ function apiRoute(
 				: undefined,
 		callOptions,
 		aliases,
+		// Connect-style middlewares, after the body parsers and before alias resolution.
+		use,
 		onBeforeCall(ctx: Context<unknown, Meta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
 			ctx.meta.clientIp = clientAddress(req, config.http.trustProxy);
 			// Request headers the services act on travel in meta (STYLE.md practice 7).
@@ -216,5 +234,5 @@ function healthError(err: unknown): string {
 
 /** moleculer-runner calls this with the broker; the schema is built from the node's validated config. */
 export default function (broker: ServiceBroker): ServiceSchema<ApiSettingsSchema> {
-	return apiGatewaySchema(platformOf(broker).config);
+	return apiGatewaySchema(platformOf(broker));
 }

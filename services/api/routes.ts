@@ -46,3 +46,9 @@ export const ROUTES: Record<string, string> = {
  * and answers 503 when one is missing or its database is down.
  */
 export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert", "payment", "saga"];
+
+/** Routes where `Idempotency-Key` is mandatory (400 IDEMPOTENCY_KEY_REQUIRED without it). */
+export const IDEMPOTENCY_REQUIRED: string[] = ["POST /payments", "POST /points/charge"];
+
+/** State-changing routes left out of the idempotency layer: replaying a login would hand out a stored token. */
+export const IDEMPOTENCY_EXEMPT: string[] = ["POST /auth/login"];

@@ -1,0 +1,174 @@
+/**
+ * The API idempotency layer (DESIGN.md section 6; seed 000 section 3.2), a connect-style middleware on the
+ * gateway's routes. For a state-changing request carrying `Idempotency-Key`:
+ *   - the first request takes an in-flight slot (SET NX with a bounded TTL) and runs; its answer is stored for
+ *     IDEMPOTENCY_TTL_SEC under (caller, method + path, key) with a fingerprint of the request;
+ *   - the same key with the same request gets the stored status and body back, with `Idempotent-Replayed: true`;
+ *   - the same key with another request: 422 IDEMPOTENCY_KEY_REUSED; while the first still runs: 409
+ *     IDEMPOTENCY_KEY_IN_PROGRESS; a required key that is missing: 400 IDEMPOTENCY_KEY_REQUIRED.
+ * Only answers that are outcomes are stored (2xx and business 4xx). Transient failures (5xx, 401/403, 429,
+ * validation) release the slot so the client can retry with the same key; a gateway that dies mid-request
+ * leaves a slot that expires on its own, so no key stays locked forever.
+ */
+import crypto from "crypto";
+import type { IncomingMessage, ServerResponse } from "http";
+import { verifyAccessToken } from "../../lib/auth";
+import { toHttpError } from "../../lib/errors";
+import type { CoordinationStore } from "../../lib/store";
+import { Errors } from "moleculer";
+
+export class IdempotencyError extends Errors.MoleculerClientError {
+	constructor(code: number, type: string, message: string) {
+		super(message, code, type);
+		this.name = "IdempotencyError";
+	}
+}
+
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+/** Answers that are not outcomes of the operation: never replayed, the slot is released. */
+const NOT_STORED = new Set([400, 401, 403, 408, 413, 415, 422, 429]);
+
+interface StoredAnswer {
+	state: "running" | "done";
+	fp: string;
+	status?: number;
+	body?: string;
+	contentType?: string;
+	location?: string;
+}
+
+export interface IdempotencyOptions {
+	store: CoordinationStore;
+	jwtSecret: string;
+	ttlSec: number;
+	/** How long an in-flight slot lives if its request never finishes (the node died). */
+	inFlightTtlMs: number;
+	/** `METHOD /path` templates (as in routes.ts) where the header is mandatory. */
+	required: string[];
+	/** `METHOD /path` templates that are exempt (e.g. login: a token must not be replayed for a day). */
+	exempt: string[];
+	clientAddress: (req: IncomingMessage) => string;
+}
+
+/** Stable fingerprint of a request: method, path and the body with keys sorted. */
+export function fingerprint(method: string, path: string, body: unknown): string {
+	return crypto.createHash("sha256").update(`${method} ${path}\n${canonicalJson(body)}`).digest("base64url");
+}
+
+export function canonicalJson(value: unknown): string {
+	if (value === null || typeof value !== "object") return JSON.stringify(value ?? null);
+	if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+	const obj = value as Record<string, unknown>;
+	return `{${Object.keys(obj)
+		.sort()
+		.map(k => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
+		.join(",")}}`;
+}
+
+/** Turns route templates like `POST /reservations/:id/cancel` into matchers for `/api/...` request paths. */
+export function templateMatcher(templates: string[]): (method: string, path: string) => boolean {
+	const res = templates.map(t => {
+		const [method, p] = t.split(" ");
+		const re = new RegExp(`^/api${p.replace(/:[^/]+/g, "[^/]+")}/?$`);
+		return { method, re };
+	});
+	return (method, path) => res.some(r => r.method === method && r.re.test(path));
+}
+
+function sendError(res: ServerResponse, err: IdempotencyError): void {
+	const { status, body } = toHttpError(err);
+	res.setHeader("Content-Type", "application/json; charset=utf-8");
+	res.writeHead(status);
+	res.end(JSON.stringify(body));
+}
+
+export function idempotencyMiddleware(opts: IdempotencyOptions) {
+	const isRequired = templateMatcher(opts.required);
+	const isExempt = templateMatcher(opts.exempt);
+
+	return async function idempotency(req: IncomingMessage & { body?: unknown }, res: ServerResponse, next: (err?: unknown) => void) {
+		const method = req.method ?? "GET";
+		if (method !== "POST" && method !== "DELETE" && method !== "PUT" && method !== "PATCH") return next();
+		const path = (req.url ? (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url : "/").split("?")[0];
+		if (isExempt(method, path)) return next();
+
+		const raw = req.headers["idempotency-key"];
+		const key = Array.isArray(raw) ? raw[0] : raw;
+		if (key === undefined) {
+			if (isRequired(method, path)) {
+				return sendError(res, new IdempotencyError(400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header"));
+			}
+			return next();
+		}
+		if (!KEY_PATTERN.test(key)) {
+			return sendError(res, new IdempotencyError(400, "IDEMPOTENCY_KEY_INVALID", "Idempotency-Key must be 1..255 printable characters"));
+		}
+
+		// Scope: the authenticated user, or the client address for anonymous requests. A bad token gets no slot:
+		// the gateway answers 401 right after.
+		const auth = req.headers.authorization;
+		let scope: string;
+		if (auth) {
+			const user = verifyAccessToken(auth.replace(/^Bearer /, ""), opts.jwtSecret);
+			if (!user) return next();
+			scope = `u:${user.id}`;
+		} else {
+			scope = `a:${opts.clientAddress(req)}`;
+		}
+		const storeKey = `idem:${scope}:${method} ${path}:${crypto.createHash("sha256").update(key).digest("base64url")}`;
+		const fp = fingerprint(method, path, req.body);
+
+		try {
+			const slot: StoredAnswer = { state: "running", fp };
+			const took = await opts.store.set(storeKey, JSON.stringify(slot), { ifAbsent: true, ttlMs: opts.inFlightTtlMs });
+			if (!took) {
+				const existing = await opts.store.get(storeKey);
+				if (existing === null) {
+					// The slot vanished between the two calls (expired or released): let the client retry.
+					return sendError(res, new IdempotencyError(409, "IDEMPOTENCY_KEY_IN_PROGRESS", "A request with this Idempotency-Key is in progress"));
+				}
+				const prev = JSON.parse(existing) as StoredAnswer;
+				if (prev.fp !== fp) {
+					return sendError(res, new IdempotencyError(422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used with another request"));
+				}
+				if (prev.state === "running") {
+					return sendError(res, new IdempotencyError(409, "IDEMPOTENCY_KEY_IN_PROGRESS", "A request with this Idempotency-Key is in progress"));
+				}
+				res.setHeader("Idempotent-Replayed", "true");
+				if (prev.contentType) res.setHeader("Content-Type", prev.contentType);
+				if (prev.location) res.setHeader("Location", prev.location);
+				res.writeHead(prev.status ?? 200);
+				res.end(prev.body ?? "");
+				return;
+			}
+		} catch {
+			// The store is down: run the request without the layer rather than refuse it; the services' own
+			// idempotency (saga keys, payment keys) still holds.
+			return next();
+		}
+
+		// Capture the answer when it is written, then store it or release the slot.
+		const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+		res.end = function (this: ServerResponse, ...args: unknown[]) {
+			const chunk = args[0];
+			const status = res.statusCode;
+			const body = typeof chunk === "string" ? chunk : Buffer.isBuffer(chunk) ? chunk.toString("utf8") : "";
+			const done: StoredAnswer = {
+				state: "done",
+				fp,
+				status,
+				body,
+				contentType: res.getHeader("content-type")?.toString(),
+				location: res.getHeader("location")?.toString()
+			};
+			const outcome = status < 500 && !NOT_STORED.has(status);
+			const write = outcome
+				? opts.store.set(storeKey, JSON.stringify(done), { ttlMs: opts.ttlSec * 1000 })
+				: opts.store.del(storeKey);
+			// The answer is stored before the client sees it, so an immediate replay finds it.
+			write.catch(() => undefined).then(() => end(...args));
+			return res;
+		} as ServerResponse["end"];
+		next();
+	};
+}
