@@ -97,6 +97,8 @@ export class SagaExecutor {
 	private async forward(run: Run): Promise<DriveOutcome> {
 		const { saga, def, fence, results } = run;
 		const { store, settings } = this.deps;
+		// Set when the previous step's result was journalled together with this step's first RUNNING entry.
+		let startJournalled = false;
 		for (let i = saga.step; i < def.steps.length; i++) {
 			const step = def.steps[i];
 			const policy = step.retry ?? { attempts: 1, backoffMs: 0 };
@@ -105,9 +107,10 @@ export class SagaExecutor {
 				if (this.stopping) return "stopped";
 				attempt++;
 				const running = { stepIndex: i, step: step.name, phase: "forward" as const, attempts: attempt };
-				if (!(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: i, stepName: step.name, attempts: attempt }))) {
+				if (!startJournalled && !(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: i, stepName: step.name, attempts: attempt }))) {
 					return "lost";
 				}
+				startJournalled = false;
 				const started = Date.now();
 				let result: unknown;
 				try {
@@ -148,11 +151,17 @@ export class SagaExecutor {
 				}
 				this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "ok");
 				results[step.name] = result ?? null;
-				const last = i === def.steps.length - 1;
-				const patch = last
-					? { step: i + 1, stepName: null, attempts: 0, results, status: "COMPLETED" as const, result: this.result(def, saga.data, results), releaseLease: true }
-					: { step: i + 1, stepName: def.steps[i + 1].name, attempts: 0, results };
-				if (!(await store.record(fence, settings.leaseMs, { ...running, status: "SUCCEEDED", result: result ?? null }, patch))) return "lost";
+				const done = { ...running, status: "SUCCEEDED" as const, result: result ?? null };
+				if (i === def.steps.length - 1) {
+					const patch = { step: i + 1, stepName: null, attempts: 0, results, status: "COMPLETED" as const, result: this.result(def, saga.data, results), releaseLease: true };
+					if (!(await store.record(fence, settings.leaseMs, done, patch))) return "lost";
+				} else {
+					// This step's result and the next step's start in one transaction: one commit fewer per step.
+					const next = def.steps[i + 1];
+					const start = { stepIndex: i + 1, step: next.name, phase: "forward" as const, attempts: 1, status: "RUNNING" as const };
+					if (!(await store.record(fence, settings.leaseMs, [done, start], { step: i + 1, stepName: next.name, attempts: 1, results }))) return "lost";
+					startJournalled = true;
+				}
 				break;
 			}
 		}

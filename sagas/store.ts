@@ -244,11 +244,12 @@ export class SagaStore {
 	}
 
 	/**
-	 * One journal entry and the matching instance change, in one transaction, fenced by the lease. Returns false
+	 * Journal entries (one, or a step's result with the next step's start) and the matching instance change, in
+	 * one transaction, fenced by the lease. Returns false
 	 * (and writes nothing) when this owner no longer holds the saga. Optionally writes a dead letter with it, so a
 	 * FAILED saga always has its dead letter.
 	 */
-	async record(fence: Fence, leaseMs: number, entry: JournalWrite, patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
+	async record(fence: Fence, leaseMs: number, entry: JournalWrite | JournalWrite[], patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
 		for (let attempt = 1; ; attempt++) {
 			try {
 				return await this.recordOnce(fence, leaseMs, entry, patch, deadLetter);
@@ -259,19 +260,23 @@ export class SagaStore {
 		}
 	}
 
-	private recordOnce(fence: Fence, leaseMs: number, entry: JournalWrite, patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
+	private recordOnce(fence: Fence, leaseMs: number, entry: JournalWrite | JournalWrite[], patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
 		return this.sequelize.transaction(async transaction => {
 			const now = this.now();
 			const { sets, args } = patchClause(patch, now, leaseMs);
 			const n = await this.update(`UPDATE saga_instances SET ${sets.join(", ")} WHERE id = ? AND lease_owner = ?`, [...args, fence.id, fence.owner], transaction);
 			if (n !== 1) return false;
 
-			const finished = entry.status === "RUNNING" ? null : now;
 			// One upsert per (saga, step, phase): attempts count up in place. An atomic upsert rather than
 			// update-then-insert, which on MariaDB takes gap locks that deadlock concurrent sagas.
+			const entries = Array.isArray(entry) ? entry : [entry];
+			const rows: unknown[] = [];
+			for (const e of entries) {
+				rows.push(fence.id, e.step, e.stepIndex, e.phase, e.status, e.attempts, json(e.result), json(e.error), fence.owner, now, e.status === "RUNNING" ? null : now);
+			}
 			await this.insert(
-				`INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${this.upsertTail}`,
-				[fence.id, entry.step, entry.stepIndex, entry.phase, entry.status, entry.attempts, json(entry.result), json(entry.error), fence.owner, now, finished],
+				`INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES ${entries.map(() => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")} ${this.upsertTail}`,
+				rows,
 				transaction
 			);
 			if (deadLetter) {

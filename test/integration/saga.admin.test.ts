@@ -5,11 +5,9 @@
  */
 import crypto from "crypto";
 import type { ServiceBroker } from "moleculer";
-import { apiGatewaySchema } from "../../services/api/api.service";
 import type { SagaView } from "../../services/saga/saga.service";
-import UserService from "../../services/user/user.service";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
-import { SchemaNodes, waitSaga } from "../support/saga";
+import { SchemaNodes, serviceFile, waitSaga } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";
 import { testSagaSchema } from "../support/saga-services/saga/saga.service";
 
@@ -24,7 +22,7 @@ beforeAll(async () => {
 	env = testEnv({ cluster: false, env: { ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "admin-password" } });
 	nodes = new SchemaNodes(env);
 	// Metrics on without a reporter, so the test can read the registry.
-	broker = await nodes.node([apiGatewaySchema(env.config), UserService, testSagaSchema(), FakeService], undefined, { metrics: { enabled: true, reporter: [] } });
+	broker = await nodes.node([serviceFile("api"), serviceFile("user"), testSagaSchema(), FakeService], undefined, { metrics: { enabled: true, reporter: [] } });
 	api = gatewayUrl(broker);
 	admin = (await http("POST", `${api}/auth/login`, { body: { email: "ops@example.com", password: "admin-password" } })).body.accessToken;
 	await http("POST", `${api}/auth/register`, { body: { email: "u@example.com", password: "user-password", name: "U" } });

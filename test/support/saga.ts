@@ -11,6 +11,7 @@ import { waitFor, type TestEnv } from "./harness";
 
 export const SAGA_NODE_DIR = path.resolve(__dirname, "saga-services/saga");
 export const FAKE_DIR = path.resolve(__dirname, "saga-services/fake");
+export const serviceFile = (name: string) => path.resolve(__dirname, "../../services", name, `${name}.service.ts`);
 
 /** What `broker.createService` itself accepts: schemas of any settings, methods and vars. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -21,11 +22,17 @@ export class SchemaNodes {
 
 	constructor(private readonly env: TestEnv) {}
 
-	/** A started broker of this run (same namespace, databases and store) with the given schemas. */
-	async node(schemas: AnyServiceSchema[], nodeID = `${this.env.id}-s${this.brokers.length}`, overrides: BrokerOptions = {}): Promise<ServiceBroker> {
+	/**
+	 * A started broker of this run (same namespace, databases and store) with the given schemas, or service files
+	 * (paths, loaded as moleculer-runner loads them: a file may export `(broker) => schema`).
+	 */
+	async node(schemas: (AnyServiceSchema | string)[], nodeID = `${this.env.id}-s${this.brokers.length}`, overrides: BrokerOptions = {}): Promise<ServiceBroker> {
 		const config = { ...this.env.config, nodeID };
 		const broker = new ServiceBroker({ ...brokerOptions(config), ...overrides, nodeID });
-		for (const schema of schemas) broker.createService(schema);
+		for (const schema of schemas) {
+			if (typeof schema === "string") broker.loadService(schema);
+			else broker.createService(schema);
+		}
 		this.brokers.push(broker);
 		await broker.start();
 		return broker;
