@@ -19,7 +19,7 @@ interface Fixture {
 }
 
 /** Short enough for Redis tests that sleep through it, long enough that a busy 2-core box does not lapse it early. */
-const TTL_MS = 400;
+const TTL_MS = 600;
 
 function queueContract(name: string, make: () => Promise<Fixture>): void {
 	describe(`queue store contract: ${name}`, () => {
