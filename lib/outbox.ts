@@ -1,11 +1,15 @@
 /**
- * Transactional outbox, the writing half (DESIGN.md section 7; seed 000 section 3.3). A producer adds
- * `outboxMigration` to its migrations and calls `appendOutbox` inside the same transaction as the business
- * change, so the event exists if and only if the change committed. The relay that publishes the rows is the
- * events issue's (it reads `processed = false` rows in id order per aggregate).
+ * Transactional outbox (DESIGN.md section 7; seed 000 section 3.3). A producer adds `outboxMigration` to its
+ * migrations and calls `appendOutbox` inside the same transaction as the business change, so the event exists if
+ * and only if the change committed. `OutboxRelay` (run by mixins/outbox.mixin.ts) publishes the rows: every poll
+ * interval and right after a commit that appended one, in order per aggregate, safely from several nodes at once,
+ * marking each row processed once the broker stored it. At least once: a crash between publish and mark publishes
+ * the row again, under the same message id.
  */
 import crypto from "crypto";
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import { EventEmitter } from "events";
+import { QueryTypes, Transaction, type Sequelize } from "sequelize";
+import type { EventMessage } from "./events/types";
 import type { Migration } from "../mixins/db.mixin";
 
 export interface OutboxEventInput {
@@ -89,5 +93,221 @@ export async function appendOutbox(
 			transaction
 		}
 	);
+	// Wake this database's relay as soon as the row is visible, instead of at its next poll.
+	transaction.afterCommit(() => {
+		outboxCommits.emit("commit", sequelize);
+	});
 	return { id, version };
+}
+
+/** Emits "commit" with the Sequelize instance whose transaction just committed outbox rows. */
+export const outboxCommits = new EventEmitter();
+outboxCommits.setMaxListeners(100);
+
+export interface OutboxRelayOptions {
+	sequelize: Sequelize;
+	/** Resolves once the broker stored the event; rejects while it is unreachable. */
+	publish: (event: EventMessage) => Promise<void>;
+	/** Poll interval while healthy (OUTBOX_POLL_MS). */
+	pollMs: number;
+	/** Rows claimed per round. */
+	batchSize?: number;
+	/** Longest wait between attempts while publishing fails. */
+	maxBackoffMs?: number;
+	log?: (level: "info" | "warn" | "error", msg: string) => void;
+}
+
+interface ClaimedRow {
+	seq: number | string;
+	id: string;
+	aggregate_type: string;
+	aggregate_id: string;
+	event_type: string;
+	payload: string;
+	version: number;
+	created_at: Date | string;
+}
+
+export function toEventMessage(row: ClaimedRow): EventMessage {
+	return {
+		id: row.id,
+		type: row.event_type,
+		aggregateType: row.aggregate_type,
+		aggregateId: row.aggregate_id,
+		version: Number(row.version),
+		createdAt: new Date(row.created_at).toISOString(),
+		payload: JSON.parse(row.payload) as Record<string, unknown>
+	};
+}
+
+/**
+ * Publishes outbox rows.
+ *
+ * Claiming on MariaDB: `SELECT ... FOR UPDATE SKIP LOCKED` in a READ COMMITTED transaction held while the batch is
+ * published, then `processed = 1` and commit. Another relay skips the locked rows instead of waiting; READ
+ * COMMITTED takes no gap locks, so producers keep inserting meanwhile. A relay that dies mid-batch loses its locks
+ * with its connection and the rows are claimed again.
+ *
+ * Order per aggregate: a relay publishes a row only when every unprocessed row of that aggregate before it is in
+ * its own batch (another relay holding an earlier row makes it leave the later ones for a later round), and it
+ * publishes each aggregate's rows one after the other, stopping that aggregate at its first failure. Within one
+ * aggregate seq order is version order: writers of an aggregate are serialized by its row lock.
+ *
+ * SQLite (embedded mode) is one process with one relay per database: no claim is needed.
+ */
+export class OutboxRelay {
+	private timer?: NodeJS.Timeout;
+	private running?: Promise<void>;
+	private again = false;
+	private failures = 0;
+	private stopped = true;
+	private readonly onCommit = (s: Sequelize) => {
+		if (s === this.opts.sequelize) this.kick();
+	};
+
+	constructor(private readonly opts: OutboxRelayOptions) {}
+
+	start(): void {
+		this.stopped = false;
+		outboxCommits.on("commit", this.onCommit);
+		this.schedule(0);
+	}
+
+	async stop(): Promise<void> {
+		this.stopped = true;
+		outboxCommits.off("commit", this.onCommit);
+		if (this.timer) clearTimeout(this.timer);
+		await this.running;
+	}
+
+	/** Runs a round soon (after a commit). Ignored while backing off from a broker outage. */
+	kick(): void {
+		if (this.stopped || this.failures > 0) return;
+		if (this.running) this.again = true;
+		else this.schedule(0);
+	}
+
+	/** True while the last round failed to publish (the broker is unreachable). */
+	get backingOff(): boolean {
+		return this.failures > 0;
+	}
+
+	/** One round: claims up to `batchSize` rows, publishes what order allows, marks it. Answers rows published. */
+	async relayOnce(): Promise<number> {
+		const { sequelize } = this.opts;
+		const limit = this.opts.batchSize ?? 100;
+		if (sequelize.getDialect() === "sqlite") {
+			const rows = await sequelize.query<ClaimedRow>(
+				"SELECT seq, id, aggregate_type, aggregate_id, event_type, payload, version, created_at FROM outbox_events WHERE processed = 0 ORDER BY seq LIMIT ?",
+				{ replacements: [limit], type: QueryTypes.SELECT }
+			);
+			const { done, error } = await this.publishInOrder(rows);
+			await this.markProcessed(done);
+			if (error) throw error;
+			return done.length;
+		}
+		const t = await sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED });
+		try {
+			const rows = await sequelize.query<ClaimedRow>(
+				"SELECT seq, id, aggregate_type, aggregate_id, event_type, payload, version, created_at FROM outbox_events WHERE processed = 0 ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED",
+				{ replacements: [limit], type: QueryTypes.SELECT, transaction: t }
+			);
+			const publishable = await this.orderSafe(rows, t);
+			const { done, error } = await this.publishInOrder(publishable);
+			await this.markProcessed(done, t);
+			await t.commit();
+			if (error) throw error;
+			return done.length;
+		} catch (err) {
+			if (!(t as unknown as { finished?: string }).finished) await t.rollback().catch(() => undefined);
+			throw err;
+		}
+	}
+
+	/** Drops the rows of an aggregate from the first one that has an unclaimed-by-us unprocessed row before it. */
+	private async orderSafe(rows: ClaimedRow[], t: Transaction): Promise<ClaimedRow[]> {
+		if (rows.length === 0) return rows;
+		const mine = new Set(rows.map(r => Number(r.seq)));
+		const keys = [...new Set(rows.map(r => `${r.aggregate_type}\u0000${r.aggregate_id}`))].map(k => k.split("\u0000"));
+		const maxSeq = Math.max(...mine);
+		const others = await this.opts.sequelize.query<{ seq: number | string; aggregate_type: string; aggregate_id: string }>(
+			`SELECT seq, aggregate_type, aggregate_id FROM outbox_events WHERE processed = 0 AND seq < ? AND (${keys
+				.map(() => "(aggregate_type = ? AND aggregate_id = ?)")
+				.join(" OR ")})`,
+			{ replacements: [maxSeq, ...keys.flat()], type: QueryTypes.SELECT, transaction: t }
+		);
+		const firstForeign = new Map<string, number>();
+		for (const o of others) {
+			const seq = Number(o.seq);
+			if (mine.has(seq)) continue;
+			const k = `${o.aggregate_type}\u0000${o.aggregate_id}`;
+			firstForeign.set(k, Math.min(firstForeign.get(k) ?? Infinity, seq));
+		}
+		return rows.filter(r => Number(r.seq) < (firstForeign.get(`${r.aggregate_type}\u0000${r.aggregate_id}`) ?? Infinity));
+	}
+
+	/** Each aggregate's rows one after the other (stopping at its first failure); aggregates side by side. */
+	private async publishInOrder(rows: ClaimedRow[]): Promise<{ done: ClaimedRow[]; error?: unknown }> {
+		const chains = new Map<string, ClaimedRow[]>();
+		for (const r of [...rows].sort((a, b) => Number(a.seq) - Number(b.seq))) {
+			const k = `${r.aggregate_type}\u0000${r.aggregate_id}`;
+			chains.set(k, [...(chains.get(k) ?? []), r]);
+		}
+		const done: ClaimedRow[] = [];
+		let error: unknown;
+		await Promise.all(
+			[...chains.values()].map(async chain => {
+				for (const row of chain) {
+					try {
+						await this.opts.publish(toEventMessage(row));
+						done.push(row);
+					} catch (err) {
+						error ??= err;
+						return;
+					}
+				}
+			})
+		);
+		return { done, error };
+	}
+
+	private async markProcessed(rows: ClaimedRow[], t?: Transaction): Promise<void> {
+		if (rows.length === 0) return;
+		await this.opts.sequelize.query(
+			`UPDATE outbox_events SET processed = 1, processed_at = ? WHERE seq IN (${rows.map(() => "?").join(",")})`,
+			{ replacements: [new Date(), ...rows.map(r => r.seq)], transaction: t }
+		);
+	}
+
+	private schedule(ms: number): void {
+		if (this.stopped) return;
+		if (this.timer) clearTimeout(this.timer);
+		this.timer = setTimeout(() => {
+			this.timer = undefined;
+			this.running = this.round().finally(() => {
+				this.running = undefined;
+			});
+		}, ms);
+	}
+
+	private async round(): Promise<void> {
+		let next = this.opts.pollMs;
+		try {
+			// Keep going while full batches come back: a backlog drains without waiting for the poll.
+			while (!this.stopped && (await this.relayOnce()) >= (this.opts.batchSize ?? 100));
+			if (this.failures > 0) this.opts.log?.("info", `outbox relay: publishing again after ${this.failures} failed round(s)`);
+			this.failures = 0;
+		} catch (err) {
+			this.failures++;
+			next = Math.min(this.opts.pollMs * 2 ** Math.min(this.failures, 10), this.opts.maxBackoffMs ?? Math.min(30_000, this.opts.pollMs * 20));
+			if (this.failures === 1 || this.failures % 10 === 0) {
+				this.opts.log?.("warn", `outbox relay: publish failed (${(err as Error).message}); retrying in ${next} ms`);
+			}
+		}
+		if (this.again && this.failures === 0) {
+			this.again = false;
+			next = 0;
+		}
+		this.schedule(next);
+	}
 }

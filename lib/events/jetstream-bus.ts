@@ -1,0 +1,285 @@
+/**
+ * The cluster bus on NATS JetStream, through the `nats` client directly rather than @moleculer/channels 0.1.8.
+ * Reasons, all from reading node_modules/@moleculer/channels/src: its NATS adapter creates the durable consumer
+ * with a plain subscribe, which races when several nodes start at once (DESIGN.md section 1); it defaults to
+ * deliver_policy "new", so a group that starts after an event was published never sees it; it acknowledges a
+ * message even when moving it to the dead-letter stream failed (the event is lost); it redelivers without delay;
+ * and its in-process Fake adapter has neither retries nor a dead-letter queue. Here:
+ *
+ * - one events stream and one dead-letter stream per install, named after NAMESPACE (`CRP_<ns>_EVENTS`,
+ *   `CRP_<ns>_DLQ`), created idempotently; every node may race to create them and to create a group's durable
+ *   consumer: an "already exists" answer is checked with an info call and accepted;
+ * - the event id is the JetStream message id (`Nats-Msg-Id`): a relay that publishes a row twice within the
+ *   duplicate window stores it once;
+ * - one durable pull consumer per group (deliver all, explicit ack): the members of a group share its messages;
+ * - a failed handler is retried with `nak(backoff * attempt)`; after `maxAttempts` the message is written to the
+ *   dead-letter stream and only then acknowledged, so a failure to dead-letter it means another delivery, never a
+ *   lost event;
+ * - a replay republishes the dead letter to `<events>._replay.<group>`, which every group's consumer sees and only
+ *   the named group handles, and deletes it from the dead-letter stream.
+ */
+import {
+	AckPolicy,
+	connect,
+	DeliverPolicy,
+	headers as natsHeaders,
+	JSONCodec,
+	RetentionPolicy,
+	StorageType,
+	type ConsumerConfig,
+	type JetStreamClient,
+	type JetStreamManager,
+	type JsMsg,
+	type NatsConnection
+} from "nats";
+import { errorText } from "./memory-bus";
+import { safeName, type DeadLetter, type EventBus, type EventMessage, type SubscribeOptions, type Subscription } from "./types";
+
+export interface JetStreamBusOptions {
+	url: string;
+	user?: string;
+	password?: string;
+	token?: string;
+	/** NAMESPACE: streams, subjects and consumers are all named after it. */
+	namespace: string;
+	/** Connection name shown by the NATS server (the node id). */
+	name?: string;
+	/** Publish acknowledgement timeout (ms). */
+	publishTimeoutMs?: number;
+}
+
+const codec = JSONCodec<unknown>();
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+const DAY_NS = 24 * 3600 * 1e9;
+
+export function streamNames(namespace: string) {
+	const ns = safeName(namespace);
+	return {
+		events: `CRP_${ns}_EVENTS`,
+		dlq: `CRP_${ns}_DLQ`,
+		eventSubject: (type: string) => `crp.${ns}.ev.${type}`,
+		eventsWildcard: `crp.${ns}.ev.>`,
+		replaySubject: (group: string) => `crp.${ns}.ev._replay.${safeName(group)}`,
+		replayPrefix: `crp.${ns}.ev._replay.`,
+		dlqSubject: (group: string) => `crp.${ns}.dlq.${safeName(group)}`,
+		dlqWildcard: `crp.${ns}.dlq.>`
+	};
+}
+
+export class JetStreamEventBus implements EventBus {
+	readonly kind = "jetstream" as const;
+	readonly names: ReturnType<typeof streamNames>;
+	private nc?: Promise<NatsConnection>;
+	private ready?: Promise<{ js: JetStreamClient; jsm: JetStreamManager }>;
+	private readonly subs = new Set<Subscription>();
+
+	constructor(private readonly opts: JetStreamBusOptions) {
+		this.names = streamNames(opts.namespace);
+	}
+
+	async publish(event: EventMessage): Promise<void> {
+		if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/.test(event.type)) throw new Error(`bad event type "${event.type}"`);
+		const { js } = await this.jetstream();
+		await js.publish(this.names.eventSubject(event.type), codec.encode(event), {
+			msgID: event.id,
+			timeout: this.opts.publishTimeoutMs ?? 2000
+		});
+	}
+
+	async subscribe(opts: SubscribeOptions): Promise<Subscription> {
+		const { js, jsm } = await this.jetstream();
+		const durable = safeName(opts.group);
+		const config: Partial<ConsumerConfig> = {
+			durable_name: durable,
+			ack_policy: AckPolicy.Explicit,
+			deliver_policy: DeliverPolicy.All,
+			filter_subject: this.names.eventsWildcard,
+			ack_wait: 30e9,
+			max_ack_pending: 256
+		};
+		await retryRace(
+			() => jsm.consumers.add(this.names.events, config),
+			() => jsm.consumers.info(this.names.events, durable)
+		);
+		const consumer = await js.consumers.get(this.names.events, durable);
+		const messages = await consumer.consume({ max_messages: 32 });
+		const types = new Set(opts.types);
+		const ownReplay = this.names.replaySubject(opts.group);
+		const loop = (async () => {
+			for await (const m of messages) {
+				try {
+					await this.handle(m, opts, types, ownReplay);
+				} catch {
+					// handle() never throws on purpose; an unexpected fault leaves the message to its ack timeout.
+				}
+			}
+		})();
+		const sub: Subscription = {
+			group: opts.group,
+			stop: async () => {
+				this.subs.delete(sub);
+				messages.stop();
+				await loop;
+			}
+		};
+		this.subs.add(sub);
+		return sub;
+	}
+
+	async deadLetters(opts: { group?: string; limit?: number } = {}): Promise<DeadLetter[]> {
+		const { jsm } = await this.jetstream();
+		const info = await jsm.streams.info(this.names.dlq);
+		const out: DeadLetter[] = [];
+		const limit = opts.limit ?? 100;
+		for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit; seq++) {
+			const letter = await this.readLetter(jsm, seq);
+			if (letter && (!opts.group || letter.group === opts.group)) out.push(letter);
+		}
+		return out;
+	}
+
+	async replay(id: string): Promise<DeadLetter | null> {
+		const seq = Number(id);
+		if (!Number.isInteger(seq) || seq < 1) return null;
+		const { js, jsm } = await this.jetstream();
+		const letter = await this.readLetter(jsm, seq);
+		if (!letter) return null;
+		const h = natsHeaders();
+		h.set("Crp-Replay-Of", id);
+		// The same replay id twice within the duplicate window is stored once.
+		await js.publish(this.names.replaySubject(letter.group), codec.encode(letter.event), {
+			msgID: `replay-${id}`,
+			headers: h,
+			timeout: this.opts.publishTimeoutMs ?? 2000
+		});
+		await jsm.streams.deleteMessage(this.names.dlq, seq, false).catch(() => false);
+		return letter;
+	}
+
+	async close(): Promise<void> {
+		await Promise.all([...this.subs].map(s => s.stop().catch(() => undefined)));
+		if (!this.nc) return;
+		const nc = await this.nc.catch(() => undefined);
+		this.nc = undefined;
+		this.ready = undefined;
+		if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+	}
+
+	/** Deletes this install's streams (tests' cleanup). */
+	async destroy(): Promise<void> {
+		const { jsm } = await this.jetstream();
+		for (const s of [this.names.events, this.names.dlq]) await jsm.streams.delete(s).catch(() => false);
+	}
+
+	private async handle(m: JsMsg, opts: SubscribeOptions, types: Set<string>, ownReplay: string): Promise<void> {
+		const isReplay = m.subject.startsWith(this.names.replayPrefix);
+		if (isReplay ? m.subject !== ownReplay : !types.has(m.subject.slice(this.names.eventsWildcard.length - 1))) {
+			m.ack();
+			return;
+		}
+		let event: EventMessage;
+		try {
+			event = codec.decode(m.data) as EventMessage;
+		} catch (err) {
+			// Not even JSON: no retry can fix it.
+			await this.deadLetter(m, opts, { id: `seq-${m.seq}`, type: "unreadable" } as EventMessage, err, m.info.redeliveryCount);
+			return;
+		}
+		const attempt = m.info.redeliveryCount;
+		try {
+			m.working();
+			await opts.handler(event, { attempt, replayed: isReplay });
+			m.ack();
+		} catch (err) {
+			if (attempt >= (opts.maxAttempts ?? 5)) await this.deadLetter(m, opts, event, err, attempt);
+			else m.nak((opts.backoffMs ?? 200) * attempt);
+		}
+	}
+
+	private async deadLetter(m: JsMsg, opts: SubscribeOptions, event: EventMessage, err: unknown, attempts: number): Promise<void> {
+		const body = { group: opts.group, event, error: errorText(err), attempts, failedAt: new Date().toISOString() };
+		try {
+			const { js } = await this.jetstream();
+			const ack = await js.publish(this.names.dlqSubject(opts.group), codec.encode(body), {
+				// One dead letter per (group, message) even if the ack below is lost and the message comes back.
+				msgID: `dlq-${safeName(opts.group)}-${m.seq}`,
+				timeout: this.opts.publishTimeoutMs ?? 2000
+			});
+			m.ack();
+			opts.onDeadLetter?.({ id: String(ack.seq), ...body });
+		} catch {
+			// Could not store the dead letter: keep the message; it comes back after the delay.
+			m.nak((opts.backoffMs ?? 200) * attempts);
+		}
+	}
+
+	private async readLetter(jsm: JetStreamManager, seq: number): Promise<DeadLetter | null> {
+		try {
+			const sm = await jsm.streams.getMessage(this.names.dlq, { seq });
+			const body = sm.json<Omit<DeadLetter, "id">>();
+			return { id: String(seq), ...body };
+		} catch {
+			return null; // deleted (replayed) or never existed
+		}
+	}
+
+	private connection(): Promise<NatsConnection> {
+		this.nc ??= connect({
+			servers: this.opts.url.split(",").map(u => new URL(u.trim()).host),
+			user: this.opts.user,
+			pass: this.opts.password,
+			token: this.opts.token,
+			name: this.opts.name,
+			maxReconnectAttempts: -1,
+			reconnectTimeWait: 1000
+		}).catch(err => {
+			this.nc = undefined;
+			throw err;
+		});
+		return this.nc;
+	}
+
+	private jetstream(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
+		this.ready ??= (async () => {
+			const nc = await this.connection();
+			const jsm = await nc.jetstreamManager();
+			const base = { retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: 1 };
+			await retryRace(
+				() => jsm.streams.add({ ...base, name: this.names.events, subjects: [this.names.eventsWildcard], max_age: 7 * DAY_NS }),
+				() => jsm.streams.info(this.names.events)
+			);
+			await retryRace(
+				() => jsm.streams.add({ ...base, name: this.names.dlq, subjects: [this.names.dlqWildcard] }),
+				() => jsm.streams.info(this.names.dlq)
+			);
+			return { js: nc.jetstream(), jsm };
+		})().catch(err => {
+			this.ready = undefined;
+			throw err;
+		});
+		return this.ready;
+	}
+}
+
+/**
+ * Creates something several nodes may create at the same moment: try, and when that fails check whether it exists
+ * now (another node won the race); otherwise wait a little and try again.
+ */
+async function retryRace(create: () => Promise<unknown>, exists: () => Promise<unknown>, attempts = 6): Promise<void> {
+	let last: unknown;
+	for (let i = 0; i < attempts; i++) {
+		try {
+			await create();
+			return;
+		} catch (err) {
+			last = err;
+			try {
+				await exists();
+				return;
+			} catch {
+				await sleep(50 * (i + 1) + Math.random() * 50);
+			}
+		}
+	}
+	throw last;
+}

@@ -1,0 +1,86 @@
+/**
+ * Durable events (DESIGN.md section 7; seed 003 sections 3.5 and 6): the message every producer's outbox relay
+ * publishes, and the bus that carries it to consumer groups with retries and a dead-letter queue.
+ *
+ * Delivery is at least once. Each consumer group receives each event once in the normal case and again after a
+ * crash, a redelivery or a replay; consumers therefore dedupe by event id (or by aggregate version) in their own
+ * state, atomically with the effect.
+ */
+
+/** One outbox row as it travels. `id` is the outbox id: the message id and the consumers' dedupe key. */
+export interface EventMessage {
+	id: string;
+	/** DESIGN.md section 7's name, e.g. "reservation.confirmed". */
+	type: string;
+	aggregateType: string;
+	aggregateId: string;
+	/** Per-aggregate version: 1, 2, 3... in commit order. */
+	version: number;
+	/** When the producer committed it (ISO-8601 UTC). */
+	createdAt: string;
+	/** The producer's payload; appendOutbox adds `eventId` and `version` to it. */
+	payload: Record<string, unknown>;
+}
+
+export interface DeliveryInfo {
+	/** 1 on the first delivery to this group, 2 on the first retry, ... */
+	attempt: number;
+	/** True when the message is an operator's replay of a dead letter. */
+	replayed: boolean;
+}
+
+export type EventHandler = (event: EventMessage, info: DeliveryInfo) => Promise<void>;
+
+export interface SubscribeOptions {
+	/** Consumer group: each group gets each event once; the members of a group share the work. */
+	group: string;
+	/** Event types this group handles; others are acknowledged unread. */
+	types: string[];
+	handler: EventHandler;
+	/** Deliveries before a failing event goes to the dead-letter queue (default 5). */
+	maxAttempts?: number;
+	/** Delay before the n-th retry: backoffMs * n (default 200 ms). */
+	backoffMs?: number;
+	/** Called after an event was moved to the dead-letter queue (admin alert). */
+	onDeadLetter?: (letter: DeadLetter) => void;
+}
+
+export interface Subscription {
+	readonly group: string;
+	stop(): Promise<void>;
+}
+
+/** An event a group gave up on after `attempts` deliveries. */
+export interface DeadLetter {
+	/** The dead-letter queue's own id (stream sequence in cluster mode). */
+	id: string;
+	group: string;
+	event: EventMessage;
+	error: string;
+	attempts: number;
+	failedAt: string;
+}
+
+export interface EventBus {
+	readonly kind: "jetstream" | "memory";
+	/**
+	 * Publishes one event; resolves once the broker stored it. Rejects while the broker is unreachable (the relay
+	 * then keeps the row and backs off). The event id is the message id: the broker drops a duplicate publish
+	 * within its dedupe window.
+	 */
+	publish(event: EventMessage): Promise<void>;
+	subscribe(opts: SubscribeOptions): Promise<Subscription>;
+	/** Dead letters, oldest first. */
+	deadLetters(opts?: { group?: string; limit?: number }): Promise<DeadLetter[]>;
+	/**
+	 * Sends a dead letter back to its group only, and removes it from the queue. Answers the letter, or null when
+	 * there is no such letter (already replayed). The group's dedupe makes a replay apply at most once.
+	 */
+	replay(id: string): Promise<DeadLetter | null>;
+	close(): Promise<void>;
+}
+
+/** Subject-safe names for this install: [A-Za-z0-9_-]. */
+export function safeName(s: string): string {
+	return s.replace(/[^A-Za-z0-9_-]/g, "_") || "default";
+}

@@ -1,0 +1,50 @@
+/**
+ * The outbox relay for a producer service (DESIGN.md section 7): add `OutboxRelayMixin` after `DbMixin` (whose
+ * database holds `outbox_events`). Every replica runs a relay; lib/outbox.ts's `OutboxRelay` explains how they
+ * share the rows safely and keep order per aggregate. It polls every OUTBOX_POLL_MS, wakes right after a commit
+ * that appended an event (appendOutbox signals it), and backs off while the broker is unreachable.
+ */
+import type { Service, ServiceSchema } from "moleculer";
+import { acquireEventBus, releaseEventBus, type EventBus, type EventMessage } from "../lib/events";
+import { OutboxRelay } from "../lib/outbox";
+import type { DbVars } from "./db.mixin";
+import type { PlatformVars } from "./platform.mixin";
+
+export interface OutboxRelayVars {
+	outboxBus?: EventBus;
+	outboxRelay?: OutboxRelay;
+}
+
+type RelayService = Service & PlatformVars & DbVars & OutboxRelayVars & { outboxPublish(event: EventMessage): Promise<void> };
+
+export const OutboxRelayMixin: Partial<ServiceSchema> = {
+	methods: {
+		/** Publishes one outbox event on the node's bus (a test's producer may override it to simulate an outage). */
+		async outboxPublish(this: RelayService, event: EventMessage): Promise<void> {
+			await this.outboxBus!.publish(event);
+		},
+
+		/** Publish now rather than at the next poll (appendOutbox already does this after each commit). */
+		flushOutbox(this: RelayService): void {
+			this.outboxRelay?.kick();
+		}
+	},
+
+	async started() {
+		const self = this as unknown as RelayService;
+		self.outboxBus = acquireEventBus(self.broker);
+		self.outboxRelay = new OutboxRelay({
+			sequelize: self.sequelize,
+			publish: event => self.outboxPublish(event),
+			pollMs: self.config.outboxPollMs,
+			log: (level, msg) => self.logger[level](msg)
+		});
+		self.outboxRelay.start();
+	},
+
+	async stopped() {
+		const self = this as unknown as RelayService;
+		await self.outboxRelay?.stop();
+		if (self.outboxBus) await releaseEventBus(self.broker);
+	}
+};
