@@ -239,3 +239,40 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 		}
 	}, 30_000);
 });
+
+describe("waiting room with the real concert catalog (embedded)", () => {
+	let env: TestEnv;
+	let node: ServiceBroker;
+
+	beforeAll(async () => {
+		env = testEnv({ cluster: false, env: { RATE_LIMIT_PER_MINUTE: "0" } });
+		node = await env.broker(["api", "queue", "concert"]);
+	}, 60_000);
+
+	afterAll(async () => {
+		await env.cleanup();
+	}, 60_000);
+
+	it("when a concert exists in the catalog, then its queue opens; an unknown id answers 404", async () => {
+		const adminMeta = { meta: { user: { id: "admin-1", email: "admin@example.com", role: "admin" } } };
+		const concert = await node.call<{ id: string }, Record<string, unknown>>(
+			"concert.create",
+			{
+				title: "Queue test",
+				artist: "Band",
+				venue: { name: "Hall" },
+				schedules: [{ startsAt: "2030-01-01T19:00:00Z" }],
+				seats: { rows: 1, perRow: 4, price: 1000 }
+			},
+			adminMeta
+		);
+		const api = gatewayUrl(node);
+		const u = testUser(env.config.jwt.secret!);
+		const ok = await http("POST", `${api}/queue/tokens`, { token: u.token, body: { concertId: concert.id } });
+		expect(ok.status).toBe(201);
+		expect(ok.body).toMatchObject({ concertId: concert.id, status: "ACTIVE" });
+		const unknown = await http("POST", `${api}/queue/tokens`, { token: u.token, body: { concertId: "00000000-0000-4000-8000-000000000000" } });
+		expect(unknown.status).toBe(404);
+		expect(unknown.body.type).toBe("NOT_FOUND");
+	});
+});
