@@ -173,16 +173,13 @@ export class CatalogRepo {
 		return rows.map(toSeat);
 	}
 
-	/** The asked seats of a schedule (in the order asked; unknown ones are left out) with what is sold. */
-	async findSeats(scheduleId: string, seatIds: string[]): Promise<SeatRecord[]> {
-		const rows = await this.select<SeatJoinRow>(
-			`SELECT s.id, s.label, s.grade, s.price, ss.reservation_id AS sold_to
-			 FROM seats s LEFT JOIN seat_sales ss ON ss.schedule_id = s.schedule_id AND ss.seat_id = s.id
-			 WHERE s.schedule_id = ? AND s.id IN (?)`,
-			[scheduleId, seatIds]
+	/** Seat metadata of a schedule (label, grade, price; never changes once created), without sale state. */
+	async seatMetaOf(scheduleId: string): Promise<Omit<SeatRecord, "soldTo">[]> {
+		const rows = await this.select<Omit<SeatJoinRow, "sold_to">>(
+			"SELECT id, label, grade, price FROM seats WHERE schedule_id = ? ORDER BY row_no, col_no",
+			[scheduleId]
 		);
-		const byId = new Map(rows.map(r => [r.id, toSeat(r)]));
-		return seatIds.flatMap(id => byId.get(id) ?? []);
+		return rows.map(r => ({ id: r.id, label: r.label, grade: r.grade, price: Number(r.price) }));
 	}
 
 	/** seatId -> reservation, for the asked seats that are sold. */

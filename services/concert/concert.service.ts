@@ -48,10 +48,21 @@ interface Meta {
 	$location?: string;
 }
 
+/** What never changes about a schedule once created: its concert and its seats' labels, grades and prices. */
+interface SeatMap {
+	concertId: string;
+	seats: Map<string, SeatView>;
+}
+
 interface Vars {
 	repo: CatalogRepo;
 	holds: HoldStore;
+	/** Per-node cache of seat maps (immutable data), so a hold costs one SQL read: the sold check. */
+	seatMaps: Map<string, SeatMap>;
 }
+
+/** Seat maps cached per node; the oldest is dropped past this many schedules. */
+const SEAT_MAP_CACHE_MAX = 500;
 
 interface ScheduleView {
 	id: string;
@@ -105,6 +116,7 @@ interface Methods {
 	concertView(id: string): Promise<ConcertView>;
 	scheduleViews(schedules: ScheduleRecord[]): Promise<ScheduleView[]>;
 	requireSchedule(id: string): Promise<ScheduleRecord>;
+	seatMapOf(scheduleId: string): Promise<SeatMap>;
 	ttlMs(): number;
 }
 
@@ -287,32 +299,27 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			async handler(this: This, ctx: Context<SeatsParams & { owner: string }>): Promise<HoldView> {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const { scheduleId, owner } = ctx.params;
-				const schedule = await this.requireSchedule(scheduleId);
-				const seats = await this.repo.findSeats(scheduleId, seatIds);
-				if (seats.length !== seatIds.length) {
-					const found = new Set(seats.map(s => s.id));
-					throw new SeatNotFoundError(seatIds.filter(id => !found.has(id)));
-				}
-				// Sold per the database: refused before touching the store, whatever the store remembers.
-				const sold = seats.filter(s => s.soldTo !== null).map(s => s.id);
-				if (sold.length > 0) throw new SeatUnavailableError(sold);
+				const map = await this.seatMapOf(scheduleId);
+				const unknown = seatIds.filter(id => !map.seats.has(id));
+				if (unknown.length > 0) throw new SeatNotFoundError(unknown);
+				const seats = seatIds.map(id => map.seats.get(id)!);
 
 				const outcome = await this.holds.hold({ scheduleId, seatIds, owner, ttlMs: this.ttlMs() });
 				if (!outcome.ok) throw new SeatUnavailableError(outcome.conflicts);
 
-				// A sale can commit between the check above and the hold (its seller then dropped its own hold just
-				// before ours was taken). Checking again after taking the hold closes that window: any sale that
-				// commits later had to get past our hold first.
-				const soldNow = await this.repo.salesOf(scheduleId, seatIds);
-				if (soldNow.size > 0) {
+				// The database decides what is sold, whatever the store remembers (it may have lost every key). The
+				// check runs after taking the hold, not before: a sale that commits after this read had to get past
+				// our hold (confirmSeats fences with the holds), and one that committed before it is seen here.
+				const sold = await this.repo.salesOf(scheduleId, seatIds);
+				if (sold.size > 0) {
 					await this.holds.release({ scheduleId, seatIds, owner });
-					throw new SeatUnavailableError(seatIds.filter(id => soldNow.has(id)));
+					throw new SeatUnavailableError(seatIds.filter(id => sold.has(id)));
 				}
 				return {
-					concertId: schedule.concertId,
+					concertId: map.concertId,
 					scheduleId,
 					owner,
-					seats: seats.map(seatView),
+					seats,
 					amount: totalPrice(seats),
 					expiresAt: new Date(outcome.expiresAt).toISOString()
 				};
@@ -351,7 +358,16 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 					// another reservation holds now is not sold from under it.
 					const fence = await this.holds.hold({ scheduleId, seatIds, owner: reservationId, ttlMs: this.settings.saleFenceMs });
 					if (!fence.ok) throw new SeatUnavailableError(fence.conflicts);
-					await this.repo.sell({ reservationId, scheduleId, seatIds });
+					try {
+						await this.repo.sell({ reservationId, scheduleId, seatIds });
+					} catch (err) {
+						// Refused for good (sold to someone else meanwhile): a hold on those seats is worth nothing, and
+						// left in place it would count them twice. A transient failure keeps it for the retry.
+						if ((err as { type?: string }).type === "SEAT_UNAVAILABLE") {
+							await this.holds.release({ scheduleId, seatIds, owner: reservationId });
+						}
+						throw err;
+					}
 				}
 				await this.holds.release({ scheduleId, seatIds, owner: reservationId });
 				return { reservationId, scheduleId, seatIds, status: "SOLD" };
@@ -435,6 +451,18 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			return s;
 		},
 
+		/** The schedule's immutable seat map, from the node's cache; 404 for an unknown schedule (never cached). */
+		async seatMapOf(this: This, scheduleId: string): Promise<SeatMap> {
+			const cached = this.seatMaps.get(scheduleId);
+			if (cached) return cached;
+			const schedule = await this.requireSchedule(scheduleId);
+			const seats = await this.repo.seatMetaOf(scheduleId);
+			const map: SeatMap = { concertId: schedule.concertId, seats: new Map(seats.map(s => [s.id, s])) };
+			if (this.seatMaps.size >= SEAT_MAP_CACHE_MAX) this.seatMaps.delete(this.seatMaps.keys().next().value!);
+			this.seatMaps.set(scheduleId, map);
+			return map;
+		},
+
 		ttlMs(this: This): number {
 			return this.config.holdTtlSec * 1000;
 		}
@@ -444,6 +472,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		// The DbMixin has migrated by now (moleculer-db connects in its own `started`, which runs first).
 		this.repo = new CatalogRepo(this.sequelize);
 		this.holds = createHoldStore(this.store);
+		this.seatMaps = new Map();
 		if (this.settings.seedDemoData && (await this.repo.seedIfEmpty(DEMO_CATALOG))) {
 			this.logger.info(`Seeded the demo catalog: ${DEMO_CATALOG.length} concerts`);
 		}

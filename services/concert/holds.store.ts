@@ -169,7 +169,9 @@ local earliest = expiresAt
 for i = 2, #KEYS do
   local left = redis.call('PTTL', KEYS[i])
   if left > 0 then
-    if now + left < earliest then earliest = now + left end
+    -- Ours already: keep it. Its exact expiry is the index score (PTTL is rounded to the server's ms clock).
+    local e = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i + 1]) or (now + left))
+    if e < earliest then earliest = e end
   else
     redis.call('SET', KEYS[i], owner, 'PX', ttl)
     redis.call('ZADD', KEYS[1], expiresAt, ARGV[i + 1])
