@@ -74,6 +74,28 @@ describe("crash recovery with real processes", () => {
 		expect(done.journal.find(j => j.step === "b")).toMatchObject({ status: "SUCCEEDED", attempts: 2 });
 	}, 60_000);
 
+	it("when the node driving a compensation is killed mid-call, then another node finishes it with one effect per undo", async () => {
+		const c = await env.spawn([SAGA_NODE_DIR]);
+		await waitFor(() => sagaNodesSeen().has(c.nodeID), 20_000, "saga node C to be visible");
+		const started: SagaView = await participant.call(
+			"saga.start",
+			{ type: "Long4", key: crypto.randomUUID(), data: { plan: { c: { fail: 1, error: "reject" }, "b:undo": { gate: true } } }, waitMs: 0 },
+			{ nodeID: c.nodeID }
+		);
+		const id = started.id;
+		await waitingAt(`${id}:b:compensate`);
+		await c.kill();
+		await participant.call("fake.open", { key: `${id}:b:compensate` });
+
+		const done = await waitSaga(participant, id, ["COMPLETED", "COMPENSATED", "FAILED"], 20_000, b.nodeID);
+		expect(done.status).toBe("COMPENSATED");
+		expect(done.error).toMatchObject({ type: "FAKE_REJECTED", step: "c" });
+		const stats = await fakeStats(participant, id);
+		expect(stats.trace).toEqual(["do:a", "do:b", "do:c", "undo:b", "undo:b", "undo:a"]);
+		expect(stats.calls[`${id}:b:compensate`]).toBe(2);
+		expect(stats.effects.map(e => `${e.kind}:${e.step}`).sort()).toEqual(["do:a", "do:b", "undo:a", "undo:b"]);
+	}, 60_000);
+
 	it("when three nodes race for the expired leases of 10 sagas, then each saga is driven by one node: every step called once", async () => {
 		// Two more saga nodes in this process, scanning every 100 ms, beside the surviving spawned node B.
 		const [n1] = await Promise.all([nodes.node([testSagaSchema({ recoveryIntervalMs: 100 })]), nodes.node([testSagaSchema({ recoveryIntervalMs: 100 })])]);

@@ -59,7 +59,7 @@ export async function waitSaga(broker: ServiceBroker, id: string, statuses: stri
 			return statuses.includes(last.status);
 		},
 		timeoutMs,
-		`saga ${id} to reach ${statuses.join("/")} (last: ${last?.status})`
+		`saga ${id} to reach ${statuses.join("/")}`
 	);
 	return last!;
 }

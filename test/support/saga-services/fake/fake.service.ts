@@ -53,6 +53,9 @@ const createEffects: Migration = {
 };
 
 const stepParams = { step: { type: "string" }, plan: { type: "object", optional: true } } as const;
+// The fake fails on purpose, many times per test file: the broker-wide circuit breaker must not open on it and
+// turn later tests' failures into "service not available".
+const noBreaker = { enabled: false };
 
 const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & DbVars & Vars> = {
 	name: "fake",
@@ -72,8 +75,8 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 	},
 
 	actions: {
-		do: { visibility: "public", params: stepParams, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.apply(ctx, "do"); } },
-		undo: { visibility: "public", params: stepParams, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.apply(ctx, "undo"); } },
+		do: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.apply(ctx, "do"); } },
+		undo: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.apply(ctx, "undo"); } },
 		noop: { visibility: "public", handler: () => ({ ok: true }) },
 
 		/** Lets the gated first call of `key` proceed. */
