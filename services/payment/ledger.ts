@@ -72,6 +72,14 @@ export interface LedgerDeps {
 	balanceLimit?: number;
 }
 
+/**
+ * A time as the DATETIME(3) columns store it: UTC (the pool's timezone is +00:00) with milliseconds. Passed as a
+ * string because Sequelize formats a raw replacement Date without its milliseconds on MariaDB.
+ */
+export function sqlTime(d: Date): string {
+	return d.toISOString().replace("T", " ").replace("Z", "");
+}
+
 const MYSQL_DEADLOCK = 1213;
 const MYSQL_LOCK_WAIT_TIMEOUT = 1205;
 
@@ -148,7 +156,7 @@ export class PaymentLedger {
 				await this.ensureWallet(userId, now, t);
 				const credited = await this.update(
 					"UPDATE wallets SET balance = balance + ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance <= ?",
-					[amount, now, userId, this.balanceLimit - amount],
+					[amount, sqlTime(now), userId, this.balanceLimit - amount],
 					t
 				);
 				if (credited !== 1) throw new BalanceLimitError(userId, this.balanceLimit);
@@ -185,12 +193,12 @@ export class PaymentLedger {
 				// First write: from here on a duplicate of this saga id waits for this transaction to end.
 				await this.insert(
 					"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'COMPLETED', ?, ?)",
-					[id, req.sagaId, req.reservationId, req.userId, req.amount, now, now],
+					[id, req.sagaId, req.reservationId, req.userId, req.amount, sqlTime(now), sqlTime(now)],
 					t
 				);
 				const debited = await this.update(
 					"UPDATE wallets SET balance = balance - ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance >= ?",
-					[req.amount, now, req.userId, req.amount],
+					[req.amount, sqlTime(now), req.userId, req.amount],
 					t
 				);
 				if (debited !== 1) throw new InsufficientPointsError(req.userId, req.amount);
@@ -259,7 +267,7 @@ export class PaymentLedger {
 				await this.exclusive(() =>
 					this.insert(
 						"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, refund_reason, created_at, updated_at) VALUES (?, ?, NULL, NULL, 0, 'VOIDED', ?, ?, ?)",
-						[this.newId(), sagaId, reason ?? null, now, now]
+						[this.newId(), sagaId, reason ?? null, sqlTime(now), sqlTime(now)]
 					)
 				);
 				return { refunded: false };
@@ -279,7 +287,7 @@ export class PaymentLedger {
 			const now = this.now();
 			const flipped = await this.update(
 				"UPDATE payments SET status = 'REFUNDED', refund_reason = ?, refunded_at = ?, updated_at = ? WHERE id = ? AND status = 'COMPLETED'",
-				[reason ?? null, now, now, p.id],
+				[reason ?? null, sqlTime(now), sqlTime(now), p.id],
 				t
 			);
 			// Someone else refunded it between our read and this update: their refund is the one.
@@ -287,7 +295,7 @@ export class PaymentLedger {
 			const amount = Number(p.amount);
 			const credited = await this.update(
 				"UPDATE wallets SET balance = balance + ?, version = version + 1, updated_at = ? WHERE user_id = ?",
-				[amount, now, p.user_id],
+				[amount, sqlTime(now), p.user_id],
 				t
 			);
 			if (credited !== 1) throw new Error(`wallet of payment ${p.id} is missing`);
@@ -409,7 +417,7 @@ export class PaymentLedger {
 		const sql = this.mysql
 			? "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON DUPLICATE KEY UPDATE user_id = user_id"
 			: "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON CONFLICT(user_id) DO NOTHING";
-		await this.sequelize.query(sql, { replacements: [userId, now, now], transaction: t, type: QueryTypes.INSERT });
+		await this.sequelize.query(sql, { replacements: [userId, sqlTime(now), sqlTime(now)], transaction: t, type: QueryTypes.INSERT });
 	}
 
 	/** The balance as this transaction left it (a locking read on MariaDB: never a stale snapshot). */
@@ -429,7 +437,7 @@ export class PaymentLedger {
 		const id = this.newId();
 		await this.insert(
 			"INSERT INTO point_transactions (id, user_id, type, amount, balance_after, ref, payment_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-			[id, e.userId, e.type, e.amount, e.balance, e.ref, e.paymentId, e.now],
+			[id, e.userId, e.type, e.amount, e.balance, e.ref, e.paymentId, sqlTime(e.now)],
 			t
 		);
 		return id;

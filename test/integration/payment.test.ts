@@ -48,7 +48,7 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 	const meta = (userId: string, idempotencyKey?: string) => ({ user: { id: userId, email: `${userId}@example.com`, role: "user" }, idempotencyKey });
 	const charge = (userId: string, amount: number, key: string) =>
 		caller.call<{ userId: string; balance: number; transactionId: string }, { amount: number }>("payment.charge", { amount }, { meta: meta(userId, key) });
-	const pay = (userId: string, sagaId: string, amount: number, opts: { timeout?: number; retries?: number; tracking?: boolean } = {}) =>
+	const pay = (userId: string, sagaId: string, amount: number, opts: { timeout?: number; retries?: number; tracking?: boolean; nodeID?: string } = {}) =>
 		caller.call<Payment, Record<string, unknown>>("payment.pay", { sagaId, reservationId: `res-${sagaId}`, userId, amount }, opts);
 	const balance = async (userId: string) => (await caller.call<{ balance: number }, object>("payment.balance", {}, { meta: meta(userId) })).balance;
 	const rows = (userId: string, type: string) =>
@@ -181,6 +181,38 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		expect(await rows(u, "CHARGE")).toBe(1);
 		expect(await scalar(sql, "SELECT COUNT(*) FROM outbox_events WHERE event_type = 'points.charged' AND aggregate_id = ?", [u])).toBe(1);
 	});
+
+	it("when the payment node is killed mid-debit, then nothing was half-written and the retry on another node debits once", async () => {
+		const doomed = await env.spawn(["payment"], { nodeID: `${env.id}-pay-doomed` });
+		await waitFor(() => caller.registry.getNodeList({ onlyAvailable: true }).some(n => n.id === doomed.nodeID), 20_000, "the doomed node");
+		const u = user();
+		await charge(u, 1000, "seed");
+		const sagaId = `crash-${u}`;
+		let killedAt = 0;
+		const lock = await mariadb(physicalDatabaseName(env.config.sql, "payment"));
+		try {
+			await lock.query("START TRANSACTION");
+			await lock.query("SELECT balance FROM wallets WHERE user_id = ? FOR UPDATE", [u]);
+			await expect(pay(u, sagaId, 250, { ...TIMES_OUT, nodeID: doomed.nodeID })).rejects.toMatchObject({ type: "REQUEST_TIMEOUT" });
+			// The debit is inside its transaction on the doomed node (payment row written, waiting for the wallet).
+			await doomed.kill();
+			killedAt = Date.now();
+			await lock.query("COMMIT");
+		} finally {
+			await lock.end();
+		}
+		// What the caller's registry does by itself once the dead node misses its heartbeats (15 s), done now so the
+		// following calls are not routed to a corpse.
+		(caller.registry as unknown as { nodes: { disconnected(id: string, unexpected: boolean): void } }).nodes.disconnected(doomed.nodeID, true);
+		const retried = await pay(u, sagaId, 250, { nodeID: `${env.id}-pay-a` });
+		expect(retried).toMatchObject({ sagaId, amount: 250, status: "COMPLETED" });
+		// The payment is the retry's own: the doomed node's transaction (begun before the kill) was rolled back.
+		expect(Date.parse((retried as Payment & { createdAt: string }).createdAt)).toBeGreaterThanOrEqual(killedAt);
+		expect(await pay(u, sagaId, 250, { nodeID: `${env.id}-pay-b` })).toEqual(retried);
+		expect(await balance(u)).toBe(750);
+		expect(await rows(u, "PAYMENT")).toBe(1);
+		expect(await scalar(sql, "SELECT COUNT(*) FROM payments WHERE saga_id = ?", [sagaId])).toBe(1);
+	}, 60_000);
 
 	it("when everything above has run, then every money invariant holds", async () => {
 		const result = await verify();
