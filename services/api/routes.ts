@@ -38,7 +38,19 @@ export const ROUTES: Record<string, string> = {
 	"POST /admin/sagas/:id/retry": "saga.retry",
 	"GET /admin/dead-letters": "saga.deadLetters",
 	"POST /admin/dead-letters/:id/retry": "saga.retryDeadLetter",
-	"POST /admin/dead-letters/:id/resolve": "saga.resolveDeadLetter"
+	"POST /admin/dead-letters/:id/resolve": "saga.resolveDeadLetter",
+
+	// Ranking, reviews, notifications (ranking, review, notification)
+	"GET /rankings/concerts": "ranking.concerts",
+	"POST /admin/rankings/rebuild": "ranking.rebuild",
+	"POST /concerts/:id/reviews": "review.create",
+	"GET /concerts/:id/reviews": "review.list",
+	"GET /notifications": "notification.list",
+	"GET /admin/alerts": "notification.alerts",
+
+	// Operations: event dead letters (notification); /admin/dead-letters* are the saga service's
+	"GET /admin/event-dead-letters": "notification.eventDeadLetters",
+	"POST /admin/event-dead-letters/:id/replay": "notification.replayEventDeadLetter"
 };
 
 /**

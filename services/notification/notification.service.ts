@@ -1,0 +1,202 @@
+/**
+ * Notification context: a per-user inbox fed by the durable events (reservation held / confirmed / cancelled /
+ * expired, payment completed / refunded; seed 003's notification steps), and admin alerts (user_id NULL, type
+ * ADMIN_ALERT) for sagas parked as FAILED and for events that landed in the event dead-letter queue. It also hosts
+ * the operator actions on that queue (list, replay), over HTTP and from the REPL.
+ *
+ * A redelivered event inserts nothing: the row's dedupe key is the event id, under a unique index.
+ */
+import crypto from "crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import { QueryTypes, UniqueConstraintError } from "sequelize";
+import { DataTypes } from "sequelize";
+import type { AuthUser } from "../../lib/auth";
+import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { EventConsumerMixin, DEAD_LETTERED, type EventConsumerVars } from "../../lib/events/consumer.mixin";
+import type { EventMessage } from "../../lib/events/types";
+import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { createNotifications } from "./migrations/001_create_notifications";
+import {
+	deadLetterAlert,
+	INBOX_EVENTS,
+	notificationFor,
+	pageOf,
+	sagaFailedAlert,
+	type EventDeadLettered,
+	type NotificationDraft,
+	type SagaFailed
+} from "./notification.domain";
+
+interface Meta {
+	user?: AuthUser | null;
+	$statusCode?: number;
+}
+interface PageParams {
+	page?: number;
+	pageSize?: number;
+}
+interface Row {
+	id: string;
+	user_id: string | null;
+	type: string;
+	message: string;
+	data: string | null;
+	created_at: Date | string;
+	read_at: Date | string | null;
+}
+interface NotificationMethods {
+	store(draft: NotificationDraft): Promise<boolean>;
+	fromEvent(event: EventMessage): Promise<void>;
+	page(where: string, args: unknown[], p: PageParams, withData: boolean): Promise<unknown>;
+}
+type This = PlatformVars & DbVars & EventConsumerVars & NotificationMethods;
+
+const pageParams = {
+	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
+	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
+} as const;
+
+const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
+
+const NotificationService: ServiceSchema<Record<string, never>, NotificationMethods, PlatformVars & DbVars & EventConsumerVars> = {
+	name: "notification",
+
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "notification",
+			migrations: [createNotifications],
+			model: {
+				name: "notifications",
+				define: {
+					id: { type: DataTypes.STRING(36), primaryKey: true },
+					user_id: { type: DataTypes.STRING(64), allowNull: true },
+					type: { type: DataTypes.STRING(40), allowNull: false },
+					message: { type: DataTypes.STRING(500), allowNull: false }
+				},
+				options: { tableName: "notifications", timestamps: false, underscored: true }
+			}
+		}),
+		EventConsumerMixin({ handlers: Object.fromEntries(INBOX_EVENTS.map(t => [t, "fromEvent"])) })
+	],
+
+	events: {
+		/** The saga engine parked a saga as FAILED with a dead letter: alert the operators. */
+		"saga.failed": {
+			async handler(this: This, ctx: Context<SagaFailed>) {
+				if (typeof ctx.params?.sagaId !== "string") return;
+				await this.store(sagaFailedAlert(ctx.params));
+			}
+		},
+		/** A consumer group gave up on an event: alert the operators. */
+		[DEAD_LETTERED]: {
+			async handler(this: This, ctx: Context<EventDeadLettered>) {
+				if (typeof ctx.params?.deadLetterId !== "string") return;
+				await this.store(deadLetterAlert(ctx.params));
+			}
+		}
+	},
+
+	actions: {
+		/** GET /api/notifications: the caller's inbox, newest first, paginated. */
+		list: {
+			visibility: "published",
+			params: { ...pageParams, $$strict: "remove" },
+			async handler(this: This, ctx: Context<PageParams, Meta>) {
+				if (!ctx.meta.user) throw new UnauthorizedError();
+				return this.page("user_id = ?", [ctx.meta.user.id], ctx.params, false);
+			}
+		},
+
+		/** GET /api/admin/alerts: admin alerts (failed sagas, event dead letters), newest first. */
+		alerts: {
+			visibility: "published",
+			auth: "admin",
+			params: { ...pageParams, $$strict: "remove" },
+			async handler(this: This, ctx: Context<PageParams>) {
+				return this.page("user_id IS NULL", [], ctx.params, true);
+			}
+		},
+
+		/** GET /api/admin/event-dead-letters: events a consumer group gave up on, oldest first. REPL: same name. */
+		eventDeadLetters: {
+			visibility: "published",
+			auth: "admin",
+			params: {
+				group: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/, optional: true },
+				limit: { type: "number", integer: true, min: 1, max: 500, convert: true, optional: true },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<{ group?: string; limit?: number }>) {
+				return this.eventBus.deadLetters({ group: ctx.params.group, limit: ctx.params.limit ?? 100 });
+			}
+		},
+
+		/**
+		 * POST /api/admin/event-dead-letters/:id/replay: sends the event back to the group that failed it, once, and
+		 * removes it from the queue (202). The group's dedupe makes the replay apply at most once; a second replay of
+		 * the same id answers 404.
+		 */
+		replayEventDeadLetter: {
+			visibility: "published",
+			auth: "admin",
+			params: { id: { type: "string", min: 1, max: 20, pattern: /^[0-9]+$/ }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+				const letter = await this.eventBus.replay(ctx.params.id);
+				if (!letter) throw new NotFoundError("event dead letter", ctx.params.id);
+				ctx.meta.$statusCode = 202;
+				return { id: letter.id, group: letter.group, eventId: letter.event.id, eventType: letter.event.type, replayed: true };
+			}
+		}
+	},
+
+	methods: {
+		async fromEvent(this: This, event: EventMessage) {
+			await this.store(notificationFor(event));
+		},
+
+		/** Inserts once per dedupe key; answers false when it was already there. */
+		async store(this: This, d: NotificationDraft) {
+			try {
+				await this.sequelize.query(
+					"INSERT INTO notifications (id, user_id, type, message, data, dedupe_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+					{ replacements: [crypto.randomUUID(), d.userId, d.type, d.message.slice(0, 500), JSON.stringify(d.data), d.dedupeKey, new Date()] }
+				);
+				return true;
+			} catch (err) {
+				if (err instanceof UniqueConstraintError) return false;
+				throw err;
+			}
+		},
+
+		async page(this: This, where: string, args: unknown[], p: PageParams, withData: boolean) {
+			const { page, pageSize, offset } = pageOf(p.page, p.pageSize);
+			const [rows, count] = await Promise.all([
+				this.sequelize.query<Row>(
+					`SELECT id, user_id, type, message, data, created_at, read_at FROM notifications WHERE ${where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`,
+					{ replacements: [...args, pageSize, offset], type: QueryTypes.SELECT }
+				),
+				this.sequelize.query<{ n: number }>(`SELECT COUNT(*) AS n FROM notifications WHERE ${where}`, {
+					replacements: args,
+					type: QueryTypes.SELECT
+				})
+			]);
+			return {
+				rows: rows.map(r => ({
+					id: r.id,
+					type: r.type,
+					message: r.message,
+					createdAt: iso(r.created_at),
+					readAt: iso(r.read_at),
+					...(withData ? { data: r.data ? JSON.parse(r.data) : null } : {})
+				})),
+				page,
+				pageSize,
+				total: Number(count[0]?.n ?? 0)
+			};
+		}
+	}
+};
+
+export default NotificationService;

@@ -1,0 +1,139 @@
+/**
+ * Review context (seed 003): a user with a confirmed reservation for a concert may review it once
+ * (API.md, Ranking, reviews, notifications). The concert must exist (concert.get), the confirmation comes from the
+ * reservation context (reservation.hasConfirmed), and "once" is the unique index on (user_id, concert_id).
+ */
+import crypto from "crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import { DataTypes, QueryTypes, UniqueConstraintError } from "sequelize";
+import type { AuthUser } from "../../lib/auth";
+import { UnauthorizedError } from "../../lib/errors";
+import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { ReviewExistsError, ReviewNotAllowedError } from "./errors";
+import { createReviews } from "./migrations/001_create_reviews";
+import { averageRating, CONTENT_MAX, RATING_MAX, RATING_MIN, toPublicReview, type ReviewRow } from "./review.domain";
+
+interface Meta {
+	user?: AuthUser | null;
+	$statusCode?: number;
+	$location?: string;
+}
+interface CreateParams {
+	id: string;
+	rating: number;
+	content: string;
+}
+interface ListParams {
+	id: string;
+	page?: number;
+	pageSize?: number;
+}
+interface ReviewMethods {
+	assertConcert(ctx: Context, concertId: string): Promise<void>;
+}
+type This = PlatformVars & DbVars & ReviewMethods;
+
+// The same bound as the catalog's own GET /concerts/:id, so an unknown id is a 404 there and here alike.
+const concertId = { type: "string", min: 1, max: 1000 } as const;
+
+const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, PlatformVars & DbVars> = {
+	name: "review",
+
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "review",
+			migrations: [createReviews],
+			model: {
+				name: "reviews",
+				define: {
+					id: { type: DataTypes.STRING(36), primaryKey: true },
+					concert_id: { type: DataTypes.STRING(64), allowNull: false },
+					user_id: { type: DataTypes.STRING(64), allowNull: false },
+					rating: { type: DataTypes.INTEGER, allowNull: false },
+					content: { type: DataTypes.TEXT, allowNull: false }
+				},
+				options: { tableName: "reviews", timestamps: false, underscored: true }
+			}
+		})
+	],
+
+	actions: {
+		/**
+		 * POST /api/concerts/:id/reviews: 201 with the review; 404 for an unknown concert, 403 REVIEW_NOT_ALLOWED
+		 * without a confirmed reservation, 409 REVIEW_EXISTS for a second review by the same user.
+		 */
+		create: {
+			visibility: "published",
+			params: {
+				id: concertId,
+				rating: { type: "number", integer: true, min: RATING_MIN, max: RATING_MAX },
+				content: { type: "string", trim: true, min: 1, max: CONTENT_MAX },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<CreateParams, Meta>) {
+				const user = ctx.meta.user;
+				if (!user) throw new UnauthorizedError();
+				const { id, rating, content } = ctx.params;
+				await this.assertConcert(ctx, id);
+				const { confirmed } = await ctx.call<{ confirmed: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", {
+					userId: user.id,
+					concertId: id
+				});
+				if (confirmed !== true) throw new ReviewNotAllowedError(id);
+				const row: ReviewRow = { id: crypto.randomUUID(), concert_id: id, user_id: user.id, rating, content, created_at: new Date() };
+				try {
+					await this.sequelize.query(
+						"INSERT INTO reviews (id, concert_id, user_id, rating, content, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+						{ replacements: [row.id, row.concert_id, row.user_id, row.rating, row.content, row.created_at] }
+					);
+				} catch (err) {
+					if (err instanceof UniqueConstraintError) throw new ReviewExistsError(id);
+					throw err;
+				}
+				Object.assign(ctx.meta, { $statusCode: 201, $location: `/api/concerts/${encodeURIComponent(id)}/reviews` });
+				return toPublicReview(row);
+			}
+		},
+
+		/** GET /api/concerts/:id/reviews: newest first, paginated, with the concert's average rating. */
+		list: {
+			visibility: "published",
+			auth: false,
+			params: {
+				id: concertId,
+				page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
+				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<ListParams>) {
+				const { id } = ctx.params;
+				await this.assertConcert(ctx, id);
+				const page = ctx.params.page ?? 1;
+				const pageSize = ctx.params.pageSize ?? 20;
+				const [rows, stats] = await Promise.all([
+					this.sequelize.query<ReviewRow>(
+						"SELECT id, concert_id, user_id, rating, content, created_at FROM reviews WHERE concert_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+						{ replacements: [id, pageSize, (page - 1) * pageSize], type: QueryTypes.SELECT }
+					),
+					this.sequelize.query<{ n: number; avg: number | string | null }>(
+						"SELECT COUNT(*) AS n, AVG(rating) AS avg FROM reviews WHERE concert_id = ?",
+						{ replacements: [id], type: QueryTypes.SELECT }
+					)
+				]);
+				const total = Number(stats[0]?.n ?? 0);
+				return { rows: rows.map(toPublicReview), page, pageSize, total, averageRating: averageRating(stats[0]?.avg, total) };
+			}
+		}
+	},
+
+	methods: {
+		/** concert.get answers 404 NOT_FOUND for an unknown concert; that error goes to the client as it is. */
+		async assertConcert(ctx: Context, id: string) {
+			await ctx.call("concert.get", { id });
+		}
+	}
+};
+
+export default ReviewService;
