@@ -143,6 +143,10 @@ export class CatalogRepo {
 		return row ? toConcert(row) : null;
 	}
 
+	async allScheduleIds(): Promise<string[]> {
+		return (await this.select<{ id: string }>("SELECT id FROM schedules ORDER BY id", [])).map(r => r.id);
+	}
+
 	async schedulesOf(concertId: string): Promise<ScheduleRecord[]> {
 		const rows = await this.select<ScheduleJoinRow>(
 			`SELECT s.id, s.concert_id, s.starts_at, s.total_seats, a.sold_seats

@@ -401,6 +401,24 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		await expectConsistent();
 	});
 
+	it("when a lease sits on a seat sold to another reservation, then verify reports it under holds", async () => {
+		const { scheduleId, seats } = await freshSchedule();
+		await call("concert.hold", { scheduleId, seatIds: [seats[13].id], owner: "res-v" });
+		await call("concert.confirmSeats", { reservationId: "res-v", scheduleId, seatIds: [seats[13].id] });
+		await expectConsistent();
+		// Forged around the action (which would refuse it): what a hold path that skipped its sold check leaves.
+		await holdsOf(gateway).hold({ scheduleId, seatIds: [seats[13].id], owner: "res-stale", ttlMs: 60_000 });
+		const report = await call("concert.verify", {});
+		expect(report.ok).toBe(false);
+		expect(report.checks.find((c: { name: string }) => c.name === "holds")).toEqual({
+			name: "holds",
+			ok: false,
+			details: { heldButSoldToOthers: [{ scheduleId, seatId: seats[13].id, heldBy: "res-stale", soldTo: "res-v" }] }
+		});
+		await holdsOf(gateway).release({ scheduleId, seatIds: [seats[13].id], owner: "res-stale" });
+		await expectConsistent();
+	});
+
 	it("when holds are absent and 20 reservations confirm the same seat at once, then exactly one buys it", async () => {
 		const { scheduleId, seats } = await freshSchedule();
 		const results = await Promise.all(
