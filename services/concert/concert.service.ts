@@ -302,7 +302,8 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const map = await this.seatMapOf(scheduleId);
 				const unknown = seatIds.filter(id => !map.seats.has(id));
 				if (unknown.length > 0) throw new SeatNotFoundError(unknown);
-				const seats = seatIds.map(id => map.seats.get(id)!);
+				// Copies: in-process callers get the result by reference, and the map is the node's cache.
+				const seats = seatIds.map(id => ({ ...map.seats.get(id)! }));
 
 				const outcome = await this.holds.hold({ scheduleId, seatIds, owner, ttlMs: this.ttlMs() });
 				if (!outcome.ok) throw new SeatUnavailableError(outcome.conflicts);
