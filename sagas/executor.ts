@@ -10,14 +10,14 @@
  *   attempts are spent the step is in doubt (a timed-out call may still have applied), so it is compensated too,
  *   together with the completed ones. Compensations must therefore accept "nothing to undo".
  * - Compensation: retried with backoff under `<sagaId>:<step>:compensate`; past the limit the saga is FAILED and
- *   a dead letter is written in the same transaction. Nothing is dropped: an operator retry resumes the same
+ *   a dead letter and the `saga.failed` alert (outbox) are written in the same transaction. Nothing is dropped: an operator retry resumes the same
  *   compensation.
  * - Resuming after a crash re-runs the in-flight call (journalled RUNNING) under the same key; participants are
  *   idempotent per key, so it has no second effect.
  */
 import { backoffDelay, isRejection, toSagaError } from "./policy";
-import type { Fence, SagaStore } from "./store";
-import type { SagaDefinition, SagaState, StepPhase, StepResults } from "./types";
+import type { Fence, SagaFailedEvent, SagaStore } from "./store";
+import type { SagaDefinition, SagaRef, SagaState, StepPhase, StepResults } from "./types";
 
 export interface StepCallOptions {
 	timeout: number;
@@ -41,8 +41,8 @@ export interface ExecutorSettings {
 export interface ExecutorHooks {
 	/** Every finished call: its latency and how it ended. */
 	step?(type: string, step: string, phase: StepPhase, ms: number, outcome: "ok" | "rejected" | "error"): void;
-	/** The saga reached COMPLETED, COMPENSATED or FAILED (`deadLetterId` with FAILED). */
-	terminal?(saga: SagaState, deadLetterId?: string): void;
+	/** The saga reached COMPLETED, COMPENSATED or FAILED (with the alert written with its dead letter). */
+	terminal?(saga: SagaState, alert?: SagaFailedEvent): void;
 	/** This node stopped driving a saga because another node holds its lease now. */
 	lost?(sagaId: string): void;
 	log?(level: "info" | "warn" | "error", msg: string): void;
@@ -114,7 +114,7 @@ export class SagaExecutor {
 				const started = Date.now();
 				let result: unknown;
 				try {
-					result = await this.deps.call(step.action, step.params(saga.data, results), {
+					result = await this.deps.call(step.action, step.params(saga.data, results, ref(saga)), {
 						timeout: step.timeout ?? settings.stepTimeoutMs,
 						meta: { sagaId: saga.id, idempotencyKey: `${saga.id}:${step.name}` }
 					});
@@ -153,7 +153,7 @@ export class SagaExecutor {
 				results[step.name] = result ?? null;
 				const done = { ...running, status: "SUCCEEDED" as const, result: result ?? null };
 				if (i === def.steps.length - 1) {
-					const patch = { step: i + 1, stepName: null, attempts: 0, results, status: "COMPLETED" as const, result: this.result(def, saga.data, results), releaseLease: true };
+					const patch = { step: i + 1, stepName: null, attempts: 0, results, status: "COMPLETED" as const, result: this.result(def, saga, results), releaseLease: true };
 					if (!(await store.record(fence, settings.leaseMs, done, patch))) return "lost";
 				} else {
 					// This step's result and the next step's start in one transaction: one commit fewer per step.
@@ -167,7 +167,7 @@ export class SagaExecutor {
 		}
 		if (saga.step >= def.steps.length) {
 			// Nothing (left) to run: a resumed saga whose last step had completed.
-			if (!(await store.patch(fence, settings.leaseMs, { status: "COMPLETED", result: this.result(def, saga.data, results), releaseLease: true }))) {
+			if (!(await store.patch(fence, settings.leaseMs, { status: "COMPLETED", result: this.result(def, saga, results), releaseLease: true }))) {
 				return "lost";
 			}
 		}
@@ -191,7 +191,7 @@ export class SagaExecutor {
 			}
 			const started = Date.now();
 			try {
-				const result = await this.deps.call(comp.action, comp.params(saga.data, results), {
+				const result = await this.deps.call(comp.action, comp.params(saga.data, results, ref(saga)), {
 					timeout: step.timeout ?? settings.stepTimeoutMs,
 					meta: { sagaId: saga.id, idempotencyKey: `${saga.id}:${step.name}:compensate` }
 				});
@@ -213,16 +213,14 @@ export class SagaExecutor {
 					continue;
 				}
 				// Parked for an operator: FAILED and its dead letter in one transaction, so neither exists alone.
-				const deadLetterId = this.deps.newId();
-				const ok = await store.record(
+				const alert = await store.park(
 					fence,
-					settings.leaseMs,
 					{ ...running, status: "FAILED", error },
-					{ status: "FAILED", attempts: attempt, releaseLease: true },
-					{ id: deadLetterId, sagaType: def.type, step: step.name, phase: "compensate", error }
+					{ status: "FAILED", attempts: attempt },
+					{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "compensate", error }
 				);
-				if (!ok) return "lost";
-				return this.finish(saga.id, deadLetterId);
+				if (!alert) return "lost";
+				return this.finish(saga.id, alert);
 			}
 		}
 		if (nothingToDo) {
@@ -234,14 +232,14 @@ export class SagaExecutor {
 		return this.finish(saga.id);
 	}
 
-	private async finish(id: string, deadLetterId?: string): Promise<DriveOutcome> {
+	private async finish(id: string, alert?: SagaFailedEvent): Promise<DriveOutcome> {
 		const saga = await this.deps.store.get(id);
-		if (saga) this.deps.hooks?.terminal?.(saga, deadLetterId);
+		if (saga) this.deps.hooks?.terminal?.(saga, alert);
 		return "terminal";
 	}
 
-	private result(def: SagaDefinition<unknown>, data: unknown, results: StepResults): unknown {
-		return def.result ? def.result(data, results) : results;
+	private result(def: SagaDefinition<unknown>, saga: SagaState, results: StepResults): unknown {
+		return def.result ? def.result(saga.data, results, ref(saga)) : results;
 	}
 
 	private sleep(ms: number): Promise<void> {
@@ -259,6 +257,8 @@ interface Run {
 	fence: Fence;
 	results: StepResults;
 }
+
+const ref = (s: SagaState): SagaRef => ({ id: s.id, type: s.type, key: s.key });
 
 /** The highest step index <= from that has a compensation, or -1. */
 function nextCompensable(def: SagaDefinition<unknown>, from: number): number {

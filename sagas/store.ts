@@ -13,6 +13,7 @@
  * compared with the node's injectable clock.
  */
 import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
+import { appendOutbox } from "../lib/outbox";
 import type { DeadLetter, JournalEntry, SagaError, SagaState, SagaStatus, StepPhase, StepResults } from "./types";
 
 interface InstanceRow {
@@ -94,8 +95,22 @@ export interface JournalWrite {
 export interface NewDeadLetter {
 	id: string;
 	sagaType: string;
+	sagaKey: string;
 	step: string;
 	phase: StepPhase;
+	error: unknown;
+}
+
+/** The `saga.failed` admin alert (DESIGN.md section 7), as written to the outbox. */
+export interface SagaFailedEvent {
+	eventId: string;
+	version: number;
+	sagaId: string;
+	type: string;
+	key: string;
+	step: string;
+	phase: StepPhase;
+	deadLetterId: string;
 	error: unknown;
 }
 
@@ -245,14 +260,27 @@ export class SagaStore {
 
 	/**
 	 * Journal entries (one, or a step's result with the next step's start) and the matching instance change, in
-	 * one transaction, fenced by the lease. Returns false
-	 * (and writes nothing) when this owner no longer holds the saga. Optionally writes a dead letter with it, so a
-	 * FAILED saga always has its dead letter.
+	 * one transaction, fenced by the lease. Returns false (and writes nothing) when this owner no longer holds the
+	 * saga.
 	 */
-	async record(fence: Fence, leaseMs: number, entry: JournalWrite | JournalWrite[], patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
+	async record(fence: Fence, leaseMs: number, entry: JournalWrite | JournalWrite[], patch: InstancePatch): Promise<boolean> {
+		return (await this.retryDeadlock(() => this.recordOnce(fence, leaseMs, entry, patch))) !== false;
+	}
+
+	/**
+	 * Like `record`, for the write that parks a saga as FAILED: with it, in the same transaction, its dead letter
+	 * and the `saga.failed` admin alert in the outbox (lib/outbox.ts), so neither exists without the other.
+	 * Returns the alert as written (its event id lets a direct emit and the relay's be deduplicated), or false.
+	 */
+	async park(fence: Fence, entry: JournalWrite, patch: InstancePatch, deadLetter: NewDeadLetter): Promise<SagaFailedEvent | false> {
+		const out = await this.retryDeadlock(() => this.recordOnce(fence, 0, entry, { ...patch, releaseLease: true }, deadLetter));
+		return out === false ? false : out.event!;
+	}
+
+	private async retryDeadlock<T>(run: () => Promise<T>): Promise<T> {
 		for (let attempt = 1; ; attempt++) {
 			try {
-				return await this.recordOnce(fence, leaseMs, entry, patch, deadLetter);
+				return await run();
 			} catch (err) {
 				// A deadlock victim's transaction was rolled back whole: running it again is safe.
 				if (attempt >= 3 || !/deadlock/i.test((err as Error).message ?? "")) throw err;
@@ -260,7 +288,13 @@ export class SagaStore {
 		}
 	}
 
-	private recordOnce(fence: Fence, leaseMs: number, entry: JournalWrite | JournalWrite[], patch: InstancePatch, deadLetter?: NewDeadLetter): Promise<boolean> {
+	private recordOnce(
+		fence: Fence,
+		leaseMs: number,
+		entry: JournalWrite | JournalWrite[],
+		patch: InstancePatch,
+		deadLetter?: NewDeadLetter
+	): Promise<false | { event?: SagaFailedEvent }> {
 		return this.sequelize.transaction(async transaction => {
 			const now = this.now();
 			const { sets, args } = patchClause(patch, now, leaseMs);
@@ -285,8 +319,20 @@ export class SagaStore {
 					[deadLetter.id, fence.id, deadLetter.sagaType, deadLetter.step, deadLetter.phase, json(deadLetter.error), now, now],
 					transaction
 				);
+				const payload = {
+					sagaId: fence.id,
+					type: deadLetter.sagaType,
+					key: deadLetter.sagaKey,
+					step: deadLetter.step,
+					phase: deadLetter.phase,
+					deadLetterId: deadLetter.id,
+					error: deadLetter.error ?? null
+				};
+				this.writes++;
+				const { id, version } = await appendOutbox(this.sequelize, transaction, { aggregateType: "saga", aggregateId: fence.id, eventType: "saga.failed", payload });
+				return { event: { ...payload, eventId: id, version } };
 			}
-			return true;
+			return {};
 		});
 	}
 

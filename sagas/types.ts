@@ -6,8 +6,9 @@
  *   export const confirmSaga = defineSaga<ConfirmData>({
  *     type: "ConfirmReservation",
  *     steps: [
- *       { name: "pay", action: "payment.pay", params: d => ({ ... }),
- *         compensate: { action: "payment.refund", params: d => ({ ... }) }, retry: { attempts: 3, backoffMs: 200 } },
+ *       { name: "pay", action: "payment.pay", params: (d, results, saga) => ({ sagaId: saga.id, ... }),
+ *         compensate: { action: "payment.refund", params: (d, r, saga) => ({ sagaId: saga.id }) },
+ *         retry: { attempts: 3, backoffMs: 200 }, timeout: 3000 },
  *       ...
  *     ],
  *     rejections: { INSUFFICIENT_POINTS: "not enough points" }
@@ -32,9 +33,16 @@ export interface RetryPolicy {
 	backoffMs: number;
 }
 
+/** Which saga a `params` function builds a call for: e.g. `payment.pay` is keyed by the saga id. */
+export interface SagaRef {
+	id: string;
+	type: string;
+	key: string;
+}
+
 export interface CompensationDef<D> {
 	action: string;
-	params(data: D, results: StepResults): Record<string, unknown>;
+	params(data: D, results: StepResults, saga: SagaRef): Record<string, unknown>;
 }
 
 export interface StepDef<D> {
@@ -42,7 +50,7 @@ export interface StepDef<D> {
 	name: string;
 	/** The participant action, called with `ctx.call`. */
 	action: string;
-	params(data: D, results: StepResults): Record<string, unknown>;
+	params(data: D, results: StepResults, saga: SagaRef): Record<string, unknown>;
 	/** Undoes the step; called under the key `<sagaId>:<name>:compensate`. Steps without one are skipped. */
 	compensate?: CompensationDef<D>;
 	/** Transient failures (timeouts, unreachable nodes, `retryable` errors) of the forward call. */
@@ -57,7 +65,7 @@ export interface SagaDefinition<D = Record<string, unknown>> {
 	/** Business error type -> rejection reason; any non-retryable 4xx rejects, these name the reason. */
 	rejections?: Record<string, string>;
 	/** Builds the saga's result from the step results when it completes (all step results by default). */
-	result?(data: D, results: StepResults): unknown;
+	result?(data: D, results: StepResults, saga: SagaRef): unknown;
 }
 
 /**

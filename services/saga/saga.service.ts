@@ -8,6 +8,7 @@ import crypto from "crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
+import { outboxMigration } from "../../lib/outbox";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { SagaExecutor, type ExecutorSettings } from "../../sagas/executor";
@@ -96,7 +97,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 		PlatformMixin,
 		DbMixin({
 			database: "saga",
-			migrations: [createSagaTables],
+			migrations: [outboxMigration, createSagaTables],
 			model: {
 				name: "saga_instances",
 				define: {
@@ -416,20 +417,14 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			},
 			hooks: {
 				step: (type, step, phase, ms, outcome) => this.metric("saga.step.duration", { type, step, phase, outcome }, ms),
-				terminal: (saga, deadLetterId) => {
+				terminal: (saga, alert) => {
 					const name = saga.status === "COMPLETED" ? "saga.completed" : saga.status === "COMPENSATED" ? "saga.compensated" : "saga.failed";
 					this.metric(name, { type: saga.type });
-					if (saga.status === "FAILED") {
-						this.logger.error(`saga ${saga.id} (${saga.type}) FAILED at compensation ${saga.stepName}; dead letter ${deadLetterId}`);
-						// The admin alert; the notification context turns it into an operator notification.
-						void this.broker.emit("saga.failed", {
-							sagaId: saga.id,
-							type: saga.type,
-							key: saga.key,
-							step: saga.stepName,
-							deadLetterId,
-							error: saga.error ?? null
-						});
+					if (saga.status === "FAILED" && alert) {
+						this.logger.error(`saga ${saga.id} (${saga.type}) FAILED at compensation ${saga.stepName}; dead letter ${alert.deadLetterId}`);
+						// The admin alert, at once. The same event (same eventId) is in this service's outbox, written
+						// with the dead letter, for the relay's durable delivery; consumers dedupe by eventId.
+						void this.broker.emit("saga.failed", alert);
 					}
 					for (const wake of [...(this.waiters.get(saga.id) ?? [])]) wake(saga);
 				},

@@ -165,6 +165,14 @@ describe("timeouts, dead letters and operator actions", () => {
 		const full = await getSaga(broker, saga.id);
 		expect(full.deadLetters).toEqual([expect.objectContaining({ status: "OPEN", step: "b", phase: "compensate" })]);
 		expect(full.stepName).toBe("b");
+		// The alert is also in the outbox, written with the dead letter, under the event id that was emitted.
+		const outbox = await sagaDb().query<{ id: string; event_type: string }>("SELECT id, event_type FROM outbox_events WHERE aggregate_id = ?", {
+			replacements: [saga.id],
+			type: QueryTypes.SELECT
+		});
+		const alert = (await fakeStats(broker, saga.id)).alerts[0] as { eventId: string; deadLetterId: string; key: string };
+		expect(outbox).toEqual([{ id: alert.eventId, event_type: "saga.failed" }]);
+		expect(alert).toMatchObject({ deadLetterId: full.deadLetters[0].id, key: saga.key, step: "b" });
 
 		// The participant recovers; the operator retries.
 		await broker.call("fake.heal", { sagaId: saga.id });
