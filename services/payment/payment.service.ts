@@ -9,6 +9,7 @@ import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { IdempotencyKeyInvalidError, IdempotencyKeyRequiredError } from "./errors";
 import { PaymentLedger } from "./ledger";
@@ -45,6 +46,10 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 
 	mixins: [
 		PlatformMixin,
+		// Publishes points.charged, points.deducted, payment.completed and payment.refunded from outbox_events.
+		// Listed before DbMixin on purpose: moleculer runs the `started` of later mixins first, and the relay must
+		// start after the migrations (and stop before the database closes, which this order also gives).
+		OutboxRelayMixin,
 		DbMixin({
 			database: "payment",
 			migrations: [outboxMigration, createWalletLedgerPayments],

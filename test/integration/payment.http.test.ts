@@ -4,7 +4,8 @@
  * side (`payment.pay`), since POST /api/payments belongs to reservations.
  */
 import type { ServiceBroker } from "moleculer";
-import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
+import { acquireEventBus, releaseEventBus, type EventMessage, type Subscription } from "../../lib/events";
+import { gatewayUrl, waitFor, http, testEnv, type TestEnv } from "../support/harness";
 
 const modes: [string, boolean][] = [
 	["embedded", false],
@@ -16,14 +17,29 @@ describe.each(modes)("points and payments over HTTP (%s)", (_mode, cluster) => {
 	let broker: ServiceBroker;
 	let api: string;
 	let n = 0;
+	let listener: ServiceBroker;
+	let subscription: Subscription;
+	/** Every payment event the outbox relay published, by event id (delivery is at least once). */
+	const events = new Map<string, EventMessage>();
 
 	beforeAll(async () => {
 		env = testEnv({ cluster });
 		broker = await env.broker(["api", "user", "payment"]);
 		api = gatewayUrl(broker);
+		// A consumer group as the notification or ranking context would have one (same node in embedded mode).
+		listener = cluster ? await env.broker([]) : broker;
+		subscription = await acquireEventBus(listener).subscribe({
+			group: "payment-http-test",
+			types: ["points.charged", "points.deducted", "payment.completed", "payment.refunded"],
+			handler: async event => {
+				events.set(event.id, event);
+			}
+		});
 	}, 90_000);
 
 	afterAll(async () => {
+		await subscription?.stop();
+		if (listener) await releaseEventBus(listener);
 		await env.cleanup();
 	}, 60_000);
 
@@ -157,6 +173,44 @@ describe.each(modes)("points and payments over HTTP (%s)", (_mode, cluster) => {
 			["PAYMENT", 300, 700]
 		]);
 		expect((await http("GET", `${api}/points/transactions?pageSize=101`, { token: me.token })).status).toBe(422);
+	});
+
+	it("when points move, then the outbox relay publishes each event once with its payload", async () => {
+		const me = await login();
+		const charged = await chargeReq(me.token, { amount: 900 }, "evt");
+		const sagaId = `evt-${me.id}`;
+		const paid = await broker.call<{ id: string }, Record<string, unknown>>("payment.pay", {
+			sagaId,
+			reservationId: "res-evt",
+			userId: me.id,
+			amount: 400
+		});
+		await broker.call("payment.refund", { sagaId, reason: "cancelled" });
+		const mine = () => [...events.values()].filter(e => e.aggregateId === me.id || e.aggregateId === paid.id);
+		await waitFor(() => mine().length === 4, 10_000, "four payment events");
+		const byType = Object.fromEntries(mine().map(e => [e.type, e]));
+		expect(byType["points.charged"]).toMatchObject({
+			aggregateType: "wallet",
+			aggregateId: me.id,
+			version: 1,
+			payload: { userId: me.id, transactionId: charged.body.transactionId, amount: 900, balanceAfter: 900 }
+		});
+		expect(byType["points.deducted"]).toMatchObject({
+			aggregateId: me.id,
+			version: 2,
+			payload: { userId: me.id, paymentId: paid.id, amount: 400, balanceAfter: 500 }
+		});
+		expect(byType["payment.completed"]).toMatchObject({
+			aggregateType: "payment",
+			aggregateId: paid.id,
+			version: 1,
+			payload: { paymentId: paid.id, sagaId, reservationId: "res-evt", userId: me.id, amount: 400 }
+		});
+		expect(byType["payment.refunded"]).toMatchObject({
+			aggregateId: paid.id,
+			version: 2,
+			payload: { paymentId: paid.id, sagaId, amount: 400, balanceAfter: 900, reason: "cancelled" }
+		});
 	});
 
 	it("when no token is sent, then every points and payments route answers 401", async () => {
