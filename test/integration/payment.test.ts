@@ -19,6 +19,7 @@ interface Payment {
 	sagaId: string;
 	amount: number;
 	status: string;
+	createdAt: string;
 }
 
 describe("payments on MariaDB across nodes (cluster)", () => {
@@ -182,6 +183,21 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		expect(await scalar(sql, "SELECT COUNT(*) FROM outbox_events WHERE event_type = 'points.charged' AND aggregate_id = ?", [u])).toBe(1);
 	});
 
+	it("when 20 different charges race on a wallet that does not exist yet, then all 20 land once", async () => {
+		const u = user();
+		const results = await Promise.all(
+			Array.from({ length: 20 }, (_, i) =>
+				caller.call<{ balance: number }, { amount: number }>("payment.charge", { amount: 10 + i }, { meta: meta(u, `k${i}`), retries: 0 })
+			)
+		);
+		const total = Array.from({ length: 20 }, (_, i) => 10 + i).reduce((a, b) => a + b, 0);
+		expect(Math.max(...results.map(r => r.balance))).toBe(total);
+		expect(new Set(results.map(r => r.balance)).size).toBe(20);
+		expect(await balance(u)).toBe(total);
+		expect(await rows(u, "CHARGE")).toBe(20);
+		expect(await scalar(sql, "SELECT COUNT(*) FROM wallets WHERE user_id = ?", [u])).toBe(1);
+	});
+
 	it("when the payment node is killed mid-debit, then nothing was half-written and the retry on another node debits once", async () => {
 		const doomed = await env.spawn(["payment"], { nodeID: `${env.id}-pay-doomed` });
 		await waitFor(() => caller.registry.getNodeList({ onlyAvailable: true }).some(n => n.id === doomed.nodeID), 20_000, "the doomed node");
@@ -207,7 +223,7 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		const retried = await pay(u, sagaId, 250, { nodeID: `${env.id}-pay-a` });
 		expect(retried).toMatchObject({ sagaId, amount: 250, status: "COMPLETED" });
 		// The payment is the retry's own: the doomed node's transaction (begun before the kill) was rolled back.
-		expect(Date.parse((retried as Payment & { createdAt: string }).createdAt)).toBeGreaterThanOrEqual(killedAt);
+		expect(Date.parse(retried.createdAt)).toBeGreaterThanOrEqual(killedAt);
 		expect(await pay(u, sagaId, 250, { nodeID: `${env.id}-pay-b` })).toEqual(retried);
 		expect(await balance(u)).toBe(750);
 		expect(await rows(u, "PAYMENT")).toBe(1);
