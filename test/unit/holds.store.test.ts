@@ -16,7 +16,7 @@ interface Fixture {
 	close(): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>(r => setTimeout(r, ms));
 
 function holdContract(name: string, make: () => Fixture): void {
 	describe(`seat hold contract: ${name}`, () => {
