@@ -250,7 +250,13 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		expect(ttl).toBeGreaterThan(env.config.holdTtlSec * 1000 - 5_000);
 		expect(ttl).toBeLessThanOrEqual(env.config.holdTtlSec * 1000 + 1_000);
 		expect(await statuses(scheduleId, ids)).toEqual(["HELD", "HELD"]);
-		expect(await available(scheduleId)).toBe(18);
+		expect(await call("concert.getSchedule", { id: scheduleId })).toEqual({
+			id: scheduleId,
+			concertId,
+			startsAt: "2030-01-01T19:00:00.000Z",
+			totalSeats: 20,
+			availableSeats: 18
+		});
 		// Idempotent for the same owner and seats: same answer, the expiry does not move.
 		expect(await call("concert.hold", { scheduleId, seatIds: ids, owner: "res-1" }, 1)).toEqual(hold);
 		expect(await available(scheduleId)).toBe(18);
