@@ -161,6 +161,21 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			}
 		},
 
+		/**
+		 * For other services: a saga's current state by id or by business key, without the journal (e.g. the
+		 * reservation view shows `saga: {id, status}`).
+		 */
+		find: {
+			visibility: "public",
+			params: { id: { type: "string", min: 1, max: 36, optional: true }, key: { type: "string", min: 1, max: 191, optional: true } },
+			async handler(this: This, ctx: Context<{ id?: string; key?: string }>): Promise<SagaView> {
+				const { id, key } = ctx.params;
+				const saga = id ? await this.sagaStore.get(id) : key ? await this.sagaStore.getByKey(key) : undefined;
+				if (!saga || (id && key && saga.key !== key)) throw new NotFoundError("saga", id ?? key);
+				return toView(saga);
+			}
+		},
+
 		/** GET /api/admin/sagas/:id: the saga with its step journal and dead letters. */
 		get: {
 			visibility: "published",

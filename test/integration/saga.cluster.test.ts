@@ -130,8 +130,11 @@ describe("crash recovery with real processes", () => {
 			{ nodeID: n.nodeID }
 		);
 		await waitingAt(`${started.id}:a`);
+		// Meanwhile a caller on another node starts the same key and waits: it gets the same saga, by polling.
+		const elsewhere = participant.call("saga.start", { type: "Long4", key: started.key, data: {}, waitMs: 8000 }, { nodeID: b.nodeID, timeout: 9000 });
 		await new Promise(r => setTimeout(r, 3000)); // twice the 1500 ms lease
 		await participant.call("fake.open", { key: `${started.id}:a` });
+		expect(await elsewhere).toMatchObject({ id: started.id, status: "COMPLETED" });
 		const done = await waitSaga(participant, started.id, ["COMPLETED"], 10_000, n.nodeID);
 		expect((await fakeStats(participant, started.id)).calls[`${started.id}:a`]).toBe(1);
 		expect(new Set(done.journal.map(j => j.owner)).size).toBe(1);

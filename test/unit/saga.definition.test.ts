@@ -215,6 +215,8 @@ describe("starting and waiting", () => {
 		const key = crypto.randomUUID();
 		const views = await Promise.all(Array.from({ length: 10 }, () => start("Test4", {}, { key })));
 		expect(new Set(views.map(v => v.id)).size).toBe(1);
+		expect(await broker.call("saga.find", { key })).toEqual(views[0]);
+		expect(await broker.call("saga.find", { id: views[0].id })).toEqual(views[0]);
 		expect(views.every(v => v.status === "COMPLETED")).toBe(true);
 		expect((await fakeStats(broker, views[0].id)).trace).toEqual(fwd("a", "b", "c", "d"));
 		const listed: { total: number } = await broker.call("saga.list", { type: "Test4", pageSize: 100 });
@@ -242,6 +244,7 @@ describe("starting and waiting", () => {
 		const after: { total: number } = await broker.call("saga.list", {});
 		expect(after.total).toBe(before.total);
 		await expect(broker.call("saga.get", { id: "missing" })).rejects.toMatchObject({ code: 404, type: "NOT_FOUND" });
+		await expect(broker.call("saga.find", { key: "missing" })).rejects.toMatchObject({ code: 404, type: "NOT_FOUND" });
 		await expect(broker.call("saga.retry", { id: "missing" })).rejects.toMatchObject({ code: 404, type: "NOT_FOUND" });
 	});
 });
