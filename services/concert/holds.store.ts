@@ -84,7 +84,7 @@ export class MemoryHoldStore implements HoldStore {
 	async hold(req: HoldRequest): Promise<HoldOutcome> {
 		checkRequest(req, req.ttlMs);
 		const now = this.now();
-		const seats = this.live(req.scheduleId, now);
+		const seats = this.live(req.scheduleId, now, true);
 		const conflicts = req.seatIds.filter(id => {
 			const l = seats.get(id);
 			return l !== undefined && l.owner !== req.owner;
@@ -131,14 +131,24 @@ export class MemoryHoldStore implements HoldStore {
 		this.schedules.clear();
 	}
 
-	/** The schedule's leases with the expired ones dropped: an expired hold is free at once, as a PX key is. */
-	private live(scheduleId: string, now: number): Map<string, Lease> {
+	/** Schedules with leases kept in memory, expired ones included until read (leak checks in tests). */
+	get scheduleCount(): number {
+		return this.schedules.size;
+	}
+
+	/**
+	 * The schedule's leases with the expired ones dropped: an expired hold is free at once, as a PX key is. Reads
+	 * of a schedule without holds leave nothing behind; `hold` asks for a map to write into (`create`).
+	 */
+	private live(scheduleId: string, now: number, create = false): Map<string, Lease> {
 		let seats = this.schedules.get(scheduleId);
 		if (!seats) {
 			seats = new Map();
-			this.schedules.set(scheduleId, seats);
+			if (create) this.schedules.set(scheduleId, seats);
+			return seats;
 		}
 		for (const [id, l] of seats) if (l.expiresAt <= now) seats.delete(id);
+		if (seats.size === 0 && !create) this.schedules.delete(scheduleId);
 		return seats;
 	}
 }

@@ -3,7 +3,7 @@
  * memory one with an injected clock, the Redis one against the real server (time passes by sleeping there).
  */
 import { MemoryStore, RedisStore } from "../../lib/store";
-import { createHoldStore, type HoldStore } from "../../services/concert/holds.store";
+import { createHoldStore, MemoryHoldStore, type HoldStore } from "../../services/concert/holds.store";
 import { REDIS_URL, runId } from "../support/isolation";
 
 interface Fixture {
@@ -162,6 +162,24 @@ holdContract("redis", () => {
 			await store.close();
 		}
 	};
+});
+
+describe("memory hold store specifics", () => {
+	it("when schedules without holds are read, or their holds expire or are released, then nothing stays in memory", async () => {
+		let now = 0;
+		const holds = new MemoryHoldStore(() => now);
+		await holds.heldCounts(Array.from({ length: 100 }, (_, i) => `s${i}`));
+		await holds.heldSeatIds("s-x");
+		await holds.owners({ scheduleId: "s-y", seatIds: ["a"] });
+		expect(holds.scheduleCount).toBe(0);
+		await holds.hold({ scheduleId: "s1", seatIds: ["a"], owner: "r", ttlMs: 10 });
+		await holds.hold({ scheduleId: "s2", seatIds: ["a"], owner: "r", ttlMs: 10 });
+		expect(holds.scheduleCount).toBe(2);
+		await holds.release({ scheduleId: "s1", seatIds: ["a"], owner: "r" });
+		now = 11;
+		expect(await holds.heldCounts(["s2"])).toEqual([0]);
+		expect(holds.scheduleCount).toBe(0);
+	});
 });
 
 describe("redis hold store specifics", () => {
