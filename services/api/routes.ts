@@ -25,6 +25,13 @@ export const ROUTES: Record<string, string> = {
 	"GET /schedules/:id/seats": "concert.seats",
 	"POST /admin/concerts": "concert.create",
 
+	// Reservations and payments (reservation); the payment itself is the ConfirmReservation saga
+	"POST /reservations": "reservation.create",
+	"GET /reservations": "reservation.list",
+	"GET /reservations/:id": "reservation.get",
+	"POST /reservations/:id/cancel": "reservation.cancel",
+	"POST /payments": "reservation.pay",
+
 	// Points and payments (payment); POST /payments belongs to reservations
 	"GET /points": "payment.balance",
 	"POST /points/charge": "payment.charge",
@@ -57,7 +64,7 @@ export const ROUTES: Record<string, string> = {
  * Services the API cannot serve without; /api/health reports each one's database through its `health` action
  * and answers 503 when one is missing or its database is down.
  */
-export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert", "payment", "saga"];
+export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert", "payment", "saga", "reservation"];
 
 /** Routes where `Idempotency-Key` is mandatory (400 IDEMPOTENCY_KEY_REQUIRED without it). */
 export const IDEMPOTENCY_REQUIRED: string[] = ["POST /payments", "POST /points/charge"];

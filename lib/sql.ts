@@ -1,0 +1,102 @@
+/**
+ * Small helpers for services that write SQL by hand (conditional updates, row locks), the same on MariaDB and
+ * SQLite:
+ * - `transaction(fn)`: one transaction, retried whole when InnoDB picked it as a deadlock victim (it rolled back
+ *   entirely); on SQLite, writes of one file queue in this process (one writer per file; a BEGIN IMMEDIATE on a
+ *   busy file fails instead of waiting);
+ * - `update(...)`: the number of rows an UPDATE changed, which is how a conditional update tells who won;
+ * - `isTransientDbError`: lock waits, deadlocks, a busy file, a lost connection: faults that say nothing about
+ *   the request and may be retried.
+ */
+import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+
+const MYSQL_DEADLOCK = 1213;
+const MYSQL_LOCK_WAIT_TIMEOUT = 1205;
+
+export function dbErrno(err: unknown): number | string | undefined {
+	const e = err as { parent?: { errno?: number; code?: string }; original?: { errno?: number; code?: string } };
+	return e?.parent?.errno ?? e?.original?.errno ?? e?.parent?.code ?? e?.original?.code;
+}
+
+export function isDeadlock(err: unknown): boolean {
+	return dbErrno(err) === MYSQL_DEADLOCK;
+}
+
+export function isTransientDbError(err: unknown): boolean {
+	const name = (err as { name?: string })?.name ?? "";
+	const code = dbErrno(err);
+	return (
+		code === MYSQL_LOCK_WAIT_TIMEOUT ||
+		code === MYSQL_DEADLOCK ||
+		code === "SQLITE_BUSY" ||
+		/^Sequelize(Connection\w*Error|ConnectionAcquireTimeoutError|TimeoutError|HostNotReachableError)$/.test(name)
+	);
+}
+
+const sqliteWriters = new Map<string, Promise<unknown>>();
+
+/** Runs `fn` after every earlier call with the same key has settled. */
+function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
+	const prev = sqliteWriters.get(key) ?? Promise.resolve();
+	const run = prev.then(fn, fn);
+	const tail = run.then(
+		() => undefined,
+		() => undefined
+	);
+	sqliteWriters.set(key, tail);
+	void tail.then(() => {
+		if (sqliteWriters.get(key) === tail) sqliteWriters.delete(key);
+	});
+	return run;
+}
+
+export class Sql {
+	readonly mysql: boolean;
+	private readonly writerKey?: string;
+
+	constructor(readonly sequelize: Sequelize) {
+		this.mysql = sequelize.getDialect() !== "sqlite";
+		const storage = (sequelize as unknown as { options: { storage?: string } }).options.storage;
+		if (!this.mysql) this.writerKey = `sqlite:${storage ?? "memory"}`;
+	}
+
+	async select<T extends object>(sql: string, replacements: unknown[] = [], transaction?: Transaction): Promise<T[]> {
+		return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
+	}
+
+	async insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
+		await this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction });
+	}
+
+	/** Runs an UPDATE or DELETE and returns the number of rows it changed. */
+	async update(sql: string, replacements: unknown[], transaction?: Transaction): Promise<number> {
+		const [, affected] = (await this.sequelize.query(sql, { replacements, type: QueryTypes.UPDATE, transaction })) as unknown as [
+			unknown,
+			number
+		];
+		return Number(affected);
+	}
+
+	/** `SELECT ... FOR UPDATE` on MariaDB; SQLite's IMMEDIATE transaction already holds the only write lock. */
+	get forUpdate(): string {
+		return this.mysql ? " FOR UPDATE" : "";
+	}
+
+	async transaction<T>(fn: (t: Transaction) => Promise<T>): Promise<T> {
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await this.exclusive(() => this.sequelize.transaction(fn));
+			} catch (err) {
+				if (isDeadlock(err) && attempt < 5) {
+					await new Promise(r => setTimeout(r, 5 + Math.random() * 20 * attempt));
+					continue;
+				}
+				throw err;
+			}
+		}
+	}
+
+	private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+		return this.writerKey === undefined ? fn() : serialized(this.writerKey, fn);
+	}
+}

@@ -1,0 +1,82 @@
+/**
+ * The cancellation sagas (DESIGN.md section 4 step 4). The reservation service picks one by the reservation's
+ * status when the user asks.
+ *
+ * CancelPendingReservation:  0 beginCancel (PENDING->CANCELLING; comp: back)   1 release the holds
+ *                            2 finishCancel (CANCELLED + reservation.cancelled)
+ * CancelConfirmedReservation: 0 beginCancel (CONFIRMED->CANCELLING; comp: back)  1 refund (the pivot)
+ *                            2 sold seats back to AVAILABLE  3 finishCancel (CANCELLED, refund amount, event)
+ *
+ * Past the refund nothing can be undone, so the steps after it are retried long enough to outlast an outage
+ * (and a crashed node's saga is resumed by another): they must end in success, not compensation.
+ */
+import { defineSaga } from "./types";
+
+export interface CancelReservationData {
+	reservationId: string;
+	expect: "PENDING" | "CONFIRMED";
+	scheduleId: string;
+	seatIds: string[];
+	/** The ConfirmReservation saga whose payment is refunded (CONFIRMED only). */
+	paidSagaId: string | null;
+}
+
+const UNTIL_IT_WORKS = { attempts: 12, backoffMs: 250 };
+
+export const cancelPendingReservation = defineSaga<CancelReservationData>({
+	type: "CancelPendingReservation",
+	steps: [
+		{
+			name: "beginCancel",
+			action: "reservation.beginCancel",
+			params: d => ({ reservationId: d.reservationId, expect: "PENDING" }),
+			compensate: { action: "reservation.abortCancel", params: d => ({ reservationId: d.reservationId }) },
+			retry: { attempts: 3, backoffMs: 100 }
+		},
+		{
+			name: "releaseSeats",
+			action: "concert.release",
+			params: d => ({ scheduleId: d.scheduleId, seatIds: d.seatIds, owner: d.reservationId }),
+			retry: UNTIL_IT_WORKS
+		},
+		{
+			name: "finishCancel",
+			action: "reservation.finishCancel",
+			params: d => ({ reservationId: d.reservationId }),
+			retry: UNTIL_IT_WORKS
+		}
+	],
+	rejections: { RESERVATION_NOT_CANCELLABLE: "the reservation can no longer be cancelled" }
+});
+
+export const cancelConfirmedReservation = defineSaga<CancelReservationData>({
+	type: "CancelConfirmedReservation",
+	steps: [
+		{
+			name: "beginCancel",
+			action: "reservation.beginCancel",
+			params: d => ({ reservationId: d.reservationId, expect: "CONFIRMED" }),
+			compensate: { action: "reservation.abortCancel", params: d => ({ reservationId: d.reservationId }) },
+			retry: { attempts: 3, backoffMs: 100 }
+		},
+		{
+			name: "refund",
+			action: "payment.refund",
+			params: d => ({ sagaId: d.paidSagaId!, reason: "cancelled by user" }),
+			retry: UNTIL_IT_WORKS
+		},
+		{
+			name: "releaseSold",
+			action: "concert.releaseSold",
+			params: d => ({ reservationId: d.reservationId, scheduleId: d.scheduleId, seatIds: d.seatIds }),
+			retry: UNTIL_IT_WORKS
+		},
+		{
+			name: "finishCancel",
+			action: "reservation.finishCancel",
+			params: (d, r) => ({ reservationId: d.reservationId, refundAmount: Number((r.refund as { amount?: number }).amount ?? 0) }),
+			retry: UNTIL_IT_WORKS
+		}
+	],
+	rejections: { RESERVATION_NOT_CANCELLABLE: "the reservation can no longer be cancelled" }
+});

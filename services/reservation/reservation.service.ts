@@ -1,0 +1,605 @@
+/**
+ * Reservation context: reservations and their seats, the booking routes of API.md (Reservations and payments),
+ * the participant steps of the booking sagas, and the expiry sweeper (DESIGN.md section 4).
+ *
+ * Every state change is a conditional UPDATE (`... WHERE status = ? AND saga_id = ?`) whose affected-row count
+ * says who won: the sweeper and a payment racing for the same reservation cannot both succeed, and a participant
+ * step repeated under the same saga finds its own earlier work and answers the same.
+ */
+import crypto from "crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import { DataTypes, type Transaction } from "sequelize";
+import type { AuthUser } from "../../lib/auth";
+import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { appendOutbox, outboxMigration } from "../../lib/outbox";
+import { Sql } from "../../lib/sql";
+import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { Errors } from "moleculer";
+import {
+	QueueTokenRequiredError,
+	ReservationNotCancellableError,
+	ReservationNotPayableError,
+	ReservationStateError
+} from "./errors";
+import { createReservations } from "./migrations/001_create_reservations";
+import {
+	cancelSagaType,
+	payable,
+	seatIdProblems,
+	toView,
+	type ReservationRow,
+	type ReservationStatus,
+	type SeatRow
+} from "./reservation.domain";
+import { FieldValidationError } from "../../lib/errors";
+
+interface Meta {
+	user?: AuthUser | null;
+	idempotencyKey?: string;
+	queueToken?: string;
+	sagaId?: string;
+	$statusCode?: number;
+	$location?: string;
+}
+
+interface HoldView {
+	concertId: string;
+	scheduleId: string;
+	seats: { id: string; label: string; grade: string; price: number }[];
+	amount: number;
+	expiresAt: string;
+}
+
+interface SagaView {
+	id: string;
+	status: string;
+	result?: unknown;
+	error?: { type: string; code: number; message: string; data?: unknown };
+}
+
+interface ReservationVars {
+	sql: Sql;
+	sweeper?: NodeJS.Timeout;
+}
+
+interface ReservationMethods {
+	load(id: string, t?: Transaction): Promise<ReservationRow | null>;
+	loadOwned(ctx: Context<unknown, Meta>, id: string): Promise<ReservationRow>;
+	seatsOf(ids: string[]): Promise<SeatRow[]>;
+	requireActiveToken(ctx: Context<unknown, Meta>, userId: string, concertId: string): Promise<void>;
+	sweepExpired(): Promise<number>;
+	waitMs(): number;
+	emit(t: Transaction, row: ReservationRow, eventType: string, extra?: Record<string, unknown>): Promise<void>;
+}
+
+type This = PlatformVars & DbVars & ReservationVars & ReservationMethods & { logger: { warn(...a: unknown[]): void; info(...a: unknown[]): void } } & { broker: import("moleculer").ServiceBroker };
+
+const idParam = { type: "string", min: 1, max: 64 } as const;
+const pageParams = {
+	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
+	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
+} as const;
+
+function caller(ctx: Context<unknown, Meta>): AuthUser {
+	if (!ctx.meta.user) throw new UnauthorizedError();
+	return ctx.meta.user;
+}
+
+function sagaOf(ctx: Context<unknown, Meta>): string {
+	const id = ctx.meta.sagaId;
+	if (!id) throw new Errors.MoleculerClientError("This step runs inside a saga", 400, "SAGA_REQUIRED");
+	return id;
+}
+
+/** A saga that ended in compensation answers with the participant error that rejected it. */
+function rejection(saga: SagaView): Error {
+	const e = saga.error;
+	if (!e) return new Errors.MoleculerClientError("The operation was rolled back", 409, "ROLLED_BACK", { sagaId: saga.id });
+	const err = new Errors.MoleculerClientError(e.message, e.code >= 400 && e.code < 500 ? e.code : 409, e.type, e.data);
+	err.name = "SagaRejectedError";
+	return err;
+}
+
+const ReservationService: ServiceSchema<Record<string, never>, ReservationMethods, PlatformVars & DbVars & ReservationVars> = {
+	name: "reservation",
+
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "reservation",
+			migrations: [outboxMigration, createReservations],
+			model: {
+				name: "reservations",
+				define: {
+					id: { type: DataTypes.STRING(36), primaryKey: true },
+					user_id: { type: DataTypes.STRING(64), allowNull: false },
+					status: { type: DataTypes.STRING(12), allowNull: false }
+				},
+				options: { tableName: "reservations", timestamps: false }
+			}
+		})
+	],
+
+	actions: {
+		/**
+		 * POST /api/reservations: holds 1..4 seats of one schedule (all or nothing) and creates a PENDING
+		 * reservation that expires with the hold. Needs an ACTIVE waiting-room token for the concert.
+		 */
+		create: {
+			visibility: "published",
+			params: {
+				scheduleId: idParam,
+				seatIds: { type: "array", min: 1, max: 4, items: { type: "string", min: 1, max: 64 } },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<{ scheduleId: string; seatIds: string[] }, Meta>) {
+				const user = caller(ctx);
+				const { scheduleId, seatIds } = ctx.params;
+				const problems = seatIdProblems(seatIds);
+				if (problems.length > 0) throw new FieldValidationError(problems.map(message => ({ field: "seatIds", type: "arrayUnique", message })));
+				const schedule = await ctx.call<{ id: string; concertId: string }, { id: string }>("concert.getSchedule", { id: scheduleId });
+				await this.requireActiveToken(ctx, user.id, schedule.concertId);
+
+				const id = crypto.randomUUID();
+				const hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+				const now = new Date();
+				try {
+					await this.sql.transaction(async t => {
+						await this.sql.insert(
+							"INSERT INTO reservations (id, user_id, concert_id, schedule_id, status, amount, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?)",
+							[id, user.id, hold.concertId, scheduleId, hold.amount, new Date(hold.expiresAt), now, now],
+							t
+						);
+						for (const s of hold.seats) {
+							await this.sql.insert(
+								"INSERT INTO reservation_seats (reservation_id, seat_id, label, grade, price) VALUES (?, ?, ?, ?, ?)",
+								[id, s.id, s.label, s.grade, s.price],
+								t
+							);
+						}
+						const row = (await this.load(id, t))!;
+						await this.emit(t, row, "reservation.held", { reservedAt: now.toISOString(), expiresAt: hold.expiresAt });
+					});
+				} catch (err) {
+					// No reservation, so no hold either: give the seats back at once rather than at expiry.
+					await ctx.call("concert.release", { scheduleId, seatIds, owner: id }).catch(() => undefined);
+					throw err;
+				}
+				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/reservations/${id}`;
+				return {
+					id,
+					status: "PENDING",
+					concertId: hold.concertId,
+					scheduleId,
+					seats: hold.seats.map(s => ({ id: s.id, label: s.label, grade: s.grade, price: s.price })),
+					amount: hold.amount,
+					expiresAt: hold.expiresAt
+				};
+			}
+		},
+
+		/** GET /api/reservations: mine, newest first, paginated. */
+		list: {
+			visibility: "published",
+			params: { ...pageParams, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ page?: number; pageSize?: number }, Meta>) {
+				const user = caller(ctx);
+				const page = ctx.params.page ?? 1;
+				const pageSize = ctx.params.pageSize ?? 20;
+				const [rows, count] = await Promise.all([
+					this.sql.select<ReservationRow>(
+						"SELECT * FROM reservations WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+						[user.id, pageSize, (page - 1) * pageSize]
+					),
+					this.sql.select<{ n: number }>("SELECT COUNT(*) AS n FROM reservations WHERE user_id = ?", [user.id])
+				]);
+				const seats = await this.seatsOf(rows.map(r => r.id));
+				return { rows: rows.map(r => toView(r, seats)), page, pageSize, total: Number(count[0]?.n ?? 0) };
+			}
+		},
+
+		/** GET /api/reservations/:id: the owner's reservation with its payment and saga; anyone else's is 404. */
+		get: {
+			visibility: "published",
+			params: { id: idParam, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+				const row = await this.loadOwned(ctx, ctx.params.id);
+				const view: Record<string, unknown> = { ...toView(row, await this.seatsOf([row.id])) };
+				// Payment and saga come from their owners; if one of them is down the reservation still answers.
+				const paySaga = row.paid_saga_id ?? (row.status === "PAYING" ? row.saga_id : null);
+				const [payment, saga] = await Promise.all([
+					paySaga
+						? ctx.call<{ id: string; amount: number; status: string } | null, { sagaId: string }>("payment.getBySaga", { sagaId: paySaga }).catch(() => undefined)
+						: undefined,
+					row.saga_id ? ctx.call<SagaView, { id: string }>("saga.get", { id: row.saga_id }).catch(() => undefined) : undefined
+				]);
+				if (payment && payment.status !== "VOIDED") view.payment = { id: payment.id, amount: Number(payment.amount), status: payment.status };
+				if (saga) view.saga = { id: saga.id, status: saga.status };
+				return view;
+			}
+		},
+
+		/**
+		 * POST /api/payments: runs the ConfirmReservation saga and waits for it up to a deadline: 201 with the
+		 * payment and the CONFIRMED reservation, the rejecting error (402 INSUFFICIENT_POINTS: the reservation is
+		 * PENDING again with its seats held), or 202 with the saga id while it still runs.
+		 */
+		pay: {
+			visibility: "published",
+			params: { reservationId: idParam, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
+				const user = caller(ctx);
+				const row = await this.loadOwned(ctx, ctx.params.reservationId);
+				if (!payable(row, new Date())) {
+					throw new ReservationNotPayableError(row.id, row.status === "PENDING" ? "EXPIRED" : row.status);
+				}
+				await this.requireActiveToken(ctx, user.id, row.concert_id);
+				const seats = await this.seatsOf([row.id]);
+				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
+					type: "ConfirmReservation",
+					// One saga per reservation and Idempotency-Key: a double click joins the first saga; another key
+					// starts a saga that step 0 turns away while the first one owns the reservation.
+					key: `confirm:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`,
+					data: {
+						reservationId: row.id,
+						userId: user.id,
+						concertId: row.concert_id,
+						scheduleId: row.schedule_id,
+						seatIds: seats.map(s => s.seat_id),
+						amount: Number(row.amount),
+						queueToken: ctx.meta.queueToken
+					},
+					waitMs: this.waitMs()
+				});
+				if (saga.status === "COMPLETED") {
+					const payment = (saga.result as { payment: { id: string; amount: number } }).payment;
+					ctx.meta.$statusCode = 201;
+					ctx.meta.$location = `/api/payments/${payment.id}`;
+					return {
+						id: payment.id,
+						reservationId: row.id,
+						amount: Number(payment.amount),
+						status: "COMPLETED",
+						reservation: { id: row.id, status: "CONFIRMED" }
+					};
+				}
+				if (saga.status === "COMPENSATED") throw rejection(saga);
+				ctx.meta.$statusCode = 202;
+				return { sagaId: saga.id, status: saga.status };
+			}
+		},
+
+		/**
+		 * POST /api/reservations/:id/cancel: a PENDING reservation frees its seats; a CONFIRMED one is refunded
+		 * and its sold seats return to AVAILABLE. Anything else is 409 RESERVATION_NOT_CANCELLABLE.
+		 */
+		cancel: {
+			visibility: "published",
+			params: { id: idParam, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+				const row = await this.loadOwned(ctx, ctx.params.id);
+				const type = cancelSagaType(row.status);
+				if (!type) throw new ReservationNotCancellableError(row.id, row.status);
+				const seats = await this.seatsOf([row.id]);
+				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
+					type,
+					key: `cancel:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`,
+					data: {
+						reservationId: row.id,
+						expect: row.status,
+						scheduleId: row.schedule_id,
+						seatIds: seats.map(s => s.seat_id),
+						paidSagaId: row.paid_saga_id
+					},
+					waitMs: this.waitMs()
+				});
+				if (saga.status === "COMPLETED") {
+					const done = (await this.load(row.id))!;
+					const body: Record<string, unknown> = { id: row.id, status: "CANCELLED" };
+					if (done.refund_amount !== null) body.refund = { amount: Number(done.refund_amount) };
+					return body;
+				}
+				if (saga.status === "COMPENSATED") throw rejection(saga);
+				ctx.meta.$statusCode = 202;
+				return { sagaId: saga.id, status: saga.status };
+			}
+		},
+
+		// ---- Saga participants. Each is idempotent under its saga (ctx.meta.sagaId) and fenced by it. ----
+
+		/** ConfirmReservation step 0: PENDING -> PAYING, unless the hold has run out. */
+		markPaying: {
+			visibility: "public",
+			params: { reservationId: idParam },
+			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
+				const sagaId = sagaOf(ctx);
+				const { reservationId } = ctx.params;
+				const now = new Date();
+				const changed = await this.sql.update(
+					"UPDATE reservations SET status = 'PAYING', saga_id = ?, updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at > ?",
+					[sagaId, now, reservationId, now]
+				);
+				if (changed === 1) return { reservationId, status: "PAYING" };
+				const row = await this.load(reservationId);
+				if (!row) throw new NotFoundError("reservation", reservationId);
+				if (row.saga_id === sagaId && (row.status === "PAYING" || row.status === "CONFIRMED")) return { reservationId, status: row.status };
+				throw new ReservationNotPayableError(reservationId, row.status === "PENDING" ? "EXPIRED" : row.status);
+			}
+		},
+
+		/** Compensation of step 0 (seed 003's order rollback): PAYING -> PENDING, only for the saga that set it. */
+		revertPaying: {
+			visibility: "public",
+			circuitBreaker: { enabled: false },
+			params: { reservationId: idParam },
+			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
+				const sagaId = sagaOf(ctx);
+				await this.sql.update(
+					"UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
+					[new Date(), ctx.params.reservationId, sagaId]
+				);
+				const row = await this.load(ctx.params.reservationId);
+				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
+			}
+		},
+
+		/** ConfirmReservation step 2: PAYING -> CONFIRMED with its reservation.confirmed event, in one transaction. */
+		confirm: {
+			visibility: "public",
+			params: { reservationId: idParam, paymentId: idParam },
+			async handler(this: This, ctx: Context<{ reservationId: string; paymentId: string }, Meta>) {
+				const sagaId = sagaOf(ctx);
+				const { reservationId, paymentId } = ctx.params;
+				return this.sql.transaction(async t => {
+					const changed = await this.sql.update(
+						"UPDATE reservations SET status = 'CONFIRMED', paid_saga_id = saga_id, payment_id = ?, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
+						[paymentId, new Date(), reservationId, sagaId],
+						t
+					);
+					const row = await this.load(reservationId, t);
+					if (!row) throw new NotFoundError("reservation", reservationId);
+					if (changed === 1) {
+						await this.emit(t, row, "reservation.confirmed");
+						return { reservationId, status: "CONFIRMED" };
+					}
+					if (row.status === "CONFIRMED" && row.paid_saga_id === sagaId) return { reservationId, status: "CONFIRMED" };
+					throw new ReservationStateError(reservationId, row.status, "PAYING");
+				});
+			}
+		},
+
+		/**
+		 * Compensation of step 2: the confirmation is undone by cancelling the reservation (the payment's own
+		 * compensation refunds it next). Its seats are released right away.
+		 */
+		voidConfirmation: {
+			visibility: "public",
+			circuitBreaker: { enabled: false },
+			params: { reservationId: idParam },
+			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
+				const sagaId = sagaOf(ctx);
+				const { reservationId } = ctx.params;
+				const row = await this.sql.transaction(async t => {
+					const changed = await this.sql.update(
+						"UPDATE reservations SET status = 'CANCELLED', updated_at = ? WHERE id = ? AND status = 'CONFIRMED' AND paid_saga_id = ?",
+						[new Date(), reservationId, sagaId],
+						t
+					);
+					const current = await this.load(reservationId, t);
+					if (changed === 1 && current) await this.emit(t, current, "reservation.cancelled", { wasConfirmed: true, reason: "confirmation rolled back" });
+					return current;
+				});
+				if (row && row.status === "CANCELLED") {
+					const seats = await this.seatsOf([reservationId]);
+					await ctx
+						.call("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: reservationId })
+						.catch((err: Error) => this.logger.warn(`release after rollback of ${reservationId} failed; the hold expires by itself`, err.message));
+				}
+				return { reservationId, status: row?.status ?? null };
+			}
+		},
+
+		/** Cancel sagas, step 0: PENDING or CONFIRMED (as the saga expects) -> CANCELLING. */
+		beginCancel: {
+			visibility: "public",
+			params: { reservationId: idParam, expect: { type: "enum", values: ["PENDING", "CONFIRMED"] } },
+			async handler(this: This, ctx: Context<{ reservationId: string; expect: ReservationStatus }, Meta>) {
+				const sagaId = sagaOf(ctx);
+				const { reservationId, expect } = ctx.params;
+				const changed = await this.sql.update(
+					"UPDATE reservations SET status = 'CANCELLING', previous_status = ?, saga_id = ?, updated_at = ? WHERE id = ? AND status = ?",
+					[expect, sagaId, new Date(), reservationId, expect]
+				);
+				if (changed === 1) return { reservationId, status: "CANCELLING" };
+				const row = await this.load(reservationId);
+				if (!row) throw new NotFoundError("reservation", reservationId);
+				if (row.saga_id === sagaId && (row.status === "CANCELLING" || row.status === "CANCELLED")) return { reservationId, status: row.status };
+				throw new ReservationNotCancellableError(reservationId, row.status);
+			}
+		},
+
+		/** Compensation of beginCancel: back to the status it had. */
+		abortCancel: {
+			visibility: "public",
+			circuitBreaker: { enabled: false },
+			params: { reservationId: idParam },
+			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
+				const sagaId = sagaOf(ctx);
+				await this.sql.update(
+					"UPDATE reservations SET status = previous_status, previous_status = NULL, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
+					[new Date(), ctx.params.reservationId, sagaId]
+				);
+				const row = await this.load(ctx.params.reservationId);
+				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
+			}
+		},
+
+		/** Cancel sagas, last step: CANCELLING -> CANCELLED with its reservation.cancelled event. */
+		finishCancel: {
+			visibility: "public",
+			params: { reservationId: idParam, refundAmount: { type: "number", integer: true, min: 0, optional: true } },
+			async handler(this: This, ctx: Context<{ reservationId: string; refundAmount?: number }, Meta>) {
+				const sagaId = sagaOf(ctx);
+				const { reservationId, refundAmount } = ctx.params;
+				return this.sql.transaction(async t => {
+					const changed = await this.sql.update(
+						"UPDATE reservations SET status = 'CANCELLED', refund_amount = ?, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
+						[refundAmount ?? null, new Date(), reservationId, sagaId],
+						t
+					);
+					const row = await this.load(reservationId, t);
+					if (!row) throw new NotFoundError("reservation", reservationId);
+					if (changed === 1) {
+						await this.emit(t, row, "reservation.cancelled", {
+							wasConfirmed: row.previous_status === "CONFIRMED",
+							refundAmount: refundAmount ?? 0,
+							reason: "cancelled by user"
+						});
+					} else if (!(row.status === "CANCELLED" && row.saga_id === sagaId)) {
+						throw new ReservationStateError(reservationId, row.status, "CANCELLING");
+					}
+					return { reservationId, status: "CANCELLED", refundAmount: refundAmount ?? null };
+				});
+			}
+		},
+
+		// ---- Reads for other contexts ----
+
+		/** Review rule: has this user a CONFIRMED reservation for this concert? */
+		hasConfirmed: {
+			visibility: "public",
+			params: { userId: idParam, concertId: idParam },
+			async handler(this: This, ctx: Context<{ userId: string; concertId: string }>) {
+				const rows = await this.sql.select<{ n: number }>(
+					"SELECT COUNT(*) AS n FROM reservations WHERE user_id = ? AND concert_id = ? AND status = 'CONFIRMED'",
+					[ctx.params.userId, ctx.params.concertId]
+				);
+				return { confirmed: Number(rows[0]?.n ?? 0) > 0 };
+			}
+		},
+
+		/** Seats sold per concert (CONFIRMED reservations): the truth the ranking is rebuilt from. */
+		soldSeatsByConcert: {
+			visibility: "public",
+			async handler(this: This) {
+				const rows = await this.sql.select<{ concert_id: string; seats: number }>(
+					"SELECT r.concert_id, COUNT(*) AS seats FROM reservations r JOIN reservation_seats s ON s.reservation_id = r.id WHERE r.status = 'CONFIRMED' GROUP BY r.concert_id"
+				);
+				return rows.map(r => ({ concertId: r.concert_id, seats: Number(r.seats) }));
+			}
+		},
+
+		/** Runs the expiry sweep now (operations and tests); the sweeper also runs on its own. */
+		sweep: {
+			visibility: "public",
+			async handler(this: This) {
+				return { expired: await this.sweepExpired() };
+			}
+		}
+	},
+
+	methods: {
+		async load(this: This, id: string, t?: Transaction) {
+			const rows = await this.sql.select<ReservationRow>("SELECT * FROM reservations WHERE id = ?", [id], t);
+			return rows[0] ?? null;
+		},
+
+		async loadOwned(this: This, ctx: Context<unknown, Meta>, id: string) {
+			const user = caller(ctx);
+			const row = await this.load(id);
+			// Someone else's reservation reads exactly like a missing one.
+			if (!row || row.user_id !== user.id) throw new NotFoundError("reservation", id);
+			return row;
+		},
+
+		async seatsOf(this: This, ids: string[]) {
+			if (ids.length === 0) return [];
+			return this.sql.select<SeatRow>(
+				`SELECT * FROM reservation_seats WHERE reservation_id IN (${ids.map(() => "?").join(",")}) ORDER BY label`,
+				ids
+			);
+		},
+
+		async requireActiveToken(this: This, ctx: Context<unknown, Meta>, userId: string, concertId: string) {
+			const token = ctx.meta.queueToken;
+			if (!token) throw new QueueTokenRequiredError();
+			await ctx.call("queue.validate", { token, userId, concertId });
+		},
+
+		/**
+		 * PENDING reservations past their hold become EXPIRED (one conditional UPDATE each: a payment that moved
+		 * one to PAYING first wins and the sweeper leaves it alone), then their seats are released.
+		 */
+		async sweepExpired(this: This) {
+			const now = new Date();
+			const due = await this.sql.select<ReservationRow>(
+				"SELECT * FROM reservations WHERE status = 'PENDING' AND expires_at <= ? ORDER BY expires_at LIMIT 200",
+				[now]
+			);
+			let expired = 0;
+			for (const candidate of due) {
+				const row = await this.sql.transaction(async t => {
+					const changed = await this.sql.update(
+						"UPDATE reservations SET status = 'EXPIRED', updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at <= ?",
+						[new Date(), candidate.id, now],
+						t
+					);
+					if (changed !== 1) return null;
+					const current = (await this.load(candidate.id, t))!;
+					await this.emit(t, current, "reservation.expired");
+					return current;
+				});
+				if (!row) continue;
+				expired++;
+				const seats = await this.seatsOf([row.id]);
+				await this.broker
+					.call("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: row.id })
+					.catch((err: Error) => this.logger.warn(`release of expired ${row.id} failed; the hold expires by itself`, err.message));
+			}
+			return expired;
+		},
+
+		/** How long POST /api/payments and cancel wait for their saga before answering 202. */
+		waitMs(this: This) {
+			return Math.max(1000, Math.min(8000, this.config.requestTimeoutMs - 2000));
+		},
+
+		/** Writes a reservation event to the outbox in the caller's transaction (seed 003's payload fields). */
+		async emit(this: This, t: Transaction, row: ReservationRow, eventType: string, extra: Record<string, unknown> = {}) {
+			const seats = await this.sql.select<SeatRow>("SELECT * FROM reservation_seats WHERE reservation_id = ? ORDER BY label", [row.id], t);
+			await appendOutbox(this.sequelize, t, {
+				aggregateType: "reservation",
+				aggregateId: row.id,
+				eventType,
+				payload: {
+					reservationId: row.id,
+					userId: row.user_id,
+					concertId: row.concert_id,
+					scheduleId: row.schedule_id,
+					seatIds: seats.map(s => s.seat_id),
+					amount: Number(row.amount),
+					...extra
+				}
+			});
+		}
+	},
+
+	started(this: This) {
+		this.sql = new Sql(this.sequelize);
+		// Sweep about four times per hold lifetime (at least every 5 s); every node may run it: the conditional
+		// update makes each expiry happen once.
+		const every = Math.max(200, Math.min(5000, (this.config.holdTtlSec * 1000) / 4));
+		this.sweeper = setInterval(() => {
+			this.sweepExpired().catch((err: Error) => this.logger.warn("expiry sweep failed", err.message));
+		}, every);
+		this.sweeper.unref();
+	},
+
+	stopped(this: This) {
+		if (this.sweeper) clearInterval(this.sweeper);
+	}
+};
+
+export default ReservationService;
