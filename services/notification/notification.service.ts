@@ -46,7 +46,7 @@ interface Row {
 	read_at: Date | string | null;
 }
 interface NotificationMethods {
-	store(draft: NotificationDraft): Promise<boolean>;
+	saveNotification(draft: NotificationDraft): Promise<boolean>;
 	fromEvent(event: EventMessage): Promise<void>;
 	page(where: string, args: unknown[], p: PageParams, withData: boolean): Promise<unknown>;
 }
@@ -86,14 +86,14 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 		"saga.failed": {
 			async handler(this: This, ctx: Context<SagaFailed>) {
 				if (typeof ctx.params?.sagaId !== "string") return;
-				await this.store(sagaFailedAlert(ctx.params));
+				await this.saveNotification(sagaFailedAlert(ctx.params));
 			}
 		},
 		/** A consumer group gave up on an event: alert the operators. */
 		[DEAD_LETTERED]: {
 			async handler(this: This, ctx: Context<EventDeadLettered>) {
 				if (typeof ctx.params?.deadLetterId !== "string") return;
-				await this.store(deadLetterAlert(ctx.params));
+				await this.saveNotification(deadLetterAlert(ctx.params));
 			}
 		}
 	},
@@ -153,11 +153,11 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 
 	methods: {
 		async fromEvent(this: This, event: EventMessage) {
-			await this.store(notificationFor(event));
+			await this.saveNotification(notificationFor(event));
 		},
 
 		/** Inserts once per dedupe key; answers false when it was already there. */
-		async store(this: This, d: NotificationDraft) {
+		async saveNotification(this: This, d: NotificationDraft) {
 			try {
 				await this.sequelize.query(
 					"INSERT INTO notifications (id, user_id, type, message, data, dedupe_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -1,0 +1,253 @@
+/**
+ * Durable events end to end on the real servers (cluster) and in one process (embedded): producers commit rows
+ * and their outbox events, three relay nodes publish them to JetStream, consumer groups (ranking, notification and
+ * a test sink, each on two nodes) apply them once. Outages, redeliveries, out-of-order events, a poison event and
+ * its replay, and the HTTP routes of ranking, notifications, alerts and the event dead-letter queue.
+ */
+import type { ServiceBroker } from "moleculer";
+import { FakeConcertService, FakeReservationService } from "../support/event-services/fakes.service";
+import { ProducerService, PRODUCER_PREFIX } from "../support/event-services/producer.service";
+import { sinkSchema, type SinkStats } from "../support/event-services/sink.service";
+import { deleteEventStreams, EventNodes, makeEvent, publishRaw, streamEvents, tokenFor } from "../support/events";
+import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
+	let env: TestEnv;
+	let nodes: EventNodes;
+	let relays: ServiceBroker[];
+	let a: ServiceBroker;
+	let api: string;
+	let admin: string;
+
+	beforeAll(async () => {
+		env = testEnv({ cluster: true, env: { OUTBOX_POLL_MS: "100" } });
+		nodes = new EventNodes(env);
+		// Consumers first, so their durable groups exist; the groups start at the first message either way.
+		const consumerServices = ["ranking", "notification", sinkSchema("sink", { maxAttempts: 3 })];
+		[a] = await Promise.all([
+			nodes.node(["api", ...consumerServices, FakeConcertService, FakeReservationService]),
+			nodes.node(consumerServices)
+		]);
+		relays = await Promise.all([0, 1, 2].map(() => nodes.node([ProducerService])));
+		api = gatewayUrl(a);
+		admin = tokenFor(env, "admin").token;
+	}, 90_000);
+
+	afterAll(async () => {
+		await nodes?.stop();
+		await deleteEventStreams(env.config.namespace).catch(() => undefined);
+		await env?.cleanup();
+	}, 60_000);
+
+	const sink = (ids: string[]) => a.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids });
+	const pending = () => relays[0].call<number>("evproducer.pending");
+	const publishCount = async (ids: string[]) => {
+		const { createStore } = await import("../../lib/store");
+		const store = createStore(env.config);
+		try {
+			return await Promise.all(ids.map(async id => Number((await store.get(`${PRODUCER_PREFIX}published:${id}`)) ?? 0)));
+		} finally {
+			await store.close();
+		}
+	};
+
+	/** Appends `versions` events to each of `aggregates` aggregates: versions in order, aggregates side by side, nodes in turn. */
+	async function appendMany(prefix: string, aggregates: number, versions: number, payload: Record<string, unknown> = {}) {
+		const ids: string[] = [];
+		await Promise.all(
+			Array.from({ length: aggregates }, async (_, k) => {
+				for (let v = 0; v < versions; v++) {
+					const node = relays[(k + v) % relays.length];
+					const res = await node.call<{ id: string }, unknown>("evproducer.append", {
+						aggregateId: `${prefix}-${k}`,
+						eventType: "test.happened",
+						payload: { k, v, ...payload }
+					});
+					ids.push(res.id);
+				}
+			})
+		);
+		return ids;
+	}
+
+	/** In stream order, every aggregate's versions are 1, 2, 3... with nothing missing and nothing before its time. */
+	async function expectStreamOrder(prefix: string, aggregates: number, versions: number) {
+		const seen = new Map<string, number[]>();
+		for (const e of await streamEvents(env.config.namespace)) {
+			if (!e.aggregateId.startsWith(`${prefix}-`)) continue;
+			seen.set(e.aggregateId, [...(seen.get(e.aggregateId) ?? []), e.version]);
+		}
+		expect(seen.size).toBe(aggregates);
+		for (const [, vs] of seen) expect(vs).toEqual(Array.from({ length: versions }, (_, i) => i + 1));
+	}
+
+	const setPublishing = (up: boolean) =>
+		Promise.all(relays.map(r => r.call("evproducer.setPublishing", { up }, { nodeID: r.nodeID })));
+
+	it("when the broker is unreachable while producers commit, then nothing is lost and, once it is back, every event is applied exactly once", async () => {
+		await setPublishing(false);
+		const ids = await appendMany("outage", 10, 3);
+		await sleep(800);
+		// Nothing got through, nothing was dropped: every row still waits in the outbox.
+		expect(await pending()).toBe(30);
+		expect((await sink(ids)).applied).toEqual(Object.fromEntries(ids.map(id => [id, 0])));
+		const states = (await setPublishing(true)) as { backingOff: boolean }[];
+		expect(states.every(s => s.backingOff)).toBe(true);
+
+		await waitFor(async () => Object.values((await sink(ids)).applied).every(n => n === 1), 20_000, "every event applied");
+		expect(await pending()).toBe(0);
+		await sleep(300);
+		const stats = await sink(ids);
+		expect(Object.values(stats.applied)).toEqual(ids.map(() => 1));
+		await expectStreamOrder("outage", 10, 3);
+	}, 40_000);
+
+	it("when three relay nodes publish a steady stream at once, then each event is published once, in order per aggregate, and applied once", async () => {
+		const ids = await appendMany("multi", 30, 5);
+		expect(new Set(ids).size).toBe(150);
+		await waitFor(async () => Object.values((await sink(ids)).applied).every(n => n === 1), 20_000, "every event applied");
+		expect(await pending()).toBe(0);
+		// No relay published a row another relay had claimed: exactly one publish per event.
+		expect(await publishCount(ids)).toEqual(ids.map(() => 1));
+		await expectStreamOrder("multi", 30, 5);
+		expect(Object.values((await sink(ids)).applied)).toEqual(ids.map(() => 1));
+	}, 40_000);
+
+	const rankingScore = async (concertId: string) => {
+		const res = await http("GET", `${api}/rankings/concerts?limit=100`);
+		expect(res.status).toBe(200);
+		return (res.body as { concertId: string; score: number }[]).find(r => r.concertId === concertId)?.score ?? 0;
+	};
+	/** Publishes a marker event after the others and waits until ranking applied it: the earlier ones had their turn. */
+	async function settle() {
+		const marker = `c-marker-${Math.random().toString(36).slice(2)}`;
+		await publishRaw(env.config.namespace, [makeEvent("reservation.confirmed", `m-${marker}`, 2, { reservationId: `m-${marker}`, userId: "nobody", concertId: marker, seatIds: ["s1"] })]);
+		await waitFor(async () => (await rankingScore(marker)) === 1, 10_000, "the marker");
+		await sleep(300);
+	}
+
+	it("when the same confirmation is delivered 3 times, then ranking, inbox and sink apply it once", async () => {
+		const user = tokenFor(env);
+		const e = makeEvent("reservation.confirmed", "r-dup", 2, { reservationId: "r-dup", userId: user.id, concertId: "c-dup", scheduleId: "s", seatIds: ["a", "b"], amount: 200 });
+		await publishRaw(env.config.namespace, [e, e, e]);
+		await waitFor(async () => (await sink([e.id])).delivered[e.id] === 3, 10_000, "3 deliveries to the sink");
+		await settle();
+		expect((await sink([e.id])).applied[e.id]).toBe(1);
+		expect(await rankingScore("c-dup")).toBe(2);
+		const inbox = await http("GET", `${api}/notifications`, { token: user.token });
+		expect(inbox.status).toBe(200);
+		expect(inbox.body.total).toBe(1);
+		expect(inbox.body.rows[0]).toEqual({ id: expect.any(String), type: "RESERVATION_CONFIRMED", message: expect.any(String), createdAt: expect.any(String), readAt: null });
+	}, 30_000);
+
+	it("when a cancel arrives before its confirm (and again later), then the ranking never counts the cancelled seats", async () => {
+		const base = { userId: "u-order", concertId: "c-order", scheduleId: "s" };
+		await publishRaw(env.config.namespace, [
+			makeEvent("reservation.confirmed", "r-keep", 2, { ...base, reservationId: "r-keep", seatIds: ["k1"] }),
+			makeEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, refundAmount: 300, reason: "USER" }),
+			makeEvent("reservation.confirmed", "r-late", 2, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"] })
+		]);
+		await settle();
+		expect(await rankingScore("c-order")).toBe(1);
+		// The cancel once more (a redelivery): no deflation below the truth either.
+		await publishRaw(env.config.namespace, [makeEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, reason: "USER" })]);
+		await settle();
+		expect(await rankingScore("c-order")).toBe(1);
+	}, 30_000);
+
+	it("when an event keeps failing, then it is dead-lettered after 3 tries with an admin alert, and once fixed a replay applies it once", async () => {
+		const { id } = await relays[1].call<{ id: string }, unknown>("evproducer.append", { aggregateId: "poison-1", eventType: "test.happened", payload: { poison: true } });
+		let letter: { id: string; group: string; attempts: number; event: { id: string } } | undefined;
+		await waitFor(
+			async () => {
+				const res = await http("GET", `${api}/admin/event-dead-letters?group=sink`, { token: admin });
+				letter = (res.body as (typeof letter)[]).find(l => l!.event.id === id);
+				return !!letter;
+			},
+			15_000,
+			"the dead letter"
+		);
+		expect(letter).toMatchObject({ group: "sink", attempts: 3 });
+		expect(await sink([id])).toMatchObject({ delivered: { [id]: 3 }, applied: { [id]: 0 } });
+		await waitFor(
+			async () => {
+				const res = await http("GET", `${api}/admin/alerts?pageSize=100`, { token: admin });
+				return (res.body.rows as { type: string; data: { eventId?: string } }[]).some(r => r.type === "ADMIN_ALERT" && r.data.eventId === id);
+			},
+			5_000,
+			"the admin alert"
+		);
+		const user = tokenFor(env);
+		expect((await http("GET", `${api}/admin/event-dead-letters`, { token: user.token })).status).toBe(403);
+		expect((await http("POST", `${api}/admin/event-dead-letters/${letter!.id}/replay`, { token: user.token })).status).toBe(403);
+
+		await a.call("sink-sink.fix");
+		const replay = await http("POST", `${api}/admin/event-dead-letters/${letter!.id}/replay`, { token: admin });
+		expect(replay.status).toBe(202);
+		expect(replay.body).toMatchObject({ id: letter!.id, group: "sink", eventId: id, replayed: true });
+		await waitFor(async () => (await sink([id])).applied[id] === 1, 10_000, "the replay applied");
+		const again = await http("POST", `${api}/admin/event-dead-letters/${letter!.id}/replay`, { token: admin });
+		expect(again.status).toBe(404);
+		expect(again.body.type).toBe("NOT_FOUND");
+		await sleep(500);
+		expect((await sink([id])).applied[id]).toBe(1);
+		const left = await http("GET", `${api}/admin/event-dead-letters`, { token: admin });
+		expect((left.body as { event: { id: string } }[]).some(l => l.event.id === id)).toBe(false);
+		expect((await http("POST", `${api}/admin/event-dead-letters/abc/replay`, { token: admin })).status).toBe(422);
+	}, 40_000);
+
+	it("when the catalog is down, then the ranking still answers its scores with null titles; a rebuild resets it to the truth", async () => {
+		let rows = (await http("GET", `${api}/rankings/concerts?limit=100`)).body as { rank: number; concertId: string; title: string | null; score: number }[];
+		expect(rows.find(r => r.concertId === "c-dup")).toMatchObject({ title: "Title of c-dup", score: 2 });
+		expect(rows.map(r => r.rank)).toEqual(rows.map((_, i) => i + 1));
+		await a.call("concert.fakeDown", { down: true });
+		await publishRaw(env.config.namespace, [makeEvent("reservation.confirmed", "r-fresh", 2, { reservationId: "r-fresh", userId: "u", concertId: "c-fresh", seatIds: ["1", "2", "3"] })]);
+		await waitFor(async () => (await rankingScore("c-fresh")) === 3, 10_000, "c-fresh scored");
+		rows = (await http("GET", `${api}/rankings/concerts?limit=100`)).body;
+		expect(rows.find(r => r.concertId === "c-fresh")).toMatchObject({ title: null, score: 3 });
+		await a.call("concert.fakeDown", { down: false });
+		expect((await http("GET", `${api}/rankings/concerts?limit=0`)).status).toBe(422);
+
+		await a.call("reservation.fakeSold", { sold: [{ concertId: "c-truth", seats: 7 }, { concertId: "c-dup", seats: 2 }] });
+		expect((await a.call<{ ok: boolean }>("ranking.verify")).ok).toBe(false);
+		expect((await http("POST", `${api}/admin/rankings/rebuild`, { token: tokenFor(env).token })).status).toBe(403);
+		const rebuilt = await http("POST", `${api}/admin/rankings/rebuild`, { token: admin });
+		expect(rebuilt.status).toBe(200);
+		expect(rebuilt.body).toEqual({ concerts: 2, seats: 9 });
+		rows = (await http("GET", `${api}/rankings/concerts?limit=10`)).body;
+		expect(rows).toEqual([
+			{ rank: 1, concertId: "c-truth", title: "Title of c-truth", score: 7 },
+			{ rank: 2, concertId: "c-dup", title: "Title of c-dup", score: 2 }
+		]);
+		expect((await a.call<{ ok: boolean }>("ranking.verify")).ok).toBe(true);
+	}, 30_000);
+
+	it("when events of a user arrive, then only that user's inbox lists them, paginated; a failed saga raises an admin alert", async () => {
+		const u1 = tokenFor(env);
+		const u2 = tokenFor(env);
+		await publishRaw(env.config.namespace, [
+			makeEvent("reservation.held", "r-in", 1, { reservationId: "r-in", userId: u1.id, concertId: "c-in", scheduleId: "s", seatIds: ["a"], reservedAt: new Date().toISOString(), expiresAt: new Date().toISOString() }),
+			makeEvent("payment.completed", "p-in", 1, { paymentId: "p-in", reservationId: "r-in", userId: u1.id, amount: 100, paymentDate: new Date().toISOString() }),
+			makeEvent("reservation.expired", "r-in2", 2, { reservationId: "r-in2", userId: u1.id, concertId: "c-in", scheduleId: "s", seatIds: ["b"] })
+		]);
+		await waitFor(async () => (await http("GET", `${api}/notifications`, { token: u1.token })).body.total === 3, 10_000, "3 notifications");
+		const page = await http("GET", `${api}/notifications?page=2&pageSize=2`, { token: u1.token });
+		expect(page.body).toMatchObject({ page: 2, pageSize: 2, total: 3 });
+		expect(page.body.rows).toHaveLength(1);
+		const all = await http("GET", `${api}/notifications?pageSize=100`, { token: u1.token });
+		expect(all.body.rows.map((r: { type: string }) => r.type).sort()).toEqual(["PAYMENT_COMPLETED", "RESERVATION_EXPIRED", "RESERVATION_HELD"]);
+		expect((await http("GET", `${api}/notifications`, { token: u2.token })).body).toMatchObject({ rows: [], total: 0 });
+		expect((await http("GET", `${api}/notifications`)).status).toBe(401);
+		expect((await http("GET", `${api}/notifications?pageSize=101`, { token: u1.token })).status).toBe(422);
+
+		await relays[2].emit("saga.failed", { sagaId: "saga-x", type: "ConfirmReservation", key: "k", step: "refund", deadLetterId: "dl-1", error: { type: "X" } });
+		await waitFor(
+			async () => ((await http("GET", `${api}/admin/alerts?pageSize=100`, { token: admin })).body.rows as { data: { sagaId?: string } }[]).some(r => r.data.sagaId === "saga-x"),
+			5_000,
+			"the saga alert"
+		);
+		expect((await http("GET", `${api}/admin/alerts`, { token: u1.token })).status).toBe(403);
+	}, 30_000);
+});

@@ -1,0 +1,104 @@
+/**
+ * Test-only event producer: a service with its own database, the outbox table and the relay mixin, exactly as a
+ * real producer (payment, reservation) has them. `append` changes an aggregate row and appends its event in one
+ * transaction. `setPublishing({up: false})` makes this node's relay find the broker unreachable (its publish
+ * rejects), so a test can stop publishing while producers keep committing. Every real publish is counted per
+ * event id in the coordination store (`published:<id>`), so a test can tell a relay's double publish from a
+ * consumer's double apply.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { Errors } from "moleculer";
+import { QueryTypes } from "sequelize";
+import { DataTypes } from "sequelize";
+import type { EventMessage } from "../../../lib/events/types";
+import { appendOutbox, outboxMigration } from "../../../lib/outbox";
+import { DbMixin, type DbVars, type Migration } from "../../../mixins/db.mixin";
+import { OutboxRelayMixin, type OutboxRelayVars } from "../../../mixins/outbox.mixin";
+import { PlatformMixin, type PlatformVars } from "../../../mixins/platform.mixin";
+
+const createAggregates: Migration = {
+	name: "001_ev_aggregates",
+	async up(qi, T) {
+		await qi.createTable("ev_aggregates", {
+			id: { type: T.STRING(64), primaryKey: true },
+			version: { type: T.INTEGER, allowNull: false }
+		});
+	}
+};
+
+interface AppendParams {
+	aggregateId: string;
+	eventType: string;
+	payload: Record<string, unknown>;
+}
+type This = PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean };
+
+export const PRODUCER_PREFIX = "evtest:";
+
+export const ProducerService: ServiceSchema<Record<string, never>, Record<string, never>, PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean }> = {
+	name: "evproducer",
+	mixins: [
+		PlatformMixin,
+		DbMixin({
+			database: "evproducer",
+			migrations: [outboxMigration, createAggregates],
+			model: {
+				name: "ev_aggregates",
+				define: { id: { type: DataTypes.STRING(64), primaryKey: true }, version: { type: DataTypes.INTEGER } },
+				options: { tableName: "ev_aggregates", timestamps: false }
+			}
+		}),
+		OutboxRelayMixin
+	],
+
+	actions: {
+		append: {
+			params: {
+				aggregateId: "string",
+				eventType: "string",
+				payload: "object"
+			},
+			async handler(this: This, ctx: Context<AppendParams>) {
+				const { aggregateId, eventType, payload } = ctx.params;
+				const upsert =
+					this.sequelize.getDialect() === "sqlite"
+						? "INSERT INTO ev_aggregates (id, version) VALUES (?, 1) ON CONFLICT(id) DO UPDATE SET version = version + 1"
+						: "INSERT INTO ev_aggregates (id, version) VALUES (?, 1) ON DUPLICATE KEY UPDATE version = version + 1";
+				return this.sequelize.transaction(async t => {
+					await this.sequelize.query(upsert, { replacements: [aggregateId], transaction: t });
+					return appendOutbox(this.sequelize, t, { aggregateType: "reservation", aggregateId, eventType, payload });
+				});
+			}
+		},
+
+		setPublishing: {
+			params: { up: "boolean" },
+			async handler(this: This, ctx: Context<{ up: boolean }>) {
+				this.publishUp = ctx.params.up;
+				return { up: this.publishUp, backingOff: this.outboxRelay?.backingOff ?? false };
+			}
+		},
+
+		/** Rows not yet marked processed. */
+		pending: {
+			async handler(this: This) {
+				const [row] = await this.sequelize.query<{ n: number }>("SELECT COUNT(*) AS n FROM outbox_events WHERE processed = 0", {
+					type: QueryTypes.SELECT
+				});
+				return Number(row.n);
+			}
+		}
+	},
+
+	methods: {
+		async outboxPublish(this: This, event: EventMessage) {
+			if (!this.publishUp) throw new Errors.MoleculerRetryableError("event broker unreachable (test)", 503, "BROKER_UNREACHABLE");
+			await this.outboxBus!.publish(event);
+			await this.store.incr(`${PRODUCER_PREFIX}published:${event.id}`);
+		}
+	},
+
+	created() {
+		this.publishUp = true;
+	}
+};

@@ -1,0 +1,121 @@
+/**
+ * Events test helpers: in-process nodes built from schemas or service names (the harness's `env.broker` loads
+ * services/<name> only), tokens signed with the run's secret, raw publishing to the run's JetStream subjects
+ * (to deliver an event several times or out of order, bypassing the relay), and cleanup of the run's streams.
+ */
+import crypto from "crypto";
+import path from "path";
+import { connect, JSONCodec } from "nats";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { brokerOptions } from "../../moleculer.config";
+import { signAccessToken } from "../../lib/auth";
+import { JetStreamEventBus, streamNames, type EventMessage } from "../../lib/events";
+import type { TestEnv } from "./harness";
+import { NATS_URL } from "./isolation";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnySchema = ServiceSchema<any, any, any>;
+
+export class EventNodes {
+	private readonly brokers: ServiceBroker[] = [];
+
+	constructor(private readonly env: TestEnv) {}
+
+	/** A started broker of this run with the given schemas or real services (by name under services/). */
+	async node(services: (AnySchema | string)[], nodeID = `${this.env.id}-e${this.brokers.length}`): Promise<ServiceBroker> {
+		const config = { ...this.env.config, nodeID };
+		const broker = new ServiceBroker({ ...brokerOptions(config), nodeID });
+		for (const s of services) {
+			if (typeof s === "string") broker.loadService(path.resolve(__dirname, "../../services", s, `${s}.service.ts`));
+			else broker.createService(s);
+		}
+		this.brokers.push(broker);
+		await broker.start();
+		return broker;
+	}
+
+	async stop(): Promise<void> {
+		await Promise.all(this.brokers.map(b => b.stop().catch(() => undefined)));
+	}
+}
+
+export function tokenFor(env: TestEnv, role: "user" | "admin" = "user", id: string = crypto.randomUUID()): { id: string; token: string } {
+	const token = signAccessToken({ id, email: `${id}@example.com`, role }, env.config.jwt.secret!, 600);
+	return { id, token };
+}
+
+let seq = 0;
+/** An event as a relay would publish it. */
+export function makeEvent(type: string, aggregateId: string, version: number, payload: Record<string, unknown>): EventMessage {
+	const id = crypto.randomUUID();
+	return {
+		id,
+		type,
+		aggregateType: "reservation",
+		aggregateId,
+		version,
+		createdAt: new Date(Date.now() + seq++).toISOString(),
+		payload: { ...payload, eventId: id, version }
+	};
+}
+
+/**
+ * Publishes straight to the run's stream, each time under a fresh message id: what a redelivery after the broker's
+ * dedupe window (or a relay that lost its mark) looks like to the consumers.
+ */
+export async function publishRaw(namespace: string, events: EventMessage[]): Promise<void> {
+	const names = streamNames(namespace);
+	const nc = await connect({ servers: new URL(NATS_URL).host });
+	try {
+		const js = nc.jetstream();
+		const codec = JSONCodec();
+		for (const e of events) await js.publish(names.eventSubject(e.type), codec.encode(e), { msgID: crypto.randomUUID() });
+	} finally {
+		await nc.close();
+	}
+}
+
+/** Every event of the run's stream in stream order (replays excluded). */
+export async function streamEvents(namespace: string): Promise<EventMessage[]> {
+	const names = streamNames(namespace);
+	const nc = await connect({ servers: new URL(NATS_URL).host });
+	try {
+		const jsm = await nc.jetstreamManager();
+		const info = await jsm.streams.info(names.events);
+		const out: EventMessage[] = [];
+		for (let s = info.state.first_seq; s <= info.state.last_seq; s++) {
+			try {
+				const m = await jsm.streams.getMessage(names.events, { seq: s });
+				if (!m.subject.startsWith(names.replayPrefix)) out.push(m.json<EventMessage>());
+			} catch {
+				/* deleted */
+			}
+		}
+		return out;
+	} finally {
+		await nc.close();
+	}
+}
+
+/** Deletes the run's event and dead-letter streams (afterAll). */
+export async function deleteEventStreams(namespace: string): Promise<void> {
+	const bus = new JetStreamEventBus({ url: NATS_URL, namespace });
+	try {
+		await bus.destroy();
+	} finally {
+		await bus.close();
+	}
+}
+
+/** Names of streams of this run still on the server (cleanup check). */
+export async function runStreams(namespace: string): Promise<string[]> {
+	const nc = await connect({ servers: new URL(NATS_URL).host });
+	try {
+		const jsm = await nc.jetstreamManager();
+		const names: string[] = [];
+		for await (const s of jsm.streams.list()) if (s.config.name.includes(namespace)) names.push(s.config.name);
+		return names;
+	} finally {
+		await nc.close();
+	}
+}
