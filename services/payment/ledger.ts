@@ -17,7 +17,7 @@
  *   transaction rolled back.
  */
 import crypto from "crypto";
-import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
+import { QueryTypes, Transaction, UniqueConstraintError, type Sequelize } from "sequelize";
 import { appendOutbox } from "../../lib/outbox";
 import {
 	BALANCE_LIMIT,
@@ -360,13 +360,25 @@ export class PaymentLedger {
 		return row ? toPublicPayment(row) : null;
 	}
 
-	/** Reads every wallet, ledger row and payment and checks the money invariants (see `checkInvariants`). */
+	/**
+	 * Reads every wallet, ledger row and payment and checks the money invariants (see `checkInvariants`). The three
+	 * reads share one snapshot (a REPEATABLE READ transaction on MariaDB, a read inside the queued writer slot on
+	 * SQLite): read apart, a debit committing between them would show up as a false offender on a live system.
+	 */
 	async verify(): Promise<{ ok: boolean; checks: Check[] }> {
-		const wallets = await this.select<WalletRow>("SELECT user_id, balance, version FROM wallets");
-		const ledger = await this.select<LedgerRow>(
-			"SELECT seq, id, user_id, type, amount, balance_after, ref, payment_id, created_at FROM point_transactions ORDER BY user_id, seq"
+		const read = async (t: Transaction) => {
+			const wallets = await this.select<WalletRow>("SELECT user_id, balance, version FROM wallets", [], t);
+			const ledger = await this.select<LedgerRow>(
+				"SELECT seq, id, user_id, type, amount, balance_after, ref, payment_id, created_at FROM point_transactions ORDER BY user_id, seq",
+				[],
+				t
+			);
+			const payments = await this.select<PaymentRow>("SELECT * FROM payments", [], t);
+			return { wallets, ledger, payments };
+		};
+		const { wallets, ledger, payments } = await this.exclusive(() =>
+			this.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ }, read)
 		);
-		const payments = await this.select<PaymentRow>("SELECT * FROM payments");
 		const checks = checkInvariants(
 			wallets.map(w => ({ ...w, balance: Number(w.balance) })),
 			ledger.map(l => ({ ...l, seq: Number(l.seq), amount: Number(l.amount), balance_after: Number(l.balance_after) })),

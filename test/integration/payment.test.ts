@@ -198,6 +198,18 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		expect(await scalar(sql, "SELECT COUNT(*) FROM wallets WHERE user_id = ?", [u])).toBe(1);
 	});
 
+	it("when verify runs while money moves, then it reads one consistent snapshot and reports no false offender", async () => {
+		const u = user();
+		await charge(u, 100_000, "seed");
+		let moving = true;
+		const debits = Promise.allSettled(Array.from({ length: 60 }, (_, i) => pay(u, `live-${u}-${i}`, 7))).finally(() => (moving = false));
+		const verdicts: boolean[] = [];
+		while (moving || verdicts.length < 3) verdicts.push((await verify()).ok);
+		await debits;
+		expect(verdicts.every(ok => ok)).toBe(true);
+		expect(await balance(u)).toBe(100_000 - 60 * 7);
+	});
+
 	it("when the payment node is killed mid-debit, then nothing was half-written and the retry on another node debits once", async () => {
 		const doomed = await env.spawn(["payment"], { nodeID: `${env.id}-pay-doomed` });
 		await waitFor(() => caller.registry.getNodeList({ onlyAvailable: true }).some(n => n.id === doomed.nodeID), 20_000, "the doomed node");
