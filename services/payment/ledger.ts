@@ -13,8 +13,9 @@
  * - `point_transactions (user_id, type, ref)` is unique: a charge key credits once per wallet, a payment has at
  *   most one PAYMENT and one REFUND row, whatever the code above does.
  * - Every transaction takes its locks in the same order (payment row, then wallet row): no lock cycles. The
- *   deadlocks InnoDB can still report (duplicate-key waiters after a rollback) are retried, as the whole
- *   transaction rolled back.
+ *   deadlocks InnoDB can still report (duplicate-key waiters after a rollback, racing creation of a new wallet)
+ *   are retried here, as the victim's whole transaction rolled back.
+ * - On SQLite writes queue in-process, one at a time per file (see `serialized`).
  */
 import crypto from "crypto";
 import { QueryTypes, Transaction, UniqueConstraintError, type Sequelize } from "sequelize";
