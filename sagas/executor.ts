@@ -57,6 +57,8 @@ export interface ExecutorDeps {
 	settings: ExecutorSettings;
 	newId: () => string;
 	sleep?: (ms: number) => Promise<void>;
+	/** True once the node is shutting down (before the broker drains its in-flight calls). */
+	stopRequested?: () => boolean;
 	hooks?: ExecutorHooks;
 }
 
@@ -72,6 +74,10 @@ export class SagaExecutor {
 	/** Stop before the next call of every saga this executor drives; their leases are given up. */
 	stop(): void {
 		this.stopping = true;
+	}
+
+	private stopped(): boolean {
+		return this.stopping || this.deps.stopRequested?.() === true;
 	}
 
 	/** Drives a saga whose lease this owner holds, until it is terminal, the lease is lost or the node stops. */
@@ -104,7 +110,7 @@ export class SagaExecutor {
 			const policy = step.retry ?? { attempts: 1, backoffMs: 0 };
 			let attempt = i === saga.step ? saga.attempts : 0;
 			for (;;) {
-				if (this.stopping) return "stopped";
+				if (this.stopped()) return "stopped";
 				attempt++;
 				const running = { stepIndex: i, step: step.name, phase: "forward" as const, attempts: attempt };
 				if (!startJournalled && !(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: i, stepName: step.name, attempts: attempt }))) {
@@ -183,7 +189,7 @@ export class SagaExecutor {
 		while (j >= 0) {
 			const step = def.steps[j];
 			const comp = step.compensate!;
-			if (this.stopping) return "stopped";
+			if (this.stopped()) return "stopped";
 			attempt++;
 			const running = { stepIndex: j, step: step.name, phase: "compensate" as const, attempts: attempt };
 			if (!(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: j, stepName: step.name, attempts: attempt }))) {

@@ -424,6 +424,9 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			definitions,
 			settings: this.settings,
 			newId: () => crypto.randomUUID(),
+			// The broker raises `stopping` before it waits for in-flight calls and long before `stopped`: a saga
+			// between two calls then stops and gives its lease up while the database is still open.
+			stopRequested: () => this.broker.stopping === true,
 			// A fresh root context per call: the saga outlives the request that started it, so it must not
 			// inherit that request's remaining timeout; the step's own timeout and key travel in the options.
 			call: (action, params, opts) => {

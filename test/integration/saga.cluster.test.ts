@@ -96,6 +96,29 @@ describe("crash recovery with real processes", () => {
 		expect(stats.effects.map(e => `${e.kind}:${e.step}`).sort()).toEqual(["do:a", "do:b", "undo:a", "undo:b"]);
 	}, 60_000);
 
+	it("when a node stops gracefully mid-step, then it journals the step, gives the lease up and another node goes on at once", async () => {
+		// A 60 s lease: only a released lease lets another node take over within this test's patience.
+		const n = await nodes.node([testSagaSchema({ leaseMs: 60_000 })]);
+		await waitFor(() => sagaNodesSeen().has(n.nodeID), 10_000, "the new saga node to be visible");
+		const started: SagaView = await participant.call(
+			"saga.start",
+			{ type: "Long4", key: crypto.randomUUID(), data: { plan: { b: { gate: true } } }, waitMs: 0 },
+			{ nodeID: n.nodeID }
+		);
+		await waitingAt(`${started.id}:b`);
+		const stopping = n.stop();
+		await new Promise(r => setTimeout(r, 200));
+		await participant.call("fake.open", { key: `${started.id}:b` });
+		await stopping;
+
+		const done = await waitSaga(participant, started.id, ["COMPLETED"], 8_000, b.nodeID);
+		const stats = await fakeStats(participant, started.id);
+		expect(stats.trace).toEqual(["do:a", "do:b", "do:c", "do:d"]);
+		const owner = (step: string) => done.journal.find(j => j.step === step)!.owner!.split(":")[0];
+		expect(owner("b")).toBe(n.nodeID);
+		expect(owner("d")).not.toBe(n.nodeID);
+	}, 30_000);
+
 	it("when three nodes race for the expired leases of 10 sagas, then each saga is driven by one node: every step called once", async () => {
 		// Two more saga nodes in this process, scanning every 100 ms, beside the surviving spawned node B.
 		const [n1] = await Promise.all([nodes.node([testSagaSchema({ recoveryIntervalMs: 100 })]), nodes.node([testSagaSchema({ recoveryIntervalMs: 100 })])]);
