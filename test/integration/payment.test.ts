@@ -166,7 +166,7 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		const u = user();
 		await charge(u, 1000, "seed");
 		const sagaId = `void-${u}`;
-		expect(await caller.call("payment.refund", { sagaId })).toEqual({ refunded: false });
+		expect(await caller.call("payment.refund", { sagaId, reason: "x".repeat(5000) })).toEqual({ refunded: false });
 		await expect(pay(u, sagaId, 100)).rejects.toMatchObject({ code: 409, type: "PAYMENT_VOIDED", retryable: false });
 		expect(await balance(u)).toBe(1000);
 	});
