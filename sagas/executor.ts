@@ -8,7 +8,8 @@
  * - Forward step: a business rejection (non-retryable 4xx) compensates the completed steps in reverse order. A
  *   transient failure is retried with backoff under the same idempotency key `<sagaId>:<step>`; once its
  *   attempts are spent the step is in doubt (a timed-out call may still have applied), so it is compensated too,
- *   together with the completed ones. Compensations must therefore accept "nothing to undo".
+ *   together with the completed ones. Compensations must therefore accept "nothing to undo". A `retriable` step
+ *   (past the point of no return) never compensates: when it fails for good the saga is parked FAILED.
  * - Compensation: retried with backoff under `<sagaId>:<step>:compensate`; past the limit the saga is FAILED and
  *   a dead letter and the `saga.failed` alert (outbox) are written in the same transaction. Nothing is dropped: an operator retry resumes the same
  *   compensation.
@@ -126,6 +127,18 @@ export class SagaExecutor {
 					});
 				} catch (err) {
 					const error = toSagaError(def, err, step.name, "forward");
+					if (step.retriable && (isRejection(err) || attempt >= policy.attempts)) {
+						// Past the point of no return: park for an operator rather than undo a committed outcome.
+						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, isRejection(err) ? "rejected" : "error");
+						const alert = await store.park(
+							fence,
+							{ ...running, status: isRejection(err) ? "REJECTED" : "FAILED", error },
+							{ status: "FAILED", attempts: attempt, error },
+							{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "forward", error }
+						);
+						if (!alert) return "lost";
+						return this.finish(saga.id, alert);
+					}
 					if (isRejection(err)) {
 						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "rejected");
 						// The participant said no: nothing of this step applied; undo the completed ones.

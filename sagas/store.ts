@@ -343,14 +343,17 @@ export class SagaStore {
 	}
 
 	/**
-	 * Operator retry: a FAILED saga goes back to COMPENSATING at the compensation that failed, leased to `owner`,
-	 * with a fresh attempt count. Conditional on FAILED, so two concurrent retries resume it once.
+	 * Operator retry: a FAILED saga is resumed where it stopped, leased to `owner`, with a fresh attempt count:
+	 * COMPENSATING at the compensation that failed, or RUNNING at the retriable step that failed (the phase of its
+	 * latest dead letter says which). Conditional on FAILED, so two concurrent retries resume it once.
 	 */
 	async resumeFailed(id: string, owner: string, leaseMs: number): Promise<boolean> {
+		const [last] = await this.select<{ phase: StepPhase }>("SELECT phase FROM dead_letters WHERE saga_id = ? ORDER BY created_at DESC, id LIMIT 1", [id]);
+		const status: SagaStatus = last?.phase === "forward" ? "RUNNING" : "COMPENSATING";
 		const now = this.now();
 		const n = await this.update(
-			"UPDATE saga_instances SET status = 'COMPENSATING', attempts = 0, lease_owner = ?, lease_expires_at = ?, rev = rev + 1, updated_at = ? WHERE id = ? AND status = 'FAILED'",
-			[owner, now + leaseMs, now, id]
+			"UPDATE saga_instances SET status = ?, attempts = 0, lease_owner = ?, lease_expires_at = ?, rev = rev + 1, updated_at = ? WHERE id = ? AND status = 'FAILED'",
+			[status, owner, now + leaseMs, now, id]
 		);
 		return n === 1;
 	}

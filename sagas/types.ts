@@ -57,6 +57,13 @@ export interface StepDef<D> {
 	retry?: RetryPolicy;
 	/** Per-call timeout in ms (the engine's default otherwise). */
 	timeout?: number;
+	/**
+	 * Past the point of no return (eventuate's "retriable transaction", after the pivot): a failure of this step
+	 * never undoes the saga. It is retried per `retry`; if it still fails, or its participant rejects it, the
+	 * saga is parked FAILED with a dead letter, and an operator retry resumes this step. Only the last steps of
+	 * a saga can be retriable, and they have no compensation.
+	 */
+	retriable?: boolean;
 }
 
 export interface SagaDefinition<D = Record<string, unknown>> {
@@ -79,6 +86,10 @@ export function defineSaga<D>(def: SagaDefinition<D>): SagaDefinition<D> {
 		if (names.has(step.name)) throw new Error(`saga ${def.type}: duplicate step name ${step.name}`);
 		if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(step.name)) throw new Error(`saga ${def.type}: bad step name "${step.name}"`);
 		if (step.retry && (step.retry.attempts < 1 || step.retry.backoffMs < 0)) throw new Error(`saga ${def.type}: bad retry of ${step.name}`);
+		if (step.retriable && step.compensate) throw new Error(`saga ${def.type}: retriable step ${step.name} cannot have a compensation`);
+		if (!step.retriable && def.steps.slice(0, def.steps.indexOf(step)).some(s => s.retriable)) {
+			throw new Error(`saga ${def.type}: step ${step.name} follows a retriable step, so it must be retriable too`);
+		}
 		names.add(step.name);
 	}
 	return def;

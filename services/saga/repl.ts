@@ -50,7 +50,7 @@ export const sagaReplCommands: ReplCommand[] = [
 	},
 	{
 		command: "saga-retry <id>",
-		description: "Resume a FAILED saga at the compensation that failed",
+		description: "Resume a FAILED saga where it stopped",
 		action: (broker, args) => show(() => broker.call("saga.retry", { id: args.id }))
 	},
 	{

@@ -221,8 +221,9 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 		},
 
 		/**
-		 * POST /api/admin/sagas/:id/retry (202): resumes a FAILED saga at the compensation that failed, with a
-		 * fresh attempt count, on this node. Its open dead letters are marked RETRIED.
+		 * POST /api/admin/sagas/:id/retry (202): resumes a FAILED saga where it stopped (the compensation, or the
+		 * retriable step, that failed), with a fresh attempt count, on this node. Its open dead letters are marked
+		 * RETRIED.
 		 */
 		retry: {
 			visibility: "published",
@@ -362,7 +363,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			}
 		},
 
-		/** Operator retry: FAILED -> COMPENSATING, leased here, driven here. */
+		/** Operator retry: FAILED -> COMPENSATING or RUNNING, leased here, driven here. */
 		async resume(this: This, id: string) {
 			const saga = await this.sagaStore.get(id);
 			if (!saga) throw new NotFoundError("saga", id);
@@ -439,7 +440,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 					const name = saga.status === "COMPLETED" ? "saga.completed" : saga.status === "COMPENSATED" ? "saga.compensated" : "saga.failed";
 					this.metric(name, { type: saga.type });
 					if (saga.status === "FAILED" && alert) {
-						this.logger.error(`saga ${saga.id} (${saga.type}) FAILED at compensation ${saga.stepName}; dead letter ${alert.deadLetterId}`);
+						this.logger.error(`saga ${saga.id} (${saga.type}) FAILED at ${alert.phase} step ${alert.step}; dead letter ${alert.deadLetterId}`);
 						// The admin alert, at once. The same event (same eventId) is in this service's outbox, written
 						// with the dead letter, for the relay's durable delivery; consumers dedupe by eventId.
 						void this.broker.emit("saga.failed", alert);

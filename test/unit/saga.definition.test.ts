@@ -140,6 +140,38 @@ describe("given/expect: Test4 (a, b, c, d, each compensable)", () => {
 	});
 });
 
+describe("given/expect: Pivot (a, b compensable; c, d retriable)", () => {
+	it("when c is unavailable twice, then it is retried and the saga completes", async () => {
+		const saga = await start("Pivot", { plan: { c: { fail: 2, error: "transient" } } });
+		expect(saga.status).toBe("COMPLETED");
+		expect((await fakeStats(broker, saga.id)).trace).toEqual(fwd("a", "b", "c", "c", "c", "d"));
+	});
+
+	it("when c stays unavailable, then nothing is undone: FAILED with a forward dead letter; a retry completes it", async () => {
+		const saga = await start("Pivot", { plan: { c: { fail: -1, error: "transient" } } });
+		expect(saga.status).toBe("FAILED");
+		expect(saga.error).toMatchObject({ type: "FAKE_UNAVAILABLE", step: "c", phase: "forward" });
+		expect((await fakeStats(broker, saga.id)).trace).toEqual(fwd("a", "b", "c", "c", "c"));
+		const full = await getSaga(broker, saga.id);
+		expect(full.deadLetters).toEqual([expect.objectContaining({ status: "OPEN", step: "c", phase: "forward" })]);
+
+		await broker.call("fake.heal", { sagaId: saga.id });
+		expect(await broker.call("saga.retry", { id: saga.id })).toMatchObject({ status: "RUNNING" });
+		expect((await waitSaga(broker, saga.id, ["COMPLETED", "FAILED", "COMPENSATED"])).status).toBe("COMPLETED");
+		const stats = await fakeStats(broker, saga.id);
+		expect(stats.trace).toEqual(fwd("a", "b", "c", "c", "c", "c", "d"));
+		expect(stats.effects.map(e => `${e.kind}:${e.step}`).sort()).toEqual(fwd("a", "b", "c", "d"));
+		expect(stats.alerts).toHaveLength(1);
+	});
+
+	it("when d's participant rejects, then nothing is undone either: FAILED for an operator", async () => {
+		const saga = await start("Pivot", { plan: { d: { fail: 1, error: "reject" } } });
+		expect(saga.status).toBe("FAILED");
+		expect(saga.error).toMatchObject({ type: "FAKE_REJECTED", step: "d" });
+		expect((await fakeStats(broker, saga.id)).trace).toEqual(fwd("a", "b", "c", "d"));
+	});
+});
+
 describe("timeouts, dead letters and operator actions", () => {
 	it("when a participant times out but succeeds late, then it is retried under the same key with no second effect", async () => {
 		const saga = await start("Test4", { plan: { b: { lateMs: 800 } } });

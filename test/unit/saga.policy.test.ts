@@ -58,5 +58,9 @@ describe("defineSaga", () => {
 		expect(() => defineSaga({ type: "Bad", steps: [step("has:colon")] })).toThrow(/bad step name/);
 		expect(() => defineSaga({ type: "bad type!", steps: [] })).toThrow(/not a valid name/);
 		expect(() => defineSaga({ type: "Retry", steps: [{ ...step("a"), retry: { attempts: 0, backoffMs: 10 } }] })).toThrow(/bad retry/);
+		expect(() => defineSaga({ type: "Piv", steps: [{ ...step("a"), retriable: true }, step("b")] })).toThrow(/must be retriable too/);
+		const undo = { action: "a.undo", params: () => ({}) };
+		expect(() => defineSaga({ type: "Piv", steps: [{ ...step("a"), retriable: true, compensate: undo }] })).toThrow(/cannot have a compensation/);
+		expect(defineSaga({ type: "Piv", steps: [{ ...step("a"), compensate: undo }, { ...step("b"), retriable: true }] }).steps).toHaveLength(2);
 	});
 });

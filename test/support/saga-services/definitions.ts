@@ -46,6 +46,13 @@ export const LONG4 = defineSaga<FakeData>({
 	steps: ["a", "b", "c", "d"].map(name => step(name, { timeout: 10_000 }))
 });
 
+/** a, b compensable; c and d retriable (past the point of no return): their failures never undo a and b. */
+export const PIVOT = defineSaga<FakeData>({
+	type: "Pivot",
+	steps: [step("a"), step("b"), ...["c", "d"].map(name => ({ ...step(name, { compensate: false }), retriable: true }))],
+	rejections: { FAKE_REJECTED: "the participant said no" }
+});
+
 /** The middle step has no compensation: it is skipped when undoing. */
 export const MIXED = defineSaga<FakeData>({
 	type: "Mixed",
@@ -59,7 +66,7 @@ export const EMPTY4 = defineSaga<Record<string, never>>({
 	steps: ["s1", "s2", "s3", "s4"].map(name => ({ name, action: "fake.noop", params: () => ({}) }))
 });
 
-export const TEST_DEFINITIONS = [TEST4, LONG4, MIXED, EMPTY4];
+export const TEST_DEFINITIONS = [TEST4, LONG4, PIVOT, MIXED, EMPTY4];
 
 /** Short leases and scans so recovery happens within a test's patience. */
 export const FAST_SETTINGS: Partial<SagaSettings> = {
