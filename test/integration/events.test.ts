@@ -251,3 +251,49 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		expect((await http("GET", `${api}/admin/alerts`, { token: u1.token })).status).toBe(403);
 	}, 30_000);
 });
+
+describe("durable events (embedded: one process, SQLite, in-process bus)", () => {
+	let env: TestEnv;
+	let nodes: EventNodes;
+	let node: ServiceBroker;
+	let api: string;
+	let admin: string;
+
+	beforeAll(async () => {
+		env = testEnv({ cluster: false, env: { OUTBOX_POLL_MS: "100" } });
+		nodes = new EventNodes(env);
+		node = await nodes.node(["api", "ranking", "notification", sinkSchema("sink", { maxAttempts: 3 }), ProducerService, FakeConcertService, FakeReservationService]);
+		api = gatewayUrl(node);
+		admin = tokenFor(env, "admin").token;
+	}, 60_000);
+
+	afterAll(async () => {
+		await nodes?.stop();
+		await env?.cleanup();
+	}, 30_000);
+
+	it("when a producer commits a confirmation and a poison event, then ranking and inbox apply the confirmation once and the poison is dead-lettered and replayed once", async () => {
+		const user = tokenFor(env);
+		const payload = { reservationId: "r-e1", userId: user.id, concertId: "c-emb", scheduleId: "s", seatIds: ["a", "b"], amount: 20 };
+		await node.call("evproducer.append", { aggregateId: "r-e1", eventType: "reservation.confirmed", payload });
+		const { id: poisonId } = await node.call<{ id: string }, unknown>("evproducer.append", { aggregateId: "p-e1", eventType: "test.happened", payload: { poison: true } });
+		await waitFor(async () => ((await http("GET", `${api}/rankings/concerts`)).body as { score: number }[])[0]?.score === 2, 5_000, "the ranking");
+		expect((await http("GET", `${api}/rankings/concerts`)).body).toEqual([{ rank: 1, concertId: "c-emb", title: "Title of c-emb", score: 2 }]);
+		await waitFor(async () => (await http("GET", `${api}/notifications`, { token: user.token })).body.total === 1, 5_000, "the inbox");
+
+		let letters: { id: string; event: { id: string } }[] = [];
+		await waitFor(async () => {
+			letters = (await http("GET", `${api}/admin/event-dead-letters`, { token: admin })).body;
+			return letters.some(l => l.event.id === poisonId);
+		}, 5_000, "the dead letter");
+		expect((await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).delivered[poisonId]).toBe(3);
+		await node.call("sink-sink.fix");
+		const letter = letters.find(l => l.event.id === poisonId)!;
+		expect((await http("POST", `${api}/admin/event-dead-letters/${letter.id}/replay`, { token: admin })).status).toBe(202);
+		expect((await http("POST", `${api}/admin/event-dead-letters/${letter.id}/replay`, { token: admin })).status).toBe(404);
+		await waitFor(async () => (await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).applied[poisonId] === 1, 5_000, "the replay");
+		await sleep(200);
+		expect((await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).applied[poisonId]).toBe(1);
+		expect(await node.call("evproducer.pending")).toBe(0);
+	}, 30_000);
+});
