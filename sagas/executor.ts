@@ -261,8 +261,11 @@ export class SagaExecutor {
 		return def.result ? def.result(saga.data, results, ref(saga)) : results;
 	}
 
-	private sleep(ms: number): Promise<void> {
-		return (this.deps.sleep ?? delay)(ms);
+	/** Backoff that ends early when the node starts stopping, so a stopping node gives its leases up promptly. */
+	private async sleep(ms: number): Promise<void> {
+		if (this.deps.sleep) return this.deps.sleep(ms);
+		const until = Date.now() + ms;
+		while (!this.stopped() && Date.now() < until) await delay(Math.min(100, until - Date.now()));
 	}
 
 	private log(level: "info" | "warn" | "error", msg: string): void {
