@@ -1,8 +1,10 @@
 /**
- * The outbox relay for a producer service (DESIGN.md section 7): add `OutboxRelayMixin` after `DbMixin` (whose
- * database holds `outbox_events`). Every replica runs a relay; lib/outbox.ts's `OutboxRelay` explains how they
- * share the rows safely and keep order per aggregate. It polls every OUTBOX_POLL_MS, wakes right after a commit
- * that appended an event (appendOutbox signals it), and backs off while the broker is unreachable.
+ * The outbox relay for a producer service (DESIGN.md section 7): list `OutboxRelayMixin` before `DbMixin` (whose
+ * database holds `outbox_events`): moleculer runs later mixins' `started` first and `stopped` in reverse, so the
+ * relay starts after the migrations and stops before the database closes. Every replica runs a relay;
+ * lib/outbox.ts's `OutboxRelay` explains how they share the rows safely and keep order per aggregate. It polls
+ * every OUTBOX_POLL_MS, wakes right after a commit that appended an event (appendOutbox signals it), and backs off
+ * while the broker is unreachable.
  */
 import type { Service, ServiceSchema } from "moleculer";
 import { acquireEventBus, releaseEventBus, type EventBus, type EventMessage } from "../lib/events";

@@ -3,6 +3,9 @@
  * "onConfirmed"}})` subscribes when the service starts (the group is the service name unless given), calls the
  * named method with each event, retries failures with backoff and dead-letters an event after `maxAttempts`.
  *
+ * A service with its own database lists this mixin before `DbMixin`: moleculer runs later mixins' `started` first
+ * and `stopped` in reverse, so the group subscribes after the migrations and unsubscribes before the database closes.
+ *
  * Handlers must be idempotent: delivery is at least once. Dedupe by `event.id` or by `event.version` per
  * aggregate, in the same atomic step as the effect (a unique key, a Lua script), never check-then-act.
  */

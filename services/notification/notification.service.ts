@@ -64,6 +64,9 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 
 	mixins: [
 		PlatformMixin,
+		// Before DbMixin on purpose: moleculer runs later mixins' `started` first and `stopped` in reverse, so the
+		// group subscribes after the migrations ran and unsubscribes before the database closes.
+		EventConsumerMixin({ handlers: Object.fromEntries(INBOX_EVENTS.map(t => [t, "fromEvent"])) }),
 		DbMixin({
 			database: "notification",
 			migrations: [createNotifications],
@@ -77,8 +80,7 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 				},
 				options: { tableName: "notifications", timestamps: false, underscored: true }
 			}
-		}),
-		EventConsumerMixin({ handlers: Object.fromEntries(INBOX_EVENTS.map(t => [t, "fromEvent"])) })
+		})
 	],
 
 	events: {

@@ -39,6 +39,8 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 	name: "evproducer",
 	mixins: [
 		PlatformMixin,
+		// Before DbMixin, as in a real producer: the relay starts after the migrations ran.
+		OutboxRelayMixin,
 		DbMixin({
 			database: "evproducer",
 			migrations: [outboxMigration, createAggregates],
@@ -47,8 +49,7 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 				define: { id: { type: DataTypes.STRING(64), primaryKey: true }, version: { type: DataTypes.INTEGER } },
 				options: { tableName: "ev_aggregates", timestamps: false }
 			}
-		}),
-		OutboxRelayMixin
+		})
 	],
 
 	actions: {
