@@ -23,8 +23,8 @@ import { appendOutbox } from "../../lib/outbox";
 import {
 	BALANCE_LIMIT,
 	chargeReplay,
-	checkInvariants,
 	payReplay,
+	toCheck,
 	toPublicPayment,
 	toPublicTransaction,
 	toUserPayment,
@@ -35,8 +35,7 @@ import {
 	type PayRequest,
 	type PublicPayment,
 	type PublicTransaction,
-	type UserPayment,
-	type WalletRow
+	type UserPayment
 } from "./payment.domain";
 import {
 	BalanceLimitError,
@@ -80,6 +79,41 @@ export interface LedgerDeps {
 export function sqlTime(d: Date): string {
 	return d.toISOString().replace("T", " ").replace("Z", "");
 }
+
+/** A ledger row's effect on the balance, in SQL (see `signedAmount`). */
+const SIGNED = "CASE WHEN type = 'PAYMENT' THEN -amount ELSE amount END";
+
+/** verify's queries; each answers the ids of its offenders. Standard SQL that MariaDB 10.2+ and SQLite 3.25+ run. */
+const VERIFY_SQL = {
+	balanceEqualsLedger: `
+		SELECT w.user_id AS id FROM wallets w
+		LEFT JOIN (SELECT user_id, SUM(${SIGNED}) AS total FROM point_transactions GROUP BY user_id) l ON l.user_id = w.user_id
+		WHERE w.balance <> COALESCE(l.total, 0)
+		UNION
+		SELECT DISTINCT t.user_id AS id FROM point_transactions t LEFT JOIN wallets w ON w.user_id = t.user_id WHERE w.user_id IS NULL`,
+	noNegative: `
+		SELECT user_id AS id FROM wallets WHERE balance < 0
+		UNION
+		SELECT id FROM point_transactions WHERE balance_after < 0`,
+	ledgerChain: `
+		SELECT DISTINCT user_id AS id FROM (
+			SELECT user_id, balance_after,
+				SUM(${SIGNED}) OVER (PARTITION BY user_id ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
+			FROM point_transactions
+		) chain WHERE running <> balance_after`,
+	paymentRows: `
+		SELECT p.id AS id FROM payments p LEFT JOIN point_transactions t ON t.payment_id = p.id
+		GROUP BY p.id, p.status, p.user_id, p.amount
+		HAVING NOT (
+				(p.status = 'COMPLETED' AND SUM(CASE WHEN t.type = 'PAYMENT' THEN 1 ELSE 0 END) = 1 AND SUM(CASE WHEN t.type = 'REFUND' THEN 1 ELSE 0 END) = 0)
+				OR (p.status = 'REFUNDED' AND SUM(CASE WHEN t.type = 'PAYMENT' THEN 1 ELSE 0 END) = 1 AND SUM(CASE WHEN t.type = 'REFUND' THEN 1 ELSE 0 END) = 1)
+				OR (p.status = 'VOIDED' AND COUNT(t.id) = 0)
+			)
+			OR SUM(CASE WHEN t.id IS NOT NULL AND (p.user_id IS NULL OR t.user_id <> p.user_id OR t.amount <> p.amount) THEN 1 ELSE 0 END) > 0
+		UNION
+		SELECT COALESCE(t.payment_id, t.id) AS id FROM point_transactions t LEFT JOIN payments p ON p.id = t.payment_id
+		WHERE t.type <> 'CHARGE' AND p.id IS NULL`
+};
 
 const MYSQL_DEADLOCK = 1213;
 const MYSQL_LOCK_WAIT_TIMEOUT = 1205;
@@ -362,28 +396,24 @@ export class PaymentLedger {
 	}
 
 	/**
-	 * Reads every wallet, ledger row and payment and checks the money invariants (see `checkInvariants`). The three
-	 * reads share one snapshot (a REPEATABLE READ transaction on MariaDB, a read inside the queued writer slot on
-	 * SQLite): read apart, a debit committing between them would show up as a false offender on a live system.
+	 * The money invariants of `checkInvariants`, computed by the database (aggregates and a window function, so the
+	 * check does not load the ledger into memory): each balance equals the sum of its ledger and every ledger row
+	 * has a wallet; no negative balance or balance-after; each wallet's running balance is unbroken; each payment
+	 * has exactly its ledger rows, with its user and amount, and no PAYMENT/REFUND row points at no payment.
+	 * The queries share one snapshot (a REPEATABLE READ transaction on MariaDB, the queued writer slot on SQLite):
+	 * read apart, a debit committing between them would show up as a false offender on a live system.
 	 */
 	async verify(): Promise<{ ok: boolean; checks: Check[] }> {
-		const read = async (t: Transaction) => {
-			const wallets = await this.select<WalletRow>("SELECT user_id, balance, version FROM wallets", [], t);
-			const ledger = await this.select<LedgerRow>(
-				"SELECT seq, id, user_id, type, amount, balance_after, ref, payment_id, created_at FROM point_transactions ORDER BY user_id, seq",
-				[],
-				t
-			);
-			const payments = await this.select<PaymentRow>("SELECT * FROM payments", [], t);
-			return { wallets, ledger, payments };
-		};
-		const { wallets, ledger, payments } = await this.exclusive(() =>
-			this.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ }, read)
-		);
-		const checks = checkInvariants(
-			wallets.map(w => ({ ...w, balance: Number(w.balance) })),
-			ledger.map(l => ({ ...l, seq: Number(l.seq), amount: Number(l.amount), balance_after: Number(l.balance_after) })),
-			payments.map(p => this.numeric(p))
+		const checks = await this.exclusive(() =>
+			this.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ }, async t => {
+				const ids = async (sql: string) => (await this.select<{ id: string }>(sql, [], t)).map(r => String(r.id));
+				return [
+					toCheck("wallet-balance-equals-ledger", await ids(VERIFY_SQL.balanceEqualsLedger)),
+					toCheck("no-negative-balance", await ids(VERIFY_SQL.noNegative)),
+					toCheck("ledger-chain", await ids(VERIFY_SQL.ledgerChain)),
+					toCheck("payment-has-ledger-rows", await ids(VERIFY_SQL.paymentRows))
+				];
+			})
 		);
 		return { ok: checks.every(c => c.ok), checks };
 	}

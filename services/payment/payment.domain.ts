@@ -145,12 +145,16 @@ export interface Check {
 
 const MAX_IDS = 20;
 
-function check(name: string, offenders: string[]): Check {
-	return { name, ok: offenders.length === 0, details: { offenders: offenders.length, ids: offenders.slice(0, MAX_IDS) } };
+/** A check's verdict: ok when nothing offends; the first few offender ids for the operator. */
+export function toCheck(name: string, offenders: string[]): Check {
+	const unique = [...new Set(offenders)];
+	return { name, ok: unique.length === 0, details: { offenders: unique.length, ids: unique.slice(0, MAX_IDS) } };
 }
 
 /**
- * The money invariants over every wallet, ledger row and payment:
+ * The money invariants over every wallet, ledger row and payment, in memory. `verify` runs the same rules as SQL
+ * aggregates (the ledger grows without bound); this function is their readable statement and the reference the
+ * SQL is tested against.
  * - wallet-balance-equals-ledger: each balance is the sum of its ledger (and no ledger belongs to no wallet);
  * - no-negative-balance: no wallet and no ledger row's balance-after is below zero;
  * - ledger-chain: per wallet, in order, each row's balance-after is the previous one plus its amount;
@@ -203,9 +207,9 @@ export function checkInvariants(wallets: WalletRow[], rows: LedgerRow[], payment
 	}
 
 	return [
-		check("wallet-balance-equals-ledger", [...balanceMismatch, ...orphanLedger]),
-		check("no-negative-balance", [...negative, ...negativeRows]),
-		check("ledger-chain", [...chainBroken]),
-		check("payment-has-ledger-rows", [...badPayments])
+		toCheck("wallet-balance-equals-ledger", [...balanceMismatch, ...orphanLedger]),
+		toCheck("no-negative-balance", [...negative, ...negativeRows]),
+		toCheck("ledger-chain", [...chainBroken]),
+		toCheck("payment-has-ledger-rows", [...badPayments])
 	];
 }

@@ -14,6 +14,7 @@ import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { IdempotencyKeyInvalidError, IdempotencyKeyRequiredError } from "./errors";
 import { PaymentLedger } from "./ledger";
 import { createWalletLedgerPayments } from "./migrations/001_create_wallet_ledger_payments";
+import { ledgerUserSeqIndex } from "./migrations/002_ledger_user_seq_index";
 import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX, type PayRequest } from "./payment.domain";
 
 interface Meta {
@@ -52,7 +53,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		OutboxRelayMixin,
 		DbMixin({
 			database: "payment",
-			migrations: [outboxMigration, createWalletLedgerPayments],
+			migrations: [outboxMigration, createWalletLedgerPayments, ledgerUserSeqIndex],
 			model: {
 				name: "payments",
 				define: {

@@ -242,6 +242,30 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		expect(await scalar(sql, "SELECT COUNT(*) FROM payments WHERE saga_id = ?", [sagaId])).toBe(1);
 	}, 60_000);
 
+	it("when rows are tampered with on MariaDB, then verify names the offenders; put back, it passes", async () => {
+		const u = user();
+		await charge(u, 100, "seed");
+		const p = await pay(u, `tamper-${u}`, 40);
+		await sql.query("UPDATE wallets SET balance = balance + 1 WHERE user_id = ?", [u]);
+		await sql.query("UPDATE point_transactions SET balance_after = -1 WHERE payment_id = ?", [p.id]);
+		await sql.query("UPDATE payments SET amount = 41 WHERE id = ?", [p.id]);
+		try {
+			const broken = await caller.call<{ ok: boolean; checks: { name: string; details: { ids: string[] } }[] }>("payment.verify");
+			expect(broken.ok).toBe(false);
+			expect(Object.fromEntries(broken.checks.map(c => [c.name, c.details.ids]))).toEqual({
+				"wallet-balance-equals-ledger": [u],
+				"no-negative-balance": [expect.any(String)],
+				"ledger-chain": [u],
+				"payment-has-ledger-rows": [p.id]
+			});
+		} finally {
+			await sql.query("UPDATE wallets SET balance = balance - 1 WHERE user_id = ?", [u]);
+			await sql.query("UPDATE point_transactions SET balance_after = 60 WHERE payment_id = ?", [p.id]);
+			await sql.query("UPDATE payments SET amount = 40 WHERE id = ?", [p.id]);
+		}
+		expect((await verify()).ok).toBe(true);
+	});
+
 	it("when everything above has run, then every money invariant holds", async () => {
 		const result = await verify();
 		expect(result.checks.map(c => [c.name, c.ok])).toEqual([

@@ -11,6 +11,7 @@ import { createSequelize, migrate } from "../../mixins/db.mixin";
 import { outboxMigration } from "../../lib/outbox";
 import { PaymentLedger } from "../../services/payment/ledger";
 import { createWalletLedgerPayments } from "../../services/payment/migrations/001_create_wallet_ledger_payments";
+import { ledgerUserSeqIndex } from "../../services/payment/migrations/002_ledger_user_seq_index";
 import { MARIADB_URL } from "./isolation";
 
 export interface SqliteLedger {
@@ -27,7 +28,7 @@ export async function sqliteLedger(opts: { balanceLimit?: number } = {}): Promis
 	const sequelize = createSequelize(sql, "payment");
 	await sequelize.query("PRAGMA journal_mode=WAL");
 	await sequelize.query("PRAGMA busy_timeout=5000");
-	await migrate(sql, "payment", sequelize, [outboxMigration, createWalletLedgerPayments], () => undefined);
+	await migrate(sql, "payment", sequelize, [outboxMigration, createWalletLedgerPayments, ledgerUserSeqIndex], () => undefined);
 	return {
 		ledger: new PaymentLedger({ sequelize, balanceLimit: opts.balanceLimit }),
 		sequelize,

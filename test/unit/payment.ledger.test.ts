@@ -3,6 +3,8 @@
  * nothing, voided sagas, concurrency with exact counts, and `verify` catching each broken invariant.
  * The same rules on MariaDB across nodes: test/integration/payment.test.ts.
  */
+import { QueryTypes } from "sequelize";
+import { checkInvariants, type Check, type LedgerRow, type PaymentRow, type WalletRow } from "../../services/payment/payment.domain";
 import { sqliteLedger, type SqliteLedger } from "../support/payment";
 
 describe("payment ledger on SQLite", () => {
@@ -227,5 +229,93 @@ describe("payment ledger on SQLite", () => {
 		await db.sequelize.query("DELETE FROM payments WHERE id = ?", { replacements: [p.id] });
 		await db.sequelize.query("UPDATE wallets SET balance = 1000 WHERE user_id = ?", { replacements: [u] });
 		expect((await db.ledger.verify()).ok).toBe(true);
+	});
+
+	describe("verify's SQL against the in-memory reference", () => {
+		/** Charges, debits, a refund and a void for three users: the ledger every corruption starts from. */
+		async function seeded(): Promise<{ db: SqliteLedger; p1: string; p2: string }> {
+			const fresh = await sqliteLedger();
+			const l = fresh.ledger;
+			await l.charge("a", "c1", 1000);
+			await l.charge("b", "c1", 300);
+			await l.charge("c", "c1", 50);
+			const p1 = await l.pay({ sagaId: "s1", reservationId: "r1", userId: "a", amount: 400 });
+			const p2 = await l.pay({ sagaId: "s2", reservationId: "r2", userId: "a", amount: 100 });
+			await l.pay({ sagaId: "s3", reservationId: "r3", userId: "b", amount: 300 });
+			await l.refund("s2", "test");
+			await l.refund("s-void", "test");
+			await l.charge("a", "c2", 5);
+			return { db: fresh, p1: p1.id, p2: p2.id };
+		}
+
+		async function reference(d: SqliteLedger): Promise<Check[]> {
+			const q = <T extends object>(sql: string) => d.sequelize.query<T>(sql, { type: QueryTypes.SELECT });
+			const wallets = await q<WalletRow>("SELECT user_id, balance, version FROM wallets");
+			const ledger = await q<LedgerRow>("SELECT * FROM point_transactions");
+			const payments = await q<PaymentRow>("SELECT * FROM payments");
+			return checkInvariants(
+				wallets.map(w => ({ ...w, balance: Number(w.balance) })),
+				ledger.map(r => ({ ...r, seq: Number(r.seq), amount: Number(r.amount), balance_after: Number(r.balance_after) })),
+				payments.map(p => ({ ...p, amount: Number(p.amount) }))
+			);
+		}
+
+		const sorted = (checks: Check[]) =>
+			checks.map(c => ({ ...c, details: { ...c.details, ids: [...c.details.ids].sort() } }));
+
+		const now = "2026-01-01 00:00:00.000";
+		const corruptions: [string, (ids: { p1: string; p2: string }) => [string, unknown[]]][] = [
+			["nothing", () => ["SELECT 1", []]],
+			["a balance drifts", () => ["UPDATE wallets SET balance = balance + 1 WHERE user_id = 'a'", []]],
+			["a balance goes negative", () => ["UPDATE wallets SET balance = -3 WHERE user_id = 'b'", []]],
+			["a balance-after is rewritten", ({ p1 }) => ["UPDATE point_transactions SET balance_after = balance_after + 5 WHERE payment_id = ?", [p1]]],
+			["a refund row disappears", ({ p2 }) => ["DELETE FROM point_transactions WHERE payment_id = ? AND type = 'REFUND'", [p2]]],
+			[
+				"a payment is debited twice",
+				({ p1 }) => [
+					"INSERT INTO point_transactions (id, user_id, type, amount, balance_after, ref, payment_id, created_at) VALUES ('dup', 'a', 'PAYMENT', 400, 105, 'again', ?, ?)",
+					[p1, now]
+				]
+			],
+			[
+				"a refund points at no payment",
+				() => [
+					"INSERT INTO point_transactions (id, user_id, type, amount, balance_after, ref, payment_id, created_at) VALUES ('orphan', 'c', 'REFUND', 5, 55, 'ghost', 'ghost', ?)",
+					[now]
+				]
+			],
+			[
+				"a ledger row has no wallet",
+				() => [
+					"INSERT INTO point_transactions (id, user_id, type, amount, balance_after, ref, payment_id, created_at) VALUES ('nowallet', 'z', 'CHARGE', 5, 5, 'k', NULL, ?)",
+					[now]
+				]
+			],
+			["a payment's amount changes", ({ p1 }) => ["UPDATE payments SET amount = amount + 1 WHERE id = ?", [p1]]],
+			["a refunded payment reads completed", ({ p2 }) => ["UPDATE payments SET status = 'COMPLETED' WHERE id = ?", [p2]]],
+			["a debit row moves to another wallet", ({ p1 }) => ["UPDATE point_transactions SET user_id = 'c' WHERE payment_id = ?", [p1]]],
+			[
+				"a voided saga has a debit",
+				() => [
+					"INSERT INTO point_transactions (id, user_id, type, amount, balance_after, ref, payment_id, created_at) SELECT 'voidrow', 'c', 'PAYMENT', 0, 50, id, id, ? FROM payments WHERE status = 'VOIDED'",
+					[now]
+				]
+			]
+		];
+
+		it.each(corruptions)("when %s, then the SQL checks name the same offenders as the reference", async (name, corrupt) => {
+			const { db: d, p1, p2 } = await seeded();
+			try {
+				const [sql, replacements] = corrupt({ p1, p2 });
+				await d.sequelize.query(sql, { replacements });
+				const got = await d.ledger.verify();
+				const want = await reference(d);
+				expect(sorted(got.checks)).toEqual(sorted(want));
+				// Each corruption must be caught (and the untouched ledger must pass), or the comparison proves nothing.
+				expect(got.ok).toBe(name === "nothing");
+			} finally {
+				await d.close();
+			}
+		});
 	});
 });
