@@ -82,7 +82,11 @@ export class SagaExecutor {
 	}
 
 	/** Drives a saga whose lease this owner holds, until it is terminal, the lease is lost or the node stops. */
-	async drive(id: string): Promise<DriveOutcome> {
+	/**
+	 * `fresh`: the saga was just created with its first step journalled RUNNING (store.create's `firstStep`), so
+	 * the first call goes out without another journal write.
+	 */
+	async drive(id: string, opts: { fresh?: boolean } = {}): Promise<DriveOutcome> {
 		const { store, owner } = this.deps;
 		const saga = await store.get(id);
 		if (!saga || saga.leaseOwner !== owner) return "not-owner";
@@ -95,21 +99,23 @@ export class SagaExecutor {
 		}
 		const fence: Fence = { id, owner };
 		const run = { saga, def, fence, results: { ...saga.results } as StepResults };
-		const outcome = saga.status === "RUNNING" ? await this.forward(run) : await this.compensate(run);
+		const fresh = opts.fresh === true && saga.status === "RUNNING" && saga.step === 0 && saga.attempts === 1;
+		const outcome = saga.status === "RUNNING" ? await this.forward(run, fresh) : await this.compensate(run);
 		if (outcome === "stopped") await store.release(fence).catch(() => undefined);
 		if (outcome === "lost") this.deps.hooks?.lost?.(id);
 		return outcome;
 	}
 
-	private async forward(run: Run): Promise<DriveOutcome> {
+	private async forward(run: Run, fresh: boolean): Promise<DriveOutcome> {
 		const { saga, def, fence, results } = run;
 		const { store, settings } = this.deps;
-		// Set when the previous step's result was journalled together with this step's first RUNNING entry.
-		let startJournalled = false;
+		// Set when this step's first RUNNING entry was journalled already: with the saga's creation, or with the
+		// previous step's result.
+		let startJournalled = fresh;
 		for (let i = saga.step; i < def.steps.length; i++) {
 			const step = def.steps[i];
 			const policy = step.retry ?? { attempts: 1, backoffMs: 0 };
-			let attempt = i === saga.step ? saga.attempts : 0;
+			let attempt = i === saga.step ? saga.attempts - (fresh ? 1 : 0) : 0;
 			for (;;) {
 				if (this.stopped()) return "stopped";
 				attempt++;

@@ -152,15 +152,27 @@ export class SagaStore {
 
 	/**
 	 * Creates a RUNNING saga leased to `owner`, or finds the one that already has this key (the unique index on
-	 * `saga_key`, not a lookup, is what makes one saga per key under concurrency).
+	 * `saga_key`, not a lookup, is what makes one saga per key under concurrency). With `firstStep`, the first
+	 * step's RUNNING journal entry is written in the same transaction (one commit fewer per saga); the driver
+	 * then calls it without journalling again.
 	 */
-	async create(input: { id: string; type: string; key: string; data: unknown; owner: string; leaseMs: number }): Promise<{ created: boolean; saga: SagaState }> {
+	async create(input: { id: string; type: string; key: string; data: unknown; owner: string; leaseMs: number; firstStep?: string }): Promise<{ created: boolean; saga: SagaState }> {
 		const now = this.now();
 		try {
-			await this.insert(
-				"INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, NULL, 0, ?, ?, 0, ?, ?)",
-				[input.id, input.type, input.key, JSON.stringify(input.data ?? {}), input.owner, now + input.leaseMs, now, now]
-			);
+			await this.sequelize.transaction(async transaction => {
+				await this.insert(
+					"INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, ?, ?, ?, ?, 0, ?, ?)",
+					[input.id, input.type, input.key, JSON.stringify(input.data ?? {}), input.firstStep ?? null, input.firstStep ? 1 : 0, input.owner, now + input.leaseMs, now, now],
+					transaction
+				);
+				if (input.firstStep) {
+					await this.insert(
+						"INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES (?, ?, 0, 'forward', 'RUNNING', 1, NULL, NULL, ?, ?, NULL)",
+						[input.id, input.firstStep, input.owner, now],
+						transaction
+					);
+				}
+			});
 		} catch (err) {
 			if (!(err instanceof UniqueConstraintError)) throw err;
 			const existing = await this.getByKey(input.key);

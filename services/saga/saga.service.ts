@@ -55,7 +55,7 @@ interface IdParams {
 
 interface SagaMethods {
 	sagaDefinitions(): SagaDefinition<unknown>[];
-	launch(id: string): void;
+	launch(id: string, fresh?: boolean): void;
 	waitTerminal(id: string, waitMs: number): Promise<SagaState | undefined>;
 	recover(): Promise<number>;
 	renewLeases(): Promise<void>;
@@ -139,18 +139,20 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			},
 			async handler(this: This, ctx: Context<StartParams>): Promise<SagaView> {
 				const { type, key, data = {}, waitMs = 0 } = ctx.params;
-				if (!this.sagaDefinitions().some(d => d.type === type)) throw new UnknownSagaTypeError(type);
+				const def = this.sagaDefinitions().find(d => d.type === type);
+				if (!def) throw new UnknownSagaTypeError(type);
 				const { created, saga } = await this.sagaStore.create({
 					id: crypto.randomUUID(),
 					type,
 					key,
 					data,
 					owner: this.owner,
-					leaseMs: this.settings.leaseMs
+					leaseMs: this.settings.leaseMs,
+					firstStep: def.steps[0]?.name
 				});
 				if (created) {
 					this.metric("saga.started", { type });
-					this.launch(saga.id);
+					this.launch(saga.id, true);
 				}
 				if (waitMs > 0 && !isTerminal(saga)) {
 					const done = await this.waitTerminal(saga.id, waitMs);
@@ -298,10 +300,10 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 		},
 
 		/** Drives a saga this node holds, in the background, once per node at a time. */
-		launch(this: This, id: string) {
+		launch(this: This, id: string, fresh = false) {
 			if (this.driving.has(id)) return;
 			const p = this.executor
-				.drive(id)
+				.drive(id, { fresh })
 				.catch(err => this.logger.error(`saga ${id}: driving failed; it resumes after its lease expires`, err))
 				.finally(() => this.driving.delete(id));
 			this.driving.set(id, p);
