@@ -41,7 +41,9 @@ export interface ReservationView {
 	refund?: { amount: number };
 }
 
-const iso = (d: Date | string): string => (d instanceof Date ? d : new Date(typeof d === "string" && !/[zZ]|[+-]\d\d:?\d\d$/.test(d) ? `${d}Z` : d)).toISOString();
+/** MariaDB hands back Dates; SQLite the `sqlTime` text (UTC without a zone). */
+const iso = (d: Date | string): string =>
+	(d instanceof Date ? d : new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(d) ? d : `${d.replace(" ", "T")}Z`)).toISOString();
 
 /** The API's view; CANCELLING shows as it is (a cancellation in flight), PAYING likewise. */
 export function toView(row: ReservationRow, seats: SeatRow[]): ReservationView {

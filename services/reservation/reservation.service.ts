@@ -12,7 +12,7 @@ import { DataTypes, type Transaction } from "sequelize";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { appendOutbox, outboxMigration } from "../../lib/outbox";
-import { Sql } from "../../lib/sql";
+import { Sql, sqlTime } from "../../lib/sql";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { Errors } from "moleculer";
@@ -148,7 +148,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					await this.sql.transaction(async t => {
 						await this.sql.insert(
 							"INSERT INTO reservations (id, user_id, concert_id, schedule_id, status, amount, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?)",
-							[id, user.id, hold.concertId, scheduleId, hold.amount, new Date(hold.expiresAt), now, now],
+							[id, user.id, hold.concertId, scheduleId, hold.amount, sqlTime(new Date(hold.expiresAt)), sqlTime(now), sqlTime(now)],
 							t
 						);
 						for (const s of hold.seats) {
@@ -319,7 +319,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const now = new Date();
 				const changed = await this.sql.update(
 					"UPDATE reservations SET status = 'PAYING', saga_id = ?, updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at > ?",
-					[sagaId, now, reservationId, now]
+					[sagaId, sqlTime(now), reservationId, sqlTime(now)]
 				);
 				if (changed === 1) return { reservationId, status: "PAYING" };
 				const row = await this.load(reservationId);
@@ -338,7 +338,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const sagaId = sagaOf(ctx);
 				await this.sql.update(
 					"UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
-					[new Date(), ctx.params.reservationId, sagaId]
+					[sqlTime(), ctx.params.reservationId, sagaId]
 				);
 				const row = await this.load(ctx.params.reservationId);
 				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
@@ -355,7 +355,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				return this.sql.transaction(async t => {
 					const changed = await this.sql.update(
 						"UPDATE reservations SET status = 'CONFIRMED', paid_saga_id = saga_id, payment_id = ?, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
-						[paymentId, new Date(), reservationId, sagaId],
+						[paymentId, sqlTime(), reservationId, sagaId],
 						t
 					);
 					const row = await this.load(reservationId, t);
@@ -384,7 +384,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const row = await this.sql.transaction(async t => {
 					const changed = await this.sql.update(
 						"UPDATE reservations SET status = 'CANCELLED', updated_at = ? WHERE id = ? AND status = 'CONFIRMED' AND paid_saga_id = ?",
-						[new Date(), reservationId, sagaId],
+						[sqlTime(), reservationId, sagaId],
 						t
 					);
 					const current = await this.load(reservationId, t);
@@ -410,7 +410,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const { reservationId, expect } = ctx.params;
 				const changed = await this.sql.update(
 					"UPDATE reservations SET status = 'CANCELLING', previous_status = ?, saga_id = ?, updated_at = ? WHERE id = ? AND status = ?",
-					[expect, sagaId, new Date(), reservationId, expect]
+					[expect, sagaId, sqlTime(), reservationId, expect]
 				);
 				if (changed === 1) return { reservationId, status: "CANCELLING" };
 				const row = await this.load(reservationId);
@@ -429,7 +429,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const sagaId = sagaOf(ctx);
 				await this.sql.update(
 					"UPDATE reservations SET status = previous_status, previous_status = NULL, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
-					[new Date(), ctx.params.reservationId, sagaId]
+					[sqlTime(), ctx.params.reservationId, sagaId]
 				);
 				const row = await this.load(ctx.params.reservationId);
 				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
@@ -446,7 +446,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				return this.sql.transaction(async t => {
 					const changed = await this.sql.update(
 						"UPDATE reservations SET status = 'CANCELLED', refund_amount = ?, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
-						[refundAmount ?? null, new Date(), reservationId, sagaId],
+						[refundAmount ?? null, sqlTime(), reservationId, sagaId],
 						t
 					);
 					const row = await this.load(reservationId, t);
@@ -536,14 +536,14 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			const now = new Date();
 			const due = await this.sql.select<ReservationRow>(
 				"SELECT * FROM reservations WHERE status = 'PENDING' AND expires_at <= ? ORDER BY expires_at LIMIT 200",
-				[now]
+				[sqlTime(now)]
 			);
 			let expired = 0;
 			for (const candidate of due) {
 				const row = await this.sql.transaction(async t => {
 					const changed = await this.sql.update(
 						"UPDATE reservations SET status = 'EXPIRED', updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at <= ?",
-						[new Date(), candidate.id, now],
+						[sqlTime(), candidate.id, sqlTime(now)],
 						t
 					);
 					if (changed !== 1) return null;

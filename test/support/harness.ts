@@ -11,7 +11,7 @@ import { ChildProcess, spawn } from "child_process";
 import fs from "fs";
 import os from "os";
 import path from "path";
-import { ServiceBroker } from "moleculer";
+import { ServiceBroker, type Middleware } from "moleculer";
 import mysql from "mysql2/promise";
 import { brokerOptions } from "../../moleculer.config";
 import { loadConfig, type Config } from "../../lib/config";
@@ -70,10 +70,15 @@ export class TestEnv {
 	}
 
 	/** An in-process broker with the given services (names under services/, or schemas). */
-	async broker(services: string[], extra: { nodeID?: string; config?: Partial<Config> } = {}): Promise<ServiceBroker> {
+	async broker(
+		services: string[],
+		extra: { nodeID?: string; config?: Partial<Config>; middlewares?: Middleware[] } = {}
+	): Promise<ServiceBroker> {
 		const nodeID = extra.nodeID ?? `${this.id}-n${this.brokers.length}`;
 		const config = { ...this.config, ...extra.config, nodeID };
-		const broker = new ServiceBroker({ ...brokerOptions(config), nodeID });
+		const options = brokerOptions(config);
+		// Test middlewares (fault injection) go last: innermost, right around the handlers.
+		const broker = new ServiceBroker({ ...options, nodeID, middlewares: [...(options.middlewares ?? []), ...(extra.middlewares ?? [])] });
 		for (const name of services) broker.loadService(path.join(ROOT, "services", name, `${name}.service.ts`));
 		this.brokers.push(broker);
 		await broker.start();
