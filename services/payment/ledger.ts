@@ -15,11 +15,12 @@
  * - Every transaction takes its locks in the same order (payment row, then wallet row): no lock cycles. The
  *   deadlocks InnoDB can still report (duplicate-key waiters after a rollback, racing creation of a new wallet)
  *   are retried here, as the victim's whole transaction rolled back.
- * - On SQLite writes queue in-process, one at a time per file (see `serialized`).
+ * - On SQLite writes queue in-process, one at a time per file (lib/sql.ts).
  */
 import crypto from "crypto";
-import { QueryTypes, Transaction, UniqueConstraintError, type Sequelize } from "sequelize";
+import { Transaction, UniqueConstraintError, type Sequelize } from "sequelize";
 import { appendOutbox } from "../../lib/outbox";
+import { isTransientDbError, Sql, sqlTime } from "../../lib/sql";
 import {
 	BALANCE_LIMIT,
 	chargeReplay,
@@ -72,14 +73,6 @@ export interface LedgerDeps {
 	balanceLimit?: number;
 }
 
-/**
- * A time as the DATETIME(3) columns store it: UTC (the pool's timezone is +00:00) with milliseconds. Passed as a
- * string because Sequelize formats a raw replacement Date without its milliseconds on MariaDB.
- */
-export function sqlTime(d: Date): string {
-	return d.toISOString().replace("T", " ").replace("Z", "");
-}
-
 /** A ledger row's effect on the balance, in SQL (see `signedAmount`). */
 const SIGNED = "CASE WHEN type = 'PAYMENT' THEN -amount ELSE amount END";
 
@@ -115,68 +108,22 @@ const VERIFY_SQL = {
 		WHERE t.type <> 'CHARGE' AND p.id IS NULL`
 };
 
-const MYSQL_DEADLOCK = 1213;
-const MYSQL_LOCK_WAIT_TIMEOUT = 1205;
-
-function dbErrno(err: unknown): number | string | undefined {
-	const e = err as { parent?: { errno?: number; code?: string }; original?: { errno?: number; code?: string } };
-	return e?.parent?.errno ?? e?.original?.errno ?? e?.parent?.code ?? e?.original?.code;
-}
-
-function isDeadlock(err: unknown): boolean {
-	return dbErrno(err) === MYSQL_DEADLOCK;
-}
-
-/** Faults that say nothing about the request: lock waits, a busy SQLite file, a lost connection. */
-function isTransient(err: unknown): boolean {
-	const name = (err as { name?: string })?.name ?? "";
-	const code = dbErrno(err);
-	return (
-		code === MYSQL_LOCK_WAIT_TIMEOUT ||
-		code === MYSQL_DEADLOCK ||
-		code === "SQLITE_BUSY" ||
-		/^Sequelize(Connection\w*Error|ConnectionAcquireTimeoutError|TimeoutError|HostNotReachableError)$/.test(name)
-	);
-}
-
-/**
- * SQLite allows one writer per file, and a BEGIN IMMEDIATE that finds the file busy fails instead of queueing.
- * Embedded mode has exactly one process per file, so its writes queue here, in order, one at a time (keyed by the
- * file, in case two ledgers share one). MariaDB needs no such queue: its row locks do the ordering.
- */
-const sqliteWriters = new Map<string, Promise<unknown>>();
-
-function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
-	const prev = sqliteWriters.get(key) ?? Promise.resolve();
-	const run = prev.then(fn, fn);
-	const tail = run.then(
-		() => undefined,
-		() => undefined
-	);
-	sqliteWriters.set(key, tail);
-	void tail.then(() => {
-		if (sqliteWriters.get(key) === tail) sqliteWriters.delete(key);
-	});
-	return run;
-}
-
 export class PaymentLedger {
 	private readonly sequelize: Sequelize;
+	/** Conditional updates, deadlock retries and (on SQLite) the per-file writer queue: lib/sql.ts. */
+	private readonly sql: Sql;
 	private readonly now: () => Date;
 	private readonly newId: () => string;
 	private readonly mysql: boolean;
 	private readonly balanceLimit: number;
-	/** SQLite only: the file whose writes are serialized in this process. */
-	private readonly writerKey?: string;
 
 	constructor(deps: LedgerDeps) {
 		this.sequelize = deps.sequelize;
 		this.now = deps.now ?? (() => new Date());
 		this.newId = deps.newId ?? (() => crypto.randomUUID());
 		this.balanceLimit = deps.balanceLimit ?? BALANCE_LIMIT;
-		this.mysql = deps.sequelize.getDialect() !== "sqlite";
-		// `options.storage` (the file) is set at runtime by Sequelize but missing from its typings.
-		if (!this.mysql) this.writerKey = String((deps.sequelize as unknown as { options: { storage?: string } }).options.storage);
+		this.sql = new Sql(deps.sequelize);
+		this.mysql = this.sql.mysql;
 	}
 
 	// ---- money moves ----
@@ -299,10 +246,11 @@ export class PaymentLedger {
 		if (!payment) {
 			const now = this.now();
 			try {
-				await this.exclusive(() =>
+				await this.sql.transaction(t =>
 					this.insert(
 						"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, refund_reason, created_at, updated_at) VALUES (?, ?, NULL, NULL, 0, 'VOIDED', ?, ?, ?)",
-						[this.newId(), sagaId, reason ?? null, sqlTime(now), sqlTime(now)]
+						[this.newId(), sagaId, reason ?? null, sqlTime(now), sqlTime(now)],
+						t
 					)
 				);
 				return { refunded: false };
@@ -404,17 +352,19 @@ export class PaymentLedger {
 	 * read apart, a debit committing between them would show up as a false offender on a live system.
 	 */
 	async verify(): Promise<{ ok: boolean; checks: Check[] }> {
-		const checks = await this.exclusive(() =>
-			this.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ }, async t => {
-				const ids = async (sql: string) => (await this.select<{ id: string }>(sql, [], t)).map(r => String(r.id));
-				return [
-					toCheck("wallet-balance-equals-ledger", await ids(VERIFY_SQL.balanceEqualsLedger)),
-					toCheck("no-negative-balance", await ids(VERIFY_SQL.noNegative)),
-					toCheck("ledger-chain", await ids(VERIFY_SQL.ledgerChain)),
-					toCheck("payment-has-ledger-rows", await ids(VERIFY_SQL.paymentRows))
-				];
-			})
-		);
+		const read = async (t: Transaction) => {
+			const ids = async (sql: string) => (await this.select<{ id: string }>(sql, [], t)).map(r => String(r.id));
+			return [
+				toCheck("wallet-balance-equals-ledger", await ids(VERIFY_SQL.balanceEqualsLedger)),
+				toCheck("no-negative-balance", await ids(VERIFY_SQL.noNegative)),
+				toCheck("ledger-chain", await ids(VERIFY_SQL.ledgerChain)),
+				toCheck("payment-has-ledger-rows", await ids(VERIFY_SQL.paymentRows))
+			];
+		};
+		// REPEATABLE READ named, not assumed: a server configured for READ COMMITTED would give each query its own view.
+		const checks = this.mysql
+			? await this.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ }, read)
+			: await this.sql.transaction(read);
 		return { ok: checks.every(c => c.ok), checks };
 	}
 
@@ -460,13 +410,13 @@ export class PaymentLedger {
 		const sql = this.mysql
 			? "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON DUPLICATE KEY UPDATE user_id = user_id"
 			: "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON CONFLICT(user_id) DO NOTHING";
-		await this.sequelize.query(sql, { replacements: [userId, sqlTime(now), sqlTime(now)], transaction: t, type: QueryTypes.INSERT });
+		await this.insert(sql, [userId, sqlTime(now), sqlTime(now)], t);
 	}
 
 	/** The balance as this transaction left it (a locking read on MariaDB: never a stale snapshot). */
 	private async lockedBalance(userId: string, t: Transaction): Promise<number> {
 		const [row] = await this.select<{ balance: number }>(
-			`SELECT balance FROM wallets WHERE user_id = ?${this.mysql ? " FOR UPDATE" : ""}`,
+			`SELECT balance FROM wallets WHERE user_id = ?${this.sql.forUpdate}`,
 			[userId],
 			t
 		);
@@ -488,46 +438,31 @@ export class PaymentLedger {
 
 	private async select<T extends object>(sql: string, replacements: unknown[] = [], transaction?: Transaction): Promise<T[]> {
 		try {
-			return await this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
+			return await this.sql.select<T>(sql, replacements, transaction);
 		} catch (err) {
 			throw this.translate(err);
 		}
 	}
 
-	private async insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
-		await this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction });
+	private insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
+		return this.sql.insert(sql, replacements, transaction);
 	}
 
 	/** Runs an UPDATE and returns the number of rows it changed. */
-	private async update(sql: string, replacements: unknown[], transaction: Transaction): Promise<number> {
-		const [, affected] = (await this.sequelize.query(sql, { replacements, type: QueryTypes.UPDATE, transaction })) as unknown as [
-			unknown,
-			number
-		];
-		return Number(affected);
+	private update(sql: string, replacements: unknown[], transaction: Transaction): Promise<number> {
+		return this.sql.update(sql, replacements, transaction);
 	}
 
-	/** One transaction; retried whole when InnoDB picked it as a deadlock victim (it rolled back entirely). */
+	/** One transaction (queued per file on SQLite, retried whole after an InnoDB deadlock); transient faults -> 503. */
 	private async inTransaction<T>(fn: (t: Transaction) => Promise<T>): Promise<T> {
-		for (let attempt = 1; ; attempt++) {
-			try {
-				return await this.exclusive(() => this.sequelize.transaction(fn));
-			} catch (err) {
-				if (isDeadlock(err) && attempt < 5) {
-					await new Promise(r => setTimeout(r, 5 + Math.random() * 20 * attempt));
-					continue;
-				}
-				throw this.translate(err);
-			}
+		try {
+			return await this.sql.transaction(fn);
+		} catch (err) {
+			throw this.translate(err);
 		}
 	}
 
-	/** Writes on SQLite go one at a time (see `serialized`); on MariaDB they run as they come. */
-	private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-		return this.writerKey === undefined ? fn() : serialized(this.writerKey, fn);
-	}
-
 	private translate(err: unknown): unknown {
-		return isTransient(err) ? new PaymentStoreUnavailableError() : err;
+		return isTransientDbError(err) ? new PaymentStoreUnavailableError() : err;
 	}
 }
