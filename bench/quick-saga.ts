@@ -32,6 +32,7 @@ async function main(): Promise<void> {
 
 		const seqN = Math.min(100, total);
 		const w0 = store.writes;
+		const c0 = store.commits;
 		let t = process.hrtime.bigint();
 		for (let i = 0; i < seqN; i++) {
 			const s = await run(caller);
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
 		}
 		const seqMs = Number(process.hrtime.bigint() - t) / 1e6;
 		const writesPerSaga = (store.writes - w0) / seqN;
+		const commitsPerSaga = (store.commits - c0) / seqN;
 
 		let next = 0;
 		let failed = 0;
@@ -59,7 +61,8 @@ async function main(): Promise<void> {
 			concurrency,
 			sequential: { sagas: seqN, msPerSaga: +(seqMs / seqN).toFixed(2), sagasPerSec: +((seqN * 1000) / seqMs).toFixed(1) },
 			concurrent: { sagasPerSec: +((total * 1000) / parMs).toFixed(1), notCompleted: failed },
-			journalStatementsPerSaga: writesPerSaga
+			journalStatementsPerSaga: writesPerSaga,
+			journalCommitsPerSaga: commitsPerSaga
 		};
 		process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 	} finally {
