@@ -284,8 +284,11 @@ export class OutboxRelay {
 		if (this.timer) clearTimeout(this.timer);
 		this.timer = setTimeout(() => {
 			this.timer = undefined;
+			// A round sees every row committed before it starts; a commit during the round asks for another one.
+			this.again = false;
 			this.running = this.round().finally(() => {
 				this.running = undefined;
+				if (this.again && this.failures === 0) this.schedule(0);
 			});
 		}, ms);
 	}
@@ -303,10 +306,6 @@ export class OutboxRelay {
 			if (this.failures === 1 || this.failures % 10 === 0) {
 				this.opts.log?.("warn", `outbox relay: publish failed (${(err as Error).message}); retrying in ${next} ms`);
 			}
-		}
-		if (this.again && this.failures === 0) {
-			this.again = false;
-			next = 0;
 		}
 		this.schedule(next);
 	}

@@ -120,6 +120,26 @@ describe("outbox relay (SQLite)", () => {
 		await waitFor(() => !r.backingOff, 1_000, "the relay to leave its backoff");
 	});
 
+	it("when commits keep coming while a round runs, then none waits for the next poll (no kick is lost)", async () => {
+		relay = new OutboxRelay({
+			sequelize: db,
+			pollMs: 60_000,
+			publish: async e => {
+				await sleep(2);
+				published.push(e);
+			}
+		});
+		relay.start();
+		await sleep(50);
+		const rows = [];
+		for (let i = 0; i < 60; i++) {
+			rows.push(...(await append(`k${i % 6}`)));
+			if (i % 3 === 0) await sleep(1);
+		}
+		await waitFor(() => published.length === 60, 3_000, "all 60 published long before the 60 s poll");
+		expect(published.map(e => e.id).sort()).toEqual(rows.map(r => r.id).sort());
+	});
+
 	it("when more rows wait than one batch holds, then the backlog drains in one round without waiting for the poll", async () => {
 		for (let i = 0; i < 5; i++) await append(`b${i}`, 50);
 		relay = new OutboxRelay({ sequelize: db, pollMs: 60_000, batchSize: 40, publish: async e => void published.push(e) });
