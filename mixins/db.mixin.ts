@@ -66,14 +66,14 @@ export function createSequelize(sql: SqlConfig, database: string): Sequelize {
 	};
 	if (sql.dialect === "sqlite") {
 		fs.mkdirSync(sql.dir!, { recursive: true });
-		return new Sequelize({
+		return withBusyTimeout(new Sequelize({
 			...common,
 			dialect: "sqlite",
 			storage: path.join(sql.dir!, `${database}.sqlite`),
 			// IMMEDIATE takes the write lock at BEGIN: two transactions never deadlock upgrading a read lock.
 			transactionType: Transaction.TYPES.IMMEDIATE,
 			retry: { match: [/SQLITE_BUSY/], max: 10 }
-		});
+		}));
 	}
 	return new Sequelize(database, sql.user!, sql.password, {
 		...common,
@@ -85,6 +85,27 @@ export function createSequelize(sql: SqlConfig, database: string): Sequelize {
 		dialectOptions: { connectTimeout: 5_000, supportBigNumbers: true, bigNumberStrings: false },
 		retry: { max: 0 }
 	});
+}
+
+/**
+ * Sequelize's SQLite dialect opens a new connection per transaction and runs no connect hooks, so a PRAGMA issued
+ * once applies to one connection only. Every connection gets a busy timeout here: a writer that finds the file
+ * locked waits for it (up to 5 s) instead of failing at once with SQLITE_BUSY.
+ */
+function withBusyTimeout(sequelize: Sequelize): Sequelize {
+	type Conn = { configure?(option: "busyTimeout", ms: number): void };
+	const cm = sequelize.connectionManager as unknown as { getConnection(o?: unknown): Promise<Conn> };
+	const configured = new WeakSet<Conn>();
+	const open = cm.getConnection.bind(cm);
+	cm.getConnection = async (o?: unknown) => {
+		const conn = await open(o);
+		if (!configured.has(conn)) {
+			conn.configure?.("busyTimeout", 5000);
+			configured.add(conn);
+		}
+		return conn;
+	};
+	return sequelize;
 }
 
 /** Creates the schema if missing (MariaDB), then runs pending migrations under a cross-node lock. */
@@ -185,9 +206,8 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			async connect() {
 				const { config } = platformOf(this.broker);
 				if (config.sql.dialect === "sqlite") {
+					// WAL is a property of the file: readers no longer wait for the writer.
 					await this.sequelize.query("PRAGMA journal_mode=WAL");
-					await this.sequelize.query("PRAGMA busy_timeout=5000");
-					await this.sequelize.query("PRAGMA foreign_keys=ON");
 				}
 				await migrate(config.sql, this.databaseName, this.sequelize, opts.migrations, (m: string) => this.logger.info(m));
 				await this.adapter.connect();
