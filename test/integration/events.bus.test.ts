@@ -1,0 +1,94 @@
+/**
+ * The JetStream bus against the real NATS server: several nodes racing to create the streams and one group's
+ * durable consumer at the same moment (the race DESIGN.md section 1 warns about in @moleculer/channels), each
+ * event once per group across its members, late groups, dead letters and a replay to one group only. Every
+ * stream is named after this run's namespace and deleted afterwards.
+ */
+import { JetStreamEventBus, type DeadLetter } from "../../lib/events";
+import { makeEvent, runStreams } from "../support/events";
+import { NATS_URL, runId } from "../support/isolation";
+import { waitFor } from "../support/harness";
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+describe("JetStream event bus (real NATS)", () => {
+	const namespace = runId("bus");
+	const buses: JetStreamEventBus[] = [];
+	const bus = () => {
+		const b = new JetStreamEventBus({ url: NATS_URL, namespace });
+		buses.push(b);
+		return b;
+	};
+
+	afterAll(async () => {
+		await buses[0]?.destroy().catch(() => undefined);
+		await Promise.all(buses.map(b => b.close()));
+		expect(await runStreams(namespace)).toEqual([]);
+	});
+
+	it("when 4 nodes create the streams and the same group at once, then all subscribe and the group gets each of 100 events once", async () => {
+		const nodes = [bus(), bus(), bus(), bus()];
+		const got: string[][] = nodes.map(() => []);
+		await Promise.all(
+			nodes.map((b, i) => b.subscribe({ group: "race", types: ["test.happened"], handler: async e => void got[i].push(e.id) }))
+		);
+		const events = Array.from({ length: 100 }, (_, i) => makeEvent("test.happened", `a${i % 10}`, i + 1, { i }));
+		await Promise.all(events.map(e => nodes[0].publish(e)));
+		// The same ids again (a relay that could not mark its rows): the stream stores them once.
+		await Promise.all(events.slice(0, 20).map(e => nodes[1].publish(e)));
+		await waitFor(() => got.flat().length >= 100, 10_000, "100 deliveries");
+		await sleep(300);
+		const all = got.flat();
+		expect(all).toHaveLength(100);
+		expect(new Set(all).size).toBe(100);
+		expect(got.filter(g => g.length > 0).length).toBeGreaterThan(1);
+	}, 30_000);
+
+	it("when a group subscribes after events were published, then it still receives them", async () => {
+		const b = bus();
+		const e = makeEvent("test.late", "late", 1, {});
+		await b.publish(e);
+		const got: string[] = [];
+		await b.subscribe({ group: "latecomer", types: ["test.late"], handler: async ev => void got.push(ev.id) });
+		await waitFor(() => got.includes(e.id), 5_000, "the earlier event");
+	});
+
+	it("when a handler keeps failing, then it is dead-lettered after maxAttempts; a replay goes to that group only, once", async () => {
+		const b = bus();
+		let fixed = false;
+		const tries: number[] = [];
+		const applied: string[] = [];
+		const other: string[] = [];
+		const letters: DeadLetter[] = [];
+		await b.subscribe({
+			group: "fragile",
+			types: ["test.poison"],
+			maxAttempts: 4,
+			backoffMs: 20,
+			onDeadLetter: l => letters.push(l),
+			handler: async (ev, info) => {
+				tries.push(info.attempt);
+				if (!fixed) throw new Error("cannot handle");
+				applied.push(`${ev.id}:${info.replayed}`);
+			}
+		});
+		await b.subscribe({ group: "bystander", types: ["test.poison"], handler: async ev => void other.push(ev.id) });
+		const e = makeEvent("test.poison", "p", 1, {});
+		await b.publish(e);
+		await waitFor(() => letters.length === 1, 10_000, "the dead letter");
+		expect(tries).toEqual([1, 2, 3, 4]);
+		const listed = await b.deadLetters({ group: "fragile" });
+		expect(listed).toEqual([expect.objectContaining({ id: letters[0].id, group: "fragile", attempts: 4, error: "cannot handle", event: e })]);
+
+		fixed = true;
+		const [first, second] = await Promise.all([b.replay(letters[0].id), b.replay(letters[0].id)]);
+		expect([first, second].filter(Boolean).length).toBeGreaterThanOrEqual(1);
+		await waitFor(() => applied.length === 1, 5_000, "the replay");
+		await sleep(300);
+		// Two concurrent replays of one letter publish under one message id: the group handles it once.
+		expect(applied).toEqual([`${e.id}:true`]);
+		expect(other).toEqual([e.id]);
+		expect(await b.deadLetters({ group: "fragile" })).toEqual([]);
+		expect(await b.replay(letters[0].id)).toBeNull();
+	}, 30_000);
+});
