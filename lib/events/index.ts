@@ -11,6 +11,7 @@ import { MemoryEventBus } from "./memory-bus";
 import type { EventBus } from "./types";
 
 export * from "./types";
+export * from "./catalog";
 export { JetStreamEventBus, streamNames } from "./jetstream-bus";
 export { MemoryEventBus } from "./memory-bus";
 
