@@ -13,14 +13,15 @@
  * | payment.refunded       | PaymentRollbackEvent       | payment     | notification              |
  * | points.charged         | (wallet top-up)            | wallet      | none yet                  |
  * | points.deducted        | PointDeductedEvent         | wallet      | none yet                  |
- * | saga.failed            | (admin alert)              | broker event, not durable: the saga's dead letter is | notification |
+ * | saga.failed            | (admin alert)              | broker event; the saga's dead letter is the record | notification |
  *
  * Seed 003's choreographed availability update (the concert service decrementing `seat_availability` when it
- * receives SeatReservedEvent) is deliberately not a consumer here: in this design the concert service changes
- * seat state itself, synchronously, in its own transaction (a hold is `concert.hold`, a sale is
- * `concert.confirmSeats` inside the saga, and availability is counted from the sold seats and live holds it owns).
- * A second, event-driven copy of the same count could only lag behind or drift from it; the database row that
- * sells a seat is the one truth (DESIGN.md section 3).
+ * receives SeatReservedEvent) is deliberately not a consumer here: the concert service owns every seat change and
+ * makes it itself, synchronously. `concert.confirmSeats` (saga step 3) inserts the sold seats and raises
+ * `seat_availability.sold_seats` in one transaction, `concert.releaseSold` lowers it in the one that removes them,
+ * and held seats are counted from the live holds at read time (availableSeats = total - sold - held). A second,
+ * event-driven copy of the same count could only lag behind or drift from it (and would count a seat twice if the
+ * event were redelivered); the database row that sells a seat is the one truth (DESIGN.md section 3).
  */
 
 /** seed 003 SeatReservedEvent {reservationId, scheduleId, seatIds, reservedAt, expiresAt} + who and which concert. */
