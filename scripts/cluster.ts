@@ -17,11 +17,18 @@ interface NodeSpec {
 	services: string[];
 }
 
-/** The gateway alone, and each service group with two replicas. Later services join these groups. */
+/**
+ * The gateway alone; the catalog group (accounts, concerts and seat holds, the waiting room) and the booking
+ * group (reservations, the saga orchestrator, the wallet) with two replicas each; the event consumers once.
+ * Six processes is what two cores carry comfortably; CLUSTER_NODES picks another split.
+ */
 const DEFAULT_TOPOLOGY: NodeSpec[] = [
 	{ name: "gateway", services: ["api"] },
-	{ name: "accounts-1", services: ["user"] },
-	{ name: "accounts-2", services: ["user"] }
+	{ name: "catalog-1", services: ["user", "concert", "queue"] },
+	{ name: "catalog-2", services: ["user", "concert", "queue"] },
+	{ name: "booking-1", services: ["reservation", "saga", "payment"] },
+	{ name: "booking-2", services: ["reservation", "saga", "payment"] },
+	{ name: "events", services: ["ranking", "notification", "review"] }
 ];
 
 function topology(): NodeSpec[] {
