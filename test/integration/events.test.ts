@@ -53,18 +53,19 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		}
 	};
 
-	/** Appends `versions` events to each of `aggregates` aggregates: versions in order, aggregates side by side, nodes in turn. */
-	async function appendMany(prefix: string, aggregates: number, versions: number, payload: Record<string, unknown> = {}) {
+	type Spec = { eventType: string; payload: Record<string, unknown> };
+	const testEvents = (versions: number) => (k: number): Spec[] =>
+		Array.from({ length: versions }, (_, v) => ({ eventType: "test.happened", payload: { k, v } }));
+
+	/** Appends each aggregate's events in order; aggregates side by side; the producer nodes in turn. */
+	async function appendMany(prefix: string, aggregates: number, eventsOf: (k: number) => Spec[]) {
 		const ids: string[] = [];
 		await Promise.all(
 			Array.from({ length: aggregates }, async (_, k) => {
-				for (let v = 0; v < versions; v++) {
+				const specs = eventsOf(k);
+				for (let v = 0; v < specs.length; v++) {
 					const node = relays[(k + v) % relays.length];
-					const res = await node.call<{ id: string }, unknown>("evproducer.append", {
-						aggregateId: `${prefix}-${k}`,
-						eventType: "test.happened",
-						payload: { k, v, ...payload }
-					});
+					const res = await node.call<{ id: string }, unknown>("evproducer.append", { aggregateId: `${prefix}-${k}`, ...specs[v] });
 					ids.push(res.id);
 				}
 			})
@@ -73,45 +74,64 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 	}
 
 	/** In stream order, every aggregate's versions are 1, 2, 3... with nothing missing and nothing before its time. */
-	async function expectStreamOrder(prefix: string, aggregates: number, versions: number) {
+	async function expectStreamOrder(prefix: string, aggregates: number, versionsOf: (k: number) => number) {
 		const seen = new Map<string, number[]>();
 		for (const e of await streamEvents(env.config.namespace)) {
 			if (!e.aggregateId.startsWith(`${prefix}-`)) continue;
 			seen.set(e.aggregateId, [...(seen.get(e.aggregateId) ?? []), e.version]);
 		}
 		expect(seen.size).toBe(aggregates);
-		for (const [, vs] of seen) expect(vs).toEqual(Array.from({ length: versions }, (_, i) => i + 1));
+		for (const [agg, vs] of seen) {
+			const k = Number(agg.slice(prefix.length + 1));
+			expect({ agg, vs }).toEqual({ agg, vs: Array.from({ length: versionsOf(k) }, (_, i) => i + 1) });
+		}
 	}
 
 	const setPublishing = (up: boolean) =>
 		Promise.all(relays.map(r => r.call("evproducer.setPublishing", { up }, { nodeID: r.nodeID })));
 
-	it("when the broker is unreachable while producers commit, then nothing is lost and, once it is back, every event is applied exactly once", async () => {
+	it("when the broker is unreachable while reservations are held, confirmed and cancelled, then nothing is lost and, once it is back, every event is applied exactly once", async () => {
+		const user = tokenFor(env);
+		// Each reservation: held (v1), confirmed (v2); every even one then cancelled (v3). 2 seats each.
+		const lifecycle = (k: number): Spec[] => {
+			const p = { reservationId: `outage-${k}`, userId: user.id, concertId: "c-outage", scheduleId: "s", seatIds: ["a", "b"] };
+			const out: Spec[] = [
+				{ eventType: "reservation.held", payload: { ...p, reservedAt: new Date().toISOString(), expiresAt: new Date().toISOString() } },
+				{ eventType: "reservation.confirmed", payload: { ...p, amount: 20 } }
+			];
+			if (k % 2 === 0) out.push({ eventType: "reservation.cancelled", payload: { ...p, wasConfirmed: true, refundAmount: 20, reason: "USER" } });
+			return out;
+		};
 		await setPublishing(false);
-		const ids = await appendMany("outage", 10, 3);
+		const ids = await appendMany("outage", 10, lifecycle);
 		await sleep(800);
 		// Nothing got through, nothing was dropped: every row still waits in the outbox.
-		expect(await pending()).toBe(30);
+		expect(await pending()).toBe(25);
 		expect((await sink(ids)).applied).toEqual(Object.fromEntries(ids.map(id => [id, 0])));
+		expect(await rankingScore("c-outage")).toBe(0);
 		const states = (await setPublishing(true)) as { backingOff: boolean }[];
 		expect(states.every(s => s.backingOff)).toBe(true);
 
 		await waitFor(async () => Object.values((await sink(ids)).applied).every(n => n === 1), 20_000, "every event applied");
 		expect(await pending()).toBe(0);
-		await sleep(300);
-		const stats = await sink(ids);
-		expect(Object.values(stats.applied)).toEqual(ids.map(() => 1));
-		await expectStreamOrder("outage", 10, 3);
+		await waitFor(async () => (await http("GET", `${api}/notifications?pageSize=100`, { token: user.token })).body.total >= 25, 10_000, "25 notifications");
+		await settle();
+		expect(Object.values((await sink(ids)).applied)).toEqual(ids.map(() => 1));
+		// The five reservations still confirmed, two seats each: nothing counted twice, no cancel missed.
+		expect(await rankingScore("c-outage")).toBe(10);
+		const inbox = await http("GET", `${api}/notifications?pageSize=100`, { token: user.token });
+		expect(inbox.body.total).toBe(25);
+		await expectStreamOrder("outage", 10, k => (k % 2 === 0 ? 3 : 2));
 	}, 40_000);
 
 	it("when three relay nodes publish a steady stream at once, then each event is published once, in order per aggregate, and applied once", async () => {
-		const ids = await appendMany("multi", 30, 5);
+		const ids = await appendMany("multi", 30, testEvents(5));
 		expect(new Set(ids).size).toBe(150);
 		await waitFor(async () => Object.values((await sink(ids)).applied).every(n => n === 1), 20_000, "every event applied");
 		expect(await pending()).toBe(0);
 		// No relay published a row another relay had claimed: exactly one publish per event.
 		expect(await publishCount(ids)).toEqual(ids.map(() => 1));
-		await expectStreamOrder("multi", 30, 5);
+		await expectStreamOrder("multi", 30, () => 5);
 		expect(Object.values((await sink(ids)).applied)).toEqual(ids.map(() => 1));
 	}, 40_000);
 

@@ -9,7 +9,7 @@ import { EventConsumerMixin, type EventConsumerVars } from "../../../lib/events/
 import type { DeliveryInfo, EventMessage } from "../../../lib/events/types";
 import { PlatformMixin, type PlatformVars } from "../../../mixins/platform.mixin";
 
-export const SINK_TYPES = ["test.happened", "reservation.confirmed", "reservation.cancelled"];
+export const SINK_TYPES = ["test.happened", "reservation.held", "reservation.confirmed", "reservation.cancelled"];
 
 export interface SinkStats {
 	delivered: Record<string, number>;
