@@ -3,6 +3,7 @@
  *
  *   npx ts-node --transpile-only bench/quick-debits.ts
  *   BENCH_SECONDS=10 BENCH_CALLERS=64 BENCH_PAYMENT_NODES=2 DB_POOL_MAX=5 npx ts-node --transpile-only bench/quick-debits.ts
+ *   BENCH_SPAWN=1 ...   payment nodes as separate OS processes (moleculer-runner), as in a real cluster
  *
  * It builds an isolated run exactly as the integration tests do (own namespace, schema prefix, store prefix),
  * starts the payment service on BENCH_PAYMENT_NODES in-process nodes and a caller node, and runs two scenarios:
@@ -18,6 +19,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CALLERS = Number(process.env.BENCH_CALLERS ?? 64);
 const NODES = Number(process.env.BENCH_PAYMENT_NODES ?? 1);
 const POOL = process.env.DB_POOL_MAX ?? "5";
+/** Separate processes use the other cores; in-process nodes share this process's one event loop. */
+const SPAWN = process.env.BENCH_SPAWN === "1";
 
 interface Result {
 	scenario: string;
@@ -62,7 +65,11 @@ async function run(caller: ServiceBroker, scenario: string, walletOf: (i: number
 async function main(): Promise<void> {
 	const env = testEnv({ cluster: true, env: { DB_POOL_MAX: POOL, LOG_LEVEL: "error" } });
 	try {
-		await Promise.all(Array.from({ length: NODES }, (_, i) => env.broker(["payment"], { nodeID: `${env.id}-pay-${i}` })));
+		for (let i = 0; i < NODES; i++) {
+			const nodeID = `${env.id}-pay-${i}`;
+			if (SPAWN) await env.spawn(["payment"], { nodeID });
+			else await env.broker(["payment"], { nodeID });
+		}
 		const caller = await env.broker([], { nodeID: `${env.id}-caller` });
 		await waitFor(
 			() => caller.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "payment").length === NODES,
@@ -79,7 +86,9 @@ async function main(): Promise<void> {
 		const verify = await caller.call<{ ok: boolean }>("payment.verify");
 		const hot = await caller.call<{ balance: number }, object>("payment.balance", {}, { meta: { user: { id: "hot", email: "b@example.com", role: "user" } } });
 		const hotOk = hot.balance === 10_000_000 - results[1].ok;
-		console.log(`payment nodes: ${NODES}, callers: ${CALLERS}, DB pool per node: ${POOL}, ${SECONDS} s per scenario`);
+		console.log(
+			`payment nodes: ${NODES} (${SPAWN ? "separate processes" : "in this process"}), callers: ${CALLERS}, DB pool per node: ${POOL}, ${SECONDS} s per scenario`
+		);
 		console.table(results);
 		console.log(`verify ok: ${verify.ok}; hot wallet balance matches successful debits: ${hotOk}`);
 		if (!verify.ok || !hotOk) process.exitCode = 1;

@@ -173,6 +173,9 @@ export class PaymentLedger {
 				const now = this.now();
 				const id = this.newId();
 				// First write: from here on a duplicate of this saga id waits for this transaction to end.
+				// Order matters on MariaDB: no plain (snapshot) read may come before the wallet's row lock, because
+				// appendOutbox reads the aggregate's last version from the snapshot, which must already include the
+				// previous lock holder's commit (otherwise two debits would claim the same wallet event version).
 				await this.insert(
 					"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'COMPLETED', ?, ?)",
 					[id, req.sagaId, req.reservationId, req.userId, req.amount, sqlTime(now), sqlTime(now)],
