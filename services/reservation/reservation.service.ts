@@ -14,6 +14,7 @@ import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { appendOutbox, outboxMigration } from "../../lib/outbox";
 import { Sql, sqlTime } from "../../lib/sql";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
+import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { Errors } from "moleculer";
 import {
@@ -106,6 +107,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 
 	mixins: [
 		PlatformMixin,
+		// Publishes reservation.held/confirmed/cancelled/expired from outbox_events; before DbMixin so it starts
+		// after the migrations and stops before the database closes.
+		OutboxRelayMixin,
 		DbMixin({
 			database: "reservation",
 			migrations: [outboxMigration, createReservations],

@@ -13,11 +13,12 @@ const injected = () => new Errors.MoleculerClientError("injected fault", 409, "I
 
 async function startPlatform(env: TestEnv, faults: Faults, cluster: boolean): Promise<ServiceBroker> {
 	const middlewares = [faults.middleware()];
-	if (!cluster) return env.broker(["api", "user", "queue", "concert", "payment", "saga", "reservation"], { middlewares });
+	const all = ["api", "user", "queue", "concert", "payment", "saga", "reservation", "ranking", "notification"];
+	if (!cluster) return env.broker(all, { middlewares });
 	const [gateway] = await Promise.all([
 		env.broker(["api", "user", "queue"], { middlewares }),
 		env.broker(["reservation", "saga", "concert"], { middlewares }),
-		env.broker(["payment"], { middlewares })
+		env.broker(["payment", "ranking", "notification"], { middlewares })
 	]);
 	await gateway.waitForServices(["reservation", "saga", "concert", "payment"], 30_000);
 	return gateway;
@@ -62,6 +63,14 @@ describe.each([
 		expect(again.status).toBe(403);
 		expect(again.body.type).toBe("QUEUE_TOKEN_NOT_ACTIVE");
 
+		// Step 5, eventually: the ranking counts the two seats and the inbox tells the user.
+		const score = async () =>
+			((await http("GET", `${api}/rankings/concerts?limit=100`)).body as { concertId: string; score: number }[]).find(r => r.concertId === concertId)?.score ?? 0;
+		await waitFor(async () => (await score()) === 2, 15_000, "the ranking to count the sold seats");
+		const inboxTypes = async () => ((await http("GET", `${api}/notifications`, { token: u.token })).body.rows ?? []).map((n: { type: string }) => n.type);
+		await waitFor(async () => (await inboxTypes()).includes("RESERVATION_CONFIRMED"), 15_000, "the confirmation notification");
+		expect(await inboxTypes()).toEqual(expect.arrayContaining(["RESERVATION_HELD", "RESERVATION_CONFIRMED", "PAYMENT_COMPLETED"]));
+
 		const cancelled = await http("POST", `${api}/reservations/${held.body.id}/cancel`, { token: u.token, headers: { "idempotency-key": "cancel-1" } });
 		expect(cancelled.status).toBe(200);
 		expect(cancelled.body).toEqual({ id: held.body.id, status: "CANCELLED", refund: { amount: 3000 } });
@@ -69,6 +78,9 @@ describe.each([
 		expect((await seats(api, scheduleId)).every(s => s.status === "AVAILABLE")).toBe(true);
 		const payment = await http("GET", `${api}/payments/${paid.body.id}`, { token: u.token });
 		expect(payment.body.status).toBe("REFUNDED");
+
+		await waitFor(async () => (await score()) === 0, 15_000, "the ranking to take the cancelled seats off");
+		await waitFor(async () => (await inboxTypes()).includes("PAYMENT_REFUNDED"), 15_000, "the refund notification");
 
 		const twice = await http("POST", `${api}/reservations/${held.body.id}/cancel`, { token: u.token, headers: { "idempotency-key": "cancel-2" } });
 		expect(twice.status).toBe(409);
