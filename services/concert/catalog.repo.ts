@@ -365,6 +365,15 @@ export class CatalogRepo {
 		};
 	}
 
+	/** Every sale row (the consistency check compares them with the CONFIRMED reservations). */
+	async allSales(): Promise<{ scheduleId: string; seatId: string; reservationId: string }[]> {
+		const rows = await this.select<{ schedule_id: string; seat_id: string; reservation_id: string }>(
+			"SELECT schedule_id, seat_id, reservation_id FROM seat_sales ORDER BY schedule_id, seat_id",
+			[]
+		);
+		return rows.map(r => ({ scheduleId: r.schedule_id, seatId: r.seat_id, reservationId: r.reservation_id }));
+	}
+
 	private async lockSchedule(scheduleId: string, tx: Transaction): Promise<void> {
 		const rows = await this.select<{ schedule_id: string }>(
 			`SELECT schedule_id FROM seat_availability WHERE schedule_id = ?${this.forUpdate}`,

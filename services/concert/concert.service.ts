@@ -118,6 +118,7 @@ interface Methods {
 	requireSchedule(id: string): Promise<ScheduleRecord>;
 	seatMapOf(scheduleId: string): Promise<SeatMap>;
 	ttlMs(): number;
+	countHold(outcome: "held" | "conflict" | "sold", seats: number): void;
 }
 
 type This = Service<Settings> & PlatformVars & DbVars & Vars & Methods;
@@ -306,7 +307,10 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const seats = seatIds.map(id => ({ ...map.seats.get(id)! }));
 
 				const outcome = await this.holds.hold({ scheduleId, seatIds, owner, ttlMs: this.ttlMs() });
-				if (!outcome.ok) throw new SeatUnavailableError(outcome.conflicts);
+				if (!outcome.ok) {
+					this.countHold("conflict", seatIds.length);
+					throw new SeatUnavailableError(outcome.conflicts);
+				}
 
 				// The database decides what is sold, whatever the store remembers (it may have lost every key). The
 				// check runs after taking the hold, not before: a sale that commits after this read had to get past
@@ -314,8 +318,10 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const sold = await this.repo.salesOf(scheduleId, seatIds);
 				if (sold.size > 0) {
 					await this.holds.release({ scheduleId, seatIds, owner });
+					this.countHold("sold", seatIds.length);
 					throw new SeatUnavailableError(seatIds.filter(id => sold.has(id)));
 				}
+				this.countHold("held", seatIds.length);
 				return {
 					concertId: map.concertId,
 					scheduleId,
@@ -418,6 +424,29 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		},
 
 		/**
+		 * For the ops consistency check (read only): every sale row and every live hold with its owner, so the check
+		 * can compare them with the reservations without reading this context's tables.
+		 */
+		audit: {
+			visibility: "public",
+			params: {},
+			async handler(this: This) {
+				const sales = await this.repo.allSales();
+				const holds: { scheduleId: string; seatId: string; owner: string }[] = [];
+				for (const scheduleId of await this.repo.allScheduleIds()) {
+					const held = await this.holds.heldSeatIds(scheduleId);
+					if (held.length === 0) continue;
+					const owners = await this.holds.owners({ scheduleId, seatIds: held });
+					held.forEach((seatId, i) => {
+						const owner = owners[i];
+						if (owner !== null) holds.push({ scheduleId, seatId, owner });
+					});
+				}
+				return { sales, holds };
+			}
+		},
+
+		/**
 		 * Consistency check for the admin report: "seats", every sold counter equals its sale rows; "holds", no live
 		 * hold sits on a seat the database sold to another reservation (possible for a moment while a hold's own
 		 * sold check runs; lasting, it would mean a hold path skipped that check).
@@ -491,6 +520,13 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 
 		ttlMs(this: This): number {
 			return this.config.holdTtlSec * 1000;
+		},
+
+		/** Business metrics: hold requests and their seats by outcome (held, conflict with a hold, already sold). */
+		countHold(this: This, outcome: "held" | "conflict" | "sold", seats: number) {
+			if (!this.broker.isMetricsEnabled()) return;
+			this.broker.metrics.increment("concert.hold.requests", { outcome });
+			this.broker.metrics.increment("concert.hold.seats", { outcome }, seats);
 		}
 	},
 
@@ -499,6 +535,15 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		this.repo = new CatalogRepo(this.sequelize);
 		this.holds = createHoldStore(this.store);
 		this.seatMaps = new Map();
+		if (this.broker.isMetricsEnabled()) {
+			const m = this.broker.metrics;
+			if (!m.hasMetric("concert.hold.requests")) {
+				m.register({ type: "counter", name: "concert.hold.requests", description: "Seat hold requests by outcome", labelNames: ["outcome"] });
+			}
+			if (!m.hasMetric("concert.hold.seats")) {
+				m.register({ type: "counter", name: "concert.hold.seats", description: "Seats asked for in hold requests, by outcome", labelNames: ["outcome"] });
+			}
+		}
 		if (this.settings.seedDemoData && (await this.repo.seedIfEmpty(DEMO_CATALOG))) {
 			this.logger.info(`Seeded the demo catalog: ${DEMO_CATALOG.length} concerts`);
 		}
