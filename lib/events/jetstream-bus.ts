@@ -27,6 +27,7 @@ import {
 	RetentionPolicy,
 	StorageType,
 	type ConsumerConfig,
+	type ConsumerMessages,
 	type JetStreamClient,
 	type JetStreamManager,
 	type JsMsg,
@@ -97,28 +98,50 @@ export class JetStreamEventBus implements EventBus {
 			ack_wait: 30e9,
 			max_ack_pending: 256
 		};
-		await retryRace(
-			() => jsm.consumers.add(this.names.events, config),
-			() => jsm.consumers.info(this.names.events, durable)
-		);
-		const consumer = await js.consumers.get(this.names.events, durable);
-		const messages = await consumer.consume({ max_messages: 32 });
+		const ensure = () =>
+			retryRace(
+				() => jsm.consumers.add(this.names.events, config),
+				() => jsm.consumers.info(this.names.events, durable)
+			);
+		// The first subscription must succeed (the service does not start otherwise); later ones are retried.
+		await ensure();
 		const types = new Set(opts.types);
 		const ownReplay = this.names.replaySubject(opts.group);
+		let stopped = false;
+		const first = await (await js.consumers.get(this.names.events, durable)).consume({ max_messages: 32, abort_on_missing_resource: true });
+		let current: ConsumerMessages | undefined = first;
+		// Supervisor: if the message iterator ends while we are not stopping (the consumer or the stream vanished,
+		// the connection was closed under it), take the durable consumer again after a pause and carry on from
+		// its acknowledged position.
 		const loop = (async () => {
-			for await (const m of messages) {
+			let messages: ConsumerMessages | undefined = first;
+			while (!stopped) {
 				try {
-					await this.handle(m, opts, types, ownReplay);
+					if (!messages) {
+						await ensure();
+						messages = await (await js.consumers.get(this.names.events, durable)).consume({ max_messages: 32, abort_on_missing_resource: true });
+					}
+					current = messages;
+					for await (const m of messages) {
+						try {
+							await this.handle(m, opts, types, ownReplay);
+						} catch {
+							// handle() never throws on purpose; an unexpected fault leaves the message to its ack timeout.
+						}
+					}
 				} catch {
-					// handle() never throws on purpose; an unexpected fault leaves the message to its ack timeout.
+					// fall through to the pause below
 				}
+				messages = undefined;
+				if (!stopped) await sleep(1000);
 			}
 		})();
 		const sub: Subscription = {
 			group: opts.group,
 			stop: async () => {
+				stopped = true;
 				this.subs.delete(sub);
-				messages.stop();
+				current?.stop();
 				await loop;
 			}
 		};

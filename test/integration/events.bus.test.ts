@@ -4,6 +4,7 @@
  * event once per group across its members, late groups, dead letters and a replay to one group only. Every
  * stream is named after this run's namespace and deleted afterwards.
  */
+import { connect } from "nats";
 import { JetStreamEventBus, type DeadLetter } from "../../lib/events";
 import { makeEvent, runStreams } from "../support/events";
 import { NATS_URL, runId } from "../support/isolation";
@@ -42,6 +43,26 @@ describe("JetStream event bus (real NATS)", () => {
 		expect(all).toHaveLength(100);
 		expect(new Set(all).size).toBe(100);
 		expect(got.filter(g => g.length > 0).length).toBeGreaterThan(1);
+	}, 30_000);
+
+	it("when a group's durable consumer disappears under a subscriber, then the subscriber takes it again and keeps receiving", async () => {
+		const b = bus();
+		const got: string[] = [];
+		await b.subscribe({ group: "phoenix", types: ["test.phoenix"], handler: async ev => void got.push(ev.id) });
+		const before = makeEvent("test.phoenix", "ph", 1, {});
+		await b.publish(before);
+		await waitFor(() => got.includes(before.id), 5_000, "the first event");
+		const nc = await connect({ servers: new URL(NATS_URL).host });
+		try {
+			await (await nc.jetstreamManager()).consumers.delete(b.names.events, "phoenix");
+		} finally {
+			await nc.close();
+		}
+		const after = makeEvent("test.phoenix", "ph", 2, {});
+		await b.publish(after);
+		await waitFor(() => got.includes(after.id), 15_000, "the event after the consumer was lost");
+		// A consumer taken again from scratch starts over (deliver all): at least once, hence the consumers' dedupe.
+		expect(got.filter(id => id === before.id).length).toBeGreaterThanOrEqual(1);
 	}, 30_000);
 
 	it("when a group subscribes after events were published, then it still receives them", async () => {
