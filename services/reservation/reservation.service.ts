@@ -82,6 +82,10 @@ const pageParams = {
 	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
 } as const;
 
+function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
+	return Object.fromEntries(keys.map(k => [k, o[k]])) as Pick<T, K>;
+}
+
 function caller(ctx: Context<unknown, Meta>): AuthUser {
 	if (!ctx.meta.user) throw new UnauthorizedError();
 	return ctx.meta.user;
@@ -481,6 +485,49 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					[ctx.params.userId, ctx.params.concertId]
 				);
 				return { confirmed: Number(rows[0]?.n ?? 0) > 0 };
+			}
+		},
+
+		/**
+		 * For the ops consistency check (read only): reservations in the given statuses with their seats, amount and
+		 * the payment and saga ids that moved them, oldest first.
+		 */
+		audit: {
+			visibility: "public",
+			params: {
+				statuses: {
+					type: "array",
+					min: 1,
+					items: { type: "enum", values: ["PENDING", "PAYING", "CONFIRMED", "CANCELLING", "CANCELLED", "EXPIRED"] }
+				}
+			},
+			async handler(this: This, ctx: Context<{ statuses: ReservationStatus[] }>) {
+				const rows = await this.sql.select<ReservationRow>(
+					`SELECT * FROM reservations WHERE status IN (${ctx.params.statuses.map(() => "?").join(",")}) ORDER BY created_at, id`,
+					ctx.params.statuses
+				);
+				const seats = new Map<string, string[]>();
+				for (let i = 0; i < rows.length; i += 500) {
+					for (const s of await this.seatsOf(rows.slice(i, i + 500).map(r => r.id))) {
+						const list = seats.get(s.reservation_id) ?? [];
+						list.push(s.seat_id);
+						seats.set(s.reservation_id, list);
+					}
+				}
+				return rows.map(r => ({
+					// toView for the times: MariaDB answers Dates, SQLite text without a zone.
+					...pick(toView(r, []), ["expiresAt", "updatedAt"]),
+					id: r.id,
+					status: r.status,
+					userId: r.user_id,
+					concertId: r.concert_id,
+					scheduleId: r.schedule_id,
+					amount: Number(r.amount),
+					seatIds: (seats.get(r.id) ?? []).sort(),
+					paymentId: r.payment_id ?? null,
+					paidSagaId: r.paid_saga_id ?? null,
+					sagaId: r.saga_id ?? null
+				}));
 			}
 		},
 
