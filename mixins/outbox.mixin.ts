@@ -6,7 +6,8 @@
  * every OUTBOX_POLL_MS, wakes right after a commit that appended an event (appendOutbox signals it), and backs off
  * while the broker is unreachable.
  */
-import type { Service, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { QueryTypes } from "sequelize";
 import { acquireEventBus, releaseEventBus, type EventBus, type EventMessage } from "../lib/events";
 import { OutboxRelay } from "../lib/outbox";
 import type { DbVars } from "./db.mixin";
@@ -20,6 +21,33 @@ export interface OutboxRelayVars {
 type RelayService = Service & PlatformVars & DbVars & OutboxRelayVars & { outboxPublish(event: EventMessage): Promise<void> };
 
 export const OutboxRelayMixin: Partial<ServiceSchema> = {
+	actions: {
+		/**
+		 * For the ops consistency check and metrics (read only): how many events wait to be published, how old the
+		 * oldest is, and the ids of those older than `staleMs`.
+		 */
+		outboxStats: {
+			visibility: "public",
+			params: { staleMs: { type: "number", integer: true, min: 0, optional: true } },
+			async handler(ctx: Context<{ staleMs?: number }>) {
+				const self = this as unknown as RelayService;
+				const rows = await self.sequelize.query<{ id: string; event_type: string; aggregate_id: string; created_at: Date | string }>(
+					"SELECT id, event_type, aggregate_id, created_at FROM outbox_events WHERE processed = ? ORDER BY seq LIMIT 1000",
+					{ replacements: [false], type: QueryTypes.SELECT }
+				);
+				const now = Date.now();
+				const pending = rows.map(r => ({ id: r.id, eventType: r.event_type, aggregateId: r.aggregate_id, ageMs: Math.max(0, now - sqlDate(r.created_at)) }));
+				const staleMs = ctx.params.staleMs ?? 60_000;
+				return {
+					producer: self.name,
+					pending: pending.length,
+					oldestAgeMs: pending.reduce((m, p) => Math.max(m, p.ageMs), 0),
+					stale: pending.filter(p => p.ageMs >= staleMs)
+				};
+			}
+		}
+	},
+
 	methods: {
 		/** Publishes one outbox event on the node's bus (a test's producer may override it to simulate an outage). */
 		async outboxPublish(this: RelayService, event: EventMessage): Promise<void> {
@@ -50,3 +78,9 @@ export const OutboxRelayMixin: Partial<ServiceSchema> = {
 		if (self.outboxBus) await releaseEventBus(self.broker);
 	}
 };
+
+/** MariaDB hands back Dates; SQLite text in UTC without a zone. */
+function sqlDate(d: Date | string): number {
+	if (d instanceof Date) return d.getTime();
+	return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(d) ? d : `${d.replace(" ", "T")}Z`).getTime();
+}

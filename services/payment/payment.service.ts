@@ -4,7 +4,7 @@
  * and hands over.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import { DataTypes } from "sequelize";
+import { DataTypes, QueryTypes } from "sequelize";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
@@ -168,6 +168,29 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 			params: { sagaId: id(100) },
 			async handler(ctx: Context<{ sagaId: string }>) {
 				return this.ledger.paymentBySaga(ctx.params.sagaId);
+			}
+		},
+
+		/**
+		 * For the ops consistency check (read only): every payment with its saga, reservation, amount and status, so
+		 * the check can match them with the reservations without reading this context's tables.
+		 */
+		audit: {
+			visibility: "public",
+			params: {},
+			async handler() {
+				const rows = await this.sequelize.query<{ id: string; saga_id: string; reservation_id: string | null; user_id: string | null; amount: number | string; status: string }>(
+					"SELECT id, saga_id, reservation_id, user_id, amount, status FROM payments ORDER BY created_at, id",
+					{ type: QueryTypes.SELECT }
+				);
+				return rows.map(r => ({
+					id: r.id,
+					sagaId: r.saga_id,
+					reservationId: r.reservation_id,
+					userId: r.user_id,
+					amount: Number(r.amount),
+					status: r.status
+				}));
 			}
 		},
 
