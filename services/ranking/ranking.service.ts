@@ -8,6 +8,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import type { EventMessage } from "../../lib/events/types";
 import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { RankingTruthUnavailableError } from "./errors";
 import { rankingMismatches, rankingRows, reservationState } from "./ranking.domain";
 import { createRankingStore, type ConcertScore, type RankingStore } from "./ranking.store";
 
@@ -86,7 +87,14 @@ const RankingService: ServiceSchema<Record<string, never>, RankingMethods, Platf
 		},
 
 		async truth(ctx: Context) {
-			const rows = await ctx.call<{ concertId: string; seats: number }[], Record<string, never>>("reservation.soldSeatsByConcert", {});
+			let rows: { concertId: string; seats: number }[];
+			try {
+				rows = await ctx.call<{ concertId: string; seats: number }[], Record<string, never>>("reservation.soldSeatsByConcert", {});
+			} catch (err) {
+				const type = (err as { type?: string }).type;
+				if (type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE") throw new RankingTruthUnavailableError();
+				throw err;
+			}
 			return rows.map(r => ({ concertId: r.concertId, score: Number(r.seats) }));
 		},
 

@@ -14,3 +14,25 @@ export class ReviewExistsError extends Errors.MoleculerClientError {
 		this.name = "ReviewExistsError";
 	}
 }
+
+/**
+ * The catalog or the reservation service could not be asked. Without this the broker's SERVICE_NOT_FOUND would
+ * reach the client as a 404, which would claim the concert does not exist.
+ */
+export class ReviewPeerUnavailableError extends Errors.MoleculerRetryableError {
+	constructor(service: string) {
+		super("Service temporarily unavailable", 503, "SERVICE_UNAVAILABLE", { service });
+		this.name = "ServiceUnavailableError";
+	}
+}
+
+/** Calls a peer; "no such service / node" becomes a retryable 503 instead of a 404. */
+export async function callPeer<T>(service: string, call: () => Promise<T>): Promise<T> {
+	try {
+		return await call();
+	} catch (err) {
+		const type = (err as { type?: string }).type;
+		if (type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE") throw new ReviewPeerUnavailableError(service);
+		throw err;
+	}
+}

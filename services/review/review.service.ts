@@ -10,7 +10,7 @@ import type { AuthUser } from "../../lib/auth";
 import { UnauthorizedError } from "../../lib/errors";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
-import { ReviewExistsError, ReviewNotAllowedError } from "./errors";
+import { callPeer, ReviewExistsError, ReviewNotAllowedError } from "./errors";
 import { createReviews } from "./migrations/001_create_reviews";
 import { averageRating, CONTENT_MAX, RATING_MAX, RATING_MIN, toPublicReview, type ReviewRow } from "./review.domain";
 
@@ -77,10 +77,9 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 				if (!user) throw new UnauthorizedError();
 				const { id, rating, content } = ctx.params;
 				await this.assertConcert(ctx, id);
-				const { confirmed } = await ctx.call<{ confirmed: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", {
-					userId: user.id,
-					concertId: id
-				});
+				const { confirmed } = await callPeer("reservation", () =>
+					ctx.call<{ confirmed: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", { userId: user.id, concertId: id })
+				);
 				if (confirmed !== true) throw new ReviewNotAllowedError(id);
 				const row: ReviewRow = { id: crypto.randomUUID(), concert_id: id, user_id: user.id, rating, content, created_at: new Date() };
 				try {
@@ -131,7 +130,7 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 	methods: {
 		/** concert.get answers 404 NOT_FOUND for an unknown concert; that error goes to the client as it is. */
 		async assertConcert(ctx: Context, id: string) {
-			await ctx.call("concert.get", { id });
+			await callPeer("concert", () => ctx.call("concert.get", { id }));
 		}
 	}
 };

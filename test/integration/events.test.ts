@@ -270,6 +270,15 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		);
 		expect((await http("GET", `${api}/admin/alerts`, { token: u1.token })).status).toBe(403);
 	}, 30_000);
+
+	it("when the reservation service is gone, then a rebuild answers 503 and leaves the ranking as it was", async () => {
+		const before = (await http("GET", `${api}/rankings/concerts?limit=100`)).body;
+		await a.destroyService(a.getLocalService("reservation")!);
+		const res = await http("POST", `${api}/admin/rankings/rebuild`, { token: admin });
+		expect(res.status).toBe(503);
+		expect(res.body.type).toBe("SERVICE_UNAVAILABLE");
+		expect((await http("GET", `${api}/rankings/concerts?limit=100`)).body).toEqual(before);
+	});
 });
 
 describe("durable events (embedded: one process, SQLite, in-process bus)", () => {

@@ -6,7 +6,7 @@
 import type { ServiceBroker } from "moleculer";
 import { FakeConcertService, FakeReservationService } from "../support/event-services/fakes.service";
 import { EventNodes, tokenFor } from "../support/events";
-import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
+import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
 
 const modes: [string, boolean][] = [
 	["embedded", false],
@@ -113,5 +113,15 @@ describe.each(modes)("reviews (%s)", (_mode, cluster) => {
 	it("when there is no token, then POST is 401 and GET is public", async () => {
 		expect((await post("c-1", undefined, { rating: 5, content: "anon" })).status).toBe(401);
 		expect((await http("GET", `${api}/concerts/c-1/reviews`)).status).toBe(200);
+	});
+
+	it("when the reservation service is gone, then a review answers 503 SERVICE_UNAVAILABLE (not 404) and stores nothing", async () => {
+		const u = await confirmed("c-5");
+		await peers.destroyService(peers.getLocalService("reservation")!);
+		await waitFor(() => !gw.registry.getServiceList({ onlyAvailable: true }).some(s => s.name === "reservation"), 10_000, "the gateway to see reservation gone");
+		const res = await post("c-5", u.token, { rating: 5, content: "while it was down" });
+		expect(res.status).toBe(503);
+		expect(res.body.type).toBe("SERVICE_UNAVAILABLE");
+		expect((await http("GET", `${api}/concerts/c-5/reviews`)).body.total).toBe(0);
 	});
 });
