@@ -4,6 +4,8 @@
  * a test sink, each on two nodes) apply them once. Outages, redeliveries, out-of-order events, a poison event and
  * its replay, and the HTTP routes of ranking, notifications, alerts and the event dead-letter queue.
  */
+import { spawn } from "child_process";
+import path from "path";
 import type { ServiceBroker } from "moleculer";
 import { FakeConcertService, FakeReservationService } from "../support/event-services/fakes.service";
 import { ProducerService, PRODUCER_PREFIX } from "../support/event-services/producer.service";
@@ -123,6 +125,45 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		expect(inbox.body.total).toBe(25);
 		await expectStreamOrder("outage", 10, k => (k % 2 === 0 ? 3 : 2));
 	}, 40_000);
+
+	it("when a relay node is killed -9 in the middle of a batch, then the rows it held are published by the others, each applied once", async () => {
+		const doomedId = `${env.id}-doomed`;
+		const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", "test/support/event-services/producer-node.ts"], {
+			cwd: path.resolve(__dirname, "../.."),
+			env: { ...process.env, ...env.env, NODE_ID: doomedId, LOG_LEVEL: "error" },
+			stdio: ["ignore", "pipe", "pipe"]
+		});
+		let out = "";
+		child.stdout!.on("data", d => (out += d.toString()));
+		child.stderr!.on("data", d => (out += d.toString()));
+		const exited = new Promise(resolve => child.once("exit", resolve));
+		try {
+			await waitFor(() => out.includes("producer node ready") || child.exitCode !== null, 45_000, "the doomed node");
+			await waitFor(() => a.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "evproducer").length === 4, 10_000, "4 producers");
+			await setPublishing(false);
+			await a.call("evproducer.setPublishing", { up: true, hang: true }, { nodeID: doomedId });
+			const ids: string[] = [];
+			for (let k = 0; k < 12; k++) {
+				const res = await a.call<{ id: string }, unknown>("evproducer.append", { aggregateId: `crash-${k}`, eventType: "test.happened", payload: { k } }, { nodeID: doomedId });
+				ids.push(res.id);
+			}
+			await sleep(500);
+			await setPublishing(true);
+			await sleep(1500);
+			// The others published what they could claim; the rows in the doomed node's open batch stay locked.
+			const held = await pending();
+			expect(held).toBeGreaterThan(0);
+			expect(Object.values((await sink(ids)).applied).filter(n => n === 1)).toHaveLength(12 - held);
+
+			child.kill("SIGKILL");
+			await exited;
+			await waitFor(async () => Object.values((await sink(ids)).applied).every(n => n === 1), 20_000, "every event applied after the crash");
+			expect(await pending()).toBe(0);
+			expect(await publishCount(ids)).toEqual(ids.map(() => 1));
+		} finally {
+			if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+		}
+	}, 60_000);
 
 	it("when three relay nodes publish a steady stream at once, then each event is published once, in order per aggregate, and applied once", async () => {
 		const ids = await appendMany("multi", 30, testEvents(5));

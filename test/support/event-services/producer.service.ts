@@ -2,7 +2,8 @@
  * Test-only event producer: a service with its own database, the outbox table and the relay mixin, exactly as a
  * real producer (payment, reservation) has them. `append` changes an aggregate row and appends its event in one
  * transaction. `setPublishing({up: false})` makes this node's relay find the broker unreachable (its publish
- * rejects), so a test can stop publishing while producers keep committing. Every real publish is counted per
+ * rejects), so a test can stop publishing while producers keep committing; `{up: true, hang: true}` makes it
+ * hang in the middle of a batch (a node about to be killed). Every real publish is counted per
  * event id in the coordination store (`published:<id>`), so a test can tell a relay's double publish from a
  * consumer's double apply.
  */
@@ -31,11 +32,11 @@ interface AppendParams {
 	eventType: string;
 	payload: Record<string, unknown>;
 }
-type This = PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean };
+type This = PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean; publishHangs: boolean };
 
 export const PRODUCER_PREFIX = "evtest:";
 
-export const ProducerService: ServiceSchema<Record<string, never>, Record<string, never>, PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean }> = {
+export const ProducerService: ServiceSchema<Record<string, never>, Record<string, never>, PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean; publishHangs: boolean }> = {
 	name: "evproducer",
 	mixins: [
 		PlatformMixin,
@@ -72,10 +73,12 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 			}
 		},
 
+		/** `hang: true`: publishing never answers, so the relay sits in its round holding the rows it claimed. */
 		setPublishing: {
-			params: { up: "boolean" },
-			async handler(this: This, ctx: Context<{ up: boolean }>) {
+			params: { up: "boolean", hang: { type: "boolean", optional: true } },
+			async handler(this: This, ctx: Context<{ up: boolean; hang?: boolean }>) {
 				this.publishUp = ctx.params.up;
+				this.publishHangs = ctx.params.hang === true;
 				return { up: this.publishUp, backingOff: this.outboxRelay?.backingOff ?? false };
 			}
 		},
@@ -93,6 +96,7 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 
 	methods: {
 		async outboxPublish(this: This, event: EventMessage) {
+			if (this.publishHangs) await new Promise(() => undefined);
 			if (!this.publishUp) throw new Errors.MoleculerRetryableError("event broker unreachable (test)", 503, "BROKER_UNREACHABLE");
 			await this.outboxBus!.publish(event);
 			await this.store.incr(`${PRODUCER_PREFIX}published:${event.id}`);
@@ -101,5 +105,6 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 
 	created() {
 		this.publishUp = true;
+		this.publishHangs = false;
 	}
 };
