@@ -47,6 +47,10 @@ export const ROUTES: Record<string, string> = {
 	"POST /admin/dead-letters/:id/retry": "saga.retryDeadLetter",
 	"POST /admin/dead-letters/:id/resolve": "saga.resolveDeadLetter",
 
+	// Operations: consistency check across contexts (ops)
+	"GET /admin/consistency": "ops.consistency",
+	"POST /admin/consistency/repair": "ops.repair",
+
 	// Ranking, reviews, notifications (ranking, review, notification)
 	"GET /rankings/concerts": "ranking.concerts",
 	"POST /admin/rankings/rebuild": "ranking.rebuild",
