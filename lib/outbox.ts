@@ -100,6 +100,33 @@ export async function appendOutbox(
 	return { id, version };
 }
 
+export interface OutboxStats {
+	/** Rows not yet published. */
+	pending: number;
+	/** Age of the oldest of them (ms), 0 when there is none: the relay's lag. */
+	oldestAgeMs: number;
+	/** Up to 100 rows older than `staleMs`, oldest first. */
+	stale: { id: string; eventType: string; aggregateId: string; ageMs: number }[];
+}
+
+/** The backlog of one producer's outbox, for the consistency check and the metrics. */
+export async function outboxStats(sequelize: Sequelize, staleMs: number, now = Date.now()): Promise<OutboxStats> {
+	const [agg] = await sequelize.query<{ n: number | string; oldest: Date | string | null }>(
+		"SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox_events WHERE processed = 0",
+		{ type: QueryTypes.SELECT }
+	);
+	const rows = await sequelize.query<{ id: string; event_type: string; aggregate_id: string; created_at: Date | string }>(
+		"SELECT id, event_type, aggregate_id, created_at FROM outbox_events WHERE processed = 0 AND created_at < ? ORDER BY seq LIMIT 100",
+		{ replacements: [new Date(now - staleMs)], type: QueryTypes.SELECT }
+	);
+	const age = (d: Date | string) => Math.max(0, now - sqlDate(d));
+	return {
+		pending: Number(agg?.n ?? 0),
+		oldestAgeMs: agg?.oldest ? age(agg.oldest) : 0,
+		stale: rows.map(r => ({ id: r.id, eventType: r.event_type, aggregateId: r.aggregate_id, ageMs: age(r.created_at) }))
+	};
+}
+
 /** Emits "commit" with the Sequelize instance whose transaction just committed outbox rows. */
 export const outboxCommits = new EventEmitter();
 outboxCommits.setMaxListeners(100);
@@ -128,6 +155,12 @@ interface ClaimedRow {
 	created_at: Date | string;
 }
 
+/** MariaDB hands back Dates; SQLite hands back text in UTC, with or without a zone. */
+function sqlDate(d: Date | string): number {
+	if (d instanceof Date) return d.getTime();
+	return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(d) ? d : `${d.replace(" ", "T")}Z`).getTime();
+}
+
 export function toEventMessage(row: ClaimedRow): EventMessage {
 	return {
 		id: row.id,
@@ -135,7 +168,7 @@ export function toEventMessage(row: ClaimedRow): EventMessage {
 		aggregateType: row.aggregate_type,
 		aggregateId: row.aggregate_id,
 		version: Number(row.version),
-		createdAt: new Date(row.created_at).toISOString(),
+		createdAt: new Date(sqlDate(row.created_at)).toISOString(),
 		payload: JSON.parse(row.payload) as Record<string, unknown>
 	};
 }

@@ -7,9 +7,8 @@
  * while the broker is unreachable.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { QueryTypes } from "sequelize";
 import { acquireEventBus, releaseEventBus, type EventBus, type EventMessage } from "../lib/events";
-import { OutboxRelay } from "../lib/outbox";
+import { OutboxRelay, outboxStats } from "../lib/outbox";
 import type { DbVars } from "./db.mixin";
 import type { PlatformVars } from "./platform.mixin";
 
@@ -31,19 +30,8 @@ export const OutboxRelayMixin: Partial<ServiceSchema> = {
 			params: { staleMs: { type: "number", integer: true, min: 0, optional: true } },
 			async handler(ctx: Context<{ staleMs?: number }>) {
 				const self = this as unknown as RelayService;
-				const rows = await self.sequelize.query<{ id: string; event_type: string; aggregate_id: string; created_at: Date | string }>(
-					"SELECT id, event_type, aggregate_id, created_at FROM outbox_events WHERE processed = ? ORDER BY seq LIMIT 1000",
-					{ replacements: [false], type: QueryTypes.SELECT }
-				);
-				const now = Date.now();
-				const pending = rows.map(r => ({ id: r.id, eventType: r.event_type, aggregateId: r.aggregate_id, ageMs: Math.max(0, now - sqlDate(r.created_at)) }));
-				const staleMs = ctx.params.staleMs ?? 60_000;
-				return {
-					producer: self.name,
-					pending: pending.length,
-					oldestAgeMs: pending.reduce((m, p) => Math.max(m, p.ageMs), 0),
-					stale: pending.filter(p => p.ageMs >= staleMs)
-				};
+				// COUNT(*) for the backlog (not capped), the stale rows filtered in SQL (at most 100, oldest first).
+				return { producer: self.name, ...(await outboxStats(self.sequelize, ctx.params.staleMs ?? 60_000)) };
 			}
 		}
 	},
@@ -78,9 +66,3 @@ export const OutboxRelayMixin: Partial<ServiceSchema> = {
 		if (self.outboxBus) await releaseEventBus(self.broker);
 	}
 };
-
-/** MariaDB hands back Dates; SQLite text in UTC without a zone. */
-function sqlDate(d: Date | string): number {
-	if (d instanceof Date) return d.getTime();
-	return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(d) ? d : `${d.replace(" ", "T")}Z`).getTime();
-}

@@ -9,7 +9,7 @@ import os from "os";
 import path from "path";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { EventMessage } from "../../lib/events/types";
-import { appendOutbox, outboxMigration, OutboxRelay } from "../../lib/outbox";
+import { appendOutbox, outboxMigration, OutboxRelay, outboxStats } from "../../lib/outbox";
 import { createSequelize, migrate } from "../../mixins/db.mixin";
 import { waitFor } from "../support/harness";
 
@@ -138,6 +138,20 @@ describe("outbox relay (SQLite)", () => {
 		}
 		await waitFor(() => published.length === 60, 3_000, "all 60 published long before the 60 s poll");
 		expect(published.map(e => e.id).sort()).toEqual(rows.map(r => r.id).sort());
+	});
+
+	it("when rows wait unpublished, then outboxStats counts them, ages the oldest and lists those past staleMs", async () => {
+		expect(await outboxStats(db, 1000)).toEqual({ pending: 0, oldestAgeMs: 0, stale: [] });
+		const [old] = await append("old");
+		await sleep(60);
+		await append("new");
+		const stats = await outboxStats(db, 40);
+		expect(stats.pending).toBe(2);
+		expect(stats.oldestAgeMs).toBeGreaterThanOrEqual(60);
+		expect(stats.stale).toEqual([{ id: old.id, eventType: "test.happened", aggregateId: "old", ageMs: expect.any(Number) }]);
+		start(20);
+		await waitFor(() => published.length === 2, 2_000, "both published");
+		await waitFor(async () => (await outboxStats(db, 0)).pending === 0, 2_000, "nothing pending");
 	});
 
 	it("when more rows wait than one batch holds, then the backlog drains in one round without waiting for the poll", async () => {
