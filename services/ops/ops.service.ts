@@ -156,7 +156,7 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 					s => ({ ok: true as const, s }),
 					err => ({ ok: false as const, err })
 				),
-				call<{ ok: boolean; checks: { name: string; ok: boolean; offenders?: string[] }[] }>(ctx, "payment.verify", {}).catch(errorOf),
+				call<{ ok: boolean; checks: { name: string; ok: boolean; details: { offenders: number; ids: string[] } }[] }>(ctx, "payment.verify", {}).catch(errorOf),
 				(async () => {
 					const rows: SagaRow[] = [];
 					for (const status of ["RUNNING", "COMPENSATING"]) {
@@ -197,7 +197,7 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 
 			// payment.verify: the wallet rules inside the payment context (balance = ledger, no negative, chain).
 			const walletFailures =
-				"checks" in wallet ? wallet.checks.filter(c => !c.ok).map(c => ({ rule: c.name, offenders: c.offenders ?? [] })) : [];
+				"checks" in wallet ? wallet.checks.filter(c => !c.ok).map(c => ({ rule: c.name, offenders: c.details.ids })) : [];
 			const money: Record<string, unknown> = "checks" in wallet ? { ...cross.money, wallets: walletFailures } : { ...cross.money, wallets: [wallet] };
 
 			const outboxDetails = {

@@ -1,0 +1,148 @@
+/**
+ * The ops consistency check in cluster mode (three brokers over NATS, MariaDB, Redis, JetStream): ok after a real
+ * journey; each kind of drift, injected directly in this run's own databases and Redis, reported with its ids;
+ * the ranking repaired; bad requests refused with a stable error type.
+ */
+import crypto from "crypto";
+import type { ServiceBroker } from "moleculer";
+import { createHoldStore } from "../../services/concert/holds.store";
+import { adminToken, ownConcert, pay, reserve, seats, shopper, type Shopper } from "../support/booking";
+import { http, testEnv, waitFor, type TestEnv } from "../support/harness";
+import { checkOf, OPS_ADMIN, opsCluster, redisOf, schema, sqlOf } from "../support/ops";
+
+// The relay runs after each commit and at start; a long poll keeps an injected outbox row unpublished (stale)
+// for as long as nothing else commits in the reservation database.
+const ENV = { ...OPS_ADMIN, OUTBOX_POLL_MS: "600000" };
+
+describe("consistency check (cluster)", () => {
+	let env: TestEnv;
+	let gateway: ServiceBroker;
+	let api: string;
+	let admin: string;
+	let concertId: string;
+	let scheduleId: string;
+	let buyer: Shopper;
+
+	beforeAll(async () => {
+		env = testEnv({ cluster: true, env: ENV });
+		({ gateway, api } = await opsCluster(env));
+		admin = await adminToken(api, OPS_ADMIN.ADMIN_EMAIL, OPS_ADMIN.ADMIN_PASSWORD);
+		({ concertId, scheduleId } = await ownConcert(api, admin, 2, 5, 1200));
+	}, 120_000);
+	afterAll(() => env.cleanup(), 60_000);
+
+	const report = async () => {
+		const res = await http("GET", `${api}/admin/consistency`, { token: admin });
+		expect(res.status).toBe(200);
+		return res.body;
+	};
+
+	it("when a journey has confirmed, cancelled and pending reservations, then every check is ok", async () => {
+		buyer = await shopper(api, concertId, 10_000, "buyer");
+		const [a, b, c, d] = await seats(api, scheduleId);
+		const held = await reserve(api, buyer, scheduleId, [a.id, b.id]);
+		expect((await pay(api, buyer, held.body.id)).status).toBe(201);
+
+		const canceller = await shopper(api, concertId, 5000, "canceller");
+		const second = await reserve(api, canceller, scheduleId, [c.id]);
+		expect((await pay(api, canceller, second.body.id)).status).toBe(201);
+		const cancelled = await http("POST", `${api}/reservations/${second.body.id}/cancel`, { token: canceller.token, headers: { "idempotency-key": "c1" } });
+		expect(cancelled.status).toBe(200);
+
+		const waiting = await shopper(api, concertId, 0, "pending");
+		expect((await reserve(api, waiting, scheduleId, [d.id])).status).toBe(201);
+
+		// The ranking follows the events: eventually consistent by design.
+		await waitFor(async () => (await gateway.call<{ ok: boolean }, object>("ranking.verify", {})).ok, 20_000, "the ranking to follow the events");
+
+		const body = await report();
+		expect(body.checks.map((c: { name: string }) => c.name).sort()).toEqual(["holds", "money", "outbox", "ranking", "sagas", "seats"]);
+		for (const c of body.checks) expect({ name: c.name, ok: c.ok, details: c.details }).toMatchObject({ name: c.name, ok: true });
+		expect(body.ok).toBe(true);
+		expect(checkOf(body, "outbox").details.producers.map((p: { producer: string }) => p.producer)).toEqual(expect.arrayContaining(["payment", "reservation"]));
+	}, 60_000);
+
+	it("when seats, a wallet, a hold, the outbox and the ranking drift behind the services' backs, then each is reported with its ids", async () => {
+		const sql = await sqlOf();
+		const { store, redis } = redisOf(env);
+		const all = await seats(api, scheduleId);
+		const [soldSeat, heldSeat] = all.filter(s => s.status === "AVAILABLE");
+		const ghostReservation = `ghost-${crypto.randomBytes(4).toString("hex")}`;
+		const orphanOwner = `orphan-${crypto.randomBytes(4).toString("hex")}`;
+		const staleEvent = crypto.randomUUID();
+		try {
+			// A seat sold without a reservation (the counter moves with it, as a sale would move it).
+			await sql.query(`INSERT INTO ${schema(env, "concert")}.seat_sales (schedule_id, seat_id, reservation_id, sold_at) VALUES (?, ?, ?, NOW(3))`, [
+				scheduleId,
+				soldSeat.id,
+				ghostReservation
+			]);
+			await sql.query(`UPDATE ${schema(env, "concert")}.seat_availability SET sold_seats = sold_seats + 1 WHERE schedule_id = ?`, [scheduleId]);
+			// A balance that disagrees with its ledger.
+			await sql.query(`UPDATE ${schema(env, "payment")}.wallets SET balance = balance + 7 WHERE user_id = ?`, [buyer.userId]);
+			// An outbox row nobody published for two hours.
+			await sql.query(
+				`INSERT INTO ${schema(env, "reservation")}.outbox_events (id, aggregate_type, aggregate_id, event_type, payload, version, processed, created_at)
+				 VALUES (?, 'reservation', ?, 'reservation.expired', '{}', 1, 0, NOW(3) - INTERVAL 2 HOUR)`,
+				[staleEvent, `stale-${staleEvent.slice(0, 8)}`]
+			);
+			// A hold whose owner is no reservation at all.
+			const hold = await createHoldStore(store).hold({ scheduleId, seatIds: [heldSeat.id], owner: orphanOwner, ttlMs: 600_000 });
+			expect(hold.ok).toBe(true);
+			// The ranking counts five seats more than were sold.
+			await redis.zincrby("ranking:concerts", 5, concertId);
+
+			const body = await report();
+			expect(body.ok).toBe(false);
+
+			const seatsCheck = checkOf(body, "seats");
+			expect(seatsCheck.ok).toBe(false);
+			expect(seatsCheck.details.soldWithoutReservation).toEqual([{ scheduleId, seatId: soldSeat.id, reservationId: ghostReservation, reservationStatus: null }]);
+			expect(seatsCheck.details.soldTwice).toEqual([]);
+			expect(seatsCheck.details.confirmedNotSold).toEqual([]);
+
+			const money = checkOf(body, "money");
+			expect(money.ok).toBe(false);
+			expect(money.details.wallets).toEqual(expect.arrayContaining([{ rule: "wallet-balance-equals-ledger", offenders: [buyer.userId] }]));
+			expect(money.details.confirmedWithoutPayment).toEqual([]);
+
+			const holds = checkOf(body, "holds");
+			expect(holds.ok).toBe(false);
+			expect(holds.details.orphanHolds).toEqual([{ scheduleId, seatId: heldSeat.id, owner: orphanOwner, reservationStatus: null }]);
+
+			const outbox = checkOf(body, "outbox");
+			expect(outbox.ok).toBe(false);
+			expect(outbox.details.stale).toEqual([expect.objectContaining({ producer: "reservation", eventId: staleEvent, eventType: "reservation.expired" })]);
+
+			const ranking = checkOf(body, "ranking");
+			expect(ranking.ok).toBe(false);
+			expect(ranking.details.mismatches).toEqual([expect.objectContaining({ concertId, ranking: 7, truth: 2 })]);
+
+			// Nothing was injected there.
+			expect(checkOf(body, "sagas").ok).toBe(true);
+		} finally {
+			await store.close();
+			await sql.end();
+		}
+	}, 60_000);
+
+	it("when the ranking repair runs, then the ranking check is ok again and the other findings stay", async () => {
+		const repaired = await http("POST", `${api}/admin/consistency/repair`, { token: admin, body: { check: "ranking" } });
+		expect(repaired.status).toBe(200);
+		expect(repaired.body).toMatchObject({ check: "ranking", ok: true, details: { mismatches: [] } });
+		const body = await report();
+		expect(checkOf(body, "ranking").ok).toBe(true);
+		expect(checkOf(body, "seats").ok).toBe(false);
+	}, 30_000);
+
+	it("when a repair is asked for a check without one, or by a non-admin, then 422 or 403 and nothing runs", async () => {
+		const bad = await http("POST", `${api}/admin/consistency/repair`, { token: admin, body: { check: "seats" } });
+		expect(bad.status).toBe(422);
+		expect(bad.body.type).toBe("VALIDATION_ERROR");
+		const missing = await http("POST", `${api}/admin/consistency/repair`, { token: admin, body: {} });
+		expect(missing.status).toBe(422);
+		expect((await http("POST", `${api}/admin/consistency/repair`, { token: buyer.token, body: { check: "ranking" } })).status).toBe(403);
+		expect((await http("GET", `${api}/admin/consistency`, { token: buyer.token })).status).toBe(403);
+		expect((await http("GET", `${api}/admin/consistency`)).status).toBe(401);
+	}, 30_000);
+});
