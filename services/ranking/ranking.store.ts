@@ -15,7 +15,7 @@
  *   ranking:r:<reservationId>  -> hash {v: last applied version, n: seats counted, c: concertId}
  */
 import type Redis from "ioredis";
-import { MemoryStore, RedisStore, type CoordinationStore } from "../../lib/store";
+import { MemoryStore, RedisStore, StoreUnavailableError, type CoordinationStore } from "../../lib/store";
 
 export interface ReservationState {
 	reservationId: string;
@@ -144,34 +144,41 @@ export class RedisRankingStore implements RankingStore {
 
 	async apply(state: ReservationState): Promise<ApplyOutcome> {
 		check(state);
-		const [applied, delta] = (await this.redis.rankingApply(
-			2,
-			stateKey(state.reservationId),
-			SCORES,
-			state.concertId,
-			state.version,
-			state.seats
+		const [applied, delta] = (await this.wrap(
+			this.redis.rankingApply(2, stateKey(state.reservationId), SCORES, state.concertId, state.version, state.seats)
 		)) as [number, number];
 		return { applied: Number(applied) === 1, delta: Number(delta) };
 	}
 
 	async top(limit: number): Promise<ConcertScore[]> {
-		const flat = await this.redis.zrevrange(SCORES, 0, Math.max(0, limit - 1), "WITHSCORES");
+		const flat = await this.wrap(this.redis.zrevrange(SCORES, 0, Math.max(0, limit - 1), "WITHSCORES"));
 		const out: ConcertScore[] = [];
 		for (let i = 0; i < flat.length; i += 2) out.push({ concertId: flat[i], score: Number(flat[i + 1]) });
 		return out.sort(byScore);
 	}
 
 	async score(concertId: string): Promise<number> {
-		return Number((await this.redis.zscore(SCORES, concertId)) ?? 0);
+		return Number((await this.wrap(this.redis.zscore(SCORES, concertId))) ?? 0);
 	}
 
 	async replaceAll(scores: ConcertScore[]): Promise<void> {
-		await this.redis.rankingReplace(1, SCORES, ...scores.flatMap(s => [s.concertId, s.score]));
+		await this.wrap(this.redis.rankingReplace(1, SCORES, ...scores.flatMap(s => [s.concertId, s.score])));
 	}
 
 	async clear(): Promise<void> {
 		// Only used by tests; the coordination store's clear() removes the per-reservation hashes with the prefix.
 		await this.redis.del(SCORES);
+	}
+
+	/** Connection-level failures become the store's retryable error (a 503 over HTTP, a retry for an event). */
+	private async wrap<T>(p: Promise<T>): Promise<T> {
+		try {
+			return await p;
+		} catch (err) {
+			if (/connect|Connection|timed out|ECONN|EPIPE|max retries/i.test((err as Error).message ?? "")) {
+				throw new StoreUnavailableError("coordination store unavailable");
+			}
+			throw err;
+		}
 	}
 }
