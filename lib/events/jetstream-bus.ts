@@ -108,7 +108,9 @@ export class JetStreamEventBus implements EventBus {
 		const types = new Set(opts.types);
 		const ownReplay = this.names.replaySubject(opts.group);
 		let stopped = false;
-		const first = await (await js.consumers.get(this.names.events, durable)).consume({ max_messages: 32, abort_on_missing_resource: true });
+		// abort_on_missing_resource: end the iterator when the consumer or stream is gone (the loop below recovers).
+		const take = async () => (await js.consumers.get(this.names.events, durable)).consume({ max_messages: 32, abort_on_missing_resource: true });
+		const first = await take();
 		let current: ConsumerMessages | undefined = first;
 		// Supervisor: if the message iterator ends while we are not stopping (the consumer or the stream vanished,
 		// the connection was closed under it), take the durable consumer again after a pause and carry on from
@@ -119,7 +121,7 @@ export class JetStreamEventBus implements EventBus {
 				try {
 					if (!messages) {
 						await ensure();
-						messages = await (await js.consumers.get(this.names.events, durable)).consume({ max_messages: 32, abort_on_missing_resource: true });
+						messages = await take();
 					}
 					current = messages;
 					for await (const m of messages) {
