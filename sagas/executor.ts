@@ -81,8 +81,8 @@ export class SagaExecutor {
 		return this.stopping || this.deps.stopRequested?.() === true;
 	}
 
-	/** Drives a saga whose lease this owner holds, until it is terminal, the lease is lost or the node stops. */
 	/**
+	 * Drives a saga whose lease this owner holds, until it is terminal, the lease is lost or the node stops.
 	 * `fresh`: the saga was just created with its first step journalled RUNNING (store.create's `firstStep`), so
 	 * the first call goes out without another journal write.
 	 */

@@ -136,17 +136,37 @@ export class SagaStore {
 				: `ON DUPLICATE KEY UPDATE ${cols.map(c => `${c} = VALUES(${c})`).join(", ")}`;
 	}
 
+	/**
+	 * SQLite has one writer at a time, and Sequelize gives each transaction its own connection, without the busy
+	 * timeout of the main one: concurrent write transactions fail with SQLITE_BUSY. Embedded mode is one
+	 * process, so its writes queue here instead. MariaDB writes are not serialized.
+	 */
+	private writeQueue: Promise<unknown> = Promise.resolve();
+
+	private exclusive<T>(run: () => Promise<T>): Promise<T> {
+		if (this.sequelize.getDialect() !== "sqlite") return run();
+		const next = this.writeQueue.then(run, run);
+		this.writeQueue = next.catch(() => undefined);
+		return next;
+	}
+
 	private async update(sql: string, replacements: unknown[], transaction?: Transaction): Promise<number> {
 		this.writes++;
-		if (!transaction) this.commits++;
-		const affected = await this.sequelize.query(sql, { replacements, type: QueryTypes.BULKUPDATE, transaction });
-		return Number(affected);
+		const query = () => this.sequelize.query(sql, { replacements, type: QueryTypes.BULKUPDATE, transaction });
+		if (transaction) return Number(await query());
+		this.commits++;
+		return Number(await this.exclusive(query));
 	}
 
 	private async insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
 		this.writes++;
-		if (!transaction) this.commits++;
-		await this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction });
+		const query = () => this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction });
+		if (transaction) {
+			await query();
+			return;
+		}
+		this.commits++;
+		await this.exclusive(query);
 	}
 
 	private select<T extends object>(sql: string, replacements: unknown[], transaction?: Transaction): Promise<T[]> {
@@ -163,7 +183,7 @@ export class SagaStore {
 		const now = this.now();
 		try {
 			this.commits++;
-			await this.sequelize.transaction(async transaction => {
+			await this.exclusive(() => this.sequelize.transaction(async transaction => {
 				await this.insert(
 					"INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, ?, ?, ?, ?, 0, ?, ?)",
 					[input.id, input.type, input.key, JSON.stringify(input.data ?? {}), input.firstStep ?? null, input.firstStep ? 1 : 0, input.owner, now + input.leaseMs, now, now],
@@ -176,7 +196,7 @@ export class SagaStore {
 						transaction
 					);
 				}
-			});
+			}));
 		} catch (err) {
 			if (!(err instanceof UniqueConstraintError)) throw err;
 			const existing = await this.getByKey(input.key);
@@ -312,7 +332,7 @@ export class SagaStore {
 		deadLetter?: NewDeadLetter
 	): Promise<false | { event?: SagaFailedEvent }> {
 		this.commits++;
-		return this.sequelize.transaction(async transaction => {
+		return this.exclusive(() => this.sequelize.transaction(async transaction => {
 			const now = this.now();
 			const { sets, args } = patchClause(patch, now, leaseMs);
 			const n = await this.update(`UPDATE saga_instances SET ${sets.join(", ")} WHERE id = ? AND lease_owner = ?`, [...args, fence.id, fence.owner], transaction);
@@ -350,7 +370,7 @@ export class SagaStore {
 				return { event: { ...payload, eventId: id, version } };
 			}
 			return {};
-		});
+		}));
 	}
 
 	/** Instance-only fenced change (the final COMPLETED/COMPENSATED write, which has no step of its own). */

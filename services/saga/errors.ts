@@ -23,3 +23,11 @@ export class DeadLetterClosedError extends Errors.MoleculerClientError {
 		this.name = "DeadLetterClosedError";
 	}
 }
+
+/** `saga.start` with a key that already belongs to a saga of another type: keys are unique across types. */
+export class SagaKeyConflictError extends Errors.MoleculerClientError {
+	constructor(key: string, existingType: string) {
+		super("This key belongs to a saga of another type", 409, "SAGA_KEY_CONFLICT", { key, type: existingType });
+		this.name = "SagaKeyConflictError";
+	}
+}

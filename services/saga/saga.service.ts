@@ -15,7 +15,7 @@ import { SagaExecutor, type ExecutorSettings } from "../../sagas/executor";
 import { SAGA_DEFINITIONS } from "../../sagas/registry";
 import { SagaStore } from "../../sagas/store";
 import { TERMINAL_STATUSES, type DeadLetter, type SagaDefinition, type SagaState, type SagaStatus } from "../../sagas/types";
-import { DeadLetterClosedError, SagaNotRetryableError, UnknownSagaTypeError } from "./errors";
+import { DeadLetterClosedError, SagaKeyConflictError, SagaNotRetryableError, UnknownSagaTypeError } from "./errors";
 import { createSagaTables } from "./migrations/001_create_saga_tables";
 
 export interface SagaSettings extends ExecutorSettings {
@@ -126,7 +126,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 	actions: {
 		/**
 		 * Starts a saga of a registered type for a business key, or returns the saga that key already has (one
-		 * saga per reservation, however often the caller retries). With `waitMs`, waits up to that long for a
+		 * saga per reservation, however often the caller retries; 409 SAGA_KEY_CONFLICT if it is of another type). With `waitMs`, waits up to that long for a
 		 * terminal state and otherwise answers the current one (RUNNING/COMPENSATING: the gateway answers 202).
 		 */
 		start: {
@@ -153,6 +153,10 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				if (created) {
 					this.metric("saga.started", { type });
 					this.launch(saga.id, true);
+				} else if (saga.type !== type) {
+					// Never answer a Cancel with the Confirm saga of the same reservation: keys are per business
+					// operation (e.g. "confirm:<reservationId>").
+					throw new SagaKeyConflictError(key, saga.type);
 				}
 				if (waitMs > 0 && !isTerminal(saga)) {
 					const done = await this.waitTerminal(saga.id, waitMs);

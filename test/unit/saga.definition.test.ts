@@ -248,6 +248,7 @@ describe("starting and waiting", () => {
 		const views = await Promise.all(Array.from({ length: 10 }, () => start("Test4", {}, { key })));
 		expect(new Set(views.map(v => v.id)).size).toBe(1);
 		expect(await broker.call("saga.find", { key })).toEqual(views[0]);
+		await expect(start("Mixed", {}, { key })).rejects.toMatchObject({ code: 409, type: "SAGA_KEY_CONFLICT", data: { key, type: "Test4" } });
 		expect(await broker.call("saga.find", { id: views[0].id })).toEqual(views[0]);
 		expect(views.every(v => v.status === "COMPLETED")).toBe(true);
 		expect((await fakeStats(broker, views[0].id)).trace).toEqual(fwd("a", "b", "c", "d"));
