@@ -8,6 +8,7 @@ import { FailoverRoundRobinStrategy } from "./lib/balancer";
 import { loadConfigOrExit, type Config } from "./lib/config";
 import { isRetryable, isServerFault } from "./lib/errors";
 import { PlatformMiddleware } from "./lib/platform";
+import { replOptions } from "./lib/repl-commands";
 import { ensureJwtSecret } from "./lib/secrets";
 import type { CoordinationStore } from "./lib/store";
 
@@ -113,6 +114,9 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 
 		// Attaches the config and the coordination store to the broker for the services.
 		middlewares: [PlatformMiddleware(config, opts.store)],
+
+		// Operator commands of the REPL (`npm run repl`, `npm run dev`): sagas, dlq, queue, seats, consistency.
+		replOptions: replOptions(),
 
 		// Services that depend on others wait up to 60 s for them at start.
 		dependencyTimeout: 60_000,

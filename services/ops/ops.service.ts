@@ -201,8 +201,9 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const money: Record<string, unknown> = "checks" in wallet ? { ...cross.money, wallets: walletFailures } : { ...cross.money, wallets: [wallet] };
 
 			const outboxDetails = {
-				producers: outbox.map(o =>
-					"error" in o ? o : { producer: o.producer, pending: o.pending, oldestAgeMs: o.oldestAgeMs, staleEventIds: o.stale.map(s => s.id) }
+				// An object, not a list: the lists in details are findings, this is the backlog of every producer.
+				producers: Object.fromEntries(
+					outbox.map(o => [o.producer, "error" in o ? o : { pending: o.pending, oldestAgeMs: o.oldestAgeMs, staleEventIds: o.stale.map(s => s.id) }])
 				),
 				stale: outbox.flatMap(o => ("stale" in o ? o.stale.map(s => ({ producer: o.producer, eventId: s.id, eventType: s.eventType, aggregateId: s.aggregateId, ageMs: s.ageMs })) : [])),
 				unavailable: outbox.filter(o => "error" in o).map(o => o.producer)

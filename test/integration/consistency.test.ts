@@ -59,7 +59,7 @@ describe("consistency check (cluster)", () => {
 		expect(body.checks.map((c: { name: string }) => c.name).sort()).toEqual(["holds", "money", "outbox", "ranking", "sagas", "seats"]);
 		for (const c of body.checks) expect({ name: c.name, ok: c.ok, details: c.details }).toMatchObject({ name: c.name, ok: true });
 		expect(body.ok).toBe(true);
-		expect(checkOf(body, "outbox").details.producers.map((p: { producer: string }) => p.producer)).toEqual(expect.arrayContaining(["payment", "reservation"]));
+		expect(Object.keys(checkOf(body, "outbox").details.producers)).toEqual(expect.arrayContaining(["payment", "reservation"]));
 	}, 60_000);
 
 	it("when seats, a wallet, a hold, the outbox and the ranking drift behind the services' backs, then each is reported with its ids", async () => {

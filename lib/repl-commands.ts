@@ -1,0 +1,170 @@
+/**
+ * Operator commands for the REPL (scripts/repl.ts joins the cluster; `npm run dev` runs them in-process), in
+ * moleculer-repl's `customCommands` shape. Each one calls the same admin action the HTTP routes call, so the REPL
+ * and /api/admin/* never disagree, and prints readable tables:
+ *
+ *   mol $ sagas                          newest sagas          mol $ dlq                       open dead letters
+ *   mol $ sagas list FAILED              by status             mol $ dlq list RESOLVED         by status
+ *   mol $ sagas show <id>                one, with its journal mol $ dlq retry <id>            retry its saga
+ *   mol $ sagas retry <id>               resume a FAILED saga  mol $ dlq resolve <id> [note]   settled by hand
+ *   mol $ queue <concertId>              waiting room stats    mol $ seats <scheduleId>        seat map counts and rows
+ *   mol $ consistency                    the consistency check, one row per check and one per finding
+ */
+import type { ReplOptions, ServiceBroker } from "moleculer";
+
+export interface ReplArgs {
+	action?: string;
+	arg?: string;
+	concertId?: string;
+	scheduleId?: string;
+	note?: string[] | string;
+	/** The whole line as typed, after the command name's position (set by moleculer-repl). */
+	rawCommand?: string;
+	options?: Record<string, unknown>;
+}
+
+export interface ReplCommand {
+	command: string;
+	description: string;
+	alias?: string[];
+	action(broker: Pick<ServiceBroker, "call">, args: ReplArgs): Promise<void>;
+}
+
+type Cell = string | number | boolean | null | undefined;
+
+/** A plain-text table: a header, a rule, and one padded row per record. */
+export function formatTable(rows: Record<string, Cell>[], columns: string[]): string {
+	const text = (v: Cell) => (v === null || v === undefined ? "-" : String(v));
+	const widths = columns.map(c => Math.max(c.length, ...rows.map(r => text(r[c]).length)));
+	const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+	return [line(columns), line(widths.map(w => "-".repeat(w))), ...rows.map(r => line(columns.map(c => text(r[c]))))].join("\n");
+}
+
+const short = (v: unknown, max = 60) => {
+	const s = typeof v === "string" ? v : JSON.stringify(v);
+	return s === undefined ? undefined : s.length > max ? `${s.slice(0, max - 1)}…` : s;
+};
+
+interface Out {
+	write(s: string): void;
+}
+
+/** The commands, printing to `out` (stdout by default; a test passes its own). */
+export function replCommands(out: Out = process.stdout): ReplCommand[] {
+	const print = (s: string) => out.write(`${s}\n`);
+	/** Runs the call and prints it, or the error's type and message (never a stack). */
+	const run = async (fn: () => Promise<void>) => {
+		try {
+			await fn();
+		} catch (err) {
+			const e = err as { type?: string; message?: string; data?: unknown };
+			print(`error ${e.type ?? "ERROR"}: ${e.message ?? String(err)}${e.data ? ` ${short(e.data, 200)}` : ""}`);
+		}
+	};
+	const usage = (s: string) => print(`usage: ${s}`);
+
+	return [
+		{
+			command: "sagas [action] [arg]",
+			description: "Sagas: `sagas [list] [STATUS]`, `sagas show <id>`, `sagas retry <id>` (resume a FAILED saga)",
+			action: (broker, args) =>
+				run(async () => {
+					const action = (args.action ?? "list").toLowerCase();
+					if (action === "list" || /^[A-Z]+$/.test(args.action ?? "")) {
+						const status = action === "list" ? args.arg?.toUpperCase() : args.action;
+						const page = await broker.call<{ rows: Record<string, Cell>[]; total: number }, object>("saga.list", status ? { status, pageSize: 50 } : { pageSize: 50 });
+						print(formatTable(page.rows, ["id", "type", "status", "step", "updatedAt"]));
+						print(`${page.rows.length} of ${page.total} saga(s)${status ? ` ${status}` : ""}`);
+					} else if (action === "show") {
+						if (!args.arg) return usage("sagas show <sagaId>");
+						const s = await broker.call<Record<string, unknown> & { journal: Record<string, unknown>[]; deadLetters: Record<string, unknown>[] }, object>("saga.get", { id: args.arg });
+						print(formatTable([{ id: s.id as string, type: s.type as string, key: s.key as string, status: s.status as string, step: s.stepName as string, attempts: s.attempts as number }], ["id", "type", "key", "status", "step", "attempts"]));
+						if (s.error) print(`error: ${short(s.error, 300)}`);
+						print(formatTable(s.journal.map(j => ({ step: j.step as string, phase: j.phase as string, status: j.status as string, attempts: j.attempts as number, startedAt: j.startedAt as string, error: short(j.error) })), ["step", "phase", "status", "attempts", "startedAt", "error"]));
+						if (s.deadLetters.length > 0) print(formatTable(s.deadLetters.map(d => ({ deadLetter: d.id as string, status: d.status as string, step: d.step as string, phase: d.phase as string })), ["deadLetter", "status", "step", "phase"]));
+					} else if (action === "retry") {
+						if (!args.arg) return usage("sagas retry <sagaId>");
+						const s = await broker.call<{ id: string; status: string }, object>("saga.retry", { id: args.arg });
+						print(`saga ${s.id} resumed: ${s.status}`);
+					} else usage("sagas [list [STATUS] | show <id> | retry <id>]");
+				})
+		},
+		{
+			command: "dlq [action] [arg] [note...]",
+			description: "Saga dead letters: `dlq [list] [OPEN|RETRIED|RESOLVED]`, `dlq retry <id>`, `dlq resolve <id> [note]`",
+			action: (broker, args) =>
+				run(async () => {
+					const action = (args.action ?? "list").toLowerCase();
+					if (action === "list") {
+						const status = (args.arg ?? "OPEN").toUpperCase();
+						const page = await broker.call<{ rows: Record<string, unknown>[]; total: number }, object>("saga.deadLetters", { status, pageSize: 100 });
+						print(formatTable(page.rows.map(d => ({ id: d.id as string, sagaId: d.sagaId as string, sagaType: d.sagaType as string, step: d.step as string, phase: d.phase as string, status: d.status as string, error: short(d.error, 40), createdAt: d.createdAt as string })), ["id", "sagaId", "sagaType", "step", "phase", "status", "error", "createdAt"]));
+						print(`${page.rows.length} of ${page.total} dead letter(s) ${status}`);
+					} else if (action === "retry") {
+						if (!args.arg) return usage("dlq retry <deadLetterId>");
+						const r = await broker.call<{ id: string; status: string; saga: { id: string; status: string } }, object>("saga.retryDeadLetter", { id: args.arg });
+						print(`dead letter ${r.id} ${r.status}: saga ${r.saga.id} ${r.saga.status}`);
+					} else if (action === "resolve") {
+						if (!args.arg) return usage("dlq resolve <deadLetterId> [note...]");
+						// moleculer-repl gives a variadic argument only its first word: the note is the raw line's rest.
+						const words = args.rawCommand?.trim().split(/\s+/).slice(3) ?? (Array.isArray(args.note) ? args.note : args.note ? [args.note] : []);
+						const note = words.join(" ");
+						const d = await broker.call<{ id: string; status: string; note: string | null }, object>("saga.resolveDeadLetter", note ? { id: args.arg, note } : { id: args.arg });
+						print(`dead letter ${d.id} ${d.status}${d.note ? `: ${d.note}` : ""}`);
+					} else usage("dlq [list [STATUS] | retry <id> | resolve <id> [note...]]");
+				})
+		},
+		{
+			command: "queue <concertId>",
+			description: "Waiting room of a concert: waiting, active, cap, admissions",
+			action: (broker, args) =>
+				run(async () => {
+					const s = await broker.call<Record<string, Cell>, object>("queue.stats", { concertId: args.concertId });
+					print(formatTable([s], ["concertId", "waiting", "active", "maxActive", "admittedPerMinute", "admittedTotal"]));
+				})
+		},
+		{
+			command: "seats <scheduleId>",
+			description: "Seat map of a schedule: counts by status, then every seat that is not AVAILABLE",
+			action: (broker, args) =>
+				run(async () => {
+					const seats = await broker.call<{ id: string; label: string; grade: string; price: number; status: string }[], object>("concert.seats", { id: args.scheduleId });
+					const count = (st: string) => seats.filter(s => s.status === st).length;
+					print(formatTable([{ total: seats.length, AVAILABLE: count("AVAILABLE"), HELD: count("HELD"), SOLD: count("SOLD") }], ["total", "AVAILABLE", "HELD", "SOLD"]));
+					const taken = seats.filter(s => s.status !== "AVAILABLE");
+					if (taken.length > 0) print(formatTable(taken, ["label", "status", "grade", "price", "id"]));
+				})
+		},
+		{
+			command: "consistency",
+			description: "Run the consistency check now: one row per check, then one per finding with its ids",
+			action: broker =>
+				run(async () => {
+					const r = await broker.call<{ ok: boolean; checkedAt: string; checks: { name: string; ok: boolean; details: Record<string, unknown> }[] }, object>("ops.consistency", {});
+					const findings = r.checks.flatMap(c =>
+						Object.entries(c.details).flatMap(([kind, v]) => (Array.isArray(v) ? v.map(item => ({ check: c.name, finding: kind, ids: short(item, 110) })) : []))
+					);
+					print(formatTable(r.checks.map(c => ({ check: c.name, ok: c.ok ? "ok" : "DRIFT", findings: findings.filter(f => f.check === c.name).length })), ["check", "ok", "findings"]));
+					if (findings.length > 0) print(formatTable(findings, ["check", "finding", "ids"]));
+					print(`consistency ${r.ok ? "ok" : "DRIFT"} at ${r.checkedAt}`);
+				})
+		}
+	];
+}
+
+export const REPL_COMMANDS: ReplCommand[] = replCommands();
+
+/**
+ * The broker option `replOptions` (moleculer.config.ts): moleculer-repl hands an action its parsed arguments as
+ * an object (`{action, arg, options, ...}`) although moleculer's typings say `string[]`, hence the conversion.
+ */
+export function replOptions(commands: ReplCommand[] = REPL_COMMANDS): ReplOptions {
+	return {
+		delimiter: "crp $",
+		customCommands: commands.map(c => ({
+			command: c.command,
+			description: c.description,
+			action: (broker: ServiceBroker, args: unknown) => c.action(broker, args as ReplArgs)
+		}))
+	};
+}
