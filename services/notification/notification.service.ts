@@ -48,6 +48,7 @@ interface Row {
 interface NotificationMethods {
 	saveNotification(draft: NotificationDraft): Promise<boolean>;
 	fromEvent(event: EventMessage): Promise<void>;
+	fromSagaFailed(event: EventMessage): Promise<void>;
 	page(where: string, args: unknown[], p: PageParams, withData: boolean): Promise<unknown>;
 }
 type This = PlatformVars & DbVars & EventConsumerVars & NotificationMethods;
@@ -66,7 +67,7 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 		PlatformMixin,
 		// Before DbMixin on purpose: moleculer runs later mixins' `started` first and `stopped` in reverse, so the
 		// group subscribes after the migrations ran and unsubscribes before the database closes.
-		EventConsumerMixin({ handlers: Object.fromEntries(INBOX_EVENTS.map(t => [t, "fromEvent"])) }),
+		EventConsumerMixin({ handlers: { ...Object.fromEntries(INBOX_EVENTS.map(t => [t, "fromEvent"])), "saga.failed": "fromSagaFailed" } }),
 		DbMixin({
 			database: "notification",
 			migrations: [createNotifications],
@@ -84,7 +85,11 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 	],
 
 	events: {
-		/** The saga engine parked a saga as FAILED with a dead letter: alert the operators. */
+		/**
+		 * The saga engine parked a saga as FAILED with a dead letter: alert the operators. The saga service emits this
+		 * at once and also writes it to its outbox (durable); both carry the saga and dead-letter ids, which are the
+		 * alert's dedupe key, so the operators see it once.
+		 */
 		"saga.failed": {
 			async handler(this: This, ctx: Context<SagaFailed>) {
 				if (typeof ctx.params?.sagaId !== "string") return;
@@ -156,6 +161,13 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 	methods: {
 		async fromEvent(this: This, event: EventMessage) {
 			await this.saveNotification(notificationFor(event));
+		},
+
+		/** saga.failed from the saga service's outbox (the durable copy of the broker event above). */
+		async fromSagaFailed(this: This, event: EventMessage) {
+			const p = event.payload as Partial<SagaFailed>;
+			if (typeof p.sagaId !== "string") throw new Error(`event ${event.id}: saga.failed without sagaId`);
+			await this.saveNotification(sagaFailedAlert(p as SagaFailed));
 		},
 
 		/** Inserts once per dedupe key; answers false when it was already there. */

@@ -309,6 +309,19 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 			5_000,
 			"the saga alert"
 		);
+		// The durable copy of the same alert (the saga service's outbox): still one alert.
+		await publishRaw(env.config.namespace, [
+			{ ...makeEvent("saga.failed", "saga-x", 1, { sagaId: "saga-x", type: "ConfirmReservation", key: "k", step: "refund", phase: "compensate", deadLetterId: "dl-1", error: null }), aggregateType: "saga" }
+		]);
+		// A saga failure known only from the outbox (its broker event was lost): alerted too.
+		await publishRaw(env.config.namespace, [
+			{ ...makeEvent("saga.failed", "saga-y", 1, { sagaId: "saga-y", type: "CancelReservation", key: "k2", step: "refund", phase: "compensate", deadLetterId: "dl-2", error: null }), aggregateType: "saga" }
+		]);
+		const sagaAlerts = async () =>
+			((await http("GET", `${api}/admin/alerts?pageSize=100`, { token: admin })).body.rows as { data: { sagaId?: string } }[]).filter(r => r.data.sagaId?.startsWith("saga-"));
+		await waitFor(async () => (await sagaAlerts()).some(r => r.data.sagaId === "saga-y"), 10_000, "the outbox-only saga alert");
+		await settle();
+		expect((await sagaAlerts()).map(r => r.data.sagaId).sort()).toEqual(["saga-x", "saga-y"]);
 		expect((await http("GET", `${api}/admin/alerts`, { token: u1.token })).status).toBe(403);
 	}, 30_000);
 
