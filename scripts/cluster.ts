@@ -10,6 +10,7 @@ import os from "os";
 import path from "path";
 import readline from "readline";
 import { ConfigError, loadConfig } from "../lib/config";
+import { RUNNER_ARGS } from "../lib/runner";
 import { localClusterEnv } from "./local-env";
 
 interface NodeSpec {
@@ -69,15 +70,7 @@ function main(): void {
 	nodes.forEach((spec, i) => {
 		const child = spawn(
 			process.execPath,
-			[
-				"-r",
-				"ts-node/register/transpile-only",
-				"node_modules/moleculer/bin/moleculer-runner.js",
-				"--config",
-				"moleculer.config.ts",
-				"--mask",
-				"**/*.service.ts"
-			],
+			[...RUNNER_ARGS],
 			{
 				cwd: ROOT,
 				env: {

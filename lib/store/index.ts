@@ -5,7 +5,7 @@ import type { CoordinationStore } from "./types";
 
 export * from "./types";
 export { MemoryStore } from "./memory";
-export { RedisStore } from "./redis";
+export { RedisStore, redisCall } from "./redis";
 
 /** Builds the store the configuration asks for: Redis when REDIS_URL is set, memory otherwise. */
 export function createStore(config: Pick<Config, "redis" | "storePrefix">): CoordinationStore {

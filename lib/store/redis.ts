@@ -146,16 +146,23 @@ export class RedisStore implements CoordinationStore {
 		await new Promise(resolve => setImmediate(resolve));
 	}
 
-	/** Turns connection-level failures into a retryable error with no address in its message. */
-	private async wrap<T>(p: Promise<T>): Promise<T> {
-		try {
-			return await p;
-		} catch (err) {
-			const msg = (err as Error).message ?? "";
-			if (/connect|Connection|timed out|ECONN|EPIPE|max retries/i.test(msg)) {
-				throw new StoreUnavailableError("coordination store unavailable");
-			}
-			throw err;
+	private wrap<T>(p: Promise<T>): Promise<T> {
+		return redisCall(p);
+	}
+}
+
+/**
+ * Awaits a Redis command, turning connection-level failures into a retryable error with no address in its
+ * message. Domain store modules built on `RedisStore.redis` use it too.
+ */
+export async function redisCall<T>(p: Promise<T>): Promise<T> {
+	try {
+		return await p;
+	} catch (err) {
+		const msg = (err as Error).message ?? "";
+		if (/connect|Connection|timed out|ECONN|EPIPE|max retries/i.test(msg)) {
+			throw new StoreUnavailableError("coordination store unavailable");
 		}
+		throw err;
 	}
 }

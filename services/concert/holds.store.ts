@@ -17,7 +17,7 @@
  *                                         so the held count of a schedule is one ZCOUNT, with no decrement to miss
  */
 import type Redis from "ioredis";
-import { MemoryStore, RedisStore, StoreUnavailableError, type CoordinationStore } from "../../lib/store";
+import { MemoryStore, redisCall, RedisStore, type CoordinationStore } from "../../lib/store";
 
 export interface HoldKey {
 	scheduleId: string;
@@ -273,19 +273,9 @@ export class RedisHoldStore implements HoldStore {
 		} while (cursor !== "0");
 	}
 
-	/** Connection-level failures become a retryable error with no address in it (as RedisStore does). */
-	private async wrap<T>(p: Promise<T>): Promise<T> {
-		try {
-			return await p;
-		} catch (err) {
-			const msg = (err as Error).message ?? "";
-			if (/connect|Connection|timed out|ECONN|EPIPE|max retries/i.test(msg)) {
-				throw new StoreUnavailableError("coordination store unavailable");
-			}
-			throw err;
-		}
-	}
-}
+	private wrap<T>(p: Promise<T>): Promise<T> {
+		return redisCall(p);
+	}}
 
 function seatKey(scheduleId: string, seatId: string): string {
 	return `concert:h:{${scheduleId}}:${seatId}`;

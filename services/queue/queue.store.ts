@@ -21,7 +21,7 @@
  * promote from the head of the line while fewer than `maxActive` are active. Promotion happens only inside these
  * atomic steps, so the cap holds and nobody is admitted twice however many nodes run them at once.
  */
-import { StoreUnavailableError, type CoordinationStore, type MemoryStore, type RedisStore } from "../../lib/store";
+import { redisCall, type CoordinationStore, type MemoryStore, type RedisStore } from "../../lib/store";
 import type { QueueEntry, QueueStatus } from "./queue.domain";
 
 export interface QueueLimits {
@@ -264,16 +264,7 @@ export class RedisQueueStore implements QueueStore {
 }
 
 /** Like RedisStore's own commands: a lost connection becomes a retryable error with no address in it. */
-async function unavailableOnConnectionError<T>(p: Promise<T>): Promise<T> {
-	try {
-		return await p;
-	} catch (err) {
-		if (/connect|Connection|timed out|ECONN|EPIPE|max retries/i.test((err as Error).message ?? "")) {
-			throw new StoreUnavailableError("coordination store unavailable");
-		}
-		throw err;
-	}
-}
+const unavailableOnConnectionError = redisCall;
 
 function toEntry(r: Reply): QueueEntry | null {
 	if (Number(r[0]) !== 1) return null;

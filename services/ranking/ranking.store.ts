@@ -15,7 +15,7 @@
  *   ranking:r:<reservationId>  -> hash {v: last applied version, n: seats counted, c: concertId}
  */
 import type Redis from "ioredis";
-import { MemoryStore, RedisStore, StoreUnavailableError, type CoordinationStore } from "../../lib/store";
+import { MemoryStore, redisCall, RedisStore, type CoordinationStore } from "../../lib/store";
 
 export interface ReservationState {
 	reservationId: string;
@@ -171,14 +171,8 @@ export class RedisRankingStore implements RankingStore {
 	}
 
 	/** Connection-level failures become the store's retryable error (a 503 over HTTP, a retry for an event). */
-	private async wrap<T>(p: Promise<T>): Promise<T> {
-		try {
-			return await p;
-		} catch (err) {
-			if (/connect|Connection|timed out|ECONN|EPIPE|max retries/i.test((err as Error).message ?? "")) {
-				throw new StoreUnavailableError("coordination store unavailable");
-			}
-			throw err;
-		}
+	private wrap<T>(p: Promise<T>): Promise<T> {
+		return redisCall(p);
 	}
+
 }

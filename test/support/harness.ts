@@ -15,6 +15,7 @@ import { ServiceBroker, type Middleware } from "moleculer";
 import mysql from "mysql2/promise";
 import { brokerOptions } from "../../moleculer.config";
 import { loadConfig, type Config } from "../../lib/config";
+import { RUNNER_ARGS } from "../../lib/runner";
 import { createStore } from "../../lib/store";
 import { MARIADB_URL, NATS_URL, REDIS_URL, runId } from "./isolation";
 
@@ -91,15 +92,7 @@ export class TestEnv {
 		const nodeID = extra.nodeID ?? `${this.id}-p${this.nodes.length}`;
 		const proc = spawn(
 			process.execPath,
-			[
-				"-r",
-				"ts-node/register/transpile-only",
-				"node_modules/moleculer/bin/moleculer-runner.js",
-				"--config",
-				"moleculer.config.ts",
-				"--mask",
-				"**/*.service.ts"
-			],
+			[...RUNNER_ARGS],
 			{
 				cwd: ROOT,
 				env: {
