@@ -9,12 +9,15 @@ import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
 import { verifyAccessToken, type AuthUser } from "../../lib/auth";
 import type { Config } from "../../lib/config";
-import { ForbiddenError, toHttpError, UnauthorizedError } from "../../lib/errors";
+import { ForbiddenError, NotFoundError, toHttpError, UnauthorizedError } from "../../lib/errors";
 import { platformOf, type Platform } from "../../lib/platform";
 import { PlatformMixin } from "../../mixins/platform.mixin";
 import { clientAddress, StoreRateLimit } from "./rate-limit";
 import { idempotencyMiddleware } from "./idempotency";
-import { IDEMPOTENCY_EXEMPT, IDEMPOTENCY_REQUIRED, REQUIRED_SERVICES, ROUTES } from "./routes";
+import { IDEMPOTENCY_EXEMPT, IDEMPOTENCY_REQUIRED, QUEUE_GATED, REQUIRED_SERVICES, ROUTES } from "./routes";
+import { buildOpenApi, docsInitScript, docsPage, type ActionInfo } from "../../lib/openapi";
+import fs from "fs";
+import path from "path";
 
 
 type GatewayRequest = IncomingMessage & { $action?: { auth?: "user" | "admin" | false } };
@@ -147,6 +150,46 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 					if (!ok) ctx.meta.$statusCode = 503;
 					return { status: ok ? "ok" : "degraded", mode: platform.config.mode, checks };
 				}
+			},
+
+			/** GET /api/openapi.json: the OpenAPI 3 document, generated from the route table and the actions' params. */
+			openapi: {
+				visibility: "published",
+				auth: false,
+				params: { $$strict: "remove" },
+				handler(this: { broker: ServiceBroker }) {
+					const actions = new Map<string, ActionInfo>();
+					const list = this.broker.registry.getActionList({ skipInternal: true }) as { name: string; action?: ActionInfo }[];
+					for (const a of list) if (a.action) actions.set(a.name, a.action);
+					return buildOpenApi({ routes: ROUTES, actions, idempotencyRequired: IDEMPOTENCY_REQUIRED, idempotencyExempt: IDEMPOTENCY_EXEMPT, queueGated: QUEUE_GATED });
+				}
+			},
+
+			/** GET /api/docs: a browsable page of the document (swagger-ui, served from here, no CDN). */
+			docs: {
+				visibility: "published",
+				auth: false,
+				params: { $$strict: "remove" },
+				handler(ctx: Context<unknown, Meta & { $responseType?: string }>) {
+					ctx.meta.$responseType = "text/html; charset=utf-8";
+					return docsPage();
+				}
+			},
+
+			/** GET /api/docs/:file: the page's script and stylesheet. */
+			docsAsset: {
+				visibility: "published",
+				auth: false,
+				params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
+				handler(ctx: Context<{ file: string }, Meta & { $responseType?: string }>) {
+					const asset = DOCS_ASSETS[ctx.params.file];
+					if (!asset) throw new NotFoundError("file", ctx.params.file);
+					ctx.meta.$responseType = asset.type;
+					if (ctx.params.file === "init.js") return docsInitScript();
+					const dir = swaggerUiDir();
+					if (!dir) throw new NotFoundError("file", ctx.params.file);
+					return fs.readFileSync(path.join(dir, ctx.params.file));
+				}
 			}
 		},
 
@@ -171,6 +214,21 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			}
 		}
 	};
+}
+
+/** Files of the docs page; the swagger-ui ones come from the swagger-ui-dist package. */
+const DOCS_ASSETS: Record<string, { type: string }> = {
+	"swagger-ui.css": { type: "text/css; charset=utf-8" },
+	"swagger-ui-bundle.js": { type: "application/javascript; charset=utf-8" },
+	"init.js": { type: "application/javascript; charset=utf-8" }
+};
+
+function swaggerUiDir(): string | undefined {
+	try {
+		return path.dirname(require.resolve("swagger-ui-dist/package.json"));
+	} catch {
+		return undefined;
+	}
 }
 
 /** A GET that gets no answer within this long is retried on another replica. */

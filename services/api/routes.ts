@@ -6,6 +6,9 @@
 export const ROUTES: Record<string, string> = {
 	// Gateway
 	"GET /health": "api.health",
+	"GET /openapi.json": "api.openapi",
+	"GET /docs": "api.docs",
+	"GET /docs/:file": "api.docsAsset",
 
 	// Users
 	"POST /auth/register": "user.register",
@@ -69,6 +72,9 @@ export const ROUTES: Record<string, string> = {
  * and answers 503 when one is missing or its database is down.
  */
 export const REQUIRED_SERVICES: string[] = ["user", "queue", "concert", "payment", "saga", "reservation"];
+
+/** Routes that need an ACTIVE waiting-room token in `X-Queue-Token` (checked by the services; listed for the docs). */
+export const QUEUE_GATED: string[] = ["POST /reservations", "POST /payments"];
 
 /** Routes where `Idempotency-Key` is mandatory (400 IDEMPOTENCY_KEY_REQUIRED without it). */
 export const IDEMPOTENCY_REQUIRED: string[] = ["POST /payments", "POST /points/charge"];
