@@ -4,6 +4,7 @@
  * service in this process; it applies each effect at most once per idempotency key and counts every call.
  */
 import crypto from "crypto";
+import { QueryTypes } from "sequelize";
 import type { ServiceBroker } from "moleculer";
 import { createSequelize, migrate, physicalDatabaseName } from "../../mixins/db.mixin";
 import { createSagaTables } from "../../services/saga/migrations/001_create_saga_tables";
@@ -118,6 +119,39 @@ describe("crash recovery with real processes", () => {
 		expect(owner("b")).toBe(n.nodeID);
 		expect(owner("d")).not.toBe(n.nodeID);
 	}, 30_000);
+
+	it("when a compensation never succeeds on MariaDB, then FAILED with one dead letter, one outbox alert, one event; retry completes it", async () => {
+		const started: SagaView = await participant.call(
+			"saga.start",
+			{ type: "Test4", key: crypto.randomUUID(), data: { plan: { c: { fail: 1, error: "reject" }, "a:undo": { fail: -1 } } }, waitMs: 10_000 },
+			{ nodeID: b.nodeID, timeout: 12_000 }
+		);
+		expect(started.status).toBe("FAILED");
+		const failed = await waitSaga(participant, started.id, ["FAILED"], 5_000, b.nodeID);
+		expect(failed.deadLetters).toEqual([expect.objectContaining({ step: "a", phase: "compensate", status: "OPEN" })]);
+		await waitFor(async () => (await fakeStats(participant, started.id)).alerts.length === 1, 5_000, "the saga.failed event");
+
+		const sql = env.config.sql;
+		const db = createSequelize(sql, physicalDatabaseName(sql, "saga"));
+		try {
+			const rows = await db.query<{ id: string; event_type: string }>("SELECT id, event_type FROM outbox_events WHERE aggregate_id = ?", {
+				replacements: [started.id],
+				type: QueryTypes.SELECT
+			});
+			const alert = (await fakeStats(participant, started.id)).alerts[0] as { eventId: string };
+			expect(rows).toEqual([{ id: alert.eventId, event_type: "saga.failed" }]);
+		} finally {
+			await db.close();
+		}
+
+		await participant.call("fake.heal", { sagaId: started.id });
+		await participant.call("saga.retry", { id: started.id }, { nodeID: b.nodeID });
+		const done = await waitSaga(participant, started.id, ["COMPENSATED", "FAILED"], 10_000, b.nodeID);
+		expect(done.status).toBe("COMPENSATED");
+		const stats = await fakeStats(participant, started.id);
+		expect(stats.effects.map(e => `${e.kind}:${e.step}`).sort()).toEqual(["do:a", "do:b", "undo:a", "undo:b"]);
+		expect(stats.alerts).toHaveLength(1);
+	}, 40_000);
 
 	it("when three nodes race for the expired leases of 10 sagas, then each saga is driven by one node: every step called once", async () => {
 		// Two more saga nodes in this process, scanning every 100 ms, beside the surviving spawned node B.
