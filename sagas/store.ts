@@ -267,14 +267,18 @@ export class SagaStore {
 		return n === 1;
 	}
 
-	/** Extends a lease this owner still holds; false when it was lost. */
-	async renew(fence: Fence, leaseMs: number): Promise<boolean> {
+	/**
+	 * Extends the leases this owner still holds on the given sagas, in one statement however many a node drives;
+	 * returns how many it still held. Only sagas being driven are renewed: a saga whose driver died in this
+	 * process must expire so that the recovery scan picks it up.
+	 */
+	async renew(ids: string[], owner: string, leaseMs: number): Promise<number> {
+		if (ids.length === 0) return 0;
 		const now = this.now();
-		const n = await this.update(
-			"UPDATE saga_instances SET lease_expires_at = ?, rev = rev + 1 WHERE id = ? AND lease_owner = ? AND status IN ('RUNNING', 'COMPENSATING')",
-			[now + leaseMs, fence.id, fence.owner]
+		return this.update(
+			`UPDATE saga_instances SET lease_expires_at = ?, rev = rev + 1 WHERE lease_owner = ? AND status IN ('RUNNING', 'COMPENSATING') AND id IN (${ids.map(() => "?").join(", ")})`,
+			[now + leaseMs, owner, ...ids]
 		);
-		return n === 1;
 	}
 
 	/** Gives a lease up early (graceful stop): another node resumes the saga at its next recovery scan. */

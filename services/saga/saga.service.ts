@@ -363,9 +363,12 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 
 		/** Renews the lease of every saga this node drives; the executor notices a lost one at its next write. */
 		async renewLeases(this: This) {
-			for (const id of [...this.driving.keys()]) {
-				const ok = await this.sagaStore.renew({ id, owner: this.owner }, this.settings.leaseMs).catch(() => true);
-				if (!ok) this.logger.warn(`saga ${id}: lease lost to another node`);
+			const ids = [...this.driving.keys()];
+			for (let i = 0; i < ids.length; i += 500) {
+				const batch = ids.slice(i, i + 500);
+				const held = await this.sagaStore.renew(batch, this.owner, this.settings.leaseMs);
+				// Finished sagas leave `driving` a moment after their last write, so fewer can be fine.
+				if (held < batch.length) this.logger.debug(`renewed ${held} of ${batch.length} saga leases`);
 			}
 		},
 
