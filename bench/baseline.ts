@@ -13,7 +13,7 @@ import mysql from "mysql2/promise";
 import { connect, JSONCodec } from "nats";
 import type { Check } from "./checks";
 import { closedLoop, Progress, Recorder, type Figures } from "./load";
-import { clearKeys, cpuSecondsOf, MARIADB, memoryOf, NATS_URL, REDIS_URL } from "./target";
+import { clearKeys, cpuSecondsOf, MARIADB, mariadbStatus, memoryOf, NATS_URL, REDIS_URL } from "./target";
 
 export interface BaselineResult {
 	workers: number;
@@ -24,6 +24,10 @@ export interface BaselineResult {
 	checks: Check[];
 	memory: Record<string, number>;
 	cpuSeconds: Record<string, number>;
+	/** Server-wide MariaDB counter deltas over the concurrent phase. */
+	mariadb: Record<string, number>;
+	/** One-row autocommit INSERTs: the server's commit (redo-log fsync) rate alone, 1 and `concurrency` at a time. */
+	commitProbe: { sequential: Figures; concurrent: Figures };
 }
 
 const ROOT = path.resolve(__dirname, "..");
@@ -120,13 +124,31 @@ export async function runBaseline(opts: { concurrency: number; total: number; wo
 		for (let i = 20; i < seq; i++) await confirm(i, sequential);
 
 		const rec = new Recorder("baseline confirm");
+		const db0 = await mariadbStatus();
 		const cpu0 = workers.map(w => cpuSecondsOf(w.pid!) ?? 0);
 		const bar = new Progress("baseline", opts.total, () => rec.count, () => `${rec.errors} errors`);
 		const seconds = await closedLoop(opts.concurrency, opts.total, async i => confirm(seq + i, rec));
 		bar.stop();
 		const cpu = Object.fromEntries(workers.map((w, k) => [`worker-${k + 1}`, Number(((cpuSecondsOf(w.pid!) ?? 0) - cpu0[k]).toFixed(2))]));
 		const memory = Object.fromEntries(workers.map((w, k) => [`worker-${k + 1}`, Math.round(memoryOf(w.pid!)?.peakMb ?? 0)]));
+		const db1 = await mariadbStatus();
+		const mariadb = Object.fromEntries(Object.keys(db1).map(k => [k, db1[k] - (db0[k] ?? 0)]));
 		await nc.drain();
+
+		// The commit probe: what the disk allows for durable commits, without any other work.
+		await admin.query("CREATE TABLE probe (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(36) NOT NULL)");
+		const probePool = mysql.createPool({ ...MARIADB, database: db, connectionLimit: opts.concurrency });
+		const probe = async (conc: number, count: number) => {
+			const r = new Recorder("commit");
+			const secs = await closedLoop(conc, count, async () => {
+				const t = performance.now();
+				await probePool.execute("INSERT INTO probe (v) VALUES (?)", [crypto.randomUUID()]);
+				r.add(performance.now() - t, true, "ok");
+			});
+			return r.figures(secs);
+		};
+		const commitProbe = { sequential: await probe(1, 300), concurrent: await probe(opts.concurrency, 3000) };
+		await probePool.end();
 
 		// Checks: every reservation confirmed once, the debits equal the amounts, holds and tokens gone.
 		const [[r]] = (await admin.query(
@@ -149,7 +171,9 @@ export async function runBaseline(opts: { concurrency: number; total: number; wo
 			sequential: sequential.figures(),
 			checks,
 			memory,
-			cpuSeconds: cpu
+			cpuSeconds: cpu,
+			mariadb,
+			commitProbe
 		};
 	} finally {
 		await cleanup();

@@ -19,7 +19,7 @@ import { signAccessToken, type Role } from "../lib/auth";
 import { runBaseline, type BaselineResult } from "./baseline";
 import { commonChecks, Sql, type Check, type Totals } from "./checks";
 import { Client, closedLoop, Progress, Recorder, round, type Figures, type Reply } from "./load";
-import { cpuSecondsOf, memoryOf, startTarget, type Target, type TargetKind } from "./target";
+import { cpuSecondsOf, mariadbStatus, memoryOf, startTarget, type Target, type TargetKind } from "./target";
 
 type Scenario = "queue" | "hold" | "checkout" | "flashsale" | "baseline";
 
@@ -37,6 +37,7 @@ interface Options {
 	cpuProf: boolean;
 	logLevel: string;
 	baseline: boolean;
+	runtime: "ts-node" | "compiled";
 }
 
 function parseArgs(argv: string[]): Options {
@@ -69,7 +70,8 @@ function parseArgs(argv: string[]): Options {
 		metricsPort: num("metrics-port", 0)!,
 		cpuProf: flags.has("cpu-prof"),
 		logLevel: flags.get("log-level") ?? "info",
-		baseline: flags.get("baseline") !== "false"
+		baseline: flags.get("baseline") !== "false",
+		runtime: flags.get("runtime") === "compiled" ? "compiled" : "ts-node"
 	};
 }
 
@@ -176,7 +178,10 @@ class Sampler {
 		return [...this.target.nodes(), ...this.servers, { name: "bench (load generator)", pid: process.pid }];
 	}
 
-	start(): void {
+	private db0: Record<string, number> = {};
+
+	async start(): Promise<void> {
+		this.db0 = await mariadbStatus();
 		this.t0 = performance.now();
 		for (const p of this.procs()) this.cpu0.set(p.name, cpuSecondsOf(p.pid) ?? 0);
 		const sample = () => {
@@ -190,8 +195,10 @@ class Sampler {
 		this.timer.unref();
 	}
 
-	stop(): { seconds: number; nodes: Record<string, NodeStats>; cpuPercent: Record<string, number> } {
+	async stop(): Promise<{ seconds: number; nodes: Record<string, NodeStats>; cpuPercent: Record<string, number>; mariadb: Record<string, number> }> {
 		if (this.timer) clearInterval(this.timer);
+		const db1 = await mariadbStatus();
+		const mariadb = Object.fromEntries(Object.keys(db1).map(k => [k, db1[k] - (this.db0[k] ?? 0)]));
 		const seconds = (performance.now() - this.t0) / 1000;
 		const nodes: Record<string, NodeStats> = {};
 		const cpuPercent: Record<string, number> = {};
@@ -207,9 +214,10 @@ class Sampler {
 				};
 			}
 		}
-		return { seconds: round(seconds), nodes, cpuPercent };
+		return { seconds: round(seconds), nodes, cpuPercent, mariadb };
 	}
 }
+
 
 /** The local MariaDB, Redis and NATS servers' pids (their CPU is part of what limits each figure). */
 function serverPids(): { name: string; pid: number }[] {
@@ -254,7 +262,7 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 	});
 
 	const sampler = new Sampler(target);
-	sampler.start();
+	await sampler.start();
 	const enterRec = new Recorder("enter");
 	const entered: { status: string; position: number }[] = new Array(n);
 	const bar = new Progress("enter", n, () => enterRec.count, () => `${enterRec.errors} errors`);
@@ -287,7 +295,7 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 		}
 	}, o.seconds * 1000);
 	readBar.stop();
-	const resources = sampler.stop();
+	const resources = await sampler.stop();
 
 	// FIFO: exactly maxActive ACTIVE at entry, the WAITING positions 1..n-maxActive each once; then `free` active
 	// users leave and exactly the first `free` in line (by position) become ACTIVE, the rest move up by `free`.
@@ -338,7 +346,7 @@ async function holdScenario(o: Options, target: Target, c: Client): Promise<Scen
 	});
 
 	const sampler = new Sampler(target);
-	sampler.start();
+	await sampler.start();
 	const rec = new Recorder("hold");
 	const winners: { user: number; seat: string }[] = [];
 	const bar = new Progress("hold race", n, () => rec.count, () => `${winners.length} winners`);
@@ -355,7 +363,7 @@ async function holdScenario(o: Options, target: Target, c: Client): Promise<Scen
 		}
 	});
 	bar.stop();
-	const resources = sampler.stop();
+	const resources = await sampler.stop();
 
 	const seatsWon = new Set(winners.map(w => w.seat));
 	const after = await seatsOf(c, scheduleIds[0]);
@@ -408,7 +416,7 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 	});
 
 	const sampler = new Sampler(target);
-	sampler.start();
+	await sampler.start();
 	const holdRec = new Recorder("hold");
 	const payRec = new Recorder("pay");
 	const journey = new Recorder("hold + pay");
@@ -430,7 +438,7 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 		}
 	});
 	bar.stop();
-	const resources = sampler.stop();
+	const resources = await sampler.stop();
 	const checks: Check[] = [{ name: "checkout: every journey confirmed (201)", ok: journey.errors === 0, details: `hold ${JSON.stringify(holdRec.statuses)}, pay ${JSON.stringify(payRec.statuses)}` }];
 	return {
 		figures: { "confirmed (hold + pay)": journey.figures(secs), hold: holdRec.figures(secs), pay: payRec.figures(secs) },
@@ -470,7 +478,7 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 	};
 
 	const sampler = new Sampler(target);
-	sampler.start();
+	await sampler.start();
 	const enterRec = new Recorder("enter");
 	const pollRec = new Recorder("status poll");
 	const holdRec = new Recorder("hold");
@@ -541,7 +549,7 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 		)
 	);
 	bar.stop();
-	const resources = sampler.stop();
+	const resources = await sampler.stop();
 	const soldOutSeconds = soldOutAt ? round((soldOutAt - t0) / 1000) : null;
 
 	const checks: Check[] = [
@@ -594,6 +602,33 @@ function printTable(title: string, figures: Record<string, Figures>): void {
 	for (const r of rows) process.stdout.write(`${line(cols.map(col => String(r[col as keyof typeof r])))}\n`);
 }
 
+/**
+ * With --metrics-port: each node's Prometheus endpoint (base port + node index, as scripts/cluster.ts assigns
+ * them), summed per action and per saga step: calls and mean latency, the profile of where a request's time goes.
+ */
+async function metricsDigest(base: number, nodes: number): Promise<{ name: string; calls: number; meanMs: number; totalS: number }[]> {
+	const sums = new Map<string, { sum: number; count: number }>();
+	for (let i = 0; i < nodes; i++) {
+		const text = await fetch(`http://127.0.0.1:${base + i}/metrics`)
+			.then(r => r.text())
+			.catch(() => "");
+		for (const line of text.split("\n")) {
+			const m = /^(moleculer_request_time|saga_step_duration)_(sum|count)\{([^}]*)\} ([0-9.eE+-]+)/.exec(line);
+			if (!m) continue;
+			const labels = Object.fromEntries([...m[3].matchAll(/(\w+)="([^"]*)"/g)].map(x => [x[1], x[2]]));
+			const key = m[1] === "saga_step_duration" ? `saga step ${labels.step} (${labels.phase}, ${labels.outcome})` : `action ${labels.action}`;
+			const e = sums.get(key) ?? { sum: 0, count: 0 };
+			if (m[2] === "sum") e.sum += Number(m[4]);
+			else e.count += Number(m[4]);
+			sums.set(key, e);
+		}
+	}
+	return [...sums.entries()]
+		.filter(([, v]) => v.count > 0)
+		.map(([name, v]) => ({ name, calls: v.count, meanMs: round(v.sum / v.count), totalS: round(v.sum / 1000) }))
+		.sort((a, b) => b.totalS - a.totalS);
+}
+
 function loadAvg(): string {
 	return os.loadavg().map(l => l.toFixed(2)).join(" ");
 }
@@ -614,9 +649,9 @@ async function main(): Promise<void> {
 	const started = new Date().toISOString();
 	const loadBefore = loadAvg();
 	const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: round(os.totalmem() / 2 ** 30, 1), node: process.version, loadBefore };
-	log(`bench ${o.scenario} on ${o.target}: ${machine.cpus} cores, node ${machine.node}, load average ${loadBefore}`);
+	log(`bench ${o.scenario} on ${o.target} (${o.runtime}): ${machine.cpus} cores, node ${machine.node}, load average ${loadBefore}`);
 
-	const result: Record<string, unknown> = { scenario: o.scenario, target: o.target, options: o, machine, started };
+	const result: Record<string, unknown> = { scenario: o.scenario, target: o.target, runtime: o.runtime, options: o, machine, started };
 	let checks: Check[] = [];
 
 	let baseline: BaselineResult | undefined;
@@ -632,8 +667,11 @@ async function main(): Promise<void> {
 		checks.push(...baseline.checks);
 		printTable(`baseline: one confirmation from the primitives (${baseline.workers} worker processes, ${baseline.concurrency} concurrent)`, {
 			"confirm (concurrent)": baseline.confirm,
-			"confirm (one at a time)": baseline.sequential
+			"confirm (one at a time)": baseline.sequential,
+			"MariaDB 1-row commit (one at a time)": baseline.commitProbe.sequential,
+			"MariaDB 1-row commit (concurrent)": baseline.commitProbe.concurrent
 		});
+		process.stdout.write(`${JSON.stringify({ cpuSeconds: baseline.cpuSeconds, mariadb: baseline.mariadb })}\n`);
 	}
 
 	if (o.scenario !== "baseline") {
@@ -645,8 +683,10 @@ async function main(): Promise<void> {
 				port: o.port,
 				env: instanceEnv(o),
 				metricsPort: o.metricsPort,
-				nodeArgs: o.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [],
-				logLevel: o.logLevel
+				nodeArgs: o.cpuProf ? ["--require", path.join(__dirname, "cpu-prof.js")] : [],
+				profDir: o.cpuProf ? profDir : undefined,
+				logLevel: o.logLevel,
+				runtime: o.runtime
 			},
 			log
 		);
@@ -679,6 +719,12 @@ async function main(): Promise<void> {
 				const facts = { ...res.facts };
 				delete facts.totals;
 				process.stdout.write(`${JSON.stringify(facts)}\n`);
+			}
+			if (o.metricsPort > 0) {
+				const digest = await metricsDigest(o.metricsPort, Math.max(1, target.nodes().length));
+				result.metrics = digest;
+				process.stdout.write(`\nwhere the time goes (metrics endpoints, whole run incl. setup; top 25 by total time)\n`);
+				for (const d of digest.slice(0, 25)) process.stdout.write(`  ${d.name.padEnd(60)} ${String(d.calls).padStart(7)} calls  mean ${String(d.meanMs).padStart(8)} ms  total ${d.totalS} s\n`);
 			}
 			const peak = Object.fromEntries(target.nodes().map(p => [p.name, Math.round(memoryOf(p.pid)?.peakMb ?? 0)]));
 			result.peakRssMb = peak;
@@ -713,7 +759,7 @@ async function main(): Promise<void> {
 	for (const ch of checks) process.stdout.write(`  ${ch.ok ? "ok  " : "FAIL"} ${ch.name}: ${ch.details}\n`);
 	const dir = path.join(__dirname, "results");
 	fs.mkdirSync(dir, { recursive: true });
-	const file = path.join(dir, `${o.scenario}-${o.target}-${started.replace(/[:.]/g, "-")}.json`);
+	const file = path.join(dir, `${o.scenario}-${o.target}${o.runtime === "compiled" ? "-compiled" : ""}-${started.replace(/[:.]/g, "-")}.json`);
 	fs.writeFileSync(file, JSON.stringify(result, null, 2));
 	process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}; load average ${loadBefore} -> ${result.loadAfter}\n`);
 	if (!result.ok) process.exitCode = 1;

@@ -16,6 +16,7 @@ import path from "path";
 import Redis from "ioredis";
 import mysql from "mysql2/promise";
 import { JetStreamEventBus } from "../lib/events/jetstream-bus";
+import { RUNNER_ARGS } from "../lib/runner";
 
 const ROOT = path.resolve(__dirname, "..");
 export const MARIADB = { host: "127.0.0.1", port: 3306, user: "root" };
@@ -32,9 +33,13 @@ export interface TargetOptions {
 	env: Record<string, string>;
 	/** Base port for per-node Prometheus metrics; 0 = off. */
 	metricsPort: number;
-	/** Extra node flags for every node (e.g. --cpu-prof). */
+	/** Extra node flags for every node (NODE_OPTIONS, e.g. the CPU profiler preload). */
 	nodeArgs: string[];
+	/** Where the preloaded profiler writes each node's .cpuprofile. */
+	profDir?: string;
 	logLevel: string;
+	/** ts-node (as `npm run cluster` and `npm start` run) or compiled (as the Docker image runs). */
+	runtime: "ts-node" | "compiled";
 }
 
 export interface NodeProc {
@@ -99,45 +104,57 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 		delete env.DATABASE_URL;
 		delete env.REDIS_URL;
 	}
+	if (opts.profDir) env.BENCH_CPU_PROF_DIR = opts.profDir;
 	if (opts.nodeArgs.length > 0) env.NODE_OPTIONS = [env.NODE_OPTIONS ?? "", ...opts.nodeArgs].join(" ").trim();
 
-	const args = cluster
-		? ["-r", "ts-node/register/transpile-only", "scripts/cluster.ts"]
-		: [
-				"-r",
-				"ts-node/register/transpile-only",
-				"node_modules/moleculer/bin/moleculer-runner.js",
-				"--config",
-				"moleculer.config.ts",
-				"--mask",
-				"**/*.service.ts"
-			];
 	const logFile = path.join(dataDir, "instance.log");
 	const out = fs.createWriteStream(logFile);
-	const child: ChildProcess = spawn(process.execPath, args, {
-		cwd: ROOT,
-		env: { ...env, ...(cluster ? {} : { SERVICEDIR: "services", NODE_ID: `${id}-embedded` }) },
-		stdio: ["ignore", "pipe", "pipe"],
-		// Its own process group: Ctrl-C in the terminal reaches the bench, which stops the instance in order.
-		detached: true
-	});
 	let started = 0;
 	let tail: string[] = [];
-	for (const stream of [child.stdout!, child.stderr!]) {
-		stream.on("data", (d: Buffer) => {
-			out.write(d);
-			const text = d.toString();
-			started += (text.match(/ServiceBroker with \d+ service\(s\) started successfully/g) ?? []).length;
-			tail = [...tail, ...text.split("\n")].slice(-30);
+	const children: { name: string; child: ChildProcess; exited: Promise<void> }[] = [];
+	const launch = (name: string, args: string[], extra: Record<string, string>) => {
+		const child = spawn(process.execPath, args, {
+			cwd: ROOT,
+			env: { ...env, ...extra },
+			stdio: ["ignore", "pipe", "pipe"],
+			// Its own process group: Ctrl-C in the terminal reaches the bench, which stops the instance in order.
+			detached: true
 		});
+		for (const stream of [child.stdout!, child.stderr!]) {
+			stream.on("data", (d: Buffer) => {
+				out.write(d);
+				const text = d.toString();
+				started += (text.match(/ServiceBroker with \d+ service\(s\) started successfully/g) ?? []).length;
+				tail = [...tail, ...text.split("\n")].slice(-30);
+			});
+		}
+		children.push({ name, child, exited: new Promise<void>(resolve => child.once("exit", () => resolve())) });
+	};
+
+	// ts-node: exactly `npm run cluster` / `npm start`. compiled: the production runtime (the Dockerfile's
+	// `npm run build` output run by plain node), same topology, built once into bench/results/build.
+	const topology = cluster ? clusterTopology() : [{ name: "embedded", services: [] as string[] }];
+	if (opts.runtime === "compiled") {
+		const build = await compiled(log);
+		topology.forEach((spec, i) =>
+			launch(spec.name, ["node_modules/moleculer/bin/moleculer-runner.js", "--config", path.join(build, "moleculer.config.js"), "--mask", "**/*.service.js"], {
+				SERVICEDIR: path.join(build, "services"),
+				NODE_ID: `${id}-${spec.name}`,
+				...(spec.services.length > 0 ? { SERVICES: spec.services.join(",") } : {}),
+				METRICS_PORT: opts.metricsPort > 0 ? String(opts.metricsPort + i) : "0"
+			})
+		);
+	} else if (cluster) {
+		launch("cluster", ["-r", "ts-node/register/transpile-only", "scripts/cluster.ts"], {});
+	} else {
+		launch("embedded", [...RUNNER_ARGS], { SERVICEDIR: "services", NODE_ID: `${id}-embedded` });
 	}
-	const exited = new Promise<void>(resolve => child.once("exit", () => resolve()));
-	log(`starting ${opts.kind} instance ${id} on port ${opts.port} (log: ${logFile})`);
+	log(`starting ${opts.kind} instance ${id} (${opts.runtime}) on port ${opts.port} (log: ${logFile})`);
 
 	const nodeList = (): NodeProc[] => {
-		if (!child.pid) return [];
-		if (!cluster) return [{ name: "embedded", pid: child.pid }];
-		return childPids(child.pid).map(pid => ({ name: nodeName(pid, id), pid }));
+		if (opts.runtime === "compiled" || !cluster) return children.filter(c => c.child.pid && c.child.exitCode === null).map(c => ({ name: c.name, pid: c.child.pid! }));
+		const pid = children[0].child.pid;
+		return pid ? childPids(pid).map(p => ({ name: nodeName(p, id), pid: p })) : [];
 	};
 
 	let stopped = false;
@@ -152,18 +169,21 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 		async stop() {
 			if (stopped) return;
 			stopped = true;
-			if (child.exitCode === null && child.signalCode === null) {
-				child.kill("SIGTERM");
-				const force = setTimeout(() => {
-					try {
-						process.kill(-child.pid!, "SIGKILL");
-					} catch {
-						/* gone */
-					}
-				}, 20_000);
-				await exited;
-				clearTimeout(force);
-			}
+			await Promise.all(
+				children.map(async ({ child, exited }) => {
+					if (child.exitCode !== null || child.signalCode !== null) return;
+					child.kill("SIGTERM");
+					const force = setTimeout(() => {
+						try {
+							process.kill(-child.pid!, "SIGKILL");
+						} catch {
+							/* gone */
+						}
+					}, 20_000);
+					await exited;
+					clearTimeout(force);
+				})
+			);
 			out.end();
 			if (cluster) {
 				await dropDatabases(dbPrefix).catch(e => log(`drop databases: ${(e as Error).message}`));
@@ -178,10 +198,10 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 
 	// Ready: every node logged its start and the gateway answers /api/health with 200.
 	// (The start line is logged at info: below that level, health plus a short grace period has to do.)
-	const expected = /^(info|debug|trace)$/.test(opts.logLevel) ? (cluster ? clusterSize() : 1) : 0;
+	const expected = /^(info|debug|trace)$/.test(opts.logLevel) ? topology.length : 0;
 	const until = Date.now() + 120_000;
 	for (;;) {
-		if (child.exitCode !== null) {
+		if (children.some(c => c.child.exitCode !== null)) {
 			await target.stop();
 			throw new Error(`instance exited during start:\n${tail.join("\n")}`);
 		}
@@ -202,10 +222,49 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 	return target;
 }
 
-/** scripts/cluster.ts's default topology has six nodes; CLUSTER_NODES overrides it. */
-function clusterSize(): number {
+/** scripts/cluster.ts's default topology (CLUSTER_NODES overrides it there and here, in the same format). */
+function clusterTopology(): { name: string; services: string[] }[] {
 	const raw = process.env.CLUSTER_NODES;
-	return raw ? raw.split(";").length : 6;
+	if (!raw) {
+		return [
+			{ name: "gateway", services: ["api"] },
+			{ name: "catalog-1", services: ["user", "concert", "queue"] },
+			{ name: "catalog-2", services: ["user", "concert", "queue"] },
+			{ name: "booking-1", services: ["reservation", "saga", "payment"] },
+			{ name: "booking-2", services: ["reservation", "saga", "payment"] },
+			{ name: "events", services: ["ranking", "notification", "review"] }
+		];
+	}
+	const counts = new Map<string, number>();
+	return raw.split(";").map(part => {
+		const [name, services] = part.split("=");
+		const n = (counts.get(name) ?? 0) + 1;
+		counts.set(name, n);
+		return { name: `${name}-${n}`, services: services.split(",").map(x => x.trim()) };
+	});
+}
+
+/** Compiles the platform as `npm run build` does (tsconfig.build.json), into bench/results/build, once per run. */
+let built: Promise<string> | undefined;
+function compiled(log: (line: string) => void): Promise<string> {
+	built ??= new Promise<string>((resolve, reject) => {
+		const outDir = path.join(ROOT, "bench", "results", "build");
+		log(`compiling the platform into ${path.relative(ROOT, outDir)} (tsc -p tsconfig.build.json)...`);
+		fs.rmSync(outDir, { recursive: true, force: true });
+		const tsc = spawn(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json", "--outDir", outDir, "--noEmitOnError", "false"], {
+			cwd: ROOT,
+			stdio: ["ignore", "pipe", "pipe"]
+		});
+		let errors = "";
+		tsc.stdout!.on("data", (d: Buffer) => (errors += d.toString()));
+		tsc.stderr!.on("data", (d: Buffer) => (errors += d.toString()));
+		tsc.once("exit", () => {
+			// Type errors in work in progress elsewhere in the tree do not stop the emit; a missing config does.
+			if (fs.existsSync(path.join(outDir, "moleculer.config.js"))) resolve(outDir);
+			else reject(new Error(`build failed:\n${errors.slice(0, 2000)}`));
+		});
+	});
+	return built;
 }
 
 function childPids(pid: number): number[] {
@@ -281,5 +340,24 @@ export async function clearKeys(prefix: string): Promise<void> {
 		} while (cursor !== "0");
 	} finally {
 		redis.disconnect();
+	}
+}
+
+/**
+ * Server-wide MariaDB counters (statements, commits, redo-log fsyncs). Server-wide: other clients of the same
+ * server count too, so these are upper bounds for the run's own work when the machine is shared.
+ */
+export async function mariadbStatus(): Promise<Record<string, number>> {
+	const names = ["Questions", "Com_commit", "Com_insert", "Com_update", "Com_select", "Innodb_os_log_fsyncs", "Innodb_data_fsyncs"];
+	try {
+		const conn = await mysql.createConnection(MARIADB);
+		try {
+			const [rows] = await conn.query("SHOW GLOBAL STATUS WHERE Variable_name IN (?)", [names]);
+			return Object.fromEntries((rows as { Variable_name: string; Value: string }[]).map(r => [r.Variable_name, Number(r.Value)]));
+		} finally {
+			await conn.end();
+		}
+	} catch {
+		return {};
 	}
 }
