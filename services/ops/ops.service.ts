@@ -41,6 +41,8 @@ interface Settings {
 
 interface Vars {
 	timers: NodeJS.Timeout[];
+	/** The scheduled run in progress, awaited on stop. */
+	running?: Promise<void>;
 	leaseOwner: string;
 	lastReport?: ConsistencyReport;
 }
@@ -343,16 +345,20 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		}
 		if (this.settings.intervalMs > 0) {
 			const t = setInterval(() => {
-				void this.scheduledCheck().catch(err => this.logger.warn("scheduled consistency check failed:", (err as Error).message));
+				if (this.running || this.broker.stopping) return;
+				this.running = this.scheduledCheck()
+					.catch(err => this.logger.warn("scheduled consistency check failed:", (err as Error).message))
+					.finally(() => (this.running = undefined));
 			}, this.settings.intervalMs);
 			t.unref();
 			this.timers.push(t);
 		}
 	},
 
-	stopped() {
+	async stopped() {
 		for (const t of this.timers) clearInterval(t);
 		this.timers = [];
+		await this.running;
 	}
 };
 

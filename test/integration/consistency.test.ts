@@ -9,6 +9,8 @@ import { createHoldStore } from "../../services/concert/holds.store";
 import { adminToken, ownConcert, pay, reserve, seats, shopper, type Shopper } from "../support/booking";
 import { http, testEnv, waitFor, type TestEnv } from "../support/harness";
 import { checkOf, OPS_ADMIN, opsCluster, redisOf, schema, sqlOf } from "../support/ops";
+import { SchemaNodes } from "../support/saga";
+import OpsService from "../../services/ops/ops.service";
 
 // The relay runs after each commit and at start; a long poll keeps an injected outbox row unpublished (stale)
 // for as long as nothing else commits in the reservation database.
@@ -133,6 +135,21 @@ describe("consistency check (cluster)", () => {
 		const body = await report();
 		expect(checkOf(body, "ranking").ok).toBe(true);
 		expect(checkOf(body, "seats").ok).toBe(false);
+	}, 30_000);
+
+	it("when an ops node is configured with a short interval, then it runs the check by itself and its gauges show the drift", async () => {
+		const nodes = new SchemaNodes(env);
+		try {
+			const scheduled = await nodes.node([{ ...OpsService, settings: { ...OpsService.settings, intervalMs: 300, metricsIntervalMs: 60_000 } }], `${env.id}-ops2`, {
+				metrics: { enabled: true, reporter: [] }
+			});
+			const gauge = (check: string) => scheduled.metrics.getMetric("ops.consistency.ok")?.get({ check })?.value;
+			await waitFor(() => gauge("seats") !== undefined, 15_000, "a scheduled consistency run");
+			expect(gauge("seats")).toBe(0);
+			expect(gauge("sagas")).toBe(1);
+		} finally {
+			await nodes.stop();
+		}
 	}, 30_000);
 
 	it("when a repair is asked for a check without one, or by a non-admin, then 422 or 403 and nothing runs", async () => {
