@@ -221,7 +221,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					paySaga
 						? ctx.call<{ id: string; amount: number; status: string } | null, { sagaId: string }>("payment.getBySaga", { sagaId: paySaga }).catch(() => undefined)
 						: undefined,
-					row.saga_id ? ctx.call<SagaView, { id: string }>("saga.get", { id: row.saga_id }).catch(() => undefined) : undefined
+					row.saga_id ? ctx.call<SagaView, { id: string }>("saga.find", { id: row.saga_id }).catch(() => undefined) : undefined
 				]);
 				if (payment && payment.status !== "VOIDED") view.payment = { id: payment.id, amount: Number(payment.amount), status: payment.status };
 				if (saga) view.saga = { id: saga.id, status: saga.status };
