@@ -44,13 +44,12 @@ interface Vars {
 	/** The scheduled run in progress, awaited on stop. */
 	running?: Promise<void>;
 	leaseOwner: string;
-	lastReport?: ConsistencyReport;
 }
 
 interface Methods {
 	runCheck(ctx: Context): Promise<ConsistencyReport>;
 	gather(ctx: Context): Promise<Snapshot>;
-	crossChecks(s: Snapshot): Record<string, Record<string, unknown>>;
+	crossChecks(s: Snapshot): Record<(typeof CROSS)[number], Record<string, unknown>>;
 	producers(): string[];
 	scheduledCheck(): Promise<void>;
 	collectMetrics(ctx: Context): Promise<Record<string, number>>;
@@ -59,14 +58,21 @@ interface Methods {
 
 type This = Service<Settings> & PlatformVars & Vars & Methods;
 
-interface Snapshot {
-	reservations: AuditReservation[];
-	sales: AuditSale[];
-	holds: AuditHold[];
-	payments: AuditPayment[];
-	ranking: { ok: boolean; mismatches: unknown[] };
-	concertVerify: { checks: CheckResult[] };
+/** A read that failed: the checks that need it report its error instead of findings. */
+interface Failed {
+	error: string;
+	message: string;
 }
+
+interface Snapshot {
+	reservations: AuditReservation[] | Failed;
+	concert: { sales: AuditSale[]; holds: AuditHold[] } | Failed;
+	payments: AuditPayment[] | Failed;
+	ranking: { ok: boolean; mismatches: unknown[] } | Failed;
+	concertVerify: { checks: CheckResult[] } | Failed;
+}
+
+const failed = (v: unknown): v is Failed => typeof v === "object" && v !== null && !Array.isArray(v) && typeof (v as Failed).error === "string";
 
 interface OutboxStats {
 	producer: string;
@@ -154,10 +160,7 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		async runCheck(this: This, ctx: Context): Promise<ConsistencyReport> {
 			const producers = this.producers();
 			const [first, wallet, sagas, outbox] = await Promise.all([
-				this.gather(ctx).then(
-					s => ({ ok: true as const, s }),
-					err => ({ ok: false as const, err })
-				),
+				this.gather(ctx),
 				call<{ ok: boolean; checks: { name: string; ok: boolean; details: { offenders: number; ids: string[] } }[] }>(ctx, "payment.verify", {}).catch(errorOf),
 				(async () => {
 					const rows: SagaRow[] = [];
@@ -181,20 +184,11 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				)
 			]);
 
-			let cross: Record<string, Record<string, unknown>>;
-			if (!first.ok) {
-				cross = Object.fromEntries(CROSS.map(n => [n, errorOf(first.err)]));
-			} else {
-				cross = this.crossChecks(first.s);
-				if (CROSS.some(n => !noFindings(cross[n]))) {
-					await new Promise(r => setTimeout(r, this.settings.settleMs));
-					const again = await this.gather(ctx).catch(err => err as Error);
-					if (again instanceof Error) cross = Object.fromEntries(CROSS.map(n => [n, errorOf(again)]));
-					else {
-						const second = this.crossChecks(again);
-						cross = Object.fromEntries(CROSS.map(n => [n, confirmedFindings(cross[n], second[n])]));
-					}
-				}
+			let cross = this.crossChecks(first);
+			if (CROSS.some(n => !noFindings(cross[n]))) {
+				await new Promise(r => setTimeout(r, this.settings.settleMs));
+				const second = this.crossChecks(await this.gather(ctx));
+				cross = { seats: confirmedFindings(cross.seats, second.seats), money: confirmedFindings(cross.money, second.money), holds: confirmedFindings(cross.holds, second.holds), ranking: confirmedFindings(cross.ranking, second.ranking) };
 			}
 
 			// payment.verify: the wallet rules inside the payment context (balance = ledger, no negative, chain).
@@ -220,7 +214,6 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				{ name: "ranking", ok: noFindings(cross.ranking), details: cross.ranking }
 			];
 			const report: ConsistencyReport = { ok: checks.every(c => c.ok), checkedAt: new Date().toISOString(), checks };
-			this.lastReport = report;
 			for (const c of checks) {
 				this.gauge("ops.consistency.ok", { check: c.name }, c.ok ? 1 : 0);
 				const n = Object.values(c.details).reduce<number>((sum, v) => sum + (Array.isArray(v) ? v.length : 0), 0);
@@ -229,30 +222,30 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			return report;
 		},
 
-		/** One read of every cross-service input, in parallel. Throws when an owning service does not answer. */
+		/** One read of every cross-service input, in parallel; a service that does not answer leaves its error. */
 		async gather(this: This, ctx: Context): Promise<Snapshot> {
-			const [reservations, audit, payments, ranking, concertVerify] = await Promise.all([
-				call<AuditReservation[]>(ctx, "reservation.audit", {
-					statuses: ["PENDING", "PAYING", "CONFIRMED", "CANCELLING", "CANCELLED", "EXPIRED"]
-				}),
-				call<{ sales: AuditSale[]; holds: AuditHold[] }>(ctx, "concert.audit", {}),
-				call<AuditPayment[]>(ctx, "payment.audit", {}),
-				call<{ ok: boolean; mismatches: unknown[] }>(ctx, "ranking.verify", {}),
-				call<{ checks: CheckResult[] }>(ctx, "concert.verify", {})
+			const soft = <T>(p: Promise<T>) => p.catch(errorOf);
+			const [reservations, concert, payments, ranking, concertVerify] = await Promise.all([
+				soft(call<AuditReservation[]>(ctx, "reservation.audit", { statuses: ["PENDING", "PAYING", "CONFIRMED", "CANCELLING", "CANCELLED", "EXPIRED"] })),
+				soft(call<{ sales: AuditSale[]; holds: AuditHold[] }>(ctx, "concert.audit", {})),
+				soft(call<AuditPayment[]>(ctx, "payment.audit", {})),
+				soft(call<{ ok: boolean; mismatches: unknown[] }>(ctx, "ranking.verify", {})),
+				soft(call<{ checks: CheckResult[] }>(ctx, "concert.verify", {}))
 			]);
-			return { reservations, sales: audit.sales, holds: audit.holds, payments, ranking, concertVerify };
+			return { reservations, concert, payments, ranking, concertVerify };
 		},
 
 		crossChecks(this: This, s: Snapshot) {
-			const concertCheck = (name: string) => s.concertVerify.checks.find(c => c.name === name);
+			const { reservations: rs, concert, payments, ranking, concertVerify } = s;
+			const concertCheck = (name: string) => (failed(concertVerify) ? undefined : concertVerify.checks.find(c => c.name === name));
 			const counters = (concertCheck("seats")?.details as { counters?: unknown[] } | undefined)?.counters ?? [];
 			const foreign = (concertCheck("holds")?.details as { heldButSoldToOthers?: unknown[] } | undefined)?.heldButSoldToOthers ?? [];
 			return {
-				seats: { ...seatFindings(s.sales, s.reservations), soldCounterDrift: counters },
-				money: moneyFindings(s.reservations, s.payments),
-				holds: { ...holdFindings(s.holds, s.reservations), heldButSoldToOthers: foreign },
-				ranking: { mismatches: s.ranking.mismatches }
-			};
+				seats: failed(rs) ? rs : failed(concert) ? concert : { ...seatFindings(concert.sales, rs), soldCounterDrift: counters },
+				money: failed(rs) ? rs : failed(payments) ? payments : moneyFindings(rs, payments),
+				holds: failed(rs) ? rs : failed(concert) ? concert : { ...holdFindings(concert.holds, rs), heldButSoldToOthers: foreign },
+				ranking: failed(ranking) ? ranking : { mismatches: ranking.mismatches }
+			} as Record<(typeof CROSS)[number], Record<string, unknown>>;
 		},
 
 		/** Services that run an outbox relay (they answer `<name>.outboxStats`), from the registry. */
