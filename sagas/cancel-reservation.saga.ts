@@ -7,8 +7,9 @@
  * CancelConfirmedReservation: 0 beginCancel (CONFIRMED->CANCELLING; comp: back)  1 refund (the pivot)
  *                            2 sold seats back to AVAILABLE  3 finishCancel (CANCELLED, refund amount, event)
  *
- * Past the refund nothing can be undone, so the steps after it are retried long enough to outlast an outage
- * (and a crashed node's saga is resumed by another): they must end in success, not compensation.
+ * Past beginCancel the steps are `retriable` (the pivot is the refund): they are retried long enough to outlast
+ * an outage, a crashed node's saga is resumed by another, and one that still fails parks the saga as FAILED for
+ * an operator instead of compensating: a refunded booking must never be put back to CONFIRMED.
  */
 import { defineSaga } from "./types";
 
@@ -37,13 +38,15 @@ export const cancelPendingReservation = defineSaga<CancelReservationData>({
 			name: "releaseSeats",
 			action: "concert.release",
 			params: d => ({ scheduleId: d.scheduleId, seatIds: d.seatIds, owner: d.reservationId }),
-			retry: UNTIL_IT_WORKS
+			retry: UNTIL_IT_WORKS,
+			retriable: true
 		},
 		{
 			name: "finishCancel",
 			action: "reservation.finishCancel",
 			params: d => ({ reservationId: d.reservationId }),
-			retry: UNTIL_IT_WORKS
+			retry: UNTIL_IT_WORKS,
+			retriable: true
 		}
 	],
 	rejections: { RESERVATION_NOT_CANCELLABLE: "the reservation can no longer be cancelled" }
@@ -63,19 +66,22 @@ export const cancelConfirmedReservation = defineSaga<CancelReservationData>({
 			name: "refund",
 			action: "payment.refund",
 			params: d => ({ sagaId: d.paidSagaId!, reason: "cancelled by user" }),
-			retry: UNTIL_IT_WORKS
+			retry: UNTIL_IT_WORKS,
+			retriable: true
 		},
 		{
 			name: "releaseSold",
 			action: "concert.releaseSold",
 			params: d => ({ reservationId: d.reservationId, scheduleId: d.scheduleId, seatIds: d.seatIds }),
-			retry: UNTIL_IT_WORKS
+			retry: UNTIL_IT_WORKS,
+			retriable: true
 		},
 		{
 			name: "finishCancel",
 			action: "reservation.finishCancel",
 			params: (d, r) => ({ reservationId: d.reservationId, refundAmount: Number((r.refund as { amount?: number }).amount ?? 0) }),
-			retry: UNTIL_IT_WORKS
+			retry: UNTIL_IT_WORKS,
+			retriable: true
 		}
 	],
 	rejections: { RESERVATION_NOT_CANCELLABLE: "the reservation can no longer be cancelled" }
