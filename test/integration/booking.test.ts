@@ -235,6 +235,29 @@ describe("booking under faults (cluster: three brokers over NATS, MariaDB, Redis
 		await paymentsVerified();
 	});
 
+	it("when a step after the refund keeps failing, then the cancellation parks FAILED for an operator, never back to CONFIRMED", async () => {
+		const b = await bookOne(1200);
+		expect((await pay(api, b.u, b.id)).status).toBe(201);
+		faults.fail("concert.releaseSold", injected);
+		const res = await http("POST", `${api}/reservations/${b.id}/cancel`, { token: b.u.token, headers: { "idempotency-key": "stuck" } });
+		expect(res.status).toBe(202);
+		expect(res.body.status).toBe("FAILED");
+		// Refunded, seats still sold, the reservation held in CANCELLING: nothing was undone past the pivot.
+		expect(await balance(api, b.u)).toBe(10_000);
+		expect((await reservation(api, b.u, b.id)).status).toBe("CANCELLING");
+		const letters = await http("GET", `${api}/admin/dead-letters`, { token: admin });
+		expect(JSON.stringify(letters.body)).toContain(res.body.sagaId);
+
+		// The operator fixes the cause and retries the saga: it finishes the cancellation once.
+		faults.clear();
+		const retry = await http("POST", `${api}/admin/sagas/${res.body.sagaId}/retry`, { token: admin });
+		expect(retry.status).toBe(202);
+		await waitFor(async () => (await reservation(api, b.u, b.id)).status === "CANCELLED", 15_000, "the retried cancellation");
+		expect(await balance(api, b.u)).toBe(10_000);
+		expect((await seats(api, b.scheduleId))[0].status).toBe("AVAILABLE");
+		await paymentsVerified();
+	}, 30_000);
+
 	it("when the payment commits but answers after the step timeout, then it is retried under its key: one debit, confirmed", async () => {
 		const b = await bookOne(2500);
 		faults.delayAfter("payment.pay", 3500, { times: 1 });
