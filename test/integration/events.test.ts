@@ -117,6 +117,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		await waitFor(async () => Object.values((await sink(ids)).applied).every(n => n === 1), 20_000, "every event applied");
 		expect(await pending()).toBe(0);
 		await waitFor(async () => (await http("GET", `${api}/notifications?pageSize=100`, { token: user.token })).body.total >= 25, 10_000, "25 notifications");
+		await waitFor(async () => (await rankingScore("c-outage")) === 10, 10_000, "the ranking to settle");
 		await settle();
 		expect(Object.values((await sink(ids)).applied)).toEqual(ids.map(() => 1));
 		// The five reservations still confirmed, two seats each: nothing counted twice, no cancel missed.
@@ -149,11 +150,28 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 			}
 			await sleep(500);
 			await setPublishing(true);
-			await sleep(1500);
-			// The others published what they could claim; the rows in the doomed node's open batch stay locked.
-			const held = await pending();
+			// The others publish what they can claim (once out of their backoff); the rows in the doomed node's open
+			// batch stay locked, unpublished.
+			const appliedCount = async () => Object.values((await sink(ids)).applied).filter(n => n === 1).length;
+			// Settled: the same counts for longer than the others' longest backoff (2 s at a 100 ms poll).
+			let held = 0;
+			let last = "";
+			let since = Date.now();
+			await waitFor(
+				async () => {
+					held = await pending();
+					const applied = await appliedCount();
+					if (`${held}/${applied}` !== last) {
+						last = `${held}/${applied}`;
+						since = Date.now();
+						return false;
+					}
+					return applied === 12 - held && Date.now() - since >= 2500;
+				},
+				20_000,
+				"the free rows published around the doomed node's batch"
+			);
 			expect(held).toBeGreaterThan(0);
-			expect(Object.values((await sink(ids)).applied).filter(n => n === 1)).toHaveLength(12 - held);
 
 			child.kill("SIGKILL");
 			await exited;
@@ -194,6 +212,8 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		const e = makeEvent("reservation.confirmed", "r-dup", 2, { reservationId: "r-dup", userId: user.id, concertId: "c-dup", scheduleId: "s", seatIds: ["a", "b"], amount: 200 });
 		await publishRaw(env.config.namespace, [e, e, e]);
 		await waitFor(async () => (await sink([e.id])).delivered[e.id] === 3, 10_000, "3 deliveries to the sink");
+		await waitFor(async () => (await rankingScore("c-dup")) === 2, 10_000, "the ranking");
+		await waitFor(async () => (await http("GET", `${api}/notifications`, { token: user.token })).body.total === 1, 10_000, "the inbox");
 		await settle();
 		expect((await sink([e.id])).applied[e.id]).toBe(1);
 		expect(await rankingScore("c-dup")).toBe(2);
@@ -210,6 +230,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 			makeEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, refundAmount: 300, reason: "USER" }),
 			makeEvent("reservation.confirmed", "r-late", 2, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"] })
 		]);
+		await waitFor(async () => (await rankingScore("c-order")) === 1, 10_000, "the kept reservation counted");
 		await settle();
 		expect(await rankingScore("c-order")).toBe(1);
 		// The cancel once more (a redelivery): no deflation below the truth either.
