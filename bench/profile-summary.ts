@@ -3,7 +3,10 @@
  * bench/results/prof-*): self time per function and per package, heaviest first, so a profile answers "what
  * dominates" without opening DevTools.
  *
- *   node -r ts-node/register/transpile-only bench/profile-summary.ts <dir-or-file.cpuprofile> [top=25]
+ *   node -r ts-node/register/transpile-only bench/profile-summary.ts <dir-or-file.cpuprofile> [top=25] [results.json]
+ *
+ * With the run's results JSON, only the samples inside the timed phase count (its `profileWindowUs`: both clocks
+ * are CLOCK_MONOTONIC), so start-up (ts-node compiling every file) and setup do not hide the steady state.
  */
 import fs from "fs";
 import path from "path";
@@ -32,14 +35,21 @@ function packageOf(url: string): string {
 	return rel.startsWith(root) ? path.relative(root, rel).split("/").slice(0, 2).join("/") : rel;
 }
 
-function summarise(file: string, top: number): void {
+function summarise(file: string, top: number, window?: number[]): void {
 	const p = JSON.parse(fs.readFileSync(file, "utf8")) as Profile;
 	const byId = new Map(p.nodes.map(n => [n.id, n]));
 	const self = new Map<number, number>();
 	const samples = p.samples ?? [];
 	const deltas = p.timeDeltas ?? [];
-	for (let i = 0; i < samples.length; i++) self.set(samples[i], (self.get(samples[i]) ?? 0) + (deltas[i] ?? 0) / 1000);
-	const total = (p.endTime - p.startTime) / 1000;
+	let at = p.startTime;
+	let total = 0;
+	for (let i = 0; i < samples.length; i++) {
+		at += deltas[i] ?? 0;
+		if (window && (at < window[0] || at > window[1])) continue;
+		const ms = (deltas[i] ?? 0) / 1000;
+		total += ms;
+		self.set(samples[i], (self.get(samples[i]) ?? 0) + ms);
+	}
 	const fn = new Map<string, number>();
 	const pkg = new Map<string, number>();
 	let idle = 0;
@@ -69,8 +79,12 @@ function summarise(file: string, top: number): void {
 
 const target = process.argv[2];
 const top = Number(process.argv[3] ?? 25);
+const resultsFile = process.argv[4];
+const window = resultsFile
+	? (JSON.parse(fs.readFileSync(resultsFile, "utf8")) as { runs: { facts: { resources: { profileWindowUs: number[] } } }[] }).runs[0].facts.resources.profileWindowUs
+	: undefined;
 if (!target) throw new Error("usage: profile-summary.ts <dir-or-file> [top]");
 const files = fs.statSync(target).isDirectory()
 	? fs.readdirSync(target).filter(f => f.endsWith(".cpuprofile")).map(f => path.join(target, f))
 	: [target];
-for (const f of files) summarise(f, top);
+for (const f of files) summarise(f, top, window);

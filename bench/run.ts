@@ -35,6 +35,7 @@ interface Options {
 	port: number;
 	metricsPort: number;
 	cpuProf: boolean;
+	sqlCount: boolean;
 	logLevel: string;
 	baseline: boolean;
 	runtime: "ts-node" | "compiled";
@@ -69,6 +70,7 @@ function parseArgs(argv: string[]): Options {
 		port: num("port", 3300)!,
 		metricsPort: num("metrics-port", 0)!,
 		cpuProf: flags.has("cpu-prof"),
+		sqlCount: flags.has("sql-count"),
 		logLevel: flags.get("log-level") ?? "info",
 		baseline: flags.get("baseline") !== "false",
 		runtime: flags.get("runtime") === "compiled" ? "compiled" : "ts-node"
@@ -170,8 +172,23 @@ class Sampler {
 	private readonly servers: { name: string; pid: number }[];
 	private t0 = 0;
 
-	constructor(private readonly target: Target) {
+	constructor(
+		private readonly target: Target,
+		private readonly sqlCount = process.env.BENCH_SQL_COUNT === "1"
+	) {
 		this.servers = serverPids();
+	}
+
+	/** With --sql-count, each node writes a snapshot of its statement counts on SIGUSR2 (bench/preload.js). */
+	private signalNodes(): void {
+		if (!this.sqlCount) return;
+		for (const p of this.target.nodes()) {
+			try {
+				process.kill(p.pid, "SIGUSR2");
+			} catch {
+				/* gone */
+			}
+		}
 	}
 
 	private procs(): { name: string; pid: number }[] {
@@ -179,10 +196,14 @@ class Sampler {
 	}
 
 	private db0: Record<string, number> = {};
+	/** CLOCK_MONOTONIC in µs, the time base of V8's CPU profiles: the timed window for bench/profile-summary.ts. */
+	private mono0 = 0;
 
 	async start(): Promise<void> {
+		this.signalNodes();
 		this.db0 = await mariadbStatus();
 		this.t0 = performance.now();
+		this.mono0 = Number(process.hrtime.bigint() / 1000n);
 		for (const p of this.procs()) this.cpu0.set(p.name, cpuSecondsOf(p.pid) ?? 0);
 		const sample = () => {
 			for (const p of this.target.nodes()) {
@@ -195,8 +216,9 @@ class Sampler {
 		this.timer.unref();
 	}
 
-	async stop(): Promise<{ seconds: number; nodes: Record<string, NodeStats>; cpuPercent: Record<string, number>; mariadb: Record<string, number> }> {
+	async stop(): Promise<{ seconds: number; nodes: Record<string, NodeStats>; cpuPercent: Record<string, number>; mariadb: Record<string, number>; profileWindowUs: number[] }> {
 		if (this.timer) clearInterval(this.timer);
+		this.signalNodes();
 		const db1 = await mariadbStatus();
 		const mariadb = Object.fromEntries(Object.keys(db1).map(k => [k, db1[k] - (this.db0[k] ?? 0)]));
 		const seconds = (performance.now() - this.t0) / 1000;
@@ -214,7 +236,7 @@ class Sampler {
 				};
 			}
 		}
-		return { seconds: round(seconds), nodes, cpuPercent, mariadb };
+		return { seconds: round(seconds), nodes, cpuPercent, mariadb, profileWindowUs: [this.mono0, Number(process.hrtime.bigint() / 1000n)] };
 	}
 }
 
@@ -629,12 +651,34 @@ async function metricsDigest(base: number, nodes: number): Promise<{ name: strin
 		.sort((a, b) => b.totalS - a.totalS);
 }
 
+/** Timed-phase statement counts (snapshot 2 minus snapshot 1 of every node), summed over the nodes. */
+function sqlDigest(dir: string): { total: number; byDatabase: Record<string, number>; top: { statement: string; count: number }[] } {
+	const sum = new Map<string, number>();
+	const files = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+	for (const f of files.filter(x => x.endsWith(".2.json"))) {
+		const end = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as Record<string, number>;
+		const startFile = path.join(dir, f.replace(/\.2\.json$/, ".1.json"));
+		const start = fs.existsSync(startFile) ? (JSON.parse(fs.readFileSync(startFile, "utf8")) as Record<string, number>) : {};
+		for (const [k, v] of Object.entries(end)) sum.set(k, (sum.get(k) ?? 0) + v - (start[k] ?? 0));
+	}
+	const byDatabase: Record<string, number> = {};
+	let total = 0;
+	for (const [k, v] of sum) {
+		const db = k.split(" | ")[0].replace(/^[^_]+_/, "");
+		byDatabase[db] = (byDatabase[db] ?? 0) + v;
+		total += v;
+	}
+	const top = [...sum.entries()].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).map(([statement, count]) => ({ statement: statement.replace(/^[^_]+_/, ""), count }));
+	return { total, byDatabase, top };
+}
+
 function loadAvg(): string {
 	return os.loadavg().map(l => l.toFixed(2)).join(" ");
 }
 
 async function main(): Promise<void> {
 	const o = parseArgs(process.argv.slice(2));
+	if (o.sqlCount) process.env.BENCH_SQL_COUNT = "1";
 	const stops: (() => Promise<void>)[] = [];
 	let interrupted = false;
 	const onSignal = (sig: string) => {
@@ -676,6 +720,7 @@ async function main(): Promise<void> {
 
 	if (o.scenario !== "baseline") {
 		const profDir = path.join(__dirname, "results", `prof-${o.scenario}-${o.target}-${Date.now()}`);
+		const sqlDir = path.join(__dirname, "results", `sql-${o.scenario}-${o.target}-${Date.now()}`);
 		const target = await startTarget(
 			{
 				kind: o.target,
@@ -683,8 +728,9 @@ async function main(): Promise<void> {
 				port: o.port,
 				env: instanceEnv(o),
 				metricsPort: o.metricsPort,
-				nodeArgs: o.cpuProf ? ["--require", path.join(__dirname, "cpu-prof.js")] : [],
+				nodeArgs: o.cpuProf || o.sqlCount ? ["--require", path.join(__dirname, "preload.js")] : [],
 				profDir: o.cpuProf ? profDir : undefined,
+				sqlCountDir: o.sqlCount ? sqlDir : undefined,
 				logLevel: o.logLevel,
 				runtime: o.runtime
 			},
@@ -719,6 +765,13 @@ async function main(): Promise<void> {
 				const facts = { ...res.facts };
 				delete facts.totals;
 				process.stdout.write(`${JSON.stringify(facts)}\n`);
+			}
+			if (o.sqlCount) {
+				await sleep(300);
+				const digest = sqlDigest(sqlDir);
+				result.sqlStatements = digest;
+				process.stdout.write(`\nSQL statements sent by the nodes during the timed phase: ${digest.total} (by database: ${JSON.stringify(digest.byDatabase)})\n`);
+				for (const d of digest.top.slice(0, 30)) process.stdout.write(`  ${String(d.count).padStart(7)}  ${d.statement}\n`);
 			}
 			if (o.metricsPort > 0) {
 				const digest = await metricsDigest(o.metricsPort, Math.max(1, target.nodes().length));

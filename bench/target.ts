@@ -37,6 +37,8 @@ export interface TargetOptions {
 	nodeArgs: string[];
 	/** Where the preloaded profiler writes each node's .cpuprofile. */
 	profDir?: string;
+	/** Where the preloaded statement counter writes its snapshots. */
+	sqlCountDir?: string;
 	logLevel: string;
 	/** ts-node (as `npm run cluster` and `npm start` run) or compiled (as the Docker image runs). */
 	runtime: "ts-node" | "compiled";
@@ -105,6 +107,7 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 		delete env.REDIS_URL;
 	}
 	if (opts.profDir) env.BENCH_CPU_PROF_DIR = opts.profDir;
+	if (opts.sqlCountDir) env.BENCH_SQL_COUNT_DIR = opts.sqlCountDir;
 	if (opts.nodeArgs.length > 0) env.NODE_OPTIONS = [env.NODE_OPTIONS ?? "", ...opts.nodeArgs].join(" ").trim();
 
 	const logFile = path.join(dataDir, "instance.log");
