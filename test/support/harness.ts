@@ -17,6 +17,7 @@ import { brokerOptions } from "../../moleculer.config";
 import { loadConfig, type Config } from "../../lib/config";
 import { RUNNER_ARGS } from "../../lib/runner";
 import { createStore } from "../../lib/store";
+import { deleteEventStreams } from "./events";
 import { MARIADB_URL, NATS_URL, REDIS_URL, runId } from "./isolation";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -137,6 +138,8 @@ export class TestEnv {
 		await Promise.all(this.nodes.map(n => n.stop().catch(() => undefined)));
 		if (this.opts.cluster) {
 			await dropDatabases(this.env.DB_PREFIX);
+			// This run's JetStream streams (events and their dead letters).
+			await deleteEventStreams(this.env.NAMESPACE).catch(() => undefined);
 			const store = createStore(this.config);
 			await store.clear().catch(() => undefined);
 			await store.close();
