@@ -62,13 +62,19 @@ interface SagaView {
 interface ReservationVars {
 	sql: Sql;
 	sweeper?: NodeJS.Timeout;
+	/** scheduleId -> concertId, for schedules known to exist: a schedule never moves to another concert. */
+	scheduleConcerts: Map<string, string>;
 }
+
+/** Bound on the per-node schedule -> concert cache (cleared when full, like the queue's concert cache). */
+const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
 	load(id: string, t?: Transaction): Promise<ReservationRow | null>;
 	loadOwned(ctx: Context<unknown, Meta>, id: string): Promise<ReservationRow>;
 	seatsOf(ids: string[]): Promise<SeatRow[]>;
 	requireActiveToken(ctx: Context<unknown, Meta>, userId: string, concertId: string): Promise<void>;
+	concertOf(ctx: Context<unknown, Meta>, scheduleId: string): Promise<string>;
 	sweepExpired(): Promise<number>;
 	waitMs(): number;
 	emit(t: Transaction, row: ReservationRow, eventType: string, extra?: Record<string, unknown>): Promise<void>;
@@ -146,8 +152,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const { scheduleId, seatIds } = ctx.params;
 				const problems = seatIdProblems(seatIds);
 				if (problems.length > 0) throw new FieldValidationError(problems.map(message => ({ field: "seatIds", type: "arrayUnique", message })));
-				const schedule = await ctx.call<{ id: string; concertId: string }, { id: string }>("concert.getSchedule", { id: scheduleId });
-				await this.requireActiveToken(ctx, user.id, schedule.concertId);
+				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
 
 				const id = crypto.randomUUID();
 				const hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
@@ -573,6 +578,20 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			);
 		},
 
+		/**
+		 * The concert of a schedule (404 from the catalog for an unknown one). Known schedules are cached per node:
+		 * the mapping never changes, and asking the catalog on every hold cost a call, a query and a store read
+		 * per attempt, which in a flash sale is mostly attempts that lose the seat race.
+		 */
+		async concertOf(this: This, ctx: Context<unknown, Meta>, scheduleId: string) {
+			const known = this.scheduleConcerts.get(scheduleId);
+			if (known !== undefined) return known;
+			const schedule = await ctx.call<{ id: string; concertId: string }, { id: string }>("concert.getSchedule", { id: scheduleId });
+			if (this.scheduleConcerts.size >= SCHEDULE_CACHE_MAX) this.scheduleConcerts.clear();
+			this.scheduleConcerts.set(scheduleId, schedule.concertId);
+			return schedule.concertId;
+		},
+
 		async requireActiveToken(this: This, ctx: Context<unknown, Meta>, userId: string, concertId: string) {
 			const token = ctx.meta.queueToken;
 			if (!token) throw new QueueTokenRequiredError();
@@ -635,6 +654,10 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				}
 			});
 		}
+	},
+
+	created(this: This) {
+		this.scheduleConcerts = new Map();
 	},
 
 	started(this: This) {
