@@ -6,6 +6,7 @@
  * marking each row processed once the broker stored it. At least once: a crash between publish and mark publishes
  * the row again, under the same message id.
  */
+import { sqlTime } from "./sql";
 import crypto from "crypto";
 import { EventEmitter } from "events";
 import { QueryTypes, Transaction, type Sequelize } from "sequelize";
@@ -88,7 +89,7 @@ export async function appendOutbox(
 				JSON.stringify({ ...event.payload, eventId: id, version }),
 				version,
 				false,
-				new Date()
+				sqlTime()
 			],
 			transaction
 		}
@@ -117,7 +118,7 @@ export async function outboxStats(sequelize: Sequelize, staleMs: number, now = D
 	);
 	const rows = await sequelize.query<{ id: string; event_type: string; aggregate_id: string; created_at: Date | string }>(
 		"SELECT id, event_type, aggregate_id, created_at FROM outbox_events WHERE processed = 0 AND created_at < ? ORDER BY seq LIMIT 100",
-		{ replacements: [new Date(now - staleMs)], type: QueryTypes.SELECT }
+		{ replacements: [sqlTime(now - staleMs)], type: QueryTypes.SELECT }
 	);
 	const age = (d: Date | string) => Math.max(0, now - sqlDate(d));
 	return {
@@ -308,7 +309,7 @@ export class OutboxRelay {
 		if (rows.length === 0) return;
 		await this.opts.sequelize.query(
 			`UPDATE outbox_events SET processed = 1, processed_at = ? WHERE seq IN (${rows.map(() => "?").join(",")})`,
-			{ replacements: [new Date(), ...rows.map(r => r.seq)], transaction: t }
+			{ replacements: [sqlTime(), ...rows.map(r => r.seq)], transaction: t }
 		);
 	}
 
