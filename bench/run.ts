@@ -11,6 +11,7 @@
  * the invariants (bench/checks.ts plus the scenario's own), and exits non-zero when one fails. Ctrl-C stops the
  * instance and removes its data. `checkout` also runs `baseline` first and reports the ratio to it.
  */
+import { spawn } from "child_process";
 import fs from "fs";
 import os from "os";
 import path from "path";
@@ -18,6 +19,7 @@ import crypto from "crypto";
 import { signAccessToken, type Role } from "../lib/auth";
 import { runBaseline, type BaselineResult } from "./baseline";
 import { commonChecks, Sql, type Check, type Totals } from "./checks";
+import { cannon } from "./cannon";
 import { Client, closedLoop, Progress, Recorder, round, type Figures, type Reply } from "./load";
 import { cpuSecondsOf, mariadbStatus, memoryOf, startTarget, type Target, type TargetKind } from "./target";
 
@@ -302,21 +304,21 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 	});
 	bar.stop();
 
-	const readRec = new Recorder("status read");
-	const until = performance.now() + o.seconds * 1000;
-	const readBar = new Progress("status reads", Math.round(o.seconds), () => Math.floor((o.seconds * 1000 - (until - performance.now())) / 1000), () => `${readRec.count} reads, ${readRec.errors} errors`);
-	let k = 0;
-	const readSecs = await closedLoop(o.concurrency, Number.MAX_SAFE_INTEGER, async () => {
-		if (performance.now() >= until) return;
-		const u = users[k++ % n];
-		try {
-			const r = await c.request("GET", `/queue/tokens/${encodeURIComponent(u.queueToken!)}`, { token: u.token });
-			readRec.add(r.ms, r.status === 200 && (r.body as { token?: string }).token === u.queueToken, r.status);
-		} catch (err) {
-			readRec.add(0, false, (err as Error).message);
+	// Status reads with autocannon (the cheapest client available here), each request a random user's own token.
+	const origin = new URL(target.api).origin;
+	const apiPath = new URL(target.api).pathname;
+	const reads = await cannon({
+		url: origin,
+		connections: o.concurrency,
+		seconds: o.seconds,
+		name: "status read",
+		next: () => {
+			const u = users[Math.floor(Math.random() * n)];
+			return { path: `${apiPath}/queue/tokens/${encodeURIComponent(u.queueToken!)}`, headers: { authorization: `Bearer ${u.token}` } };
 		}
-	}, o.seconds * 1000);
-	readBar.stop();
+	});
+	const readRec = reads.rec;
+	const readSecs = reads.seconds;
 	const resources = await sampler.stop();
 
 	// FIFO: exactly maxActive ACTIVE at entry, the WAITING positions 1..n-maxActive each once; then `free` active
@@ -342,7 +344,46 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 		checks.push({ name: "queue: FIFO kept on admission", ok: wrong === 0, details: `${free} left; ${watch.length} watched, ${wrong} out of order` });
 	}
 	checks.push({ name: "queue: no failed request", ok: enterRec.errors === 0 && readRec.errors === 0, details: `enter ${JSON.stringify(enterRec.statuses)}, read ${JSON.stringify(readRec.statuses)}` });
-	return { figures: { enter: enterRec.figures(enterSecs), "status read": readRec.figures(readSecs) }, facts: { users: n, resources }, checks };
+	// The ceiling of this machine for any HTTP read: a bare node:http server in its own process answering a
+	// token-status-sized JSON, driven by the same client at the same concurrency for the same time.
+	const bare = await bareHttpReference(o.concurrency, Math.min(o.seconds, 5));
+	return {
+		figures: { enter: enterRec.figures(enterSecs), "status read": readRec.figures(readSecs), "reference: bare node:http": bare.figures },
+		facts: { users: n, resources, bareHttpCpuPercent: bare.cpuPercent },
+		checks
+	};
+}
+
+async function bareHttpReference(concurrency: number, seconds: number): Promise<{ figures: Figures; cpuPercent: Record<string, number> }> {
+	const server = spawn(
+		process.execPath,
+		[
+			"-e",
+			`const body = JSON.stringify({ token: "c".repeat(60), concertId: "c".repeat(36), status: "WAITING", position: 1234, etaSeconds: 60, expiresAt: null });
+			 require("http").createServer((req, res) => { req.resume(); req.on("end", () => { res.setHeader("content-type", "application/json"); res.end(body); }); })
+			   .listen(0, "127.0.0.1", function () { process.stdout.write(String(this.address().port) + "\\n"); });`
+		],
+		{ stdio: ["ignore", "pipe", "inherit"] }
+	);
+	try {
+		const port = await new Promise<number>(resolve => server.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))));
+		const cpu0 = { server: cpuSecondsOf(server.pid!) ?? 0, bench: cpuSecondsOf(process.pid) ?? 0 };
+		const token = `Bearer ${"x".repeat(200)}`;
+		const { rec, seconds: secs } = await cannon({
+			url: `http://127.0.0.1:${port}`,
+			connections: concurrency,
+			seconds,
+			name: "bare",
+			next: () => ({ path: `/api/queue/tokens/${"c".repeat(60)}`, headers: { authorization: token } })
+		});
+		const cpuPercent = {
+			"bare server": Math.round((100 * ((cpuSecondsOf(server.pid!) ?? 0) - cpu0.server)) / secs),
+			"bench (load generator)": Math.round((100 * ((cpuSecondsOf(process.pid) ?? 0) - cpu0.bench)) / secs)
+		};
+		return { figures: rec.figures(secs), cpuPercent };
+	} finally {
+		server.kill("SIGTERM");
+	}
 }
 
 /** hold: N users with ACTIVE tokens race for M seats (user i asks for seat i mod M): exactly M winners. */
