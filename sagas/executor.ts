@@ -147,15 +147,19 @@ export class SagaExecutor {
 					}
 					if (isRejection(err)) {
 						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "rejected");
-						// The participant said no: nothing of this step applied; undo the completed ones.
+						// The participant said no: this attempt applied nothing, so the completed steps are undone. But
+						// when an earlier attempt of this step failed in doubt (a timeout), that attempt may still be
+						// queued at the participant and apply later: the step is compensated too, so its compensation
+						// leaves the record that turns the late attempt away (a refund voids the saga's payment key).
+						const from = attempt > 1 ? i : i - 1;
 						const ok = await store.record(
 							fence,
 							settings.leaseMs,
 							{ ...running, status: "REJECTED", error },
-							{ status: "COMPENSATING", step: i - 1, stepName: def.steps[i - 1]?.name ?? null, attempts: 0, error }
+							{ status: "COMPENSATING", step: from, stepName: def.steps[from]?.name ?? null, attempts: 0, error }
 						);
 						if (!ok) return "lost";
-						return this.compensate({ ...run, saga: { ...saga, status: "COMPENSATING", step: i - 1, attempts: 0, error } });
+						return this.compensate({ ...run, saga: { ...saga, status: "COMPENSATING", step: from, attempts: 0, error } });
 					}
 					this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "error");
 					if (attempt < policy.attempts) {

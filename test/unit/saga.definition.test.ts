@@ -71,6 +71,13 @@ describe("given/expect: Test4 (a, b, c, d, each compensable)", () => {
 			{ d: { fail: 3, error: "transient" } },
 			{ status: "COMPENSATED", trace: [...fwd("a", "b", "c", "d", "d", "d"), ...undo("d", "c", "b", "a")], errorType: "FAKE_UNAVAILABLE" }
 		],
+		// In doubt, then rejected: the timed-out attempt may still apply later, so the rejecting step is undone too
+		// (its compensation leaves the record that turns a late attempt away).
+		[
+			"b is unavailable once, then rejects",
+			{ b: { fail: 1, error: "transient", thenReject: true } },
+			{ status: "COMPENSATED", trace: [...fwd("a", "b", "b"), ...undo("b", "a")], errorType: "FAKE_REJECTED" }
+		],
 		// Transient failures within the attempts: retried under the same key, then the saga goes on.
 		["b is unavailable twice", { b: { fail: 2, error: "transient" } }, { status: "COMPLETED", trace: fwd("a", "b", "b", "b", "c", "d") }],
 		// Compensations are retried too.
@@ -95,7 +102,7 @@ describe("given/expect: Test4 (a, b, c, d, each compensable)", () => {
 		// Effects: each distinct call applied once, whatever the retries.
 		const distinct = [...new Set(stats.trace)];
 		const rejectedOrFailed = Object.entries(plan ?? {})
-			.filter(([k, p]) => !k.includes(":") && p.fail !== undefined && (p.error === "reject" || (p.fail ?? 0) >= 3))
+			.filter(([k, p]) => !k.includes(":") && p.fail !== undefined && (p.error === "reject" || p.thenReject || (p.fail ?? 0) >= 3))
 			.map(([k]) => `do:${k}`);
 		const applied = distinct.filter(c => !rejectedOrFailed.includes(c));
 		expect(stats.effects.map(e => `${e.kind}:${e.step}`).sort()).toEqual(applied.sort());

@@ -11,6 +11,8 @@ export interface FakePlan {
 	fail?: number;
 	/** How to fail: a business rejection (409), a transient error (retryable 503) or a server bug (500). */
 	error?: "reject" | "transient" | "server";
+	/** After the `fail` failures, the next call rejects (a step that was in doubt, then said no). */
+	thenReject?: boolean;
 	/** First call only: apply the effect but answer after this long (past the step's timeout). */
 	lateMs?: number;
 	/** First call only: wait until `fake.open({key})` before doing anything. */

@@ -133,6 +133,9 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 				if (plan.error === "server") throw new Errors.MoleculerError("the fake is broken", 500, "FAKE_BROKEN");
 				throw new Errors.MoleculerRetryableError("the fake is busy", 503, "FAKE_UNAVAILABLE");
 			}
+			if (plan.thenReject && n === (plan.fail ?? 0) + 1) {
+				throw new Errors.MoleculerClientError("the fake says no", 409, "FAKE_REJECTED", { step: ctx.params.step });
+			}
 			if (plan.lateMs && n === 1) await new Promise(r => setTimeout(r, plan.lateMs));
 			try {
 				await this.sequelize.query("INSERT INTO fake_effects (`key`, kind, saga_id, step, created_at) VALUES (?, ?, ?, ?, ?)", {
