@@ -230,7 +230,7 @@ function clusterTopology(): { name: string; services: string[] }[] {
 	const raw = process.env.CLUSTER_NODES;
 	if (!raw) {
 		return [
-			{ name: "gateway", services: ["api"] },
+			{ name: "gateway", services: ["api", "queue"] },
 			{ name: "catalog-1", services: ["user", "concert", "queue"] },
 			{ name: "catalog-2", services: ["user", "concert", "queue"] },
 			{ name: "booking-1", services: ["reservation", "saga", "payment"] },
