@@ -24,6 +24,7 @@ import {
 	ReservationStateError
 } from "./errors";
 import { createReservations } from "./migrations/001_create_reservations";
+import { createSagaVoids } from "./migrations/002_saga_voids";
 import {
 	cancelSagaType,
 	payable,
@@ -70,6 +71,8 @@ interface ReservationVars {
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
+	findSaga(ctx: Context<unknown, Meta>, key: string): Promise<(SagaView & { type: string }) | null>;
+	voidSaga(reservationId: string, sagaId: string, t: Transaction): Promise<void>;
 	load(id: string, t?: Transaction): Promise<ReservationRow | null>;
 	loadOwned(ctx: Context<unknown, Meta>, id: string): Promise<ReservationRow>;
 	seatsOf(ids: string[]): Promise<SeatRow[]>;
@@ -92,6 +95,9 @@ function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> 
 	return Object.fromEntries(keys.map(k => [k, o[k]])) as Pick<T, K>;
 }
 
+/** A forward step of a saga whose compensation already ran here changes nothing (see migrations/002). */
+const NOT_VOIDED = " AND NOT EXISTS (SELECT 1 FROM reservation_saga_voids v WHERE v.reservation_id = reservations.id AND v.saga_id = ?)";
+
 function caller(ctx: Context<unknown, Meta>): AuthUser {
 	if (!ctx.meta.user) throw new UnauthorizedError();
 	return ctx.meta.user;
@@ -101,6 +107,12 @@ function sagaOf(ctx: Context<unknown, Meta>): string {
 	const id = ctx.meta.sagaId;
 	if (!id) throw new Errors.MoleculerClientError("This step runs inside a saga", 400, "SAGA_REQUIRED");
 	return id;
+}
+
+/** A refusal (non-retryable 4xx) rather than a fault or a timeout. */
+function isClientError(err: unknown): boolean {
+	const e = err as { code?: number; retryable?: boolean };
+	return typeof e?.code === "number" && e.code >= 400 && e.code < 500 && !e.retryable;
 }
 
 /** A saga that ended in compensation answers with the participant error that rejected it. */
@@ -122,7 +134,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		OutboxRelayMixin,
 		DbMixin({
 			database: "reservation",
-			migrations: [outboxMigration, createReservations],
+			migrations: [outboxMigration, createReservations, createSagaVoids],
 			model: {
 				name: "reservations",
 				define: {
@@ -155,7 +167,15 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
 
 				const id = crypto.randomUUID();
-				const hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+				let hold: HoldView;
+				try {
+					hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+				} catch (err) {
+					// A timeout leaves the hold in doubt (it may have been taken): give it back rather than let it
+					// block the seats until it expires. A refusal (4xx) took nothing.
+					if (!isClientError(err)) await ctx.call("concert.release", { scheduleId, seatIds, owner: id }).catch(() => undefined);
+					throw err;
+				}
 				const now = new Date();
 				try {
 					await this.sql.transaction(async t => {
@@ -245,16 +265,20 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
 				const user = caller(ctx);
 				const row = await this.loadOwned(ctx, ctx.params.reservationId);
-				if (!payable(row, new Date())) {
-					throw new ReservationNotPayableError(row.id, row.status === "PENDING" ? "EXPIRED" : row.status);
+				// One saga per reservation and Idempotency-Key: a double click joins the first saga; another key
+				// starts a saga that step 0 turns away while the first one owns the reservation. A retry of a
+				// request whose answer was lost finds its saga and answers from it, whatever the reservation's state.
+				const key = `confirm:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`;
+				if (!(ctx.meta.idempotencyKey && (await this.findSaga(ctx, key)))) {
+					if (!payable(row, new Date())) {
+						throw new ReservationNotPayableError(row.id, row.status === "PENDING" ? "EXPIRED" : row.status);
+					}
+					await this.requireActiveToken(ctx, user.id, row.concert_id);
 				}
-				await this.requireActiveToken(ctx, user.id, row.concert_id);
 				const seats = await this.seatsOf([row.id]);
 				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
 					type: "ConfirmReservation",
-					// One saga per reservation and Idempotency-Key: a double click joins the first saga; another key
-					// starts a saga that step 0 turns away while the first one owns the reservation.
-					key: `confirm:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`,
+					key,
 					data: {
 						reservationId: row.id,
 						userId: user.id,
@@ -293,15 +317,24 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
 				const row = await this.loadOwned(ctx, ctx.params.id);
-				const type = cancelSagaType(row.status);
+				const key = `cancel:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`;
+				// A retried request answers from the saga it started (its key), not from the changed status.
+				const earlier = ctx.meta.idempotencyKey ? await this.findSaga(ctx, key) : null;
+				const type = earlier?.type ?? cancelSagaType(row.status);
 				if (!type) throw new ReservationNotCancellableError(row.id, row.status);
+				if (!earlier && type === "CancelConfirmedReservation") {
+					// CONFIRMED shows after step 2, while the seats may still be being sold (step 3): cancelling then
+					// could refund and release before a late sale lands. Only a finished booking is cancelled.
+					const paid = row.paid_saga_id ? await ctx.call<SagaView, { id: string }>("saga.find", { id: row.paid_saga_id }) : null;
+					if (paid?.status !== "COMPLETED") throw new ReservationNotCancellableError(row.id, "CONFIRMING");
+				}
 				const seats = await this.seatsOf([row.id]);
 				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
 					type,
-					key: `cancel:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`,
+					key,
 					data: {
 						reservationId: row.id,
-						expect: row.status,
+						expect: type === "CancelConfirmedReservation" ? "CONFIRMED" : "PENDING",
 						scheduleId: row.schedule_id,
 						seatIds: seats.map(s => s.seat_id),
 						paidSagaId: row.paid_saga_id
@@ -331,8 +364,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const { reservationId } = ctx.params;
 				const now = new Date();
 				const changed = await this.sql.update(
-					"UPDATE reservations SET status = 'PAYING', saga_id = ?, updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at > ?",
-					[sagaId, sqlTime(now), reservationId, sqlTime(now)]
+					`UPDATE reservations SET status = 'PAYING', saga_id = ?, updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at > ?${NOT_VOIDED}`,
+					[sagaId, sqlTime(now), reservationId, sqlTime(now), sagaId]
 				);
 				if (changed === 1) return { reservationId, status: "PAYING" };
 				const row = await this.load(reservationId);
@@ -349,10 +382,14 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			params: { reservationId: idParam },
 			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
 				const sagaId = sagaOf(ctx);
-				await this.sql.update(
-					"UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
-					[sqlTime(), ctx.params.reservationId, sagaId]
-				);
+				await this.sql.transaction(async t => {
+					await this.voidSaga(ctx.params.reservationId, sagaId, t);
+					await this.sql.update(
+						"UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
+						[sqlTime(), ctx.params.reservationId, sagaId],
+						t
+					);
+				});
 				const row = await this.load(ctx.params.reservationId);
 				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
 			}
@@ -367,8 +404,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const { reservationId, paymentId } = ctx.params;
 				return this.sql.transaction(async t => {
 					const changed = await this.sql.update(
-						"UPDATE reservations SET status = 'CONFIRMED', paid_saga_id = saga_id, payment_id = ?, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
-						[paymentId, sqlTime(), reservationId, sagaId],
+						`UPDATE reservations SET status = 'CONFIRMED', paid_saga_id = saga_id, payment_id = ?, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?${NOT_VOIDED}`,
+						[paymentId, sqlTime(), reservationId, sagaId, sagaId],
 						t
 					);
 					const row = await this.load(reservationId, t);
@@ -395,11 +432,21 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const sagaId = sagaOf(ctx);
 				const { reservationId } = ctx.params;
 				const row = await this.sql.transaction(async t => {
+					await this.voidSaga(reservationId, sagaId, t);
 					const changed = await this.sql.update(
 						"UPDATE reservations SET status = 'CANCELLED', updated_at = ? WHERE id = ? AND status = 'CONFIRMED' AND paid_saga_id = ?",
 						[sqlTime(), reservationId, sagaId],
 						t
 					);
+					// Not confirmed (the confirm step was in doubt and never applied): give the reservation back
+					// to PENDING now; the void above turns a late confirm of this saga away.
+					if (changed === 0) {
+						await this.sql.update(
+							"UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
+							[sqlTime(), reservationId, sagaId],
+							t
+						);
+					}
 					const current = await this.load(reservationId, t);
 					if (changed === 1 && current) await this.emit(t, current, "reservation.cancelled", { wasConfirmed: true, reason: "confirmation rolled back" });
 					return current;
@@ -422,8 +469,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const sagaId = sagaOf(ctx);
 				const { reservationId, expect } = ctx.params;
 				const changed = await this.sql.update(
-					"UPDATE reservations SET status = 'CANCELLING', previous_status = ?, saga_id = ?, updated_at = ? WHERE id = ? AND status = ?",
-					[expect, sagaId, sqlTime(), reservationId, expect]
+					`UPDATE reservations SET status = 'CANCELLING', previous_status = ?, saga_id = ?, updated_at = ? WHERE id = ? AND status = ?${NOT_VOIDED}`,
+					[expect, sagaId, sqlTime(), reservationId, expect, sagaId]
 				);
 				if (changed === 1) return { reservationId, status: "CANCELLING" };
 				const row = await this.load(reservationId);
@@ -440,10 +487,14 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			params: { reservationId: idParam },
 			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
 				const sagaId = sagaOf(ctx);
-				await this.sql.update(
-					"UPDATE reservations SET status = previous_status, previous_status = NULL, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
-					[sqlTime(), ctx.params.reservationId, sagaId]
-				);
+				await this.sql.transaction(async t => {
+					await this.voidSaga(ctx.params.reservationId, sagaId, t);
+					await this.sql.update(
+						"UPDATE reservations SET status = previous_status, previous_status = NULL, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
+						[sqlTime(), ctx.params.reservationId, sagaId],
+						t
+					);
+				});
 				const row = await this.load(ctx.params.reservationId);
 				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
 			}
@@ -557,6 +608,22 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 	},
 
 	methods: {
+		/** The saga started under `key`, or null when there is none. */
+		async findSaga(this: This, ctx: Context<unknown, Meta>, key: string) {
+			try {
+				return await ctx.call<SagaView & { type: string }, { key: string }>("saga.find", { key });
+			} catch (err) {
+				if ((err as { code?: number }).code === 404) return null;
+				throw err;
+			}
+		},
+
+		/** Records that `sagaId`'s compensation ran on this reservation (idempotent). */
+		async voidSaga(this: This, reservationId: string, sagaId: string, t: Transaction) {
+			const ignore = this.sql.mysql ? "INSERT IGNORE" : "INSERT OR IGNORE";
+			await this.sql.insert(`${ignore} INTO reservation_saga_voids (reservation_id, saga_id, created_at) VALUES (?, ?, ?)`, [reservationId, sagaId, sqlTime()], t);
+		},
+
 		async load(this: This, id: string, t?: Transaction) {
 			const rows = await this.sql.select<ReservationRow>("SELECT * FROM reservations WHERE id = ?", [id], t);
 			return rows[0] ?? null;
