@@ -7,6 +7,7 @@
  * schedule's sales is safe, the sold counter moves in the same transaction as the rows it counts, and two sales of
  * one schedule never deadlock on gap locks. The primary key of `seat_sales` stays the last guard regardless.
  */
+import { sqlTime } from "../../lib/sql";
 import crypto from "crypto";
 import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
@@ -298,6 +299,13 @@ export class CatalogRepo {
 				const knownIds = new Set(known.map(r => r.id));
 				const unknown = req.seatIds.filter(id => !knownIds.has(id));
 				if (unknown.length > 0) throw new SeatNotFoundError(unknown);
+				// Un-sold before (cancelled or compensated): this sale arrived late and must not apply.
+				const voided = await this.select<{ n: number }>(
+					"SELECT COUNT(*) AS n FROM seat_sale_voids WHERE schedule_id = ? AND reservation_id = ?",
+					[req.scheduleId, req.reservationId],
+					tx
+				);
+				if (Number(voided[0]?.n ?? 0) > 0) throw new SeatUnavailableError(req.seatIds);
 				const sales = await this.salesOf(req.scheduleId, req.seatIds, tx);
 				const foreign = req.seatIds.filter(id => sales.has(id) && sales.get(id) !== req.reservationId);
 				if (foreign.length > 0) throw new SeatUnavailableError(foreign);
@@ -325,6 +333,9 @@ export class CatalogRepo {
 		return this.guard(() =>
 			this.transaction(async tx => {
 				await this.lockSchedule(req.scheduleId, tx);
+				// From now on no sale for this reservation applies, even one still on its way (see `sell`).
+				const ignore = this.sequelize.getDialect() === "mysql" ? "INSERT IGNORE" : "INSERT OR IGNORE";
+				await this.exec(`${ignore} INTO seat_sale_voids (schedule_id, reservation_id, created_at) VALUES (?, ?, ?)`, [req.scheduleId, req.reservationId, sqlTime()], tx);
 				const sales = await this.salesOf(req.scheduleId, req.seatIds, tx);
 				const mine = req.seatIds.filter(id => sales.get(id) === req.reservationId);
 				if (mine.length > 0) {

@@ -7,6 +7,7 @@
  * cheap; they are never what prevents a double sale, and losing every hold (Redis keeps nothing on disk) can free
  * held seats but never a sold one.
  */
+import { CONCERT_MIGRATIONS } from "./migrations";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { FieldValidationError, NotFoundError } from "../../lib/errors";
@@ -31,7 +32,6 @@ import {
 import { DEMO_CATALOG } from "./demo-data";
 import { SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
 import { createHoldStore, type HoldStore } from "./holds.store";
-import { createCatalog } from "./migrations/001_create_catalog";
 
 interface Settings {
 	/** Seed the demo catalog into an empty database at start. */
@@ -139,7 +139,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		PlatformMixin,
 		DbMixin({
 			database: "concert",
-			migrations: [createCatalog],
+			migrations: CONCERT_MIGRATIONS,
 			model: {
 				name: "concerts",
 				define: {
@@ -392,6 +392,16 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const { reservationId, scheduleId } = ctx.params;
 				await this.requireSchedule(scheduleId);
+				// Nothing sold to this reservation (the sale never applied): nothing to undo. The un-sell still
+				// runs, to record that a late sale for it must be refused.
+				const sold = await this.repo.salesOf(scheduleId, seatIds);
+				if (!seatIds.some(id => sold.get(id) === reservationId)) {
+					await this.repo.unsell({ reservationId, scheduleId, seatIds });
+					// A repeat after an earlier re-hold answers as that one did.
+					const owners = await this.holds.owners({ scheduleId, seatIds });
+					if (owners.every(o => o === reservationId)) return { reservationId, scheduleId, seatIds, status: "HELD" };
+					return { reservationId, scheduleId, seatIds, status: "NOT_SOLD" };
+				}
 				for (let attempt = 1; ; attempt++) {
 					const outcome = await this.holds.hold({ scheduleId, seatIds, owner: reservationId, ttlMs: this.ttlMs() });
 					if (outcome.ok) {

@@ -356,10 +356,12 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		expect(await holdsOf(gateway).owners({ scheduleId, seatIds })).toEqual(["res-r", "res-r"]);
 		expect(await available(scheduleId)).toBe(18);
 		await expectConsistent();
-		// Others still cannot take them; the reservation can buy them again.
+		// Others still cannot take them; and a sale for the compensated reservation that arrives late (a
+		// timed-out confirmSeats still queued) is refused: the seats are not sold again (the refused sale lets go of
+		// the reservation's hold, which its cancellation releases anyway).
 		expect(await fail(call("concert.hold", { scheduleId, seatIds, owner: "res-y" }))).toMatchObject({ code: 409 });
-		await call("concert.confirmSeats", { reservationId: "res-r", scheduleId, seatIds });
-		expect(await statuses(scheduleId, seatIds)).toEqual(["SOLD", "SOLD"]);
+		expect(await fail(call("concert.confirmSeats", { reservationId: "res-r", scheduleId, seatIds }))).toMatchObject({ code: 409, type: "SEAT_UNAVAILABLE" });
+		expect(await statuses(scheduleId, seatIds)).toEqual(["AVAILABLE", "AVAILABLE"]);
 		await expectConsistent();
 	});
 
@@ -379,6 +381,8 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		expect(await available(scheduleId)).toBe(20);
 		await expectConsistent();
 		expect(await call("concert.hold", { scheduleId, seatIds, owner: "res-next" })).toMatchObject({ owner: "res-next" });
+		// The cancelled reservation's late sale is refused; the new holder's seats stay theirs.
+		expect(await fail(call("concert.confirmSeats", { reservationId: "res-s", scheduleId, seatIds }))).toMatchObject({ code: 409 });
 	});
 
 	it("when the store loses every hold (flushed), then a SOLD seat still cannot be held or sold again", async () => {

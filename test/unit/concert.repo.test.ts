@@ -11,7 +11,7 @@ import type { SqlConfig } from "../../lib/config";
 import { createSequelize, migrate, physicalDatabaseName } from "../../mixins/db.mixin";
 import { CatalogRepo } from "../../services/concert/catalog.repo";
 import { DEMO_CATALOG } from "../../services/concert/demo-data";
-import { createCatalog } from "../../services/concert/migrations/001_create_catalog";
+import { CONCERT_MIGRATIONS } from "../../services/concert/migrations";
 import { dropDatabases } from "../support/harness";
 import { MARIADB_URL, runId } from "../support/isolation";
 
@@ -49,7 +49,7 @@ describe.each(dialects)("concert sales on %s", (_name, sql) => {
 		const db = physicalDatabaseName(sql, "concert");
 		sequelize = createSequelize(sql, db);
 		if (sql.dialect === "sqlite") await sequelize.query("PRAGMA journal_mode=WAL");
-		await migrate(sql, db, sequelize, [createCatalog], () => undefined);
+		await migrate(sql, db, sequelize, CONCERT_MIGRATIONS, () => undefined);
 		repo = new CatalogRepo(sequelize);
 	}, 30_000);
 
@@ -132,7 +132,7 @@ describe.each(dialects)("concert sales on %s", (_name, sql) => {
 		const db = physicalDatabaseName(sql, `seed${counter}`);
 		const seqs = Array.from({ length: 3 }, () => createSequelize(sql, db));
 		try {
-			await migrate(sql, db, seqs[0], [createCatalog], () => undefined);
+			await migrate(sql, db, seqs[0], CONCERT_MIGRATIONS, () => undefined);
 			const results = await Promise.all(seqs.map(s => new CatalogRepo(s).seedIfEmpty(DEMO_CATALOG)));
 			expect(results.filter(Boolean)).toHaveLength(1);
 			expect(await new CatalogRepo(seqs[0]).countConcerts()).toBe(DEMO_CATALOG.length);

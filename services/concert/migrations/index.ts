@@ -1,0 +1,5 @@
+import { createCatalog } from "./001_create_catalog";
+import { createSaleVoids } from "./002_sale_voids";
+
+/** The concert database's migrations, in order (the service and the repository tests run the same list). */
+export const CONCERT_MIGRATIONS = [createCatalog, createSaleVoids];
