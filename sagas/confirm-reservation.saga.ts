@@ -62,7 +62,9 @@ export const confirmReservation = defineSaga<ConfirmReservationData>({
 			name: "expireToken",
 			action: "queue.expire",
 			params: d => ({ token: d.queueToken }),
-			retry: { attempts: 4, backoffMs: 200 }
+			// The seed's table undoes the whole booking when this step fails; a short store outage must not be
+			// such a failure, so transient errors are retried for about half a minute first.
+			retry: { attempts: 10, backoffMs: 250 }
 		}
 	],
 	rejections: {

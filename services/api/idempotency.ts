@@ -25,8 +25,11 @@ export class IdempotencyError extends Errors.MoleculerClientError {
 }
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
-/** Answers that are not outcomes of the operation: never replayed, the slot is released. */
-const NOT_STORED = new Set([400, 401, 403, 408, 413, 415, 422, 429]);
+/**
+ * Answers that are not outcomes of the operation: never replayed, the slot is released. 202 says the operation is
+ * still running: a retry with the key asks again (the service finds its saga by the key and answers its state).
+ */
+const NOT_STORED = new Set([202, 400, 401, 403, 408, 413, 415, 422, 429]);
 
 interface StoredAnswer {
 	state: "running" | "done";
@@ -118,9 +121,10 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 		const storeKey = `idem:${scope}:${method} ${path}:${crypto.createHash("sha256").update(key).digest("base64url")}`;
 		const fp = fingerprint(method, path, req.body);
 
+		// Unique per request, so releasing the slot can never delete a newer request's slot or answer.
+		const slotValue = JSON.stringify({ state: "running", fp, nonce: crypto.randomUUID() } satisfies StoredAnswer & { nonce: string });
 		try {
-			const slot: StoredAnswer = { state: "running", fp };
-			const took = await opts.store.set(storeKey, JSON.stringify(slot), { ifAbsent: true, ttlMs: opts.inFlightTtlMs });
+			const took = await opts.store.set(storeKey, slotValue, { ifAbsent: true, ttlMs: opts.inFlightTtlMs });
 			if (!took) {
 				const existing = await opts.store.get(storeKey);
 				if (existing === null) {
@@ -162,9 +166,11 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 				location: res.getHeader("location")?.toString()
 			};
 			const outcome = status < 500 && !NOT_STORED.has(status);
+			// Release only our own slot (compare-and-delete): a request that outlived its slot's TTL must not
+			// delete the answer of the request that took the key after it.
 			const write = outcome
 				? opts.store.set(storeKey, JSON.stringify(done), { ttlMs: opts.ttlSec * 1000 })
-				: opts.store.del(storeKey);
+				: opts.store.releaseLease(storeKey, slotValue);
 			// The answer is stored before the client sees it, so an immediate replay finds it.
 			write.catch(() => undefined).then(() => end(...args));
 			return res;

@@ -9,6 +9,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
+import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { SagaExecutor, type ExecutorSettings } from "../../sagas/executor";
@@ -95,6 +96,9 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 
 	mixins: [
 		PlatformMixin,
+		// Publishes the durable copy of saga.failed (written with the dead letter) from outbox_events; before
+		// DbMixin so it starts after the migrations.
+		OutboxRelayMixin,
 		DbMixin({
 			database: "saga",
 			migrations: [outboxMigration, createSagaTables],
