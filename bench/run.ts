@@ -198,11 +198,13 @@ class Sampler {
 	}
 
 	private db0: Record<string, number> = {};
+	private stat0 = { busy: 0, total: 0 };
 	/** CLOCK_MONOTONIC in µs, the time base of V8's CPU profiles: the timed window for bench/profile-summary.ts. */
 	private mono0 = 0;
 
 	async start(): Promise<void> {
 		this.signalNodes();
+		this.stat0 = machineJiffies();
 		this.db0 = await mariadbStatus();
 		this.t0 = performance.now();
 		this.mono0 = Number(process.hrtime.bigint() / 1000n);
@@ -238,10 +240,24 @@ class Sampler {
 				};
 			}
 		}
+		// The whole machine's busy time over the same window: what is not ours is the other tenants' load.
+		const stat1 = machineJiffies();
+		const machineBusy = Math.round((100 * os.cpus().length * (stat1.busy - this.stat0.busy)) / Math.max(1, stat1.total - this.stat0.total));
+		const ours = Object.values(cpuPercent).reduce((a, b) => a + b, 0);
+		cpuPercent["machine (all processes)"] = machineBusy;
+		cpuPercent["others on the machine"] = Math.max(0, machineBusy - ours);
 		return { seconds: round(seconds), nodes, cpuPercent, mariadb, profileWindowUs: [this.mono0, Number(process.hrtime.bigint() / 1000n)] };
 	}
 }
 
+
+/** Busy and total jiffies of all CPUs (/proc/stat), for the machine's load during a timed phase. */
+function machineJiffies(): { busy: number; total: number } {
+	const cpu = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+	const total = cpu.reduce((a, b) => a + b, 0);
+	const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
+	return { busy: total - idle, total };
+}
 
 /** The local MariaDB, Redis and NATS servers' pids (their CPU is part of what limits each figure). */
 function serverPids(): { name: string; pid: number }[] {
