@@ -169,8 +169,11 @@ describe("crash recovery with real processes", () => {
 		const drivers = new Set<string>();
 		for (const saga of done) {
 			const stats = await fakeStats(participant, saga.id);
-			expect(stats.trace).toEqual(["do:a", "do:b", "do:c", "do:d"]);
-			expect(Object.values(stats.calls)).toEqual([1, 1, 1, 1]);
+			// Each step took effect once. (A step may be called twice by its one driver when a call outlives the
+			// tests' 500 ms step timeout on a loaded machine; that is a retry under the same key, not a second
+			// driver: the journal's single owner below is what shows one node drove the saga.)
+			expect(stats.effects.map(e => `${e.kind}:${e.step}`).sort()).toEqual(["do:a", "do:b", "do:c", "do:d"]);
+			expect([...new Set(stats.trace)]).toEqual(["do:a", "do:b", "do:c", "do:d"]);
 			const owners = new Set(saga.journal.map(j => j.owner));
 			expect(owners.size).toBe(1);
 			drivers.add([...owners][0]!);
