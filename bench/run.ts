@@ -791,9 +791,9 @@ async function main(): Promise<void> {
 				logLevel: o.logLevel,
 				runtime: o.runtime
 			},
-			log
+			log,
+			stop => stops.push(stop)
 		);
-		stops.push(() => target.stop());
 		const c = new Client(target.api, o.scenario === "flashsale" ? Math.max(o.concurrency, 256) : o.concurrency);
 		try {
 			const runs: { figures: Record<string, Figures>; facts: Record<string, unknown>; rssAfterMb: Record<string, number> }[] = [];

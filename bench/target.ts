@@ -64,7 +64,11 @@ export interface Target {
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
-export async function startTarget(opts: TargetOptions, log: (line: string) => void): Promise<Target> {
+/**
+ * Starts the instance and waits until it is ready. `onStop` receives the cleanup as soon as a process exists, so
+ * a Ctrl-C during start-up still stops the nodes and removes the run's data.
+ */
+export async function startTarget(opts: TargetOptions, log: (line: string) => void, onStop: (stop: () => Promise<void>) => void = () => undefined): Promise<Target> {
 	if (opts.kind === "url") {
 		if (!opts.url) throw new Error("--target url needs --url http://host:port");
 		const secret = process.env.JWT_SECRET;
@@ -79,6 +83,12 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 			stop: async () => undefined
 		};
 	}
+
+	// Another instance on the port would answer this run's health checks and requests: refuse instead.
+	const busy = await fetch(`http://127.0.0.1:${opts.port}/`)
+		.then(() => true)
+		.catch(() => false);
+	if (busy) throw new Error(`port ${opts.port} is in use (another bench run?): pass --port`);
 
 	const id = `b${Date.now().toString(36)}${crypto.randomBytes(2).toString("hex")}`;
 	const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `crp-bench-${id}-`));
@@ -198,6 +208,8 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 			if (!process.env.BENCH_KEEP_DATA) fs.rmSync(dataDir, { recursive: true, force: true });
 		}
 	};
+
+	onStop(() => target.stop());
 
 	// Ready: every node logged its start and the gateway answers /api/health with 200.
 	// (The start line is logged at info: below that level, health plus a short grace period has to do.)
