@@ -70,6 +70,8 @@ interface SagaVars {
 	executor: SagaExecutor;
 	owner: string;
 	driving: Map<string, Promise<unknown>>;
+	/** The span of the request that started a saga here: its steps join that trace (ops: one trace per payment). */
+	traceParents: Map<string, { id: string; traceID: string; sampled: boolean }>;
 	waiters: Map<string, Set<(s: SagaState) => void>>;
 	timers: NodeJS.Timeout[];
 }
@@ -156,6 +158,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				});
 				if (created) {
 					this.metric("saga.started", { type });
+					if (ctx.span) this.traceParents.set(saga.id, { id: ctx.span.id, traceID: ctx.span.traceID, sampled: ctx.span.sampled });
 					this.launch(saga.id, true);
 				} else if (saga.type !== type) {
 					// Never answer a Cancel with the Confirm saga of the same reservation: keys are per business
@@ -423,6 +426,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 	created() {
 		this.owner = `${this.broker.nodeID}:${crypto.randomBytes(3).toString("hex")}`;
 		this.driving = new Map();
+		this.traceParents = new Map();
 		this.waiters = new Map();
 		this.timers = [];
 	},
@@ -443,13 +447,16 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			stopRequested: () => this.broker.stopping === true,
 			// A fresh root context per call: the saga outlives the request that started it, so it must not
 			// inherit that request's remaining timeout; the step's own timeout and key travel in the options.
+			// The saga's first driver keeps the starting request's trace (parentSpan: ids only, not its timeout).
 			call: (action, params, opts) => {
 				const ctx = this.broker.ContextFactory.create(this.broker);
-				return ctx.call(action, params, { timeout: opts.timeout, retries: 0, meta: opts.meta });
+				const parentSpan = this.traceParents.get(opts.meta.sagaId);
+				return ctx.call(action, params, { timeout: opts.timeout, retries: 0, meta: opts.meta, ...(parentSpan ? { parentSpan } : {}) });
 			},
 			hooks: {
 				step: (type, step, phase, ms, outcome) => this.metric("saga.step.duration", { type, step, phase, outcome }, ms),
 				terminal: (saga, alert) => {
+					this.traceParents.delete(saga.id);
 					const name = saga.status === "COMPLETED" ? "saga.completed" : saga.status === "COMPENSATED" ? "saga.compensated" : "saga.failed";
 					this.metric(name, { type: saga.type });
 					if (saga.status === "FAILED" && alert) {
