@@ -110,7 +110,7 @@ describe("REPL commands (cluster, REPL in its own process)", () => {
 		expect(show).toMatch(/\bOPEN\s+b\s+compensate/i);
 	});
 
-	it("when `dlq`, `dlq resolve` and `dlq retry` are typed, then open dead letters are listed, one resolved, one retried", async () => {
+	it("when `dlq`, `dlq resolve`, `dlq retry` and `sagas retry` are typed, then open dead letters are listed, one resolved, sagas retried", async () => {
 		const list = await command("dlq", /dead letter\(s\) OPEN/);
 		const ids = failed.map(s => new RegExp(`(\\S+)\\s+${s.id}\\s+Test4\\s+b\\s+compensate\\s+OPEN`, "i").exec(list)?.[1]);
 		expect(ids.every(Boolean)).toBe(true);
@@ -120,6 +120,9 @@ describe("REPL commands (cluster, REPL in its own process)", () => {
 
 		const retried = await command(`dlq retry ${ids[1]}`, /dead letter .* RETRIED/);
 		expect(retried).toMatch(new RegExp(`dead letter ${ids[1]} RETRIED: saga ${failed[1].id} \\w+`));
+
+		const resumed = await command(`sagas retry ${failed[0].id}`, /resumed: \w+|error \w+/);
+		expect(resumed).toMatch(new RegExp(`saga ${failed[0].id} resumed: (COMPENSATING|RUNNING|FAILED)`));
 
 		const again = await command(`dlq resolve ${ids[0]}`, /error \w+/);
 		expect(again).toMatch(/error DEAD_LETTER_CLOSED/);
