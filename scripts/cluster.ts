@@ -21,7 +21,7 @@ interface NodeSpec {
 /**
  * The gateway with a replica of the waiting room; the catalog group (accounts, concerts and seat holds, the
  * waiting room) and the booking group (reservations, the saga orchestrator, the wallet) with two replicas each;
- * the event consumers once. Six processes is what two cores carry comfortably; CLUSTER_NODES picks another split.
+ * the event consumers and the ops service (consistency checks, operations gauges) once. Six processes is what two cores carry comfortably; CLUSTER_NODES picks another split.
  * The queue sits beside the gateway because a flash-sale crowd mostly polls its token: served in-process
  * (preferLocal) a status read skips the NATS round trip, which was most of its cost (bench queue scenario:
  * 3,361 -> 7,394 reads/s, p99 43 -> 25 ms; BENCHMARKS.md).
@@ -32,7 +32,7 @@ const DEFAULT_TOPOLOGY: NodeSpec[] = [
 	{ name: "catalog-2", services: ["user", "concert", "queue"] },
 	{ name: "booking-1", services: ["reservation", "saga", "payment"] },
 	{ name: "booking-2", services: ["reservation", "saga", "payment"] },
-	{ name: "events", services: ["ranking", "notification", "review"] }
+	{ name: "events", services: ["ranking", "notification", "review", "ops"] }
 ];
 
 function topology(): NodeSpec[] {
