@@ -7,7 +7,6 @@ import crypto from "crypto";
 import type { ServiceBroker } from "moleculer";
 import type { SagaView } from "../../services/saga/saga.service";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
-import { sagaReplCommands } from "../../services/saga/repl";
 import { SchemaNodes, serviceFile, waitSaga } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";
 import { testSagaSchema } from "../support/saga-services/saga/saga.service";
@@ -151,32 +150,5 @@ describe("operations routes for sagas", () => {
 		expect(count("saga.failed") - before.failed).toBe(1);
 		const latency = m.getMetric("saga.step.duration")?.get({ type: "Test4", step: "a", phase: "forward", outcome: "ok" });
 		expect(latency?.count).toBeGreaterThan(0);
-	});
-
-	it("when an operator uses the REPL commands, then they answer what the admin actions answer", async () => {
-		const saga = await failedSaga();
-		const run = async (name: string, args: Record<string, unknown>) => {
-			const cmd = sagaReplCommands.find(c => c.command.split(" ")[0] === name)!;
-			let out = "";
-			const spy = jest.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-				out += chunk.toString();
-				return true;
-			});
-			try {
-				await cmd.action(broker, args);
-			} finally {
-				spy.mockRestore();
-			}
-			return JSON.parse(out);
-		};
-		expect((await run("sagas", { status: "failed" })).rows.map((r: { id: string }) => r.id)).toContain(saga.id);
-		expect(await run("saga", { id: saga.id })).toMatchObject({ id: saga.id, status: "FAILED" });
-		const open = await run("dead-letters", {});
-		const dl = open.rows.find((d: { sagaId: string }) => d.sagaId === saga.id);
-		expect(await run("dead-letter-resolve", { id: dl.id, note: "done by hand" })).toMatchObject({ status: "RESOLVED", note: "done by hand" });
-		expect(await run("dead-letter-retry", { id: dl.id })).toMatchObject({ error: "DEAD_LETTER_CLOSED" });
-		await broker.call("fake.heal", { sagaId: saga.id });
-		expect(await run("saga-retry", { id: saga.id })).toMatchObject({ id: saga.id, status: "COMPENSATING" });
-		expect((await waitSaga(broker, saga.id, ["COMPENSATED"])).status).toBe("COMPENSATED");
 	});
 });
