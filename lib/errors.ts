@@ -65,7 +65,6 @@ const LIBRARY_TYPES: Record<string, { code: number; type: string; message: strin
 	ERR_NO_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Authentication required" },
 	ERR_INVALID_TOKEN: { code: 401, type: "UNAUTHORIZED", message: "Invalid or expired token" },
 	SERVICE_NOT_FOUND: { code: 404, type: "NOT_FOUND", message: "Not found" },
-	RATE_LIMIT_EXCEEDED: { code: 429, type: "RATE_LIMITED", message: "Too many requests" },
 	SERVICE_NOT_AVAILABLE: { code: 503, type: "SERVICE_UNAVAILABLE", message: "Service temporarily unavailable" },
 	SERVICE_UNAVAILABLE: { code: 503, type: "SERVICE_UNAVAILABLE", message: "Service temporarily unavailable" },
 	REQUEST_TIMEOUT: { code: 504, type: "TIMEOUT", message: "The request timed out" },
@@ -111,6 +110,10 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
 				data: sanitizeValidationData(e.data)
 			}
 		};
+	}
+	// moleculer-web's RateLimitExceeded carries no type, only its status.
+	if (code === 429) {
+		return { status: 429, body: { name: "RateLimitExceeded", message: "Too many requests", code: 429, type: "RATE_LIMITED" } };
 	}
 	if (type && LIBRARY_TYPES[type]) {
 		const m = LIBRARY_TYPES[type];

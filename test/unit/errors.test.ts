@@ -1,4 +1,5 @@
 import { Errors } from "moleculer";
+import ApiGateway from "moleculer-web";
 import { FieldValidationError, isRetryable, isServerFault, NotFoundError, toHttpError } from "../../lib/errors";
 import { EmailTakenError } from "../../services/user/errors";
 
@@ -53,6 +54,14 @@ describe("error mapping to HTTP bodies", () => {
 		});
 		expect(toHttpError(new Errors.RequestTimeoutError({ action: "user.get", nodeID: "n1" }))).toMatchObject({ status: 504, body: { type: "TIMEOUT" } });
 		expect(toHttpError({ code: 503, type: "CIRCUIT_BREAKER_OPEN", message: "open" })).toMatchObject({ status: 503 });
+	});
+
+	it("when the gateway's rate limiter refuses (an error with a status but no type), then 429 RATE_LIMITED", () => {
+		// The gateway throws it with no arguments (its typings want a type it never passes).
+		expect(toHttpError(new ApiGateway.Errors.RateLimitExceeded(undefined as unknown as string))).toEqual({
+			status: 429,
+			body: { name: "RateLimitExceeded", message: "Too many requests", code: 429, type: "RATE_LIMITED" }
+		});
 	});
 
 	it("when a client error has a type that is not UPPER_SNAKE, then it is not trusted as a stable type", () => {
