@@ -13,7 +13,7 @@ import mysql from "mysql2/promise";
 import { connect, JSONCodec } from "nats";
 import type { Check } from "./checks";
 import { closedLoop, Progress, Recorder, type Figures } from "./load";
-import { clearKeys, cpuSecondsOf, MARIADB, mariadbStatus, memoryOf, NATS_URL, REDIS_URL } from "./target";
+import { clearKeys, cpuSecondsOf, machineJiffies, MARIADB, mariadbStatus, memoryOf, NATS_URL, REDIS_URL, serverPids } from "./target";
 
 export interface BaselineResult {
 	workers: number;
@@ -24,6 +24,8 @@ export interface BaselineResult {
 	checks: Check[];
 	memory: Record<string, number>;
 	cpuSeconds: Record<string, number>;
+	/** ms of CPU per confirmation over the concurrent phase: workers, servers, this process, and the whole machine. */
+	cpuMsPerConfirmation: Record<string, number>;
 	/** Server-wide MariaDB counter deltas over the concurrent phase. */
 	mariadb: Record<string, number>;
 	/** One-row autocommit INSERTs: the server's commit (redo-log fsync) rate alone, 1 and `concurrency` at a time. */
@@ -126,10 +128,20 @@ export async function runBaseline(opts: { concurrency: number; total: number; wo
 		const rec = new Recorder("baseline confirm");
 		const db0 = await mariadbStatus();
 		const cpu0 = workers.map(w => cpuSecondsOf(w.pid!) ?? 0);
+		const servers = [...serverPids(), { name: "bench (load generator)", pid: process.pid }];
+		const srv0 = servers.map(p => cpuSecondsOf(p.pid) ?? 0);
+		const mach0 = machineJiffies();
 		const bar = new Progress("baseline", opts.total, () => rec.count, () => `${rec.errors} errors`);
 		const seconds = await closedLoop(opts.concurrency, opts.total, async i => confirm(seq + i, rec));
 		bar.stop();
 		const cpu = Object.fromEntries(workers.map((w, k) => [`worker-${k + 1}`, Number(((cpuSecondsOf(w.pid!) ?? 0) - cpu0[k]).toFixed(2))]));
+		const mach1 = machineJiffies();
+		const cpuMsPerConfirmation: Record<string, number> = {
+			workers: Number(((1000 * Object.values(cpu).reduce((a, x) => a + x, 0)) / opts.total).toFixed(2))
+		};
+		servers.forEach((p, k) => (cpuMsPerConfirmation[p.name] = Number(((1000 * ((cpuSecondsOf(p.pid) ?? 0) - srv0[k])) / opts.total).toFixed(2))));
+		// Jiffies are 1/100 s of one CPU: busy jiffies * 10 = CPU ms.
+		cpuMsPerConfirmation["machine (all processes)"] = Number(((10 * (mach1.busy - mach0.busy)) / opts.total).toFixed(2));
 		const memory = Object.fromEntries(workers.map((w, k) => [`worker-${k + 1}`, Math.round(memoryOf(w.pid!)?.peakMb ?? 0)]));
 		const db1 = await mariadbStatus();
 		const mariadb = Object.fromEntries(Object.keys(db1).map(k => [k, db1[k] - (db0[k] ?? 0)]));
@@ -172,6 +184,7 @@ export async function runBaseline(opts: { concurrency: number; total: number; wo
 			checks,
 			memory,
 			cpuSeconds: cpu,
+			cpuMsPerConfirmation,
 			mariadb,
 			commitProbe
 		};

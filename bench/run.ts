@@ -21,7 +21,7 @@ import { runBaseline, type BaselineResult } from "./baseline";
 import { commonChecks, Sql, type Check, type Totals } from "./checks";
 import { cannon } from "./cannon";
 import { Client, closedLoop, Progress, Recorder, round, type Figures, type Reply } from "./load";
-import { cpuSecondsOf, mariadbStatus, memoryOf, startTarget, type Target, type TargetKind } from "./target";
+import { cpuSecondsOf, machineJiffies, mariadbStatus, memoryOf, serverPids, startTarget, type Target, type TargetKind } from "./target";
 
 type Scenario = "queue" | "hold" | "checkout" | "flashsale" | "baseline";
 
@@ -250,30 +250,6 @@ class Sampler {
 	}
 }
 
-
-/** Busy and total jiffies of all CPUs (/proc/stat), for the machine's load during a timed phase. */
-function machineJiffies(): { busy: number; total: number } {
-	const cpu = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-	const total = cpu.reduce((a, b) => a + b, 0);
-	const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
-	return { busy: total - idle, total };
-}
-
-/** The local MariaDB, Redis and NATS servers' pids (their CPU is part of what limits each figure). */
-function serverPids(): { name: string; pid: number }[] {
-	const want: Record<string, string> = { mariadbd: "mariadb", mysqld: "mariadb", "redis-server": "redis", "nats-server": "nats" };
-	const found: { name: string; pid: number }[] = [];
-	for (const d of fs.readdirSync("/proc")) {
-		if (!/^\d+$/.test(d)) continue;
-		try {
-			const comm = fs.readFileSync(`/proc/${d}/comm`, "utf8").trim();
-			if (want[comm]) found.push({ name: want[comm], pid: Number(d) });
-		} catch {
-			/* gone */
-		}
-	}
-	return found;
-}
 
 // ---- scenarios ----
 
@@ -780,7 +756,7 @@ async function main(): Promise<void> {
 			"MariaDB 1-row commit (one at a time)": baseline.commitProbe.sequential,
 			"MariaDB 1-row commit (concurrent)": baseline.commitProbe.concurrent
 		});
-		process.stdout.write(`${JSON.stringify({ cpuSeconds: baseline.cpuSeconds, mariadb: baseline.mariadb })}\n`);
+		process.stdout.write(`${JSON.stringify({ cpuMsPerConfirmation: baseline.cpuMsPerConfirmation, mariadb: baseline.mariadb })}\n`);
 	}
 
 	if (o.scenario !== "baseline") {
@@ -863,6 +839,17 @@ async function main(): Promise<void> {
 				const confirmed = runs[0].figures["confirmed (hold + pay)"];
 				result.ratioToBaseline = round(confirmed.perSecond / baseline.confirm.perSecond);
 				process.stdout.write(`\ncheckout ${confirmed.perSecond}/s vs baseline ${baseline.confirm.perSecond}/s: ratio ${result.ratioToBaseline}\n`);
+				// The same comparison in CPU per confirmation, which the other tenants' load moves much less.
+				const res = runs[0].facts.resources as { seconds: number; cpuPercent: Record<string, number> };
+				const ours = Object.entries(res.cpuPercent)
+					.filter(([k]) => !k.startsWith("machine") && !k.startsWith("others"))
+					.reduce((a, [, v]) => a + v, 0);
+				const checkoutCpuMs = round((10 * ours * res.seconds) / Math.max(1, confirmed.ok));
+				const baseCpuMs = Object.entries(baseline.cpuMsPerConfirmation)
+					.filter(([k]) => !k.startsWith("machine"))
+					.reduce((a, [, v]) => a + v, 0);
+				result.cpuMsPerConfirmation = { checkout: checkoutCpuMs, baseline: round(baseCpuMs), ratio: round(baseCpuMs / checkoutCpuMs) };
+				process.stdout.write(`CPU per confirmation: checkout ${checkoutCpuMs} ms, baseline ${round(baseCpuMs)} ms (all our processes and the servers): ratio ${round(baseCpuMs / checkoutCpuMs)}\n`);
 			}
 		} finally {
 			c.close();

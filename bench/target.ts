@@ -376,3 +376,27 @@ export async function mariadbStatus(): Promise<Record<string, number>> {
 		return {};
 	}
 }
+
+/** Busy and total jiffies of all CPUs (/proc/stat), for the machine's load during a timed phase. */
+export function machineJiffies(): { busy: number; total: number } {
+	const cpu = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+	const total = cpu.reduce((a, b) => a + b, 0);
+	const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
+	return { busy: total - idle, total };
+}
+
+/** The local MariaDB, Redis and NATS servers' pids (their CPU is part of what limits each figure). */
+export function serverPids(): { name: string; pid: number }[] {
+	const want: Record<string, string> = { mariadbd: "mariadb", mysqld: "mariadb", "redis-server": "redis", "nats-server": "nats" };
+	const found: { name: string; pid: number }[] = [];
+	for (const d of fs.readdirSync("/proc")) {
+		if (!/^\d+$/.test(d)) continue;
+		try {
+			const comm = fs.readFileSync(`/proc/${d}/comm`, "utf8").trim();
+			if (want[comm]) found.push({ name: want[comm], pid: Number(d) });
+		} catch {
+			/* gone */
+		}
+	}
+	return found;
+}
