@@ -71,6 +71,7 @@ interface ReservationVars {
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
+	compensateStep(reservationId: string, sagaId: string, update: string): Promise<{ reservationId: string; status: ReservationStatus | null }>;
 	findSaga(ctx: Context<unknown, Meta>, key: string): Promise<(SagaView & { type: string }) | null>;
 	voidSaga(reservationId: string, sagaId: string, t: Transaction): Promise<void>;
 	load(id: string, t?: Transaction): Promise<ReservationRow | null>;
@@ -97,6 +98,10 @@ function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> 
 
 /** A forward step of a saga whose compensation already ran here changes nothing (see migrations/002). */
 const NOT_VOIDED = " AND NOT EXISTS (SELECT 1 FROM reservation_saga_voids v WHERE v.reservation_id = reservations.id AND v.saga_id = ?)";
+
+/** Compensations: back from the status a saga set, only for that saga (parameters: updated_at, id, saga id). */
+const REVERT_PAYING = "UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?";
+const ABORT_CANCEL = "UPDATE reservations SET status = previous_status, previous_status = NULL, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?";
 
 function caller(ctx: Context<unknown, Meta>): AuthUser {
 	if (!ctx.meta.user) throw new UnauthorizedError();
@@ -381,17 +386,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
 			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				await this.sql.transaction(async t => {
-					await this.voidSaga(ctx.params.reservationId, sagaId, t);
-					await this.sql.update(
-						"UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
-						[sqlTime(), ctx.params.reservationId, sagaId],
-						t
-					);
-				});
-				const row = await this.load(ctx.params.reservationId);
-				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
+				return this.compensateStep(ctx.params.reservationId, sagaOf(ctx), REVERT_PAYING);
 			}
 		},
 
@@ -441,11 +436,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					// Not confirmed (the confirm step was in doubt and never applied): give the reservation back
 					// to PENDING now; the void above turns a late confirm of this saga away.
 					if (changed === 0) {
-						await this.sql.update(
-							"UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?",
-							[sqlTime(), reservationId, sagaId],
-							t
-						);
+						await this.sql.update(REVERT_PAYING, [sqlTime(), reservationId, sagaId], t);
 					}
 					const current = await this.load(reservationId, t);
 					if (changed === 1 && current) await this.emit(t, current, "reservation.cancelled", { wasConfirmed: true, reason: "confirmation rolled back" });
@@ -486,17 +477,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
 			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				await this.sql.transaction(async t => {
-					await this.voidSaga(ctx.params.reservationId, sagaId, t);
-					await this.sql.update(
-						"UPDATE reservations SET status = previous_status, previous_status = NULL, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
-						[sqlTime(), ctx.params.reservationId, sagaId],
-						t
-					);
-				});
-				const row = await this.load(ctx.params.reservationId);
-				return { reservationId: ctx.params.reservationId, status: row?.status ?? null };
+				return this.compensateStep(ctx.params.reservationId, sagaOf(ctx), ABORT_CANCEL);
 			}
 		},
 
@@ -616,6 +597,19 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				if ((err as { code?: number }).code === 404) return null;
 				throw err;
 			}
+		},
+
+		/**
+		 * Runs a compensation: records the saga as voided (so its late forward steps change nothing) and applies
+		 * `update` (one of the statements above) in one transaction; idempotent. Answers the resulting status.
+		 */
+		async compensateStep(this: This, reservationId: string, sagaId: string, update: string) {
+			await this.sql.transaction(async t => {
+				await this.voidSaga(reservationId, sagaId, t);
+				await this.sql.update(update, [sqlTime(), reservationId, sagaId], t);
+			});
+			const row = await this.load(reservationId);
+			return { reservationId, status: row?.status ?? null };
 		},
 
 		/** Records that `sagaId`'s compensation ran on this reservation (idempotent). */
