@@ -41,6 +41,8 @@ interface Options {
 	logLevel: string;
 	baseline: boolean;
 	runtime: "ts-node" | "compiled";
+	/** --env KEY=VALUE,KEY=VALUE: extra environment for every node (experiments such as DB_POOL_MAX). */
+	env: Record<string, string>;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -75,7 +77,13 @@ function parseArgs(argv: string[]): Options {
 		sqlCount: flags.has("sql-count"),
 		logLevel: flags.get("log-level") ?? "info",
 		baseline: flags.get("baseline") !== "false",
-		runtime: flags.get("runtime") === "compiled" ? "compiled" : "ts-node"
+		runtime: flags.get("runtime") === "compiled" ? "compiled" : "ts-node",
+		env: Object.fromEntries(
+			(flags.get("env") ?? "")
+				.split(",")
+				.filter(Boolean)
+				.map(kv => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])
+		)
 	};
 }
 
@@ -637,7 +645,7 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 // ---- the run ----
 
 function instanceEnv(o: Options): Record<string, string> {
-	const env: Record<string, string> = {};
+	const env: Record<string, string> = { ...o.env };
 	// hold and checkout give every user an ACTIVE token before the timed phase: the cap must let them all in.
 	if (o.scenario === "hold") env.QUEUE_MAX_ACTIVE = String((o.users ?? 1000) + 500);
 	if (o.scenario === "checkout") env.QUEUE_MAX_ACTIVE = String((o.users ?? o.concurrency * 25) + 500);
