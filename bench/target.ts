@@ -247,7 +247,7 @@ function clusterTopology(): { name: string; services: string[] }[] {
 			{ name: "catalog-2", services: ["user", "concert", "queue"] },
 			{ name: "booking-1", services: ["reservation", "saga", "payment"] },
 			{ name: "booking-2", services: ["reservation", "saga", "payment"] },
-			{ name: "events", services: ["ranking", "notification", "review"] }
+			{ name: "events", services: ["ranking", "notification", "review", "ops"] }
 		];
 	}
 	const counts = new Map<string, number>();
