@@ -162,7 +162,10 @@ describe.each([
 	});
 });
 
-describe("booking under faults (cluster: three brokers over NATS, MariaDB, Redis)", () => {
+describe.each([
+	["embedded", false],
+	["cluster: three brokers over NATS, MariaDB, Redis", true]
+])("booking under faults (%s)", (_mode, cluster) => {
 	let env: TestEnv;
 	let api: string;
 	let admin: string;
@@ -170,8 +173,8 @@ describe("booking under faults (cluster: three brokers over NATS, MariaDB, Redis
 	const faults = new Faults();
 
 	beforeAll(async () => {
-		env = testEnv({ cluster: true, env: ADMIN });
-		gateway = await startPlatform(env, faults, true);
+		env = testEnv({ cluster, env: ADMIN });
+		gateway = await startPlatform(env, faults, cluster);
 		api = gatewayUrl(gateway);
 		admin = await adminToken(api, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD);
 	}, 120_000);
@@ -295,13 +298,13 @@ describe("booking under faults (cluster: three brokers over NATS, MariaDB, Redis
 	});
 
 	it("when a hold expires while payments race the sweeper, then each reservation is paid or expired, never both", async () => {
-		const short = testEnv({ cluster: true, env: { ...ADMIN, HOLD_TTL_SEC: "2" } });
+		const short = testEnv({ cluster, env: { ...ADMIN, HOLD_TTL_SEC: "2" } });
 		try {
 			// Each debit answers 800 ms late, so reservations paid just before expiry are still PAYING when their
 			// hold runs out and the sweeper comes by: it must leave them to the payment.
 			const slowPay = new Faults();
 			slowPay.delayAfter("payment.pay", 800);
-			const shortApi = gatewayUrl(await startPlatform(short, slowPay, true));
+			const shortApi = gatewayUrl(await startPlatform(short, slowPay, cluster));
 			const shortAdmin = await adminToken(shortApi, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD);
 			const { concertId, scheduleId } = await ownConcert(shortApi, shortAdmin, 1, 8, 1000);
 			const ids = (await seats(shortApi, scheduleId)).map(s => s.id);
