@@ -16,7 +16,7 @@ import path from "path";
 import Redis from "ioredis";
 import mysql from "mysql2/promise";
 import { JetStreamEventBus } from "../lib/events/jetstream-bus";
-import { RUNNER_ARGS } from "../lib/runner";
+import { clusterTopology, RUNNER_ARGS } from "../lib/runner";
 
 const ROOT = path.resolve(__dirname, "..");
 export const MARIADB = { host: "127.0.0.1", port: 3306, user: "root" };
@@ -237,27 +237,6 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 	return target;
 }
 
-/** scripts/cluster.ts's default topology (CLUSTER_NODES overrides it there and here, in the same format). */
-function clusterTopology(): { name: string; services: string[] }[] {
-	const raw = process.env.CLUSTER_NODES;
-	if (!raw) {
-		return [
-			{ name: "gateway", services: ["api", "queue"] },
-			{ name: "catalog-1", services: ["user", "concert", "queue"] },
-			{ name: "catalog-2", services: ["user", "concert", "queue"] },
-			{ name: "booking-1", services: ["reservation", "saga", "payment"] },
-			{ name: "booking-2", services: ["reservation", "saga", "payment"] },
-			{ name: "events", services: ["ranking", "notification", "review", "ops"] }
-		];
-	}
-	const counts = new Map<string, number>();
-	return raw.split(";").map(part => {
-		const [name, services] = part.split("=");
-		const n = (counts.get(name) ?? 0) + 1;
-		counts.set(name, n);
-		return { name: `${name}-${n}`, services: services.split(",").map(x => x.trim()) };
-	});
-}
 
 /** Compiles the platform as `npm run build` does (tsconfig.build.json), into bench/results/build, once per run. */
 let built: Promise<string> | undefined;

@@ -10,42 +10,8 @@ import os from "os";
 import path from "path";
 import readline from "readline";
 import { ConfigError, loadConfig } from "../lib/config";
-import { RUNNER_ARGS } from "../lib/runner";
+import { clusterTopology, RUNNER_ARGS } from "../lib/runner";
 import { localClusterEnv } from "./local-env";
-
-interface NodeSpec {
-	name: string;
-	services: string[];
-}
-
-/**
- * The gateway with a replica of the waiting room; the catalog group (accounts, concerts and seat holds, the
- * waiting room) and the booking group (reservations, the saga orchestrator, the wallet) with two replicas each;
- * the event consumers and the ops service (consistency checks, operations gauges) once. Six processes is what two cores carry comfortably; CLUSTER_NODES picks another split.
- * The queue sits beside the gateway because a flash-sale crowd mostly polls its token: served in-process
- * (preferLocal) a status read skips the NATS round trip, which was most of its cost (bench queue scenario:
- * 3,361 -> 7,394 reads/s, p99 43 -> 25 ms; BENCHMARKS.md).
- */
-const DEFAULT_TOPOLOGY: NodeSpec[] = [
-	{ name: "gateway", services: ["api", "queue"] },
-	{ name: "catalog-1", services: ["user", "concert", "queue"] },
-	{ name: "catalog-2", services: ["user", "concert", "queue"] },
-	{ name: "booking-1", services: ["reservation", "saga", "payment"] },
-	{ name: "booking-2", services: ["reservation", "saga", "payment"] },
-	{ name: "events", services: ["ranking", "notification", "review", "ops"] }
-];
-
-function topology(): NodeSpec[] {
-	const raw = process.env.CLUSTER_NODES;
-	if (!raw) return DEFAULT_TOPOLOGY;
-	const counts = new Map<string, number>();
-	return raw.split(";").map(part => {
-		const [name, services] = part.split("=");
-		const n = (counts.get(name) ?? 0) + 1;
-		counts.set(name, n);
-		return { name: `${name}-${n}`, services: services.split(",").map(s => s.trim()) };
-	});
-}
 
 const ROOT = path.resolve(__dirname, "..");
 const COLORS = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95];
@@ -63,7 +29,7 @@ function main(): void {
 		throw err;
 	}
 
-	const nodes = topology();
+	const nodes = clusterTopology();
 	const width = Math.max(...nodes.map(n => n.name.length));
 	const metricsBase = Number(env.METRICS_PORT ?? 3030);
 	const children: ChildProcess[] = [];
