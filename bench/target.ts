@@ -13,10 +13,12 @@ import crypto from "crypto";
 import fs from "fs";
 import os from "os";
 import path from "path";
-import Redis from "ioredis";
 import mysql from "mysql2/promise";
+import { loadConfig } from "../lib/config";
 import { JetStreamEventBus } from "../lib/events/jetstream-bus";
 import { clusterTopology, RUNNER_ARGS } from "../lib/runner";
+import { RedisStore } from "../lib/store";
+import { dropDatabasesByPrefix } from "../mixins/db.mixin";
 
 const ROOT = path.resolve(__dirname, "..");
 export const MARIADB = { host: "127.0.0.1", port: 3306, user: "root" };
@@ -308,32 +310,18 @@ export function cpuSecondsOf(pid: number): number | null {
 	}
 }
 
-export async function dropDatabases(prefix: string): Promise<void> {
-	if (!/^[A-Za-z0-9]+_$/.test(prefix)) throw new Error(`refusing to drop databases with prefix "${prefix}"`);
-	const conn = await mysql.createConnection(MARIADB);
-	try {
-		const [rows] = await conn.query("SHOW DATABASES");
-		for (const row of rows as { Database: string }[]) {
-			if (row.Database.startsWith(prefix)) await conn.query(`DROP DATABASE \`${row.Database}\``);
-		}
-	} finally {
-		await conn.end();
-	}
+export function dropDatabases(prefix: string): Promise<void> {
+	return dropDatabasesByPrefix(loadConfig({ DATABASE_URL: `mysql://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}` }).sql, prefix);
 }
 
+/** Deletes the run's keys (RedisStore.clear does the prefix scan). */
 export async function clearKeys(prefix: string): Promise<void> {
 	if (!prefix.startsWith("crp-bench:")) throw new Error(`refusing to clear keys with prefix "${prefix}"`);
-	const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-	await redis.connect();
+	const store = new RedisStore({ url: REDIS_URL, prefix });
 	try {
-		let cursor = "0";
-		do {
-			const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-			cursor = next;
-			if (keys.length > 0) await redis.del(...keys);
-		} while (cursor !== "0");
+		await store.clear();
 	} finally {
-		redis.disconnect();
+		await store.close();
 	}
 }
 

@@ -135,13 +135,7 @@ export async function migrate(
 	}
 
 	// A separate connection holds the lock for the whole run; the migrations use the pool.
-	const admin = await mysql.createConnection({
-		host: sql.host,
-		port: sql.port,
-		user: sql.user,
-		password: sql.password,
-		connectTimeout: 5_000
-	});
+	const admin = await adminConnection(sql);
 	try {
 		await admin.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
 		const lockName = `migrate:${database}`.slice(0, 64);
@@ -156,6 +150,29 @@ export async function migrate(
 		}
 	} finally {
 		await admin.end();
+	}
+}
+
+/** A connection to the MariaDB server without a database selected (schema creation, locks, clean-up). */
+function adminConnection(sql: SqlConfig) {
+	return mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, connectTimeout: 5_000 });
+}
+
+/**
+ * Drops every schema whose name starts with `prefix` (a test or benchmark run's DB_PREFIX, ending in "_"): how a
+ * run removes what it created. Refuses anything that does not look like such a prefix.
+ */
+export async function dropDatabasesByPrefix(sql: SqlConfig, prefix: string): Promise<void> {
+	if (!/^[A-Za-z0-9_]+_$/.test(prefix)) throw new Error(`refusing to drop databases with prefix "${prefix}"`);
+	if (sql.dialect !== "mysql") return;
+	const conn = await adminConnection(sql);
+	try {
+		const [rows] = await conn.query("SHOW DATABASES");
+		for (const row of rows as { Database: string }[]) {
+			if (row.Database.startsWith(prefix)) await conn.query(`DROP DATABASE \`${row.Database}\``);
+		}
+	} finally {
+		await conn.end();
 	}
 }
 

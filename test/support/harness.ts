@@ -12,8 +12,8 @@ import fs from "fs";
 import os from "os";
 import path from "path";
 import { ServiceBroker, type Middleware } from "moleculer";
-import mysql from "mysql2/promise";
 import { brokerOptions } from "../../moleculer.config";
+import { dropDatabasesByPrefix } from "../../mixins/db.mixin";
 import { loadConfig, type Config } from "../../lib/config";
 import { RUNNER_ARGS } from "../../lib/runner";
 import { createStore } from "../../lib/store";
@@ -153,23 +153,8 @@ export function testEnv(opts: TestEnvOptions): TestEnv {
 }
 
 /** Drops every database whose name starts with the prefix (this run's). */
-export async function dropDatabases(prefix: string): Promise<void> {
-	if (!/^[A-Za-z0-9_]+$/.test(prefix)) throw new Error(`refusing to drop databases with prefix "${prefix}"`);
-	const url = new URL(MARIADB_URL);
-	const conn = await mysql.createConnection({
-		host: url.hostname,
-		port: Number(url.port || 3306),
-		user: decodeURIComponent(url.username || "root"),
-		password: url.password ? decodeURIComponent(url.password) : undefined
-	});
-	try {
-		const [rows] = await conn.query("SHOW DATABASES");
-		for (const row of rows as { Database: string }[]) {
-			if (row.Database.startsWith(prefix)) await conn.query(`DROP DATABASE \`${row.Database}\``);
-		}
-	} finally {
-		await conn.end();
-	}
+export function dropDatabases(prefix: string): Promise<void> {
+	return dropDatabasesByPrefix(loadConfig({ DATABASE_URL: MARIADB_URL }).sql, prefix);
 }
 
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
