@@ -1,4 +1,5 @@
-import { canonicalJson, fingerprint, templateMatcher } from "../../services/api/idempotency";
+import { MemoryStore } from "../../lib/store";
+import { canonicalJson, fingerprint, idempotencyMiddleware, templateMatcher } from "../../services/api/idempotency";
 
 describe("idempotency fingerprints and route matching", () => {
 	it("when two bodies differ only in key order, then their fingerprints match", () => {
@@ -20,5 +21,119 @@ describe("idempotency fingerprints and route matching", () => {
 		expect(m("GET", "/api/payments")).toBe(false);
 		expect(m("POST", "/api/reservations/abc/cancel/extra")).toBe(false);
 		expect(m("POST", "/api/paymentsX")).toBe(false);
+	});
+});
+
+describe("idempotency middleware on the memory store", () => {
+	type Res = {
+		statusCode: number;
+		headers: Record<string, string>;
+		body?: string;
+		setHeader(k: string, v: string): void;
+		getHeader(k: string): string | undefined;
+		writeHead(s: number): void;
+		end(chunk?: string): Res;
+		ended: Promise<void>;
+	};
+	function fakeRes(): Res {
+		let done!: () => void;
+		const res: Res = {
+			statusCode: 200,
+			headers: {},
+			setHeader(k, v) {
+				this.headers[k.toLowerCase()] = v;
+			},
+			getHeader(k) {
+				return this.headers[k.toLowerCase()];
+			},
+			writeHead(s) {
+				this.statusCode = s;
+			},
+			end(chunk) {
+				this.body = chunk;
+				done();
+				return this;
+			},
+			ended: new Promise<void>(r => (done = r))
+		};
+		return res;
+	}
+	const req = (body: unknown) => ({
+		method: "POST",
+		url: "/api/things",
+		originalUrl: "/api/things",
+		headers: { "idempotency-key": "k-1" } as Record<string, string>,
+		body,
+		socket: { remoteAddress: "10.0.0.1" }
+	});
+
+	function setup(inFlightTtlMs = 60_000) {
+		let now = 1_000_000;
+		const store = new MemoryStore({ prefix: "t:", now: () => now, sweepIntervalMs: 0 });
+		const mw = idempotencyMiddleware({
+			store,
+			jwtSecret: "x".repeat(40),
+			ttlSec: 3600,
+			inFlightTtlMs,
+			required: [],
+			exempt: [],
+			clientAddress: r => r.socket.remoteAddress ?? "?"
+		});
+		/** Runs one request; `answer` is what the handler does once called. */
+		const run = async (body: unknown, answer?: (res: Res) => void | Promise<void>) => {
+			const res = fakeRes();
+			let handled = false;
+			await mw(req(body) as never, res as never, () => {
+				handled = true;
+			});
+			if (handled && answer) await answer(res);
+			if (handled || res.body !== undefined) await res.ended;
+			return { res, handled };
+		};
+		return { mw, run, advance: (ms: number) => (now += ms) };
+	}
+
+	it("when the first answer is 202 (still running), then it is not stored: the retry runs again", async () => {
+		const { run } = setup();
+		await run({ a: 1 }, res => {
+			res.writeHead(202);
+			res.end('{"status":"RUNNING"}');
+		});
+		const retry = await run({ a: 1 }, res => {
+			res.writeHead(201);
+			res.end('{"done":true}');
+		});
+		expect(retry.handled).toBe(true);
+		expect(retry.res.statusCode).toBe(201);
+		const replay = await run({ a: 1 });
+		expect(replay.handled).toBe(false);
+		expect(replay.res.headers["idempotent-replayed"]).toBe("true");
+		expect(replay.res.body).toBe('{"done":true}');
+	});
+
+	it("when a request outlives its slot and then fails, then it does not delete the answer of the request that took the key after it", async () => {
+		const { mw, run, advance } = setup(1000);
+		// A starts and hangs past its in-flight slot's lifetime.
+		const a = fakeRes();
+		let aHandled = false;
+		await mw(req({ a: 1 }) as never, a as never, () => {
+			aHandled = true;
+		});
+		expect(aHandled).toBe(true);
+		advance(1500);
+		// B takes the key and completes.
+		const b = await run({ a: 1 }, res => {
+			res.writeHead(201);
+			res.end('{"from":"B"}');
+		});
+		expect(b.handled).toBe(true);
+		// A finally fails with a 5xx: releasing its slot must leave B's stored answer alone.
+		a.writeHead(503);
+		a.end('{"type":"SERVICE_UNAVAILABLE"}');
+		await a.ended;
+		await new Promise(r => setImmediate(r));
+		const replay = await run({ a: 1 });
+		expect(replay.handled).toBe(false);
+		expect(replay.res.body).toBe('{"from":"B"}');
 	});
 });
