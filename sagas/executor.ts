@@ -17,7 +17,7 @@
  *   idempotent per key, so it has no second effect.
  */
 import { backoffDelay, isRejection, toSagaError } from "./policy";
-import type { Fence, SagaFailedEvent, SagaStore } from "./store";
+import type { Fence, InstancePatch, SagaFailedEvent, SagaStore } from "./store";
 import type { SagaDefinition, SagaRef, SagaState, StepPhase, StepResults } from "./types";
 
 export interface StepCallOptions {
@@ -84,11 +84,12 @@ export class SagaExecutor {
 	/**
 	 * Drives a saga whose lease this owner holds, until it is terminal, the lease is lost or the node stops.
 	 * `fresh`: the saga was just created with its first step journalled RUNNING (store.create's `firstStep`), so
-	 * the first call goes out without another journal write.
+	 * the first call goes out without another journal write; `saga` is then the state create answered, which saves
+	 * reading it back.
 	 */
-	async drive(id: string, opts: { fresh?: boolean } = {}): Promise<DriveOutcome> {
+	async drive(id: string, opts: { fresh?: boolean; saga?: SagaState } = {}): Promise<DriveOutcome> {
 		const { store, owner } = this.deps;
-		const saga = await store.get(id);
+		const saga = opts.fresh && opts.saga?.id === id ? opts.saga : await store.get(id);
 		if (!saga || saga.leaseOwner !== owner) return "not-owner";
 		const def = this.deps.definitions.get(saga.type);
 		if (!def) {
@@ -143,7 +144,7 @@ export class SagaExecutor {
 							{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "forward", error }
 						);
 						if (!alert) return "lost";
-						return this.finish(saga.id, alert);
+						return this.finish(after(saga, { status: "FAILED", attempts: attempt, error, releaseLease: true }, results, store.now()), alert);
 					}
 					if (isRejection(err)) {
 						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "rejected");
@@ -184,6 +185,7 @@ export class SagaExecutor {
 				if (i === def.steps.length - 1) {
 					const patch = { step: i + 1, stepName: null, attempts: 0, results, status: "COMPLETED" as const, result: this.result(def, saga, results), releaseLease: true };
 					if (!(await store.record(fence, settings.leaseMs, done, patch))) return "lost";
+					return this.finish(after(saga, patch, results, store.now()));
 				} else {
 					// This step's result and the next step's start in one transaction: one commit fewer per step.
 					const next = def.steps[i + 1];
@@ -194,20 +196,16 @@ export class SagaExecutor {
 				break;
 			}
 		}
-		if (saga.step >= def.steps.length) {
-			// Nothing (left) to run: a resumed saga whose last step had completed.
-			if (!(await store.patch(fence, settings.leaseMs, { status: "COMPLETED", result: this.result(def, saga, results), releaseLease: true }))) {
-				return "lost";
-			}
-		}
-		return this.finish(saga.id);
+		// Nothing (left) to run: a resumed saga whose last step had completed.
+		const patch = { status: "COMPLETED" as const, result: this.result(def, saga, results), releaseLease: true };
+		if (!(await store.patch(fence, settings.leaseMs, patch))) return "lost";
+		return this.finish(after(saga, patch, results, store.now()));
 	}
 
 	private async compensate(run: Run): Promise<DriveOutcome> {
 		const { saga, def, fence, results } = run;
 		const { store, settings } = this.deps;
 		let j = nextCompensable(def, saga.step);
-		const nothingToDo = j < 0;
 		let attempt = j === saga.step ? saga.attempts : 0;
 		while (j >= 0) {
 			const step = def.steps[j];
@@ -226,11 +224,12 @@ export class SagaExecutor {
 				});
 				this.deps.hooks?.step?.(def.type, step.name, "compensate", Date.now() - started, "ok");
 				const next = nextCompensable(def, j - 1);
-				const patch =
+				const patch: InstancePatch =
 					next < 0
-						? { step: -1, stepName: null, attempts: 0, status: "COMPENSATED" as const, releaseLease: true }
+						? { step: -1, stepName: null, attempts: 0, status: "COMPENSATED", releaseLease: true }
 						: { step: next, stepName: def.steps[next].name, attempts: 0 };
 				if (!(await store.record(fence, settings.leaseMs, { ...running, status: "SUCCEEDED", result: result ?? null }, patch))) return "lost";
+				if (next < 0) return this.finish(after(saga, patch, results, store.now()));
 				j = next;
 				attempt = 0;
 			} catch (err) {
@@ -249,21 +248,19 @@ export class SagaExecutor {
 					{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "compensate", error }
 				);
 				if (!alert) return "lost";
-				return this.finish(saga.id, alert);
+				return this.finish(after(saga, { status: "FAILED", attempts: attempt, releaseLease: true }, results, store.now()), alert);
 			}
 		}
-		if (nothingToDo) {
-			// Nothing to compensate (rejected at the first step, or no step has a compensation).
-			if (!(await store.patch(fence, settings.leaseMs, { step: -1, stepName: null, attempts: 0, status: "COMPENSATED", releaseLease: true }))) {
-				return "lost";
-			}
-		}
-		return this.finish(saga.id);
+		// Nothing (left) to compensate: rejected at the first step, no step has a compensation, or a resumed saga
+		// whose last compensation had completed.
+		const patch: InstancePatch = { step: -1, stepName: null, attempts: 0, status: "COMPENSATED", releaseLease: true };
+		if (!(await store.patch(fence, settings.leaseMs, patch))) return "lost";
+		return this.finish(after(saga, patch, results, store.now()));
 	}
 
-	private async finish(id: string, alert?: SagaFailedEvent): Promise<DriveOutcome> {
-		const saga = await this.deps.store.get(id);
-		if (saga) this.deps.hooks?.terminal?.(saga, alert);
+	/** The saga reached a terminal state (as this driver wrote it: no read back). */
+	private finish(saga: SagaState, alert?: SagaFailedEvent): DriveOutcome {
+		this.deps.hooks?.terminal?.(saga, alert);
 		return "terminal";
 	}
 
@@ -291,6 +288,23 @@ interface Run {
 }
 
 const ref = (s: SagaState): SagaRef => ({ id: s.id, type: s.type, key: s.key });
+
+/** The instance as a fenced write with `patch` left it, as the store would read it back (JSON values). */
+function after(saga: SagaState, patch: InstancePatch, results: StepResults, now: number): SagaState {
+	const s: SagaState = { ...saga, results: JSON.parse(JSON.stringify(results)) as StepResults, updatedAt: new Date(now).toISOString() };
+	if (patch.releaseLease) {
+		s.leaseOwner = null;
+		s.leaseExpiresAt = null;
+	}
+	if (patch.status !== undefined) s.status = patch.status;
+	if (patch.step !== undefined) s.step = patch.step;
+	if (patch.stepName !== undefined) s.stepName = patch.stepName;
+	if (patch.attempts !== undefined) s.attempts = patch.attempts;
+	if (patch.result !== undefined) s.result = JSON.parse(JSON.stringify(patch.result)) as unknown;
+	if (patch.error === null) delete s.error;
+	else if (patch.error !== undefined) s.error = patch.error;
+	return s;
+}
 
 /** The highest step index <= from that has a compensation, or -1. */
 function nextCompensable(def: SagaDefinition<unknown>, from: number): number {

@@ -127,7 +127,8 @@ export class SagaStore {
 
 	constructor(
 		private readonly sequelize: Sequelize,
-		private readonly now: () => number = Date.now
+		/** The clock of every time this store writes (injectable in tests). */
+		readonly now: () => number = Date.now
 	) {
 		const cols = ["status", "attempts", "result", "error", "owner", "finished_at"];
 		this.upsertTail =
@@ -203,7 +204,24 @@ export class SagaStore {
 			if (!existing) throw err;
 			return { created: false, saga: existing };
 		}
-		return { created: true, saga: (await this.get(input.id))! };
+		// What the INSERT wrote, without reading it back.
+		const at = new Date(now).toISOString();
+		const saga: SagaState = {
+			id: input.id,
+			type: input.type,
+			key: input.key,
+			status: "RUNNING",
+			step: 0,
+			stepName: input.firstStep ?? null,
+			attempts: input.firstStep ? 1 : 0,
+			data: JSON.parse(JSON.stringify(input.data ?? {})) as unknown,
+			results: {},
+			leaseOwner: input.owner,
+			leaseExpiresAt: now + input.leaseMs,
+			createdAt: at,
+			updatedAt: at
+		};
+		return { created: true, saga };
 	}
 
 	async get(id: string): Promise<SagaState | undefined> {

@@ -56,7 +56,7 @@ interface IdParams {
 
 interface SagaMethods {
 	sagaDefinitions(): SagaDefinition<unknown>[];
-	launch(id: string, fresh?: boolean): void;
+	launch(id: string, created?: SagaState): void;
 	waitTerminal(id: string, waitMs: number): Promise<SagaState | undefined>;
 	recover(): Promise<number>;
 	renewLeases(): Promise<void>;
@@ -159,7 +159,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				if (created) {
 					this.metric("saga.started", { type });
 					if (ctx.span) this.traceParents.set(saga.id, { id: ctx.span.id, traceID: ctx.span.traceID, sampled: ctx.span.sampled });
-					this.launch(saga.id, true);
+					this.launch(saga.id, saga);
 				} else if (saga.type !== type) {
 					// Never answer a Cancel with the Confirm saga of the same reservation: keys are per business
 					// operation (e.g. "confirm:<reservationId>").
@@ -310,11 +310,14 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			return SAGA_DEFINITIONS;
 		},
 
-		/** Drives a saga this node holds, in the background, once per node at a time. */
-		launch(this: This, id: string, fresh = false) {
+		/**
+		 * Drives a saga this node holds, in the background, once per node at a time. `created`: the state of a
+		 * saga this node just created (its first step already journalled RUNNING).
+		 */
+		launch(this: This, id: string, created?: SagaState) {
 			if (this.driving.has(id)) return;
 			const p = this.executor
-				.drive(id, { fresh })
+				.drive(id, { fresh: created !== undefined, saga: created })
 				.catch(err => this.logger.error(`saga ${id}: driving failed; it resumes after its lease expires`, err))
 				.finally(() => this.driving.delete(id));
 			this.driving.set(id, p);
