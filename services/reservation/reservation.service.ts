@@ -36,6 +36,9 @@ import {
 } from "./reservation.domain";
 import { FieldValidationError } from "../../lib/errors";
 
+/** The fields of a reservation its events carry. */
+type EventRow = Pick<ReservationRow, "id" | "user_id" | "concert_id" | "schedule_id" | "amount">;
+
 interface Meta {
 	user?: AuthUser | null;
 	idempotencyKey?: string;
@@ -81,7 +84,7 @@ interface ReservationMethods {
 	concertOf(ctx: Context<unknown, Meta>, scheduleId: string): Promise<string>;
 	sweepExpired(): Promise<number>;
 	waitMs(): number;
-	emit(t: Transaction, row: ReservationRow, eventType: string, extra?: Record<string, unknown>): Promise<void>;
+	emit(t: Transaction, row: EventRow, eventType: string, extra?: Record<string, unknown>, known?: { version?: number; seatIds?: string[] }): Promise<void>;
 }
 
 type This = PlatformVars & DbVars & ReservationVars & ReservationMethods & { logger: { warn(...a: unknown[]): void; info(...a: unknown[]): void } } & { broker: import("moleculer").ServiceBroker };
@@ -196,8 +199,12 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 								t
 							);
 						}
-						const row = (await this.load(id, t))!;
-						await this.emit(t, row, "reservation.held", { reservedAt: now.toISOString(), expiresAt: hold.expiresAt });
+						// The reservation's first event; its row and seats are what was just inserted (not read back).
+						const row = { id, user_id: user.id, concert_id: hold.concertId, schedule_id: scheduleId, amount: hold.amount };
+						await this.emit(t, row, "reservation.held", { reservedAt: now.toISOString(), expiresAt: hold.expiresAt }, {
+							version: 1,
+							seatIds: [...hold.seats].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0)).map(s => s.id)
+						});
 					});
 				} catch (err) {
 					// No reservation, so no hold either: give the seats back at once rather than at expiry.
@@ -273,12 +280,16 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// One saga per reservation and Idempotency-Key: a double click joins the first saga; another key
 				// starts a saga that step 0 turns away while the first one owns the reservation. A retry of a
 				// request whose answer was lost finds its saga and answers from it, whatever the reservation's state.
+				// The saga is looked up only when the preconditions fail (a first request passes them, and saga.start
+				// joins an existing saga of the same key anyway): one call and one read fewer per payment.
 				const key = `confirm:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`;
-				if (!(ctx.meta.idempotencyKey && (await this.findSaga(ctx, key)))) {
+				try {
 					if (!payable(row, new Date())) {
 						throw new ReservationNotPayableError(row.id, row.status === "PENDING" ? "EXPIRED" : row.status);
 					}
 					await this.requireActiveToken(ctx, user.id, row.concert_id);
+				} catch (err) {
+					if (!(ctx.meta.idempotencyKey && (await this.findSaga(ctx, key)))) throw err;
 				}
 				const seats = await this.seatsOf([row.id]);
 				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
@@ -697,19 +708,25 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			return Math.max(1000, Math.min(8000, this.config.requestTimeoutMs - 2000));
 		},
 
-		/** Writes a reservation event to the outbox in the caller's transaction (seed 003's payload fields). */
-		async emit(this: This, t: Transaction, row: ReservationRow, eventType: string, extra: Record<string, unknown> = {}) {
-			const seats = await this.sql.select<SeatRow>("SELECT * FROM reservation_seats WHERE reservation_id = ? ORDER BY label", [row.id], t);
+		/**
+		 * Writes a reservation event to the outbox in the caller's transaction (seed 003's payload fields). `known`:
+		 * the seat ids and event version when the caller has them (the creating transaction), else they are read.
+		 */
+		async emit(this: This, t: Transaction, row: EventRow, eventType: string, extra: Record<string, unknown> = {}, known: { version?: number; seatIds?: string[] } = {}) {
+			const seatIds =
+				known.seatIds ??
+				(await this.sql.select<SeatRow>("SELECT * FROM reservation_seats WHERE reservation_id = ? ORDER BY label", [row.id], t)).map(s => s.seat_id);
 			await appendOutbox(this.sequelize, t, {
 				aggregateType: "reservation",
 				aggregateId: row.id,
+				version: known.version,
 				eventType,
 				payload: {
 					reservationId: row.id,
 					userId: row.user_id,
 					concertId: row.concert_id,
 					scheduleId: row.schedule_id,
-					seatIds: seats.map(s => s.seat_id),
+					seatIds,
 					amount: Number(row.amount),
 					...extra
 				}
