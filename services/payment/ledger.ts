@@ -195,6 +195,8 @@ export class PaymentLedger {
 				await appendOutbox(this.sequelize, t, {
 					aggregateType: "payment",
 					aggregateId: id,
+					// The payment was created above: this is its first event.
+					version: 1,
 					eventType: "payment.completed",
 					payload: {
 						paymentId: id,
