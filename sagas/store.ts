@@ -124,12 +124,14 @@ export class SagaStore {
 	commits = 0;
 
 	private readonly upsertTail: string;
+	private readonly mysql: boolean;
 
 	constructor(
 		private readonly sequelize: Sequelize,
 		/** The clock of every time this store writes (injectable in tests). */
 		readonly now: () => number = Date.now
 	) {
+		this.mysql = sequelize.getDialect() !== "sqlite";
 		const cols = ["status", "attempts", "result", "error", "owner", "finished_at"];
 		this.upsertTail =
 			sequelize.getDialect() === "sqlite"
@@ -170,6 +172,23 @@ export class SagaStore {
 		await this.exclusive(query);
 	}
 
+	/**
+	 * MariaDB: runs `body` (statements that may set the local `n`) as one transaction in one round trip, as an
+	 * anonymous compound statement; answers `n`. A Sequelize transaction costs a round trip per statement plus
+	 * START and COMMIT: the journal writes of a saga were 4 statements each. An error rolls the transaction back
+	 * and reaches the caller as it was raised (a duplicate key is still a UniqueConstraintError, a deadlock
+	 * still says so), so the connection never returns to the pool inside a transaction.
+	 */
+	private async atomically(body: string, replacements: unknown[]): Promise<number> {
+		const out = await this.sequelize.query<Record<string, unknown>>(
+			`BEGIN NOT ATOMIC\nDECLARE n INT DEFAULT 0;\nDECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;\nSTART TRANSACTION;\n${body}\nCOMMIT;\nSELECT n AS n;\nEND`,
+			{ replacements, type: QueryTypes.SELECT }
+		);
+		// mysql2 answers a compound statement with its result sets: [{0: {n}}, OkPacket].
+		const first = out[0] as { n?: unknown; 0?: { n?: unknown } } | undefined;
+		return Number(first?.[0]?.n ?? first?.n);
+	}
+
 	private select<T extends object>(sql: string, replacements: unknown[], transaction?: Transaction): Promise<T[]> {
 		return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
 	}
@@ -182,22 +201,25 @@ export class SagaStore {
 	 */
 	async create(input: { id: string; type: string; key: string; data: unknown; owner: string; leaseMs: number; firstStep?: string }): Promise<{ created: boolean; saga: SagaState }> {
 		const now = this.now();
+		const instance = {
+			sql: "INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, ?, ?, ?, ?, 0, ?, ?)",
+			args: [input.id, input.type, input.key, JSON.stringify(input.data ?? {}), input.firstStep ?? null, input.firstStep ? 1 : 0, input.owner, now + input.leaseMs, now, now]
+		};
+		const step = input.firstStep && {
+			sql: "INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES (?, ?, 0, 'forward', 'RUNNING', 1, NULL, NULL, ?, ?, NULL)",
+			args: [input.id, input.firstStep, input.owner, now]
+		};
 		try {
 			this.commits++;
-			await this.exclusive(() => this.sequelize.transaction(async transaction => {
-				await this.insert(
-					"INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, ?, ?, ?, ?, 0, ?, ?)",
-					[input.id, input.type, input.key, JSON.stringify(input.data ?? {}), input.firstStep ?? null, input.firstStep ? 1 : 0, input.owner, now + input.leaseMs, now, now],
-					transaction
-				);
-				if (input.firstStep) {
-					await this.insert(
-						"INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES (?, ?, 0, 'forward', 'RUNNING', 1, NULL, NULL, ?, ?, NULL)",
-						[input.id, input.firstStep, input.owner, now],
-						transaction
-					);
-				}
-			}));
+			if (this.mysql) {
+				this.writes += step ? 2 : 1;
+				await this.atomically(`${instance.sql};\n${step ? `${step.sql};` : ""}`, [...instance.args, ...(step ? step.args : [])]);
+			} else {
+				await this.exclusive(() => this.sequelize.transaction(async transaction => {
+					await this.insert(instance.sql, instance.args, transaction);
+					if (step) await this.insert(step.sql, step.args, transaction);
+				}));
+			}
 		} catch (err) {
 			if (!(err instanceof UniqueConstraintError)) throw err;
 			const existing = await this.getByKey(input.key);
@@ -346,7 +368,7 @@ export class SagaStore {
 		}
 	}
 
-	private recordOnce(
+	private async recordOnce(
 		fence: Fence,
 		leaseMs: number,
 		entry: JournalWrite | JournalWrite[],
@@ -354,24 +376,26 @@ export class SagaStore {
 		deadLetter?: NewDeadLetter
 	): Promise<false | { event?: SagaFailedEvent }> {
 		this.commits++;
+		const now = this.now();
+		const { sets, args } = patchClause(patch, now, leaseMs);
+		const fenced = { sql: `UPDATE saga_instances SET ${sets.join(", ")} WHERE id = ? AND lease_owner = ?`, args: [...args, fence.id, fence.owner] };
+		// One upsert per (saga, step, phase): attempts count up in place. An atomic upsert rather than
+		// update-then-insert, which on MariaDB takes gap locks that deadlock concurrent sagas.
+		const entries = Array.isArray(entry) ? entry : [entry];
+		const journal = {
+			sql: `INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES ${entries.map(() => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")} ${this.upsertTail}`,
+			args: entries.flatMap(e => [fence.id, e.step, e.stepIndex, e.phase, e.status, e.attempts, json(e.result), json(e.error), fence.owner, now, e.status === "RUNNING" ? null : now])
+		};
+		if (this.mysql && !deadLetter) {
+			// The journal entry is written only when the fenced update changed the instance, in the same transaction.
+			this.writes += 2;
+			const n = await this.atomically(`${fenced.sql};\nSET n = ROW_COUNT();\nIF n = 1 THEN ${journal.sql}; END IF;`, [...fenced.args, ...journal.args]);
+			return n === 1 ? {} : false;
+		}
 		return this.exclusive(() => this.sequelize.transaction(async transaction => {
-			const now = this.now();
-			const { sets, args } = patchClause(patch, now, leaseMs);
-			const n = await this.update(`UPDATE saga_instances SET ${sets.join(", ")} WHERE id = ? AND lease_owner = ?`, [...args, fence.id, fence.owner], transaction);
+			const n = await this.update(fenced.sql, fenced.args, transaction);
 			if (n !== 1) return false;
-
-			// One upsert per (saga, step, phase): attempts count up in place. An atomic upsert rather than
-			// update-then-insert, which on MariaDB takes gap locks that deadlock concurrent sagas.
-			const entries = Array.isArray(entry) ? entry : [entry];
-			const rows: unknown[] = [];
-			for (const e of entries) {
-				rows.push(fence.id, e.step, e.stepIndex, e.phase, e.status, e.attempts, json(e.result), json(e.error), fence.owner, now, e.status === "RUNNING" ? null : now);
-			}
-			await this.insert(
-				`INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES ${entries.map(() => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")} ${this.upsertTail}`,
-				rows,
-				transaction
-			);
+			await this.insert(journal.sql, journal.args, transaction);
 			if (deadLetter) {
 				await this.insert(
 					"INSERT INTO dead_letters (id, saga_id, saga_type, step, phase, error, status, note, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'OPEN', NULL, ?, ?)",

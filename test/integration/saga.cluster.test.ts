@@ -228,4 +228,51 @@ describe("leases on MariaDB", () => {
 			await db.close();
 		}
 	});
+
+	it("when journal writes go out as one compound statement, then they stay fenced, atomic and keyed", async () => {
+		const sql = env.config.sql;
+		const name = physicalDatabaseName(sql, "sagawrites");
+		const db = createSequelize(sql, name);
+		try {
+			await migrate(sql, name, db, [createSagaTables], () => undefined);
+			const store = new SagaStore(db);
+			const id = crypto.randomUUID();
+			const steps = async () => db.query<{ step: string; status: string; attempts: number }>("SELECT step, status, attempts FROM saga_steps WHERE saga_id = ? ORDER BY id", { replacements: [id], type: QueryTypes.SELECT });
+			const created = await store.create({ id, type: "Test4", key: `w-${id}`, data: { a: 1 }, owner: "node-a", leaseMs: 60_000, firstStep: "one" });
+			expect(created).toMatchObject({ created: true, saga: { id, status: "RUNNING", step: 0, stepName: "one", attempts: 1, leaseOwner: "node-a" } });
+			// The answer is what a read gives (create no longer reads it back).
+			expect(await store.get(id)).toEqual(created.saga);
+			expect(await steps()).toEqual([{ step: "one", status: "RUNNING", attempts: 1 }]);
+
+			// The same key again: the existing saga, not a second one (the duplicate key still reaches the store).
+			const again = await store.create({ id: crypto.randomUUID(), type: "Test4", key: `w-${id}`, data: {}, owner: "node-b", leaseMs: 60_000, firstStep: "one" });
+			expect(again).toMatchObject({ created: false, saga: { id } });
+
+			// The holder's write lands: the instance and both journal rows.
+			const done = { stepIndex: 0, step: "one", phase: "forward" as const, status: "SUCCEEDED" as const, attempts: 1, result: { ok: true } };
+			const next = { stepIndex: 1, step: "two", phase: "forward" as const, status: "RUNNING" as const, attempts: 1 };
+			expect(await store.record({ id, owner: "node-a" }, 60_000, [done, next], { step: 1, stepName: "two", attempts: 1, results: { one: { ok: true } } })).toBe(true);
+			expect(await steps()).toEqual([
+				{ step: "one", status: "SUCCEEDED", attempts: 1 },
+				{ step: "two", status: "RUNNING", attempts: 1 }
+			]);
+
+			// Another owner's write changes nothing: not the instance, not the journal.
+			const before = await store.get(id);
+			const stale = { stepIndex: 1, step: "two", phase: "forward" as const, status: "FAILED" as const, attempts: 1, error: { message: "x" } };
+			expect(await store.record({ id, owner: "node-b" }, 60_000, stale, { attempts: 9 })).toBe(false);
+			expect(await store.get(id)).toEqual(before);
+			expect((await steps())[1]).toEqual({ step: "two", status: "RUNNING", attempts: 1 });
+
+			// A statement that fails inside the block rolls the whole write back (the instance update included) and
+			// leaves no transaction open on the pooled connection.
+			const tooLong = { stepIndex: 1, step: "x".repeat(500), phase: "forward" as const, status: "RUNNING" as const, attempts: 1 };
+			await expect(store.record({ id, owner: "node-a" }, 60_000, tooLong, { attempts: 5 })).rejects.toThrow();
+			expect((await store.get(id))!.attempts).toBe(1);
+			const open = await db.query<{ t: number }>("SELECT @@in_transaction AS t", { type: QueryTypes.SELECT });
+			expect(Number(open[0].t)).toBe(0);
+		} finally {
+			await db.close();
+		}
+	});
 });
