@@ -62,10 +62,11 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 		settings: {
 			port: config.port,
 			ip: "0.0.0.0",
-			// Request lines at debug: a flash sale would otherwise flood the log. Params and bodies are never
+			// Request lines only at LOG_LEVEL=debug: a flash sale would otherwise flood the log, and below debug
+			// moleculer-web would still format (and colour) each line only to drop it. Params and bodies are never
 			// logged (they carry passwords and tokens).
-			logRequest: "debug",
-			logResponse: "debug",
+			logRequest: ["debug", "trace"].includes(config.logLevel) ? "debug" : null,
+			logResponse: ["debug", "trace"].includes(config.logLevel) ? "debug" : null,
 			logRequestParams: null,
 			logResponseData: null,
 			log4XXResponses: false,
