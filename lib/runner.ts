@@ -13,13 +13,38 @@ export const RUNNER_ARGS: readonly string[] = [
 	"**/*.service.ts"
 ];
 
+/**
+ * V8 heap limits of a cluster node (compiled runtime). V8 sizes its heap to the limit it is given, and the
+ * default limit is a share of the machine's memory: on this 24 GiB box a node let garbage pile up to 200 MB before
+ * collecting it, though what it keeps alive is a fraction of that. With these limits the same flash sale peaked
+ * at 98-116 MB per node instead of 127-202 MB, in the same time (BENCHMARKS.md). They go into NODE_OPTIONS
+ * ahead of the caller's own, so a limit set there wins.
+ */
+export const CLUSTER_NODE_HEAP_ARGS: readonly string[] = ["--max-old-space-size=128", "--max-semi-space-size=4"];
+
+/** NODE_OPTIONS for a cluster node: the heap limits above, then whatever the caller set. */
+export function clusterNodeOptions(existing = process.env.NODE_OPTIONS): string {
+	return [...CLUSTER_NODE_HEAP_ARGS, existing ?? ""].join(" ").trim();
+}
+
 export interface NodeSpec {
 	name: string;
 	services: string[];
+	/**
+	 * Worker processes of this node (moleculer-runner --instances: Node's cluster module, one broker per worker,
+	 * node ids suffixed -1, -2, ...). Workers of the gateway share its HTTP port; the primary hands connections
+	 * out to them.
+	 */
+	instances?: number;
+}
+
+/** moleculer-runner's flag for a node's worker count (none for a single process). */
+export function instanceArgs(spec: NodeSpec): string[] {
+	return spec.instances && spec.instances > 1 ? ["--instances", String(spec.instances)] : [];
 }
 
 /**
- * The gateway with a replica of the waiting room; the catalog group (accounts, concerts and seat holds, the
+ * The gateway (two worker processes on one port) with a replica of the waiting room each; the catalog group (accounts, concerts and seat holds, the
  * waiting room) and the booking group (reservations, the saga orchestrator, the wallet) with two replicas each;
  * the event consumers and the ops service (consistency checks, operations gauges) once.
  * Six processes is what two cores carry comfortably; CLUSTER_NODES picks another split.
@@ -28,7 +53,7 @@ export interface NodeSpec {
  * 3,361 -> 7,394 reads/s, p99 43 -> 25 ms; BENCHMARKS.md).
  */
 export const DEFAULT_TOPOLOGY: NodeSpec[] = [
-	{ name: "gateway", services: ["api", "queue"] },
+	{ name: "gateway", services: ["api", "queue"], instances: 2 },
 	{ name: "catalog-1", services: ["user", "concert", "queue"] },
 	{ name: "catalog-2", services: ["user", "concert", "queue"] },
 	{ name: "booking-1", services: ["reservation", "saga", "payment"] },
@@ -36,14 +61,24 @@ export const DEFAULT_TOPOLOGY: NodeSpec[] = [
 	{ name: "events", services: ["ranking", "notification", "review", "ops"] }
 ];
 
-/** The topology `npm run cluster` (and the benchmark) starts: CLUSTER_NODES="name=svc,svc;name=svc" or the default. */
+/**
+ * The topology `npm run cluster` (and the benchmark) starts: CLUSTER_NODES="name=svc,svc;name*2=svc" (`*2`: two
+ * worker processes) or the default.
+ */
 export function clusterTopology(raw = process.env.CLUSTER_NODES): NodeSpec[] {
 	if (!raw) return DEFAULT_TOPOLOGY;
 	const counts = new Map<string, number>();
 	return raw.split(";").map(part => {
-		const [name, services] = part.split("=");
+		const [head, services] = part.split("=");
+		const [name, workers] = head.split("*");
 		const n = (counts.get(name) ?? 0) + 1;
 		counts.set(name, n);
-		return { name: `${name}-${n}`, services: services.split(",").map(s => s.trim()) };
+		const spec: NodeSpec = { name: `${name}-${n}`, services: services.split(",").map(s => s.trim()) };
+		if (workers !== undefined) {
+			const k = Number(workers);
+			if (!Number.isInteger(k) || k < 1 || k > 16) throw new Error(`CLUSTER_NODES: "${head}" asks for ${workers} workers (1 to 16)`);
+			spec.instances = k;
+		}
+		return spec;
 	});
 }

@@ -3,6 +3,10 @@
  * and Redis (the local servers by default). Each node is a moleculer-runner process with its own SERVICES=, its
  * output prefixed with its name. Ctrl-C or SIGTERM stops them all (gracefully, then by force after 15 s).
  *
+ * `npm run cluster` builds first and runs this file from dist/: every node then runs the compiled platform with
+ * plain node (as the Docker image does) and the heap limits of lib/runner.ts; under ts-node each node also
+ * carried the TypeScript compiler (+65-80 MB). `npm run cluster:ts` runs it from source, without a build.
+ *
  *   CLUSTER_NODES="gateway=api;accounts=user;accounts=user"  overrides the topology below.
  */
 import { ChildProcess, spawn } from "child_process";
@@ -10,10 +14,15 @@ import os from "os";
 import path from "path";
 import readline from "readline";
 import { ConfigError, loadConfig } from "../lib/config";
-import { clusterTopology, RUNNER_ARGS } from "../lib/runner";
+import { clusterNodeOptions, clusterTopology, instanceArgs, RUNNER_ARGS } from "../lib/runner";
 import { localClusterEnv } from "./local-env";
 
-const ROOT = path.resolve(__dirname, "..");
+/** Running from dist/scripts (the `npm run build` output) rather than from source. */
+const COMPILED = path.extname(__filename) === ".js";
+const ROOT = path.resolve(__dirname, COMPILED ? "../.." : "..");
+const NODE_ARGS = COMPILED
+	? ["node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "--mask", "**/*.service.js"]
+	: [...RUNNER_ARGS];
 const COLORS = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95];
 
 function main(): void {
@@ -39,12 +48,13 @@ function main(): void {
 	nodes.forEach((spec, i) => {
 		const child = spawn(
 			process.execPath,
-			[...RUNNER_ARGS],
+			[...NODE_ARGS, ...instanceArgs(spec)],
 			{
 				cwd: ROOT,
 				env: {
 					...env,
-					SERVICEDIR: "services",
+					SERVICEDIR: COMPILED ? "dist/services" : "services",
+					...(COMPILED ? { NODE_OPTIONS: clusterNodeOptions(env.NODE_OPTIONS) } : {}),
 					SERVICES: spec.services.join(","),
 					NODE_ID: `${os.hostname()}-${spec.name}`,
 					// Every node gets its own metrics port; only the gateway listens on PORT.
