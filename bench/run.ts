@@ -3,7 +3,7 @@
  *
  *   npm run bench -- <queue|hold|checkout|flashsale|baseline> [--target embedded|cluster|url] [--url http://host:port]
  *        [--users N] [--seats M] [--concurrency C] [--seconds S] [--repeat K] [--port 3300] [--metrics-port 0]
- *        [--cpu-prof] [--log-level warn]
+ *        [--runtime compiled|ts-node] [--cpu-prof] [--log-level warn]
  *
  * The bench starts its own instance (bench/target.ts: own ports, namespace, database prefix, store prefix, data
  * dir; the gateway's rate limit off), sets users, points and waiting-room tokens up before the timed phase,
@@ -77,7 +77,7 @@ function parseArgs(argv: string[]): Options {
 		sqlCount: flags.has("sql-count"),
 		logLevel: flags.get("log-level") ?? "info",
 		baseline: flags.get("baseline") !== "false",
-		runtime: flags.get("runtime") === "compiled" ? "compiled" : "ts-node",
+		runtime: flags.get("runtime") === "ts-node" ? "ts-node" : "compiled",
 		env: Object.fromEntries(
 			(flags.get("env") ?? "")
 				.split(",")

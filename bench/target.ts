@@ -16,7 +16,7 @@ import path from "path";
 import mysql from "mysql2/promise";
 import { loadConfig } from "../lib/config";
 import { JetStreamEventBus } from "../lib/events/jetstream-bus";
-import { clusterTopology, RUNNER_ARGS } from "../lib/runner";
+import { clusterNodeOptions, clusterTopology, instanceArgs, RUNNER_ARGS } from "../lib/runner";
 import { RedisStore } from "../lib/store";
 import { dropDatabasesByPrefix } from "../mixins/db.mixin";
 
@@ -42,7 +42,7 @@ export interface TargetOptions {
 	/** Where the preloaded statement counter writes its snapshots. */
 	sqlCountDir?: string;
 	logLevel: string;
-	/** ts-node (as `npm run cluster` and `npm start` run) or compiled (as the Docker image runs). */
+	/** compiled (as `npm run cluster` and the Docker image run: the default) or ts-node (`npm run cluster:ts`, `npm start`). */
 	runtime: "ts-node" | "compiled";
 }
 
@@ -126,7 +126,7 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 	const out = fs.createWriteStream(logFile);
 	let started = 0;
 	let tail: string[] = [];
-	const children: { name: string; child: ChildProcess; exited: Promise<void> }[] = [];
+	const children: { name: string; child: ChildProcess; exited: Promise<void>; said: string[] }[] = [];
 	const launch = (name: string, args: string[], extra: Record<string, string>) => {
 		const child = spawn(process.execPath, args, {
 			cwd: ROOT,
@@ -135,41 +135,55 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 			// Its own process group: Ctrl-C in the terminal reaches the bench, which stops the instance in order.
 			detached: true
 		});
+		const said: string[] = [];
 		for (const stream of [child.stdout!, child.stderr!]) {
 			stream.on("data", (d: Buffer) => {
 				out.write(d);
 				const text = d.toString();
 				started += (text.match(/ServiceBroker with \d+ service\(s\) started successfully/g) ?? []).length;
 				tail = [...tail, ...text.split("\n")].slice(-30);
+				said.push(...text.split("\n").filter(l => l.trim() !== ""));
+				said.splice(0, Math.max(0, said.length - 40));
 			});
 		}
-		children.push({ name, child, exited: new Promise<void>(resolve => child.once("exit", () => resolve())) });
+		children.push({ name, child, said, exited: new Promise<void>(resolve => child.once("exit", () => resolve())) });
 	};
 
-	// ts-node: exactly `npm run cluster` / `npm start`. compiled: the production runtime (the Dockerfile's
+	// ts-node: exactly `npm run cluster:ts` / `npm start`. compiled: the production runtime (`npm run cluster`, the Dockerfile's
 	// `npm run build` output run by plain node), same topology, built once into bench/results/build.
 	const topology = cluster ? clusterTopology() : [{ name: "embedded", services: [] as string[] }];
 	if (opts.runtime === "compiled") {
 		const build = await compiled(log);
 		topology.forEach((spec, i) =>
-			launch(spec.name, ["node_modules/moleculer/bin/moleculer-runner.js", "--config", path.join(build, "moleculer.config.js"), "--mask", "**/*.service.js"], {
+			launch(spec.name, ["node_modules/moleculer/bin/moleculer-runner.js", "--config", path.join(build, "moleculer.config.js"), "--mask", "**/*.service.js", ...instanceArgs(spec)], {
 				SERVICEDIR: path.join(build, "services"),
 				NODE_ID: `${id}-${spec.name}`,
+				// The heap limits `npm run cluster` gives every cluster node (lib/runner.ts).
+				...(cluster ? { NODE_OPTIONS: clusterNodeOptions(env.NODE_OPTIONS) } : {}),
 				...(spec.services.length > 0 ? { SERVICES: spec.services.join(",") } : {}),
 				METRICS_PORT: opts.metricsPort > 0 ? String(opts.metricsPort + i) : "0"
 			})
 		);
 	} else if (cluster) {
+		// `npm run cluster:ts`: the same script from source, every node under ts-node.
 		launch("cluster", ["-r", "ts-node/register/transpile-only", "scripts/cluster.ts"], {});
 	} else {
 		launch("embedded", [...RUNNER_ARGS], { SERVICEDIR: "services", NODE_ID: `${id}-embedded` });
 	}
 	log(`starting ${opts.kind} instance ${id} (${opts.runtime}) on port ${opts.port} (log: ${logFile})`);
 
+	// A node with worker processes (NodeSpec.instances) is its primary and, below it, one process per worker.
+	const withWorkers = (name: string, pid: number): NodeProc[] => {
+		const workers = childPids(pid).sort((a, b) => a - b);
+		if (workers.length === 0) return [{ name, pid }];
+		return [{ name: `${name}-primary`, pid }, ...workers.map((p, k) => ({ name: `${name}-${k + 1}`, pid: p }))];
+	};
 	const nodeList = (): NodeProc[] => {
-		if (opts.runtime === "compiled" || !cluster) return children.filter(c => c.child.pid && c.child.exitCode === null).map(c => ({ name: c.name, pid: c.child.pid! }));
+		if (opts.runtime === "compiled" || !cluster) {
+			return children.filter(c => c.child.pid && c.child.exitCode === null).flatMap(c => withWorkers(c.name, c.child.pid!));
+		}
 		const pid = children[0].child.pid;
-		return pid ? childPids(pid).map(p => ({ name: nodeName(p, id), pid: p })) : [];
+		return pid ? childPids(pid).flatMap(p => withWorkers(nodeName(p, id), p)) : [];
 	};
 
 	let stopped = false;
@@ -215,12 +229,15 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 
 	// Ready: every node logged its start and the gateway answers /api/health with 200.
 	// (The start line is logged at info: below that level, health plus a short grace period has to do.)
-	const expected = /^(info|debug|trace)$/.test(opts.logLevel) ? topology.length : 0;
+	const expected = /^(info|debug|trace)$/.test(opts.logLevel) ? topology.reduce((n, spec) => n + ((spec as { instances?: number }).instances ?? 1), 0) : 0;
 	const until = Date.now() + 120_000;
 	for (;;) {
-		if (children.some(c => c.child.exitCode !== null)) {
+		const dead = children.find(c => c.child.exitCode !== null);
+		if (dead) {
+			// Its own last lines, before stopping the rest adds the others' shutdown lines.
+			const before = dead.said.join("\n");
 			await target.stop();
-			throw new Error(`instance exited during start:\n${tail.join("\n")}`);
+			throw new Error(`instance exited during start: ${dead.name} exited with code ${dead.child.exitCode}:\n${before}`);
 		}
 		if (started >= expected) {
 			const ok = await fetch(`${target.api}/health`)
