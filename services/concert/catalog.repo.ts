@@ -7,7 +7,7 @@
  * schedule's sales is safe, the sold counter moves in the same transaction as the rows it counts, and two sales of
  * one schedule never deadlock on gap locks. The primary key of `seat_sales` stays the last guard regardless.
  */
-import { sqlTime } from "../../lib/sql";
+import { isTransientDbError, sqlTime } from "../../lib/sql";
 import crypto from "crypto";
 import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
@@ -259,25 +259,30 @@ export class CatalogRepo {
 	/**
 	 * Seeds the catalog when it is empty; returns whether this call did. Replicas starting together both see an
 	 * empty catalog: the unique venue name makes the second one's insert fail (on MariaDB it waits for the first
-	 * transaction, then collides), and it backs off with nothing written.
+	 * transaction, then collides), and it backs off with nothing written. On MariaDB the loser may instead be a
+	 * deadlock victim or time out waiting (its transaction rolled back whole): it looks again shortly, and a start
+	 * fails only when the catalog is still empty after three tries.
 	 */
 	async seedIfEmpty(catalog: CatalogInput[]): Promise<boolean> {
-		if ((await this.countConcerts()) > 0) return false;
-		try {
-			await this.transaction(async tx => {
-				const venues = new Map<string, VenueView>();
-				for (const c of catalog) {
-					if (venues.has(c.venue.name)) continue;
-					const venue = { id: crypto.randomUUID(), name: c.venue.name };
-					await this.exec("INSERT INTO venues (id, name, created_at) VALUES (?, ?, ?)", [venue.id, venue.name, new Date()], tx);
-					venues.set(venue.name, venue);
-				}
-				for (const c of catalog) await this.insertConcert(c, venues.get(c.venue.name)!, tx);
-			});
-			return true;
-		} catch (err) {
-			if (err instanceof UniqueConstraintError) return false;
-			throw err;
+		for (let attempt = 1; ; attempt++) {
+			if ((await this.countConcerts()) > 0) return false;
+			try {
+				await this.transaction(async tx => {
+					const venues = new Map<string, VenueView>();
+					for (const c of catalog) {
+						if (venues.has(c.venue.name)) continue;
+						const venue = { id: crypto.randomUUID(), name: c.venue.name };
+						await this.exec("INSERT INTO venues (id, name, created_at) VALUES (?, ?, ?)", [venue.id, venue.name, new Date()], tx);
+						venues.set(venue.name, venue);
+					}
+					for (const c of catalog) await this.insertConcert(c, venues.get(c.venue.name)!, tx);
+				});
+				return true;
+			} catch (err) {
+				if (err instanceof UniqueConstraintError) return false;
+				if (attempt >= 3 || !isTransientDbError(err)) throw err;
+				await new Promise(resolve => setTimeout(resolve, 100 + Math.random() * 200 * attempt));
+			}
 		}
 	}
 
