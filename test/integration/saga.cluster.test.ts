@@ -201,15 +201,23 @@ describe("crash recovery with real processes", () => {
 	}, 30_000);
 });
 
+/** A saga database of its own (no saga node scans it), migrated, closed after `fn`. */
+async function withOwnSagaDb(suffix: string, fn: (db: ReturnType<typeof createSequelize>, store: SagaStore) => Promise<void>): Promise<void> {
+	const sql = env.config.sql;
+	const name = physicalDatabaseName(sql, suffix);
+	const db = createSequelize(sql, name);
+	try {
+		await migrate(sql, name, db, [createSagaTables], () => undefined);
+		await fn(db, new SagaStore(db));
+	} finally {
+		await db.close();
+	}
+}
+
 describe("leases on MariaDB", () => {
 	it("when 10 owners claim the same expired lease at once, then exactly one gets it", async () => {
 		// Its own database: no saga node scans it, so the claimers race only each other.
-		const sql = env.config.sql;
-		const name = physicalDatabaseName(sql, "sagarace");
-		const db = createSequelize(sql, name);
-		try {
-			await migrate(sql, name, db, [createSagaTables], () => undefined);
-			const store = new SagaStore(db);
+		await withOwnSagaDb("sagarace", async (_db, store) => {
 			const races = await Promise.all(
 				Array.from({ length: 5 }, async () => {
 					const id = crypto.randomUUID();
@@ -224,18 +232,11 @@ describe("leases on MariaDB", () => {
 				expect(r.wins).toBe(1);
 				expect(r.owner).toMatch(/^claimer-\d$/);
 			}
-		} finally {
-			await db.close();
-		}
+		});
 	});
 
 	it("when journal writes go out as one compound statement, then they stay fenced, atomic and keyed", async () => {
-		const sql = env.config.sql;
-		const name = physicalDatabaseName(sql, "sagawrites");
-		const db = createSequelize(sql, name);
-		try {
-			await migrate(sql, name, db, [createSagaTables], () => undefined);
-			const store = new SagaStore(db);
+		await withOwnSagaDb("sagawrites", async (db, store) => {
 			const id = crypto.randomUUID();
 			const steps = async () => db.query<{ step: string; status: string; attempts: number }>("SELECT step, status, attempts FROM saga_steps WHERE saga_id = ? ORDER BY id", { replacements: [id], type: QueryTypes.SELECT });
 			const created = await store.create({ id, type: "Test4", key: `w-${id}`, data: { a: 1 }, owner: "node-a", leaseMs: 60_000, firstStep: "one" });
@@ -271,8 +272,6 @@ describe("leases on MariaDB", () => {
 			expect((await store.get(id))!.attempts).toBe(1);
 			const open = await db.query<{ t: number }>("SELECT @@in_transaction AS t", { type: QueryTypes.SELECT });
 			expect(Number(open[0].t)).toBe(0);
-		} finally {
-			await db.close();
-		}
+		});
 	});
 });
