@@ -8,7 +8,10 @@ import { QueryTypes } from "sequelize";
 import type { ServiceBroker } from "moleculer";
 import { createSequelize, migrate, physicalDatabaseName } from "../../mixins/db.mixin";
 import { createSagaTables } from "../../services/saga/migrations/001_create_saga_tables";
+import { Errors } from "moleculer";
+import { SagaExecutor } from "../../sagas/executor";
 import { SagaStore } from "../../sagas/store";
+import { defineSaga, type SagaState } from "../../sagas/types";
 import type { SagaView } from "../../services/saga/saga.service";
 import { testEnv, waitFor, type SpawnedNode, type TestEnv } from "../support/harness";
 import { fakeStats, SAGA_NODE_DIR, SchemaNodes, waitSaga } from "../support/saga";
@@ -272,6 +275,44 @@ describe("leases on MariaDB", () => {
 			expect((await store.get(id))!.attempts).toBe(1);
 			const open = await db.query<{ t: number }>("SELECT @@in_transaction AS t", { type: QueryTypes.SELECT });
 			expect(Number(open[0].t)).toBe(0);
+		});
+	});
+
+	it("when a saga ends, then the state the executor hands its waiters is the one a read of the database gives", async () => {
+		await withOwnSagaDb("sagaterminal", async (_db, store) => {
+			const def = defineSaga<{ reject: boolean }>({
+				type: "TwoSteps",
+				steps: [
+					{ name: "first", action: "p.first", params: () => ({}), compensate: { action: "p.undo", params: () => ({}) } },
+					{ name: "second", action: "p.second", params: () => ({}) }
+				],
+				result: (_d, r) => ({ got: r.first })
+			});
+			const terminal = new Map<string, SagaState>();
+			const executor = new SagaExecutor({
+				store,
+				owner: "node-a",
+				definitions: new Map([[def.type, def as never]]),
+				settings: { leaseMs: 60_000, stepTimeoutMs: 1_000, maxBackoffMs: 10, compensationAttempts: 2, compensationBackoffMs: 1 },
+				newId: () => crypto.randomUUID(),
+				// The participant: step "first" answers a value with a Date in it, "second" rejects when asked to.
+				call: async (action, _params, opts) => {
+					const saga = await store.get(opts.meta.sagaId);
+					if (action === "p.first") return { at: new Date(0), n: 1 };
+					if (action === "p.second" && (saga!.data as { reject: boolean }).reject) throw new Errors.MoleculerClientError("no", 409, "NOPE");
+					return null;
+				},
+				hooks: { terminal: saga => terminal.set(saga.id, saga) }
+			});
+			for (const reject of [false, true]) {
+				const { saga } = await store.create({ id: crypto.randomUUID(), type: def.type, key: `t-${reject}`, data: { reject }, owner: "node-a", leaseMs: 60_000, firstStep: "first" });
+				expect(await executor.drive(saga.id, { fresh: true, saga })).toBe("terminal");
+				const read = (await store.get(saga.id))!;
+				expect(read.status).toBe(reject ? "COMPENSATED" : "COMPLETED");
+				// updatedAt: the executor's is taken when it finishes, moments after the write's.
+				expect(terminal.get(saga.id)).toEqual({ ...read, updatedAt: expect.any(String) });
+				expect(Date.parse(terminal.get(saga.id)!.updatedAt)).toBeGreaterThanOrEqual(Date.parse(read.updatedAt));
+			}
 		});
 	});
 });

@@ -140,6 +140,28 @@ describe("outbox relay (SQLite)", () => {
 		expect(published.map(e => e.id).sort()).toEqual(rows.map(r => r.id).sort());
 	});
 
+	it("when commits come within the coalescing window, then they share one relay round", async () => {
+		relay = new OutboxRelay({ sequelize: db, pollMs: 60_000, coalesceMs: 200, publish: async e => void published.push(e) });
+		const rounds = jest.spyOn(relay, "relayOnce");
+		relay.start();
+		await waitFor(() => rounds.mock.calls.length === 1, 2_000, "the start-up round");
+		const rows = [];
+		for (let i = 0; i < 10; i++) rows.push(...(await append(`c${i}`)));
+		await waitFor(() => published.length === 10, 2_000, "all 10 published");
+		// Ten commits, each kicking the relay: one round after the start-up one (two when the commits straddled
+		// the window's end on a slow machine), not ten.
+		expect(rounds.mock.calls.length - 1).toBeLessThanOrEqual(2);
+		expect(published.map(e => e.id).sort()).toEqual(rows.map(r => r.id).sort());
+	});
+
+	it("when a caller passes a version the aggregate already has, then the unique index refuses the event", async () => {
+		await db.transaction(t => appendOutbox(db, t, { aggregateType: "payment", aggregateId: "p1", version: 1, eventType: "test.happened", payload: {} }));
+		await expect(
+			db.transaction(t => appendOutbox(db, t, { aggregateType: "payment", aggregateId: "p1", version: 1, eventType: "test.happened", payload: {} }))
+		).rejects.toThrow();
+		expect(await unprocessed()).toBe(1);
+	});
+
 	it("when rows wait unpublished, then outboxStats counts them, ages the oldest and lists those past staleMs", async () => {
 		expect(await outboxStats(db, 1000)).toEqual({ pending: 0, oldestAgeMs: 0, stale: [] });
 		const [old] = await append("old");
