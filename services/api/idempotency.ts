@@ -2,7 +2,9 @@
  * The API idempotency layer (DESIGN.md section 6; seed 000 section 3.2), a connect-style middleware on the
  * gateway's routes. For a state-changing request carrying `Idempotency-Key`:
  *   - the first request takes an in-flight slot (SET NX with a bounded TTL) and runs; its answer is stored for
- *     IDEMPOTENCY_TTL_SEC under (caller, method + path, key) with a fingerprint of the request;
+ *     IDEMPOTENCY_TTL_SEC under (caller, matched route, key) with a fingerprint of the request. The route is the
+ *     one the gateway matched, with its decoded parameters (`POST /reservations/<id>/cancel`), not the raw path:
+ *     `/points/charge/`, `/POINTS/CHARGE` and `/points/charge` are one route and share their keys;
  *   - the same key with the same request gets the stored status and body back, with `Idempotent-Replayed: true`;
  *   - the same key with another request: 422 IDEMPOTENCY_KEY_REUSED; while the first still runs: 409
  *     IDEMPOTENCY_KEY_IN_PROGRESS; a required key that is missing: 400 IDEMPOTENCY_KEY_REQUIRED.
@@ -15,14 +17,8 @@ import type { IncomingMessage, ServerResponse } from "http";
 import { verifyAccessToken } from "../../lib/auth";
 import { toHttpError } from "../../lib/errors";
 import type { CoordinationStore } from "../../lib/store";
-import { Errors } from "moleculer";
-
-export class IdempotencyError extends Errors.MoleculerClientError {
-	constructor(code: number, type: string, message: string) {
-		super(message, code, type);
-		this.name = "IdempotencyError";
-	}
-}
+import { IdempotencyError } from "./errors";
+import { matchedRoute, type GuardedRequest, type MatchedRoute } from "./request-guard";
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 /**
@@ -51,31 +47,51 @@ export interface IdempotencyOptions {
 	/** `METHOD /path` templates that are exempt (e.g. login: a token must not be replayed for a day). */
 	exempt: string[];
 	clientAddress: (req: IncomingMessage) => string;
+	/** The route a request matched (the gateway's own matcher by default; tests give their own). */
+	matchRoute?: (req: GuardedRequest) => MatchedRoute | null;
 }
 
-/** Stable fingerprint of a request: method, path and the body with keys sorted. */
-export function fingerprint(method: string, path: string, body: unknown): string {
-	return crypto.createHash("sha256").update(`${method} ${path}\n${canonicalJson(body)}`).digest("base64url");
+/** Stable fingerprint of a request: its route (method, template, parameters) and the body with keys sorted. */
+export function fingerprint(route: string, body: unknown): string {
+	return crypto.createHash("sha256").update(`${route}\n${canonicalJson(body)}`).digest("base64url");
 }
 
+/**
+ * JSON with object keys sorted, so two bodies that differ only in key order are one request. Iterative with its
+ * own stack: the input is a client's, and recursion over it is a stack overflow waiting for a deep enough body
+ * (the gateway bounds the depth before this runs; this does not rely on it).
+ */
 export function canonicalJson(value: unknown): string {
-	if (value === null || typeof value !== "object") return JSON.stringify(value ?? null);
-	if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-	const obj = value as Record<string, unknown>;
-	return `{${Object.keys(obj)
-		.sort()
-		.map(k => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
-		.join(",")}}`;
-}
-
-/** Turns route templates like `POST /reservations/:id/cancel` into matchers for `/api/...` request paths. */
-export function templateMatcher(templates: string[]): (method: string, path: string) => boolean {
-	const res = templates.map(t => {
-		const [method, p] = t.split(" ");
-		const re = new RegExp(`^/api${p.replace(/:[^/]+/g, "[^/]+")}/?$`);
-		return { method, re };
-	});
-	return (method, path) => res.some(r => r.method === method && r.re.test(path));
+	const out: string[] = [];
+	// A work item is a value to write, or a literal piece of punctuation.
+	const stack: ({ v: unknown } | string)[] = [{ v: value }];
+	while (stack.length > 0) {
+		const item = stack.pop()!;
+		if (typeof item === "string") {
+			out.push(item);
+			continue;
+		}
+		const v = item.v;
+		if (v === null || typeof v !== "object") {
+			out.push(JSON.stringify(v ?? null) ?? "null");
+			continue;
+		}
+		const entries: ({ v: unknown } | string)[] = [];
+		if (Array.isArray(v)) {
+			v.forEach((x, i) => entries.push(i > 0 ? "," : "", { v: x }));
+			entries.unshift("[");
+			entries.push("]");
+		} else {
+			const obj = v as Record<string, unknown>;
+			Object.keys(obj)
+				.sort()
+				.forEach((k, i) => entries.push(`${i > 0 ? "," : ""}${JSON.stringify(k)}:`, { v: obj[k] }));
+			entries.unshift("{");
+			entries.push("}");
+		}
+		for (let i = entries.length - 1; i >= 0; i--) stack.push(entries[i]);
+	}
+	return out.join("");
 }
 
 function sendError(res: ServerResponse, err: IdempotencyError): void {
@@ -86,19 +102,21 @@ function sendError(res: ServerResponse, err: IdempotencyError): void {
 }
 
 export function idempotencyMiddleware(opts: IdempotencyOptions) {
-	const isRequired = templateMatcher(opts.required);
-	const isExempt = templateMatcher(opts.exempt);
+	const required = new Set(opts.required);
+	const exempt = new Set(opts.exempt);
+	const matchRoute = opts.matchRoute ?? matchedRoute;
 
-	return async function idempotency(req: IncomingMessage & { body?: unknown }, res: ServerResponse, next: (err?: unknown) => void) {
+	return async function idempotency(req: GuardedRequest, res: ServerResponse, next: (err?: unknown) => void) {
 		const method = req.method ?? "GET";
 		if (method !== "POST" && method !== "DELETE" && method !== "PUT" && method !== "PATCH") return next();
-		const path = (req.url ? (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url : "/").split("?")[0];
-		if (isExempt(method, path)) return next();
+		// No route: the gateway answers 404 next, and there is nothing to key on.
+		const route = matchRoute(req);
+		if (!route || exempt.has(route.template)) return next();
 
 		const raw = req.headers["idempotency-key"];
 		const key = Array.isArray(raw) ? raw[0] : raw;
 		if (key === undefined) {
-			if (isRequired(method, path)) {
+			if (required.has(route.template)) {
 				return sendError(res, new IdempotencyError(400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header"));
 			}
 			return next();
@@ -118,8 +136,8 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 		} else {
 			scope = `a:${opts.clientAddress(req)}`;
 		}
-		const storeKey = `idem:${scope}:${method} ${path}:${crypto.createHash("sha256").update(key).digest("base64url")}`;
-		const fp = fingerprint(method, path, req.body);
+		const storeKey = `idem:${scope}:${route.key}:${crypto.createHash("sha256").update(key).digest("base64url")}`;
+		const fp = fingerprint(route.key, req.body);
 
 		// Unique per request, so releasing the slot can never delete a newer request's slot or answer.
 		const slotValue = JSON.stringify({ state: "running", fp, nonce: crypto.randomUUID() } satisfies StoredAnswer & { nonce: string });
