@@ -3,8 +3,9 @@
  * moleculer-runner calls the default export; tests call `brokerOptions(config)` with a config of their own.
  * Every value comes from lib/config.ts, which validated the environment first.
  */
-import type { BrokerOptions } from "moleculer";
+import type { BrokerOptions, Middleware } from "moleculer";
 import { FailoverRoundRobinStrategy } from "./lib/balancer";
+import { PacketAuthMiddleware } from "./lib/cluster-auth";
 import { loadConfigOrExit, type Config } from "./lib/config";
 import { isRetryable, isServerFault } from "./lib/errors";
 import { PlatformMiddleware } from "./lib/platform";
@@ -30,21 +31,10 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 		},
 
 		// No TRANSPORTER: every service in this process talks in-process (embedded). With it: NATS, and the
-		// credentials come from the environment, never from the repository.
-		transporter: config.transporter
-			? {
-					type: "NATS",
-					options: {
-						url: config.transporter.url,
-						user: config.transporter.user,
-						pass: config.transporter.password,
-						token: config.transporter.token,
-						// Keep reconnecting forever; a node that loses NATS for a while comes back by itself.
-						maxReconnectAttempts: -1,
-						reconnectTimeWait: 1000
-					}
-				}
-			: null,
+		// credentials come from the environment, never from the repository. The servers go in without a `url`:
+		// given one, moleculer's NATS transporter replaces user and password with the URL's (none), and a node
+		// with NATS_USER/NATS_PASSWORD was refused by a server that requires them.
+		transporter: config.transporter ? { type: "NATS", options: natsClientOptions(config.transporter) } : null,
 
 		// JSON keeps packets readable in `nats sub` while debugging; payloads are small.
 		serializer: "JSON",
@@ -105,15 +95,28 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 			enabled: config.metricsPort > 0,
 			reporter:
 				config.metricsPort > 0
-					? [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics", defaultLabels: () => ({ namespace: config.namespace, nodeID: "" }) } }]
+					? [
+							{
+								type: "Prometheus",
+								options: {
+									// Loopback unless METRICS_HOST says otherwise: metrics are for the operator's scraper.
+									host: config.metricsHost,
+									port: config.metricsPort,
+									path: "/metrics",
+									defaultLabels: () => ({ namespace: config.namespace, nodeID: "" })
+								}
+							}
+						]
 					: []
 		},
 
 		// Tracing is off unless TRACING selects an exporter; sampling every request is fine at our volumes.
 		tracing: tracingOptions(config),
 
-		// Attaches the config and the coordination store to the broker for the services.
-		middlewares: [PlatformMiddleware(config, opts.store)],
+		// Attaches the config and the coordination store to the broker for the services. In a cluster, every
+		// packet between nodes is sealed with CLUSTER_SECRET (lib/cluster-auth.ts): holding the NATS credentials
+		// is not enough to call, answer or announce a service.
+		middlewares: [PlatformMiddleware(config, opts.store), ...clusterMiddlewares(config)],
 
 		// Operator commands of the REPL (`npm run repl`, `npm run dev`): sagas, dlq, queue, seats, consistency.
 		replOptions: replOptions(),
@@ -122,6 +125,27 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 		dependencyTimeout: 60_000,
 		dependencyInterval: 500
 	};
+}
+
+/** Options for the `nats` client, shared by the transporter and the JetStream event bus. */
+export function natsClientOptions(nats: NonNullable<Config["transporter"]>) {
+	return {
+		servers: nats.servers,
+		user: nats.user,
+		pass: nats.password,
+		token: nats.token,
+		tls: nats.tls,
+		// Keep reconnecting forever; a node that loses NATS for a while comes back by itself.
+		maxReconnectAttempts: -1,
+		reconnectTimeWait: 1000
+	};
+}
+
+function clusterMiddlewares(config: Config): Middleware[] {
+	if (!config.transporter) return [];
+	// lib/config.ts refuses a cluster node without the secret; this is the last line if a caller built its own config.
+	if (!config.cluster) throw new Error("cluster mode without CLUSTER_SECRET");
+	return [PacketAuthMiddleware(config.cluster)];
 }
 
 function tracingOptions(config: Config): BrokerOptions["tracing"] {

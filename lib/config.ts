@@ -5,6 +5,7 @@
  * problem at once, so a misconfigured node refuses to start with a readable message instead of failing later on
  * its first request. Services never read `process.env`; they get this object through the config mixin.
  */
+import fs from "fs";
 import path from "path";
 
 export type RunMode = "embedded" | "cluster";
@@ -26,6 +27,19 @@ export interface SqlConfig {
 	poolMax: number;
 }
 
+/** How a node reaches NATS: the servers without credentials, and the credentials apart. */
+export interface NatsConfig {
+	/** TRANSPORTER with any credentials removed (safe to print). */
+	url: string;
+	/** `host:port` of every server in TRANSPORTER. */
+	servers: string[];
+	user?: string;
+	password?: string;
+	token?: string;
+	/** TLS: set when TRANSPORTER uses tls:// or NATS_TLS_* is given; file paths of the CA, client cert and key. */
+	tls?: { caFile?: string; certFile?: string; keyFile?: string };
+}
+
 export interface Config {
 	mode: RunMode;
 	nodeEnv: string;
@@ -34,12 +48,14 @@ export interface Config {
 	namespace: string;
 	nodeID?: string;
 	services?: string[];
-	transporter?: {
-		url: string;
-		user?: string;
-		password?: string;
-		token?: string;
-	};
+	transporter?: NatsConfig;
+	/**
+	 * Cluster mode: the secret every packet between nodes (and every JetStream event) is authenticated with
+	 * (lib/cluster-auth.ts). `accept` is a second secret also accepted on receipt, for rotation.
+	 */
+	cluster?: { secret: string; accept?: string };
+	/** Said once at start-up by the broker's logger (e.g. a cluster without NATS credentials outside production). */
+	warnings: string[];
 	sql: SqlConfig;
 	/** `undefined` means the in-memory coordination store. */
 	redis?: { url: string };
@@ -60,13 +76,27 @@ export interface Config {
 	requestTimeoutMs: number;
 	logLevel: LogLevel;
 	admin?: { email: string; password: string };
+	auth: {
+		/** How long a gateway trusts what it last heard of a token's user (role, existence). 0: ask every time. */
+		cacheSec: number;
+		/** Login attempts per client address and per account (email) per minute; 0 turns a limit off. */
+		loginPerAddressPerMinute: number;
+		loginPerAccountPerMinute: number;
+		/** Password hashes computed at once per process, and how many may wait for a turn (past that: 429). */
+		hashConcurrency: number;
+		hashQueue: number;
+	};
 	metricsPort: number;
+	/** Interface the metrics port listens on (loopback by default: it is not for the public). */
+	metricsHost: string;
 	tracing: { exporter: TracingExporter; endpoint?: string };
 	http: {
 		bodyLimit: string;
 		rateLimitPerMinute: number;
 		corsOrigins: string[] | "*";
 		trustProxy: boolean;
+		/** Strict-Transport-Security max-age on every answer; 0 sends none (only behind TLS you terminate). */
+		hstsMaxAgeSec: number;
 	};
 }
 
@@ -116,19 +146,38 @@ export function loadConfig(env: Env = process.env): Config {
 	const mode: RunMode = transporterUrl ? "cluster" : "embedded";
 	const dataDir = path.resolve(str("DATA_DIR") ?? "./data");
 
+	const warnings: string[] = [];
 	let transporter: Config["transporter"];
 	if (transporterUrl) {
-		if (!/^nats:\/\/[^\s]+$/i.test(transporterUrl)) {
-			problems.push(`TRANSPORTER must be a NATS URL such as nats://127.0.0.1:4222, got "${redactUrl(transporterUrl)}"`);
-		}
-		transporter = {
-			url: transporterUrl,
-			user: str("NATS_USER"),
-			password: str("NATS_PASSWORD"),
-			token: str("NATS_TOKEN")
-		};
-		if ((transporter.user === undefined) !== (transporter.password === undefined)) {
+		transporter = parseNatsUrl(transporterUrl, problems);
+		const user = str("NATS_USER") ?? transporter?.user;
+		const password = str("NATS_PASSWORD") ?? transporter?.password;
+		const token = str("NATS_TOKEN") ?? transporter?.token;
+		if ((user === undefined) !== (password === undefined)) {
 			problems.push("NATS_USER and NATS_PASSWORD must be set together");
+		}
+		if (token !== undefined && user !== undefined) problems.push("NATS_TOKEN and NATS_USER/NATS_PASSWORD exclude each other");
+		const tlsFiles = { caFile: str("NATS_TLS_CA"), certFile: str("NATS_TLS_CERT"), keyFile: str("NATS_TLS_KEY") };
+		if ((tlsFiles.certFile === undefined) !== (tlsFiles.keyFile === undefined)) {
+			problems.push("NATS_TLS_CERT and NATS_TLS_KEY must be set together");
+		}
+		for (const [name, file] of [["NATS_TLS_CA", tlsFiles.caFile], ["NATS_TLS_CERT", tlsFiles.certFile], ["NATS_TLS_KEY", tlsFiles.keyFile]] as const) {
+			if (file !== undefined && !fs.existsSync(file)) problems.push(`${name} names a file that does not exist: ${file}`);
+		}
+		const wantsTls = /^tls:\/\//i.test(transporterUrl) || Object.values(tlsFiles).some(f => f !== undefined);
+		if (transporter) {
+			transporter = {
+				...transporter,
+				user,
+				password,
+				token,
+				tls: wantsTls ? Object.fromEntries(Object.entries(tlsFiles).filter(([, v]) => v !== undefined)) : undefined
+			};
+		}
+		if (user === undefined && token === undefined) {
+			const text = "NATS has no credentials (NATS_USER/NATS_PASSWORD or NATS_TOKEN): anyone who reaches the NATS server can join it";
+			if ((str("NODE_ENV") ?? "") === "production") problems.push(`${text}; they are required when NODE_ENV=production`);
+			else warnings.push(text);
 		}
 	}
 
@@ -138,6 +187,15 @@ export function loadConfig(env: Env = process.env): Config {
 		problems.push(`DB_PREFIX may hold only letters, digits and _ (at most 32), got "${prefix}"`);
 	}
 	const sql = parseDatabaseUrl(str("DATABASE_URL"), dataDir, prefix, poolMax, problems);
+	// Credentials apart from the URL: a password with @ # / % needs no encoding there (and is never printed).
+	const dbUser = str("DATABASE_USER");
+	const dbPassword = env.DATABASE_PASSWORD === undefined || env.DATABASE_PASSWORD === "" ? undefined : env.DATABASE_PASSWORD;
+	if (sql.dialect === "mysql") {
+		if (dbUser !== undefined) sql.user = dbUser;
+		if (dbPassword !== undefined) sql.password = dbPassword;
+	} else if (dbUser !== undefined || dbPassword !== undefined) {
+		problems.push("DATABASE_USER and DATABASE_PASSWORD need a mysql:// or mariadb:// DATABASE_URL");
+	}
 	if (mode === "cluster" && sql.dialect === "sqlite") {
 		problems.push(
 			"TRANSPORTER is set (cluster mode) but DATABASE_URL is not a MariaDB/MySQL URL: SQLite files cannot be " +
@@ -173,6 +231,19 @@ export function loadConfig(env: Env = process.env): Config {
 	if (mode === "cluster" && jwtSecret === undefined) {
 		problems.push("JWT_SECRET is required in cluster mode (every node must verify the same tokens)");
 	}
+
+	const clusterSecret = str("CLUSTER_SECRET");
+	const clusterAccept = str("CLUSTER_SECRET_ACCEPT");
+	if (clusterSecret !== undefined && clusterSecret.length < 32) problems.push("CLUSTER_SECRET must be at least 32 characters long");
+	if (clusterAccept !== undefined && clusterAccept.length < 32) problems.push("CLUSTER_SECRET_ACCEPT must be at least 32 characters long");
+	if (clusterAccept !== undefined && clusterSecret === undefined) problems.push("CLUSTER_SECRET_ACCEPT needs CLUSTER_SECRET");
+	if (mode === "cluster" && clusterSecret === undefined) {
+		problems.push(
+			"CLUSTER_SECRET is required in cluster mode (at least 32 characters, the same on every node): it authenticates " +
+				"every packet between nodes, so a process on the NATS network without it can neither call nor answer"
+		);
+	}
+	if (clusterSecret !== undefined && clusterSecret === jwtSecret) problems.push("CLUSTER_SECRET must differ from JWT_SECRET");
 
 	const logLevel = (str("LOG_LEVEL") ?? "info").toLowerCase() as LogLevel;
 	if (!LOG_LEVELS.includes(logLevel)) {
@@ -222,6 +293,8 @@ export function loadConfig(env: Env = process.env): Config {
 		nodeID: str("NODE_ID") ?? str("NODEID"),
 		services,
 		transporter,
+		cluster: clusterSecret ? { secret: clusterSecret, accept: clusterAccept } : undefined,
+		warnings,
 		sql,
 		redis,
 		storePrefix,
@@ -234,13 +307,22 @@ export function loadConfig(env: Env = process.env): Config {
 		requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 100, 600_000),
 		logLevel,
 		admin,
+		auth: {
+			cacheSec: int("AUTH_CACHE_SEC", 30, 0, 600),
+			loginPerAddressPerMinute: int("LOGIN_LIMIT_PER_ADDRESS", 30, 0, 1_000_000),
+			loginPerAccountPerMinute: int("LOGIN_LIMIT_PER_ACCOUNT", 10, 0, 1_000_000),
+			hashConcurrency: int("PASSWORD_HASH_CONCURRENCY", 1, 1, 64),
+			hashQueue: int("PASSWORD_HASH_QUEUE", 64, 0, 100_000)
+		},
 		metricsPort: int("METRICS_PORT", 3030, 0, 65535),
+		metricsHost: str("METRICS_HOST") ?? "127.0.0.1",
 		tracing: { exporter: tracingExporter, endpoint: tracingEndpoint },
 		http: {
 			bodyLimit,
 			rateLimitPerMinute: int("RATE_LIMIT_PER_MINUTE", 6000, 0, 10_000_000),
 			corsOrigins: cors === "*" ? "*" : cors.split(",").map(s => s.trim()),
-			trustProxy: bool("TRUST_PROXY", false)
+			trustProxy: bool("TRUST_PROXY", false),
+			hstsMaxAgeSec: int("HSTS_MAX_AGE_SEC", 0, 0, 2 * 365 * 86400)
 		}
 	};
 
@@ -255,40 +337,113 @@ function parseDatabaseUrl(
 	poolMax: number,
 	problems: string[]
 ): SqlConfig {
-	if (raw === undefined) return { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix, poolMax };
+	const fallback: SqlConfig = { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix, poolMax };
+	if (raw === undefined) return fallback;
+	const encodingHint =
+		"(a password with characters such as @ # / % ? must be percent-encoded in the URL; or give it in DATABASE_PASSWORD)";
 	let url: URL;
 	try {
 		url = new URL(raw);
 	} catch {
-		problems.push(`DATABASE_URL is not a URL: "${redactUrl(raw)}"`);
-		return { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix, poolMax };
+		problems.push(`DATABASE_URL is not a URL: "${redactUrl(raw)}" ${encodingHint}`);
+		return fallback;
 	}
 	switch (url.protocol) {
 		case "sqlite:": {
 			// sqlite:./some/dir or sqlite:///abs/dir: the directory that holds one file per service.
-			const dir = decodeURIComponent((url.host + url.pathname) || "");
+			const dir = decode(url.host + url.pathname);
+			if (dir === undefined) {
+				problems.push("DATABASE_URL has a broken %-escape in its path");
+				return fallback;
+			}
 			return { dialect: "sqlite", dir: path.resolve(dir || path.join(dataDir, "db")), prefix, poolMax };
 		}
 		case "mysql:":
-		case "mariadb:":
+		case "mariadb:": {
+			// One schema per service: the URL names a server, never a database, a query or a fragment. Anything
+			// there is almost always a password that was not encoded (p@ss#word reads as host "ss").
+			if ((url.pathname && url.pathname !== "/") || url.search || url.hash) {
+				problems.push(`DATABASE_URL must be mysql://user:password@host:port with nothing after the port ${encodingHint}`);
+				return fallback;
+			}
+			const user = decode(url.username || "root");
+			const password = url.password ? decode(url.password) : undefined;
+			if (user === undefined || (url.password && password === undefined)) {
+				problems.push(`DATABASE_URL has a broken %-escape in its user or password ${encodingHint}`);
+				return fallback;
+			}
 			return {
 				dialect: "mysql",
 				host: url.hostname || "127.0.0.1",
 				port: url.port ? Number(url.port) : 3306,
-				user: decodeURIComponent(url.username || "root"),
-				password: url.password ? decodeURIComponent(url.password) : undefined,
+				user,
+				password,
 				prefix,
 				poolMax
 			};
+		}
 		default:
 			problems.push(`DATABASE_URL must start with mysql://, mariadb:// or sqlite:, got "${url.protocol}"`);
-			return { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix, poolMax };
+			return fallback;
 	}
 }
 
-/** Hides the password part of a URL before it goes into a message or a log line. */
+/**
+ * TRANSPORTER: one or more comma-separated `nats://` (or `tls://`) URLs. Credentials in a URL are taken out of
+ * it (user:password, or a lone user part as a token) so they travel to the client as options, the way
+ * NATS_USER/NATS_PASSWORD/NATS_TOKEN do; the URL kept in the config is the redacted one.
+ */
+function parseNatsUrl(raw: string, problems: string[]): NatsConfig | undefined {
+	const servers: string[] = [];
+	let user: string | undefined;
+	let password: string | undefined;
+	let token: string | undefined;
+	for (const part of raw.split(",").map(p => p.trim())) {
+		let url: URL | undefined;
+		try {
+			url = /^(nats|tls):\/\/[^\s]+$/i.test(part) ? new URL(part) : undefined;
+		} catch {
+			url = undefined;
+		}
+		if (!url || !url.hostname || (url.pathname && url.pathname !== "/") || url.search || url.hash) {
+			problems.push(`TRANSPORTER must be NATS URLs such as nats://127.0.0.1:4222 (comma-separated), got "${redactUrl(raw)}"`);
+			return undefined;
+		}
+		servers.push(`${url.hostname}:${url.port || "4222"}`);
+		const u = url.username ? decode(url.username) : undefined;
+		const p = url.password ? decode(url.password) : undefined;
+		if ((url.username && u === undefined) || (url.password && p === undefined)) {
+			problems.push("TRANSPORTER has a broken %-escape in its credentials");
+			return undefined;
+		}
+		if (u !== undefined && p !== undefined) {
+			user ??= u;
+			password ??= p;
+		} else if (u !== undefined) {
+			token ??= u;
+		}
+	}
+	return { url: redactUrl(raw), servers, user, password, token };
+}
+
+/** decodeURIComponent that answers undefined instead of throwing URIError (and printing what it failed on). */
+function decode(s: string): string | undefined {
+	try {
+		return decodeURIComponent(s);
+	} catch {
+		return undefined;
+	}
+}
+
+/**
+ * Hides the credentials of a URL (or a comma-separated list of them) before it goes into a message or a log line:
+ * everything between the first `scheme://` and the last `@`, whatever characters the password holds (a `,`, `/` or
+ * `@` in it must not let a part of it through, even if that hides a server name of a list too).
+ */
 export function redactUrl(raw: string): string {
-	return raw.replace(/\/\/([^:@/]+):([^@/]+)@/, "//$1:***@");
+	return raw.replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/)(.*)@/is, (_, scheme: string, cred: string) =>
+		/^[^:,/]+:/.test(cred) ? `${scheme}${cred.split(":")[0]}:***@` : `${scheme}***@`
+	);
 }
 
 function canResolve(mod: string): boolean {

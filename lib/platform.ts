@@ -31,6 +31,8 @@ export class Platform {
 }
 
 const platforms = new WeakMap<ServiceBroker, Platform>();
+/** Configuration warnings already said by this process (several brokers may share one, as in tests). */
+const warned = new Set<string>();
 
 export function platformOf(broker: ServiceBroker): Platform {
 	const p = platforms.get(broker);
@@ -49,6 +51,11 @@ export function PlatformMiddleware(config: Config, store?: CoordinationStore): M
 		created(b: ServiceBroker) {
 			broker = b;
 			platforms.set(b, new Platform(config, store));
+			for (const w of config.warnings ?? []) {
+				if (warned.has(w)) continue;
+				warned.add(w);
+				b.logger.warn(w);
+			}
 		},
 		async stopped() {
 			if (!broker) return;

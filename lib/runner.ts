@@ -1,17 +1,21 @@
 /**
- * How a platform node is started from source: Node with ts-node (transpile only) running moleculer-runner with our
- * config and service mask. `npm run cluster`, the test harness and the benchmark start nodes the same way, so a
- * node in a test is a node as users run it.
+ * How a platform node is started from source: Node with ts-node (transpile only) running our runner
+ * (scripts/node.ts: moleculer-runner without its environment overrides) with our config and service mask.
+ * `npm start`, `npm run cluster`, the test harness and the benchmark start nodes the same way, so a node in a
+ * test is a node as users run it.
  */
 export const RUNNER_ARGS: readonly string[] = [
 	"-r",
 	"ts-node/register/transpile-only",
-	"node_modules/moleculer/bin/moleculer-runner.js",
+	"scripts/node.ts",
 	"--config",
 	"moleculer.config.ts",
 	"--mask",
 	"**/*.service.ts"
 ];
+
+/** The same for the compiled platform (`npm run build` output), as `npm run cluster` and the image run it. */
+export const COMPILED_RUNNER_ARGS: readonly string[] = ["dist/scripts/node.js", "--config", "dist/moleculer.config.js", "--mask", "**/*.service.js"];
 
 /**
  * V8 heap limits of a cluster node (compiled runtime). V8 sizes its heap to the limit it is given, and the

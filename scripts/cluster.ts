@@ -1,6 +1,6 @@
 /**
  * `npm run cluster`: the platform as several broker processes on this machine, talking over NATS, with MariaDB
- * and Redis (the local servers by default). Each node is a moleculer-runner process with its own SERVICES=, its
+ * and Redis (the local servers by default). Each node is a runner process (scripts/node.ts) with its own SERVICES=, its
  * output prefixed with its name. Ctrl-C or SIGTERM stops them all (gracefully, then by force after 15 s).
  *
  * `npm run cluster` builds first and runs this file from dist/: every node then runs the compiled platform with
@@ -14,15 +14,13 @@ import os from "os";
 import path from "path";
 import readline from "readline";
 import { ConfigError, loadConfig } from "../lib/config";
-import { clusterNodeOptions, clusterTopology, instanceArgs, RUNNER_ARGS } from "../lib/runner";
+import { clusterNodeOptions, clusterTopology, COMPILED_RUNNER_ARGS, instanceArgs, RUNNER_ARGS } from "../lib/runner";
 import { localClusterEnv } from "./local-env";
 
 /** Running from dist/scripts (the `npm run build` output) rather than from source. */
 const COMPILED = path.extname(__filename) === ".js";
 const ROOT = path.resolve(__dirname, COMPILED ? "../.." : "..");
-const NODE_ARGS = COMPILED
-	? ["node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "--mask", "**/*.service.js"]
-	: [...RUNNER_ARGS];
+const NODE_ARGS = COMPILED ? [...COMPILED_RUNNER_ARGS] : [...RUNNER_ARGS];
 const COLORS = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95];
 
 function main(): void {

@@ -1,9 +1,10 @@
 /**
- * Defaults for running a cluster on this machine: the local NATS, MariaDB and Redis, and a JWT secret generated
- * once per data dir (so `npm run cluster` works with no setup). Anything already in the environment wins.
+ * Defaults for running a cluster on this machine: the local NATS, MariaDB and Redis, and a JWT secret and a
+ * cluster secret generated once per data dir (so `npm run cluster` and `npm run repl` work with no setup and
+ * agree with each other). Anything already in the environment wins.
  */
 import { loadConfig } from "../lib/config";
-import { ensureJwtSecret } from "../lib/secrets";
+import { dataDirSecret } from "../lib/secrets";
 
 export function localClusterEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
 	const merged: Record<string, string> = {
@@ -13,12 +14,13 @@ export function localClusterEnv(env: NodeJS.ProcessEnv = process.env): Record<st
 		DB_PREFIX: "crp_",
 		...(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as Record<string, string>)
 	};
-	if (!merged.JWT_SECRET) {
-		// Validate everything else first, then generate the secret the way embedded mode does.
-		const config = loadConfig({ ...merged, JWT_SECRET: "x".repeat(32) });
-		const { secret, generatedAt } = ensureJwtSecret({ ...config, jwt: { ...config.jwt, secret: undefined } });
-		if (generatedAt) process.stderr.write(`JWT_SECRET not set: generated one for this data dir in ${generatedAt}\n`);
-		merged.JWT_SECRET = secret;
+	// Validate everything else first (with stand-ins for the two secrets), then generate what is missing.
+	const { dataDir } = loadConfig({ ...merged, JWT_SECRET: "j".repeat(32), CLUSTER_SECRET: "c".repeat(32) });
+	for (const [name, file] of [["JWT_SECRET", "jwt-secret"], ["CLUSTER_SECRET", "cluster-secret"]] as const) {
+		if (merged[name]) continue;
+		const { secret, generatedAt } = dataDirSecret(dataDir, file);
+		if (generatedAt) process.stderr.write(`${name} not set: generated one for this data dir in ${generatedAt}\n`);
+		merged[name] = secret;
 	}
 	return merged;
 }

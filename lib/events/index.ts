@@ -4,6 +4,7 @@
  * needed, so moleculer.config.ts stays as it is.
  */
 import type { ServiceBroker } from "moleculer";
+import { EventSigner } from "../cluster-auth";
 import type { Config } from "../config";
 import { platformOf } from "../platform";
 import { JetStreamEventBus } from "./jetstream-bus";
@@ -15,18 +16,39 @@ export * from "./catalog";
 export { JetStreamEventBus, streamNames } from "./jetstream-bus";
 export { MemoryEventBus } from "./memory-bus";
 
-export function createEventBus(config: Config, name?: string): EventBus {
+/**
+ * In cluster mode every event is signed with CLUSTER_SECRET and consumers drop what fails the check
+ * (`onForged` hears of each one).
+ */
+export function createEventBus(config: Config, name?: string, onForged?: (subject: string) => void): EventBus {
 	if (config.transporter) {
 		return new JetStreamEventBus({
-			url: config.transporter.url,
+			servers: config.transporter.servers,
 			user: config.transporter.user,
 			password: config.transporter.password,
 			token: config.transporter.token,
+			tls: config.transporter.tls,
+			signer: config.cluster ? new EventSigner(config.cluster) : undefined,
+			onForged,
 			namespace: config.namespace,
 			name
 		});
 	}
 	return new MemoryEventBus();
+}
+
+/** Counts dropped events in `events_rejected_total` and says so in the log once per subject. */
+function forgedEventReporter(broker: ServiceBroker): (subject: string) => void {
+	const said = new Set<string>();
+	if (broker.isMetricsEnabled() && !broker.metrics.getMetric("events_rejected_total")) {
+		broker.metrics.register({ name: "events_rejected_total", type: "counter", description: "JetStream events dropped: no valid cluster signature" });
+	}
+	return subject => {
+		if (broker.isMetricsEnabled()) broker.metrics.increment("events_rejected_total");
+		if (said.has(subject) || said.size >= 100) return;
+		said.add(subject);
+		broker.logger.warn(`Dropped an event on ${subject}: it does not carry a valid signature of the cluster secret. Further ones are counted in events_rejected_total.`);
+	};
 }
 
 const buses = new WeakMap<ServiceBroker, { bus: EventBus; users: number }>();
@@ -35,7 +57,7 @@ const buses = new WeakMap<ServiceBroker, { bus: EventBus; users: number }>();
 export function acquireEventBus(broker: ServiceBroker): EventBus {
 	let entry = buses.get(broker);
 	if (!entry) {
-		entry = { bus: createEventBus(platformOf(broker).config, broker.nodeID), users: 0 };
+		entry = { bus: createEventBus(platformOf(broker).config, broker.nodeID, forgedEventReporter(broker)), users: 0 };
 		buses.set(broker, entry);
 	}
 	entry.users++;

@@ -16,7 +16,11 @@
  *   dead-letter stream and only then acknowledged, so a failure to dead-letter it means another delivery, never a
  *   lost event;
  * - a replay republishes the dead letter to `<events>._replay.<group>`, which every group's consumer sees and only
- *   the named group handles, and deletes it from the dead-letter stream.
+ *   the named group handles, and deletes it from the dead-letter stream;
+ * - with a signer (cluster mode: CLUSTER_SECRET), every message published here (events, replays, dead letters)
+ *   carries a signature, and a consumer acknowledges and drops a message whose signature fails: anyone may be
+ *   able to publish on NATS, only the platform's nodes can publish an event the platform acts on
+ *   (lib/cluster-auth.ts). A dead letter that fails it is neither listed nor replayed.
  */
 import {
 	AckPolicy,
@@ -33,14 +37,22 @@ import {
 	type JsMsg,
 	type NatsConnection
 } from "nats";
+import { EventSigner } from "../cluster-auth";
 import { errorText } from "./memory-bus";
 import { safeName, type DeadLetter, type EventBus, type EventMessage, type SubscribeOptions, type Subscription } from "./types";
 
 export interface JetStreamBusOptions {
-	url: string;
+	/** `host:port` of the NATS servers (or `url`: comma-separated nats:// URLs without credentials). */
+	servers?: string[];
+	url?: string;
 	user?: string;
 	password?: string;
 	token?: string;
+	tls?: { caFile?: string; certFile?: string; keyFile?: string };
+	/** Signs what is published and checks what is consumed; none: unsigned (tests of the bus alone). */
+	signer?: EventSigner;
+	/** Called for each consumed message dropped by the signature check (a metric, a log line). */
+	onForged?: (subject: string) => void;
 	/** NAMESPACE: streams, subjects and consumers are all named after it. */
 	namespace: string;
 	/** Connection name shown by the NATS server (the node id). */
@@ -81,10 +93,9 @@ export class JetStreamEventBus implements EventBus {
 	async publish(event: EventMessage): Promise<void> {
 		if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/.test(event.type)) throw new Error(`bad event type "${event.type}"`);
 		const { js } = await this.jetstream();
-		await js.publish(this.names.eventSubject(event.type), codec.encode(event), {
-			msgID: event.id,
-			timeout: this.opts.publishTimeoutMs ?? 2000
-		});
+		const subject = this.names.eventSubject(event.type);
+		const data = codec.encode(event);
+		await js.publish(subject, data, { msgID: event.id, headers: this.signed(subject, event.id, data), timeout: this.opts.publishTimeoutMs ?? 2000 });
 	}
 
 	async subscribe(opts: SubscribeOptions): Promise<Subscription> {
@@ -169,14 +180,12 @@ export class JetStreamEventBus implements EventBus {
 		const { js, jsm } = await this.jetstream();
 		const letter = await this.readLetter(jsm, seq);
 		if (!letter) return null;
-		const h = natsHeaders();
+		const subject = this.names.replaySubject(letter.group);
+		const data = codec.encode(letter.event);
+		const h = this.signed(subject, `replay-${id}`, data);
 		h.set("Crp-Replay-Of", id);
 		// The same replay id twice within the duplicate window is stored once.
-		await js.publish(this.names.replaySubject(letter.group), codec.encode(letter.event), {
-			msgID: `replay-${id}`,
-			headers: h,
-			timeout: this.opts.publishTimeoutMs ?? 2000
-		});
+		await js.publish(subject, data, { msgID: `replay-${id}`, headers: h, timeout: this.opts.publishTimeoutMs ?? 2000 });
 		await jsm.streams.deleteMessage(this.names.dlq, seq, false).catch(() => false);
 		return letter;
 	}
@@ -199,6 +208,12 @@ export class JetStreamEventBus implements EventBus {
 	private async handle(m: JsMsg, opts: SubscribeOptions, types: Set<string>, ownReplay: string): Promise<void> {
 		const isReplay = m.subject.startsWith(this.names.replayPrefix);
 		if (isReplay ? m.subject !== ownReplay : !types.has(m.subject.slice(this.names.eventsWildcard.length - 1))) {
+			m.ack();
+			return;
+		}
+		if (this.opts.signer && !this.opts.signer.verify(m.subject, m.headers?.get("Nats-Msg-Id") ?? "", m.data, m.headers?.get(EventSigner.HEADER))) {
+			// Not from a platform node: nothing to retry, nothing to keep.
+			this.opts.onForged?.(m.subject);
 			m.ack();
 			return;
 		}
@@ -225,11 +240,11 @@ export class JetStreamEventBus implements EventBus {
 		const body = { group: opts.group, event, error: errorText(err), attempts, failedAt: new Date().toISOString() };
 		try {
 			const { js } = await this.jetstream();
-			const ack = await js.publish(this.names.dlqSubject(opts.group), codec.encode(body), {
-				// One dead letter per (group, message) even if the ack below is lost and the message comes back.
-				msgID: `dlq-${safeName(opts.group)}-${m.seq}`,
-				timeout: this.opts.publishTimeoutMs ?? 2000
-			});
+			const subject = this.names.dlqSubject(opts.group);
+			// One dead letter per (group, message) even if the ack below is lost and the message comes back.
+			const msgID = `dlq-${safeName(opts.group)}-${m.seq}`;
+			const data = codec.encode(body);
+			const ack = await js.publish(subject, data, { msgID, headers: this.signed(subject, msgID, data), timeout: this.opts.publishTimeoutMs ?? 2000 });
 			m.ack();
 			opts.onDeadLetter?.({ id: String(ack.seq), ...body });
 		} catch {
@@ -238,9 +253,18 @@ export class JetStreamEventBus implements EventBus {
 		}
 	}
 
+	/** Headers carrying the signature of a message (empty headers when there is no signer). */
+	private signed(subject: string, msgId: string, data: Uint8Array) {
+		const h = natsHeaders();
+		if (this.opts.signer) h.set(EventSigner.HEADER, this.opts.signer.sign(subject, msgId, data));
+		return h;
+	}
+
 	private async readLetter(jsm: JetStreamManager, seq: number): Promise<DeadLetter | null> {
 		try {
 			const sm = await jsm.streams.getMessage(this.names.dlq, { seq });
+			// A dead letter someone else wrote would be signed by the replay: only our own are read.
+			if (this.opts.signer && !this.opts.signer.verify(sm.subject, sm.header?.get("Nats-Msg-Id") ?? "", sm.data, sm.header?.get(EventSigner.HEADER))) return null;
 			const body = sm.json<Omit<DeadLetter, "id">>();
 			return { id: String(seq), ...body };
 		} catch {
@@ -250,10 +274,11 @@ export class JetStreamEventBus implements EventBus {
 
 	private connection(): Promise<NatsConnection> {
 		this.nc ??= connect({
-			servers: this.opts.url.split(",").map(u => new URL(u.trim()).host),
+			servers: this.opts.servers ?? (this.opts.url ?? "").split(",").map(u => new URL(u.trim()).host),
 			user: this.opts.user,
 			pass: this.opts.password,
 			token: this.opts.token,
+			tls: this.opts.tls,
 			name: this.opts.name,
 			maxReconnectAttempts: -1,
 			reconnectTimeWait: 1000

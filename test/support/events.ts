@@ -5,12 +5,14 @@
  */
 import crypto from "crypto";
 import path from "path";
-import { connect, JSONCodec } from "nats";
+import { connect, headers, JSONCodec } from "nats";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../../moleculer.config";
 import { signAccessToken } from "../../lib/auth";
 import { JetStreamEventBus, streamNames, type EventMessage } from "../../lib/events";
-import type { TestEnv } from "./harness";
+import { EventSigner } from "../../lib/cluster-auth";
+import { TEST_CLUSTER_SECRET, type TestEnv } from "./harness";
+import { mintUser } from "./queue";
 import { NATS_URL } from "./isolation";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -39,8 +41,9 @@ export class EventNodes {
 	}
 }
 
+/** A token for a user the `userDirectory()` stand-in knows (test/support/queue.ts). */
 export function tokenFor(env: TestEnv, role: "user" | "admin" = "user", id: string = crypto.randomUUID()): { id: string; token: string } {
-	const token = signAccessToken({ id, email: `${id}@example.com`, role }, env.config.jwt.secret!, 600);
+	const token = signAccessToken(mintUser(id, role), env.config.jwt.secret!, 600);
 	return { id, token };
 }
 
@@ -61,15 +64,24 @@ export function makeEvent(type: string, aggregateId: string, version: number, pa
 
 /**
  * Publishes straight to the run's stream, each time under a fresh message id: what a redelivery after the broker's
- * dedupe window (or a relay that lost its mark) looks like to the consumers.
+ * dedupe window (or a relay that lost its mark) looks like to the consumers. Signed with the run's cluster secret
+ * as a node signs, unless `secret` is null (what a process without the secret can publish) or another secret.
  */
-export async function publishRaw(namespace: string, events: EventMessage[]): Promise<void> {
+export async function publishRaw(namespace: string, events: EventMessage[], secret: string | null = TEST_CLUSTER_SECRET): Promise<void> {
 	const names = streamNames(namespace);
+	const signer = secret ? new EventSigner({ secret }) : undefined;
 	const nc = await connect({ servers: new URL(NATS_URL).host });
 	try {
 		const js = nc.jetstream();
 		const codec = JSONCodec();
-		for (const e of events) await js.publish(names.eventSubject(e.type), codec.encode(e), { msgID: crypto.randomUUID() });
+		for (const e of events) {
+			const subject = names.eventSubject(e.type);
+			const data = codec.encode(e);
+			const msgID = crypto.randomUUID();
+			const h = headers();
+			if (signer) h.set(EventSigner.HEADER, signer.sign(subject, msgID, data));
+			await js.publish(subject, data, { msgID, headers: h });
+		}
 	} finally {
 		await nc.close();
 	}

@@ -22,6 +22,8 @@ import { MARIADB_URL, NATS_URL, REDIS_URL, runId } from "./isolation";
 
 const ROOT = path.resolve(__dirname, "../..");
 const TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef";
+/** Every node of a test run shares it, as a cluster's nodes do (lib/cluster-auth.ts). */
+export const TEST_CLUSTER_SECRET = "test-cluster-secret-not-for-production-fedcba9876543210";
 
 export interface TestEnvOptions {
 	/** Real NATS + MariaDB + Redis (true) or embedded: in-process transport, SQLite in a temp dir, memory store. */
@@ -61,6 +63,9 @@ export class TestEnv {
 			DB_PREFIX: `${this.id}_`,
 			STORE_PREFIX: `crp-test:${this.id}:`,
 			JWT_SECRET: TEST_JWT_SECRET,
+			CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+			// Tests sign many users in from one address; the login-throttle tests turn it back on.
+			LOGIN_LIMIT_PER_ADDRESS: "0",
 			METRICS_PORT: "0",
 			PORT: "0",
 			LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",

@@ -1,7 +1,9 @@
 /**
  * Test helpers for the waiting room: a stand-in for the one concert action the queue calls (`concert.get`, until
  * the concert service is in the tree for every test that needs it) and access tokens signed like the user
- * service signs them, so tests can act as many users without registering each.
+ * service signs them, so tests can act as many users without registering each. The gateway asks the user service
+ * who a token's user is now (`user.get`); `userDirectory()` is the stand-in that answers for these users, in
+ * tests that do not run the user context.
  */
 import crypto from "crypto";
 import type { ServiceSchema } from "moleculer";
@@ -44,10 +46,37 @@ export interface TestUser {
 	token: string;
 }
 
-export function testUser(secret: string, role: Role = "user"): TestUser {
-	const id = crypto.randomUUID();
+/** Users minted by `testUser` (and `tokenFor`) in this test process, as `user.get` answers them. */
+const minted = new Map<string, { id: string; email: string; name: string; role: Role }>();
+
+export function mintUser(id: string, role: Role): { id: string; email: string; role: Role } {
 	const user = { id, email: `${id}@example.com`, role };
+	minted.set(id, { ...user, name: "Test user" });
+	return user;
+}
+
+export function testUser(secret: string, role: Role = "user"): TestUser {
+	const user = mintUser(crypto.randomUUID(), role);
 	return { ...user, token: signAccessToken(user, secret, 900) };
+}
+
+/** Stand-in for the user context's `user.get`: the minted users exist, anyone else is 404 NOT_FOUND. */
+export function userDirectory(): ServiceSchema {
+	return {
+		name: "user",
+		actions: {
+			get: {
+				visibility: "public",
+				params: { id: { type: "string", min: 1, max: 64 } },
+				handler(ctx) {
+					const id = (ctx.params as { id: string }).id;
+					const user = minted.get(id);
+					if (!user) throw new NotFoundError("user", id);
+					return user;
+				}
+			}
+		}
+	};
 }
 
 export function concertId(label = "c"): string {

@@ -39,6 +39,7 @@ describe("configuration", () => {
 			DATABASE_URL: "mysql://app:s%40cret@db:3307",
 			REDIS_URL: "redis://cache:6379",
 			JWT_SECRET: "x".repeat(32),
+			CLUSTER_SECRET: "c".repeat(32),
 			NAMESPACE: "prod",
 			DB_PREFIX: "crp_"
 		});
@@ -59,19 +60,20 @@ describe("configuration", () => {
 			TRANSPORTER: "nats://127.0.0.1:4222",
 			DATABASE_URL: "mysql://root@127.0.0.1",
 			REDIS_URL: "memory",
-			JWT_SECRET: "x".repeat(32)
+			JWT_SECRET: "x".repeat(32),
+			CLUSTER_SECRET: "c".repeat(32)
 		});
 		expect(problems).toHaveLength(1);
 		expect(problems[0]).toMatch(/REDIS_URL/);
 	});
 
-	it("when cluster mode lacks JWT_SECRET, then it is required", () => {
+	it("when cluster mode lacks JWT_SECRET or CLUSTER_SECRET, then both are required", () => {
 		const problems = problemsOf({
 			TRANSPORTER: "nats://127.0.0.1:4222",
 			DATABASE_URL: "mysql://root@127.0.0.1",
 			REDIS_URL: "redis://127.0.0.1:6379"
 		});
-		expect(problems).toEqual([expect.stringMatching(/JWT_SECRET is required/)]);
+		expect(problems).toEqual([expect.stringMatching(/JWT_SECRET is required/), expect.stringMatching(/CLUSTER_SECRET is required/)]);
 	});
 
 	it("when values are nonsense, then every problem is listed at once", () => {
@@ -115,5 +117,83 @@ describe("configuration", () => {
 		} catch (err) {
 			expect((err as Error).message).toMatch(/^Invalid configuration:\n {2}- PORT must be an integer/);
 		}
+	});
+
+	describe("cluster membership and credentials", () => {
+		const cluster = {
+			TRANSPORTER: "nats://127.0.0.1:4222",
+			DATABASE_URL: "mysql://root@127.0.0.1",
+			REDIS_URL: "redis://127.0.0.1:6379",
+			JWT_SECRET: "j".repeat(32),
+			CLUSTER_SECRET: "c".repeat(32)
+		};
+
+		it("when CLUSTER_SECRET is short, equals JWT_SECRET, or an accepted secret comes alone, then it is refused", () => {
+			expect(problemsOf({ ...cluster, CLUSTER_SECRET: "short" })).toEqual([expect.stringMatching(/CLUSTER_SECRET must be at least 32/)]);
+			expect(problemsOf({ ...cluster, CLUSTER_SECRET: "j".repeat(32) })).toEqual([expect.stringMatching(/must differ from JWT_SECRET/)]);
+			expect(problemsOf({ JWT_SECRET: "j".repeat(32), CLUSTER_SECRET_ACCEPT: "a".repeat(32) })).toEqual([expect.stringMatching(/needs CLUSTER_SECRET/)]);
+			expect(loadConfig({ ...cluster, CLUSTER_SECRET_ACCEPT: "a".repeat(32) }).cluster).toEqual({ secret: "c".repeat(32), accept: "a".repeat(32) });
+		});
+
+		it("when NATS credentials come from NATS_USER/NATS_PASSWORD, then they reach the client and the URL carries none", () => {
+			const c = loadConfig({ ...cluster, TRANSPORTER: "nats://n1:4222,nats://n2", NATS_USER: "node", NATS_PASSWORD: "p@ss/word" });
+			expect(c.transporter).toMatchObject({ servers: ["n1:4222", "n2:4222"], user: "node", password: "p@ss/word" });
+			expect(c.warnings).toEqual([]);
+		});
+
+		it("when NATS credentials are inside the URL, then they are taken out of it (user:password, or a token)", () => {
+			const withPass = loadConfig({ ...cluster, TRANSPORTER: "nats://node:s%40cret@nats:4222" });
+			expect(withPass.transporter).toMatchObject({ servers: ["nats:4222"], user: "node", password: "s@cret" });
+			expect(withPass.transporter!.url).not.toContain("cret");
+			expect(loadConfig({ ...cluster, TRANSPORTER: "nats://t0ken@nats:4222" }).transporter).toMatchObject({ token: "t0ken", user: undefined });
+		});
+
+		it("when a cluster has no NATS credentials, then production refuses to start and anything else warns", () => {
+			expect(problemsOf({ ...cluster, NODE_ENV: "production" })).toEqual([expect.stringMatching(/required when NODE_ENV=production/)]);
+			expect(loadConfig(cluster).warnings).toEqual([expect.stringMatching(/NATS has no credentials/)]);
+			expect(problemsOf({ ...cluster, NODE_ENV: "production", NATS_TOKEN: "t".repeat(20) })).toEqual([]);
+		});
+
+		it("when TRANSPORTER asks for TLS, then the client gets TLS options, with the files given", () => {
+			expect(loadConfig({ ...cluster, TRANSPORTER: "tls://nats:4222" }).transporter!.tls).toEqual({});
+			expect(problemsOf({ ...cluster, NATS_TLS_CA: "/nonexistent/ca.pem" })).toEqual([expect.stringMatching(/NATS_TLS_CA names a file that does not exist/)]);
+			expect(problemsOf({ ...cluster, NATS_TLS_CERT: __filename })).toEqual([expect.stringMatching(/NATS_TLS_CERT and NATS_TLS_KEY must be set together/)]);
+		});
+	});
+
+	describe("database credentials", () => {
+		it("when the password comes apart from the URL, then any character works, with no encoding", () => {
+			for (const password of ["a/b+c=", "p@ss#word", "abc%zz", "we:ird?&"]) {
+				const c = loadConfig({ DATABASE_URL: "mysql://app@db:3306", DATABASE_PASSWORD: password });
+				expect(c.sql).toMatchObject({ host: "db", user: "app", password });
+			}
+			expect(loadConfig({ DATABASE_URL: "mysql://app:old@db", DATABASE_USER: "other", DATABASE_PASSWORD: "new" }).sql).toMatchObject({ user: "other", password: "new" });
+		});
+
+		it("when an unencoded password sits in the URL, then start-up names the problem and never prints the password", () => {
+			for (const password of ["a/b+c=", "p@ss#word", "abc%zz", "x?y"]) {
+				const problems = problemsOf({ DATABASE_URL: `mysql://root:${password}@db:3306` });
+				expect(problems).toHaveLength(1);
+				expect(problems[0]).toMatch(/DATABASE_URL/);
+				expect(problems[0]).toMatch(/DATABASE_PASSWORD/);
+				expect(problems[0]).not.toContain(password);
+			}
+		});
+
+		it("when any URL with credentials is redacted, then nothing of the password is left", () => {
+			for (const raw of ["mysql://u:a/b@h", "mysql://u:p@ss#w@h", "nats://u:x,y@h1,nats://u:x,y@h2", "redis://:pw@h:6379", "nats://tok@h"]) {
+				const out = redactUrl(raw);
+				for (const secret of ["a/b", "p@ss", "x,y", "pw", "tok"]) if (raw.includes(secret)) expect(out).not.toContain(secret);
+			}
+		});
+
+		it("when DATABASE_PASSWORD is given without a MariaDB URL, then it is refused", () => {
+			expect(problemsOf({ DATABASE_PASSWORD: "x" })).toEqual([expect.stringMatching(/need a mysql:\/\//)]);
+		});
+	});
+
+	it("when metrics are on, then they listen on loopback unless METRICS_HOST says otherwise", () => {
+		expect(loadConfig({}).metricsHost).toBe("127.0.0.1");
+		expect(loadConfig({ METRICS_HOST: "0.0.0.0" }).metricsHost).toBe("0.0.0.0");
 	});
 });
