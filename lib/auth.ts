@@ -87,11 +87,63 @@ function verifyUncached(token: string, secret: string): { user: AuthUser; exp: n
 // scrypt parameters: N=2^14, r=8, p=1 (about 30-60 ms per hash on one core here, 16 MiB of memory).
 const SCRYPT = { N: 16384, r: 8, p: 1, keyLen: 32, maxmem: 64 * 1024 * 1024 };
 
+/** The hash gate's queue is full: too many logins or sign-ups at once on this process. */
+export class HashBusyError extends Error {
+	constructor() {
+		super("password hashing is saturated on this node");
+		this.name = "HashBusyError";
+	}
+}
+
+/**
+ * At most `concurrency` password hashes at once per process, at most `queue` waiting; past that HashBusyError.
+ * scrypt runs on libuv's thread pool (4 threads), beside the event loops of every process on the machine: a burst
+ * of 150 logins once took the other requests' latency from 9 to 131 ms on two cores. Written here rather than
+ * with Moleculer's bulkhead because what needs a bound is the hash, shared by login, sign-up and the bootstrap
+ * admin (a bulkhead is per action), and because a full bulkhead answers a 503 that counts against the circuit
+ * breaker, where this becomes a 429 that does not.
+ */
+class HashGate {
+	private running = 0;
+	private readonly waiting: (() => void)[] = [];
+
+	constructor(
+		public concurrency = 1,
+		public queue = 64
+	) {}
+
+	async run<T>(fn: () => Promise<T>): Promise<T> {
+		if (this.running >= this.concurrency) {
+			if (this.waiting.length >= this.queue) throw new HashBusyError();
+			await new Promise<void>(resolve => this.waiting.push(resolve));
+		} else {
+			this.running++;
+		}
+		try {
+			return await fn();
+		} finally {
+			// Hand the slot straight to the next in line (running stays the same), or give it back.
+			const next = this.waiting.shift();
+			if (next) next();
+			else this.running--;
+		}
+	}
+}
+
+const hashGate = new HashGate();
+
+/** PASSWORD_HASH_CONCURRENCY and PASSWORD_HASH_QUEUE (the user service sets them at start). */
+export function setPasswordHashLimits(limits: { concurrency: number; queue: number }): void {
+	hashGate.concurrency = limits.concurrency;
+	hashGate.queue = limits.queue;
+}
+
 function scrypt(password: string, salt: Buffer, N: number, r: number, p: number, keyLen: number): Promise<Buffer> {
-	return new Promise((resolve, reject) =>
-		crypto.scrypt(password, salt, keyLen, { N, r, p, maxmem: SCRYPT.maxmem }, (err, key) =>
-			err ? reject(err) : resolve(key)
-		)
+	return hashGate.run(
+		() =>
+			new Promise((resolve, reject) =>
+				crypto.scrypt(password, salt, keyLen, { N, r, p, maxmem: SCRYPT.maxmem }, (err, key) => (err ? reject(err) : resolve(key)))
+			)
 	);
 }
 
@@ -114,6 +166,9 @@ export async function verifyPassword(password: string, stored: string): Promise<
 /** A hash to verify against when the user does not exist, so a login costs the same either way. */
 let dummyHash: Promise<string> | undefined;
 export function dummyPasswordHash(): Promise<string> {
-	dummyHash ??= hashPassword(crypto.randomBytes(16).toString("hex"));
+	dummyHash ??= hashPassword(crypto.randomBytes(16).toString("hex")).catch(err => {
+		dummyHash = undefined;
+		throw err;
+	});
 	return dummyHash;
 }

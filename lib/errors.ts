@@ -111,8 +111,8 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
 			}
 		};
 	}
-	// moleculer-web's RateLimitExceeded carries no type, only its status.
-	if (code === 429) {
+	// moleculer-web's RateLimitExceeded carries no type, only its status (ours, such as LOGIN_THROTTLED, keep theirs).
+	if (code === 429 && !(type && STABLE_TYPE.test(type))) {
 		return { status: 429, body: { name: "RateLimitExceeded", message: "Too many requests", code: 429, type: "RATE_LIMITED" } };
 	}
 	if (type && LIBRARY_TYPES[type]) {

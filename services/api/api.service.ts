@@ -12,8 +12,10 @@ import type { Config } from "../../lib/config";
 import { ForbiddenError, NotFoundError, toHttpError, UnauthorizedError } from "../../lib/errors";
 import { platformOf, type Platform } from "../../lib/platform";
 import { PlatformMixin } from "../../mixins/platform.mixin";
+import { CurrentUsers } from "./current-user";
 import { clientAddress, StoreRateLimit } from "./rate-limit";
 import { idempotencyMiddleware } from "./idempotency";
+import { requestGuard } from "./request-guard";
 import { IDEMPOTENCY_EXEMPT, IDEMPOTENCY_REQUIRED, QUEUE_GATED, REQUIRED_SERVICES, ROUTES } from "./routes";
 import { buildOpenApi, docsInitScript, docsPage, type ActionInfo } from "../../lib/openapi";
 import fs from "fs";
@@ -54,6 +56,9 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 	const { config } = platform;
 	const jwtSecret = config.jwt.secret;
 	if (!jwtSecret) throw new Error("api gateway started without a JWT secret");
+	const securityHeaders = responseSecurityHeaders(config);
+	// Set when the service is created (it needs the broker to call the user service).
+	let currentUsers: CurrentUsers | undefined;
 
 	return {
 		name: "api",
@@ -82,9 +87,11 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 
 			// Two routes share /api: reads may be retried on another replica (a timed-out GET is safe to repeat),
 			// writes never are from here (their idempotency is the services' and the Idempotency-Key's business).
+			// The request guard comes first on both: bounded, clean input before anything reads it.
 			routes: [
-				apiRoute(config, "api-read", readAliases(), { timeout: READ_TIMEOUT_MS, retries: 2 }),
+				apiRoute(config, "api-read", readAliases(), { timeout: READ_TIMEOUT_MS, retries: 2 }, [requestGuard()]),
 				apiRoute(config, "api-write", writeAliases(), { retries: 0 }, [
+					requestGuard(),
 					idempotencyMiddleware({
 						// A getter: the store opens on first use, not when the schema is built.
 						get store() {
@@ -104,8 +111,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				const { status, body } = toHttpError(err);
 				if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
 				res.setHeader("Content-Type", "application/json; charset=utf-8");
-				res.setHeader("X-Content-Type-Options", "nosniff");
-				if (status === 429) res.setHeader("Retry-After", "60");
+				if (status === 429) res.setHeader("Retry-After", String(retryAfterSec(err)));
 				if (status === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
 				res.writeHead(status);
 				res.end(JSON.stringify(body));
@@ -116,6 +122,13 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			// moleculer-web's HTTP entry action must never be retried by the broker's retry policy: a retry would
 			// replay the HTTP handling on a request whose body was already consumed.
 			rest: { retryPolicy: { enabled: false } },
+
+			// moleculer-web's management actions: callable from this service only, never from another node (over
+			// NATS, addRoute once opened saga.list and concert.create to anonymous HTTP users, removeRoute took
+			// every POST route down). The routes are the ones declared here, nothing else.
+			addRoute: { visibility: "private" },
+			removeRoute: { visibility: "private" },
+			listAliases: { visibility: "private" },
 
 			/**
 			 * GET /api/health: 200 when every dependency answers, 503 otherwise. Checks the transporter (cluster
@@ -171,8 +184,10 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				visibility: "published",
 				auth: false,
 				params: { $$strict: "remove" },
-				handler(ctx: Context<unknown, Meta & { $responseType?: string }>) {
+				handler(ctx: Context<unknown, Meta & { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
 					ctx.meta.$responseType = "text/html; charset=utf-8";
+					// The page loads its script and styles from here only; swagger-ui sets inline styles.
+					ctx.meta.$responseHeaders = { "Content-Security-Policy": DOCS_CSP };
 					return docsPage();
 				}
 			},
@@ -183,7 +198,8 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				auth: false,
 				params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
 				handler(ctx: Context<{ file: string }, Meta & { $responseType?: string }>) {
-					const asset = DOCS_ASSETS[ctx.params.file];
+					// A Map, not an object: `toString`, `constructor` or `__proto__` are not files of the page.
+					const asset = DOCS_ASSETS.get(ctx.params.file);
 					if (!asset) throw new NotFoundError("file", ctx.params.file);
 					ctx.meta.$responseType = asset.type;
 					if (ctx.params.file === "init.js") return docsInitScript();
@@ -195,13 +211,40 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 		},
 
 		methods: {
-			/** Resolves the bearer token to a user; no header means anonymous, a bad one is a 401. */
-			authenticate(_ctx: Context, _route: unknown, req: IncomingMessage): AuthUser | null {
+			/**
+			 * Every HTTP request starts here (moleculer-web's handler, wrapped): the security headers go on every
+			 * answer, errors and 404s included, and a client's request id is kept only if it is short and plain.
+			 */
+			httpHandler(req: IncomingMessage, res: ServerResponse, next?: unknown) {
+				for (const [name, value] of securityHeaders) res.setHeader(name, value);
+				for (const h of ["x-request-id", "x-correlation-id"]) {
+					const v = req.headers[h];
+					if (v !== undefined && (typeof v !== "string" || !REQUEST_ID.test(v))) delete req.headers[h];
+				}
+				return (ApiGateway.methods!.httpHandler as (...a: unknown[]) => unknown).call(this, req, res, next);
+			},
+
+			/**
+			 * Resolves the bearer token to a user; no header means anonymous, a bad one is a 401. The token proves
+			 * who signed in; the role, and whether the account still exists, come from the user service (cached
+			 * for AUTH_CACHE_SEC, services/api/current-user.ts).
+			 */
+			async authenticate(ctx: Context, _route: unknown, req: IncomingMessage): Promise<AuthUser | null> {
 				const header = req.headers.authorization;
 				if (!header) return null;
 				const m = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header);
 				if (!m) throw new UnauthorizedError("Malformed Authorization header");
-				const user = verifyAccessToken(m[1], jwtSecret);
+				const claims = verifyAccessToken(m[1], jwtSecret);
+				if (!claims) throw new UnauthorizedError("Invalid or expired token");
+				currentUsers ??= new CurrentUsers(async id => {
+					try {
+						return await ctx.call("user.get", { id }, { timeout: 2000 });
+					} catch (err) {
+						if ((err as { type?: string }).type === "NOT_FOUND") return null;
+						throw err;
+					}
+				}, config.auth.cacheSec * 1000);
+				const user = await currentUsers.resolve(claims);
 				if (!user) throw new UnauthorizedError("Invalid or expired token");
 				return user;
 			},
@@ -218,11 +261,40 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 }
 
 /** Files of the docs page; the swagger-ui ones come from the swagger-ui-dist package. */
-const DOCS_ASSETS: Record<string, { type: string }> = {
-	"swagger-ui.css": { type: "text/css; charset=utf-8" },
-	"swagger-ui-bundle.js": { type: "application/javascript; charset=utf-8" },
-	"init.js": { type: "application/javascript; charset=utf-8" }
-};
+const DOCS_ASSETS = new Map<string, { type: string }>([
+	["swagger-ui.css", { type: "text/css; charset=utf-8" }],
+	["swagger-ui-bundle.js", { type: "application/javascript; charset=utf-8" }],
+	["init.js", { type: "application/javascript; charset=utf-8" }]
+]);
+
+/** The docs page may load what this gateway serves, and nothing else; no other site may frame it. */
+const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/** A client's X-Request-ID (or X-Correlation-ID) is kept when it looks like an id; otherwise the broker makes one. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * Headers on every answer: no MIME sniffing, no framing (clickjacking), no referrer to other sites, and a CSP that
+ * lets an API answer load nothing (the docs page sets its own). HSTS only when HSTS_MAX_AGE_SEC says the gateway
+ * is reached over TLS.
+ */
+function responseSecurityHeaders(config: Config): [string, string][] {
+	const headers: [string, string][] = [
+		["X-Content-Type-Options", "nosniff"],
+		["X-Frame-Options", "DENY"],
+		["Referrer-Policy", "no-referrer"],
+		["Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"]
+	];
+	if (config.http.hstsMaxAgeSec > 0) headers.push(["Strict-Transport-Security", `max-age=${config.http.hstsMaxAgeSec}; includeSubDomains`]);
+	return headers;
+}
+
+/** Seconds a 429 asks the client to wait: the error's own figure when it has one (login throttling), else a minute. */
+function retryAfterSec(err: unknown): number {
+	const data = (err as { data?: { retryAfterSec?: unknown } })?.data;
+	const n = typeof data?.retryAfterSec === "number" ? Math.ceil(data.retryAfterSec) : 60;
+	return Math.min(3600, Math.max(1, n));
+}
 
 function swaggerUiDir(): string | undefined {
 	try {
@@ -276,7 +348,6 @@ function apiRoute(
 			if (typeof idem === "string") ctx.meta.idempotencyKey = idem;
 			const queueToken = req.headers["x-queue-token"];
 			if (typeof queueToken === "string") ctx.meta.queueToken = queueToken;
-			res.setHeader("X-Content-Type-Options", "nosniff");
 			res.setHeader("Cache-Control", "no-store");
 		}
 	};

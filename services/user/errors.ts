@@ -14,3 +14,22 @@ export class InvalidCredentialsError extends Errors.MoleculerClientError {
 		this.name = "InvalidCredentialsError";
 	}
 }
+
+/**
+ * Too many login attempts for this account or from this address in the current minute (LOGIN_LIMIT_PER_ACCOUNT,
+ * LOGIN_LIMIT_PER_ADDRESS). The gateway turns `retryAfterSec` into a Retry-After header.
+ */
+export class LoginThrottledError extends Errors.MoleculerClientError {
+	constructor(retryAfterSec: number) {
+		super("Too many login attempts, try again later", 429, "LOGIN_THROTTLED", { retryAfterSec });
+		this.name = "LoginThrottledError";
+	}
+}
+
+/** This node is hashing as many passwords as it may and its queue is full: try again in a second. */
+export class AuthBusyError extends Errors.MoleculerClientError {
+	constructor() {
+		super("Too many sign-ins at this moment, try again shortly", 429, "AUTH_BUSY", { retryAfterSec: 1 });
+		this.name = "AuthBusyError";
+	}
+}

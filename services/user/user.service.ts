@@ -7,7 +7,9 @@ import { UniqueConstraintError } from "sequelize";
 import { DataTypes } from "sequelize";
 import {
 	dummyPasswordHash,
+	HashBusyError,
 	hashPassword,
+	setPasswordHashLimits,
 	signAccessToken,
 	verifyPassword,
 	type AuthUser,
@@ -16,7 +18,7 @@ import {
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
-import { EmailTakenError, InvalidCredentialsError } from "./errors";
+import { AuthBusyError, EmailTakenError, InvalidCredentialsError, LoginThrottledError } from "./errors";
 import { createUsers } from "./migrations/001_create_users";
 import { normalizeEmail, toPublicUser, type PublicUser, type UserRow } from "./user.domain";
 
@@ -31,12 +33,15 @@ interface LoginParams {
 }
 interface Meta {
 	user?: AuthUser | null;
+	/** The client's address, set by the gateway (absent for calls from the REPL or other services). */
+	clientIp?: string;
 }
 
 interface UserMethods {
 	createUser(email: string, password: string, name: string, role: Role): Promise<PublicUser>;
 	findByEmail(email: string): Promise<UserRow | null>;
 	ensureBootstrapAdmin(): Promise<void>;
+	throttleLogin(email: string, clientIp: string | undefined): Promise<void>;
 }
 
 const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVars & DbVars> = {
@@ -74,7 +79,7 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 			},
 			async handler(ctx: Context<RegisterParams>) {
 				const { email, password, name } = ctx.params;
-				const user = await this.createUser(email, password, name, "user");
+				const user = await busyAs429(this.createUser(email, password, name, "user"));
 				Object.assign(ctx.meta, { $statusCode: 201, $location: "/api/users/me" });
 				return user;
 			}
@@ -89,10 +94,11 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 				password: { type: "string", min: 1, max: 128 },
 				$$strict: "remove"
 			},
-			async handler(ctx: Context<LoginParams>) {
+			async handler(ctx: Context<LoginParams, Meta>) {
+				await this.throttleLogin(ctx.params.email, ctx.meta.clientIp);
 				const row = await this.findByEmail(ctx.params.email);
 				// Verify against a dummy hash when the user is unknown, so timing does not reveal registered emails.
-				const ok = await verifyPassword(ctx.params.password, row?.password_hash ?? (await dummyPasswordHash()));
+				const ok = await busyAs429(verifyPassword(ctx.params.password, row?.password_hash ?? (await busyAs429(dummyPasswordHash()))));
 				if (!row || !ok) throw new InvalidCredentialsError();
 				const user = toPublicUser(row);
 				const secret = this.config.jwt.secret!;
@@ -149,6 +155,31 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 			}
 		},
 
+		/**
+		 * Login attempts per client address and per account (email), each in fixed one-minute windows of the
+		 * coordination store (shared by every node). Counted before the password is hashed: a throttled attempt
+		 * costs no hash. A store that is down lets logins through (the hash gate still bounds the CPU).
+		 */
+		async throttleLogin(email: string, clientIp: string | undefined) {
+			const { loginPerAddressPerMinute: perAddress, loginPerAccountPerMinute: perAccount } = this.config.auth;
+			const now = Date.now();
+			const window = Math.floor(now / 60_000);
+			const retryAfterSec = Math.ceil(((window + 1) * 60_000 - now) / 1000);
+			const account = crypto.createHash("sha256").update(normalizeEmail(email)).digest("base64url");
+			const checks: [string, number][] = [];
+			if (perAddress > 0 && clientIp) checks.push([`login:addr:${clientIp}:${window}`, perAddress]);
+			if (perAccount > 0) checks.push([`login:acct:${account}:${window}`, perAccount]);
+			for (const [key, limit] of checks) {
+				let count: number;
+				try {
+					count = await this.store.incr(key, { ttlMs: 61_000 });
+				} catch {
+					return;
+				}
+				if (count > limit) throw new LoginThrottledError(retryAfterSec);
+			}
+		},
+
 		async findByEmail(email: string) {
 			return (await this.model.findOne({ where: { email: normalizeEmail(email) }, raw: true })) as UserRow | null;
 		},
@@ -171,6 +202,10 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 		}
 	},
 
+	created() {
+		setPasswordHashLimits({ concurrency: this.config.auth.hashConcurrency, queue: this.config.auth.hashQueue });
+	},
+
 	async started() {
 		if (this.config.jwt.generatedAt) {
 			this.logger.info(`Embedded mode without JWT_SECRET: generated a signing secret in ${this.config.jwt.generatedAt}`);
@@ -178,5 +213,15 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 		await this.ensureBootstrapAdmin();
 	}
 };
+
+/** The hash gate is full: a 429 the client retries shortly, not a server fault. */
+async function busyAs429<T>(p: Promise<T>): Promise<T> {
+	try {
+		return await p;
+	} catch (err) {
+		if (err instanceof HashBusyError) throw new AuthBusyError();
+		throw err;
+	}
+}
 
 export default UserService;

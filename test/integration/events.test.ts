@@ -11,6 +11,7 @@ import { FakeConcertService, FakeReservationService } from "../support/event-ser
 import { ProducerService, PRODUCER_PREFIX } from "../support/event-services/producer.service";
 import { sinkSchema, type SinkStats } from "../support/event-services/sink.service";
 import { deleteEventStreams, EventNodes, makeEvent, publishRaw, streamEvents, tokenFor } from "../support/events";
+import { userDirectory } from "../support/queue";
 import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -29,7 +30,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		// Consumers first, so their durable groups exist; the groups start at the first message either way.
 		const consumerServices = ["ranking", "notification", sinkSchema("sink", { maxAttempts: 3 })];
 		[a] = await Promise.all([
-			nodes.node(["api", ...consumerServices, FakeConcertService, FakeReservationService]),
+			nodes.node(["api", ...consumerServices, FakeConcertService, FakeReservationService, userDirectory()]),
 			nodes.node(consumerServices)
 		]);
 		relays = await Promise.all([0, 1, 2].map(() => nodes.node([ProducerService])));
@@ -366,7 +367,7 @@ describe("durable events (embedded: one process, SQLite, in-process bus)", () =>
 	beforeAll(async () => {
 		env = testEnv({ cluster: false, env: { OUTBOX_POLL_MS: "100" } });
 		nodes = new EventNodes(env);
-		node = await nodes.node(["api", "ranking", "notification", sinkSchema("sink", { maxAttempts: 3 }), ProducerService, FakeConcertService, FakeReservationService]);
+		node = await nodes.node(["api", "ranking", "notification", sinkSchema("sink", { maxAttempts: 3 }), ProducerService, FakeConcertService, FakeReservationService, userDirectory()]);
 		api = gatewayUrl(node);
 		admin = tokenFor(env, "admin").token;
 	}, 60_000);

@@ -5,7 +5,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
-import { concertId, fakeConcertService, testUser, type FakeConcert, type TestUser } from "../support/queue";
+import { concertId, fakeConcertService, testUser, userDirectory, type FakeConcert, type TestUser } from "../support/queue";
 
 const modes: [string, boolean][] = [
 	["embedded", false],
@@ -32,7 +32,8 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 			gateway = await env.broker(["api", "queue"]);
 		}
 		await gateway.createService(fake.schema);
-		await gateway.waitForServices(["queue", "concert"], 20_000);
+		await gateway.createService(userDirectory());
+		await gateway.waitForServices(["queue", "concert", "user"], 20_000);
 		api = gatewayUrl(gateway);
 		admin = testUser(env.config.jwt.secret!, "admin");
 	}, 60_000);
@@ -207,6 +208,7 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 		const bare = testEnv({ cluster, env: { RATE_LIMIT_PER_MINUTE: "0" } });
 		try {
 			const node = await bare.broker(["api", "queue"]);
+			await node.createService(userDirectory());
 			const u = testUser(bare.config.jwt.secret!);
 			const res = await http("POST", `${gatewayUrl(node)}/queue/tokens`, { token: u.token, body: { concertId: concerts[0] } });
 			expect(res.status).toBe(503);
@@ -224,6 +226,7 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 			const node = await short.broker(["api", "queue"]);
 			const concert = concerts[concerts.length - 1];
 			await node.createService(fakeConcertService([concert]).schema);
+			await node.createService(userDirectory());
 			const url = gatewayUrl(node);
 			const a = testUser(short.config.jwt.secret!);
 			const b = testUser(short.config.jwt.secret!);
@@ -247,6 +250,7 @@ describe("waiting room with the real concert catalog (embedded)", () => {
 	beforeAll(async () => {
 		env = testEnv({ cluster: false, env: { RATE_LIMIT_PER_MINUTE: "0" } });
 		node = await env.broker(["api", "queue", "concert"]);
+		await node.createService(userDirectory());
 	}, 60_000);
 
 	afterAll(async () => {

@@ -6,6 +6,7 @@
 import type { ServiceBroker } from "moleculer";
 import { FakeConcertService, FakeReservationService } from "../support/event-services/fakes.service";
 import { EventNodes, tokenFor } from "../support/events";
+import { userDirectory } from "../support/queue";
 import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
 
 const modes: [string, boolean][] = [
@@ -25,10 +26,10 @@ describe.each(modes)("reviews (%s)", (_mode, cluster) => {
 		nodes = new EventNodes(env);
 		if (cluster) {
 			peers = await nodes.node([FakeConcertService, FakeReservationService]);
-			gw = await nodes.node(["api", "review"]);
+			gw = await nodes.node(["api", "review", userDirectory()]);
 			await gw.waitForServices(["concert", "reservation"], 10_000);
 		} else {
-			gw = await nodes.node(["api", "review", FakeConcertService, FakeReservationService]);
+			gw = await nodes.node(["api", "review", FakeConcertService, FakeReservationService, userDirectory()]);
 			peers = gw;
 		}
 		api = gatewayUrl(gw);
