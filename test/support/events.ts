@@ -67,10 +67,15 @@ export function makeEvent(type: string, aggregateId: string, version: number, pa
  * dedupe window (or a relay that lost its mark) looks like to the consumers. Signed with the run's cluster secret
  * as a node signs, unless `secret` is null (what a process without the secret can publish) or another secret.
  */
-export async function publishRaw(namespace: string, events: EventMessage[], secret: string | null = TEST_CLUSTER_SECRET): Promise<void> {
+export async function publishRaw(
+	namespace: string,
+	events: EventMessage[],
+	secret: string | null = TEST_CLUSTER_SECRET,
+	nats: { servers: string; user?: string; pass?: string } = { servers: new URL(NATS_URL).host }
+): Promise<void> {
 	const names = streamNames(namespace);
 	const signer = secret ? new EventSigner({ secret }) : undefined;
-	const nc = await connect({ servers: new URL(NATS_URL).host });
+	const nc = await connect(nats);
 	try {
 		const js = nc.jetstream();
 		const codec = JSONCodec();
