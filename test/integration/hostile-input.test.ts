@@ -9,11 +9,11 @@
  * Embedded mode runs the whole matrix (the NUL used to reach SQLite there); cluster mode runs the gateway as its
  * own OS process and checks that the same attacks leave it up.
  */
-import net from "net";
 import type { ServiceBroker } from "moleculer";
 import { ROUTES } from "../../services/api/routes";
 import { adminToken, balance, ownConcert, reserve, seats, shopper, type Shopper } from "../support/booking";
 import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
+import { freePort } from "../support/nats-server";
 
 const ADMIN = { ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "ops-password" };
 const ALL = ["api", "user", "queue", "concert", "payment", "saga", "reservation", "ranking", "notification", "review", "ops"];
@@ -166,17 +166,6 @@ describe("hostile input on every route (embedded)", () => {
 		expect((await http("GET", `${api}/docs/init.js`)).status).toBe(200);
 	});
 });
-
-async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as net.AddressInfo).port;
-			srv.close(() => resolve(port));
-		});
-		srv.on("error", reject);
-	});
-}
 
 describe("hostile input against a gateway node of its own (cluster)", () => {
 	let env: TestEnv;
