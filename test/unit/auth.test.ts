@@ -3,7 +3,7 @@
  * same verdict as verifying it again (expiry, secret), never a more lenient one.
  */
 import jwt from "jsonwebtoken";
-import { signAccessToken, verifyAccessToken } from "../../lib/auth";
+import { HashBusyError, hashPassword, setPasswordHashLimits, signAccessToken, verifyAccessToken, verifyPassword } from "../../lib/auth";
 
 const user = { id: "u-1", email: "a@example.com", role: "user" as const };
 
@@ -39,5 +39,25 @@ describe("access tokens", () => {
 		const admin = Buffer.from(JSON.stringify({ ...(jwt.decode(token) as object), role: "admin" })).toString("base64url");
 		expect(verifyAccessToken(`${h}.${admin}.${s}`, "secret-a")).toBeNull();
 		expect(verifyAccessToken(`${h}.${p}.${s.slice(0, -2)}xx`, "secret-a")).toBeNull();
+	});
+});
+
+describe("password hash gate", () => {
+	afterEach(() => setPasswordHashLimits({ concurrency: 1, queue: 64 }));
+
+	it("when more hashes are asked at once than may run plus wait, then exactly the excess fail with HashBusyError", async () => {
+		setPasswordHashLimits({ concurrency: 1, queue: 1 });
+		const results = await Promise.allSettled([hashPassword("password-1"), hashPassword("password-2"), hashPassword("password-3")]);
+		expect(results.map(r => r.status)).toEqual(["fulfilled", "fulfilled", "rejected"]);
+		expect((results[2] as PromiseRejectedResult).reason).toBeInstanceOf(HashBusyError);
+	});
+
+	it("when the queue drains, then the gate takes new work again and every hash still verifies", async () => {
+		setPasswordHashLimits({ concurrency: 2, queue: 0 });
+		const first = await Promise.allSettled([hashPassword("a-password"), hashPassword("b-password"), hashPassword("c-password")]);
+		expect(first.filter(r => r.status === "rejected")).toHaveLength(1);
+		const again = await hashPassword("d-password");
+		expect(await verifyPassword("d-password", again)).toBe(true);
+		expect(await verifyPassword("wrong", again)).toBe(false);
 	});
 });
