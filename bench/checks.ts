@@ -46,6 +46,25 @@ export class Sql {
 		return new Promise<Row[]>((resolve, reject) => h.all(sql, params, (err, rows) => (err ? reject(err) : resolve(rows as Row[]))));
 	}
 
+	/**
+	 * Writes (setup only: the bench's own users). SQLite through a read-write handle of its own, kept apart from the
+	 * read-only ones the checks use.
+	 */
+	async execute(db: string, sql: string, params: unknown[] = []): Promise<void> {
+		if (this.where.dialect === "mysql") {
+			await this.query(db, sql, params);
+			return;
+		}
+		const file = path.join(this.where.dir, `${this.where.prefix}${db}.sqlite`);
+		const handle = new sqlite3.Database(file, sqlite3.OPEN_READWRITE);
+		try {
+			handle.configure("busyTimeout", 10_000);
+			await new Promise<void>((resolve, reject) => handle.run(sql, params, err => (err ? reject(err) : resolve())));
+		} finally {
+			await new Promise<void>(r => handle.close(() => r()));
+		}
+	}
+
 	/** One number from the first column of the first row. */
 	async scalar(db: string, sql: string, params: unknown[] = []): Promise<number> {
 		const [row] = await this.query(db, sql, params);

@@ -1,7 +1,7 @@
 /**
  * Flash-sale benchmark (issue 10). One command per scenario:
  *
- *   npm run bench -- <queue|hold|checkout|flashsale|baseline> [--target embedded|cluster|url] [--url http://host:port]
+ *   npm run bench -- <queue|hold|checkout|flashsale|baseline|logins> [--target embedded|cluster|url] [--url http://host:port]
  *        [--users N] [--seats M] [--concurrency C] [--seconds S] [--repeat K] [--port 3300] [--metrics-port 0]
  *        [--runtime compiled|ts-node] [--cpu-prof] [--log-level warn]
  *
@@ -16,14 +16,14 @@ import fs from "fs";
 import os from "os";
 import path from "path";
 import crypto from "crypto";
-import { signAccessToken, type Role } from "../lib/auth";
+import { hashPassword, signAccessToken, type Role } from "../lib/auth";
 import { runBaseline, type BaselineResult } from "./baseline";
 import { commonChecks, Sql, type Check, type Totals } from "./checks";
 import { cannon } from "./cannon";
 import { Client, closedLoop, Progress, Recorder, round, type Figures, type Reply } from "./load";
 import { cpuSecondsOf, machineJiffies, mariadbStatus, memoryOf, serverPids, startTarget, type Target, type TargetKind } from "./target";
 
-type Scenario = "queue" | "hold" | "checkout" | "flashsale" | "baseline";
+type Scenario = "queue" | "hold" | "checkout" | "flashsale" | "baseline" | "logins";
 
 interface Options {
 	scenario: Scenario;
@@ -47,8 +47,8 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
 	const [scenario, ...rest] = argv;
-	if (!["queue", "hold", "checkout", "flashsale", "baseline"].includes(scenario)) {
-		throw new Error(`usage: npm run bench -- <queue|hold|checkout|flashsale|baseline> [options] (got "${scenario ?? ""}")`);
+	if (!["queue", "hold", "checkout", "flashsale", "baseline", "logins"].includes(scenario)) {
+		throw new Error(`usage: npm run bench -- <queue|hold|checkout|flashsale|baseline|logins> [options] (got "${scenario ?? ""}")`);
 	}
 	const flags = new Map<string, string>();
 	for (let i = 0; i < rest.length; i++) {
@@ -94,16 +94,39 @@ const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 interface User {
 	id: string;
+	email: string;
 	token: string;
 	queueToken?: string;
 }
 
-function makeUsers(target: Target, n: number, role: Role = "user"): User[] {
+/**
+ * The bench's users: accounts written straight into the user service's database (with a password hash nobody can
+ * log in with) and tokens signed with the instance's secret, as a login would give them. Registering 10,000 users
+ * over HTTP would cost 10,000 password hashes of setup; the gateway checks that a token's user exists, so the
+ * rows are real.
+ */
+async function makeUsers(target: Target, n: number, role: Role = "user", passwordHash = "bench-no-login"): Promise<User[]> {
 	if (!target.jwtSecret) throw new Error("the bench signs its users' tokens: set JWT_SECRET for a --url target");
-	return Array.from({ length: n }, () => {
+	if (!target.sql) throw new Error("the bench writes its users into the user database: set BENCH_DB_PREFIX for a --url target");
+	const users = Array.from({ length: n }, () => {
 		const id = crypto.randomUUID();
-		return { id, token: signAccessToken({ id, email: `${id}@bench.example.com`, role }, target.jwtSecret!, 3600) };
+		return { id, email: `${id}@bench.example.com`, role };
 	});
+	const sql = new Sql(target.sql);
+	try {
+		const now = new Date().toISOString().slice(0, 23).replace("T", " ");
+		for (let i = 0; i < users.length; i += 500) {
+			const batch = users.slice(i, i + 500);
+			await sql.execute(
+				"user",
+				`INSERT INTO users (id, email, name, password_hash, role, created_at, updated_at) VALUES ${batch.map(() => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
+				batch.flatMap(u => [u.id, u.email, "Bench", passwordHash, u.role, now, now])
+			);
+		}
+	} finally {
+		await sql.close();
+	}
+	return users.map(u => ({ id: u.id, email: u.email, token: signAccessToken(u, target.jwtSecret!, 3600) }));
 }
 
 function expect(r: Reply, status: number | number[], what: string): Record<string, unknown> {
@@ -186,7 +209,7 @@ class Sampler {
 		private readonly target: Target,
 		private readonly sqlCount = process.env.BENCH_SQL_COUNT === "1"
 	) {
-		this.servers = serverPids();
+		this.servers = serverPids(target.natsPid);
 	}
 
 	/** With --sql-count, each node writes a snapshot of its statement counts on SIGUSR2 (bench/preload.js). */
@@ -271,14 +294,14 @@ interface ScenarioResult {
 /** queue: N users enter one concert's waiting room, then poll their status for S seconds; FIFO checked. */
 async function queueScenario(o: Options, target: Target, c: Client): Promise<ScenarioResult> {
 	const n = o.users ?? 5000;
-	const admin = makeUsers(target, 1, "admin")[0];
+	const [admin] = await makeUsers(target, 1, "admin");
 	const { concertId } = await createConcert(c, admin, 1, 1);
 	const warm = await createConcert(c, admin, 1, 1);
-	const users = makeUsers(target, n);
+	const users = await makeUsers(target, n);
 	const maxActive = Number(o.target === "url" ? 100 : instanceEnv(o).QUEUE_MAX_ACTIVE ?? 100);
 
 	// Warm-up on another concert: JIT, connections, scripts, the concert-id cache.
-	const warmUsers = makeUsers(target, Math.min(1000, n));
+	const warmUsers = await makeUsers(target, Math.min(1000, n));
 	await setup("warm-up", c, warmUsers.length, o.concurrency, async i => void (await enter(c, warmUsers[i], warm.concertId)));
 	await setup("warm-up reads", c, 2000, o.concurrency, async i => {
 		const u = warmUsers[i % warmUsers.length];
@@ -390,11 +413,11 @@ async function bareHttpReference(concurrency: number, seconds: number): Promise<
 async function holdScenario(o: Options, target: Target, c: Client): Promise<ScenarioResult> {
 	const n = o.users ?? 1000;
 	const m = o.seats ?? 1;
-	const admin = makeUsers(target, 1, "admin")[0];
+	const [admin] = await makeUsers(target, 1, "admin");
 	const rows = Math.ceil(m / 50);
 	const { concertId, scheduleIds } = await createConcert(c, admin, rows, Math.min(m, 50));
 	const seats = (await seatsOf(c, scheduleIds[0])).slice(0, m);
-	const users = makeUsers(target, n);
+	const users = await makeUsers(target, n);
 	await setup("tokens", c, n, o.concurrency, async i => {
 		const b = await enter(c, users[i], concertId);
 		if (b.status !== "ACTIVE") throw new Error(`user ${i} not ACTIVE: raise QUEUE_MAX_ACTIVE`);
@@ -402,7 +425,7 @@ async function holdScenario(o: Options, target: Target, c: Client): Promise<Scen
 	// Warm-up: holds on another concert's seats (and their reservations), so the race starts with a warm JIT.
 	const warm = await createConcert(c, admin, 4, 50);
 	const warmSeats = await seatsOf(c, warm.scheduleIds[0]);
-	const warmUsers = makeUsers(target, Math.min(200, warmSeats.length));
+	const warmUsers = await makeUsers(target, Math.min(200, warmSeats.length));
 	await setup("warm-up", c, warmUsers.length, o.concurrency, async i => {
 		await enter(c, warmUsers[i], warm.concertId);
 		expect(await c.request("POST", "/reservations", { token: warmUsers[i].token, body: { scheduleId: warm.scheduleIds[0], seatIds: [warmSeats[i].id] }, headers: { "x-queue-token": warmUsers[i].queueToken! } }), 201, "warm-up hold");
@@ -467,12 +490,12 @@ async function settled(c: Client, u: User, reservationId: string): Promise<strin
 /** checkout: users with points and ACTIVE tokens each hold their own seat and pay (closed loop, C at a time). */
 async function checkoutScenario(o: Options, target: Target, c: Client): Promise<ScenarioResult> {
 	const n = o.users ?? o.concurrency * 25;
-	const admin = makeUsers(target, 1, "admin")[0];
+	const [admin] = await makeUsers(target, 1, "admin");
 	const perSchedule = 26 * 60;
 	const { concertId, scheduleIds } = await createConcert(c, admin, 26, 60, Math.ceil(n / perSchedule));
 	const seats: { scheduleId: string; seat: SeatView }[] = [];
 	for (const s of scheduleIds) for (const seat of await seatsOf(c, s)) seats.push({ scheduleId: s, seat });
-	const users = makeUsers(target, n);
+	const users = await makeUsers(target, n);
 	await setup("points", c, n, o.concurrency, i => charge(c, users[i], 10_000));
 	await setup("tokens", c, n, o.concurrency, async i => {
 		const b = await enter(c, users[i], concertId);
@@ -481,7 +504,7 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 	// Warm-up: 100 checkouts on another concert (JIT, pools, lazily created statements), not measured.
 	const warm = await createConcert(c, admin, 2, 50);
 	const warmSeats = await seatsOf(c, warm.scheduleIds[0]);
-	const warmUsers = makeUsers(target, warmSeats.length);
+	const warmUsers = await makeUsers(target, warmSeats.length);
 	await setup("warm-up", c, warmUsers.length, o.concurrency, async i => {
 		const u = warmUsers[i];
 		await charge(c, u, 10_000);
@@ -534,13 +557,13 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 async function flashsaleScenario(o: Options, target: Target, c: Client): Promise<ScenarioResult> {
 	const n = o.users ?? 10_000;
 	const m = o.seats ?? 1000;
-	const admin = makeUsers(target, 1, "admin")[0];
+	const [admin] = await makeUsers(target, 1, "admin");
 	const perRow = Math.min(50, m);
 	if (m % perRow !== 0) throw new Error("--seats must be a multiple of 50 (or below 50)");
 	const { concertId, scheduleIds } = await createConcert(c, admin, m / perRow, perRow);
 	const scheduleId = scheduleIds[0];
 	const seats = await seatsOf(c, scheduleId);
-	const users = makeUsers(target, n);
+	const users = await makeUsers(target, n);
 	await setup("points", c, n, o.concurrency, i => charge(c, users[i], 5_000));
 
 	const taken = new Set<string>();
@@ -642,6 +665,72 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 	};
 }
 
+
+/**
+ * logins: a burst of N logins at once (distinct accounts, right passwords) while other users keep reading the
+ * catalog and their balance: the latency of those other requests before and during the burst, and what the
+ * logins got. Password hashing is bounded per process (PASSWORD_HASH_CONCURRENCY, PASSWORD_HASH_QUEUE); for the
+ * unbounded behaviour of before, run it with --env PASSWORD_HASH_CONCURRENCY=64,PASSWORD_HASH_QUEUE=100000.
+ * The instance's per-address login limit is off for this scenario (every bench user comes from one address).
+ */
+const BENCH_PASSWORD = "bench-password-1";
+async function loginsScenario(o: Options, target: Target, c: Client): Promise<ScenarioResult> {
+	const n = o.users ?? 150;
+	const [admin] = await makeUsers(target, 1, "admin");
+	const { concertId } = await createConcert(c, admin, 1, 10);
+	const accounts = await makeUsers(target, n, "user", await hashPassword(BENCH_PASSWORD));
+	const readers = await makeUsers(target, 200);
+	const read = (i: number) =>
+		i % 2 === 0 ? c.request("GET", `/concerts/${concertId}`) : c.request("GET", "/points", { token: readers[i % readers.length].token });
+	// Warm-up: JIT, connections, the gateway's user lookups of the readers.
+	await setup("warm-up", c, 2000, o.concurrency, async i => void expect(await read(i), 200, "warm-up read"));
+
+	const sampler = new Sampler(target);
+	await sampler.start();
+	const rec = { before: new Recorder("other requests before the burst"), during: new Recorder("other requests during the burst"), logins: new Recorder("login") };
+	let phase: "before" | "during" | "after" = "before";
+	let stop = false;
+	let k = 0;
+	const background = Promise.all(
+		Array.from({ length: o.concurrency }, async () => {
+			while (!stop) {
+				const at = phase;
+				const r = await read(k++).catch(err => ({ status: (err as Error).message, ms: 0 }) as unknown as Reply);
+				if (at !== "after") rec[at].add(r.ms, r.status === 200, r.status);
+			}
+		})
+	);
+	await sleep(o.seconds * 500);
+	phase = "during";
+	// Its own sockets: the burst must not wait behind the readers' connection pool.
+	const burst = new Client(target.api, n);
+	try {
+		await Promise.all(
+			accounts.map(async u => {
+				const r = await burst.request("POST", "/auth/login", { body: { email: u.email, password: BENCH_PASSWORD } });
+				const body = r.body as { type?: string };
+				rec.logins.add(r.ms, r.status === 200, r.status === 200 ? 200 : `${r.status} ${body?.type ?? ""}`);
+			})
+		);
+	} finally {
+		burst.close();
+	}
+	phase = "after";
+	stop = true;
+	await background;
+	const resources = await sampler.stop();
+	const logins = rec.logins.figures();
+	const refusedOk = Object.keys(logins.statuses).every(s => s === "200" || /^429 (AUTH_BUSY|LOGIN_THROTTLED)$/.test(s));
+	return {
+		figures: { "reads before the burst": rec.before.figures(), "reads during the burst": rec.during.figures(), login: logins },
+		facts: { burst: n, readers: o.concurrency, resources },
+		checks: [
+			{ name: "logins: every answer a login or a 429 (never a 5xx)", ok: refusedOk, details: JSON.stringify(logins.statuses) },
+			{ name: "logins: the other requests all answered", ok: rec.before.errors === 0 && rec.during.errors === 0, details: `before ${JSON.stringify(rec.before.statuses)}, during ${JSON.stringify(rec.during.statuses)}` }
+		]
+	};
+}
+
 // ---- the run ----
 
 function instanceEnv(o: Options): Record<string, string> {
@@ -649,6 +738,7 @@ function instanceEnv(o: Options): Record<string, string> {
 	// hold and checkout give every user an ACTIVE token before the timed phase: the cap must let them all in.
 	if (o.scenario === "hold") env.QUEUE_MAX_ACTIVE = String((o.users ?? 1000) + 500);
 	if (o.scenario === "checkout") env.QUEUE_MAX_ACTIVE = String((o.users ?? o.concurrency * 25) + 500);
+	if (o.scenario === "logins") env.LOGIN_LIMIT_PER_ADDRESS ??= "0";
 	return env;
 }
 
@@ -790,7 +880,7 @@ async function main(): Promise<void> {
 		try {
 			const runs: { figures: Record<string, Figures>; facts: Record<string, unknown>; rssAfterMb: Record<string, number> }[] = [];
 			for (let r = 0; r < o.repeat; r++) {
-				const fn = { queue: queueScenario, hold: holdScenario, checkout: checkoutScenario, flashsale: flashsaleScenario }[o.scenario];
+				const fn = { queue: queueScenario, hold: holdScenario, checkout: checkoutScenario, flashsale: flashsaleScenario, logins: loginsScenario }[o.scenario];
 				const res = await fn(o, target, c);
 				checks.push(...res.checks.map(ch => (o.repeat > 1 ? { ...ch, name: `run ${r + 1}: ${ch.name}` } : ch)));
 				if (target.sql) {

@@ -15,9 +15,9 @@ import os from "os";
 import path from "path";
 import mysql from "mysql2/promise";
 import { loadConfig } from "../lib/config";
-import { JetStreamEventBus } from "../lib/events/jetstream-bus";
 import { clusterNodeOptions, clusterTopology, instanceArgs, RUNNER_ARGS } from "../lib/runner";
 import { RedisStore } from "../lib/store";
+import { startNatsServer } from "../test/support/nats-server";
 import { dropDatabasesByPrefix } from "../mixins/db.mixin";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -60,6 +60,8 @@ export interface Target {
 	sql?: { dialect: "mysql"; prefix: string } | { dialect: "sqlite"; dir: string; prefix: string };
 	redisPrefix?: string;
 	dataDir?: string;
+	/** The NATS server the bench started for this instance (cluster): its CPU is the instance's, not another's. */
+	natsPid?: number;
 	nodes(): NodeProc[];
 	stop(): Promise<void>;
 }
@@ -96,6 +98,9 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 	const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `crp-bench-${id}-`));
 	const jwtSecret = crypto.randomBytes(32).toString("hex");
 	const cluster = opts.kind === "cluster";
+	// A cluster runs as in production (NODE_ENV=production): NATS with credentials, packets sealed with a cluster
+	// secret. The shared NATS server has no authentication, so the bench starts a NATS of its own with a token.
+	const nats = cluster ? await startNatsServer({ token: crypto.randomBytes(24).toString("hex") }) : undefined;
 	const dbPrefix = `${id}_`;
 	const storePrefix = `crp-bench:${id}:`;
 	const env: Record<string, string> = {
@@ -110,13 +115,24 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 		METRICS_PORT: String(opts.metricsPort),
 		RATE_LIMIT_PER_MINUTE: "0",
 		LOG_LEVEL: opts.logLevel,
-		...(cluster ? { TRANSPORTER: NATS_URL, DATABASE_URL: `mysql://root@${MARIADB.host}:${MARIADB.port}`, REDIS_URL } : {}),
+		...(cluster
+			? {
+					TRANSPORTER: nats!.url,
+					NATS_TOKEN: nats!.token!,
+					CLUSTER_SECRET: crypto.randomBytes(32).toString("hex"),
+					DATABASE_URL: `mysql://root@${MARIADB.host}:${MARIADB.port}`,
+					REDIS_URL
+				}
+			: {}),
 		...opts.env
 	};
 	if (!cluster) {
 		delete env.TRANSPORTER;
 		delete env.DATABASE_URL;
 		delete env.REDIS_URL;
+		delete env.NATS_USER;
+		delete env.NATS_PASSWORD;
+		delete env.NATS_TOKEN;
 	}
 	if (opts.profDir) env.BENCH_CPU_PROF_DIR = opts.profDir;
 	if (opts.sqlCountDir) env.BENCH_SQL_COUNT_DIR = opts.sqlCountDir;
@@ -155,7 +171,7 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 	if (opts.runtime === "compiled") {
 		const build = await compiled(log);
 		topology.forEach((spec, i) =>
-			launch(spec.name, ["node_modules/moleculer/bin/moleculer-runner.js", "--config", path.join(build, "moleculer.config.js"), "--mask", "**/*.service.js", ...instanceArgs(spec)], {
+			launch(spec.name, [path.join(build, "scripts", "node.js"), "--config", path.join(build, "moleculer.config.js"), "--mask", "**/*.service.js", ...instanceArgs(spec)], {
 				SERVICEDIR: path.join(build, "services"),
 				NODE_ID: `${id}-${spec.name}`,
 				// The heap limits `npm run cluster` gives every cluster node (lib/runner.ts).
@@ -194,6 +210,7 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 		sql: cluster ? { dialect: "mysql", prefix: dbPrefix } : { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix: dbPrefix },
 		redisPrefix: cluster ? storePrefix : undefined,
 		dataDir,
+		natsPid: nats?.pid,
 		nodes: nodeList,
 		async stop() {
 			if (stopped) return;
@@ -217,9 +234,8 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 			if (cluster) {
 				await dropDatabases(dbPrefix).catch(e => log(`drop databases: ${(e as Error).message}`));
 				await clearKeys(storePrefix).catch(e => log(`clear keys: ${(e as Error).message}`));
-				const bus = new JetStreamEventBus({ url: NATS_URL, namespace: id });
-				await bus.destroy().catch(() => undefined);
-				await bus.close().catch(() => undefined);
+				// The run's streams go with its NATS server.
+				await nats?.stop().catch(e => log(`stop nats: ${(e as Error).message}`));
 			}
 			if (!process.env.BENCH_KEEP_DATA) fs.rmSync(dataDir, { recursive: true, force: true });
 		}
@@ -370,14 +386,15 @@ export function machineJiffies(): { busy: number; total: number } {
 }
 
 /** The local MariaDB, Redis and NATS servers' pids (their CPU is part of what limits each figure). */
-export function serverPids(): { name: string; pid: number }[] {
+/** MariaDB, Redis and NATS processes on the machine; with `natsPid`, only that NATS server (the run's own). */
+export function serverPids(natsPid?: number): { name: string; pid: number }[] {
 	const want: Record<string, string> = { mariadbd: "mariadb", mysqld: "mariadb", "redis-server": "redis", "nats-server": "nats" };
 	const found: { name: string; pid: number }[] = [];
 	for (const d of fs.readdirSync("/proc")) {
 		if (!/^\d+$/.test(d)) continue;
 		try {
 			const comm = fs.readFileSync(`/proc/${d}/comm`, "utf8").trim();
-			if (want[comm]) found.push({ name: want[comm], pid: Number(d) });
+			if (want[comm] && !(want[comm] === "nats" && natsPid !== undefined && Number(d) !== natsPid)) found.push({ name: want[comm], pid: Number(d) });
 		} catch {
 			/* gone */
 		}

@@ -120,8 +120,11 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 
 		actions: {
 			// moleculer-web's HTTP entry action must never be retried by the broker's retry policy: a retry would
-			// replay the HTTP handling on a request whose body was already consumed.
-			rest: { retryPolicy: { enabled: false } },
+			// replay the HTTP handling on a request whose body was already consumed. Nor does it get a bulkhead:
+			// every HTTP request is one `rest` call, so one FIFO queue of 64 would put every route behind the
+			// slowest (a burst of 150 logins waiting for the password-hash gate held catalog reads for 3 s). The
+			// actions it calls have their own bulkheads, per action.
+			rest: { retryPolicy: { enabled: false }, bulkhead: { enabled: false } },
 
 			// moleculer-web's management actions: callable from this service only, never from another node (over
 			// NATS, addRoute once opened saga.list and concert.create to anonymous HTTP users, removeRoute took

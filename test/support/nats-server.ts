@@ -20,8 +20,11 @@ export interface NatsServerOptions {
 
 export interface PrivateNats {
 	port: number;
+	pid: number;
 	/** `nats://127.0.0.1:<port>`, without credentials. */
 	url: string;
+	/** The token it requires, when started with one. */
+	token?: string;
 	stop(): Promise<void>;
 }
 
@@ -71,6 +74,8 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Pri
 	}
 	return {
 		port,
+		pid: proc.pid!,
+		token: opts.token,
 		url: `nats://127.0.0.1:${port}`,
 		async stop() {
 			if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
