@@ -1,4 +1,5 @@
-# One image for every node: SERVICES= picks the services a container runs (moleculer-runner convention).
+# One image for every node: SERVICES= picks the services a container runs (moleculer-runner convention, through
+# dist/scripts/node.js: the runner without its environment overrides, see scripts/node.ts).
 #   docker build -t crp .
 #   docker run -e SERVICES=api -e TRANSPORTER=nats://nats:4222 ... crp
 
@@ -31,5 +32,5 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 3000 3030
-# SIGTERM reaches moleculer-runner directly (no shell), which stops the broker gracefully.
-CMD ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"]
+# SIGTERM reaches the runner directly (no shell), which stops the broker gracefully.
+CMD ["node", "dist/scripts/node.js", "--config", "dist/moleculer.config.js"]

@@ -14,8 +14,8 @@ export interface NatsServerOptions {
 	user?: string;
 	password?: string;
 	token?: string;
-	/** PEM files: the server requires TLS from every client. */
-	tls?: { cert: string; key: string; ca?: string };
+	/** PEM files: the server requires TLS from every client; with `verifyClientsWith`, client certificates too. */
+	tls?: { cert: string; key: string; verifyClientsWith?: string };
 }
 
 export interface PrivateNats {
@@ -56,8 +56,8 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Pri
 	if (opts.user) args.push("--user", opts.user, "--pass", opts.password ?? "");
 	if (opts.token) args.push("--auth", opts.token);
 	if (opts.tls) {
-		args.push("--tlsverify=false", "--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key);
-		if (opts.tls.ca) args.push("--tlscacert", opts.tls.ca);
+		args.push("--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key);
+		if (opts.tls.verifyClientsWith) args.push("--tlsverify", "--tlscacert", opts.tls.verifyClientsWith);
 	}
 	const proc: ChildProcess = spawn(process.env.NATS_SERVER_BIN ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
 	let out = "";
