@@ -157,6 +157,15 @@ export function buildOpenApi(input: OpenApiInput): Schema {
 		const responses = op.responses as Record<string, Schema>;
 		// The exact status (200, 201, 202, 204) and body of each route are API.md's; the schemas know only inputs.
 		responses["2XX"] = { description: "Success: status and body as in API.md" };
+		// The gateway's own refusals, on every route, before any service sees the request.
+		responses["400"] = {
+			description: "INVALID_JSON, INVALID_BODY (not an object), BODY_TOO_COMPLEX (deeper than 16, more than 100 keys, 1,000 items or 10,000 values), INVALID_CHARACTERS (control characters or broken Unicode)",
+			content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+		};
+		responses["429"] = {
+			description: "RATE_LIMITED (with Retry-After); on login LOGIN_THROTTLED, on login and register AUTH_BUSY",
+			content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+		};
 		if (auth !== false) {
 			op.security = [{ bearer: [] }];
 			responses["401"] = { description: "UNAUTHORIZED: missing or bad bearer token", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
