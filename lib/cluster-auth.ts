@@ -14,7 +14,10 @@
  * - The header is authenticated with the packet type (REQ, INFO...), so a packet cannot be replayed as another
  *   type, nor sent to another node than its target (a node drops a packet addressed to someone else).
  * - A packet older than 30 s (or from 30 s in the future) is dropped; within that time each sender's counters are
- *   remembered in a sliding window, so a captured packet replayed on the wire is dropped too.
+ *   remembered in a sliding window, so a captured packet replayed on the wire is dropped too. That memory is the
+ *   process's, so a node also drops what was sealed more than a second before it started: NATS delivers nothing
+ *   published before a node subscribed, so such a packet can only be a replay aimed at a node that restarted
+ *   under the same NODE_ID (node clocks are expected to agree within that second: NTP).
  * - Packets also hide their content from whoever can read NATS (passwords of logins travel in them).
  * - A packet that fails is dropped, logged once per (claimed) sender and reason, and counted in
  *   `cluster_packets_rejected_total{reason}`.
@@ -31,6 +34,8 @@ import type { Middleware, ServiceBroker } from "moleculer";
 const VERSION = 1;
 /** Packets older (or newer) than this are dropped; the replay window covers three times as long. */
 export const PACKET_MAX_AGE_MS = 30_000;
+/** A packet sealed this long before the receiving process started is a replay (see the header). */
+const START_SKEW_MS = 1_000;
 /** Counters of one sender remembered behind its highest: reordering up to this many packets is tolerated. */
 const WINDOW = 16_384;
 const HEADER_FIXED = 1 + 4 + 16 + 6 + 6;
@@ -97,6 +102,7 @@ export function packetSealer(opts: { secret: string; accept?: string; nodeID: st
 	if (own.length > 255) throw new Error("NODE_ID is longer than 255 bytes");
 	const salt = crypto.randomBytes(16);
 	const sealKey = senderKey(keys[0].packets, salt);
+	const notBefore = now() - START_SKEW_MS;
 	let counter = 0;
 	const senders = new Map<string, Sender>();
 
@@ -134,7 +140,7 @@ export function packetSealer(opts: { secret: string; accept?: string; nodeID: st
 			if (keyIndex < 0) return { ok: false, reason: "unknown-key", sender };
 			const sentAt = data.readUIntBE(27, 6);
 			const t = now();
-			if (Math.abs(t - sentAt) > PACKET_MAX_AGE_MS) return { ok: false, reason: "stale", sender };
+			if (Math.abs(t - sentAt) > PACKET_MAX_AGE_MS || sentAt < notBefore) return { ok: false, reason: "stale", sender };
 			if (targetLen > 0 && !own.equals(data.subarray(targetAt + 1, headerEnd))) return { ok: false, reason: "misdirected", sender };
 
 			const senderSalt = data.subarray(5, 21);
@@ -172,7 +178,7 @@ export function packetSealer(opts: { secret: string; accept?: string; nodeID: st
 const REASONS: Record<RejectReason, string> = {
 	malformed: "not a sealed packet",
 	"unknown-key": "sealed with a key this node does not have (another CLUSTER_SECRET)",
-	stale: "older than 30 s, or from the future (check the clocks)",
+	stale: "older than 30 s or than this node, or from the future (check the clocks)",
 	misdirected: "addressed to another node",
 	forged: "failed authentication",
 	replayed: "a copy of a packet already received"
@@ -190,8 +196,9 @@ export function PacketAuthMiddleware(secrets: { secret: string; accept?: string 
 
 	const reject = (cmd: string, reason: RejectReason, sender: string) => {
 		if (broker.isMetricsEnabled()) broker.metrics.increment("cluster_packets_rejected_total", { reason });
-		const key = `${sender}\u0000${reason}`;
-		if (logged.has(key) || logged.size >= MAX_LOGGED) return;
+		// Once a flood of invented sender names has filled the set, each reason is still said once more.
+		const key = logged.size < MAX_LOGGED ? `${sender}\u0000${reason}` : `\u0000${reason}`;
+		if (logged.has(key)) return;
 		logged.add(key);
 		broker.logger.warn(
 			`Dropped a ${cmd} packet from "${sender.replace(/[^\x20-\x7e]/g, "?").slice(0, 80)}": ${REASONS[reason]}. ` +

@@ -94,7 +94,11 @@ export interface Config {
 		bodyLimit: string;
 		rateLimitPerMinute: number;
 		corsOrigins: string[] | "*";
-		trustProxy: boolean;
+		/**
+		 * Proxies of yours in front of the gateway (TRUST_PROXY: false = 0, true = 1, or a count): the client is the
+		 * address that many hops from the right of X-Forwarded-For. 0: the socket's address.
+		 */
+		trustProxy: number;
 		/** Strict-Transport-Security max-age on every answer; 0 sends none (only behind TLS you terminate). */
 		hstsMaxAgeSec: number;
 	};
@@ -321,7 +325,7 @@ export function loadConfig(env: Env = process.env): Config {
 			bodyLimit,
 			rateLimitPerMinute: int("RATE_LIMIT_PER_MINUTE", 6000, 0, 10_000_000),
 			corsOrigins: cors === "*" ? "*" : cors.split(",").map(s => s.trim()),
-			trustProxy: bool("TRUST_PROXY", false),
+			trustProxy: /^\d+$/.test(str("TRUST_PROXY") ?? "") ? int("TRUST_PROXY", 0, 0, 10) : bool("TRUST_PROXY", false) ? 1 : 0,
 			hstsMaxAgeSec: int("HSTS_MAX_AGE_SEC", 0, 0, 2 * 365 * 86400)
 		}
 	};
@@ -441,9 +445,12 @@ function decode(s: string): string | undefined {
  * `@` in it must not let a part of it through, even if that hides a server name of a list too).
  */
 export function redactUrl(raw: string): string {
-	return raw.replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/)(.*)@/is, (_, scheme: string, cred: string) =>
-		/^[^:,/]+:/.test(cred) ? `${scheme}${cred.split(":")[0]}:***@` : `${scheme}***@`
-	);
+	const withScheme = /^(\s*[a-z][a-z0-9+.-]*:\/\/)(.*)@/is;
+	if (withScheme.test(raw)) {
+		return raw.replace(withScheme, (_, scheme: string, cred: string) => (/^[^:,/]+:/.test(cred) ? `${scheme}${cred.split(":")[0]}:***@` : `${scheme}***@`));
+	}
+	// Not even `scheme://` (mysql//root:pw@db, crp:pw@host): everything before the last @ may be a password.
+	return raw.replace(/^.*@/s, "***@");
 }
 
 function canResolve(mod: string): boolean {

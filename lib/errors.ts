@@ -120,6 +120,11 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
 		const name = m.code >= 500 ? "ServiceUnavailableError" : e.name ?? "Error";
 		return { status: m.code, body: { name, message: m.message, code: m.code, type: m.type } };
 	}
+	// A compressed body that does not inflate: moleculer-web rewraps the body parser's error with zlib's own code
+	// (Z_DATA_ERROR, Z_BUF_ERROR, brotli's ERR__ERROR_FORMAT_...) in place of its status 400.
+	if (typeof e.code === "string" && /^(Z_[A-Z_]+|ERR__ERROR_[A-Z0-9_]+|ERR_BROTLI_[A-Z_]+)$/.test(e.code)) {
+		return { status: 400, body: { name: "BadRequestError", message: "The request body could not be decompressed", code: 400, type: "BAD_REQUEST" } };
+	}
 	if (code >= 400 && code < 500 && type && STABLE_TYPE.test(type)) {
 		const body: HttpErrorBody = { name: e.name ?? "Error", message: e.message ?? type, code, type };
 		if (e.data !== undefined && e.data !== null) body.data = e.data;

@@ -102,7 +102,9 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 						inFlightTtlMs: Math.max(60_000, 3 * config.requestTimeoutMs),
 						required: IDEMPOTENCY_REQUIRED,
 						exempt: IDEMPOTENCY_EXEMPT,
-						clientAddress: req => clientAddress(req, config.http.trustProxy)
+						clientAddress: req => clientAddress(req, config.http.trustProxy),
+						// A stored answer goes only to a user who still exists (a deleted user's token gets the 401).
+						currentUser: claims => currentUsers!.resolve(claims)
 					})
 				])
 			],
@@ -213,6 +215,22 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			}
 		},
 
+		/**
+		 * The user lookups of the gateway (services/api/current-user.ts). One cache serves every request, so it
+		 * calls through the broker, not through the context of whichever request happened to miss first.
+		 */
+		created(this: { broker: ServiceBroker }) {
+			const broker = this.broker;
+			currentUsers = new CurrentUsers(async id => {
+				try {
+					return await broker.call("user.get", { id }, { timeout: 2000 });
+				} catch (err) {
+					if ((err as { type?: string }).type === "NOT_FOUND") return null;
+					throw err;
+				}
+			}, config.auth.cacheSec * 1000);
+		},
+
 		methods: {
 			/**
 			 * Every HTTP request starts here (moleculer-web's handler, wrapped): the security headers go on every
@@ -228,26 +246,26 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			},
 
 			/**
+			 * moleculer-web's error path without its own log line: it logged every error whose code is not a number
+			 * in 400..499 with its stack (a bad gzip body wrote 30 lines). onError logs what is really a 5xx.
+			 */
+			errorHandler(this: { sendError(...a: unknown[]): void }, req: IncomingMessage, res: ServerResponse, err: unknown) {
+				this.sendError(req, res, err);
+			},
+
+			/**
 			 * Resolves the bearer token to a user; no header means anonymous, a bad one is a 401. The token proves
 			 * who signed in; the role, and whether the account still exists, come from the user service (cached
 			 * for AUTH_CACHE_SEC, services/api/current-user.ts).
 			 */
-			async authenticate(ctx: Context, _route: unknown, req: IncomingMessage): Promise<AuthUser | null> {
+			async authenticate(_ctx: Context, _route: unknown, req: IncomingMessage): Promise<AuthUser | null> {
 				const header = req.headers.authorization;
 				if (!header) return null;
 				const m = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header);
 				if (!m) throw new UnauthorizedError("Malformed Authorization header");
 				const claims = verifyAccessToken(m[1], jwtSecret);
 				if (!claims) throw new UnauthorizedError("Invalid or expired token");
-				currentUsers ??= new CurrentUsers(async id => {
-					try {
-						return await ctx.call("user.get", { id }, { timeout: 2000 });
-					} catch (err) {
-						if ((err as { type?: string }).type === "NOT_FOUND") return null;
-						throw err;
-					}
-				}, config.auth.cacheSec * 1000);
-				const user = await currentUsers.resolve(claims);
+				const user = await currentUsers!.resolve(claims);
 				if (!user) throw new UnauthorizedError("Invalid or expired token");
 				return user;
 			},

@@ -8,13 +8,13 @@
  *   - the same key with the same request gets the stored status and body back, with `Idempotent-Replayed: true`;
  *   - the same key with another request: 422 IDEMPOTENCY_KEY_REUSED; while the first still runs: 409
  *     IDEMPOTENCY_KEY_IN_PROGRESS; a required key that is missing: 400 IDEMPOTENCY_KEY_REQUIRED.
- * Only answers that are outcomes are stored (2xx and business 4xx). Transient failures (5xx, 401/403, 429,
+ * Only answers that are outcomes are stored (2xx and business 4xx; for anonymous callers 2xx only). Transient failures (5xx, 401/403, 429,
  * validation) release the slot so the client can retry with the same key; a gateway that dies mid-request
  * leaves a slot that expires on its own, so no key stays locked forever.
  */
 import crypto from "crypto";
 import type { IncomingMessage, ServerResponse } from "http";
-import { verifyAccessToken } from "../../lib/auth";
+import { verifyAccessToken, type AuthUser } from "../../lib/auth";
 import { toHttpError } from "../../lib/errors";
 import type { CoordinationStore } from "../../lib/store";
 import { IdempotencyError } from "./errors";
@@ -49,6 +49,8 @@ export interface IdempotencyOptions {
 	clientAddress: (req: IncomingMessage) => string;
 	/** The route a request matched (the gateway's own matcher by default; tests give their own). */
 	matchRoute?: (req: GuardedRequest) => MatchedRoute | null;
+	/** Who a verified token's user is now (null: deleted): only a current user gets a slot or a stored answer. */
+	currentUser?: (claims: AuthUser) => Promise<AuthUser | null>;
 }
 
 /** Stable fingerprint of a request: its route (method, template, parameters) and the body with keys sorted. */
@@ -125,12 +127,13 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 			return sendError(res, new IdempotencyError(400, "IDEMPOTENCY_KEY_INVALID", "Idempotency-Key must be 1..255 printable characters"));
 		}
 
-		// Scope: the authenticated user, or the client address for anonymous requests. A bad token gets no slot:
-		// the gateway answers 401 right after.
+		// Scope: the authenticated user, or the client address for anonymous requests. A bad token, or the token of
+		// a user who no longer exists, gets no slot and no replay: the gateway answers 401 right after.
 		const auth = req.headers.authorization;
 		let scope: string;
 		if (auth) {
-			const user = verifyAccessToken(auth.replace(/^Bearer /, ""), opts.jwtSecret);
+			const claims = verifyAccessToken(auth.replace(/^Bearer /, ""), opts.jwtSecret);
+			const user = claims && opts.currentUser ? await opts.currentUser(claims).catch(() => null) : claims;
 			if (!user) return next();
 			scope = `u:${user.id}`;
 		} else {
@@ -183,7 +186,9 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 				contentType: res.getHeader("content-type")?.toString(),
 				location: res.getHeader("location")?.toString()
 			};
-			const outcome = status < 500 && !NOT_STORED.has(status);
+			// Anonymous requests (sign-ups) keep only successes: a stranger's 409s under fresh keys would otherwise
+			// fill the store for a day, one entry per request.
+			const outcome = status < 500 && !NOT_STORED.has(status) && (scope.startsWith("u:") || status < 300);
 			// Release only our own slot (compare-and-delete): a request that outlived its slot's TTL must not
 			// delete the answer of the request that took the key after it.
 			const write = outcome

@@ -37,12 +37,21 @@ export class StoreRateLimit {
 	}
 }
 
-/** The client's address: the socket's, or the first X-Forwarded-For hop when TRUST_PROXY says a proxy sets it. */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
-	if (trustProxy) {
-		const fwd = req.headers["x-forwarded-for"];
-		const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(",")[0]?.trim();
-		if (first) return first;
-	}
-	return req.socket.remoteAddress ?? "unknown";
+/**
+ * The client's address: the socket's, or with `trustedHops` proxies of ours in front (TRUST_PROXY), the address
+ * that many entries from the right of X-Forwarded-For. Each proxy appends the address it got the request from, so
+ * the entries on the left are whatever the client wrote: taking the first one let a client pick its own address
+ * (and its own rate-limit and login-throttle buckets). An entry that is not an IP address is not used.
+ */
+export function clientAddress(req: IncomingMessage, trustedHops: number): string {
+	const socket = req.socket.remoteAddress ?? "unknown";
+	if (trustedHops <= 0) return socket;
+	const raw = req.headers["x-forwarded-for"];
+	const hops = (Array.isArray(raw) ? raw.join(",") : raw ?? "")
+		.split(",")
+		.map(h => h.trim())
+		.filter(Boolean);
+	if (hops.length === 0) return socket;
+	const client = hops[Math.max(0, hops.length - trustedHops)];
+	return /^[0-9A-Fa-f:.]{2,45}$/.test(client) ? client : socket;
 }

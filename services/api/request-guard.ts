@@ -97,7 +97,11 @@ export type GuardedRequest = IncomingMessage & {
 export function matchedRoute(req: GuardedRequest): MatchedRoute | null {
 	if (req.$match !== undefined) return req.$match;
 	const gateway = req.$service as GatewayLike | undefined;
-	const found = gateway && req.parsedUrl !== undefined ? gateway.resolveAlias(req.parsedUrl, req.method ?? "GET") : false;
+	// The method moleculer-web resolves with: for OPTIONS it is the preflight's Access-Control-Request-Method, and
+	// without one the GET alias, whose action then runs (an OPTIONS /reservations/%00 once reached the database).
+	const preflight = req.headers["access-control-request-method"];
+	const method = req.method === "OPTIONS" ? (typeof preflight === "string" ? preflight : "GET") : (req.method ?? "GET");
+	const found = gateway && req.parsedUrl !== undefined ? gateway.resolveAlias(req.parsedUrl, method) : false;
 	if (!found) return (req.$match = null);
 	const { alias, params } = found;
 	const path = alias.fullPath.slice(alias.route.path.length) || "/";

@@ -89,7 +89,7 @@ export function toView(s: SagaState): SagaView {
 
 const isTerminal = (s: SagaState) => TERMINAL_STATUSES.includes(s.status);
 const pageParams = {
-	page: { type: "number", integer: true, min: 1, optional: true, convert: true },
+	page: { type: "number", integer: true, min: 1, max: 1_000_000, optional: true, convert: true },
 	pageSize: { type: "number", integer: true, min: 1, max: 100, optional: true, convert: true }
 } as const;
 

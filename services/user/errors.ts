@@ -21,7 +21,7 @@ export class InvalidCredentialsError extends Errors.MoleculerClientError {
  */
 export class LoginThrottledError extends Errors.MoleculerClientError {
 	constructor(retryAfterSec: number) {
-		super("Too many login attempts, try again later", 429, "LOGIN_THROTTLED", { retryAfterSec });
+		super("Too many sign-in attempts, try again later", 429, "LOGIN_THROTTLED", { retryAfterSec });
 		this.name = "LoginThrottledError";
 	}
 }

@@ -41,7 +41,7 @@ interface UserMethods {
 	createUser(email: string, password: string, name: string, role: Role): Promise<PublicUser>;
 	findByEmail(email: string): Promise<UserRow | null>;
 	ensureBootstrapAdmin(): Promise<void>;
-	throttleLogin(email: string, clientIp: string | undefined): Promise<void>;
+	throttle(kind: "addr" | "acct", key: string | undefined, limit: number): Promise<void>;
 }
 
 const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVars & DbVars> = {
@@ -77,8 +77,12 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 				name: { type: "string", min: 1, max: 100, trim: true },
 				$$strict: "remove"
 			},
-			async handler(ctx: Context<RegisterParams>) {
+			async handler(ctx: Context<RegisterParams, Meta>) {
 				const { email, password, name } = ctx.params;
+				// A sign-up costs a hash like a login: it counts against the same per-address allowance, and a taken
+				// email is answered before hashing (the unique key still decides a race).
+				await this.throttle("addr", ctx.meta.clientIp, this.config.auth.loginPerAddressPerMinute);
+				if (await this.findByEmail(email)) throw new EmailTakenError();
 				const user = await busyAs429(this.createUser(email, password, name, "user"));
 				Object.assign(ctx.meta, { $statusCode: 201, $location: "/api/users/me" });
 				return user;
@@ -95,8 +99,12 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 				$$strict: "remove"
 			},
 			async handler(ctx: Context<LoginParams, Meta>) {
-				await this.throttleLogin(ctx.params.email, ctx.meta.clientIp);
+				await this.throttle("addr", ctx.meta.clientIp, this.config.auth.loginPerAddressPerMinute);
 				const row = await this.findByEmail(ctx.params.email);
+				// Per account, not per spelling: MariaDB's collation finds "victim@" for "victím@", so the bucket is
+				// the account found (an unknown email gets one of its own and can log in to nothing).
+				const account = row ? `id:${row.id}` : `email:${crypto.createHash("sha256").update(normalizeEmail(ctx.params.email)).digest("base64url")}`;
+				await this.throttle("acct", account, this.config.auth.loginPerAccountPerMinute);
 				// Verify against a dummy hash when the user is unknown, so timing does not reveal registered emails.
 				const ok = await busyAs429(verifyPassword(ctx.params.password, row?.password_hash ?? (await busyAs429(dummyPasswordHash()))));
 				if (!row || !ok) throw new InvalidCredentialsError();
@@ -156,28 +164,21 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 		},
 
 		/**
-		 * Login attempts per client address and per account (email), each in fixed one-minute windows of the
-		 * coordination store (shared by every node). Counted before the password is hashed: a throttled attempt
-		 * costs no hash. A store that is down lets logins through (the hash gate still bounds the CPU).
+		 * Login attempts per client address and per account, each in fixed one-minute windows of the coordination
+		 * store (shared by every node). Counted before the password is hashed: a throttled attempt costs no hash.
+		 * A store that is down lets logins through (the hash gate still bounds the CPU).
 		 */
-		async throttleLogin(email: string, clientIp: string | undefined) {
-			const { loginPerAddressPerMinute: perAddress, loginPerAccountPerMinute: perAccount } = this.config.auth;
+		async throttle(kind: "addr" | "acct", key: string | undefined, limit: number) {
+			if (limit <= 0 || !key) return;
 			const now = Date.now();
 			const window = Math.floor(now / 60_000);
-			const retryAfterSec = Math.ceil(((window + 1) * 60_000 - now) / 1000);
-			const account = crypto.createHash("sha256").update(normalizeEmail(email)).digest("base64url");
-			const checks: [string, number][] = [];
-			if (perAddress > 0 && clientIp) checks.push([`login:addr:${clientIp}:${window}`, perAddress]);
-			if (perAccount > 0) checks.push([`login:acct:${account}:${window}`, perAccount]);
-			for (const [key, limit] of checks) {
-				let count: number;
-				try {
-					count = await this.store.incr(key, { ttlMs: 61_000 });
-				} catch {
-					return;
-				}
-				if (count > limit) throw new LoginThrottledError(retryAfterSec);
+			let count: number;
+			try {
+				count = await this.store.incr(`login:${kind}:${key}:${window}`, { ttlMs: 61_000 });
+			} catch {
+				return;
 			}
+			if (count > limit) throw new LoginThrottledError(Math.ceil(((window + 1) * 60_000 - now) / 1000));
 		},
 
 		async findByEmail(email: string) {

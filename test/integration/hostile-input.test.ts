@@ -78,7 +78,11 @@ function routeCases(broker: ServiceBroker, api: string, ids: { id: string; token
 			`${api}${template.replace(/:([A-Za-z]+)/g, (_, n: string) => bad?.name === n ? enc(bad.value) : encodeURIComponent(n === "token" ? ids.token : ids.id))}`;
 		const headers = { "idempotency-key": `hostile-${cases.length}`, "x-queue-token": ids.token };
 		for (const value of BAD) {
-			for (const name of pathParams) cases.push({ route, method, url: fill({ name, value }), headers, anyType: value === "\ud800" });
+			for (const name of pathParams) {
+				cases.push({ route, method, url: fill({ name, value }), headers, anyType: value === "\ud800" });
+				// moleculer-web runs the GET action for an OPTIONS without a preflight header: the same guard applies.
+				if (method === "GET") cases.push({ route, method: "OPTIONS", url: fill({ name, value }), headers, anyType: value === "\ud800" });
+			}
 			const fields = stringFields(actions.get(action)).filter(f => !pathParams.includes(f));
 			for (const field of fields) {
 				if (method !== "GET") cases.push({ route, method, url: fill(), body: bodyWith(field, value), headers: { ...headers, "idempotency-key": `hostile-${cases.length}` } });
@@ -157,6 +161,13 @@ describe("hostile input on every route (embedded)", () => {
 		expect(new Set(bad.map(r => r.status))).toEqual(new Set([400]));
 		const good = await http("POST", `${api}/auth/login`, { body: { email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD } });
 		expect(good.status).toBe(200);
+	});
+
+	it("when a compressed body does not inflate, then 400 BAD_REQUEST, not a 500", async () => {
+		for (const encoding of ["gzip", "deflate", "br"]) {
+			const res = await http("POST", `${api}/auth/login`, { raw: "xxxxxxxx", headers: { "content-encoding": encoding } });
+			expect({ encoding, status: res.status, type: res.body.type }).toEqual({ encoding, status: 400, type: "BAD_REQUEST" });
+		}
 	});
 
 	it("when the docs are asked for an object's built-in names, then 404, not a 500", async () => {

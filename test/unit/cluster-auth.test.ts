@@ -76,6 +76,18 @@ describe("packet sealing with the cluster secret", () => {
 		expect(b.open("REQ", future)).toMatchObject({ ok: false, reason: "stale" });
 	});
 
+	it("when a node restarts under the same node id, then a packet captured before the restart is not accepted again", () => {
+		let now = 1_700_000_000_000;
+		const a = packetSealer({ secret: SECRET, nodeID: "node-a", now: () => now });
+		const before = packetSealer({ secret: SECRET, nodeID: "node-b", now: () => now });
+		const captured = a.seal("REQ", "node-b", data);
+		expect(before.open("REQ", captured).ok).toBe(true);
+		now += 5_000;
+		const restarted = packetSealer({ secret: SECRET, nodeID: "node-b", now: () => now });
+		expect(restarted.open("REQ", captured)).toMatchObject({ ok: false, reason: "stale" });
+		expect(restarted.open("REQ", a.seal("REQ", "node-b", data)).ok).toBe(true);
+	});
+
 	it("when the secret is rotated, then a node that also accepts the old one opens both, and one that does not opens only its own", () => {
 		const oldNode = packetSealer({ secret: OTHER, nodeID: "node-a" });
 		const rotating = packetSealer({ secret: SECRET, accept: OTHER, nodeID: "node-b" });

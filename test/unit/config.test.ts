@@ -187,6 +187,14 @@ describe("configuration", () => {
 			}
 		});
 
+		it("when a URL lacks its :// the password is still hidden, from startup errors too", () => {
+			for (const [name, raw] of [["TRANSPORTER", "crp:pw1@host:4222"], ["TRANSPORTER", "nats:/crp:pw1@h"], ["DATABASE_URL", "mysql//root:pw1@db:3306"], ["REDIS_URL", "redis//:pw1@cache"]]) {
+				const problems = problemsOf({ [name]: raw });
+				expect(problems.length).toBeGreaterThan(0);
+				expect(problems.join("\n")).not.toContain("pw1");
+			}
+		});
+
 		it("when DATABASE_PASSWORD is given without a MariaDB URL, then it is refused", () => {
 			expect(problemsOf({ DATABASE_PASSWORD: "x" })).toEqual([expect.stringMatching(/need a mysql:\/\//)]);
 		});
