@@ -105,17 +105,35 @@ export class HashBusyError extends Error {
  */
 class HashGate {
 	private running = 0;
-	private readonly waiting: (() => void)[] = [];
+	private readonly waiting: { start(): void; timer?: NodeJS.Timeout }[] = [];
 
 	constructor(
 		public concurrency = 1,
-		public queue = 64
+		public queue = 64,
+		/**
+		 * How long a request may wait for its turn. Past it the answer is a 429 at once rather than a hash that
+		 * finishes after the caller's request timeout (a 504, a server fault, and a hash nobody waits for).
+		 */
+		public maxWaitMs = 3000
 	) {}
 
 	async run<T>(fn: () => Promise<T>): Promise<T> {
 		if (this.running >= this.concurrency) {
 			if (this.waiting.length >= this.queue) throw new HashBusyError();
-			await new Promise<void>(resolve => this.waiting.push(resolve));
+			await new Promise<void>((resolve, reject) => {
+				const entry: { start(): void; timer?: NodeJS.Timeout } = {
+					start: () => {
+						clearTimeout(entry.timer);
+						resolve();
+					}
+				};
+				entry.timer = setTimeout(() => {
+					const i = this.waiting.indexOf(entry);
+					if (i >= 0) this.waiting.splice(i, 1);
+					reject(new HashBusyError());
+				}, this.maxWaitMs);
+				this.waiting.push(entry);
+			});
 		} else {
 			this.running++;
 		}
@@ -124,7 +142,7 @@ class HashGate {
 		} finally {
 			// Hand the slot straight to the next in line (running stays the same), or give it back.
 			const next = this.waiting.shift();
-			if (next) next();
+			if (next) next.start();
 			else this.running--;
 		}
 	}
@@ -132,10 +150,11 @@ class HashGate {
 
 const hashGate = new HashGate();
 
-/** PASSWORD_HASH_CONCURRENCY and PASSWORD_HASH_QUEUE (the user service sets them at start). */
-export function setPasswordHashLimits(limits: { concurrency: number; queue: number }): void {
+/** PASSWORD_HASH_CONCURRENCY, PASSWORD_HASH_QUEUE and PASSWORD_HASH_WAIT_MS (the user service sets them at start). */
+export function setPasswordHashLimits(limits: { concurrency: number; queue: number; maxWaitMs?: number }): void {
 	hashGate.concurrency = limits.concurrency;
 	hashGate.queue = limits.queue;
+	if (limits.maxWaitMs !== undefined) hashGate.maxWaitMs = limits.maxWaitMs;
 }
 
 function scrypt(password: string, salt: Buffer, N: number, r: number, p: number, keyLen: number): Promise<Buffer> {

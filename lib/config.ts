@@ -85,6 +85,8 @@ export interface Config {
 		/** Password hashes computed at once per process, and how many may wait for a turn (past that: 429). */
 		hashConcurrency: number;
 		hashQueue: number;
+		/** How long a login may wait for its turn at the hash gate before it is a 429. */
+		hashMaxWaitMs: number;
 	};
 	metricsPort: number;
 	/** Interface the metrics port listens on (loopback by default: it is not for the public). */
@@ -316,7 +318,8 @@ export function loadConfig(env: Env = process.env): Config {
 			loginPerAddressPerMinute: int("LOGIN_LIMIT_PER_ADDRESS", 30, 0, 1_000_000),
 			loginPerAccountPerMinute: int("LOGIN_LIMIT_PER_ACCOUNT", 10, 0, 1_000_000),
 			hashConcurrency: int("PASSWORD_HASH_CONCURRENCY", 1, 1, 64),
-			hashQueue: int("PASSWORD_HASH_QUEUE", 64, 0, 100_000)
+			hashQueue: int("PASSWORD_HASH_QUEUE", 64, 0, 100_000),
+			hashMaxWaitMs: int("PASSWORD_HASH_WAIT_MS", 3000, 10, 600_000)
 		},
 		metricsPort: int("METRICS_PORT", 3030, 0, 65535),
 		metricsHost: str("METRICS_HOST") ?? "127.0.0.1",

@@ -204,7 +204,8 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 	},
 
 	created() {
-		setPasswordHashLimits({ concurrency: this.config.auth.hashConcurrency, queue: this.config.auth.hashQueue });
+		const { hashConcurrency: concurrency, hashQueue: queue, hashMaxWaitMs: maxWaitMs } = this.config.auth;
+		setPasswordHashLimits({ concurrency, queue, maxWaitMs });
 	},
 
 	async started() {

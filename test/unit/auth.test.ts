@@ -43,13 +43,25 @@ describe("access tokens", () => {
 });
 
 describe("password hash gate", () => {
-	afterEach(() => setPasswordHashLimits({ concurrency: 1, queue: 64 }));
+	afterEach(() => setPasswordHashLimits({ concurrency: 1, queue: 64, maxWaitMs: 3000 }));
 
 	it("when more hashes are asked at once than may run plus wait, then exactly the excess fail with HashBusyError", async () => {
 		setPasswordHashLimits({ concurrency: 1, queue: 1 });
 		const results = await Promise.allSettled([hashPassword("password-1"), hashPassword("password-2"), hashPassword("password-3")]);
 		expect(results.map(r => r.status)).toEqual(["fulfilled", "fulfilled", "rejected"]);
 		expect((results[2] as PromiseRejectedResult).reason).toBeInstanceOf(HashBusyError);
+	});
+
+	it("when a hash waits longer than its deadline for a turn, then it gives up with HashBusyError and leaves the line", async () => {
+		setPasswordHashLimits({ concurrency: 1, queue: 100, maxWaitMs: 10 });
+		const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => hashPassword(`password-${i}`)));
+		const busy = results.filter(r => r.status === "rejected");
+		expect(busy.length).toBeGreaterThan(0);
+		for (const r of busy) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(HashBusyError);
+		// The first one ran; nothing is left holding a place.
+		expect(results[0].status).toBe("fulfilled");
+		setPasswordHashLimits({ concurrency: 1, queue: 0, maxWaitMs: 10 });
+		expect(await verifyPassword("x-password", await hashPassword("x-password"))).toBe(true);
 	});
 
 	it("when the queue drains, then the gate takes new work again and every hash still verifies", async () => {
