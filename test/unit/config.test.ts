@@ -200,6 +200,11 @@ describe("configuration", () => {
 		});
 	});
 
+	it("when TRUST_PROXY is false, true or a count, then it is that many trusted hops", () => {
+		expect([undefined, "false", "true", "2"].map(v => loadConfig(v === undefined ? {} : { TRUST_PROXY: v }).http.trustProxy)).toEqual([0, 0, 1, 2]);
+		expect(problemsOf({ TRUST_PROXY: "11" })).toEqual([expect.stringMatching(/TRUST_PROXY/)]);
+	});
+
 	it("when metrics are on, then they listen on loopback unless METRICS_HOST says otherwise", () => {
 		expect(loadConfig({}).metricsHost).toBe("127.0.0.1");
 		expect(loadConfig({ METRICS_HOST: "0.0.0.0" }).metricsHost).toBe("0.0.0.0");
