@@ -73,6 +73,17 @@ export interface Config {
 	queueActiveTtlSec: number;
 	idempotencyTtlSec: number;
 	outboxPollMs: number;
+	/** Durable events (lib/events/retry.ts): how long a failing event is retried, and the dead-letter redrive. */
+	events: {
+		/** A failing event is retried with growing delays for at least this long, then dead-lettered. */
+		retryForSec: number;
+		/** The longest delay between two deliveries of a failing event. */
+		retryMaxDelaySec: number;
+		/** A dead letter is sent back to its group after this long; 0 turns the automatic redrive off. */
+		dlqRedriveSec: number;
+		/** Automatic redrives per event; after that it waits for an operator. */
+		dlqRedriveMax: number;
+	};
 	requestTimeoutMs: number;
 	logLevel: LogLevel;
 	admin?: { email: string; password: string };
@@ -310,6 +321,12 @@ export function loadConfig(env: Env = process.env): Config {
 		queueActiveTtlSec: int("QUEUE_ACTIVE_TTL_SEC", 600, 1, 86400),
 		idempotencyTtlSec: int("IDEMPOTENCY_TTL_SEC", 86400, 60, 7 * 86400),
 		outboxPollMs: int("OUTBOX_POLL_MS", 1000, 10, 600_000),
+		events: {
+			retryForSec: int("EVENT_RETRY_FOR_SEC", 300, 0, 7 * 86400),
+			retryMaxDelaySec: int("EVENT_RETRY_MAX_DELAY_SEC", 30, 1, 3600),
+			dlqRedriveSec: int("DLQ_REDRIVE_SEC", 600, 0, 7 * 86400),
+			dlqRedriveMax: int("DLQ_REDRIVE_MAX", 3, 0, 1000)
+		},
 		requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 100, 600_000),
 		logLevel,
 		admin,

@@ -9,9 +9,11 @@ import type { Config } from "../config";
 import { platformOf } from "../platform";
 import { JetStreamEventBus } from "./jetstream-bus";
 import { MemoryEventBus } from "./memory-bus";
+import { DEFAULT_RETRY, type RedrivePolicy, type RetryPolicy } from "./retry";
 import type { EventBus } from "./types";
 
 export * from "./types";
+export * from "./retry";
 export * from "./catalog";
 export { JetStreamEventBus, streamNames } from "./jetstream-bus";
 export { MemoryEventBus } from "./memory-bus";
@@ -21,6 +23,7 @@ export { MemoryEventBus } from "./memory-bus";
  * (`onForged` hears of each one).
  */
 export function createEventBus(config: Config, name?: string, onForged?: (subject: string) => void): EventBus {
+	const retry = retryPolicyOf(config);
 	if (config.transporter) {
 		return new JetStreamEventBus({
 			servers: config.transporter.servers,
@@ -31,10 +34,21 @@ export function createEventBus(config: Config, name?: string, onForged?: (subjec
 			signer: config.cluster ? new EventSigner(config.cluster) : undefined,
 			onForged,
 			namespace: config.namespace,
-			name
+			name,
+			retry
 		});
 	}
-	return new MemoryEventBus();
+	return new MemoryEventBus({ retry });
+}
+
+/** EVENT_RETRY_FOR_SEC and EVENT_RETRY_MAX_DELAY_SEC as a retry schedule (lib/events/retry.ts). */
+export function retryPolicyOf(config: Config): RetryPolicy {
+	return { ...DEFAULT_RETRY, retryForMs: config.events.retryForSec * 1000, maxDelayMs: config.events.retryMaxDelaySec * 1000 };
+}
+
+/** DLQ_REDRIVE_SEC and DLQ_REDRIVE_MAX as a redrive policy. */
+export function redrivePolicyOf(config: Config): RedrivePolicy {
+	return { afterMs: config.events.dlqRedriveSec * 1000, maxRedrives: config.events.dlqRedriveMax };
 }
 
 /** Counts dropped events in `events_rejected_total` and says so in the log once per subject. */

@@ -12,11 +12,16 @@
  * - the event id is the JetStream message id (`Nats-Msg-Id`): a relay that publishes a row twice within the
  *   duplicate window stores it once;
  * - one durable pull consumer per group (deliver all, explicit ack): the members of a group share its messages;
- * - a failed handler is retried with `nak(backoff * attempt)`; after `maxAttempts` the message is written to the
+ * - a failed handler is retried with `nak(delay)` on the schedule of lib/events/retry.ts (growing delays for
+ *   EVENT_RETRY_FOR_SEC, 5 minutes by default); after its last delivery the message is written to the
  *   dead-letter stream and only then acknowledged, so a failure to dead-letter it means another delivery, never a
- *   lost event;
+ *   lost event. The consumer has no `max_deliver` (the bus alone decides when to give up: a server-side limit
+ *   would drop an event silently) and an `ack_wait` of 30 s that a long handler keeps extending (`working()`);
+ *   a nak's delay is its own and does not depend on `ack_wait`;
  * - a replay republishes the dead letter to `<events>._replay.<group>`, which every group's consumer sees and only
- *   the named group handles, and deletes it from the dead-letter stream;
+ *   the named group handles, and deletes it from the dead-letter stream. It carries the number of automatic
+ *   redrives (`Crp-Redrives`), which the next dead letter of that event keeps, so the scheduled redrive
+ *   (consumer.mixin.ts) stops at DLQ_REDRIVE_MAX;
  * - with a signer (cluster mode: CLUSTER_SECRET), every message published here (events, replays, dead letters)
  *   carries a signature, and a consumer acknowledges and drops a message whose signature fails: anyone may be
  *   able to publish on NATS, only the platform's nodes can publish an event the platform acts on
@@ -39,7 +44,8 @@ import {
 } from "nats";
 import { EventSigner } from "../cluster-auth";
 import { errorText } from "./memory-bus";
-import { safeName, type DeadLetter, type EventBus, type EventMessage, type SubscribeOptions, type Subscription } from "./types";
+import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type RedrivePolicy, type RetryPolicy } from "./retry";
+import { safeName, type DeadLetter, type EventBus, type EventMessage, type RedriveResult, type SubscribeOptions, type Subscription } from "./types";
 
 export interface JetStreamBusOptions {
 	/** `host:port` of the NATS servers (or `url`: comma-separated nats:// URLs without credentials). */
@@ -59,7 +65,13 @@ export interface JetStreamBusOptions {
 	name?: string;
 	/** Publish acknowledgement timeout (ms). */
 	publishTimeoutMs?: number;
+	/** Retry schedule of every group unless its subscription overrides it (lib/events/retry.ts). */
+	retry?: Partial<RetryPolicy>;
 }
+
+/** How long the server waits for an answer to a delivery before it redelivers it; `working()` extends it. */
+const ACK_WAIT_MS = 30_000;
+const REDRIVES_HEADER = "Crp-Redrives";
 
 const codec = JSONCodec<unknown>();
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -106,7 +118,9 @@ export class JetStreamEventBus implements EventBus {
 			ack_policy: AckPolicy.Explicit,
 			deliver_policy: DeliverPolicy.All,
 			filter_subject: this.names.eventsWildcard,
-			ack_wait: 30e9,
+			ack_wait: ACK_WAIT_MS * 1e6,
+			// Unlimited: the bus dead-letters after the retry schedule; the server must never drop an event first.
+			max_deliver: -1,
 			max_ack_pending: 256
 		};
 		const ensure = () =>
@@ -174,16 +188,43 @@ export class JetStreamEventBus implements EventBus {
 		return out;
 	}
 
-	async replay(id: string): Promise<DeadLetter | null> {
+	async replay(id: string, opts: { automatic?: boolean } = {}): Promise<DeadLetter | null> {
 		const seq = Number(id);
 		if (!Number.isInteger(seq) || seq < 1) return null;
 		const { js, jsm } = await this.jetstream();
 		const letter = await this.readLetter(jsm, seq);
 		if (!letter) return null;
+		return this.send(js, jsm, letter, opts.automatic === true);
+	}
+
+	async redrive(group: string, policy: RedrivePolicy, now = Date.now()): Promise<RedriveResult> {
+		const { js, jsm } = await this.jetstream();
+		const info = await jsm.streams.info(this.names.dlq);
+		const out: RedriveResult = { redriven: [], exhausted: 0 };
+		// Bounded work per round: the oldest 1,000 sequence numbers (the stream's first one moves up as letters go).
+		const last = Math.min(info.state.last_seq, info.state.first_seq + 999);
+		for (let seq = info.state.first_seq; seq <= last; seq++) {
+			const letter = await this.readLetter(jsm, seq);
+			if (!letter || letter.group !== group) continue;
+			const due = redriveDue(letter, policy, now);
+			if (due === "exhausted") out.exhausted++;
+			if (due !== "due") continue;
+			const sent = await this.send(js, jsm, letter, true);
+			if (sent) out.redriven.push(sent);
+		}
+		return out;
+	}
+
+	/** Publishes a dead letter back to its group (once per letter: its message id) and deletes it from the queue. */
+	private async send(js: JetStreamClient, jsm: JetStreamManager, letter: DeadLetter, automatic: boolean): Promise<DeadLetter> {
+		const id = letter.id;
+		const seq = Number(id);
 		const subject = this.names.replaySubject(letter.group);
 		const data = codec.encode(letter.event);
 		const h = this.signed(subject, `replay-${id}`, data);
 		h.set("Crp-Replay-Of", id);
+		// An operator's replay keeps the count (a poison event does not earn new automatic rounds by it).
+		h.set(REDRIVES_HEADER, String((letter.redrives ?? 0) + (automatic ? 1 : 0)));
 		// The same replay id twice within the duplicate window is stored once.
 		await js.publish(subject, data, { msgID: `replay-${id}`, headers: h, timeout: this.opts.publishTimeoutMs ?? 2000 });
 		await jsm.streams.deleteMessage(this.names.dlq, seq, false).catch(() => false);
@@ -226,18 +267,32 @@ export class JetStreamEventBus implements EventBus {
 			return;
 		}
 		const attempt = m.info.redeliveryCount;
+		const policy = policyOf({ ...DEFAULT_RETRY, ...this.opts.retry }, opts);
+		// A handler that waits on a slow dependency keeps its delivery: without this the server would hand the
+		// same message to another member after ack_wait while this one still works on it.
+		m.working();
+		const heartbeat = setInterval(() => m.working(), ACK_WAIT_MS / 3);
 		try {
-			m.working();
 			await opts.handler(event, { attempt, replayed: isReplay });
 			m.ack();
 		} catch (err) {
-			if (attempt >= (opts.maxAttempts ?? 5)) await this.deadLetter(m, opts, event, err, attempt);
-			else m.nak((opts.backoffMs ?? 200) * attempt);
+			if (attempt >= maxAttemptsOf(policy)) await this.deadLetter(m, opts, event, err, attempt);
+			else m.nak(retryDelayMs(attempt, policy));
+		} finally {
+			clearInterval(heartbeat);
 		}
 	}
 
 	private async deadLetter(m: JsMsg, opts: SubscribeOptions, event: EventMessage, err: unknown, attempts: number): Promise<void> {
-		const body = { group: opts.group, event, error: errorText(err), attempts, failedAt: new Date().toISOString() };
+		const redrives = Number(m.headers?.get(REDRIVES_HEADER) || 0);
+		const body = {
+			group: opts.group,
+			event,
+			error: errorText(err),
+			attempts,
+			failedAt: new Date().toISOString(),
+			redrives: Number.isInteger(redrives) && redrives >= 0 ? redrives : 0
+		};
 		try {
 			const { js } = await this.jetstream();
 			const subject = this.names.dlqSubject(opts.group);
@@ -249,7 +304,7 @@ export class JetStreamEventBus implements EventBus {
 			opts.onDeadLetter?.({ id: String(ack.seq), ...body });
 		} catch {
 			// Could not store the dead letter: keep the message; it comes back after the delay.
-			m.nak((opts.backoffMs ?? 200) * attempts);
+			m.nak(retryDelayMs(attempts, policyOf({ ...DEFAULT_RETRY, ...this.opts.retry }, opts)));
 		}
 	}
 
@@ -266,7 +321,7 @@ export class JetStreamEventBus implements EventBus {
 			// A dead letter someone else wrote would be signed by the replay: only our own are read.
 			if (this.opts.signer && !this.opts.signer.verify(sm.subject, sm.header?.get("Nats-Msg-Id") ?? "", sm.data, sm.header?.get(EventSigner.HEADER))) return null;
 			const body = sm.json<Omit<DeadLetter, "id">>();
-			return { id: String(seq), ...body };
+			return { id: String(seq), ...body, redrives: Number(body.redrives ?? 0) };
 		} catch {
 			return null; // deleted (replayed) or never existed
 		}

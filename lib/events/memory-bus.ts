@@ -6,12 +6,22 @@
  * events published before it (the bus keeps the last `retain` events). Durability ends at the process: an event
  * published but not yet handled when the process stops is not redelivered at the next start.
  */
-import type { DeadLetter, DeliveryInfo, EventBus, EventMessage, SubscribeOptions, Subscription } from "./types";
+import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type RedrivePolicy, type RetryPolicy } from "./retry";
+import type { DeadLetter, DeliveryInfo, EventBus, EventMessage, RedriveResult, SubscribeOptions, Subscription } from "./types";
 
 interface Pending {
 	event: EventMessage;
 	attempt: number;
 	replayed: boolean;
+	/** Automatic redrives this event had (carried into its next dead letter). */
+	redrives: number;
+}
+
+export interface MemoryEventBusOptions {
+	/** Events kept for groups that subscribe late (default 10,000). */
+	retain?: number;
+	/** Retry schedule of every group unless its subscription overrides it (lib/events/retry.ts). */
+	retry?: Partial<RetryPolicy>;
 }
 
 interface Member {
@@ -39,7 +49,13 @@ export class MemoryEventBus implements EventBus {
 	private letterSeq = 0;
 	private closed = false;
 
-	constructor(private readonly retain = 10_000) {}
+	private readonly retain: number;
+	private readonly retry: RetryPolicy;
+
+	constructor(opts: MemoryEventBusOptions = {}) {
+		this.retain = opts.retain ?? 10_000;
+		this.retry = { ...DEFAULT_RETRY, ...opts.retry };
+	}
 
 	async publish(event: EventMessage): Promise<void> {
 		if (this.closed) throw new Error("event bus closed");
@@ -48,7 +64,7 @@ export class MemoryEventBus implements EventBus {
 		this.seen.add(event.id);
 		this.log.push(event);
 		if (this.log.length > this.retain) this.seen.delete(this.log.shift()!.id);
-		for (const g of this.groups.values()) this.enqueue(g, { event, attempt: 1, replayed: false });
+		for (const g of this.groups.values()) this.enqueue(g, { event, attempt: 1, replayed: false, redrives: 0 });
 	}
 
 	async subscribe(opts: SubscribeOptions): Promise<Subscription> {
@@ -56,7 +72,7 @@ export class MemoryEventBus implements EventBus {
 		if (!g) {
 			g = { name: opts.group, types: new Set(opts.types), members: [], queue: [], next: 0, timers: new Set() };
 			this.groups.set(opts.group, g);
-			for (const event of this.log) this.enqueue(g, { event, attempt: 1, replayed: false });
+			for (const event of this.log) this.enqueue(g, { event, attempt: 1, replayed: false, redrives: 0 });
 		}
 		const member: Member = { opts, busy: false, stopped: false };
 		g.members.push(member);
@@ -78,13 +94,28 @@ export class MemoryEventBus implements EventBus {
 		return all.slice(0, opts.limit ?? 100);
 	}
 
-	async replay(id: string): Promise<DeadLetter | null> {
+	async replay(id: string, opts: { automatic?: boolean } = {}): Promise<DeadLetter | null> {
 		const letter = this.letters.get(id);
 		if (!letter) return null;
 		this.letters.delete(id);
 		const g = this.groups.get(letter.group);
-		if (g) this.enqueue(g, { event: letter.event, attempt: 1, replayed: true }, true);
+		// An operator's replay keeps the count (a poison event does not earn new automatic rounds by it).
+		const redrives = (letter.redrives ?? 0) + (opts.automatic ? 1 : 0);
+		if (g) this.enqueue(g, { event: letter.event, attempt: 1, replayed: true, redrives }, true);
 		return letter;
+	}
+
+	async redrive(group: string, policy: RedrivePolicy, now = Date.now()): Promise<RedriveResult> {
+		const out: RedriveResult = { redriven: [], exhausted: 0 };
+		for (const letter of [...this.letters.values()]) {
+			if (letter.group !== group) continue;
+			const due = redriveDue(letter, policy, now);
+			if (due === "exhausted") out.exhausted++;
+			if (due !== "due") continue;
+			const sent = await this.replay(letter.id, { automatic: true });
+			if (sent) out.redriven.push(sent);
+		}
+		return out;
 	}
 
 	async close(): Promise<void> {
@@ -114,15 +145,16 @@ export class MemoryEventBus implements EventBus {
 		try {
 			await member.opts.handler(p.event, info);
 		} catch (err) {
-			const max = member.opts.maxAttempts ?? 5;
-			if (p.attempt >= max) {
+			const policy = policyOf(this.retry, member.opts);
+			if (p.attempt >= maxAttemptsOf(policy)) {
 				const letter: DeadLetter = {
 					id: String(++this.letterSeq),
 					group: g.name,
 					event: p.event,
 					error: errorText(err),
 					attempts: p.attempt,
-					failedAt: new Date().toISOString()
+					failedAt: new Date().toISOString(),
+					redrives: p.redrives
 				};
 				this.letters.set(letter.id, letter);
 				member.opts.onDeadLetter?.(letter);
@@ -131,7 +163,7 @@ export class MemoryEventBus implements EventBus {
 					g.timers.delete(t);
 					g.queue.push({ ...p, attempt: p.attempt + 1 });
 					this.pump(g);
-				}, (member.opts.backoffMs ?? 200) * p.attempt);
+				}, retryDelayMs(p.attempt, policy));
 				g.timers.add(t);
 			}
 		} finally {

@@ -7,6 +7,8 @@
  * state, atomically with the effect.
  */
 
+import type { RedrivePolicy, RetryPolicy } from "./retry";
+
 /** One outbox row as it travels. `id` is the outbox id: the message id and the consumers' dedupe key. */
 export interface EventMessage {
 	id: string;
@@ -37,9 +39,14 @@ export interface SubscribeOptions {
 	/** Event types this group handles; others are acknowledged unread. */
 	types: string[];
 	handler: EventHandler;
-	/** Deliveries before a failing event goes to the dead-letter queue (default 5). */
+	/**
+	 * How long and how often a failing event is retried before the dead-letter queue (lib/events/retry.ts): the
+	 * bus's policy (EVENT_RETRY_FOR_SEC, EVENT_RETRY_MAX_DELAY_SEC) unless overridden here.
+	 */
+	retry?: Partial<RetryPolicy>;
+	/** Deliveries before the dead-letter queue, whatever `retry.retryForMs` says (tests). */
 	maxAttempts?: number;
-	/** Delay before the n-th retry: backoffMs * n (default 200 ms). */
+	/** The first retry delay (it doubles from there). */
 	backoffMs?: number;
 	/** Called after an event was moved to the dead-letter queue (admin alert). */
 	onDeadLetter?: (letter: DeadLetter) => void;
@@ -59,6 +66,15 @@ export interface DeadLetter {
 	error: string;
 	attempts: number;
 	failedAt: string;
+	/** How many automatic redrives this event had before it landed here again (0 the first time). */
+	redrives: number;
+}
+
+/** What one redrive round did: the letters it sent back, and how many it left for an operator. */
+export interface RedriveResult {
+	redriven: DeadLetter[];
+	/** Letters of the group that had their `maxRedrives` already. */
+	exhausted: number;
 }
 
 export interface EventBus {
@@ -76,7 +92,13 @@ export interface EventBus {
 	 * Sends a dead letter back to its group only, and removes it from the queue. Answers the letter, or null when
 	 * there is no such letter (already replayed). The group's dedupe makes a replay apply at most once.
 	 */
-	replay(id: string): Promise<DeadLetter | null>;
+	replay(id: string, opts?: { automatic?: boolean }): Promise<DeadLetter | null>;
+	/**
+	 * Sends back to `group` each of its dead letters that has waited `policy.afterMs` and had fewer than
+	 * `policy.maxRedrives` redrives (a replay with the count + 1, so a poison event stops after that many). Safe to
+	 * run on several nodes at once: a replay of one letter is published once (its message id) and removes it.
+	 */
+	redrive(group: string, policy: RedrivePolicy, now?: number): Promise<RedriveResult>;
 	close(): Promise<void>;
 }
 

@@ -6,8 +6,10 @@
  */
 import { connect } from "nats";
 import { JetStreamEventBus, type DeadLetter } from "../../lib/events";
+import { DeadLetterRedriver } from "../../lib/events/redrive";
+import { RedisStore } from "../../lib/store";
 import { makeEvent, runStreams } from "../support/events";
-import { NATS_URL, runId } from "../support/isolation";
+import { NATS_URL, REDIS_URL, runId } from "../support/isolation";
 import { waitFor } from "../support/harness";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -112,4 +114,83 @@ describe("JetStream event bus (real NATS)", () => {
 		expect(await b.deadLetters({ group: "fragile" })).toEqual([]);
 		expect(await b.replay(letters[0].id)).toBeNull();
 	}, 30_000);
+
+	it("when a consumer fails for 4 s (twice the old 2 s window) and then recovers, then it gets the event and nothing is dead-lettered", async () => {
+		const b = bus();
+		let failUntil = Infinity;
+		const tries: number[] = [];
+		const applied: string[] = [];
+		const letters: DeadLetter[] = [];
+		// No retry options: the bus's default schedule, as every service gets it.
+		await b.subscribe({
+			group: "outage",
+			types: ["test.outage"],
+			onDeadLetter: l => letters.push(l),
+			handler: async (ev, info) => {
+				tries.push(info.attempt);
+				if (Date.now() < failUntil) throw new Error("coordination store unavailable");
+				applied.push(ev.id);
+			}
+		});
+		failUntil = Date.now() + 4_000;
+		const e = makeEvent("test.outage", "out", 1, {});
+		await b.publish(e);
+		await waitFor(() => applied.length === 1 || letters.length > 0, 20_000, "the event applied or dead-lettered");
+		expect(letters).toEqual([]);
+		expect(applied).toEqual([e.id]);
+		expect(tries.length).toBeGreaterThanOrEqual(6);
+		expect(tries).toEqual(tries.map((_, i) => i + 1));
+		expect(await b.deadLetters({ group: "outage" })).toEqual([]);
+	}, 30_000);
+
+	it("when dead letters have waited, then the redriver sends them back: the fixed one is applied once, the poison stops after maxRedrives", async () => {
+		const b = bus();
+		const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId("redrive")}:` });
+		try {
+			let fixed = false;
+			const applied: string[] = [];
+			const letters: DeadLetter[] = [];
+			await b.subscribe({
+				group: "redrive",
+				types: ["test.redrive", "test.redrivepoison"],
+				maxAttempts: 2,
+				backoffMs: 20,
+				onDeadLetter: l => letters.push(l),
+				handler: async (ev, info) => {
+					if (ev.type === "test.redrivepoison" || !fixed) throw new Error(`failed attempt ${info.attempt}`);
+					applied.push(`${ev.id}:${info.replayed}`);
+				}
+			});
+			const good = makeEvent("test.redrive", "rd", 1, {});
+			const poison = makeEvent("test.redrivepoison", "rp", 1, {});
+			await b.publish(good);
+			await b.publish(poison);
+			await waitFor(() => letters.length === 2, 10_000, "two dead letters");
+			expect(letters.map(l => l.redrives)).toEqual([0, 0]);
+			fixed = true;
+
+			const policy = { afterMs: 300, maxRedrives: 1 };
+			// Two nodes: the lease lets one work at a time; what it sends back arrives once.
+			const nodes = [1, 2].map(i => new DeadLetterRedriver({ bus: b, group: "redrive", policy, store, owner: `n${i}`, intervalMs: 200 }));
+			// Too young to go back yet.
+			expect((await nodes[0].round())!.redriven).toEqual([]);
+			nodes.forEach(n => n.start());
+			try {
+				await waitFor(() => applied.length === 1 && letters.length === 3, 10_000, "the good one applied, the poison dead again");
+				expect(applied).toEqual([`${good.id}:true`]);
+				expect(letters[2]).toMatchObject({ group: "redrive", event: poison, redrives: 1 });
+				// The poison had its one redrive: it stays in the queue, however many rounds run.
+				await sleep(1_500);
+			} finally {
+				await Promise.all(nodes.map(n => n.stop()));
+			}
+			expect(letters).toHaveLength(3);
+			expect(applied).toEqual([`${good.id}:true`]);
+			expect(await b.deadLetters({ group: "redrive" })).toEqual([expect.objectContaining({ event: poison, redrives: 1 })]);
+			expect(await b.redrive("redrive", policy)).toEqual({ redriven: [], exhausted: 1 });
+		} finally {
+			await store.clear();
+			await store.close();
+		}
+	}, 40_000);
 });

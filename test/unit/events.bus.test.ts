@@ -4,7 +4,9 @@
  * a failing handler is retried, then dead-lettered; a replay goes to the failed group only, once.
  */
 import { MemoryEventBus } from "../../lib/events/memory-bus";
+import { DeadLetterRedriver } from "../../lib/events/redrive";
 import type { DeadLetter, EventMessage } from "../../lib/events/types";
+import { MemoryStore } from "../../lib/store";
 import { waitFor } from "../support/harness";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -107,5 +109,117 @@ describe("memory event bus", () => {
 		await bus.publish(ev());
 		await sleep(30);
 		expect(got).toHaveLength(1);
+	});
+
+	it("when a handler fails for 2.5 s (a store restarting) and then recovers, then the event is applied and nothing is dead-lettered", async () => {
+		const started = Date.now();
+		const tries: number[] = [];
+		const applied: string[] = [];
+		const letters: DeadLetter[] = [];
+		// The bus's default schedule: what every consumer group gets unless it says otherwise.
+		await bus.subscribe({
+			group: "patient",
+			types: ["test.happened"],
+			onDeadLetter: l => letters.push(l),
+			handler: async (e, info) => {
+				tries.push(info.attempt);
+				if (Date.now() - started < 2_500) throw new Error("store unavailable");
+				applied.push(e.id);
+			}
+		});
+		const e = ev();
+		await bus.publish(e);
+		await waitFor(() => applied.length === 1 || letters.length > 0, 15_000, "the event applied or dead-lettered");
+		expect(letters).toEqual([]);
+		expect(applied).toEqual([e.id]);
+		expect(tries.length).toBeGreaterThanOrEqual(5);
+		expect(await bus.deadLetters()).toEqual([]);
+	}, 20_000);
+
+	it("when dead letters are redriven, then a fixed group applies its event once and a poison event stops after maxRedrives", async () => {
+		let fixed = false;
+		const applied: string[] = [];
+		const letters: DeadLetter[] = [];
+		await bus.subscribe({
+			group: "redriven",
+			types: ["test.happened", "test.poison"],
+			maxAttempts: 2,
+			backoffMs: 5,
+			onDeadLetter: l => letters.push(l),
+			handler: async e => {
+				if (e.type === "test.poison" || !fixed) throw new Error("boom");
+				applied.push(e.id);
+			}
+		});
+		const good = ev();
+		const poison = ev("test.poison");
+		await bus.publish(good);
+		await bus.publish(poison);
+		await waitFor(() => letters.length === 2, 2_000, "two dead letters");
+		const policy = { afterMs: 0, maxRedrives: 2 };
+		fixed = true;
+		// Another group's letters are not this group's business.
+		expect((await bus.redrive("someone-else", policy)).redriven).toEqual([]);
+
+		let round = await bus.redrive("redriven", policy);
+		expect(round.redriven.map(l => l.event.id).sort()).toEqual([good.id, poison.id].sort());
+		await waitFor(() => applied.length === 1 && letters.length === 3, 2_000, "the good one applied, the poison back");
+		expect(letters[2]).toMatchObject({ event: { id: poison.id }, redrives: 1 });
+
+		round = await bus.redrive("redriven", policy);
+		expect(round.redriven.map(l => l.event.id)).toEqual([poison.id]);
+		await waitFor(() => letters.length === 4, 2_000, "the poison back again");
+		expect(letters[3]).toMatchObject({ redrives: 2 });
+
+		// It had its two redrives: it stays, for an operator.
+		round = await bus.redrive("redriven", policy);
+		expect(round).toEqual({ redriven: [], exhausted: 1 });
+		await sleep(50);
+		expect(letters).toHaveLength(4);
+		expect(await bus.deadLetters({ group: "redriven" })).toEqual([expect.objectContaining({ event: poison, redrives: 2 })]);
+		expect(applied).toEqual([good.id]);
+
+		// An operator's replay keeps the count: the poison does not earn new automatic rounds by it.
+		await bus.replay(letters[3].id);
+		await waitFor(() => letters.length === 5, 2_000, "the poison after the manual replay");
+		expect(letters[4].redrives).toBe(2);
+		expect((await bus.redrive("redriven", policy)).exhausted).toBe(1);
+	});
+
+	it("when two nodes' redrivers run a round at once, then one of them works (the lease) and each letter goes back once", async () => {
+		const store = new MemoryStore({ sweepIntervalMs: 0 });
+		try {
+			let fixed = false;
+			const applied: string[] = [];
+			const letters: DeadLetter[] = [];
+			await bus.subscribe({
+				group: "leased",
+				types: ["test.happened"],
+				maxAttempts: 1,
+				onDeadLetter: l => letters.push(l),
+				handler: async e => {
+					if (!fixed) throw new Error("down");
+					applied.push(e.id);
+				}
+			});
+			const events = [ev(), ev(), ev()];
+			for (const e of events) await bus.publish(e);
+			await waitFor(() => letters.length === 3, 2_000, "three dead letters");
+			fixed = true;
+			const policy = { afterMs: 1, maxRedrives: 3 };
+			await sleep(5);
+			const [a, b] = [1, 2].map(i => new DeadLetterRedriver({ bus, group: "leased", policy, store, owner: `node-${i}` }));
+			const rounds = await Promise.all([a.round(), b.round()]);
+			expect(rounds.filter(r => r === null)).toHaveLength(1);
+			expect(rounds.find(r => r !== null)!.redriven).toHaveLength(3);
+			await waitFor(() => applied.length === 3, 2_000, "the redriven events");
+			await sleep(50);
+			expect(applied.sort()).toEqual(events.map(e => e.id).sort());
+			expect(await bus.deadLetters({ group: "leased" })).toEqual([]);
+			// The lease was given back: the next round works (with nothing left to do).
+			expect(await b.round()).toEqual({ redriven: [], exhausted: 0 });
+		} finally {
+			await store.close();
+		}
 	});
 });
