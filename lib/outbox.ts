@@ -137,6 +137,34 @@ export async function outboxStats(sequelize: Sequelize, staleMs: number, now = D
 	};
 }
 
+/**
+ * The latest event of each aggregate among `eventTypes`, by aggregate id after `after`, at most `limit`
+ * aggregates: a consumer rebuilds its view from this (the ranking, from the reservations' confirmed, cancelled and
+ * expired events). Each row is written in the transaction of the change it describes, so the latest one is the
+ * aggregate's committed state, with the version later events are ordered against. Published or not: one still
+ * waiting in the outbox arrives later with that same version and changes nothing. `next` is the last aggregate id
+ * of a full page (ask again after it), null at the end.
+ */
+export async function latestOutboxEvents(
+	sequelize: Sequelize,
+	opts: { aggregateType: string; eventTypes: string[]; after?: string; limit: number }
+): Promise<{ rows: EventMessage[]; next: string | null }> {
+	if (opts.eventTypes.length === 0) return { rows: [], next: null };
+	const types = opts.eventTypes.map(() => "?").join(",");
+	const rows = await sequelize.query<ClaimedRow>(
+		`SELECT o.seq, o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload, o.version, o.created_at
+		 FROM outbox_events o
+		 JOIN (SELECT aggregate_id, MAX(version) AS v FROM outbox_events
+		       WHERE aggregate_type = ? AND event_type IN (${types}) AND aggregate_id > ?
+		       GROUP BY aggregate_id ORDER BY aggregate_id LIMIT ?) latest
+		   ON o.aggregate_id = latest.aggregate_id AND o.version = latest.v
+		 WHERE o.aggregate_type = ?
+		 ORDER BY o.aggregate_id`,
+		{ replacements: [opts.aggregateType, ...opts.eventTypes, opts.after ?? "", opts.limit, opts.aggregateType], type: QueryTypes.SELECT }
+	);
+	return { rows: rows.map(toEventMessage), next: rows.length >= opts.limit ? rows[rows.length - 1].aggregate_id : null };
+}
+
 /** Emits "commit" with the Sequelize instance whose transaction just committed outbox rows. */
 export const outboxCommits = new EventEmitter();
 outboxCommits.setMaxListeners(100);

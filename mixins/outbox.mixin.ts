@@ -8,7 +8,7 @@
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { acquireEventBus, releaseEventBus, type EventBus, type EventMessage } from "../lib/events";
-import { OutboxRelay, outboxStats } from "../lib/outbox";
+import { latestOutboxEvents, OutboxRelay, outboxStats } from "../lib/outbox";
 import type { DbVars } from "./db.mixin";
 import type { PlatformVars } from "./platform.mixin";
 
@@ -32,6 +32,24 @@ export const OutboxRelayMixin: Partial<ServiceSchema> = {
 				const self = this as unknown as RelayService;
 				// COUNT(*) for the backlog (not capped), the stale rows filtered in SQL (at most 100, oldest first).
 				return { producer: self.name, ...(await outboxStats(self.sequelize, ctx.params.staleMs ?? 60_000)) };
+			}
+		},
+
+		/**
+		 * For a consumer that rebuilds its view (read only): the latest event of each aggregate among `eventTypes`,
+		 * paged by aggregate id (lib/outbox.ts latestOutboxEvents). The ranking's rebuild reads the reservations'.
+		 */
+		outboxLatest: {
+			visibility: "public",
+			params: {
+				aggregateType: { type: "string", min: 1, max: 40 },
+				eventTypes: { type: "array", min: 1, max: 20, items: { type: "string", min: 1, max: 64 } },
+				after: { type: "string", max: 64, optional: true },
+				limit: { type: "number", integer: true, min: 1, max: 1000, optional: true }
+			},
+			async handler(ctx: Context<{ aggregateType: string; eventTypes: string[]; after?: string; limit?: number }>) {
+				const self = this as unknown as RelayService;
+				return latestOutboxEvents(self.sequelize, { ...ctx.params, limit: ctx.params.limit ?? 500 });
 			}
 		}
 	},

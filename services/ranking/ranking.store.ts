@@ -10,9 +10,29 @@
  * So a duplicate (same version) changes nothing, and a cancel (v3) that arrives before its confirm (v2) sets the
  * contribution to 0 and makes the late confirm a no-op.
  *
+ * The rebuild (issue 15 item 6) uses the same rule. It used to replace the scores and keep the per-reservation
+ * versions, so an event in flight during a rebuild counted twice or not at all, and after a Redis loss a cancel of
+ * a booking confirmed before the loss found no version and changed nothing. Now the rebuild builds a complete
+ * second copy, versions and scores together, beside the live one: every reservation's latest state from the
+ * producer's outbox (the truth, with its version) goes into the copy through the same max-version rule, and every
+ * event applied while the copy is being built goes into both. Whatever the order of the truth's pages and the
+ * events, the copy ends with, per reservation, the newest state either of them knew, and scores that are exactly
+ * the sum of those states. Then one step swaps the copy in. So an event in flight during a rebuild counts once,
+ * and every event after it is applied against the versions the rebuild wrote.
+ *
+ * One node builds at a time: the build is a lease (`ranking:build:lease`), renewed by each page, that a dead
+ * builder loses; the next build throws its half-built copy away.
+ *
+ * `ranking:ready` is written with the scores by each rebuild. When Redis comes back without its data, the marker is
+ * gone with everything else: `apply` then refuses (the event is retried later), `ready()` says false, and the
+ * ranking service rebuilds itself from the database (ranking.service.ts). A fresh install starts the same way.
+ *
  * Redis layout, relative to the install prefix:
- *   ranking:concerts           -> sorted set concertId -> seats sold
- *   ranking:r:<reservationId>  -> hash {v: last applied version, n: seats counted, c: concertId}
+ *   ranking:concerts        -> sorted set concertId -> seats sold (the live copy)
+ *   ranking:states          -> hash reservationId -> "<version>:<seats>:<concertId>" (the live copy)
+ *   ranking:ready           -> present once the live copy is complete (the time of the rebuild that made it)
+ *   ranking:build:lease     -> the builder (PX lease) while a rebuild runs
+ *   ranking:build:concerts, ranking:build:states -> the copy being built
  */
 import type Redis from "ioredis";
 import { MemoryStore, redisCall, RedisStore, type CoordinationStore } from "../../lib/store";
@@ -30,6 +50,8 @@ export interface ApplyOutcome {
 	applied: boolean;
 	/** How much the concert's score moved. */
 	delta: number;
+	/** True when the store has no ranking at all (lost with Redis, never built): nothing was applied. */
+	lost?: boolean;
 }
 
 export interface ConcertScore {
@@ -44,15 +66,53 @@ export interface RankingStore {
 	/** Highest scores first (ties by concert id); only concerts with seats sold. */
 	top(limit: number): Promise<ConcertScore[]>;
 	score(concertId: string): Promise<number>;
-	/** Replaces every score at once (the rebuild from the reservation service's truth). */
-	replaceAll(scores: ConcertScore[]): Promise<void>;
+	/** False when there is no complete ranking (lost with its store, or never built): it needs a rebuild. */
+	ready(): Promise<boolean>;
+	/** Starts a rebuild as `owner`; false when another one holds the build lease. Throws away an abandoned copy. */
+	beginRebuild(owner: string, leaseMs: number): Promise<boolean>;
+	/** Adds truth states to the copy being built and renews the lease; false when `owner` lost it. */
+	seed(owner: string, states: ReservationState[], leaseMs: number): Promise<boolean>;
+	/** Swaps the copy in and marks the ranking ready; false when `owner` lost the lease (nothing changed). */
+	commitRebuild(owner: string): Promise<boolean>;
+	/** Gives up a rebuild of `owner`: the copy is dropped, the live ranking stays. */
+	abortRebuild(owner: string): Promise<void>;
 	/** Drops everything (tests). */
 	clear(): Promise<void>;
 }
 
+export class RankingRebuildLostError extends Error {
+	constructor() {
+		super("the ranking rebuild lost its lease (another node took over, or the store lost it)");
+		this.name = "RankingRebuildLostError";
+	}
+}
+
+/**
+ * A whole rebuild: begin, the truth's pages, commit. Answers false (and changes nothing) when another node is
+ * rebuilding; throws, with the copy dropped, when the truth cannot be read or the lease was lost.
+ */
+export async function rebuildRanking(
+	store: RankingStore,
+	owner: string,
+	pages: AsyncIterable<ReservationState[]>,
+	leaseMs = 30_000
+): Promise<boolean> {
+	if (!(await store.beginRebuild(owner, leaseMs))) return false;
+	try {
+		for await (const states of pages) {
+			if (!(await store.seed(owner, states, leaseMs))) throw new RankingRebuildLostError();
+		}
+		if (!(await store.commitRebuild(owner))) throw new RankingRebuildLostError();
+		return true;
+	} catch (err) {
+		await store.abortRebuild(owner).catch(() => undefined);
+		throw err;
+	}
+}
+
 export function createRankingStore(store: CoordinationStore): RankingStore {
 	if (store instanceof RedisStore) return new RedisRankingStore(store.redis);
-	if (store instanceof MemoryStore) return new MemoryRankingStore();
+	if (store instanceof MemoryStore) return new MemoryRankingStore(store.now);
 	throw new Error(`no ranking store for a ${store.kind} coordination store`);
 }
 
@@ -64,13 +124,12 @@ function check(state: ReservationState): void {
 
 const byScore = (a: ConcertScore, b: ConcertScore) => b.score - a.score || a.concertId.localeCompare(b.concertId);
 
-export class MemoryRankingStore implements RankingStore {
-	readonly kind = "memory" as const;
-	private readonly scores = new Map<string, number>();
-	private readonly states = new Map<string, { v: number; n: number }>();
+/** One copy of the ranking: the per-reservation states and the scores that are their sums. */
+class MemoryCopy {
+	readonly scores = new Map<string, number>();
+	readonly states = new Map<string, { v: number; n: number }>();
 
-	async apply(state: ReservationState): Promise<ApplyOutcome> {
-		check(state);
+	apply(state: ReservationState): ApplyOutcome {
 		const cur = this.states.get(state.reservationId) ?? { v: 0, n: 0 };
 		if (state.version <= cur.v) return { applied: false, delta: 0 };
 		this.states.set(state.reservationId, { v: state.version, n: state.seats });
@@ -82,50 +141,161 @@ export class MemoryRankingStore implements RankingStore {
 		}
 		return { applied: true, delta };
 	}
+}
+
+export class MemoryRankingStore implements RankingStore {
+	readonly kind = "memory" as const;
+	/** null until the first rebuild: an embedded node that starts has lost whatever it counted before. */
+	private live: MemoryCopy | null = null;
+	private build: { owner: string; until: number; copy: MemoryCopy } | null = null;
+
+	constructor(private readonly now: () => number = Date.now) {}
+
+	private building(): MemoryCopy | null {
+		if (this.build && this.build.until <= this.now()) this.build = null;
+		return this.build?.copy ?? null;
+	}
+
+	async apply(state: ReservationState): Promise<ApplyOutcome> {
+		check(state);
+		const building = this.building();
+		if (!this.live && !building) return { applied: false, delta: 0, lost: true };
+		const outcome = this.live?.apply(state);
+		const built = building?.apply(state);
+		return (outcome ?? built)!;
+	}
 
 	async top(limit: number): Promise<ConcertScore[]> {
-		return [...this.scores].map(([concertId, score]) => ({ concertId, score })).sort(byScore).slice(0, limit);
+		return [...(this.live?.scores ?? [])].map(([concertId, score]) => ({ concertId, score })).sort(byScore).slice(0, limit);
 	}
 
 	async score(concertId: string): Promise<number> {
-		return this.scores.get(concertId) ?? 0;
+		return this.live?.scores.get(concertId) ?? 0;
 	}
 
-	async replaceAll(scores: ConcertScore[]): Promise<void> {
-		this.scores.clear();
-		for (const s of scores) if (s.score > 0) this.scores.set(s.concertId, s.score);
+	async ready(): Promise<boolean> {
+		return this.live !== null;
+	}
+
+	async beginRebuild(owner: string, leaseMs: number): Promise<boolean> {
+		if (this.building()) return false;
+		this.build = { owner, until: this.now() + leaseMs, copy: new MemoryCopy() };
+		return true;
+	}
+
+	async seed(owner: string, states: ReservationState[], leaseMs: number): Promise<boolean> {
+		states.forEach(check);
+		const copy = this.building();
+		if (!copy || this.build!.owner !== owner) return false;
+		this.build!.until = this.now() + leaseMs;
+		for (const s of states) copy.apply(s);
+		return true;
+	}
+
+	async commitRebuild(owner: string): Promise<boolean> {
+		const copy = this.building();
+		if (!copy || this.build!.owner !== owner) return false;
+		this.live = copy;
+		this.build = null;
+		return true;
+	}
+
+	async abortRebuild(owner: string): Promise<void> {
+		if (this.build?.owner === owner) this.build = null;
 	}
 
 	async clear(): Promise<void> {
-		this.scores.clear();
-		this.states.clear();
+		this.live = null;
+		this.build = null;
 	}
 }
 
-const SCORES = "ranking:concerts";
-const stateKey = (reservationId: string) => `ranking:r:${reservationId}`;
+const KEYS = {
+	ready: "ranking:ready",
+	lease: "ranking:build:lease",
+	scores: "ranking:concerts",
+	states: "ranking:states",
+	buildScores: "ranking:build:concerts",
+	buildStates: "ranking:build:states"
+} as const;
+
+/** The max-version rule on one copy (states hash, scores set); shared by the scripts below. */
+const APPLY_LUA = `
+local function applyTo(sk, zk, rid, cid, version, seats)
+  local v, old = 0, 0
+  local cur = redis.call('HGET', sk, rid)
+  if cur then
+    local a, b = string.match(cur, '^(%d+):(%d+):')
+    v, old = tonumber(a), tonumber(b)
+  end
+  if tonumber(version) <= v then return {0, 0} end
+  local n = tonumber(seats)
+  redis.call('HSET', sk, rid, version .. ':' .. n .. ':' .. cid)
+  local delta = n - old
+  if delta ~= 0 then
+    local s = tonumber(redis.call('ZINCRBY', zk, delta, cid))
+    if s <= 0 then redis.call('ZREM', zk, cid) end
+  end
+  return {1, delta}
+end
+`;
 
 const SCRIPTS = {
-	/** KEYS: state hash, scores; ARGV: concertId, version, seats. Returns {applied, delta}. */
-	rankingApply: `
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if tonumber(ARGV[2]) <= v then return {0, 0} end
-local old = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
-local n = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'n', n, 'c', ARGV[1])
-local delta = n - old
-if delta ~= 0 then
-  local s = tonumber(redis.call('ZINCRBY', KEYS[2], delta, ARGV[1]))
-  if s <= 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+	/**
+	 * KEYS: ready, lease, states, scores, build states, build scores; ARGV: reservationId, concertId, version, seats.
+	 * Applies to the live copy and to the one being built; {-1, 0} when there is neither (the store was lost).
+	 */
+	rankingApply: {
+		keys: 6,
+		lua: `${APPLY_LUA}
+local ready = redis.call('EXISTS', KEYS[1]) == 1
+local building = redis.call('EXISTS', KEYS[2]) == 1
+if not ready and not building then return {-1, 0} end
+local out = nil
+if ready then out = applyTo(KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
+if building then
+  local b = applyTo(KEYS[5], KEYS[6], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+  if not ready then out = b end
 end
-return {1, delta}`,
-	/** KEYS: scores; ARGV: concertId, score, concertId, score... Replaces the whole set in one step. */
-	rankingReplace: `
-redis.call('DEL', KEYS[1])
-for i = 1, #ARGV, 2 do
-  if tonumber(ARGV[i + 1]) > 0 then redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i]) end
-end
+return out`
+	},
+	/** KEYS: lease, build states, build scores; ARGV: owner, lease ms. 0 when a build is running. */
+	rankingBegin: {
+		keys: 3,
+		lua: `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`
+	},
+	/** KEYS: lease, build states, build scores; ARGV: owner, lease ms, then reservationId, concertId, version, seats... */
+	rankingSeed: {
+		keys: 3,
+		lua: `${APPLY_LUA}
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 3, #ARGV, 4 do applyTo(KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
+return 1`
+	},
+	/** KEYS: lease, build states, build scores, states, scores, ready; ARGV: owner, time. The swap, in one step. */
+	rankingCommit: {
+		keys: 6,
+		lua: `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) else redis.call('DEL', KEYS[4]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[5]) else redis.call('DEL', KEYS[5]) end
+redis.call('SET', KEYS[6], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1`
+	},
+	/** KEYS: lease, build states, build scores; ARGV: owner. */
+	rankingAbort: {
+		keys: 3,
+		lua: `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1`
+	}
 } as const;
 
 type ScriptedRedis = Redis & Record<keyof typeof SCRIPTS, (...args: (string | number)[]) => Promise<unknown>>;
@@ -136,8 +306,8 @@ export class RedisRankingStore implements RankingStore {
 
 	/** `redis` is the node's store client; its keyPrefix applies to KEYS. */
 	constructor(redis: Redis) {
-		for (const [name, lua] of Object.entries(SCRIPTS)) {
-			if (!(name in redis)) redis.defineCommand(name, { lua });
+		for (const [name, def] of Object.entries(SCRIPTS)) {
+			if (!(name in redis)) redis.defineCommand(name, { lua: def.lua, numberOfKeys: def.keys });
 		}
 		this.redis = redis as ScriptedRedis;
 	}
@@ -145,34 +315,55 @@ export class RedisRankingStore implements RankingStore {
 	async apply(state: ReservationState): Promise<ApplyOutcome> {
 		check(state);
 		const [applied, delta] = (await this.wrap(
-			this.redis.rankingApply(2, stateKey(state.reservationId), SCORES, state.concertId, state.version, state.seats)
+			this.redis.rankingApply(KEYS.ready, KEYS.lease, KEYS.states, KEYS.scores, KEYS.buildStates, KEYS.buildScores, state.reservationId, state.concertId, state.version, state.seats)
 		)) as [number, number];
+		if (Number(applied) === -1) return { applied: false, delta: 0, lost: true };
 		return { applied: Number(applied) === 1, delta: Number(delta) };
 	}
 
 	async top(limit: number): Promise<ConcertScore[]> {
-		const flat = await this.wrap(this.redis.zrevrange(SCORES, 0, Math.max(0, limit - 1), "WITHSCORES"));
+		const flat = await this.wrap(this.redis.zrevrange(KEYS.scores, 0, Math.max(0, limit - 1), "WITHSCORES"));
 		const out: ConcertScore[] = [];
 		for (let i = 0; i < flat.length; i += 2) out.push({ concertId: flat[i], score: Number(flat[i + 1]) });
 		return out.sort(byScore);
 	}
 
 	async score(concertId: string): Promise<number> {
-		return Number((await this.wrap(this.redis.zscore(SCORES, concertId))) ?? 0);
+		return Number((await this.wrap(this.redis.zscore(KEYS.scores, concertId))) ?? 0);
 	}
 
-	async replaceAll(scores: ConcertScore[]): Promise<void> {
-		await this.wrap(this.redis.rankingReplace(1, SCORES, ...scores.flatMap(s => [s.concertId, s.score])));
+	async ready(): Promise<boolean> {
+		return (await this.wrap(this.redis.exists(KEYS.ready))) === 1;
+	}
+
+	async beginRebuild(owner: string, leaseMs: number): Promise<boolean> {
+		return Number(await this.wrap(this.redis.rankingBegin(KEYS.lease, KEYS.buildStates, KEYS.buildScores, owner, Math.ceil(leaseMs)))) === 1;
+	}
+
+	async seed(owner: string, states: ReservationState[], leaseMs: number): Promise<boolean> {
+		states.forEach(check);
+		const args = states.flatMap(s => [s.reservationId, s.concertId, s.version, s.seats]);
+		return Number(await this.wrap(this.redis.rankingSeed(KEYS.lease, KEYS.buildStates, KEYS.buildScores, owner, Math.ceil(leaseMs), ...args))) === 1;
+	}
+
+	async commitRebuild(owner: string): Promise<boolean> {
+		const ok = await this.wrap(
+			this.redis.rankingCommit(KEYS.lease, KEYS.buildStates, KEYS.buildScores, KEYS.states, KEYS.scores, KEYS.ready, owner, new Date().toISOString())
+		);
+		return Number(ok) === 1;
+	}
+
+	async abortRebuild(owner: string): Promise<void> {
+		await this.wrap(this.redis.rankingAbort(KEYS.lease, KEYS.buildStates, KEYS.buildScores, owner));
 	}
 
 	async clear(): Promise<void> {
-		// Only used by tests; the coordination store's clear() removes the per-reservation hashes with the prefix.
-		await this.redis.del(SCORES);
+		// Only used by tests; the coordination store's clear() removes every key of the prefix.
+		await this.redis.del(...Object.values(KEYS));
 	}
 
 	/** Connection-level failures become the store's retryable error (a 503 over HTTP, a retry for an event). */
 	private wrap<T>(p: Promise<T>): Promise<T> {
 		return redisCall(p);
 	}
-
 }

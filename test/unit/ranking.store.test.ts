@@ -1,9 +1,15 @@
 /**
  * Contract of the ranking store (services/ranking/ranking.store.ts), run against the memory implementation and the
- * real Redis: versions per reservation decide, so duplicates and out-of-order events never move a score wrongly.
+ * real Redis: versions per reservation decide, so duplicates and out-of-order events never move a score wrongly;
+ * a rebuild writes the versions with the scores, so events in flight and after it apply once (issue 15 item 6).
  */
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+async function* pages(...list: ReservationState[][]): AsyncIterable<ReservationState[]> {
+	for (const p of list) yield p;
+}
 import { MemoryStore, RedisStore } from "../../lib/store";
-import { createRankingStore, type RankingStore } from "../../services/ranking/ranking.store";
+import { createRankingStore, rebuildRanking, RankingRebuildLostError, type RankingStore, type ReservationState } from "../../services/ranking/ranking.store";
 import { REDIS_URL, runId } from "../support/isolation";
 
 interface Fixture {
@@ -15,9 +21,11 @@ function rankingContract(name: string, make: () => Fixture): void {
 	describe(`ranking store contract: ${name}`, () => {
 		let f: Fixture;
 		let r: RankingStore;
-		beforeEach(() => {
+		beforeEach(async () => {
 			f = make();
 			r = f.ranking;
+			// A fresh store holds no ranking until its first rebuild (an empty truth here).
+			expect(await rebuildRanking(r, "setup", pages())).toBe(true);
 		});
 		afterEach(() => f.close());
 
@@ -70,13 +78,102 @@ function rankingContract(name: string, make: () => Fixture): void {
 			]);
 		});
 
-		it("when the scores are replaced, then only the given ones remain", async () => {
+		it("when a rebuild runs, then the scores are the truth's: drift and reservations the truth does not know are gone", async () => {
 			await r.apply(state("a", 2, 1, "stale"));
-			await r.replaceAll([
-				{ concertId: "x", score: 5 },
-				{ concertId: "zero", score: 0 }
-			]);
+			expect(await rebuildRanking(r, "n1", pages([state("x1", 2, 3, "x"), state("x2", 4, 0, "x")], [state("x3", 2, 2, "x"), state("z", 3, 0, "zero")]))).toBe(true);
 			expect(await r.top(10)).toEqual([{ concertId: "x", score: 5 }]);
+		});
+
+		it("when the store has lost its ranking, then apply refuses and ready says so, until a rebuild", async () => {
+			await r.apply(state("r1", 2, 3));
+			await r.clear();
+			expect(await r.ready()).toBe(false);
+			expect(await r.apply(state("r2", 2, 1))).toEqual({ applied: false, delta: 0, lost: true });
+			expect(await r.top(10)).toEqual([]);
+			await rebuildRanking(r, "n1", pages([state("r1", 2, 3)]));
+			expect(await r.ready()).toBe(true);
+			expect(await r.score("c1")).toBe(3);
+		});
+
+		it("when an event the truth already counted arrives after the rebuild, then it counts once (truth 2, not 4)", async () => {
+			await rebuildRanking(r, "n1", pages([state("r1", 2, 2)]));
+			expect(await r.apply(state("r1", 2, 2))).toEqual({ applied: false, delta: 0 });
+			expect(await r.score("c1")).toBe(2);
+		});
+
+		it("when an event is applied while a rebuild runs and the truth missed it, then it is kept (truth 1, not 0)", async () => {
+			expect(await r.beginRebuild("n1", 10_000)).toBe(true);
+			expect(await r.seed("n1", [state("r1", 2, 2)], 10_000)).toBe(true);
+			// Committed after the truth's page was read, applied before the swap.
+			expect(await r.apply(state("r2", 2, 1))).toEqual({ applied: true, delta: 1 });
+			// And one the truth saw, delivered during the build: once.
+			expect(await r.apply(state("r1", 2, 2))).toMatchObject({ applied: true });
+			expect(await r.commitRebuild("n1")).toBe(true);
+			expect(await r.score("c1")).toBe(3);
+			expect(await r.apply(state("r1", 2, 2))).toEqual({ applied: false, delta: 0 });
+			expect(await r.score("c1")).toBe(3);
+		});
+
+		it("when a booking confirmed before a store loss is cancelled after the rebuild, then its seats come off", async () => {
+			await r.apply(state("r1", 2, 3));
+			await r.apply(state("r2", 2, 1));
+			await r.clear();
+			await rebuildRanking(r, "n1", pages([state("r1", 2, 3), state("r2", 2, 1)]));
+			expect(await r.score("c1")).toBe(4);
+			expect(await r.apply(state("r1", 3, 0))).toEqual({ applied: true, delta: -3 });
+			expect(await r.score("c1")).toBe(1);
+		});
+
+		it("when the store is lost and events arrive during the rebuild, then they go into the copy and count once", async () => {
+			await r.clear();
+			expect(await r.beginRebuild("n1", 10_000)).toBe(true);
+			expect(await r.apply(state("r9", 2, 2))).toEqual({ applied: true, delta: 2 });
+			expect(await r.ready()).toBe(false);
+			await r.seed("n1", [state("r9", 2, 2), state("r8", 3, 0)], 10_000);
+			expect(await r.apply(state("r8", 2, 4))).toEqual({ applied: false, delta: 0 });
+			await r.commitRebuild("n1");
+			expect(await r.top(10)).toEqual([{ concertId: "c1", score: 2 }]);
+		});
+
+		it("when two nodes rebuild at once, then one builds; a builder that lost its lease cannot commit; its copy is dropped", async () => {
+			await r.apply(state("live", 2, 1));
+			expect(await r.beginRebuild("n1", 100)).toBe(true);
+			expect(await r.beginRebuild("n2", 10_000)).toBe(false);
+			expect(await rebuildRanking(r, "n2", pages([state("x", 2, 9)]))).toBe(false);
+			await r.seed("n1", [state("half", 2, 7)], 100);
+			await sleep(250);
+			// n1 stalled past its lease: n2 takes over, without n1's half-built copy.
+			expect(await r.beginRebuild("n2", 10_000)).toBe(true);
+			expect(await r.seed("n1", [state("late", 2, 1)], 100)).toBe(false);
+			expect(await r.commitRebuild("n1")).toBe(false);
+			await r.seed("n2", [state("live", 2, 1)], 10_000);
+			expect(await r.commitRebuild("n2")).toBe(true);
+			expect(await r.top(10)).toEqual([{ concertId: "c1", score: 1 }]);
+			await expect(
+				rebuildRanking(
+					r,
+					"n3",
+					(async function* () {
+						yield [state("live", 3, 0)];
+						await r.abortRebuild("n3");
+						yield [state("other", 2, 5)];
+					})()
+				)
+			).rejects.toBeInstanceOf(RankingRebuildLostError);
+			expect(await r.top(10)).toEqual([{ concertId: "c1", score: 1 }]);
+		});
+
+		it("when the truth cannot be read halfway, then the rebuild is dropped and the live ranking stays", async () => {
+			await r.apply(state("live", 2, 2));
+			const failing = (async function* () {
+				yield [state("live", 3, 0)];
+				throw new Error("reservation service unavailable");
+			})();
+			await expect(rebuildRanking(r, "n1", failing)).rejects.toThrow(/unavailable/);
+			expect(await r.score("c1")).toBe(2);
+			// The lease went with it: the next rebuild starts at once.
+			expect(await rebuildRanking(r, "n2", pages([state("live", 3, 0)]))).toBe(true);
+			expect(await r.score("c1")).toBe(0);
 		});
 
 		it("when a state is malformed, then it is refused and nothing changes", async () => {

@@ -1,7 +1,9 @@
 /**
  * Test-only peers of the events contexts: `concert.get` (a catalog that knows ids starting with "c-" and can be
- * switched down) and the two reservation actions the events contexts call (`reservation.hasConfirmed`,
- * `reservation.soldSeatsByConcert`), whose answers a test sets. The real services are other issues'.
+ * switched down) and the reservation actions the events contexts call (`reservation.hasConfirmed`,
+ * `reservation.soldSeatsByConcert`, `reservation.outboxLatest`: the truth the ranking is verified against and
+ * rebuilt from), whose answers a test sets. `fakeHoldTruth` makes the truth wait until released, to put an event
+ * in flight in the middle of a rebuild. The real services are other issues'.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { Errors } from "moleculer";
@@ -33,7 +35,28 @@ export const FakeConcertService: ServiceSchema<Record<string, never>, Record<str
 	}
 };
 
-type ReservationThis = { confirmed: Set<string>; sold: { concertId: string; seats: number }[]; asked: number };
+/** A reservation as the truth knows it: its latest ranked event. */
+export interface FakeReservation {
+	reservationId: string;
+	concertId: string;
+	version: number;
+	type: "reservation.confirmed" | "reservation.cancelled" | "reservation.expired";
+	seats: number;
+}
+
+type ReservationThis = {
+	confirmed: Set<string>;
+	sold: { concertId: string; seats: number }[];
+	reservations: FakeReservation[];
+	asked: number;
+	truthGate?: Promise<void>;
+	openGate?: () => void;
+	truthWaiting: number;
+	/** Pages of the truth served by outboxLatest. */
+	truthReads: number;
+	truth(): FakeReservation[];
+	gate(): Promise<void>;
+};
 
 export const FakeReservationService: ServiceSchema<Record<string, never>, Record<string, never>, ReservationThis> = {
 	name: "reservation",
@@ -45,9 +68,53 @@ export const FakeReservationService: ServiceSchema<Record<string, never>, Record
 				return { confirmed: this.confirmed.has(`${ctx.params.userId}|${ctx.params.concertId}`) };
 			}
 		},
-		soldSeatsByConcert: {
-			handler() {
-				return this.sold;
+		async soldSeatsByConcert() {
+			await this.gate();
+			const sums = new Map<string, number>();
+			for (const r of this.truth()) if (r.type === "reservation.confirmed") sums.set(r.concertId, (sums.get(r.concertId) ?? 0) + r.seats);
+			return [...sums].map(([concertId, seats]) => ({ concertId, seats }));
+		},
+		outboxLatest: {
+			params: { aggregateType: "string", eventTypes: { type: "array", items: "string" }, after: { type: "string", optional: true }, limit: { type: "number", optional: true } },
+			async handler(ctx: Context<{ after?: string; limit?: number }>) {
+				this.truthReads++;
+				await this.gate();
+				const limit = ctx.params.limit ?? 500;
+				const after = ctx.params.after ?? "";
+				const page = this.truth()
+					.filter(r => r.reservationId > after)
+					.sort((a, b) => (a.reservationId < b.reservationId ? -1 : 1))
+					.slice(0, limit);
+				const rows = page.map(r => ({
+					id: `truth-${r.reservationId}-${r.version}`,
+					type: r.type,
+					aggregateType: "reservation",
+					aggregateId: r.reservationId,
+					version: r.version,
+					createdAt: new Date().toISOString(),
+					payload: { reservationId: r.reservationId, userId: "u", concertId: r.concertId, scheduleId: "s", seatIds: Array.from({ length: r.seats }, (_, i) => `seat-${i}`) }
+				}));
+				return { rows, next: page.length === limit ? page[page.length - 1].reservationId : null };
+			}
+		},
+		fakeReservations: {
+			params: { reservations: { type: "array", items: "object" } },
+			handler(ctx: Context<{ reservations: FakeReservation[] }>) {
+				this.reservations = ctx.params.reservations;
+				return true;
+			}
+		},
+		/** hold: the truth's answers wait; release: they go on. `waiting` says how many wait now. */
+		fakeHoldTruth: {
+			params: { hold: "boolean" },
+			handler(ctx: Context<{ hold: boolean }>) {
+				if (ctx.params.hold && !this.truthGate) this.truthGate = new Promise<void>(r => (this.openGate = r));
+				if (!ctx.params.hold && this.openGate) {
+					this.openGate();
+					this.truthGate = undefined;
+					this.openGate = undefined;
+				}
+				return { waiting: this.truthWaiting, reads: this.truthReads };
 			}
 		},
 		fakeConfirm: {
@@ -65,9 +132,28 @@ export const FakeReservationService: ServiceSchema<Record<string, never>, Record
 			}
 		}
 	},
+	methods: {
+		/** The reservations set by a test, plus one confirmed reservation per `fakeSold` entry. */
+		truth(): FakeReservation[] {
+			const fromSold = this.sold.map(s => ({ reservationId: `sold-${s.concertId}`, concertId: s.concertId, version: 2, type: "reservation.confirmed" as const, seats: s.seats }));
+			return [...this.reservations, ...fromSold];
+		},
+		async gate() {
+			if (!this.truthGate) return;
+			this.truthWaiting++;
+			try {
+				await this.truthGate;
+			} finally {
+				this.truthWaiting--;
+			}
+		}
+	},
 	created() {
 		this.confirmed = new Set();
 		this.sold = [];
+		this.reservations = [];
 		this.asked = 0;
+		this.truthWaiting = 0;
+		this.truthReads = 0;
 	}
 };
