@@ -30,8 +30,8 @@ import {
 	type SeatStatus
 } from "./concert.domain";
 import { DEMO_CATALOG } from "./demo-data";
-import { SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
-import { createHoldStore, type HoldStore } from "./holds.store";
+import { HoldAbandonedError, SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
+import { createHoldStore, LateReleases, type HoldKey, type HoldStore } from "./holds.store";
 
 interface Settings {
 	/** Seed the demo catalog into an empty database at start. */
@@ -57,6 +57,8 @@ interface SeatMap {
 interface Vars {
 	repo: CatalogRepo;
 	holds: HoldStore;
+	/** Releases done after a commit or a refusal, retried in the background when the store is down. */
+	lateReleases: LateReleases;
 	/** Per-node cache of seat maps (immutable data), so a hold costs one SQL read: the sold check. */
 	seatMaps: Map<string, SeatMap>;
 }
@@ -118,6 +120,7 @@ interface Methods {
 	requireSchedule(id: string): Promise<ScheduleRecord>;
 	seatMapOf(scheduleId: string): Promise<SeatMap>;
 	ttlMs(): number;
+	releaseLater(req: HoldKey & { owner: string }, wanted?: () => Promise<boolean>): Promise<boolean>;
 	countHold(outcome: "held" | "conflict" | "sold", seats: number): void;
 }
 
@@ -308,6 +311,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 
 				const outcome = await this.holds.hold({ scheduleId, seatIds, owner, ttlMs: this.ttlMs() });
 				if (!outcome.ok) {
+					if (outcome.abandoned) throw new HoldAbandonedError(owner);
 					this.countHold("conflict", seatIds.length);
 					throw new SeatUnavailableError(outcome.conflicts);
 				}
@@ -317,7 +321,8 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				// our hold (confirmSeats fences with the holds), and one that committed before it is seen here.
 				const sold = await this.repo.salesOf(scheduleId, seatIds);
 				if (sold.size > 0) {
-					await this.holds.release({ scheduleId, seatIds, owner });
+					// The answer is "sold" whether or not the store lets go now; a release it refuses is retried.
+					await this.releaseLater({ scheduleId, seatIds, owner });
 					this.countHold("sold", seatIds.length);
 					throw new SeatUnavailableError(seatIds.filter(id => sold.has(id)));
 				}
@@ -333,13 +338,24 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			}
 		},
 
-		/** Releases the seats `owner` holds (fencing: another owner's hold is untouched); idempotent. */
+		/**
+		 * Releases the seats `owner` holds (fencing: another owner's hold is untouched); idempotent. `abandon`: the
+		 * caller gave up on a hold whose outcome it does not know (a timeout), so the owner is also refused any hold
+		 * that arrives later: a `hold` for it still queued here (a busy bulkhead, a slow node) would otherwise land
+		 * after this release and block the seats for HOLD_TTL_SEC with no reservation behind it. The refusal is a
+		 * tombstone in the store, checked by the hold script in the same atomic step that would take the hold, so no
+		 * ordering of the two calls leaves a hold; a deadline carried by the request could not promise that (a hold
+		 * that starts just before it and writes just after). Owners are fresh ids per attempt, so a tombstone never
+		 * refuses anyone else. It lives twice the hold time: a hold that waits longer than that on a node finds it
+		 * gone, and then lasts its own TTL at most.
+		 */
 		release: {
 			visibility: "public",
-			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId },
-			async handler(this: This, ctx: Context<SeatsParams & { owner: string }>) {
+			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId, abandon: { type: "boolean", optional: true } },
+			async handler(this: This, ctx: Context<SeatsParams & { owner: string; abandon?: boolean }>) {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
-				const released = await this.holds.release({ scheduleId: ctx.params.scheduleId, seatIds, owner: ctx.params.owner });
+				const req = { scheduleId: ctx.params.scheduleId, seatIds, owner: ctx.params.owner };
+				const released = ctx.params.abandon ? await this.holds.abandon({ ...req, ttlMs: 2 * this.ttlMs() }) : await this.holds.release(req);
 				return { scheduleId: ctx.params.scheduleId, owner: ctx.params.owner, released };
 			}
 		},
@@ -348,6 +364,12 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		 * Saga step 3: the seats become SOLD to the reservation in the database, then its holds are dropped.
 		 * Idempotent per reservation (a repeat, or a retry after a timeout, sells nothing twice). 409
 		 * SEAT_UNAVAILABLE when a seat is sold to another reservation or held by another owner right now.
+		 *
+		 * Once the sale is written the step has succeeded, whatever happens to the hold: dropping it is cleanup, and a
+		 * store outage at that moment must not fail the step (its retries would run out and the saga would undo a
+		 * paid booking). A release the store refuses is retried in the background until the hold expires; meanwhile
+		 * the lingering hold only makes the seat look taken, which it is: SOLD wins in the seat map, and `hold`
+		 * refuses a sold seat whoever holds it.
 		 */
 		confirmSeats: {
 			visibility: "public",
@@ -364,19 +386,24 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 					// Fence: the reservation's own hold (or free seats, if its hold lapsed) and no one else's. A seat
 					// another reservation holds now is not sold from under it.
 					const fence = await this.holds.hold({ scheduleId, seatIds, owner: reservationId, ttlMs: this.settings.saleFenceMs });
-					if (!fence.ok) throw new SeatUnavailableError(fence.conflicts);
+					if (!fence.ok) throw new SeatUnavailableError(fence.abandoned ? seatIds : fence.conflicts);
 					try {
 						await this.repo.sell({ reservationId, scheduleId, seatIds });
 					} catch (err) {
 						// Refused for good (sold to someone else meanwhile): a hold on those seats is worth nothing, and
 						// left in place it would count them twice. A transient failure keeps it for the retry.
 						if ((err as { type?: string }).type === "SEAT_UNAVAILABLE") {
-							await this.holds.release({ scheduleId, seatIds, owner: reservationId });
+							await this.releaseLater({ scheduleId, seatIds, owner: reservationId });
 						}
 						throw err;
 					}
 				}
-				await this.holds.release({ scheduleId, seatIds, owner: reservationId });
+				// Retried only while the seats are still sold to this reservation: once a compensation has un-sold them,
+				// the hold (a re-hold's) is not ours to drop any more.
+				await this.releaseLater({ scheduleId, seatIds, owner: reservationId }, async () => {
+					const sales = await this.repo.salesOf(scheduleId, seatIds);
+					return seatIds.every(id => sales.get(id) === reservationId);
+				});
 				return { reservationId, scheduleId, seatIds, status: "SOLD" };
 			}
 		},
@@ -410,6 +437,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 					}
 					// Seats still sold to us can be held by someone else only for a moment (their hold's own check sees
 					// the sale and lets go): wait and retry. Seats no longer ours went to someone else for good.
+					if (outcome.abandoned) throw new SeatUnavailableError(seatIds);
 					const sales = await this.repo.salesOf(scheduleId, outcome.conflicts);
 					const lost = outcome.conflicts.filter(id => sales.get(id) !== reservationId);
 					if (lost.length > 0) throw new SeatUnavailableError(lost);
@@ -419,7 +447,10 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			}
 		},
 
-		/** Cancellation of a confirmed reservation: its seats stop being SOLD (and any hold it has goes). Idempotent. */
+		/**
+		 * Cancellation of a confirmed reservation: its seats stop being SOLD (and any hold it has goes). Idempotent.
+		 * As in confirmSeats, the hold's release is cleanup after the commit and never fails the step.
+		 */
 		releaseSold: {
 			visibility: "public",
 			params: saleParams,
@@ -428,7 +459,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const { reservationId, scheduleId } = ctx.params;
 				await this.requireSchedule(scheduleId);
 				const { unsold } = await this.repo.unsell({ reservationId, scheduleId, seatIds });
-				await this.holds.release({ scheduleId, seatIds, owner: reservationId });
+				await this.releaseLater({ scheduleId, seatIds, owner: reservationId });
 				return { reservationId, scheduleId, seatIds, released: unsold };
 			}
 		},
@@ -532,6 +563,12 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			return this.config.holdTtlSec * 1000;
 		},
 
+		/** A release that never throws: refused by the store, it is retried in the background until the hold expires. */
+		releaseLater(this: This, req: HoldKey & { owner: string }, wanted?: () => Promise<boolean>): Promise<boolean> {
+			const until = Date.now() + Math.max(this.ttlMs(), this.settings.saleFenceMs);
+			return this.lateReleases.release(req, { until, wanted });
+		},
+
 		/** Business metrics: hold requests and their seats by outcome (held, conflict with a hold, already sold). */
 		countHold(this: This, outcome: "held" | "conflict" | "sold", seats: number) {
 			if (!this.broker.isMetricsEnabled()) return;
@@ -544,6 +581,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		// The DbMixin has migrated by now (moleculer-db connects in its own `started`, which runs first).
 		this.repo = new CatalogRepo(this.sequelize);
 		this.holds = createHoldStore(this.store);
+		this.lateReleases = new LateReleases(this.holds, { log: msg => this.logger.warn(msg) });
 		this.seatMaps = new Map();
 		if (this.broker.isMetricsEnabled()) {
 			const m = this.broker.metrics;
@@ -557,6 +595,11 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		if (this.settings.seedDemoData && (await this.repo.seedIfEmpty(DEMO_CATALOG))) {
 			this.logger.info(`Seeded the demo catalog: ${DEMO_CATALOG.length} concerts`);
 		}
+	},
+
+	stopped(this: This) {
+		// Pending late releases are dropped: the holds' own TTL frees those seats.
+		this.lateReleases?.stop();
 	}
 };
 

@@ -41,3 +41,14 @@ export class SaleContentionError extends Errors.MoleculerRetryableError {
 		this.name = "SaleContentionError";
 	}
 }
+
+/**
+ * A hold for an owner whose caller gave up on it (`concert.release` with `abandon`): it arrived after the give-up
+ * and is refused, so it cannot block seats with no reservation behind it. Nobody waits for this answer.
+ */
+export class HoldAbandonedError extends Errors.MoleculerClientError {
+	constructor(owner: string) {
+		super("The hold was given up by its caller", 409, "HOLD_ABANDONED", { owner });
+		this.name = "HoldAbandonedError";
+	}
+}

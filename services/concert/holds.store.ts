@@ -15,6 +15,8 @@
  *   concert:h:{<scheduleId>}:<seatId>  -> owner, with PX = the hold's time to live (its expiry frees the seat)
  *   concert:hi:{<scheduleId>}          -> sorted set seatId -> expiry (ms); live holds are those scored after now,
  *                                         so the held count of a schedule is one ZCOUNT, with no decrement to miss
+ *   concert:g:{<scheduleId>}:<owner>   -> "1" with PX: the owner was abandoned (its caller gave up); no hold for it
+ *                                         lands while this lives
  */
 import type Redis from "ioredis";
 import { MemoryStore, redisCall, RedisStore, type CoordinationStore } from "../../lib/store";
@@ -33,15 +35,21 @@ export interface HoldRequest extends HoldKey {
 /**
  * `ok`: the owner now holds every seat; `expiresAt` (epoch ms) is the earliest expiry among them (a seat the owner
  * already held keeps its expiry: holding again is idempotent, not a renewal). Otherwise nothing changed and
- * `conflicts` lists the seats another owner holds.
+ * `conflicts` lists the seats another owner holds, or `abandoned` says the owner was given up (see `abandon`).
  */
-export type HoldOutcome = { ok: true; expiresAt: number } | { ok: false; conflicts: string[] };
+export type HoldOutcome = { ok: true; expiresAt: number } | { ok: false; conflicts: string[]; abandoned?: false } | { ok: false; conflicts: []; abandoned: true };
 
 export interface HoldStore {
 	readonly kind: "memory" | "redis";
 	hold(req: HoldRequest): Promise<HoldOutcome>;
 	/** Releases the seats `owner` holds among those given; returns how many. Others' holds are untouched. */
 	release(req: HoldKey & { owner: string }): Promise<number>;
+	/**
+	 * `release`, and in the same atomic step a tombstone for the owner that lives `ttlMs`: until it expires, a hold
+	 * for this owner on this schedule is refused (`abandoned`), however late it arrives. For a caller that gave up
+	 * on a hold whose outcome it does not know: the hold may still be on its way (queued on a slow node).
+	 */
+	abandon(req: HoldKey & { owner: string; ttlMs: number }): Promise<number>;
 	/** The live owner of each seat (null = free), in the order given. */
 	owners(req: HoldKey): Promise<(string | null)[]>;
 	/** Seats of the schedule held right now. */
@@ -69,6 +77,72 @@ function checkRequest(req: HoldKey, ttlMs?: number): void {
 
 // ---------------------------------------------------------------------------------------------------------------
 
+export interface LateReleaseOptions {
+	/** The hold is gone by itself by then (its TTL): no point retrying after it. Epoch ms. */
+	until: number;
+	/** Asked before each retry: false when something else has taken the hold over meanwhile (e.g. a re-hold). */
+	wanted?: () => Promise<boolean>;
+}
+
+/**
+ * Releases that must not fail their caller: work after a commit (a sale's hold once the sale is written) or after
+ * a refusal. One that fails (the store is down) is retried in the background with a growing delay until it
+ * succeeds, is no longer wanted, or the hold has expired by itself anyway. Kept in memory per node: if the node
+ * dies first, the hold's own TTL frees the seats, which is all a release does earlier.
+ */
+export class LateReleases {
+	private readonly timers = new Map<string, NodeJS.Timeout>();
+	private stopped = false;
+
+	constructor(
+		private readonly holds: HoldStore,
+		private readonly opts: { log: (msg: string) => void; baseMs?: number; maxMs?: number; maxPending?: number; now?: () => number }
+	) {}
+
+	/** Releases now if it can (true), otherwise schedules the retries (false). Never throws. */
+	async release(req: HoldKey & { owner: string }, opts: LateReleaseOptions): Promise<boolean> {
+		try {
+			await this.holds.release(req);
+			return true;
+		} catch (err) {
+			this.opts.log(`release of ${req.owner}'s hold on ${req.seatIds.length} seat(s) failed (${(err as Error).message}); retrying in the background`);
+			this.retry(req, opts, 1);
+			return false;
+		}
+	}
+
+	/** Releases waiting for a retry (tests, metrics). */
+	get pending(): number {
+		return this.timers.size;
+	}
+
+	stop(): void {
+		this.stopped = true;
+		for (const t of this.timers.values()) clearTimeout(t);
+		this.timers.clear();
+	}
+
+	private retry(req: HoldKey & { owner: string }, opts: LateReleaseOptions, attempt: number): void {
+		const key = `${req.scheduleId} ${req.owner} ${[...req.seatIds].sort().join(",")}`;
+		const now = this.opts.now?.() ?? Date.now();
+		if (this.stopped || now >= opts.until || this.timers.has(key)) return;
+		if (this.timers.size >= (this.opts.maxPending ?? 10_000)) return; // the TTL frees these seats
+		const delay = Math.min(this.opts.maxMs ?? 5000, (this.opts.baseMs ?? 250) * 2 ** Math.min(attempt - 1, 10));
+		const timer = setTimeout(() => {
+			this.timers.delete(key);
+			void (async () => {
+				if (opts.wanted && !(await opts.wanted())) return;
+				await this.holds.release(req);
+				this.opts.log(`released ${req.owner}'s lingering hold after ${attempt} retr${attempt === 1 ? "y" : "ies"}`);
+			})().catch(() => this.retry(req, opts, attempt + 1));
+		}, delay);
+		timer.unref();
+		this.timers.set(key, timer);
+	}
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
 interface Lease {
 	owner: string;
 	expiresAt: number;
@@ -78,12 +152,15 @@ export class MemoryHoldStore implements HoldStore {
 	readonly kind = "memory" as const;
 	/** scheduleId -> seatId -> lease. */
 	private readonly schedules = new Map<string, Map<string, Lease>>();
+	/** `<scheduleId> <owner>` -> expiry of its tombstone. */
+	private readonly abandoned = new Map<string, number>();
 
 	constructor(private readonly now: () => number = Date.now) {}
 
 	async hold(req: HoldRequest): Promise<HoldOutcome> {
 		checkRequest(req, req.ttlMs);
 		const now = this.now();
+		if ((this.abandoned.get(`${req.scheduleId} ${req.owner}`) ?? 0) > now) return { ok: false, conflicts: [], abandoned: true };
 		const seats = this.live(req.scheduleId, now, true);
 		const conflicts = req.seatIds.filter(id => {
 			const l = seats.get(id);
@@ -113,6 +190,15 @@ export class MemoryHoldStore implements HoldStore {
 		return n;
 	}
 
+	async abandon(req: HoldKey & { owner: string; ttlMs: number }): Promise<number> {
+		checkRequest(req, req.ttlMs);
+		const now = this.now();
+		// Expired tombstones go when new ones come, so the map stays as small as the live ones.
+		for (const [key, until] of this.abandoned) if (until <= now) this.abandoned.delete(key);
+		this.abandoned.set(`${req.scheduleId} ${req.owner}`, now + req.ttlMs);
+		return this.release(req);
+	}
+
 	async owners(req: HoldKey): Promise<(string | null)[]> {
 		const seats = this.live(req.scheduleId, this.now());
 		return req.seatIds.map(id => seats.get(id)?.owner ?? null);
@@ -129,6 +215,7 @@ export class MemoryHoldStore implements HoldStore {
 
 	async clear(): Promise<void> {
 		this.schedules.clear();
+		this.abandoned.clear();
 	}
 
 	/** Schedules with leases kept in memory, expired ones included until read (leak checks in tests). */
@@ -162,29 +249,31 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 const SCRIPTS = {
 	/**
-	 * KEYS[1] index, KEYS[2..] seat keys; ARGV[1] owner, ARGV[2] ttl ms, ARGV[3..] seat ids (same order).
-	 * Checks every seat first and writes only if none is held by another owner: all or nothing.
+	 * KEYS[1] index, KEYS[2] the owner's tombstone, KEYS[3..] seat keys; ARGV[1] owner, ARGV[2] ttl ms, ARGV[3..]
+	 * seat ids (same positions as their keys). Refuses an abandoned owner; then checks every seat first and writes
+	 * only if none is held by another owner: all or nothing.
 	 */
 	concertHold: `${NOW}
 local owner = ARGV[1]
 local ttl = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
 local conflicts = {}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local cur = redis.call('GET', KEYS[i])
-  if cur and cur ~= owner then conflicts[#conflicts + 1] = ARGV[i + 1] end
+  if cur and cur ~= owner then conflicts[#conflicts + 1] = ARGV[i] end
 end
 if #conflicts > 0 then return {0, conflicts} end
 local expiresAt = now + ttl
 local earliest = expiresAt
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local left = redis.call('PTTL', KEYS[i])
   if left > 0 then
     -- Ours already: keep it. Its exact expiry is the index score (PTTL is rounded to the server's ms clock).
-    local e = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i + 1]) or (now + left))
+    local e = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]) or (now + left))
     if e < earliest then earliest = e end
   else
     redis.call('SET', KEYS[i], owner, 'PX', ttl)
-    redis.call('ZADD', KEYS[1], expiresAt, ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], expiresAt, ARGV[i])
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -195,6 +284,23 @@ return {1, earliest}`,
 	concertRelease: `
 local n = 0
 for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n`,
+
+	/**
+	 * KEYS[1] index, KEYS[2] the owner's tombstone, KEYS[3..] seat keys; ARGV[1] owner, ARGV[2] tombstone ttl ms,
+	 * ARGV[3..] seat ids. The tombstone and the owner's releases in one step: a hold for the owner is either already
+	 * in place (and released here) or comes later (and is refused).
+	 */
+	concertAbandon: `
+redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[2]))
+local n = 0
+for i = 3, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
     redis.call('ZREM', KEYS[1], ARGV[i])
@@ -234,12 +340,19 @@ export class RedisHoldStore implements HoldStore {
 
 	async hold(req: HoldRequest): Promise<HoldOutcome> {
 		checkRequest(req, req.ttlMs);
-		const keys = [indexKey(req.scheduleId), ...req.seatIds.map(id => seatKey(req.scheduleId, id))];
+		const keys = [indexKey(req.scheduleId), tombstoneKey(req.scheduleId, req.owner), ...req.seatIds.map(id => seatKey(req.scheduleId, id))];
 		const res = (await this.wrap(
 			this.redis.concertHold(keys.length, ...keys, req.owner, req.ttlMs, ...req.seatIds)
 		)) as [number, number | string[]];
 		if (Number(res[0]) === 1) return { ok: true, expiresAt: Number(res[1]) };
+		if (Number(res[0]) === 2) return { ok: false, conflicts: [], abandoned: true };
 		return { ok: false, conflicts: res[1] as string[] };
+	}
+
+	async abandon(req: HoldKey & { owner: string; ttlMs: number }): Promise<number> {
+		checkRequest(req, req.ttlMs);
+		const keys = [indexKey(req.scheduleId), tombstoneKey(req.scheduleId, req.owner), ...req.seatIds.map(id => seatKey(req.scheduleId, id))];
+		return Number(await this.wrap(this.redis.concertAbandon(keys.length, ...keys, req.owner, req.ttlMs, ...req.seatIds)));
 	}
 
 	async release(req: HoldKey & { owner: string }): Promise<number> {
@@ -267,7 +380,7 @@ export class RedisHoldStore implements HoldStore {
 		// SCAN does not apply keyPrefix, UNLINK does: match with the prefix, delete without it.
 		let cursor = "0";
 		do {
-			const [next, keys] = await this.wrap(this.redis.scan(cursor, "MATCH", `${this.prefix}concert:h*`, "COUNT", 500));
+			const [next, keys] = await this.wrap(this.redis.scan(cursor, "MATCH", `${this.prefix}concert:[hg]*`, "COUNT", 500));
 			cursor = next;
 			if (keys.length > 0) await this.wrap(this.redis.unlink(...keys.map(k => k.slice(this.prefix.length))));
 		} while (cursor !== "0");
@@ -283,4 +396,8 @@ function seatKey(scheduleId: string, seatId: string): string {
 
 function indexKey(scheduleId: string): string {
 	return `concert:hi:{${scheduleId}}`;
+}
+
+function tombstoneKey(scheduleId: string, owner: string): string {
+	return `concert:g:{${scheduleId}}:${owner}`;
 }

@@ -175,13 +175,21 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
 
 				const id = crypto.randomUUID();
+				// Giving the hold up: it is released, and a hold for this owner that is still on its way (queued on a
+				// slow catalog node) is refused when it arrives (concert.release `abandon`). Called outside the request's
+				// deadline, which has usually just run out (a timeout is what brings us here): a ctx.call would be
+				// skipped without being sent.
+				const abandon = () =>
+					this.broker
+						.call("concert.release", { scheduleId, seatIds, owner: id, abandon: true }, { parentCtx: ctx })
+						.catch((err: Error) => this.logger.warn(`abandoning hold ${id} failed; it expires by itself`, err.message));
 				let hold: HoldView;
 				try {
 					hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
 				} catch (err) {
-					// A timeout leaves the hold in doubt (it may have been taken): give it back rather than let it
-					// block the seats until it expires. A refusal (4xx) took nothing.
-					if (!isClientError(err)) await ctx.call("concert.release", { scheduleId, seatIds, owner: id }).catch(() => undefined);
+					// A timeout leaves the hold in doubt (it may have been taken, or still be queued): give it up rather
+					// than let it block the seats until it expires. A refusal (4xx) took nothing.
+					if (!isClientError(err)) await abandon();
 					throw err;
 				}
 				const now = new Date();
@@ -208,7 +216,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					});
 				} catch (err) {
 					// No reservation, so no hold either: give the seats back at once rather than at expiry.
-					await ctx.call("concert.release", { scheduleId, seatIds, owner: id }).catch(() => undefined);
+					await abandon();
 					throw err;
 				}
 				ctx.meta.$statusCode = 201;

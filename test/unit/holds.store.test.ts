@@ -127,6 +127,28 @@ function holdContract(name: string, make: () => Fixture): void {
 			expect(await holds.heldCounts([sched])).toEqual([0]);
 		});
 
+		it("when an owner is abandoned, then its hold is gone, a later hold for it is refused, and other owners are untouched", async () => {
+			expect((await hold("r1", ["a", "b"])).ok).toBe(true);
+			expect((await hold("r2", ["c"])).ok).toBe(true);
+			expect(await holds.abandon({ scheduleId: sched, seatIds: ["a", "b"], owner: "r1", ttlMs: 60_000 })).toBe(2);
+			expect(await hold("r1", ["a", "b"])).toEqual({ ok: false, conflicts: [], abandoned: true });
+			// A hold that never landed before the give-up is refused just the same when it arrives.
+			await holds.abandon({ scheduleId: sched, seatIds: ["d"], owner: "r3", ttlMs: 60_000 });
+			expect(await hold("r3", ["d"])).toEqual({ ok: false, conflicts: [], abandoned: true });
+			expect(await holds.owners({ scheduleId: sched, seatIds: ["a", "b", "c", "d"] })).toEqual([null, null, "r2", null]);
+			expect(await holds.heldCounts([sched])).toEqual([1]);
+			// Only this schedule: the owner id is the tombstone's, per schedule.
+			expect((await hold("r1", ["a"], 60_000, runId("s"))).ok).toBe(true);
+			expect((await hold("r4", ["a", "b", "d"])).ok).toBe(true);
+		});
+
+		it("when an abandoned owner's tombstone expires, then it can hold again", async () => {
+			await holds.abandon({ scheduleId: sched, seatIds: ["a"], owner: "r1", ttlMs: 200 });
+			expect((await hold("r1", ["a"])).ok).toBe(false);
+			await f.advance(400);
+			expect((await hold("r1", ["a"])).ok).toBe(true);
+		});
+
 		it("when a request repeats a seat or has a bad ttl, then it is refused and nothing is held", async () => {
 			await expect(hold("r1", ["a", "a"])).rejects.toThrow(/distinct/);
 			await expect(hold("r1", ["a"], 0)).rejects.toThrow(/ttlMs/);

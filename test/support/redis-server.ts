@@ -1,0 +1,99 @@
+/**
+ * A private redis-server for one test: its own port and data directory, so a test can stop, kill and restart it
+ * (a Redis outage) without touching the shared server other tests and developers use.
+ *
+ *   const redis = await startRedisServer({ appendonly: true });
+ *   await env.broker(["concert"], { config: { redis: { url: redis.url } } });
+ *   await redis.stop();      // the outage; the data directory stays
+ *   await redis.restart();   // same port, same data (with appendonly or its shutdown save)
+ */
+import { ChildProcess, spawn } from "child_process";
+import fs from "fs";
+import net from "net";
+import os from "os";
+import path from "path";
+import { waitFor } from "./harness";
+import { freePort } from "./nats-server";
+
+export interface RedisServerOptions {
+	port?: number;
+	/** Where it keeps its RDB/AOF files; a temporary directory (removed when the test process exits) otherwise. */
+	dataDir?: string;
+	/** AOF with `appendfsync everysec` (what docker-compose runs); otherwise only the RDB save at shutdown. */
+	appendonly?: boolean;
+}
+
+export interface PrivateRedis {
+	port: number;
+	/** `redis://127.0.0.1:<port>` */
+	url: string;
+	/** The pid of the running process (changes with `restart`). */
+	pid: number;
+	/** SIGTERM and wait for the exit (Redis saves its data on the way out); the data directory stays. */
+	stop(): Promise<void>;
+	/** A crash: the signal (SIGKILL by default), then wait for the exit. */
+	kill(signal?: NodeJS.Signals): Promise<void>;
+	/** Starts it again on the same port and data directory (stopping it first if it runs). */
+	restart(): Promise<void>;
+}
+
+const portOpen = (port: number) =>
+	new Promise<boolean>(resolve => {
+		const s = net.connect(port, "127.0.0.1");
+		s.once("connect", () => {
+			s.destroy();
+			resolve(true);
+		});
+		s.once("error", () => resolve(false));
+	});
+
+export async function startRedisServer(opts: RedisServerOptions = {}): Promise<PrivateRedis> {
+	const port = opts.port ?? (await freePort());
+	let dir = opts.dataDir;
+	if (!dir) {
+		const own = fs.mkdtempSync(path.join(os.tmpdir(), "crp-redis-"));
+		process.once("exit", () => fs.rmSync(own, { recursive: true, force: true }));
+		dir = own;
+	}
+	const args = ["--bind", "127.0.0.1", "--port", String(port), "--dir", dir, "--daemonize", "no", "--protected-mode", "no"];
+	if (opts.appendonly) args.push("--appendonly", "yes", "--appendfsync", "everysec");
+
+	let proc: ChildProcess;
+	let exited: Promise<void>;
+	const launch = async () => {
+		const p = spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+		let out = "";
+		p.stdout!.on("data", d => (out += d));
+		p.stderr!.on("data", d => (out += d));
+		exited = new Promise<void>(resolve => p.once("exit", () => resolve()));
+		proc = p;
+		try {
+			await waitFor(async () => p.exitCode !== null || (await portOpen(port)), 15_000, `redis-server on ${port}`);
+			if (p.exitCode !== null) throw new Error(`redis-server exited:\n${out}`);
+		} catch (err) {
+			p.kill("SIGKILL");
+			throw err;
+		}
+	};
+	const running = () => proc.exitCode === null && proc.signalCode === null;
+	const end = async (signal: NodeJS.Signals) => {
+		if (running()) proc.kill(signal);
+		await exited;
+	};
+	await launch();
+
+	const server: PrivateRedis = {
+		port,
+		url: `redis://127.0.0.1:${port}`,
+		get pid() {
+			return proc.pid!;
+		},
+		stop: () => end("SIGTERM"),
+		kill: (signal = "SIGKILL") => end(signal),
+		async restart() {
+			await end("SIGTERM");
+			await launch();
+		}
+	};
+	return server;
+}
