@@ -69,6 +69,11 @@ export interface Config {
 		expiresInSec: number;
 	};
 	holdTtlSec: number;
+	/**
+	 * A FAILED saga with an open dead letter is retried by itself after this long, then after twice as long per
+	 * time it failed again (up to an hour); 0: only operators retry.
+	 */
+	sagaFailedRetrySec: number;
 	queueMaxActive: number;
 	queueActiveTtlSec: number;
 	idempotencyTtlSec: number;
@@ -317,6 +322,7 @@ export function loadConfig(env: Env = process.env): Config {
 		storePrefix,
 		jwt: { secret: jwtSecret, expiresInSec: int("JWT_EXPIRES_SEC", 900, 60, 86400) },
 		holdTtlSec: int("HOLD_TTL_SEC", 300, 1, 86400),
+		sagaFailedRetrySec: int("SAGA_FAILED_RETRY_SEC", 30, 0, 86400),
 		queueMaxActive: int("QUEUE_MAX_ACTIVE", 100, 1, 1_000_000),
 		queueActiveTtlSec: int("QUEUE_ACTIVE_TTL_SEC", 600, 1, 86400),
 		idempotencyTtlSec: int("IDEMPOTENCY_TTL_SEC", 86400, 60, 7 * 86400),

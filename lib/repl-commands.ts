@@ -49,6 +49,17 @@ interface Out {
 	write(s: string): void;
 }
 
+/** The saga's status once it is terminal, polled for up to `waitMs`; undefined if it is still active by then. */
+async function settled(broker: Pick<ServiceBroker, "call">, id: string, waitMs: number): Promise<string | undefined> {
+	const until = Date.now() + waitMs;
+	for (;;) {
+		const { status } = await broker.call<{ status: string }, object>("saga.find", { id });
+		if (status === "COMPLETED" || status === "COMPENSATED" || status === "FAILED") return status;
+		if (Date.now() >= until) return undefined;
+		await new Promise(r => setTimeout(r, 200));
+	}
+}
+
 /** The commands, printing to `out` (stdout by default; a test passes its own). */
 export function replCommands(out: Out = process.stdout): ReplCommand[] {
 	const print = (s: string) => out.write(`${s}\n`);
@@ -86,6 +97,11 @@ export function replCommands(out: Out = process.stdout): ReplCommand[] {
 						if (!args.arg) return usage("sagas retry <sagaId>");
 						const s = await broker.call<{ id: string; status: string }, object>("saga.retry", { id: args.arg });
 						print(`saga ${s.id} resumed: ${s.status}`);
+						// Where it ended, when that is quick: COMPLETED or COMPENSATED settled its reservation; FAILED again
+						// means the cause is still there.
+						const end = await settled(broker, s.id, 5000);
+						if (end) print(`saga ${s.id} ${end}${end === "FAILED" ? ": failed again (sagas show " + s.id + ")" : ""}`);
+						else print(`saga ${s.id} still running; sagas show ${s.id} follows it`);
 					} else usage("sagas [list [STATUS] | show <id> | retry <id>]");
 				})
 		},

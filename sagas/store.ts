@@ -441,6 +441,21 @@ export class SagaStore {
 		return n === 1;
 	}
 
+	/**
+	 * FAILED sagas that an operator has not settled (an OPEN dead letter), oldest first: when the last one parked
+	 * (ms) and how many times the saga has been parked in all (its dead letters of any status).
+	 */
+	async parkedSagas(limit: number): Promise<{ sagaId: string; parkedAt: number; parked: number }[]> {
+		const rows = await this.select<{ saga_id: string; parked_at: number | string; parked: number | string }>(
+			`SELECT d.saga_id, MAX(d.created_at) AS parked_at, (SELECT COUNT(*) FROM dead_letters a WHERE a.saga_id = d.saga_id) AS parked
+			 FROM dead_letters d JOIN saga_instances s ON s.id = d.saga_id
+			 WHERE d.status = 'OPEN' AND s.status = 'FAILED'
+			 GROUP BY d.saga_id ORDER BY MAX(d.created_at) LIMIT ?`,
+			[limit]
+		);
+		return rows.map(r => ({ sagaId: r.saga_id, parkedAt: Number(r.parked_at), parked: Number(r.parked) }));
+	}
+
 	async deadLetters(opts: { status?: DeadLetter["status"]; sagaId?: string; offset: number; limit: number }): Promise<{ rows: DeadLetter[]; total: number }> {
 		const where: string[] = [];
 		const args: unknown[] = [];

@@ -3,6 +3,13 @@
  * the step journal and dead letters in its own database; it calls the participants through the broker; any
  * replica can resume a saga whose node died (leases + a recovery scan). Admin actions back the operations routes
  * of API.md and are callable from the REPL (`call saga.list --status FAILED`, `call saga.retry --id ...`).
+ *
+ * A saga parked FAILED (a compensation, or a step past the point of no return, kept failing) usually failed on a
+ * fault that passes: a store or database outage longer than its retries. Left alone it would hold its reservation
+ * in PAYING or CANCELLING until an operator retried it. So every node also retries FAILED sagas by itself, as an
+ * operator's retry does (same step, same idempotency keys: nothing runs twice), after SAGA_FAILED_RETRY_SEC and
+ * then twice as long each time the saga fails again, up to an hour. A dead letter an operator RESOLVED means "settled
+ * by hand": that saga is left FAILED, as the record.
  */
 import crypto from "crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
@@ -18,6 +25,9 @@ import { SagaStore } from "../../sagas/store";
 import { TERMINAL_STATUSES, type DeadLetter, type SagaDefinition, type SagaState, type SagaStatus } from "../../sagas/types";
 import { DeadLetterClosedError, SagaKeyConflictError, SagaNotRetryableError, UnknownSagaTypeError } from "./errors";
 import { createSagaTables } from "./migrations/001_create_saga_tables";
+
+/** The longest wait between two automatic retries of a saga that keeps failing. */
+const MAX_FAILED_RETRY_MS = 3600_000;
 
 export interface SagaSettings extends ExecutorSettings {
 	/** How often this node looks for sagas whose lease expired (their node died). */
@@ -61,6 +71,8 @@ interface SagaMethods {
 	recover(): Promise<number>;
 	renewLeases(): Promise<void>;
 	resume(id: string): Promise<SagaState>;
+	retryParked(id: string, note: string | null): Promise<SagaState>;
+	retryFailed(): Promise<number>;
 	registerMetrics(): void;
 	metric(name: string, labels: Record<string, string>, value?: number): void;
 }
@@ -243,9 +255,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			auth: "admin",
 			params: { id: { type: "string", min: 1, max: 36 }, $$strict: "remove" },
 			async handler(this: This, ctx: Context<IdParams, { $statusCode?: number }>) {
-				const saga = await this.resume(ctx.params.id);
-				const open = await this.sagaStore.deadLetters({ sagaId: saga.id, status: "OPEN", offset: 0, limit: 100 });
-				for (const dl of open.rows) await this.sagaStore.closeDeadLetter(dl.id, "RETRIED", null);
+				const saga = await this.retryParked(ctx.params.id, null);
 				ctx.meta.$statusCode = 202;
 				return toView(saga);
 			}
@@ -394,6 +404,38 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 			return (await this.sagaStore.get(id))!;
 		},
 
+		/** `resume`, and its open dead letters are marked RETRIED (with `note`). */
+		async retryParked(this: This, id: string, note: string | null) {
+			const saga = await this.resume(id);
+			const open = await this.sagaStore.deadLetters({ sagaId: saga.id, status: "OPEN", offset: 0, limit: 100 });
+			for (const dl of open.rows) await this.sagaStore.closeDeadLetter(dl.id, "RETRIED", note);
+			return saga;
+		},
+
+		/**
+		 * Automatic retry: resumes the FAILED sagas with an open dead letter whose wait is over (SAGA_FAILED_RETRY_SEC
+		 * after they parked, doubled per earlier park). Every node runs it; the conditional resume lets one win.
+		 */
+		async retryFailed(this: This) {
+			const baseMs = this.config.sagaFailedRetrySec * 1000;
+			if (baseMs <= 0) return 0;
+			const now = this.sagaStore.now();
+			let resumed = 0;
+			for (const p of await this.sagaStore.parkedSagas(100)) {
+				const waitMs = Math.min(MAX_FAILED_RETRY_MS, baseMs * 2 ** Math.min(p.parked - 1, 20));
+				if (now < p.parkedAt + waitMs || this.driving.has(p.sagaId)) continue;
+				try {
+					await this.retryParked(p.sagaId, `automatic retry ${p.parked}`);
+					resumed++;
+					this.logger.info(`saga ${p.sagaId}: FAILED ${p.parked} time(s); retried by itself`);
+				} catch (err) {
+					// Another node resumed it first (SAGA_NOT_RETRYABLE), or the database is down: the next scan sees.
+					if ((err as { type?: string }).type !== "SAGA_NOT_RETRYABLE") throw err;
+				}
+			}
+			return resumed;
+		},
+
 		registerMetrics(this: This) {
 			const m = this.broker.metrics;
 			if (!this.broker.isMetricsEnabled()) return;
@@ -402,7 +444,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				["saga.completed", "Sagas completed"],
 				["saga.compensated", "Sagas compensated after a rejection or a failed step"],
 				["saga.failed", "Sagas parked as FAILED with a dead letter"],
-				["saga.retried", "FAILED sagas resumed by an operator"],
+				["saga.retried", "FAILED sagas resumed, by an operator or by the automatic retry"],
 				["saga.recovered", "Sagas taken over from a dead node"]
 			]) {
 				if (!m.hasMetric(name)) m.register({ type: "counter", name, description, labelNames: name === "saga.recovered" ? [] : ["type"] });
@@ -481,6 +523,9 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 		};
 		every(Math.max(100, Math.floor(this.settings.leaseMs / 3)), () => this.renewLeases());
 		every(this.settings.recoveryIntervalMs, () => this.recover());
+		if (this.config.sagaFailedRetrySec > 0) {
+			every(Math.max(200, Math.min(this.config.sagaFailedRetrySec * 1000, 10_000) / 2), () => this.retryFailed());
+		}
 		void this.recover().catch(err => this.logger.warn("saga recovery failed:", (err as Error).message));
 	},
 

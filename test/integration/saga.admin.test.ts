@@ -19,7 +19,8 @@ let admin: string;
 let user: string;
 
 beforeAll(async () => {
-	env = testEnv({ cluster: false, env: { ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "admin-password" } });
+	// Operators' routes only: no automatic retry of FAILED sagas racing the test's (test/integration/saga.settle.test.ts).
+	env = testEnv({ cluster: false, env: { ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "admin-password", SAGA_FAILED_RETRY_SEC: "0" } });
 	nodes = new SchemaNodes(env);
 	// Metrics on without a reporter, so the test can read the registry.
 	broker = await nodes.node([serviceFile("api"), serviceFile("user"), testSagaSchema(), FakeService], undefined, { metrics: { enabled: true, reporter: [] } });
