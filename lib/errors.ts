@@ -5,7 +5,7 @@
  */
 import { Errors } from "moleculer";
 
-const { MoleculerClientError } = Errors;
+const { MoleculerClientError, MoleculerRetryableError } = Errors;
 
 export class UnauthorizedError extends MoleculerClientError {
 	constructor(message = "Authentication required") {
@@ -35,6 +35,61 @@ export class FieldValidationError extends MoleculerClientError {
 		super("Parameters validation error!", 422, "VALIDATION_ERROR", fields);
 		this.name = "ValidationError";
 	}
+}
+
+/**
+ * A service's database cannot be reached, refuses us, or is too busy (lock wait timeout, too many connections):
+ * retryable, a 503 with Retry-After at the gateway. `reason` is a short phrase without hosts ("connection refused").
+ */
+export class DatabaseUnavailableError extends MoleculerRetryableError {
+	constructor(reason = "unavailable") {
+		super(`database unavailable: ${reason}`, 503, "SERVICE_UNAVAILABLE", { dependency: "database", reason, retryAfterSec: 2 });
+		this.name = "ServiceUnavailableError";
+	}
+}
+
+/** Driver and server codes of a database that is down, unreachable, refusing us or too busy to answer in time. */
+const DB_UNAVAILABLE_CODES = new Set<unknown>([
+	"ECONNREFUSED",
+	"ECONNRESET",
+	"ETIMEDOUT",
+	"EPIPE",
+	"EHOSTUNREACH",
+	"ENETUNREACH",
+	"ENOTFOUND",
+	"EAI_AGAIN",
+	"PROTOCOL_CONNECTION_LOST",
+	"PROTOCOL_SEQUENCE_TIMEOUT",
+	"ER_CON_COUNT_ERROR",
+	"ER_TOO_MANY_USER_CONNECTIONS",
+	"ER_SERVER_SHUTDOWN",
+	"ER_CONNECTION_KILLED",
+	"ER_LOCK_WAIT_TIMEOUT",
+	"ER_LOCK_DEADLOCK",
+	"ER_ACCESS_DENIED_ERROR",
+	"ER_DBACCESS_DENIED_ERROR",
+	"SQLITE_BUSY",
+	1040, // too many connections
+	1045, // access denied for user
+	1053, // server shutdown in progress
+	1205, // lock wait timeout
+	1213, // deadlock (after the transaction's own retries)
+	1927 // connection killed
+]);
+const DB_UNAVAILABLE_NAMES =
+	/^Sequelize(Connection\w*|ConnectionAcquireTimeout|HostNotFound|HostNotReachable|InvalidConnection|AccessDenied|Timeout)Error$/;
+
+/**
+ * Whether an error says the database is unavailable rather than that the request is wrong: Sequelize's connection
+ * errors by name (which survives the transporter), or the driver's code on the error or the one it wraps.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+	if (!err || typeof err !== "object") return false;
+	const e = err as { name?: unknown; code?: unknown; errno?: unknown; parent?: unknown; original?: unknown };
+	if (typeof e.name === "string" && DB_UNAVAILABLE_NAMES.test(e.name)) return true;
+	return ([e, e.parent, e.original] as { code?: unknown; errno?: unknown }[]).some(
+		inner => !!inner && typeof inner === "object" && (DB_UNAVAILABLE_CODES.has(inner.code) || DB_UNAVAILABLE_CODES.has(inner.errno))
+	);
 }
 
 export interface HttpErrorBody {
@@ -130,7 +185,7 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
 		if (e.data !== undefined && e.data !== null) body.data = e.data;
 		return { status: code, body };
 	}
-	if (code === 503 || e.retryable) {
+	if (code === 503 || e.retryable || isDatabaseUnavailable(err)) {
 		return {
 			status: 503,
 			body: { name: "ServiceUnavailableError", message: "Service temporarily unavailable", code: 503, type: "SERVICE_UNAVAILABLE" }
@@ -157,7 +212,7 @@ export function sanitizeValidationData(data: unknown): { field: string; type: st
 
 /** Moleculer's retry check: errors do not keep their class across the transporter, so read the flag. */
 export function isRetryable(err: unknown): boolean {
-	return !!(err && typeof err === "object" && (err as ErrorLike).retryable === true);
+	return !!(err && typeof err === "object" && ((err as ErrorLike).retryable === true || isDatabaseUnavailable(err)));
 }
 
 /** Circuit-breaker check: only server-side failures (5xx, timeouts, unknown errors) count against an action. */

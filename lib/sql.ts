@@ -6,7 +6,9 @@
  *   busy file fails instead of waiting);
  * - `update(...)`: the number of rows an UPDATE changed, which is how a conditional update tells who won;
  * - `isTransientDbError`: lock waits, deadlocks, a busy file, a lost connection: faults that say nothing about
- *   the request and may be retried.
+ *   the request and may be retried;
+ * - `dbFaultReason` / `describeDbError`: why a database is not available, as a short phrase without hosts (for
+ *   health answers and errors) and as one log line (the server's own words for a refused login, never a password).
  */
 import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
 
@@ -31,6 +33,51 @@ export function isTransientDbError(err: unknown): boolean {
 		code === "SQLITE_BUSY" ||
 		/^Sequelize(Connection\w*Error|ConnectionAcquireTimeoutError|TimeoutError|HostNotReachableError)$/.test(name)
 	);
+}
+
+/** The error the driver raised, under Sequelize's wrapper when there is one. */
+function driverError(err: unknown): { code?: unknown; errno?: unknown; message?: unknown; sqlMessage?: unknown } {
+	const e = (err ?? {}) as { parent?: object; original?: object };
+	return (e.parent ?? e.original ?? err ?? {}) as { code?: unknown; errno?: unknown; message?: unknown };
+}
+
+const FAULT_REASONS: [RegExp, string][] = [
+	[/^(ECONNREFUSED|SequelizeConnectionRefusedError)$/, "connection refused"],
+	[/^(ETIMEDOUT|SequelizeConnectionTimedOutError|PROTOCOL_SEQUENCE_TIMEOUT)$/, "connection timed out"],
+	[/^(ENOTFOUND|EAI_AGAIN|SequelizeHostNotFoundError)$/, "host not found"],
+	[/^(EHOSTUNREACH|ENETUNREACH|SequelizeHostNotReachableError)$/, "host not reachable"],
+	[/^(ER_ACCESS_DENIED_ERROR|ER_DBACCESS_DENIED_ERROR|SequelizeAccessDeniedError|1045|1044)$/, "access denied"],
+	[/^(ER_CON_COUNT_ERROR|ER_TOO_MANY_USER_CONNECTIONS|1040)$/, "too many connections"],
+	[/^(SequelizeConnectionAcquireTimeoutError)$/, "no free connection in the pool"],
+	[/^(PROTOCOL_CONNECTION_LOST|ECONNRESET|EPIPE|ER_CONNECTION_KILLED|ER_SERVER_SHUTDOWN|1053|1927)$/, "connection lost"],
+	[/^(ER_LOCK_WAIT_TIMEOUT|1205)$/, "lock wait timeout"],
+	[/^(ER_LOCK_DEADLOCK|1213)$/, "deadlock"],
+	[/^(SQLITE_BUSY|SequelizeTimeoutError)$/, "database busy"]
+];
+
+/**
+ * Why the database did not answer, as a short phrase that names no host, port or user ("connection refused",
+ * "access denied", ...): what a health answer or an error may carry. "unavailable" when the error says nothing known.
+ */
+export function dbFaultReason(err: unknown): string {
+	const d = driverError(err);
+	const keys = [d.code, d.errno, (err as { name?: unknown })?.name].filter(k => k !== undefined && k !== null).map(String);
+	for (const [pattern, reason] of FAULT_REASONS) if (keys.some(k => pattern.test(k))) return reason;
+	return "unavailable";
+}
+
+/**
+ * One line for the log: the reason, and for a refused login the server's own words ("Access denied for user
+ * 'crp'@'10.0.0.5' (using password: YES)": the user, never the password). Any URL's credentials are blanked.
+ */
+export function describeDbError(err: unknown): string {
+	const reason = dbFaultReason(err);
+	const d = driverError(err);
+	const raw = String(d.sqlMessage ?? d.message ?? (err as { message?: unknown })?.message ?? err ?? "");
+	const firstLine = (raw.split("\n")[0] ?? "").replace(/:\/\/[^\s]*@/g, "://***@").slice(0, 200);
+	if (reason === "access denied" && firstLine) return firstLine.charAt(0).toLowerCase() + firstLine.slice(1);
+	if (reason !== "unavailable") return reason;
+	return firstLine || "unknown error";
 }
 
 const sqliteWriters = new Map<string, Promise<unknown>>();

@@ -1,6 +1,8 @@
 import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { FieldValidationError, isRetryable, isServerFault, NotFoundError, toHttpError } from "../../lib/errors";
+import { ConnectionAcquireTimeoutError, ConnectionRefusedError, DatabaseError, HostNotReachableError } from "sequelize";
+import { DatabaseUnavailableError, FieldValidationError, isRetryable, isServerFault, NotFoundError, toHttpError } from "../../lib/errors";
+import { dbFaultReason, describeDbError } from "../../lib/sql";
 import { EmailTakenError } from "../../services/user/errors";
 
 describe("error mapping to HTTP bodies", () => {
@@ -75,5 +77,44 @@ describe("error mapping to HTTP bodies", () => {
 		expect(isServerFault(new EmailTakenError())).toBe(false);
 		expect(isServerFault(new Error("boom"))).toBe(true);
 		expect(isServerFault(new Errors.RequestTimeoutError({ action: "a", nodeID: "n" }))).toBe(true);
+	});
+
+	/** What mysql2 throws, as Sequelize wraps it. */
+	const driver = (code: string, errno: number | undefined, message: string) => Object.assign(new Error(message), { code, errno, sqlMessage: message });
+	const UNAVAILABLE = { name: "ServiceUnavailableError", message: "Service temporarily unavailable", code: 503, type: "SERVICE_UNAVAILABLE" };
+
+	it("when the database is down, unreachable, full or a lock wait times out, then 503 SERVICE_UNAVAILABLE, retryable, a server fault", () => {
+		const faults: unknown[] = [
+			new ConnectionRefusedError(driver("ECONNREFUSED", -111, "connect ECONNREFUSED 10.0.0.5:3306")),
+			new HostNotReachableError(driver("EHOSTUNREACH", -113, "connect EHOSTUNREACH 10.0.0.5:3306")),
+			new ConnectionAcquireTimeoutError(new Error("Operation timeout")),
+			new DatabaseError(Object.assign(driver("PROTOCOL_CONNECTION_LOST", undefined, "Connection lost: The server closed the connection."), { sql: "SELECT 1" })),
+			new DatabaseError(Object.assign(driver("ER_LOCK_WAIT_TIMEOUT", 1205, "Lock wait timeout exceeded"), { sql: "UPDATE seats SET x = 1" })),
+			new DatabaseError(Object.assign(driver("ER_CON_COUNT_ERROR", 1040, "Too many connections"), { sql: "SELECT 1" })),
+			driver("ETIMEDOUT", undefined, "connect ETIMEDOUT"),
+			// As one crosses the transporter: the class is gone, the name and message stay.
+			{ name: "SequelizeConnectionRefusedError", message: "connect ECONNREFUSED 10.0.0.5:3306", nodeID: "n1" },
+			new DatabaseUnavailableError("connection refused")
+		];
+		for (const err of faults) {
+			expect(toHttpError(err)).toEqual({ status: 503, body: UNAVAILABLE });
+			expect(isRetryable(err)).toBe(true);
+			expect(isServerFault(err)).toBe(true);
+		}
+	});
+
+	it("when a database error is about the request (a duplicate key, bad SQL), then it stays a 500 and is not retried", () => {
+		const dup = new DatabaseError(Object.assign(driver("ER_DUP_ENTRY", 1062, "Duplicate entry 'a' for key 'PRIMARY'"), { sql: "INSERT" }));
+		expect(toHttpError(dup).status).toBe(500);
+		expect(isRetryable(dup)).toBe(false);
+	});
+
+	it("when the reason a database is unavailable is put in words, then hosts and passwords stay out and a refused login names the user", () => {
+		expect(dbFaultReason(new ConnectionRefusedError(driver("ECONNREFUSED", -111, "connect ECONNREFUSED 10.0.0.5:3306")))).toBe("connection refused");
+		const denied = driver("ER_ACCESS_DENIED_ERROR", 1045, "Access denied for user 'crp'@'10.0.0.7' (using password: YES)");
+		expect(dbFaultReason(denied)).toBe("access denied");
+		expect(describeDbError(denied)).toBe("access denied for user 'crp'@'10.0.0.7' (using password: YES)");
+		expect(describeDbError(new Error("getaddrinfo failed for mysql://crp:s3cret@db:3306\n    at x"))).toBe("getaddrinfo failed for mysql://***@db:3306");
+		expect(dbFaultReason(new Error("something else"))).toBe("unavailable");
 	});
 });
