@@ -6,10 +6,13 @@
  * At start it runs the service's versioned migrations (umzug). On MariaDB the run holds a named lock
  * (GET_LOCK), so several replicas starting together migrate once and the others wait, then find nothing to do.
  * moleculer-db's generic CRUD actions are switched off: services expose domain actions, not their tables.
+ * A database that is down or refuses us at start is retried with a growing delay (0.5 s doubling to 10 s), one log
+ * line per attempt that says where and why; once running, any error of an action that says the database is
+ * unavailable reaches the caller as a retryable 503 (`DatabaseUnavailableError`).
  */
 import fs from "fs";
 import path from "path";
-import type { ServiceSchema } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
 import DbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
 import mysql from "mysql2/promise";
@@ -25,7 +28,9 @@ import {
 } from "sequelize";
 import { SequelizeStorage, Umzug } from "umzug";
 import type { SqlConfig } from "../lib/config";
+import { DatabaseUnavailableError, isDatabaseUnavailable } from "../lib/errors";
 import { platformOf } from "../lib/platform";
+import { dbFaultReason, describeDbError } from "../lib/sql";
 
 export interface Migration {
 	/** Sorted by name; never rename one that has shipped. */
@@ -158,6 +163,33 @@ function adminConnection(sql: SqlConfig) {
 	return mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, connectTimeout: 5_000 });
 }
 
+/** Where a service's database lives, for log lines: `host:port` on MariaDB, the directory on SQLite. */
+export function databaseLocation(sql: SqlConfig): string {
+	return sql.dialect === "mysql" ? `${sql.host}:${sql.port}` : sql.dir ?? "";
+}
+
+/**
+ * One round trip to the MariaDB server itself (no schema), for a health answer that has to say why services are
+ * missing: `undefined` when it answers, else the reason without hosts ("connection refused", "access denied").
+ */
+export async function probeDatabaseServer(sql: SqlConfig, timeoutMs = 2000): Promise<string | undefined> {
+	if (sql.dialect !== "mysql") return undefined;
+	try {
+		const conn = await mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, connectTimeout: timeoutMs });
+		try {
+			await conn.query("SELECT 1");
+		} finally {
+			conn.destroy();
+		}
+		return undefined;
+	} catch (err) {
+		return dbFaultReason(err);
+	}
+}
+
+/** Start-up connection attempts: first retry after this long, doubling up to the cap. */
+export const CONNECT_RETRY_MS = { first: 500, max: 10_000 };
+
 /**
  * Drops every schema whose name starts with `prefix` (a test or benchmark run's DB_PREFIX, ending in "_"): how a
  * run removes what it created. Refuses anything that does not look like such a prefix.
@@ -176,9 +208,15 @@ export async function dropDatabasesByPrefix(sql: SqlConfig, prefix: string): Pro
 	}
 }
 
+/**
+ * moleculer-db without its `started`: that one retried a failed connection every second for ever, logging the whole
+ * error with its stack each time (about 100 lines a second between the services of a node); ours is below.
+ */
+const { started: _moleculerDbStarted, ...DbServiceWithoutStart } = DbService as unknown as Partial<ServiceSchema>;
+
 export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 	return {
-		mixins: [DbService as unknown as Partial<ServiceSchema>],
+		mixins: [DbServiceWithoutStart],
 
 		// moleculer-db's CRUD actions would publish the tables over the bus; the service defines its own.
 		actions: {
@@ -191,13 +229,39 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			update: false,
 			remove: false,
 
-			/** Health probe for the gateway: one round trip to this service's database. */
+			/**
+			 * Health probe for the gateway: one round trip to this service's database. A failure is a
+			 * DatabaseUnavailableError whose `data.reason` says why ("connection refused").
+			 */
 			health: {
 				visibility: "public",
 				async handler() {
 					const started = Date.now();
-					await this.sequelize.query("SELECT 1");
+					try {
+						await this.sequelize.query("SELECT 1");
+					} catch (err) {
+						throw new DatabaseUnavailableError(dbFaultReason(err));
+					}
 					return { ok: true, database: this.databaseName, latencyMs: Date.now() - started };
+				}
+			}
+		},
+
+		hooks: {
+			error: {
+				/**
+				 * A database that is down, refusing us or too busy is the server's problem and passes: a retryable
+				 * 503 for the caller (the broker's retry policy, a saga step's retries, Retry-After at the gateway),
+				 * never a 500 that carries the driver's message with the host in it.
+				 */
+				"*"(this: { logger: { warn(...a: unknown[]): void }; dbWarnedAt?: number }, ctx: Context, err: Error) {
+					if (!isDatabaseUnavailable(err) || (err as { type?: unknown }).type === "SERVICE_UNAVAILABLE") throw err;
+					// At most a line every 5 s: an outage under load fails hundreds of calls a second.
+					if (Date.now() - (this.dbWarnedAt ?? 0) >= 5000) {
+						this.dbWarnedAt = Date.now();
+						this.logger.warn(`${ctx.action?.name ?? "action"}: database unavailable (${describeDbError(err)}); answering 503`);
+					}
+					throw new DatabaseUnavailableError(dbFaultReason(err));
 				}
 			}
 		},
@@ -218,8 +282,44 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			this.adapter.init(this.broker, this);
 		},
 
+		/**
+		 * Connects and migrates, retrying with a growing delay while the database is down or refuses us: one line
+		 * per attempt with where, why and when the next try is. Gives up only when the broker stops.
+		 */
+		async started() {
+			const { config } = platformOf(this.broker);
+			const where = databaseLocation(config.sql);
+			let delay = CONNECT_RETRY_MS.first;
+			for (let attempt = 1; ; attempt++) {
+				try {
+					await this.connect();
+					if (attempt > 1) this.logger.info(`database ${where} reached for ${this.databaseName} after ${attempt} attempts`);
+					return;
+				} catch (err) {
+					if (this.dbStopping) throw err;
+					this.logger.warn(
+						`database ${where} not available for ${this.databaseName} (attempt ${attempt}): ${describeDbError(err)}; retrying in ${delay / 1000} s`
+					);
+					await new Promise<void>(resolve => {
+						const t = setTimeout(resolve, delay);
+						this.dbWake = () => {
+							clearTimeout(t);
+							resolve();
+						};
+					});
+					if (this.dbStopping) throw new Error(`stopped before the database ${where} was reached`);
+					delay = Math.min(delay * 2, CONNECT_RETRY_MS.max);
+				}
+			}
+		},
+
+		stopped() {
+			this.dbStopping = true;
+			this.dbWake?.();
+		},
+
 		methods: {
-			/** Called by moleculer-db at start (and retried every second until it succeeds). */
+			/** Called by `started` until it succeeds. */
 			async connect() {
 				const { config } = platformOf(this.broker);
 				if (config.sql.dialect === "sqlite") {

@@ -109,11 +109,15 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				])
 			],
 
-			onError(this: { logger: { error(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
+			onError(this: { logger: { error(...a: unknown[]): void; warn(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
 				const { status, body } = toHttpError(err);
-				if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
+				// A 503 is a dependency that is down (a database outage makes thousands): one line each, no stack.
+				if (status === 503) this.logger.warn(`${req.method} ${req.url}: 503 (${(err as Error)?.message ?? "unavailable"})`);
+				else if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
 				res.setHeader("Content-Type", "application/json; charset=utf-8");
-				if (status === 429) res.setHeader("Retry-After", String(retryAfterSec(err)));
+				if (status === 429) res.setHeader("Retry-After", String(retryAfterSec(err, 60)));
+				// A dependency that is down (database, store, a service without replicas): worth a retry shortly.
+				if (status === 503) res.setHeader("Retry-After", String(retryAfterSec(err, 2)));
 				if (status === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
 				res.writeHead(status);
 				res.end(JSON.stringify(body));
@@ -138,6 +142,10 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			/**
 			 * GET /api/health: 200 when every dependency answers, 503 otherwise. Checks the transporter (cluster
 			 * mode), the coordination store, and each required service's own database through its `health` action.
+			 * A failed check says which dependency is missing ("database: connection refused", "not connected to
+			 * NATS", "service unavailable"); when a service is missing or its database fails, the gateway also
+			 * asks the database server itself (`checks.database`), since a node that cannot reach it never
+			 * announces its services. `node` is the gateway node that answered.
 			 */
 			health: {
 				visibility: "published",
@@ -165,9 +173,16 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 							timed(`db:${svc}`, () => ctx.call(`${svc}.health`, {}, { timeout: 2000, retries: 0 }))
 						)
 					]);
+					const dbFailed = REQUIRED_SERVICES.some(svc => !checks[`db:${svc}`].ok);
+					if (dbFailed && platform.config.sql.dialect === "mysql") {
+						// Loaded only here: the gateway carries no database driver until a check needs one.
+						const { probeDatabaseServer } = await import("../../mixins/db.mixin");
+						const reason = await probeDatabaseServer(platform.config.sql);
+						checks.database = reason ? { ok: false, error: reason } : { ok: true };
+					}
 					const ok = Object.values(checks).every(c => c.ok);
 					if (!ok) ctx.meta.$statusCode = 503;
-					return { status: ok ? "ok" : "degraded", mode: platform.config.mode, checks };
+					return { status: ok ? "ok" : "degraded", mode: platform.config.mode, node: this.broker.nodeID, checks };
 				}
 			},
 
@@ -310,10 +325,10 @@ function responseSecurityHeaders(config: Config): [string, string][] {
 	return headers;
 }
 
-/** Seconds a 429 asks the client to wait: the error's own figure when it has one (login throttling), else a minute. */
-function retryAfterSec(err: unknown): number {
+/** Seconds a 429 or 503 asks the client to wait: the error's own figure when it has one (login throttling), else the fallback. */
+function retryAfterSec(err: unknown, fallback: number): number {
 	const data = (err as { data?: { retryAfterSec?: unknown } })?.data;
-	const n = typeof data?.retryAfterSec === "number" ? Math.ceil(data.retryAfterSec) : 60;
+	const n = typeof data?.retryAfterSec === "number" ? Math.ceil(data.retryAfterSec) : fallback;
 	return Math.min(3600, Math.max(1, n));
 }
 
@@ -376,7 +391,8 @@ function apiRoute(
 
 /** A short reason for a failed check, without hosts, ports or stack traces. */
 function healthError(err: unknown): string {
-	const e = err as { type?: string; message?: string };
+	const e = err as { type?: string; message?: string; data?: { dependency?: unknown; reason?: unknown } };
+	if (typeof e?.data?.dependency === "string" && typeof e.data.reason === "string") return `${e.data.dependency}: ${e.data.reason}`;
 	if (e?.type === "SERVICE_NOT_FOUND" || e?.type === "SERVICE_NOT_AVAILABLE") return "service unavailable";
 	if (e?.type === "REQUEST_TIMEOUT") return "timed out";
 	if (/did not answer|not connected/.test(e?.message ?? "")) return e.message!;
