@@ -4,7 +4,7 @@
  * Every value comes from lib/config.ts, which validated the environment first.
  */
 import type { BrokerOptions, Middleware } from "moleculer";
-import { FailoverRoundRobinStrategy } from "./lib/balancer";
+import { FailoverRoundRobinStrategy, NodeWatchMiddleware } from "./lib/balancer";
 import { PacketAuthMiddleware } from "./lib/cluster-auth";
 import { loadConfigOrExit, type Config } from "./lib/config";
 import { isRetryable, isServerFault } from "./lib/errors";
@@ -57,7 +57,10 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 		// A call from a handler to another handler never goes deeper than this (protects against loops).
 		maxCallLevel: 100,
 
-		// Heartbeats: a node missing for 15 s is removed from the registry and its calls fail over.
+		// Heartbeats: a node missing for 15 s is removed from the registry (Moleculer checks every 15 s, so 15-30 s
+		// after its last beat). Failover does not wait for it: a node that stops answering calls is pinged and removed
+		// within FAILOVER_SILENCE_MS + FAILOVER_PROBE_TIMEOUT_MS (lib/balancer.ts). The heartbeat only settles nodes
+		// nobody calls; a shorter one would also remove nodes whose event loop stalls for a few seconds under load.
 		heartbeatInterval: 5,
 		heartbeatTimeout: 15,
 
@@ -67,8 +70,8 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 		// Graceful shutdown waits for in-flight requests (up to 10 s) before the node leaves.
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
 
-		// Round-robin between replicas, preferring a local instance when this node has one; a replica that just
-		// failed a retried call is skipped until the heartbeat settles whether it is alive (lib/balancer.ts).
+		// Round-robin between replicas, preferring a local instance when this node has one; a replica that stopped
+		// answering is skipped while a ping settles whether it is alive (lib/balancer.ts).
 		registry: { strategy: FailoverRoundRobinStrategy, preferLocal: true },
 
 		// Broker-wide circuit breaker: an action that fails half of at least 20 calls in 60 s is opened for 10 s.
@@ -145,7 +148,7 @@ function clusterMiddlewares(config: Config): Middleware[] {
 	if (!config.transporter) return [];
 	// lib/config.ts refuses a cluster node without the secret; this is the last line if a caller built its own config.
 	if (!config.cluster) throw new Error("cluster mode without CLUSTER_SECRET");
-	return [PacketAuthMiddleware(config.cluster)];
+	return [PacketAuthMiddleware(config.cluster), NodeWatchMiddleware(config.failover)];
 }
 
 function tracingOptions(config: Config): BrokerOptions["tracing"] {

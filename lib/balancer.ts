@@ -1,43 +1,184 @@
 /**
- * Round-robin that steps around a replica that just failed a call.
+ * Failover between replicas without waiting for the heartbeat.
  *
- * A node killed with SIGKILL says no goodbye: until the heartbeat timeout removes it from the registry, plain
- * round-robin keeps sending it every n-th request, each of which waits for the request timeout. When the retry
- * policy retries a call, the node that failed it is marked suspect for one heartbeat timeout: the retry and every
- * other call in that window go to the remaining replicas (all of them again if every one is suspect). A healthy
- * node that only had a slow moment comes back on its own when the mark expires.
+ * A node killed with SIGKILL says no goodbye: until the heartbeat timeout removes it from the registry (Moleculer
+ * checks every `heartbeatTimeout` seconds, so 15 to 30 s here), plain round-robin keeps sending it every n-th
+ * request, each of which waits for the request timeout (10 s). With two booking replicas that took payments from
+ * ~17/s to 0-2/s for 18 and 28 s (issue 15): clients that retry wait behind those timeouts one after the other.
+ *
+ * Two pieces, sharing one list of suspect nodes per broker:
+ * - `NodeWatchMiddleware` watches every call this node sends to another node. A node that has calls in flight
+ *   and has answered nothing for `silenceMs`, or that let a call time out or refused one, becomes suspect and is
+ *   probed with a ping (answered by the transit layer, not by a service, so a busy node answers it too). A pong
+ *   clears the mark. No pong within `probeTimeoutMs`: the node is removed from the registry exactly as the
+ *   heartbeat check would remove it, which fails its in-flight calls at once (retryable, so reads retry on another
+ *   replica and clients retry their writes). A node that was only frozen rejoins with its next heartbeat.
+ * - `FailoverRoundRobinStrategy`: round-robin over the replicas that are not suspect (all of them again if every
+ *   one is). A call the retry policy retries also marks the node the previous attempt went to.
+ *
+ * So losing one replica fails the calls in flight on it, and from about `silenceMs` after the first unanswered
+ * call the others take its share; the heartbeat settles the registry long after.
  */
-import { Strategies, type Context, type ServiceBroker } from "moleculer";
+import { Strategies, type Context, type Middleware, type ServiceBroker } from "moleculer";
 
 type Endpoint = Parameters<InstanceType<typeof Strategies.RoundRobin>["select"]>[0][number];
 
-/** nodeID -> suspect until (epoch ms), shared by every action's endpoint list of one broker. */
-const suspectsByBroker = new WeakMap<ServiceBroker, Map<string, number>>();
+export interface NodeWatchOptions {
+	/** A node with calls in flight that answered nothing for this long is probed. */
+	silenceMs: number;
+	/** A probed node that does not answer its ping within this long is removed from the registry. */
+	probeTimeoutMs: number;
+}
+
+interface Watched {
+	/** Calls sent to the node and not settled yet. */
+	inFlight: number;
+	/** Last time a call to it settled with an answer (or its first call went out after a quiet spell). */
+	lastHeard: number;
+}
+
+/** Per broker: nodeID -> suspect until (epoch ms), and what the watch knows of each remote node. */
+interface BrokerState {
+	suspects: Map<string, number>;
+	watched: Map<string, Watched>;
+	probing: Set<string>;
+}
+
+const stateByBroker = new WeakMap<ServiceBroker, BrokerState>();
+
+function stateOf(broker: ServiceBroker): BrokerState {
+	let state = stateByBroker.get(broker);
+	if (!state) {
+		state = { suspects: new Map(), watched: new Map(), probing: new Set() };
+		stateByBroker.set(broker, state);
+	}
+	return state;
+}
+
+/** The node IDs this broker routes around right now (tests and the REPL read it). */
+export function suspectNodes(broker: ServiceBroker): string[] {
+	const now = Date.now();
+	return [...stateOf(broker).suspects].filter(([, until]) => until > now).map(([id]) => id);
+}
+
+/** How long a mark set by a retry lasts when no probe settles it sooner. */
+const RETRY_MARK_MS = 5_000;
 
 export class FailoverRoundRobinStrategy extends Strategies.RoundRobin {
 	override select(list: Endpoint[], ctx?: Context): Endpoint {
 		const broker = (this as unknown as { broker: ServiceBroker }).broker;
-		let suspects = suspectsByBroker.get(broker);
-		if (!suspects) {
-			suspects = new Map();
-			suspectsByBroker.set(broker, suspects);
-		}
+		const { suspects } = stateOf(broker);
 		const now = Date.now();
 		const retry = ctx as (Context & { _retryAttempts?: number }) | undefined;
 		// On a retry, ctx.nodeID is the node the previous attempt went to.
 		if (retry && (retry._retryAttempts ?? 0) > 0 && retry.nodeID && retry.nodeID !== broker.nodeID) {
-			suspects.set(retry.nodeID, now + broker.options.heartbeatTimeout! * 1000);
+			suspects.set(retry.nodeID, Math.max(suspects.get(retry.nodeID) ?? 0, now + RETRY_MARK_MS));
 		}
 		if (suspects.size === 0) return super.select(list);
 		const healthy = list.filter(ep => {
-			const until = suspects!.get(ep.id);
+			const until = suspects.get(ep.id);
 			if (until === undefined) return true;
 			if (until <= now) {
-				suspects!.delete(ep.id);
+				suspects.delete(ep.id);
 				return true;
 			}
 			return false;
 		});
 		return super.select(healthy.length > 0 ? healthy : list);
 	}
+}
+
+/** Errors that say the node may be gone (as opposed to an answer from it, even an error answer). */
+const NODE_FAULTS = new Set(["REQUEST_TIMEOUT", "REQUEST_REJECTED"]);
+
+export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
+	let broker: ServiceBroker;
+	let state: BrokerState;
+	let sweep: NodeJS.Timeout | undefined;
+
+	const probe = (nodeID: string, why: string) => {
+		if (state.probing.has(nodeID)) return;
+		const node = broker.registry.nodes.get(nodeID);
+		if (!node || !node.available || node.local) return;
+		state.probing.add(nodeID);
+		// Suspect while the probe runs: new calls go to the other replicas meanwhile.
+		state.suspects.set(nodeID, Date.now() + opts.probeTimeoutMs + opts.silenceMs);
+		broker
+			.ping(nodeID, opts.probeTimeoutMs)
+			.then(pong => {
+				if (pong) {
+					state.suspects.delete(nodeID);
+					const w = state.watched.get(nodeID);
+					if (w) w.lastHeard = Date.now();
+					return;
+				}
+				const still = broker.registry.nodes.get(nodeID);
+				if (!still || !still.available) return;
+				broker.logger.warn(
+					`Node '${nodeID}' ${why} and did not answer a ping within ${opts.probeTimeoutMs} ms: removed from the registry ` +
+						"(its calls in flight fail, new ones go to the other replicas; it rejoins with its next heartbeat)."
+				);
+				broker.registry.nodes.disconnected(nodeID, true);
+				state.watched.delete(nodeID);
+			})
+			.catch(() => undefined)
+			.finally(() => state.probing.delete(nodeID));
+	};
+
+	return {
+		name: "NodeWatch",
+
+		created(b: ServiceBroker) {
+			broker = b;
+			state = stateOf(b);
+		},
+
+		started() {
+			if (!broker.transit) return;
+			sweep = setInterval(
+				() => {
+					const now = Date.now();
+					for (const [nodeID, w] of state.watched) {
+						if (w.inFlight > 0 && now - w.lastHeard > opts.silenceMs) probe(nodeID, `answered nothing for ${now - w.lastHeard} ms`);
+						else if (w.inFlight === 0 && now - w.lastHeard > 60_000) state.watched.delete(nodeID);
+					}
+				},
+				Math.max(50, Math.floor(opts.silenceMs / 4))
+			);
+			sweep.unref();
+		},
+
+		stopped() {
+			if (sweep) clearInterval(sweep);
+		},
+
+		remoteAction(next: (ctx: Context) => Promise<unknown>) {
+			return function watchRemoteCall(ctx: Context) {
+				const nodeID = ctx.nodeID;
+				if (!nodeID) return next(ctx);
+				let w = state.watched.get(nodeID);
+				if (!w) {
+					w = { inFlight: 0, lastHeard: Date.now() };
+					state.watched.set(nodeID, w);
+				}
+				// After a quiet spell the silence counts from this call, not from the last answer minutes ago.
+				if (w.inFlight === 0) w.lastHeard = Date.now();
+				w.inFlight++;
+				const watched = w;
+				return next(ctx).then(
+					res => {
+						watched.inFlight--;
+						watched.lastHeard = Date.now();
+						return res;
+					},
+					(err: { type?: string }) => {
+						watched.inFlight--;
+						if (err && NODE_FAULTS.has(err.type ?? "")) probe(nodeID, `failed a call (${err.type})`);
+						else watched.lastHeard = Date.now();
+						throw err;
+					}
+				);
+			};
+		}
+	} as unknown as Middleware;
 }

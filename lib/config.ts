@@ -90,6 +90,13 @@ export interface Config {
 		dlqRedriveMax: number;
 	};
 	requestTimeoutMs: number;
+	/** Failover between replicas (lib/balancer.ts): when a node that stopped answering is probed, and given up on. */
+	failover: {
+		/** A node with calls in flight that answered nothing for this long is pinged (and avoided meanwhile). */
+		silenceMs: number;
+		/** A node that does not answer that ping within this long is removed from the registry. */
+		probeTimeoutMs: number;
+	};
 	logLevel: LogLevel;
 	admin?: { email: string; password: string };
 	auth: {
@@ -334,6 +341,10 @@ export function loadConfig(env: Env = process.env): Config {
 			dlqRedriveMax: int("DLQ_REDRIVE_MAX", 3, 0, 1000)
 		},
 		requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 100, 600_000),
+		failover: {
+			silenceMs: int("FAILOVER_SILENCE_MS", 1000, 100, 60_000),
+			probeTimeoutMs: int("FAILOVER_PROBE_TIMEOUT_MS", 2000, 100, 60_000)
+		},
 		logLevel,
 		admin,
 		auth: {
