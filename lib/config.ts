@@ -127,6 +127,15 @@ export interface Config {
 		/** Strict-Transport-Security max-age on every answer; 0 sends none (only behind TLS you terminate). */
 		hstsMaxAgeSec: number;
 	};
+	/** The ops consistency check (services/ops): audit page size, incremental window margin, full-run cadence. */
+	consistency: {
+		/** Rows per answer of an audit action (reservation.audit, concert.audit, payment.audit). */
+		auditPageSize: number;
+		/** The incremental check reads what changed since its last run minus this margin (clock skew, long commits). */
+		marginSec: number;
+		/** The scheduled check is a full one at least this often; 0: only the first run and on demand. */
+		fullEverySec: number;
+	};
 }
 
 export class ConfigError extends Error {
@@ -364,6 +373,11 @@ export function loadConfig(env: Env = process.env): Config {
 			corsOrigins: cors === "*" ? "*" : cors.split(",").map(s => s.trim()),
 			trustProxy: /^\d+$/.test(str("TRUST_PROXY") ?? "") ? int("TRUST_PROXY", 0, 0, 10) : bool("TRUST_PROXY", false) ? 1 : 0,
 			hstsMaxAgeSec: int("HSTS_MAX_AGE_SEC", 0, 0, 2 * 365 * 86400)
+		},
+		consistency: {
+			auditPageSize: int("AUDIT_PAGE_SIZE", 500, 10, 1000),
+			marginSec: int("CONSISTENCY_MARGIN_SEC", 120, 0, 86400),
+			fullEverySec: int("CONSISTENCY_FULL_EVERY_SEC", 86400, 0, 30 * 86400)
 		}
 	};
 

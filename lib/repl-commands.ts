@@ -9,6 +9,7 @@
  *   mol $ sagas retry <id>               resume a FAILED saga  mol $ dlq resolve <id> [note]   settled by hand
  *   mol $ queue <concertId>              waiting room stats    mol $ seats <scheduleId>        seat map counts and rows
  *   mol $ consistency                    the consistency check, one row per check and one per finding
+ *   mol $ consistency incremental        only what changed since the last scheduled run
  */
 import type { ReplOptions, ServiceBroker } from "moleculer";
 
@@ -18,6 +19,8 @@ export interface ReplArgs {
 	concertId?: string;
 	scheduleId?: string;
 	note?: string[] | string;
+	/** `consistency [scope]`: "incremental" reads only what changed since the last scheduled run. */
+	scope?: string;
 	/** The whole line as typed, after the command name's position (set by moleculer-repl). */
 	rawCommand?: string;
 	options?: Record<string, unknown>;
@@ -152,17 +155,25 @@ export function replCommands(out: Out = process.stdout): ReplCommand[] {
 				})
 		},
 		{
-			command: "consistency",
-			description: "Run the consistency check now: one row per check, then one per finding with its ids",
-			action: broker =>
+			command: "consistency [scope]",
+			description: "Run the consistency check now (full; `consistency incremental`: what changed since the last scheduled run): one row per check, then one per finding with its ids",
+			action: (broker, args) =>
 				run(async () => {
-					const r = await broker.call<{ ok: boolean; checkedAt: string; checks: { name: string; ok: boolean; details: Record<string, unknown> }[] }, object>("ops.consistency", {});
+					const r = await broker.call<
+						{ ok: boolean; status?: string; checkedAt: string; scope?: { full: boolean; since: string | null }; checks: { name: string; ok: boolean; status?: string; details: Record<string, unknown> }[] },
+						object
+					>("ops.consistency", { full: args.scope !== "incremental" });
+					// A check that could not read a source is UNAVAILABLE: it claims neither ok nor drift.
+					const verdict = (status: string | undefined, ok: boolean) => (ok ? "ok" : status === "unavailable" ? "UNAVAILABLE" : "DRIFT");
 					const findings = r.checks.flatMap(c =>
 						Object.entries(c.details).flatMap(([kind, v]) => (Array.isArray(v) ? v.map(item => ({ check: c.name, finding: kind, ids: short(item, 110) })) : []))
 					);
-					print(formatTable(r.checks.map(c => ({ check: c.name, ok: c.ok ? "ok" : "DRIFT", findings: findings.filter(f => f.check === c.name).length })), ["check", "ok", "findings"]));
+					print(formatTable(r.checks.map(c => ({ check: c.name, ok: verdict(c.status, c.ok), findings: findings.filter(f => f.check === c.name).length })), ["check", "ok", "findings"]));
 					if (findings.length > 0) print(formatTable(findings, ["check", "finding", "ids"]));
-					print(`consistency ${r.ok ? "ok" : "DRIFT"} at ${r.checkedAt}`);
+					const unread = r.checks.filter(c => c.status === "unavailable").map(c => `${c.name}: ${short(c.details, 110)}`);
+					if (unread.length > 0) print(unread.join("\n"));
+					const scope = r.scope === undefined || r.scope.full ? "full" : `changed since ${r.scope.since}`;
+					print(`consistency ${verdict(r.status, r.ok)} at ${r.checkedAt} (${scope})`);
 				})
 		}
 	];

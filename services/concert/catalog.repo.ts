@@ -8,6 +8,7 @@
  * one schedule never deadlock on gap locks. The primary key of `seat_sales` stays the last guard regardless.
  */
 import { isTransientDbError, sqlTime } from "../../lib/sql";
+import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import crypto from "crypto";
 import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
@@ -381,13 +382,54 @@ export class CatalogRepo {
 		};
 	}
 
-	/** Every sale row (the consistency check compares them with the CONFIRMED reservations). */
-	async allSales(): Promise<{ scheduleId: string; seatId: string; reservationId: string }[]> {
-		const rows = await this.select<{ schedule_id: string; seat_id: string; reservation_id: string }>(
-			"SELECT schedule_id, seat_id, reservation_id FROM seat_sales ORDER BY schedule_id, seat_id",
-			[]
+	/**
+	 * One keyset page of sale rows for the ops consistency check (lib/audit.ts), which compares them with the
+	 * reservations: by (schedule, seat); with `since`, sold since then in sale order; with `reservationIds` or
+	 * `seats`, the sales of those reservations or on those seats (one page of them).
+	 */
+	async auditSales(q: {
+		limit: number;
+		after?: string[];
+		since?: Date;
+		reservationIds?: string[];
+		seats?: { scheduleId: string; seatId: string }[];
+	}): Promise<AuditPage<{ scheduleId: string; seatId: string; reservationId: string }>> {
+		const where: string[] = [];
+		const params: unknown[] = [];
+		if (q.reservationIds) {
+			const ids = q.reservationIds.slice(0, q.limit);
+			if (ids.length === 0) return { rows: [], next: null };
+			where.push(`reservation_id IN (${ids.map(() => "?").join(",")})`);
+			params.push(...ids);
+		}
+		if (q.seats) {
+			const seats = q.seats.slice(0, q.limit);
+			if (seats.length === 0) return { rows: [], next: null };
+			where.push(`(${seats.map(() => "(schedule_id = ? AND seat_id = ?)").join(" OR ")})`);
+			params.push(...seats.flatMap(x => [x.scheduleId, x.seatId]));
+		}
+		if (q.since) {
+			where.push("sold_at >= ?");
+			params.push(sqlTime(q.since));
+		}
+		const keys = q.since ? ["sold_at", "schedule_id", "seat_id"] : ["schedule_id", "seat_id"];
+		if (q.after) {
+			const values = q.since ? [sqlTime(new Date(q.after[0])), q.after[1] ?? "", q.after[2] ?? ""] : [q.after[0], q.after[1] ?? ""];
+			const k = keysetAfter(keys, values);
+			where.push(k.sql);
+			params.push(...k.params);
+		}
+		const rows = await this.select<{ schedule_id: string; seat_id: string; reservation_id: string; sold_at: Date | string }>(
+			`SELECT schedule_id, seat_id, reservation_id, sold_at FROM seat_sales${where.length ? ` WHERE ${where.join(" AND ")}` : ""}
+			 ORDER BY ${keys.join(", ")} LIMIT ${q.limit + 1}`,
+			params
 		);
-		return rows.map(r => ({ scheduleId: r.schedule_id, seatId: r.seat_id, reservationId: r.reservation_id }));
+		return pageOf(
+			rows,
+			q.limit,
+			r => ({ scheduleId: r.schedule_id, seatId: r.seat_id, reservationId: r.reservation_id }),
+			r => (q.since ? [isoTime(r.sold_at), r.schedule_id, r.seat_id] : [r.schedule_id, r.seat_id])
+		);
 	}
 
 	private async lockSchedule(scheduleId: string, tx: Transaction): Promise<void> {

@@ -11,6 +11,7 @@ import { CONCERT_MIGRATIONS } from "./migrations";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { FieldValidationError, NotFoundError } from "../../lib/errors";
+import { auditLimit, auditPageParams, pageOf, type AuditPageParams } from "../../lib/audit";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { CatalogRepo, type ScheduleRecord, type SeatRecord } from "./catalog.repo";
@@ -465,25 +466,47 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		},
 
 		/**
-		 * For the ops consistency check (read only): every sale row and every live hold with its owner, so the check
-		 * can compare them with the reservations without reading this context's tables.
+		 * For the ops consistency check (read only), one keyset page at a time (lib/audit.ts): `part: "sales"`, sale
+		 * rows (all, `since` a time, of `reservationIds` or on `seats`); `part: "holds"`, live holds with their
+		 * owners, by (schedule, seat). The check compares them with the reservations without reading these tables.
 		 */
 		audit: {
 			visibility: "public",
-			params: {},
-			async handler(this: This) {
-				const sales = await this.repo.allSales();
+			params: {
+				part: { type: "enum", values: ["sales", "holds"] },
+				reservationIds: { type: "array", items: { type: "string", max: 64 }, max: 1000, optional: true },
+				seats: {
+					type: "array",
+					max: 1000,
+					optional: true,
+					items: { type: "object", strict: "remove", props: { scheduleId: { type: "string", max: 64 }, seatId: { type: "string", max: 64 } } }
+				},
+				...auditPageParams
+			},
+			async handler(
+				this: This,
+				ctx: Context<AuditPageParams & { part: "sales" | "holds"; reservationIds?: string[]; seats?: { scheduleId: string; seatId: string }[] }>
+			) {
+				const limit = auditLimit(this.config, ctx.params.limit);
+				if (ctx.params.part === "sales") return this.repo.auditSales({ ...ctx.params, limit });
+				const [afterSchedule, afterSeat] = ctx.params.after ?? [];
 				const holds: { scheduleId: string; seatId: string; owner: string }[] = [];
 				for (const scheduleId of await this.repo.allScheduleIds()) {
-					const held = await this.holds.heldSeatIds(scheduleId);
+					if (afterSchedule !== undefined && scheduleId < afterSchedule) continue;
+					let held = [...(await this.holds.heldSeatIds(scheduleId))].sort();
+					if (scheduleId === afterSchedule && afterSeat !== undefined) held = held.filter(seatId => seatId > afterSeat);
+					held = held.slice(0, limit + 1 - holds.length);
 					if (held.length === 0) continue;
 					const owners = await this.holds.owners({ scheduleId, seatIds: held });
 					held.forEach((seatId, i) => {
 						const owner = owners[i];
-						if (owner !== null) holds.push({ scheduleId, seatId, owner });
+						// A hold that lapsed between the two reads keeps its place in the page (owner null): the cursor moves on.
+						holds.push({ scheduleId, seatId, owner: owner ?? "" });
 					});
+					if (holds.length > limit) break;
 				}
-				return { sales, holds };
+				const page = pageOf(holds, limit, h => h, h => [h.scheduleId, h.seatId]);
+				return { rows: page.rows.filter(h => h.owner !== ""), next: page.next };
 			}
 		},
 

@@ -15,6 +15,9 @@ export interface AuditReservation {
 	seatIds: string[];
 	paymentId: string | null;
 	paidSagaId: string | null;
+	/** The saga that owns the current transition (ConfirmReservation while PAYING, a Cancel saga while CANCELLING). */
+	sagaId?: string | null;
+	updatedAt?: string;
 }
 
 export interface AuditSale {
@@ -45,15 +48,23 @@ export interface SagaRow {
 	updatedAt: string;
 }
 
+/** ok: nothing found; drift: findings listed; unavailable: a source could not be read, so nothing is claimed. */
+export type CheckStatus = "ok" | "drift" | "unavailable";
+
 export interface CheckResult {
 	name: string;
 	ok: boolean;
+	status?: CheckStatus;
 	details: Record<string, unknown>;
 }
 
 export interface ConsistencyReport {
 	ok: boolean;
+	/** drift when any check drifted, else unavailable when any check could not read its sources, else ok. */
+	status: CheckStatus;
 	checkedAt: string;
+	/** Full: every row; otherwise what changed since `since` (the last scheduled run minus the safety margin). */
+	scope: { full: boolean; since: string | null };
 	checks: CheckResult[];
 }
 
@@ -162,6 +173,54 @@ export function stuckSagas(rows: SagaRow[], now: number, boundMs: number) {
 	return rows
 		.filter(s => (s.status === "RUNNING" || s.status === "COMPENSATING") && now - Date.parse(s.updatedAt) > boundMs)
 		.map(s => ({ id: s.id, type: s.type, status: s.status, step: s.step ?? null, updatedAt: s.updatedAt }));
+}
+
+/**
+ * Reservations a saga left half way: PAYING or CANCELLING while their saga is FAILED (parked for an operator), or
+ * while no saga of theirs runs (finished, unknown or none) for longer than `boundMs`. A reservation whose saga is
+ * RUNNING or COMPENSATING is the saga's business (a saga stuck there is listed as a stuck saga).
+ */
+export function stuckReservations(rows: AuditReservation[], sagaStatus: Map<string, string | null>, now: number, boundMs: number) {
+	return rows
+		.filter(r => r.status === "PAYING" || r.status === "CANCELLING")
+		.map(r => ({ r, saga: r.sagaId ? (sagaStatus.get(r.sagaId) ?? null) : null }))
+		.filter(({ r, saga }) => {
+			if (saga === "RUNNING" || saga === "COMPENSATING") return false;
+			if (saga === "FAILED") return true;
+			return r.updatedAt === undefined || now - Date.parse(r.updatedAt) > boundMs;
+		})
+		.map(({ r, saga }) => ({ reservationId: r.id, status: r.status, sagaId: r.sagaId ?? null, sagaStatus: saga, updatedAt: r.updatedAt ?? null }));
+}
+
+/**
+ * The reservation ids a check's findings name (a sale's, a payment's or a hold's reservation): the incremental
+ * check reads them again next time, so a drift it reported stays reported until it is fixed.
+ */
+export function findingReservationIds(details: Record<string, unknown>): string[] {
+	const ids = new Set<string>();
+	for (const v of Object.values(details)) {
+		if (!Array.isArray(v)) continue;
+		for (const item of v) {
+			if (typeof item !== "object" || item === null) continue;
+			const f = item as { reservationId?: unknown; reservationIds?: unknown; owner?: unknown };
+			if (typeof f.reservationId === "string") ids.add(f.reservationId);
+			if (typeof f.owner === "string") ids.add(f.owner);
+			if (Array.isArray(f.reservationIds)) for (const id of f.reservationIds) if (typeof id === "string") ids.add(id);
+		}
+	}
+	return [...ids].sort();
+}
+
+/** A check's status from its details: `error` (a source it could not read) is unavailable, never drift. */
+export function checkStatus(details: Record<string, unknown>): CheckStatus {
+	if (details.error !== undefined) return "unavailable";
+	return noFindings(details) ? "ok" : "drift";
+}
+
+/** The report's status: any drift is drift; otherwise any unavailable check makes it unavailable. */
+export function overallStatus(statuses: CheckStatus[]): CheckStatus {
+	if (statuses.includes("drift")) return "drift";
+	return statuses.includes("unavailable") ? "unavailable" : "ok";
 }
 
 /**

@@ -2,20 +2,35 @@
  * Ops context: the consistency check of seed 000 section 4.3 and the business gauges of the Prometheus endpoint.
  *
  * The check reads only through the owning services' actions (reservation.audit, concert.audit, concert.verify,
- * payment.audit, payment.verify, saga.list, saga.deadLetters, <producer>.outboxStats, ranking.verify), never
- * another context's tables. It runs on demand (GET /api/admin/consistency, the REPL's `consistency`) and every
- * `intervalMs` on one node at a time (a lease in the coordination store). Reads of different services are not
- * one snapshot: the cross-service rules run twice, `settleMs` apart, and only what both runs saw is reported, so a
- * saga between two steps is not mistaken for drift.
+ * payment.audit, payment.verify, saga.list, saga.get, saga.deadLetters, <producer>.outboxStats, ranking.verify),
+ * never another context's tables. The audits answer keyset pages of at most AUDIT_PAGE_SIZE rows (lib/audit.ts)
+ * and the check walks them, so no answer outgrows a NATS message however big the sale.
+ *
+ * It runs on demand (GET /api/admin/consistency, the REPL's `consistency`: full unless `full=false`) and every
+ * `intervalMs` on one node at a time (a lease in the coordination store). A scheduled run is incremental: it
+ * reads the rows changed since the previous run's start minus CONSISTENCY_MARGIN_SEC (a write stamped before a
+ * run began but committed after it read that far is inside the margin), everything those rows reference, every
+ * live hold, and again the reservations the previous run reported (a drift stays reported until fixed). The
+ * first run, and one every CONSISTENCY_FULL_EVERY_SEC, is full. The watermark moves only after a run that could
+ * read every source.
+ *
+ * Reads of different services are not one snapshot: the cross-service rules run twice, `settleMs` apart, and only
+ * what both runs saw is reported, so a saga between two steps is not mistaken for drift. A source that cannot be
+ * read makes its checks "unavailable", never drift.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import type { AuditPage } from "../../lib/audit";
 import {
+	checkStatus,
 	confirmedFindings,
+	findingReservationIds,
 	holdFindings,
 	moneyFindings,
 	noFindings,
+	overallStatus,
 	seatFindings,
+	stuckReservations,
 	stuckSagas,
 	type AuditHold,
 	type AuditPayment,
@@ -46,12 +61,24 @@ interface Vars {
 	leaseOwner: string;
 }
 
+/** What a run reads: everything, or what changed since `since` plus the reservations in `carry`. */
+export interface Scope {
+	full: boolean;
+	since: Date | null;
+	carry: string[];
+}
+
 interface Methods {
-	runCheck(ctx: Context): Promise<ConsistencyReport>;
-	gather(ctx: Context): Promise<Snapshot>;
+	runCheck(ctx: Context, scope: Scope): Promise<ConsistencyReport>;
+	onDemandScope(full: boolean): Promise<Scope>;
+	gather(ctx: Context, scope: Scope): Promise<Snapshot>;
+	gatherChanged(ctx: Context, since: Date, carry: string[]): Promise<Pick<Snapshot, "reservations" | "concert" | "payments">>;
+	walk<T>(ctx: Context, action: string, params: object): Promise<T[]>;
+	walkChunks<T>(ctx: Context, action: string, key: string, list: unknown[], params?: object): Promise<T[]>;
+	sagaChecks(ctx: Context): Promise<Record<string, unknown>>;
 	crossChecks(s: Snapshot): Record<(typeof CROSS)[number], Record<string, unknown>>;
 	producers(): string[];
-	scheduledCheck(): Promise<void>;
+	scheduledCheck(): Promise<ConsistencyReport | null>;
 	collectMetrics(ctx: Context): Promise<Record<string, number>>;
 	gauge(name: string, labels: Record<string, string>, value: number): void;
 }
@@ -84,6 +111,16 @@ interface OutboxStats {
 /** The cross-service checks, each named as in API.md's consistency answer. */
 const CROSS = ["seats", "money", "holds", "ranking"] as const;
 
+/** The checks whose reads are incremental: the watermark moves only when all three could read their sources. */
+const INCREMENTAL = ["seats", "money", "holds"];
+
+/** Coordination-store keys of the scheduled check: where the last run started, the last full run, its findings. */
+const WATERMARK = "ops:consistency:watermark";
+const LAST_FULL = "ops:consistency:last-full";
+const CARRY = "ops:consistency:carry";
+/** At most this many reported reservations are read again by the next incremental run (a full run reads all). */
+const CARRY_MAX = 10_000;
+
 const REPAIRS = ["ranking"] as const;
 
 const GAUGES: [string, string, string[]][] = [
@@ -101,6 +138,21 @@ const GAUGES: [string, string, string[]][] = [
 
 /** A call to another context; typed by its answer. */
 const call = <T>(ctx: Context, action: string, params: object = {}): Promise<T> => ctx.call<T, object>(action, params);
+
+/** A check's `ok` and `status` from its details. */
+const statusOf = (details: Record<string, unknown>) => {
+	const status = checkStatus(details);
+	return { ok: status === "ok", status, details };
+};
+
+const parseCarry = (raw: string | null): string[] => {
+	try {
+		const ids: unknown = JSON.parse(raw ?? "[]");
+		return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === "string") : [];
+	} catch {
+		return [];
+	}
+};
 
 const errorOf = (err: unknown) => {
 	const e = err as { type?: string; message?: string };
@@ -125,9 +177,13 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		consistency: {
 			visibility: "published",
 			auth: "admin",
-			params: { $$strict: "remove" },
-			async handler(this: This, ctx: Context) {
-				return this.runCheck(ctx);
+			params: {
+				/** true (default): every row; false: only what changed since the last scheduled run (as it would read it). */
+				full: { type: "boolean", convert: true, optional: true, default: true },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<{ full?: boolean }>) {
+				return this.runCheck(ctx, await this.onDemandScope(ctx.params.full !== false));
 			}
 		},
 
@@ -157,26 +213,12 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 	},
 
 	methods: {
-		async runCheck(this: This, ctx: Context): Promise<ConsistencyReport> {
+		async runCheck(this: This, ctx: Context, scope: Scope): Promise<ConsistencyReport> {
 			const producers = this.producers();
 			const [first, wallet, sagas, outbox] = await Promise.all([
-				this.gather(ctx),
+				this.gather(ctx, scope),
 				call<{ ok: boolean; checks: { name: string; ok: boolean; details: { offenders: number; ids: string[] } }[] }>(ctx, "payment.verify", {}).catch(errorOf),
-				(async () => {
-					const rows: SagaRow[] = [];
-					for (const status of ["RUNNING", "COMPENSATING"]) {
-						for (let page = 1; page <= 20; page++) {
-							const res = await call<{ rows: SagaRow[]; total: number }>(ctx, "saga.list", { status, page, pageSize: 100 });
-							rows.push(...res.rows);
-							if (page * 100 >= res.total) break;
-						}
-					}
-					const dead = await call<{ rows: { id: string; sagaId: string }[]; total: number }>(ctx, "saga.deadLetters", { status: "OPEN", pageSize: 100 });
-					return {
-						stuck: stuckSagas(rows, Date.now(), this.settings.stuckSagaMs),
-						openDeadLetters: dead.rows.map(d => ({ id: d.id, sagaId: d.sagaId }))
-					};
-				})().catch(errorOf),
+				this.sagaChecks(ctx).catch(errorOf),
 				Promise.all(
 					producers.map(p =>
 						call<OutboxStats>(ctx, `${p}.outboxStats`, { staleMs: this.settings.outboxStaleMs }).catch(err => ({ producer: p, ...errorOf(err) }))
@@ -187,14 +229,15 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			let cross = this.crossChecks(first);
 			if (CROSS.some(n => !noFindings(cross[n]))) {
 				await new Promise(r => setTimeout(r, this.settings.settleMs));
-				const second = this.crossChecks(await this.gather(ctx));
+				const second = this.crossChecks(await this.gather(ctx, scope));
 				cross = { seats: confirmedFindings(cross.seats, second.seats), money: confirmedFindings(cross.money, second.money), holds: confirmedFindings(cross.holds, second.holds), ranking: confirmedFindings(cross.ranking, second.ranking) };
 			}
 
 			// payment.verify: the wallet rules inside the payment context (balance = ledger, no negative, chain).
 			const walletFailures =
 				"checks" in wallet ? wallet.checks.filter(c => !c.ok).map(c => ({ rule: c.name, offenders: c.details.ids })) : [];
-			const money: Record<string, unknown> = "checks" in wallet ? { ...cross.money, wallets: walletFailures } : { ...cross.money, wallets: [wallet] };
+			// A wallet check that could not run makes money unavailable (its error), not a finding.
+			const money: Record<string, unknown> = "checks" in wallet ? { ...cross.money, wallets: walletFailures } : failed(cross.money) ? cross.money : { ...wallet, ...cross.money };
 
 			const outboxDetails = {
 				// An object, not a list: the lists in details are findings, this is the backlog of every producer.
@@ -205,16 +248,25 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				unavailable: outbox.filter(o => "error" in o).map(o => o.producer)
 			};
 
+			const outboxStatus = outboxDetails.stale.length > 0 ? "drift" : outboxDetails.unavailable.length > 0 ? "unavailable" : "ok";
 			const checks: CheckResult[] = [
-				{ name: "seats", ok: noFindings(cross.seats), details: cross.seats },
-				{ name: "money", ok: noFindings(money) && (wallet as { ok?: boolean }).ok === true, details: money },
-				{ name: "holds", ok: noFindings(cross.holds), details: cross.holds },
-				{ name: "sagas", ok: noFindings(sagas as Record<string, unknown>), details: sagas as Record<string, unknown> },
-				{ name: "outbox", ok: outboxDetails.stale.length === 0 && outboxDetails.unavailable.length === 0, details: outboxDetails },
-				{ name: "ranking", ok: noFindings(cross.ranking), details: cross.ranking }
+				{ name: "seats", ...statusOf(cross.seats) },
+				{ name: "money", ...statusOf(money) },
+				{ name: "holds", ...statusOf(cross.holds) },
+				{ name: "sagas", ...statusOf(sagas as Record<string, unknown>) },
+				{ name: "outbox", ok: outboxStatus === "ok", status: outboxStatus, details: outboxDetails },
+				{ name: "ranking", ...statusOf(cross.ranking) }
 			];
-			const report: ConsistencyReport = { ok: checks.every(c => c.ok), checkedAt: new Date().toISOString(), checks };
+			const report: ConsistencyReport = {
+				ok: checks.every(c => c.ok),
+				status: overallStatus(checks.map(c => c.status ?? "drift")),
+				checkedAt: new Date().toISOString(),
+				scope: { full: scope.full, since: scope.since?.toISOString() ?? null },
+				checks
+			};
 			for (const c of checks) {
+				// An unavailable check is neither ok nor drift: its gauge keeps the last value it could measure.
+				if (c.status === "unavailable") continue;
 				this.gauge("ops.consistency.ok", { check: c.name }, c.ok ? 1 : 0);
 				const n = Object.values(c.details).reduce<number>((sum, v) => sum + (Array.isArray(v) ? v.length : 0), 0);
 				this.gauge("ops.consistency.findings", { check: c.name }, n);
@@ -222,17 +274,161 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			return report;
 		},
 
-		/** One read of every cross-service input, in parallel; a service that does not answer leaves its error. */
-		async gather(this: This, ctx: Context): Promise<Snapshot> {
+		/** The scope of an on-demand run: full, or incremental from the scheduled runs' watermark (full without one). */
+		async onDemandScope(this: This, full: boolean): Promise<Scope> {
+			if (full) return { full: true, since: null, carry: [] };
+			const [mark, carry] = await Promise.all([this.store.get(WATERMARK), this.store.get(CARRY)]);
+			if (mark === null) return { full: true, since: null, carry: [] };
+			return { full: false, since: new Date(Date.parse(mark) - this.config.consistency.marginSec * 1000), carry: parseCarry(carry) };
+		},
+
+		/**
+		 * One read of every cross-service input, in parallel, page by page; a service that does not answer (or fails
+		 * half way through its pages) leaves its error, and the checks that need it say unavailable.
+		 */
+		async gather(this: This, ctx: Context, scope: Scope): Promise<Snapshot> {
 			const soft = <T>(p: Promise<T>) => p.catch(errorOf);
-			const [reservations, concert, payments, ranking, concertVerify] = await Promise.all([
-				soft(call<AuditReservation[]>(ctx, "reservation.audit", { statuses: ["PENDING", "PAYING", "CONFIRMED", "CANCELLING", "CANCELLED", "EXPIRED"] })),
-				soft(call<{ sales: AuditSale[]; holds: AuditHold[] }>(ctx, "concert.audit", {})),
-				soft(call<AuditPayment[]>(ctx, "payment.audit", {})),
+			const [rows, ranking, concertVerify] = await Promise.all([
+				scope.full || scope.since === null
+					? (async () => {
+							const [reservations, sales, holds, payments] = await Promise.all([
+								soft(this.walk<AuditReservation>(ctx, "reservation.audit", {})),
+								soft(this.walk<AuditSale>(ctx, "concert.audit", { part: "sales" })),
+								soft(this.walk<AuditHold>(ctx, "concert.audit", { part: "holds" })),
+								soft(this.walk<AuditPayment>(ctx, "payment.audit", {}))
+							]);
+							const concert = failed(sales) ? sales : failed(holds) ? holds : { sales, holds };
+							return { reservations, concert, payments };
+						})()
+					: this.gatherChanged(ctx, scope.since, scope.carry),
 				soft(call<{ ok: boolean; mismatches: unknown[] }>(ctx, "ranking.verify", {})),
 				soft(call<{ checks: CheckResult[] }>(ctx, "concert.verify", {}))
 			]);
-			return { reservations, concert, payments, ranking, concertVerify };
+			return { ...rows, ranking, concertVerify };
+		},
+
+		/**
+		 * The incremental read: reservations, payments and sales changed since `since`, every live hold, and the
+		 * `carry` reservations; then, until nothing new turns up, every reservation any of them names, and for every
+		 * reservation its payments, its sales and the sales on its seats (which may name another reservation). So
+		 * each rule sees, for every row it judges, every row that rule compares it with.
+		 */
+		async gatherChanged(this: This, ctx: Context, since: Date, carry: string[]) {
+			const errors: Partial<Record<"reservation" | "concert" | "payment", Failed>> = {};
+			const guard = async <T>(source: keyof typeof errors, read: () => Promise<T[]>): Promise<T[]> => {
+				if (errors[source]) return [];
+				try {
+					return await read();
+				} catch (err) {
+					errors[source] ??= errorOf(err);
+					return [];
+				}
+			};
+			const [changed, changedPayments, changedSales, holds] = await Promise.all([
+				guard("reservation", () => this.walk<AuditReservation>(ctx, "reservation.audit", { since })),
+				guard("payment", () => this.walk<AuditPayment>(ctx, "payment.audit", { since })),
+				guard("concert", () => this.walk<AuditSale>(ctx, "concert.audit", { part: "sales", since })),
+				guard("concert", () => this.walk<AuditHold>(ctx, "concert.audit", { part: "holds" }))
+			]);
+			const reservations = new Map(changed.map(r => [r.id, r]));
+			const payments = new Map(changedPayments.map(p => [p.id, p]));
+			const sales = new Map(changedSales.map(x => [`${x.scheduleId}\u0000${x.seatId}`, x]));
+			const wanted = new Set<string>([...carry, ...reservations.keys(), ...holds.map(h => h.owner)]);
+			for (const p of payments.values()) if (p.reservationId) wanted.add(p.reservationId);
+			for (const x of sales.values()) wanted.add(x.reservationId);
+			const looked = new Set<string>(reservations.keys());
+			const expanded = new Set<string>();
+			for (;;) {
+				const load = [...wanted].filter(id => !looked.has(id));
+				for (const id of load) looked.add(id);
+				for (const r of await guard("reservation", () => this.walkChunks<AuditReservation>(ctx, "reservation.audit", "ids", load))) {
+					reservations.set(r.id, r);
+				}
+				const expand = [...wanted].filter(id => !expanded.has(id));
+				if (expand.length === 0) break;
+				for (const id of expand) expanded.add(id);
+				const seats = expand.flatMap(id => {
+					const r = reservations.get(id);
+					return r ? r.seatIds.map(seatId => ({ scheduleId: r.scheduleId, seatId })) : [];
+				});
+				const [ps, owned, onSeats] = await Promise.all([
+					guard("payment", () => this.walkChunks<AuditPayment>(ctx, "payment.audit", "reservationIds", expand)),
+					guard("concert", () => this.walkChunks<AuditSale>(ctx, "concert.audit", "reservationIds", expand, { part: "sales" })),
+					guard("concert", () => this.walkChunks<AuditSale>(ctx, "concert.audit", "seats", seats, { part: "sales" }))
+				]);
+				for (const p of ps) {
+					payments.set(p.id, p);
+					if (p.reservationId) wanted.add(p.reservationId);
+				}
+				for (const x of [...owned, ...onSeats]) {
+					sales.set(`${x.scheduleId}\u0000${x.seatId}`, x);
+					wanted.add(x.reservationId);
+				}
+			}
+			return {
+				reservations: errors.reservation ?? [...reservations.values()],
+				concert: errors.concert ?? { sales: [...sales.values()], holds },
+				payments: errors.payment ?? [...payments.values()]
+			};
+		},
+
+		/** Every row of an audit, page after page (each answer at most AUDIT_PAGE_SIZE rows). */
+		async walk<T>(this: This, ctx: Context, action: string, params: object): Promise<T[]> {
+			const rows: T[] = [];
+			let after: string[] | null = null;
+			for (;;) {
+				const page: AuditPage<T> = await call<AuditPage<T>>(ctx, action, { ...params, ...(after ? { after } : {}), limit: this.config.consistency.auditPageSize });
+				rows.push(...page.rows);
+				if (page.next === null) return rows;
+				if (after !== null && JSON.stringify(page.next) === JSON.stringify(after)) throw new Error(`${action} did not move its cursor`);
+				after = page.next;
+			}
+		},
+
+		/** `walk` for a list too long for one request (ids, seats): one page of the list per request. */
+		async walkChunks<T>(this: This, ctx: Context, action: string, key: string, list: unknown[], params: object = {}): Promise<T[]> {
+			const rows: T[] = [];
+			const size = this.config.consistency.auditPageSize;
+			for (let i = 0; i < list.length; i += size) rows.push(...(await this.walk<T>(ctx, action, { ...params, [key]: list.slice(i, i + size) })));
+			return rows;
+		},
+
+		/**
+		 * Sagas RUNNING or COMPENSATING past the bound, open dead letters, and reservations a saga left PAYING or
+		 * CANCELLING (its saga FAILED, or none of theirs running for longer than the bound): those are always read
+		 * whole, an incremental run included, since a stuck row is one that stopped changing.
+		 */
+		async sagaChecks(this: This, ctx: Context) {
+			const rows: SagaRow[] = [];
+			for (const status of ["RUNNING", "COMPENSATING"]) {
+				for (let page = 1; page <= 20; page++) {
+					const res = await call<{ rows: SagaRow[]; total: number }>(ctx, "saga.list", { status, page, pageSize: 100 });
+					rows.push(...res.rows);
+					if (page * 100 >= res.total) break;
+				}
+			}
+			const dead = await call<{ rows: { id: string; sagaId: string }[]; total: number }>(ctx, "saga.deadLetters", { status: "OPEN", pageSize: 100 });
+			const inFlight = await this.walk<AuditReservation>(ctx, "reservation.audit", { statuses: ["PAYING", "CANCELLING"] });
+			const sagaStatus = new Map<string, string | null>(rows.map(s => [s.id, s.status]));
+			const unknown = [...new Set(inFlight.map(r => r.sagaId).filter((id): id is string => typeof id === "string" && !sagaStatus.has(id)))];
+			for (let i = 0; i < unknown.length; i += 8) {
+				await Promise.all(
+					unknown.slice(i, i + 8).map(async id => {
+						try {
+							sagaStatus.set(id, (await call<{ status: string }>(ctx, "saga.get", { id })).status);
+						} catch (err) {
+							if ((err as { type?: string }).type !== "NOT_FOUND") throw err;
+							sagaStatus.set(id, null);
+						}
+					})
+				);
+			}
+			const now = Date.now();
+			return {
+				stuck: stuckSagas(rows, now, this.settings.stuckSagaMs),
+				openDeadLetters: dead.rows.map(d => ({ id: d.id, sagaId: d.sagaId })),
+				stuckReservations: stuckReservations(inFlight, sagaStatus, now, this.settings.stuckSagaMs)
+			};
 		},
 
 		crossChecks(this: This, s: Snapshot) {
@@ -254,13 +450,34 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			return [...new Set(list.map(a => a.name).filter(n => n.endsWith(".outboxStats")).map(n => n.slice(0, -".outboxStats".length)))].sort();
 		},
 
-		/** The scheduled run: one node per interval (lease), findings logged and on the gauges. */
+		/**
+		 * The scheduled run: one node per interval (lease), incremental from the watermark (full the first time and
+		 * every CONSISTENCY_FULL_EVERY_SEC), findings logged and on the gauges. Answers the report (null: another
+		 * node holds the lease).
+		 */
 		async scheduledCheck(this: This) {
-			if (!(await this.store.acquireLease("ops:consistency", this.leaseOwner, Math.max(1000, this.settings.intervalMs - 500)))) return;
-			const report = await this.runCheck(this.broker.ContextFactory.create(this.broker));
+			if (!(await this.store.acquireLease("ops:consistency", this.leaseOwner, Math.max(1000, this.settings.intervalMs - 500)))) return null;
+			const startedAt = new Date();
+			const [mark, lastFull, carry] = await Promise.all([this.store.get(WATERMARK), this.store.get(LAST_FULL), this.store.get(CARRY)]);
+			const fullEveryMs = this.config.consistency.fullEverySec * 1000;
+			const full = mark === null || (fullEveryMs > 0 && (lastFull === null || startedAt.getTime() - Date.parse(lastFull) >= fullEveryMs));
+			const scope: Scope = full
+				? { full: true, since: null, carry: [] }
+				: { full: false, since: new Date(Date.parse(mark) - this.config.consistency.marginSec * 1000), carry: parseCarry(carry) };
+			const report = await this.runCheck(this.broker.ContextFactory.create(this.broker), scope);
+			const incremental = report.checks.filter(c => INCREMENTAL.includes(c.name));
+			if (incremental.every(c => c.status !== "unavailable")) {
+				// Everything up to startedAt (less the margin) has been read: the next run starts there.
+				const ids = [...new Set(incremental.flatMap(c => findingReservationIds(c.details)))].slice(0, CARRY_MAX);
+				await this.store.set(CARRY, JSON.stringify(ids));
+				if (full) await this.store.set(LAST_FULL, startedAt.toISOString());
+				await this.store.set(WATERMARK, startedAt.toISOString());
+			}
 			const bad = report.checks.filter(c => !c.ok);
-			if (bad.length > 0) this.logger.warn(`consistency check: ${bad.map(c => `${c.name} ${JSON.stringify(c.details)}`).join("; ")}`);
-			else this.logger.info("consistency check: ok");
+			const what = `consistency check (${full ? "full" : `since ${scope.since?.toISOString()}`})`;
+			if (bad.length > 0) this.logger.warn(`${what}: ${bad.map(c => `${c.name} ${c.status} ${JSON.stringify(c.details)}`).join("; ")}`);
+			else this.logger.info(`${what}: ok`);
+			return report;
 		},
 
 		/** Business gauges that live in other contexts' stores: outbox backlog and lag, dead letters, waiting rooms. */
@@ -340,6 +557,7 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const t = setInterval(() => {
 				if (this.running || this.broker.stopping) return;
 				this.running = this.scheduledCheck()
+					.then(() => undefined)
 					.catch(err => this.logger.warn("scheduled consistency check failed:", (err as Error).message))
 					.finally(() => (this.running = undefined));
 			}, this.settings.intervalMs);

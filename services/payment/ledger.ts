@@ -19,6 +19,7 @@
  */
 import crypto from "crypto";
 import { Transaction, UniqueConstraintError, type Sequelize } from "sequelize";
+import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import { appendOutbox } from "../../lib/outbox";
 import { isTransientDbError, Sql, sqlTime } from "../../lib/sql";
 import {
@@ -107,6 +108,17 @@ const VERIFY_SQL = {
 		SELECT COALESCE(t.payment_id, t.id) AS id FROM point_transactions t LEFT JOIN payments p ON p.id = t.payment_id
 		WHERE t.type <> 'CHARGE' AND p.id IS NULL`
 };
+
+/** A payment as the ops consistency check reads it. */
+export interface AuditPaymentRow {
+	id: string;
+	sagaId: string;
+	reservationId: string | null;
+	userId: string | null;
+	amount: number;
+	status: string;
+	updatedAt: string;
+}
 
 export class PaymentLedger {
 	private readonly sequelize: Sequelize;
@@ -371,6 +383,43 @@ export class PaymentLedger {
 			? await this.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ }, read)
 			: await this.sql.transaction(read);
 		return { ok: checks.every(c => c.ok), checks };
+	}
+
+	/**
+	 * One keyset page of payments for the ops consistency check (lib/audit.ts): by id; with `since`, those changed
+	 * since then in change order; with `reservationIds`, the payments of those reservations (one page of ids).
+	 */
+	async auditPayments(q: { limit: number; after?: string[]; since?: Date; reservationIds?: string[] }): Promise<AuditPage<AuditPaymentRow>> {
+		const where: string[] = [];
+		const params: unknown[] = [];
+		if (q.reservationIds) {
+			const ids = q.reservationIds.slice(0, q.limit);
+			if (ids.length === 0) return { rows: [], next: null };
+			where.push(`reservation_id IN (${ids.map(() => "?").join(",")})`);
+			params.push(...ids);
+		}
+		if (q.since) {
+			where.push("updated_at >= ?");
+			params.push(sqlTime(q.since));
+		}
+		const keys = q.since ? ["updated_at", "id"] : ["id"];
+		if (q.after) {
+			const k = keysetAfter(keys, q.since ? [sqlTime(new Date(q.after[0])), q.after[1] ?? ""] : [q.after[0]]);
+			where.push(k.sql);
+			params.push(...k.params);
+		}
+		const limit = q.limit;
+		const rows = await this.select<{ id: string; saga_id: string; reservation_id: string | null; user_id: string | null; amount: number | string; status: string; updated_at: Date | string }>(
+			`SELECT id, saga_id, reservation_id, user_id, amount, status, updated_at FROM payments${where.length ? ` WHERE ${where.join(" AND ")}` : ""}
+			 ORDER BY ${keys.join(", ")} LIMIT ${limit + 1}`,
+			params
+		);
+		return pageOf(
+			rows,
+			limit,
+			r => ({ id: r.id, sagaId: r.saga_id, reservationId: r.reservation_id, userId: r.user_id, amount: Number(r.amount), status: r.status, updatedAt: isoTime(r.updated_at) }),
+			r => (q.since ? [isoTime(r.updated_at), r.id] : [r.id])
+		);
 	}
 
 	// ---- helpers ----

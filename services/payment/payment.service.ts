@@ -4,7 +4,8 @@
  * and hands over.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import { DataTypes, QueryTypes } from "sequelize";
+import { DataTypes } from "sequelize";
+import { auditLimit, auditPageParams, type AuditPageParams } from "../../lib/audit";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
@@ -172,25 +173,15 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		},
 
 		/**
-		 * For the ops consistency check (read only): every payment with its saga, reservation, amount and status, so
-		 * the check can match them with the reservations without reading this context's tables.
+		 * For the ops consistency check (read only), one keyset page at a time (lib/audit.ts): payments with their
+		 * saga, reservation, amount and status, so the check can match them with the reservations without reading
+		 * this context's tables. By id; with `since`, changed since then; with `reservationIds`, theirs.
 		 */
 		audit: {
 			visibility: "public",
-			params: {},
-			async handler() {
-				const rows = await this.sequelize.query<{ id: string; saga_id: string; reservation_id: string | null; user_id: string | null; amount: number | string; status: string }>(
-					"SELECT id, saga_id, reservation_id, user_id, amount, status FROM payments ORDER BY created_at, id",
-					{ type: QueryTypes.SELECT }
-				);
-				return rows.map(r => ({
-					id: r.id,
-					sagaId: r.saga_id,
-					reservationId: r.reservation_id,
-					userId: r.user_id,
-					amount: Number(r.amount),
-					status: r.status
-				}));
+			params: { reservationIds: { type: "array", items: { type: "string", max: 100 }, max: 1000, optional: true }, ...auditPageParams },
+			async handler(ctx: Context<AuditPageParams & { reservationIds?: string[] }>) {
+				return this.ledger.auditPayments({ ...ctx.params, limit: auditLimit(this.config, ctx.params.limit) });
 			}
 		},
 

@@ -13,6 +13,7 @@ import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { appendOutbox, outboxMigration } from "../../lib/outbox";
 import { Sql, sqlTime } from "../../lib/sql";
+import { auditLimit, auditPageParams, isoTime, keysetAfter, pageOf, type AuditPageParams } from "../../lib/audit";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
@@ -94,10 +95,6 @@ const pageParams = {
 	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
 	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
 } as const;
-
-function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
-	return Object.fromEntries(keys.map(k => [k, o[k]])) as Pick<T, K>;
-}
 
 /** A forward step of a saga whose compensation already ran here changes nothing (see migrations/002). */
 const NOT_VOIDED = " AND NOT EXISTS (SELECT 1 FROM reservation_saga_voids v WHERE v.reservation_id = reservations.id AND v.saga_id = ?)";
@@ -545,8 +542,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		},
 
 		/**
-		 * For the ops consistency check (read only): reservations in the given statuses with their seats, amount and
-		 * the payment and saga ids that moved them, oldest first.
+		 * For the ops consistency check (read only), one keyset page at a time (lib/audit.ts): reservations with
+		 * their seats, amount and the payment and saga ids that moved them. By id order; with `since`, those changed
+		 * since then in change order; with `ids`, those reservations (at most a page of ids, no paging).
 		 */
 		audit: {
 			visibility: "public",
@@ -554,36 +552,67 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				statuses: {
 					type: "array",
 					min: 1,
+					optional: true,
 					items: { type: "enum", values: ["PENDING", "PAYING", "CONFIRMED", "CANCELLING", "CANCELLED", "EXPIRED"] }
-				}
+				},
+				ids: { type: "array", items: { type: "string", max: 64 }, max: 1000, optional: true },
+				...auditPageParams
 			},
-			async handler(this: This, ctx: Context<{ statuses: ReservationStatus[] }>) {
+			async handler(this: This, ctx: Context<AuditPageParams & { statuses?: ReservationStatus[]; ids?: string[] }>) {
+				const { statuses, ids, since, after } = ctx.params;
+				const limit = auditLimit(this.config, ctx.params.limit);
+				const where: string[] = [];
+				const params: unknown[] = [];
+				if (statuses) {
+					where.push(`status IN (${statuses.map(() => "?").join(",")})`);
+					params.push(...statuses);
+				}
+				if (ids) {
+					// A list of ids is one page: the caller sends at most a page of them.
+					const page = ids.slice(0, limit);
+					if (page.length === 0) return { rows: [], next: null };
+					where.push(`id IN (${page.map(() => "?").join(",")})`);
+					params.push(...page);
+				}
+				if (since) {
+					where.push("updated_at >= ?");
+					params.push(sqlTime(since));
+				}
+				const keys = since ? ["updated_at", "id"] : ["id"];
+				if (after) {
+					const k = keysetAfter(keys, since ? [sqlTime(new Date(after[0])), after[1] ?? ""] : [after[0]]);
+					where.push(k.sql);
+					params.push(...k.params);
+				}
 				const rows = await this.sql.select<ReservationRow>(
-					`SELECT * FROM reservations WHERE status IN (${ctx.params.statuses.map(() => "?").join(",")}) ORDER BY created_at, id`,
-					ctx.params.statuses
+					`SELECT * FROM reservations${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY ${keys.join(", ")} LIMIT ${limit + 1}`,
+					params
 				);
 				const seats = new Map<string, string[]>();
-				for (let i = 0; i < rows.length; i += 500) {
-					for (const s of await this.seatsOf(rows.slice(i, i + 500).map(r => r.id))) {
-						const list = seats.get(s.reservation_id) ?? [];
-						list.push(s.seat_id);
-						seats.set(s.reservation_id, list);
-					}
+				for (const s of await this.seatsOf(rows.slice(0, limit).map(r => r.id))) {
+					const list = seats.get(s.reservation_id) ?? [];
+					list.push(s.seat_id);
+					seats.set(s.reservation_id, list);
 				}
-				return rows.map(r => ({
-					// toView for the times: MariaDB answers Dates, SQLite text without a zone.
-					...pick(toView(r, []), ["expiresAt", "updatedAt"]),
-					id: r.id,
-					status: r.status,
-					userId: r.user_id,
-					concertId: r.concert_id,
-					scheduleId: r.schedule_id,
-					amount: Number(r.amount),
-					seatIds: (seats.get(r.id) ?? []).sort(),
-					paymentId: r.payment_id ?? null,
-					paidSagaId: r.paid_saga_id ?? null,
-					sagaId: r.saga_id ?? null
-				}));
+				return pageOf(
+					rows,
+					limit,
+					r => ({
+						expiresAt: isoTime(r.expires_at),
+						updatedAt: isoTime(r.updated_at),
+						id: r.id,
+						status: r.status,
+						userId: r.user_id,
+						concertId: r.concert_id,
+						scheduleId: r.schedule_id,
+						amount: Number(r.amount),
+						seatIds: (seats.get(r.id) ?? []).sort(),
+						paymentId: r.payment_id ?? null,
+						paidSagaId: r.paid_saga_id ?? null,
+						sagaId: r.saga_id ?? null
+					}),
+					r => (since ? [isoTime(r.updated_at), r.id] : [r.id])
+				);
 			}
 		},
 
