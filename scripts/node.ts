@@ -72,7 +72,13 @@ class PlatformRunner extends Runner {
 			const lived = Date.now() - (startedAt.get(worker.id) ?? Date.now());
 			const wasReady = ready.delete(worker.id);
 			startedAt.delete(worker.id);
-			if (stopping) return;
+			if (stopping) {
+				if (!Object.values(cluster.workers ?? {}).some(w => w && !w.isDead())) {
+					log("log", "All workers stopped, exiting.");
+					process.exit(0);
+				}
+				return;
+			}
 			const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
 			if (!anyReady && !wasReady) {
 				log("error", `Worker #${worker.id} (pid ${worker.process.pid}) ${how} before the node came up; stopping the node.`);
@@ -96,14 +102,17 @@ class PlatformRunner extends Runner {
 
 		for (const signal of STOP_SIGNALS) {
 			process.on(signal, () => {
+				// Once: a second signal would stop each worker's broker a second time.
+				if (stopping) return;
 				log("log", `Got ${signal}, stopping workers...`);
 				stopping = true;
-				// Forward the signal so each worker stops gracefully (in-flight requests finish, the node says goodbye).
-				for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
-				cluster.disconnect(() => {
-					log("log", "All workers stopped, exiting.");
-					process.exit(0);
-				});
+				// Forward the signal so each worker stops gracefully (in-flight requests finish, the node says goodbye),
+				// and exit when the last one has (the exit handler above). No cluster.disconnect(): it closed the
+				// servers a worker shares with the primary (its metrics port) while the worker was still stopping,
+				// and the worker's Prometheus reporter failed with ERR_SERVER_NOT_RUNNING.
+				const alive = Object.values(cluster.workers ?? {}).filter(w => w && !w.isDead());
+				if (alive.length === 0) process.exit(0);
+				for (const w of alive) w?.process.kill(signal);
 			});
 		}
 	}
