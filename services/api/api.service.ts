@@ -99,7 +99,9 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 						},
 						jwtSecret,
 						ttlSec: config.idempotencyTtlSec,
-						inFlightTtlMs: Math.max(60_000, 3 * config.requestTimeoutMs),
+						// A dead worker's slot is free within 5 s; a live one's is renewed for as long as a call may take.
+						inFlightLeaseMs: IDEMPOTENCY_LEASE_MS,
+						inFlightMaxMs: Math.max(60_000, 3 * config.requestTimeoutMs),
 						required: IDEMPOTENCY_REQUIRED,
 						exempt: IDEMPOTENCY_EXEMPT,
 						clientAddress: req => clientAddress(req, config.http.trustProxy),
@@ -339,6 +341,9 @@ function swaggerUiDir(): string | undefined {
 		return undefined;
 	}
 }
+
+/** How long an Idempotency-Key's in-flight slot outlives the process that runs its request (services/api/idempotency.ts). */
+const IDEMPOTENCY_LEASE_MS = 5_000;
 
 /** A GET that gets no answer within this long is retried on another replica. */
 const READ_TIMEOUT_MS = 5_000;

@@ -9,8 +9,14 @@
  *   - the same key with another request: 422 IDEMPOTENCY_KEY_REUSED; while the first still runs: 409
  *     IDEMPOTENCY_KEY_IN_PROGRESS; a required key that is missing: 400 IDEMPOTENCY_KEY_REQUIRED.
  * Only answers that are outcomes are stored (2xx and business 4xx; for anonymous callers 2xx only). Transient failures (5xx, 401/403, 429,
- * validation) release the slot so the client can retry with the same key; a gateway that dies mid-request
- * leaves a slot that expires on its own, so no key stays locked forever.
+ * validation) release the slot so the client can retry with the same key.
+ *
+ * The in-flight slot is a short lease (`inFlightLeaseMs`, 5 s on the gateway) that the process running the request
+ * renews every third of it until the answer is written (for at most `inFlightMaxMs`). A gateway worker that dies
+ * mid-request stops renewing, and its slot is free a few seconds later, so the client's retry goes through; with
+ * a fixed 60 s slot every such retry was a 409 for a minute (issue 15). While the owner lives, the slot stays
+ * taken however long the request runs: two executions of one key never run at once on the gateway (and the
+ * services key their own work by the same Idempotency-Key, should a frozen process outlive its lease).
  */
 import crypto from "crypto";
 import type { IncomingMessage, ServerResponse } from "http";
@@ -40,8 +46,10 @@ export interface IdempotencyOptions {
 	store: CoordinationStore;
 	jwtSecret: string;
 	ttlSec: number;
-	/** How long an in-flight slot lives if its request never finishes (the node died). */
-	inFlightTtlMs: number;
+	/** How long an in-flight slot lives without renewal (its process died); renewed every third of it meanwhile. */
+	inFlightLeaseMs: number;
+	/** The longest a slot is renewed for one request: a request that never ends does not lock its key forever. */
+	inFlightMaxMs: number;
 	/** `METHOD /path` templates (as in routes.ts) where the header is mandatory. */
 	required: string[];
 	/** `METHOD /path` templates that are exempt (e.g. login: a token must not be replayed for a day). */
@@ -99,6 +107,8 @@ export function canonicalJson(value: unknown): string {
 function sendError(res: ServerResponse, err: IdempotencyError): void {
 	const { status, body } = toHttpError(err);
 	res.setHeader("Content-Type", "application/json; charset=utf-8");
+	// A request still running: ask again in a second (the slot of a dead process is free within its lease).
+	if (body.type === "IDEMPOTENCY_KEY_IN_PROGRESS") res.setHeader("Retry-After", "1");
 	res.writeHead(status);
 	res.end(JSON.stringify(body));
 }
@@ -145,7 +155,7 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 		// Unique per request, so releasing the slot can never delete a newer request's slot or answer.
 		const slotValue = JSON.stringify({ state: "running", fp, nonce: crypto.randomUUID() } satisfies StoredAnswer & { nonce: string });
 		try {
-			const took = await opts.store.set(storeKey, slotValue, { ifAbsent: true, ttlMs: opts.inFlightTtlMs });
+			const took = await opts.store.set(storeKey, slotValue, { ifAbsent: true, ttlMs: opts.inFlightLeaseMs });
 			if (!took) {
 				const existing = await opts.store.get(storeKey);
 				if (existing === null) {
@@ -172,9 +182,25 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 			return next();
 		}
 
+		// Renew the slot while the request runs. A renewal that finds the slot taken by another request (this
+		// process was frozen past the lease) stops: the slot is not ours any more.
+		const renewUntil = Date.now() + opts.inFlightMaxMs;
+		const renewal = setInterval(
+			() => {
+				if (Date.now() >= renewUntil) return clearInterval(renewal);
+				opts.store.acquireLease(storeKey, slotValue, opts.inFlightLeaseMs).then(
+					held => held || clearInterval(renewal),
+					() => undefined
+				);
+			},
+			Math.max(10, Math.floor(opts.inFlightLeaseMs / 3))
+		);
+		renewal.unref?.();
+
 		// Capture the answer when it is written, then store it or release the slot.
 		const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
 		res.end = function (this: ServerResponse, ...args: unknown[]) {
+			clearInterval(renewal);
 			const chunk = args[0];
 			const status = res.statusCode;
 			const body = typeof chunk === "string" ? chunk : Buffer.isBuffer(chunk) ? chunk.toString("utf8") : "";

@@ -1,4 +1,4 @@
-import { MemoryStore } from "../../lib/store";
+import { MemoryStore, type CoordinationStore } from "../../lib/store";
 import { canonicalJson, fingerprint, idempotencyMiddleware } from "../../services/api/idempotency";
 
 describe("idempotency fingerprints", () => {
@@ -70,14 +70,19 @@ describe("idempotency middleware on the memory store", () => {
 		socket: { remoteAddress: "10.0.0.1" }
 	});
 
-	function setup(inFlightTtlMs = 60_000) {
+	/**
+	 * A middleware over a memory store whose clock `advance` moves (or the jest clock, with `clock: "jest"`).
+	 * `inFlightMaxMs: 0` turns renewals off.
+	 */
+	function setup(inFlightLeaseMs = 60_000, opts: { inFlightMaxMs?: number; clock?: "own" | "jest"; store?: MemoryStore; storeFor?: (s: MemoryStore) => CoordinationStore } = {}) {
 		let now = 1_000_000;
-		const store = new MemoryStore({ prefix: "t:", now: () => now, sweepIntervalMs: 0 });
+		const store = opts.store ?? new MemoryStore({ prefix: "t:", now: opts.clock === "jest" ? () => Date.now() : () => now, sweepIntervalMs: 0 });
 		const mw = idempotencyMiddleware({
-			store,
+			store: opts.storeFor ? opts.storeFor(store) : store,
 			jwtSecret: "x".repeat(40),
 			ttlSec: 3600,
-			inFlightTtlMs,
+			inFlightLeaseMs,
+			inFlightMaxMs: opts.inFlightMaxMs ?? 60_000,
 			required: [],
 			exempt: [],
 			clientAddress: r => r.socket.remoteAddress ?? "?",
@@ -94,7 +99,7 @@ describe("idempotency middleware on the memory store", () => {
 			if (handled || res.body !== undefined) await res.ended;
 			return { res, handled };
 		};
-		return { mw, run, advance: (ms: number) => (now += ms) };
+		return { mw, run, store, advance: (ms: number) => (now += ms) };
 	}
 
 	it("when the first answer is 202 (still running), then it is not stored: the retry runs again", async () => {
@@ -116,7 +121,7 @@ describe("idempotency middleware on the memory store", () => {
 	});
 
 	it("when a request outlives its slot and then fails, then it does not delete the answer of the request that took the key after it", async () => {
-		const { mw, run, advance } = setup(1000);
+		const { mw, run, advance } = setup(1000, { inFlightMaxMs: 0 });
 		// A starts and hangs past its in-flight slot's lifetime.
 		const a = fakeRes();
 		let aHandled = false;
@@ -139,5 +144,54 @@ describe("idempotency middleware on the memory store", () => {
 		const replay = await run({ a: 1 });
 		expect(replay.handled).toBe(false);
 		expect(replay.res.body).toBe('{"from":"B"}');
+	});
+
+	describe("the in-flight slot is a lease its process renews", () => {
+		beforeEach(() => jest.useFakeTimers({ now: 1_000_000 }));
+		afterEach(() => jest.useRealTimers());
+
+		it("when a request runs far longer than its lease, then its slot is renewed and a retry is told it is in progress", async () => {
+			const { mw, run } = setup(1000, { clock: "jest" });
+			const a = fakeRes();
+			let aHandled = false;
+			await mw(req({ a: 1 }) as never, a as never, () => {
+				aHandled = true;
+			});
+			expect(aHandled).toBe(true);
+			await jest.advanceTimersByTimeAsync(20_000);
+			const retry = await run({ a: 1 });
+			expect(retry.handled).toBe(false);
+			expect(retry.res.statusCode).toBe(409);
+			expect(JSON.parse(retry.res.body!).type).toBe("IDEMPOTENCY_KEY_IN_PROGRESS");
+			expect(retry.res.headers["retry-after"]).toBe("1");
+			// The first finishes: its answer is what the retry gets, and it ran once.
+			a.writeHead(201);
+			a.end('{"from":"A"}');
+			await a.ended;
+			await jest.advanceTimersByTimeAsync(0);
+			const replay = await run({ a: 1 });
+			expect(replay.handled).toBe(false);
+			expect(replay.res.body).toBe('{"from":"A"}');
+		});
+
+		it("when the process running a request dies (its renewals stop), then the slot is free once its lease ends and the retry runs", async () => {
+			// The dying process: it took the slot, and nothing it does reaches the store after that.
+			const survivor = setup(1000, { clock: "jest" });
+			const dying = setup(1000, {
+				clock: "jest",
+				store: survivor.store,
+				storeFor: s => Object.assign(Object.create(s) as MemoryStore, { acquireLease: () => Promise.reject(new Error("process gone")) })
+			});
+			const a = fakeRes();
+			await dying.mw(req({ a: 1 }) as never, a as never, () => undefined);
+			expect((await survivor.run({ a: 1 })).res.statusCode).toBe(409);
+			await jest.advanceTimersByTimeAsync(1001);
+			const retry = await survivor.run({ a: 1 }, res => {
+				res.writeHead(201);
+				res.end('{"from":"retry"}');
+			});
+			expect(retry.handled).toBe(true);
+			expect(retry.res.statusCode).toBe(201);
+		});
 	});
 });
