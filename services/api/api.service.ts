@@ -5,7 +5,8 @@
  * not listed here is reachable over HTTP, and only `published` actions can be listed.
  */
 import type { IncomingMessage, ServerResponse } from "http";
-import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
+import cluster from "cluster";
+import { Errors, type Context, type ServiceBroker, type ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
 import { verifyAccessToken, type AuthUser } from "../../lib/auth";
 import type { Config } from "../../lib/config";
@@ -112,7 +113,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			],
 
 			onError(this: { logger: { error(...a: unknown[]): void; warn(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
-				const { status, body } = toHttpError(err);
+				const { status, body } = toHttpError(notRegisteredYet(err) ? new Errors.ServiceNotAvailableError({ action: "?" }) : err);
 				// A 503 is a dependency that is down (a database outage makes thousands): one line each, no stack.
 				if (status === 503) this.logger.warn(`${req.method} ${req.url}: 503 (${(err as Error)?.message ?? "unavailable"})`);
 				else if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
@@ -236,8 +237,22 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 		 * The user lookups of the gateway (services/api/current-user.ts). One cache serves every request, so it
 		 * calls through the broker, not through the context of whichever request happened to miss first.
 		 */
-		created(this: { broker: ServiceBroker }) {
+		created(this: { broker: ServiceBroker; server?: { listen: (...a: unknown[]) => unknown } }) {
 			const broker = this.broker;
+			// A gateway worker (npm run cluster runs two, sharing one port through the primary) listens only once the
+			// services /api/health requires are registered, or after READY_WAIT_MS: until it listens the primary hands
+			// every connection to the other worker, so a replacement worker does not answer 503s for its first second.
+			if (cluster.isWorker && config.transporter && this.server) {
+				const server = this.server;
+				const listen = server.listen.bind(server);
+				server.listen = (...args: unknown[]) => {
+					broker
+						.waitForServices(REQUIRED_SERVICES, READY_WAIT_MS, 100)
+						.catch(() => broker.logger.warn(`Listening without every service /api/health requires (waited ${READY_WAIT_MS} ms): their routes answer 503 until they join.`))
+						.then(() => listen(...args));
+					return server;
+				};
+			}
 			currentUsers = new CurrentUsers(async id => {
 				try {
 					return await broker.call("user.get", { id }, { timeout: 2000 });
@@ -392,6 +407,18 @@ function apiRoute(
 			res.setHeader("Cache-Control", "no-store");
 		}
 	};
+}
+
+/** How long a gateway worker waits for the services it needs before it listens anyway. */
+const READY_WAIT_MS = 10_000;
+
+/**
+ * A service that is not registered (SERVICE_NOT_FOUND from the broker, here or on the node the call went to): a
+ * node that just (re)joined has not heard of every service yet, or none of its replicas is up. Every route is an
+ * explicit alias of a published action, so it is never the client's mistake: a 503 with Retry-After, not a 404.
+ */
+function notRegisteredYet(err: unknown): boolean {
+	return (err as { type?: string } | null)?.type === "SERVICE_NOT_FOUND";
 }
 
 /** A short reason for a failed check, without hosts, ports or stack traces. */
