@@ -248,13 +248,15 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				unavailable: outbox.filter(o => "error" in o).map(o => o.producer)
 			};
 
-			const outboxStatus = outboxDetails.stale.length > 0 ? "drift" : outboxDetails.unavailable.length > 0 ? "unavailable" : "ok";
+			// No producer in the registry at all: nothing could be read, which is not "ok" either.
+			const noProducer = producers.length === 0 ? { error: "NO_PRODUCERS", message: "no service with an outbox (<name>.outboxStats) is available" } : {};
+			const outboxStatus = outboxDetails.stale.length > 0 ? "drift" : outboxDetails.unavailable.length > 0 || producers.length === 0 ? "unavailable" : "ok";
 			const checks: CheckResult[] = [
 				{ name: "seats", ...statusOf(cross.seats) },
 				{ name: "money", ...statusOf(money) },
 				{ name: "holds", ...statusOf(cross.holds) },
 				{ name: "sagas", ...statusOf(sagas as Record<string, unknown>) },
-				{ name: "outbox", ok: outboxStatus === "ok", status: outboxStatus, details: outboxDetails },
+				{ name: "outbox", ok: outboxStatus === "ok", status: outboxStatus, details: { ...noProducer, ...outboxDetails } },
 				{ name: "ranking", ...statusOf(cross.ranking) }
 			];
 			const report: ConsistencyReport = {
@@ -347,23 +349,24 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				const expand = [...wanted].filter(id => !expanded.has(id));
 				if (expand.length === 0) break;
 				for (const id of expand) expanded.add(id);
-				const seats = expand.flatMap(id => {
-					const r = reservations.get(id);
-					return r ? r.seatIds.map(seatId => ({ scheduleId: r.scheduleId, seatId })) : [];
-				});
-				const [ps, owned, onSeats] = await Promise.all([
+				const [ps, owned] = await Promise.all([
 					guard("payment", () => this.walkChunks<AuditPayment>(ctx, "payment.audit", "reservationIds", expand)),
-					guard("concert", () => this.walkChunks<AuditSale>(ctx, "concert.audit", "reservationIds", expand, { part: "sales" })),
-					guard("concert", () => this.walkChunks<AuditSale>(ctx, "concert.audit", "seats", seats, { part: "sales" }))
+					guard("concert", () => this.walkChunks<AuditSale>(ctx, "concert.audit", "reservationIds", expand, { part: "sales" }))
 				]);
 				for (const p of ps) {
 					payments.set(p.id, p);
 					if (p.reservationId) wanted.add(p.reservationId);
 				}
-				for (const x of [...owned, ...onSeats]) {
+				for (const x of owned) sales.set(`${x.scheduleId}\u0000${x.seatId}`, x);
+				// The seats whose sale is not known yet (normally those of reservations that are not CONFIRMED): who has them?
+				const seats = expand.flatMap(id => {
+					const r = reservations.get(id);
+					return r ? r.seatIds.map(seatId => ({ scheduleId: r.scheduleId, seatId })).filter(x => !sales.has(`${x.scheduleId}\u0000${x.seatId}`)) : [];
+				});
+				for (const x of await guard("concert", () => this.walkChunks<AuditSale>(ctx, "concert.audit", "seats", seats, { part: "sales" }))) {
 					sales.set(`${x.scheduleId}\u0000${x.seatId}`, x);
-					wanted.add(x.reservationId);
 				}
+				for (const x of sales.values()) wanted.add(x.reservationId);
 			}
 			return {
 				reservations: errors.reservation ?? [...reservations.values()],
@@ -387,9 +390,14 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 
 		/** `walk` for a list too long for one request (ids, seats): one page of the list per request. */
 		async walkChunks<T>(this: This, ctx: Context, action: string, key: string, list: unknown[], params: object = {}): Promise<T[]> {
-			const rows: T[] = [];
 			const size = this.config.consistency.auditPageSize;
-			for (let i = 0; i < list.length; i += size) rows.push(...(await this.walk<T>(ctx, action, { ...params, [key]: list.slice(i, i + size) })));
+			const chunks: unknown[][] = [];
+			for (let i = 0; i < list.length; i += size) chunks.push(list.slice(i, i + size));
+			const rows: T[] = [];
+			// A few requests at a time: quicker than one by one, without flooding the owning service.
+			for (let i = 0; i < chunks.length; i += 4) {
+				for (const part of await Promise.all(chunks.slice(i, i + 4).map(chunk => this.walk<T>(ctx, action, { ...params, [key]: chunk })))) rows.push(...part);
+			}
 			return rows;
 		},
 

@@ -1,9 +1,14 @@
+import { keysetAfter, pageOf } from "../../lib/audit";
 import {
+	checkStatus,
 	confirmedFindings,
+	findingReservationIds,
 	holdFindings,
 	moneyFindings,
 	noFindings,
+	overallStatus,
 	seatFindings,
+	stuckReservations,
 	stuckSagas,
 	type AuditPayment,
 	type AuditReservation
@@ -96,5 +101,61 @@ describe("consistency rules", () => {
 		const out = confirmedFindings({ list: [{ id: 1 }, { id: 2 }], n: 1 }, { list: [{ id: 2 }, { id: 3 }], n: 2 });
 		expect(out).toEqual({ list: [{ id: 2 }], n: 2 });
 		expect(noFindings({ error: "X" })).toBe(false);
+	});
+
+	it("when a reservation is PAYING or CANCELLING and its saga FAILED, then it is stuck at once; with no running saga, only past the bound", () => {
+		const now = Date.parse("2026-01-01T01:00:00Z");
+		const old = "2026-01-01T00:00:00Z";
+		const recent = "2026-01-01T00:59:50Z";
+		const rows = [
+			res("failed", "PAYING", ["a"], { sagaId: "s-failed", updatedAt: recent }),
+			res("gone", "CANCELLING", ["b"], { sagaId: "s-gone", updatedAt: old }),
+			res("none", "PAYING", ["c"], { sagaId: null, updatedAt: old }),
+			res("running", "PAYING", ["d"], { sagaId: "s-running", updatedAt: old }),
+			res("young", "PAYING", ["e"], { sagaId: "s-done", updatedAt: recent }),
+			res("settled", "CONFIRMED", ["f"], { sagaId: "s-failed", updatedAt: old })
+		];
+		const sagas = new Map<string, string | null>([
+			["s-failed", "FAILED"],
+			["s-gone", null],
+			["s-running", "COMPENSATING"],
+			["s-done", "COMPLETED"]
+		]);
+		expect(stuckReservations(rows, sagas, now, 60_000)).toEqual([
+			{ reservationId: "failed", status: "PAYING", sagaId: "s-failed", sagaStatus: "FAILED", updatedAt: recent },
+			{ reservationId: "gone", status: "CANCELLING", sagaId: "s-gone", sagaStatus: null, updatedAt: old },
+			{ reservationId: "none", status: "PAYING", sagaId: null, sagaStatus: null, updatedAt: old }
+		]);
+	});
+
+	it("when findings name reservations (by id, ids or hold owner), then the incremental check carries exactly those ids", () => {
+		const f = {
+			soldTwice: [{ scheduleId: "s1", seatId: "a", reservationIds: ["r2", "r1"] }],
+			orphanHolds: [{ scheduleId: "s1", seatId: "b", owner: "ghost", reservationStatus: null }],
+			confirmedWithoutPayment: [{ reservationId: "r3", amount: 1, completedPayments: [] }],
+			counters: { n: 1 }
+		};
+		expect(findingReservationIds(f)).toEqual(["ghost", "r1", "r2", "r3"]);
+	});
+
+	it("when a source could not be read, then the check is unavailable, not drift, and the report is drift only if some check drifted", () => {
+		expect(checkStatus({ error: "MAX_PAYLOAD_EXCEEDED", message: "x" })).toBe("unavailable");
+		expect(checkStatus({ list: [] })).toBe("ok");
+		expect(checkStatus({ list: [1] })).toBe("drift");
+		expect(overallStatus(["ok", "unavailable"])).toBe("unavailable");
+		expect(overallStatus(["unavailable", "drift"])).toBe("drift");
+		expect(overallStatus(["ok", "ok"])).toBe("ok");
+	});
+
+	it("when a keyset cursor has several columns, then the condition is each column greater after the earlier ones equal", () => {
+		expect(keysetAfter(["a"], [1])).toEqual({ sql: "a > ?", params: [1] });
+		expect(keysetAfter(["a", "b", "c"], [1, 2, 3])).toEqual({ sql: "(a > ? OR (a = ? AND (b > ? OR (b = ? AND c > ?))))", params: [1, 1, 2, 2, 3] });
+		expect(() => keysetAfter(["a", "b"], [1])).toThrow();
+	});
+
+	it("when one row more than the page is read, then the page has `limit` rows and the next cursor is the last row's key; else no cursor", () => {
+		const rows = [{ id: "a" }, { id: "b" }, { id: "c" }];
+		expect(pageOf(rows, 2, r => r.id, r => [r.id])).toEqual({ rows: ["a", "b"], next: ["b"] });
+		expect(pageOf(rows, 3, r => r.id, r => [r.id])).toEqual({ rows: ["a", "b", "c"], next: null });
 	});
 });
