@@ -402,3 +402,47 @@ describe("durable events (embedded: one process, SQLite, in-process bus)", () =>
 		expect(await node.call("evproducer.pending")).toBe(0);
 	}, 30_000);
 });
+
+describe("durable events (embedded): the scheduled dead-letter redrive", () => {
+	let env: TestEnv;
+	let nodes: EventNodes;
+	let node: ServiceBroker;
+
+	beforeAll(async () => {
+		env = testEnv({ cluster: false, env: { OUTBOX_POLL_MS: "100", DLQ_REDRIVE_SEC: "1", DLQ_REDRIVE_MAX: "1" } });
+		nodes = new EventNodes(env);
+		node = await nodes.node(["notification", sinkSchema("sink", { maxAttempts: 2 }), ProducerService, FakeReservationService, userDirectory()]);
+	}, 60_000);
+
+	afterAll(async () => {
+		await nodes?.stop();
+		await env?.cleanup();
+	}, 30_000);
+
+	const stats = (id: string) => node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [id] });
+	const letters = () => node.call<{ id: string; redrives: number; event: { id: string } }[], object>("notification.eventDeadLetters", {});
+
+	it("when an event was dead-lettered and its cause is fixed, then it is sent back by itself and applied once; a poison one stops after DLQ_REDRIVE_MAX", async () => {
+		const { id } = await node.call<{ id: string }, unknown>("evproducer.append", { aggregateId: "auto-1", eventType: "test.happened", payload: { poison: true } });
+		await waitFor(async () => (await letters()).some(l => l.event.id === id), 5_000, "the dead letter");
+		// Still failing: the redrive sends it back once (2 more deliveries), then it stays, marked as redriven once.
+		await waitFor(async () => (await letters()).some(l => l.event.id === id && l.redrives === 1), 10_000, "the letter after its one redrive");
+		expect((await stats(id)).delivered[id]).toBe(4);
+		await sleep(2_500);
+		expect((await stats(id)).delivered[id]).toBe(4);
+		const alerts = await node.call<{ rows: { data: { eventId?: string; autoRedrive?: boolean; redrives?: number } }[] }, object>("notification.alerts", { pageSize: 100 });
+		expect(alerts.rows.filter(r => r.data.eventId === id).map(r => [r.data.redrives, r.data.autoRedrive]).sort()).toEqual([
+			[0, true],
+			[1, false]
+		]);
+
+		// A second one, fixed before its redrive: applied once by the redrive alone, no operator.
+		const second = await node.call<{ id: string }, unknown>("evproducer.append", { aggregateId: "auto-2", eventType: "test.happened", payload: { poison: true } });
+		await waitFor(async () => (await letters()).some(l => l.event.id === second.id), 5_000, "the second dead letter");
+		await node.call("sink-sink.fix");
+		await waitFor(async () => (await stats(second.id)).applied[second.id] === 1, 10_000, "the redriven event applied");
+		await sleep(1_500);
+		expect((await stats(second.id)).applied[second.id]).toBe(1);
+		expect((await letters()).some(l => l.event.id === second.id)).toBe(false);
+	}, 40_000);
+});
