@@ -69,12 +69,15 @@ interface ReservationVars {
 	sweeper?: NodeJS.Timeout;
 	/** scheduleId -> concertId, for schedules known to exist: a schedule never moves to another concert. */
 	scheduleConcerts: Map<string, string>;
+	/** Timers of work retried after a request gave up on it (abandoning a hold), cleared at stop. */
+	backgroundRetries: Set<NodeJS.Timeout>;
 }
 
 /** Bound on the per-node schedule -> concert cache (cleared when full, like the queue's concert cache). */
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
+	retryInBackground(what: string, attempt: () => Promise<unknown>, until: number): void;
 	compensateStep(reservationId: string, sagaId: string, update: string): Promise<{ reservationId: string; status: ReservationStatus | null }>;
 	findSaga(ctx: Context<unknown, Meta>, key: string): Promise<(SagaView & { type: string }) | null>;
 	voidSaga(reservationId: string, sagaId: string, t: Transaction): Promise<void>;
@@ -176,10 +179,14 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// slow catalog node) is refused when it arrives (concert.release `abandon`). Called outside the request's
 				// deadline, which has usually just run out (a timeout is what brings us here): a ctx.call would be
 				// skipped without being sent.
+				const release = { scheduleId, seatIds, owner: id, abandon: true };
 				const abandon = () =>
-					this.broker
-						.call("concert.release", { scheduleId, seatIds, owner: id, abandon: true }, { parentCtx: ctx })
-						.catch((err: Error) => this.logger.warn(`abandoning hold ${id} failed; it expires by itself`, err.message));
+					this.broker.call("concert.release", release, { parentCtx: ctx }).catch((err: Error) => {
+						// The catalog could not be reached (NATS or its node down: often the very fault that failed the
+						// hold). Left alone, the seats would stay held by nobody for HOLD_TTL; keep trying meanwhile.
+						this.logger.warn(`abandoning hold ${id} failed (${err.message}); retrying in the background`);
+						this.retryInBackground(`abandon hold ${id}`, () => this.broker.call("concert.release", release), Date.now() + this.config.holdTtlSec * 1000);
+					});
 				let hold: HoldView;
 				try {
 					hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
@@ -637,6 +644,33 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 	},
 
 	methods: {
+		/**
+		 * Retries `attempt` (idempotent) 0.5 s, 1 s, 2 s... (at most 10 s) apart until it succeeds or `until` passes,
+		 * after which there is nothing left to repair (a hold expires by itself).
+		 */
+		retryInBackground(this: This, what: string, attempt: () => Promise<unknown>, until: number) {
+			let delay = 500;
+			const next = () => {
+				if (Date.now() + delay > until) {
+					this.logger.warn(`${what}: gave up retrying; it expires by itself`);
+					return;
+				}
+				const timer = setTimeout(() => {
+					this.backgroundRetries.delete(timer);
+					attempt().then(
+						() => this.logger.info(`${what}: done on a later attempt`),
+						() => {
+							delay = Math.min(10_000, delay * 2);
+							next();
+						}
+					);
+				}, delay);
+				timer.unref();
+				this.backgroundRetries.add(timer);
+			};
+			next();
+		},
+
 		/** The saga started under `key`, or null when there is none. */
 		async findSaga(this: This, ctx: Context<unknown, Meta>, key: string) {
 			try {
@@ -773,6 +807,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 
 	created(this: This) {
 		this.scheduleConcerts = new Map();
+		this.backgroundRetries = new Set();
 	},
 
 	started(this: This) {
@@ -788,6 +823,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 
 	stopped(this: This) {
 		if (this.sweeper) clearInterval(this.sweeper);
+		for (const t of this.backgroundRetries) clearTimeout(t);
+		this.backgroundRetries.clear();
 	}
 };
 

@@ -7,7 +7,7 @@
  * - A hold still queued on the catalog when `reservation.create` gave up must not land after the release.
  */
 import mysql from "mysql2/promise";
-import type { ServiceBroker } from "moleculer";
+import { Errors, type ServiceBroker } from "moleculer";
 import { adminToken, balance, ownConcert, pay, reservation, reserve, seats, shopper } from "../support/booking";
 import { Faults } from "../support/faults";
 import { gatewayUrl, testEnv, waitFor, type TestEnv } from "../support/harness";
@@ -148,5 +148,30 @@ describe("seat holds under faults", () => {
 		expect((await seats(api, scheduleId)).filter(s => s.status !== "AVAILABLE")).toEqual([]);
 		const other = await shopper(api, concertId, 0);
 		expect((await reserve(api, other, scheduleId, [a.id, b.id])).status).toBe(201);
+	}, 90_000);
+	it("when the hold landed but giving it up cannot reach the catalog at first, then it is released in the background, not left to expire", async () => {
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 500);
+		const u = await shopper(api, concertId, 0);
+		const [a] = await seats(api, scheduleId);
+		// The hold lands but its answer is lost (every attempt), so reservation.create gives it up; the release then
+		// fails 6 times (more than one call's retries: the catalog is unreachable for a while, as when NATS is down).
+		const unreachable = () => new Errors.MoleculerRetryableError("catalog unreachable", 503, "INJECTED_FAULT");
+		faults.failAfter("concert.hold", unreachable);
+		faults.fail("concert.release", unreachable, { times: 6 });
+		const gaveUp = await gateway
+			.call("reservation.create", { scheduleId, seatIds: [a.id] }, {
+				retries: 0,
+				meta: { user: { id: u.userId, email: "x@example.com", role: "user" }, queueToken: u.queueToken }
+			})
+			.then(
+				() => null,
+				(err: { code?: number }) => err
+			);
+		expect(gaveUp).toMatchObject({ code: 503 });
+		faults.heal("concert.hold");
+		await waitFor(async () => (await holders(scheduleId, [a.id]))[0] !== null, 10_000, "the hold to land");
+		// Released once the catalog answers again: within seconds, not at HOLD_TTL (300 s).
+		await waitFor(async () => (await holders(scheduleId, [a.id]))[0] === null, 30_000, "the abandoned hold to be released");
+		expect(faults.calls.get("concert.release")).toBeGreaterThan(6);
 	}, 90_000);
 });

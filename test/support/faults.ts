@@ -11,7 +11,7 @@
 import type { Context, Middleware } from "moleculer";
 
 interface Rule {
-	kind: "fail" | "delayAfter" | "delayBefore";
+	kind: "fail" | "failAfter" | "delayAfter" | "delayBefore";
 	error?: () => Error;
 	ms?: number;
 	/** Remaining times; undefined = every call. */
@@ -27,6 +27,11 @@ export class Faults {
 
 	fail(action: string, error: () => Error, opts: { times?: number } = {}): void {
 		this.rules.set(action, { kind: "fail", error, times: opts.times });
+	}
+
+	/** The handler runs (its effect lands), then the caller gets `error` instead of the answer (a lost reply). */
+	failAfter(action: string, error: () => Error, opts: { times?: number } = {}): void {
+		this.rules.set(action, { kind: "failAfter", error, times: opts.times });
 	}
 
 	delayAfter(action: string, ms: number, opts: { times?: number } = {}): void {
@@ -66,6 +71,7 @@ export class Faults {
 						return next(ctx);
 					}
 					const result = await next(ctx);
+					if (rule.kind === "failAfter") throw rule.error!();
 					await new Promise(r => setTimeout(r, rule.ms));
 					return result;
 				};
