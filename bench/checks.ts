@@ -29,11 +29,19 @@ export class Sql {
 			const name = `${this.where.prefix}${db}`;
 			let conn = this.mysqlConns.get(name);
 			if (!conn) {
-				conn = mysql.createConnection({ ...MARIADB, database: name, supportBigNumbers: true, bigNumberStrings: false });
+				conn = mysql.createConnection({ ...MARIADB, ...(this.where.port ? { port: this.where.port } : {}), database: name, supportBigNumbers: true, bigNumberStrings: false });
+				// A connection that fails (the server restarted under a chaos run) is dropped; the next query opens another.
+				conn.then(c => c.on("error", () => this.mysqlConns.delete(name))).catch(() => this.mysqlConns.delete(name));
 				this.mysqlConns.set(name, conn);
 			}
-			const [rows] = await (await conn).query(sql, params);
-			return rows as Row[];
+			try {
+				const [rows] = await (await conn).query(sql, params);
+				return rows as Row[];
+			} catch (err) {
+				this.mysqlConns.delete(name);
+				(await conn.catch(() => undefined))?.destroy();
+				throw err;
+			}
 		}
 		const file = path.join(this.where.dir, `${this.where.prefix}${db}.sqlite`);
 		let handle = this.sqliteDbs.get(file);
@@ -72,7 +80,7 @@ export class Sql {
 	}
 
 	async close(): Promise<void> {
-		for (const c of this.mysqlConns.values()) await (await c).end().catch(() => undefined);
+		for (const c of this.mysqlConns.values()) await (await c.catch(() => undefined))?.end().catch(() => undefined);
 		for (const d of this.sqliteDbs.values()) await new Promise<void>(r => d.close(() => r()));
 	}
 }

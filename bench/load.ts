@@ -18,7 +18,8 @@ export class Client {
 	private readonly port: number;
 	private readonly base: string;
 
-	constructor(api: string, maxSockets: number) {
+	/** `timeoutMs`: how long one request may go unanswered before it fails as a client timeout (default 60 s). */
+	constructor(api: string, maxSockets: number, private readonly timeoutMs = 60_000) {
 		const url = new URL(api);
 		this.host = url.hostname;
 		this.port = Number(url.port || 80);
@@ -51,7 +52,7 @@ export class Client {
 				});
 				res.on("error", reject);
 			});
-			req.setTimeout(60_000, () => req.destroy(new Error("client timeout after 60 s")));
+			req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`client timeout after ${this.timeoutMs / 1000} s`)));
 			req.on("error", reject);
 			if (payload !== undefined) req.write(payload);
 			req.end();

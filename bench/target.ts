@@ -57,7 +57,7 @@ export interface Target {
 	api: string;
 	jwtSecret?: string;
 	/** Where the invariants can be read: MariaDB with this schema prefix, or the SQLite files in this dir. */
-	sql?: { dialect: "mysql"; prefix: string } | { dialect: "sqlite"; dir: string; prefix: string };
+	sql?: { dialect: "mysql"; prefix: string; port?: number } | { dialect: "sqlite"; dir: string; prefix: string };
 	redisPrefix?: string;
 	dataDir?: string;
 	/** The NATS server the bench started for this instance (cluster): its CPU is the instance's, not another's. */

@@ -25,6 +25,10 @@ export interface PrivateNats {
 	url: string;
 	/** The token it requires, when started with one. */
 	token?: string;
+	/** Sends a signal (SIGKILL by default) and waits for the process to exit; the store directory stays. */
+	kill(signal?: NodeJS.Signals): Promise<void>;
+	/** Starts the server again on the same port with the same store (JetStream streams and consumers survive). */
+	restart(): Promise<void>;
 	stop(): Promise<void>;
 }
 
@@ -59,28 +63,49 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Pri
 		args.push("--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key);
 		if (opts.tls.verifyClientsWith) args.push("--tlsverify", "--tlscacert", opts.tls.verifyClientsWith);
 	}
-	const proc: ChildProcess = spawn(process.env.NATS_SERVER_BIN ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
-	let out = "";
-	proc.stdout!.on("data", d => (out += d));
-	proc.stderr!.on("data", d => (out += d));
-	const exited = new Promise<void>(resolve => proc.once("exit", () => resolve()));
+	let proc: ChildProcess;
+	let exited: Promise<void>;
+	const launch = async () => {
+		const p = spawn(process.env.NATS_SERVER_BIN ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+		let out = "";
+		p.stdout!.on("data", d => (out += d));
+		p.stderr!.on("data", d => (out += d));
+		proc = p;
+		exited = new Promise<void>(resolve => p.once("exit", () => resolve()));
+		try {
+			await waitFor(async () => p.exitCode !== null || (await portOpen(port)), 15_000, `nats-server on ${port}`);
+			if (p.exitCode !== null) throw new Error(`nats-server exited:\n${out}`);
+		} catch (err) {
+			p.kill("SIGKILL");
+			throw err;
+		}
+	};
 	try {
-		await waitFor(async () => proc.exitCode !== null || (await portOpen(port)), 15_000, `nats-server on ${port}`);
-		if (proc.exitCode !== null) throw new Error(`nats-server exited:\n${out}`);
+		await launch();
 	} catch (err) {
-		proc.kill("SIGKILL");
 		fs.rmSync(dir, { recursive: true, force: true });
 		throw err;
 	}
-	return {
+	const running = () => proc.exitCode === null && proc.signalCode === null;
+	const server: PrivateNats = {
 		port,
-		pid: proc.pid!,
+		pid: proc!.pid!,
 		token: opts.token,
 		url: `nats://127.0.0.1:${port}`,
+		async kill(signal = "SIGKILL") {
+			if (running()) proc.kill(signal);
+			await exited;
+		},
+		async restart() {
+			if (running()) throw new Error(`nats-server on ${port} is still running`);
+			await launch();
+			server.pid = proc.pid!;
+		},
 		async stop() {
-			if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+			if (running()) proc.kill("SIGTERM");
 			await exited;
 			fs.rmSync(dir, { recursive: true, force: true });
 		}
 	};
+	return server;
 }
