@@ -8,7 +8,7 @@
  */
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
-import { DataTypes, type Transaction } from "sequelize";
+import { DataTypes, UniqueConstraintError, type Transaction } from "sequelize";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { appendOutbox, outboxMigration } from "../../lib/outbox";
@@ -77,6 +77,7 @@ interface ReservationVars {
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
+	createdAnswer(ctx: Context<unknown, Meta>, row: ReservationRow): Promise<Record<string, unknown>>;
 	retryInBackground(what: string, attempt: () => Promise<unknown>, until: number): void;
 	compensateStep(reservationId: string, sagaId: string, update: string): Promise<{ reservationId: string; status: ReservationStatus | null }>;
 	findSaga(ctx: Context<unknown, Meta>, key: string): Promise<(SagaView & { type: string }) | null>;
@@ -98,6 +99,16 @@ const pageParams = {
 	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
 	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
 } as const;
+
+/**
+ * The id of the reservation a create makes: random without an Idempotency-Key, else a UUID-shaped digest of the
+ * user and the key, so every attempt of one keyed request names the same reservation (and the same hold owner).
+ */
+export function reservationIdFor(userId: string, idempotencyKey: string | undefined): string {
+	if (!idempotencyKey) return crypto.randomUUID();
+	const h = crypto.createHash("sha256").update(`reservation.create\0${userId}\0${idempotencyKey}`).digest("hex");
+	return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16], 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
 
 /** A forward step of a saga whose compensation already ran here changes nothing (see migrations/002). */
 const NOT_VOIDED = " AND NOT EXISTS (SELECT 1 FROM reservation_saga_voids v WHERE v.reservation_id = reservations.id AND v.saga_id = ?)";
@@ -174,7 +185,13 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				if (problems.length > 0) throw new FieldValidationError(problems.map(message => ({ field: "seatIds", type: "arrayUnique", message })));
 				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
 
-				const id = crypto.randomUUID();
+				// With an Idempotency-Key the reservation's id is derived from (user, key): a retry whose first attempt
+				// did the work but lost its answer (503 or a timeout at the gateway, which stores no answer) finds that
+				// reservation instead of failing against its own hold (409 SEAT_UNAVAILABLE) and leaving a reservation
+				// the client never heard of.
+				const id = reservationIdFor(user.id, ctx.meta.idempotencyKey);
+				const earlier = ctx.meta.idempotencyKey ? await this.load(id) : null;
+				if (earlier) return this.createdAnswer(ctx, earlier);
 				// Giving the hold up: it is released, and a hold for this owner that is still on its way (queued on a
 				// slow catalog node) is refused when it arrives (concert.release `abandon`). Called outside the request's
 				// deadline, which has usually just run out (a timeout is what brings us here): a ctx.call would be
@@ -219,6 +236,10 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 						});
 					});
 				} catch (err) {
+					// The same key's first attempt, still running when this retry started, inserted it first: its hold is
+					// this one (same owner); answer its reservation and leave the hold alone.
+					const twin = err instanceof UniqueConstraintError && ctx.meta.idempotencyKey ? await this.load(id) : null;
+					if (twin) return this.createdAnswer(ctx, twin);
 					// No reservation, so no hold either: give the seats back at once rather than at expiry.
 					await abandon();
 					throw err;
@@ -644,6 +665,15 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 	},
 
 	methods: {
+		/** POST /api/reservations' 201 for a reservation that exists already (a retry of the same key), owner checked. */
+		async createdAnswer(this: This, ctx: Context<unknown, Meta>, row: ReservationRow) {
+			if (row.user_id !== caller(ctx).id) throw new NotFoundError("reservation", row.id);
+			const view = toView(row, await this.seatsOf([row.id]));
+			ctx.meta.$statusCode = 201;
+			ctx.meta.$location = `/api/reservations/${row.id}`;
+			return { ...view } as Record<string, unknown>;
+		},
+
 		/**
 		 * Retries `attempt` (idempotent) 0.5 s, 1 s, 2 s... (at most 10 s) apart until it succeeds or `until` passes,
 		 * after which there is nothing left to repair (a hold expires by itself).

@@ -1,0 +1,55 @@
+/**
+ * A hold whose answer is lost, retried with the same Idempotency-Key (found by the chaos harness during a NATS
+ * restart): the booking node created the reservation, the gateway never heard back and answered 503, the shopper
+ * retried. The retry must answer that same reservation, not a 409 SEAT_UNAVAILABLE against the shopper's own hold
+ * while a reservation it was never told about sits PENDING until it expires.
+ */
+import { Errors, type ServiceBroker } from "moleculer";
+import { adminToken, ownConcert, reservation, seats, shopper } from "../support/booking";
+import { Faults } from "../support/faults";
+import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
+
+const ADMIN = { ADMIN_EMAIL: "retry-admin@example.com", ADMIN_PASSWORD: "retry-admin-password" };
+
+let env: TestEnv;
+let gateway: ServiceBroker;
+let api: string;
+let admin: string;
+const faults = new Faults();
+
+beforeAll(async () => {
+	env = testEnv({ cluster: true, env: ADMIN });
+	[gateway] = await Promise.all([env.broker(["api", "user", "queue", "payment", "saga", "concert"]), env.broker(["reservation"], { middlewares: [faults.middleware()] })]);
+	await gateway.waitForServices(["reservation", "concert", "queue"], 30_000);
+	api = gatewayUrl(gateway);
+	admin = await adminToken(api, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD);
+}, 120_000);
+
+afterAll(async () => {
+	await env.cleanup();
+}, 60_000);
+
+describe("reservation.create retried with the same Idempotency-Key", () => {
+	it("when the first attempt's answer was lost, then the retry answers the reservation it made, and no other exists", async () => {
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 500);
+		const u = await shopper(api, concertId, 0);
+		const [a] = await seats(api, scheduleId);
+		// The booking node does the work, then its answer never reaches the gateway (a lost reply: 503, retryable).
+		faults.failAfter("reservation.create", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"), { times: 4 });
+		const send = () =>
+			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-once" } });
+		const first = await send();
+		expect(first.status).toBe(503);
+		faults.heal("reservation.create");
+
+		const retry = await send();
+		expect(retry.status).toBe(201);
+		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string; status: string }[];
+		expect(mine.map(r => r.id)).toEqual([retry.body.id]);
+		expect((await reservation(api, u, retry.body.id)).status).toBe("PENDING");
+		// A replay of the retry is the stored answer, the same reservation.
+		const again = await send();
+		expect(again.status).toBe(201);
+		expect(again.body.id).toBe(retry.body.id);
+	}, 60_000);
+});
