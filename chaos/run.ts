@@ -163,10 +163,10 @@ async function adminToken(pop: Population): Promise<string> {
 	throw new Error("the admin account never became available");
 }
 
-/** A concert on sale now with enough seats for the phase (about 60 per shopper). */
+/** A concert on sale now with enough seats for the phase (about 60 per shopper, at most one full hall: 26 x 60). */
 async function newSale(pop: Population, admin: string, clients: number) {
-	const perRow = 50;
-	const rows = Math.max(4, Math.ceil((clients * 60) / perRow));
+	const perRow = 60;
+	const rows = Math.min(26, Math.max(4, Math.ceil((clients * 60) / perRow)));
 	const tag = `${Date.now().toString(36)}`;
 	const r = await pop.send("check", "POST", "/admin/concerts", {
 		token: admin,
