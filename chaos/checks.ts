@@ -22,7 +22,8 @@ export interface Settled {
 }
 
 /**
- * Waits until every saga is terminal and every outbox row is published, and the consistency check is clean or
+ * Waits until every saga is terminal, every outbox row is published, every confirmed booking has its notification
+ * and the consistency check is clean, or
  * `waitMs` passed (events retry with growing delays after a server outage, so the projections can lag behind).
  */
 export async function settle(sql: Sql, consistency: () => Promise<{ ok: boolean }>, waitMs: number): Promise<Settled> {
@@ -34,7 +35,7 @@ export async function settle(sql: Sql, consistency: () => Promise<{ ok: boolean 
 			sagasOpen = await sql.scalar("saga", "SELECT COUNT(*) FROM saga_instances WHERE status IN ('RUNNING', 'COMPENSATING', 'FAILED')");
 			outboxPending = 0;
 			for (const db of ["reservation", "payment"]) outboxPending += await sql.scalar(db, "SELECT COUNT(*) FROM outbox_events WHERE processed = 0");
-			if (sagasOpen === 0 && outboxPending === 0 && (await consistency().catch(() => ({ ok: false }))).ok) break;
+			if (sagasOpen === 0 && outboxPending === 0 && (await unnotified(sql)).missing.length === 0 && (await consistency().catch(() => ({ ok: false }))).ok) break;
 		} catch {
 			/* a server is still coming back */
 		}
@@ -55,7 +56,15 @@ export async function invariantChecks(sql: Sql, pop: Population, consistencyRepo
 	for (const db of ["reservation", "payment"]) pending += await sql.scalar(db, "SELECT COUNT(*) FROM outbox_events WHERE processed = 0");
 	checks.push({ name: "outbox drained", ok: pending === 0, details: `${pending} unpublished outbox rows` });
 
-	// Notifications: one RESERVATION_CONFIRMED per reservation that ever was confirmed (now CONFIRMED, or cancelled after it).
+	const { confirmed, missing } = await unnotified(sql);
+	checks.push({ name: "a notification for every confirmed booking", ok: missing.length === 0, details: `${confirmed} confirmed, ${missing.length} without RESERVATION_CONFIRMED${missing.length ? `: ${missing.slice(0, 3).join(", ")}` : ""}` });
+
+	checks.push(...(await shopperChecks(sql, pop)));
+	return checks;
+}
+
+/** Reservations that ever were confirmed (now CONFIRMED, or cancelled after it) without a RESERVATION_CONFIRMED notification. */
+async function unnotified(sql: Sql): Promise<{ confirmed: number; missing: string[] }> {
 	const everConfirmed = await sql.query("reservation", "SELECT id FROM reservations WHERE status = 'CONFIRMED' OR (status = 'CANCELLED' AND paid_saga_id IS NOT NULL)");
 	const notified = new Set<string>();
 	for (const r of await sql.query("notification", "SELECT data FROM notifications WHERE type = 'RESERVATION_CONFIRMED'")) {
@@ -66,11 +75,7 @@ export async function invariantChecks(sql: Sql, pop: Population, consistencyRepo
 			/* not ours */
 		}
 	}
-	const unnotified = everConfirmed.filter(r => !notified.has(String(r.id)));
-	checks.push({ name: "a notification for every confirmed booking", ok: unnotified.length === 0, details: `${everConfirmed.length} confirmed, ${unnotified.length} without RESERVATION_CONFIRMED${unnotified.length ? `: ${unnotified.slice(0, 3).map(r => r.id).join(", ")}` : ""}` });
-
-	checks.push(...(await shopperChecks(sql, pop)));
-	return checks;
+	return { confirmed: everConfirmed.length, missing: everConfirmed.map(r => String(r.id)).filter(id => !notified.has(id)) };
 }
 
 /** The shoppers' record against the databases. */

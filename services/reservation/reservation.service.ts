@@ -189,24 +189,33 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// did the work but lost its answer (503 or a timeout at the gateway, which stores no answer) finds that
 				// reservation instead of failing against its own hold (409 SEAT_UNAVAILABLE) and leaving a reservation
 				// the client never heard of.
-				const id = reservationIdFor(user.id, ctx.meta.idempotencyKey);
+				let id = reservationIdFor(user.id, ctx.meta.idempotencyKey);
 				const earlier = ctx.meta.idempotencyKey ? await this.load(id) : null;
 				if (earlier) return this.createdAnswer(ctx, earlier);
 				// Giving the hold up: it is released, and a hold for this owner that is still on its way (queued on a
 				// slow catalog node) is refused when it arrives (concert.release `abandon`). Called outside the request's
 				// deadline, which has usually just run out (a timeout is what brings us here): a ctx.call would be
 				// skipped without being sent.
-				const release = { scheduleId, seatIds, owner: id, abandon: true };
-				const abandon = () =>
-					this.broker.call("concert.release", release, { parentCtx: ctx }).catch((err: Error) => {
+				const abandon = () => {
+					const release = { scheduleId, seatIds, owner: id, abandon: true };
+					return this.broker.call("concert.release", release, { parentCtx: ctx }).catch((err: Error) => {
 						// The catalog could not be reached (NATS or its node down: often the very fault that failed the
 						// hold). Left alone, the seats would stay held by nobody for HOLD_TTL; keep trying meanwhile.
 						this.logger.warn(`abandoning hold ${id} failed (${err.message}); retrying in the background`);
 						this.retryInBackground(`abandon hold ${id}`, () => this.broker.call("concert.release", release), Date.now() + this.config.holdTtlSec * 1000);
 					});
+				};
 				let hold: HoldView;
 				try {
-					hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+					try {
+						hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+					} catch (err) {
+						// This key's earlier attempt gave its hold up (and so made no reservation): that owner stays refused
+						// for a while, so this attempt holds under a fresh id instead of failing for good.
+						if (!(ctx.meta.idempotencyKey && (err as { type?: string }).type === "HOLD_ABANDONED")) throw err;
+						id = crypto.randomUUID();
+						hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+					}
 				} catch (err) {
 					// A timeout leaves the hold in doubt (it may have been taken, or still be queued): give it up rather
 					// than let it block the seats until it expires. A refusal (4xx) took nothing.

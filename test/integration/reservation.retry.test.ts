@@ -16,10 +16,11 @@ let gateway: ServiceBroker;
 let api: string;
 let admin: string;
 const faults = new Faults();
+const catalogFaults = new Faults();
 
 beforeAll(async () => {
 	env = testEnv({ cluster: true, env: ADMIN });
-	[gateway] = await Promise.all([env.broker(["api", "user", "queue", "payment", "saga", "concert"]), env.broker(["reservation"], { middlewares: [faults.middleware()] })]);
+	[gateway] = await Promise.all([env.broker(["api", "user", "queue", "payment", "saga", "concert"], { middlewares: [catalogFaults.middleware()] }), env.broker(["reservation"], { middlewares: [faults.middleware()] })]);
 	await gateway.waitForServices(["reservation", "concert", "queue"], 30_000);
 	api = gatewayUrl(gateway);
 	admin = await adminToken(api, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD);
@@ -51,5 +52,22 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		const again = await send();
 		expect(again.status).toBe(201);
 		expect(again.body.id).toBe(retry.body.id);
+	}, 60_000);
+	it("when the first attempt gave its hold up, then the retry holds again under a fresh id instead of failing for good", async () => {
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 500);
+		const u = await shopper(api, concertId, 0);
+		const [a] = await seats(api, scheduleId);
+		// The hold lands but its answer is lost every time: create gives it up (released, the owner refused from now on).
+		catalogFaults.failAfter("concert.hold", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"));
+		const send = () =>
+			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-after-abandon" } });
+		expect((await send()).status).toBe(503);
+		catalogFaults.heal("concert.hold");
+
+		const retry = await send();
+		expect(retry.status).toBe(201);
+		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
+		expect(mine.map(r => r.id)).toEqual([retry.body.id]);
+		expect((await seats(api, scheduleId)).find(x => x.id === a.id)!.status).toBe("HELD");
 	}, 60_000);
 });
