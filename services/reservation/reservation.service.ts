@@ -183,15 +183,15 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const { scheduleId, seatIds } = ctx.params;
 				const problems = seatIdProblems(seatIds);
 				if (problems.length > 0) throw new FieldValidationError(problems.map(message => ({ field: "seatIds", type: "arrayUnique", message })));
-				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
-
 				// With an Idempotency-Key the reservation's id is derived from (user, key): a retry whose first attempt
 				// did the work but lost its answer (503 or a timeout at the gateway, which stores no answer) finds that
 				// reservation instead of failing against its own hold (409 SEAT_UNAVAILABLE) and leaving a reservation
-				// the client never heard of.
+				// the client never heard of. It answers before the token check, as a replay does: the token may be gone
+				// by now (a Redis restart took every waiting-room token with it).
 				let id = reservationIdFor(user.id, ctx.meta.idempotencyKey);
 				const earlier = ctx.meta.idempotencyKey ? await this.load(id) : null;
 				if (earlier) return this.createdAnswer(ctx, earlier);
+				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
 				// Giving the hold up: it is released, and a hold for this owner that is still on its way (queued on a
 				// slow catalog node) is refused when it arrives (concert.release `abandon`). Called outside the request's
 				// deadline, which has usually just run out (a timeout is what brings us here): a ctx.call would be

@@ -70,4 +70,21 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		expect(mine.map(r => r.id)).toEqual([retry.body.id]);
 		expect((await seats(api, scheduleId)).find(x => x.id === a.id)!.status).toBe("HELD");
 	}, 60_000);
+	it("when the waiting-room token is gone by the time of the retry, then the retry still answers the reservation the first attempt made", async () => {
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 500);
+		const u = await shopper(api, concertId, 0);
+		const [a] = await seats(api, scheduleId);
+		faults.failAfter("reservation.create", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"), { times: 4 });
+		const send = () =>
+			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-token-gone" } });
+		expect((await send()).status).toBe(503);
+		faults.heal("reservation.create");
+		// The token goes (as every token does when Redis restarts empty).
+		expect((await http("DELETE", `${api}/queue/tokens/${encodeURIComponent(u.queueToken)}`, { token: u.token })).status).toBe(204);
+
+		const retry = await send();
+		expect(retry.status).toBe(201);
+		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
+		expect(mine.map(r => r.id)).toEqual([retry.body.id]);
+	}, 60_000);
 });
