@@ -39,7 +39,8 @@ export const FAULTS: Fault[] = [
 	{
 		name: "stop-booking",
 		what: "SIGSTOP of a booking node for 25 s, then SIGCONT",
-		from: "back",
+		// Losing a replica (for 25 s): the others must take its share as fast as after a kill.
+		from: "fault",
 		async inject({ cluster, log, scale }) {
 			const pid = cluster.pidOf("booking-1");
 			if (!pid) throw new Error("no process for booking-1");

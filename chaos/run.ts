@@ -48,6 +48,8 @@ export interface PhaseResult {
 	faultS: number;
 	confirmed: number;
 	availability: Availability;
+	/** Every answer from the fault to the end of the load, per operation and status (type): where the errors were. */
+	answers: Record<string, Record<string, number>>;
 	settledS: number;
 	checks: Check[];
 	ok: boolean;
@@ -148,10 +150,22 @@ async function runPhase(fault: Fault, c: PhaseContext): Promise<PhaseResult> {
 		faultS: Math.round((backAt - faultAt) / 100) / 10,
 		confirmed: pop.confirmations.length - confirmedBefore,
 		availability: availability(pop.attempts, pop.confirmations, faultAt, backAt, endAt, fault.from),
+		answers: answersBetween(pop, faultAt, endAt),
 		settledS: Math.round(settled.ms / 100) / 10,
 		checks,
 		ok: checks.every(ch => ch.ok)
 	};
+}
+
+function answersBetween(pop: Population, from: number, to: number): Record<string, Record<string, number>> {
+	const out: Record<string, Record<string, number>> = {};
+	for (const a of pop.attempts) {
+		if (a.t < from || a.t > to) continue;
+		const k = `${a.status}${a.type ? ` ${a.type}` : ""}`;
+		out[a.op] ??= {};
+		out[a.op][k] = (out[a.op][k] ?? 0) + 1;
+	}
+	return out;
 }
 
 async function adminToken(pop: Population): Promise<string> {
@@ -198,6 +212,11 @@ function printPhase(p: PhaseResult, log: (s: string) => void): void {
 		`${p.ok ? "OK  " : "FAIL"} ${p.fault}: ${p.confirmed} confirmed; baseline ${a.baselinePerSec}/s; errors ${JSON.stringify(a.errors)} of ${a.attempts} attempts; ` +
 			`first success ${a.firstSuccessS ?? "-"} s, half rate ${a.halfRateS ?? "-"} s after the ${p.from === "fault" ? "fault" : "server's return"}; settled in ${p.settledS} s`
 	);
+	const refused = Object.entries(p.answers)
+		.map(([op, byStatus]) => [op, Object.entries(byStatus).filter(([k]) => !/^2/.test(k))] as const)
+		.filter(([, list]) => list.length > 0)
+		.map(([op, list]) => `${op} ${list.map(([k, n]) => `${n}x ${k}`).join(", ")}`);
+	if (refused.length > 0) log(`     non-2xx after the fault: ${refused.join("; ")}`);
 	for (const ch of p.checks) if (!ch.ok) log(`     violated: ${ch.name}: ${ch.details}`);
 }
 
