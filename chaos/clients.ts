@@ -189,6 +189,13 @@ export class Population {
 				if (cancel?.status === 200 || (cancel?.status === 202 && (await this.settle(s, booking.id)) === "CANCELLED")) {
 					booking.told = "CANCELLED";
 					booking.cancelledAfterConfirm = true;
+				} else {
+					// No answer, or one that does not say (a 4xx, a 202 that did not settle): the shopper looks at its booking, as a person would, and
+					// believes what the platform shows (CONFIRMED if the cancel did not happen, CANCELLED if it did).
+					const now = await this.send("poll", "GET", `/reservations/${booking.id}`, { token: s.token });
+					const status = now?.status === 200 ? (now.body as { status: string }).status : undefined;
+					if (status === "CANCELLED") booking.cancelledAfterConfirm = true;
+					booking.told = status === "CONFIRMED" || status === "CANCELLED" ? status : "UNKNOWN";
 				}
 			} else if (booking.told === "CONFIRMED" && !s.reviewed.has(sale.concertId) && Math.random() < 0.05) {
 				const review = await this.send("review", "POST", `/concerts/${sale.concertId}/reviews`, {

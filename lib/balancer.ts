@@ -114,6 +114,14 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 				}
 				const still = broker.registry.nodes.get(nodeID);
 				if (!still || !still.available) return;
+				// Never the last replica of a service: on a saturated machine a live node can miss a ping, and removing
+				// every replica of a group (seen under the chaos harness: both booking nodes) turns a slow moment into
+				// an outage. It stays avoided (suspect) while it is the only one left, and is probed again.
+				const alone = lastReplicaOf(broker, nodeID);
+				if (alone) {
+					state.suspects.set(nodeID, Date.now() + opts.probeTimeoutMs + opts.silenceMs);
+					return;
+				}
 				broker.logger.warn(
 					`Node '${nodeID}' ${why} and did not answer a ping within ${opts.probeTimeoutMs} ms: removed from the registry ` +
 						"(its calls in flight fail, new ones go to the other replicas; it rejoins with its next heartbeat)."
@@ -181,4 +189,11 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 			};
 		}
 	} as unknown as Middleware;
+}
+
+/** A service of `nodeID` that no other available node offers (the node is then not removed), or undefined. */
+function lastReplicaOf(broker: ServiceBroker, nodeID: string): string | undefined {
+	const list = broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string; nodeID: string }[];
+	const mine = list.filter(s => s.nodeID === nodeID).map(s => s.name);
+	return mine.find(name => !list.some(s => s.name === name && s.nodeID !== nodeID));
 }

@@ -135,6 +135,8 @@ export interface Config {
 		marginSec: number;
 		/** The scheduled check is a full one at least this often; 0: only the first run and on demand. */
 		fullEverySec: number;
+		/** How often the scheduled check runs (on one node); 0: only on demand. */
+		intervalSec: number;
 	};
 }
 
@@ -352,7 +354,7 @@ export function loadConfig(env: Env = process.env): Config {
 		requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 100, 600_000),
 		failover: {
 			silenceMs: int("FAILOVER_SILENCE_MS", 1000, 100, 60_000),
-			probeTimeoutMs: int("FAILOVER_PROBE_TIMEOUT_MS", 2000, 100, 60_000)
+			probeTimeoutMs: int("FAILOVER_PROBE_TIMEOUT_MS", 3000, 100, 60_000)
 		},
 		logLevel,
 		admin,
@@ -377,7 +379,8 @@ export function loadConfig(env: Env = process.env): Config {
 		consistency: {
 			auditPageSize: int("AUDIT_PAGE_SIZE", 500, 10, 1000),
 			marginSec: int("CONSISTENCY_MARGIN_SEC", 120, 0, 86400),
-			fullEverySec: int("CONSISTENCY_FULL_EVERY_SEC", 86400, 0, 30 * 86400)
+			fullEverySec: int("CONSISTENCY_FULL_EVERY_SEC", 86400, 0, 30 * 86400),
+			intervalSec: int("CONSISTENCY_INTERVAL_SEC", 300, 0, 86400)
 		}
 	};
 

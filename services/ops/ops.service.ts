@@ -43,7 +43,8 @@ import {
 
 interface Settings {
 	/** How often one node of the cluster runs the check by itself (ms); 0 turns the schedule off. */
-	intervalMs: number;
+	/** null: CONSISTENCY_INTERVAL_SEC (tests set their own). */
+	intervalMs: number | null;
 	/** How long apart the two runs of the cross-service rules are (ms). */
 	settleMs: number;
 	/** A RUNNING or COMPENSATING saga unchanged for longer than this is stuck (ms). */
@@ -79,6 +80,7 @@ interface Methods {
 	crossChecks(s: Snapshot): Record<(typeof CROSS)[number], Record<string, unknown>>;
 	producers(): string[];
 	scheduledCheck(): Promise<ConsistencyReport | null>;
+	releaseOrphanHolds(ctx: Context, report: ConsistencyReport): Promise<number>;
 	collectMetrics(ctx: Context): Promise<Record<string, number>>;
 	gauge(name: string, labels: Record<string, string>, value: number): void;
 }
@@ -121,7 +123,7 @@ const CARRY = "ops:consistency:carry";
 /** At most this many reported reservations are read again by the next incremental run (a full run reads all). */
 const CARRY_MAX = 10_000;
 
-const REPAIRS = ["ranking"] as const;
+const REPAIRS = ["ranking", "holds"] as const;
 
 const GAUGES: [string, string, string[]][] = [
 	["ops.consistency.ok", "1 when the last consistency check found nothing for this check, else 0", ["check"]],
@@ -165,7 +167,7 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 	mixins: [PlatformMixin],
 
 	settings: {
-		intervalMs: 5 * 60_000,
+		intervalMs: null,
 		settleMs: 750,
 		stuckSagaMs: 5 * 60_000,
 		outboxStaleMs: 60_000,
@@ -196,6 +198,11 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			auth: "admin",
 			params: { check: { type: "enum", values: [...REPAIRS] }, $$strict: "remove" },
 			async handler(this: This, ctx: Context<{ check: (typeof REPAIRS)[number] }>) {
+				if (ctx.params.check === "holds") {
+					const report = await this.runCheck(ctx, { full: true, since: null, carry: [] });
+					const released = await this.releaseOrphanHolds(ctx, report);
+					return { check: "holds", repaired: { released }, ok: true, details: {} };
+				}
 				const rebuilt = await call<{ concerts: number; seats: number }>(ctx, "ranking.rebuild", {});
 				const after = await call<{ ok: boolean; mismatches: unknown[] }>(ctx, "ranking.verify", {});
 				return { check: ctx.params.check, repaired: rebuilt, ok: after.ok, details: { mismatches: after.mismatches } };
@@ -464,7 +471,8 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		 * node holds the lease).
 		 */
 		async scheduledCheck(this: This) {
-			if (!(await this.store.acquireLease("ops:consistency", this.leaseOwner, Math.max(1000, this.settings.intervalMs - 500)))) return null;
+			const intervalMs = this.settings.intervalMs ?? this.config.consistency.intervalSec * 1000;
+			if (!(await this.store.acquireLease("ops:consistency", this.leaseOwner, Math.max(1000, intervalMs - 500)))) return null;
 			const startedAt = new Date();
 			const [mark, lastFull, carry] = await Promise.all([this.store.get(WATERMARK), this.store.get(LAST_FULL), this.store.get(CARRY)]);
 			const fullEveryMs = this.config.consistency.fullEverySec * 1000;
@@ -481,11 +489,38 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				if (full) await this.store.set(LAST_FULL, startedAt.toISOString());
 				await this.store.set(WATERMARK, startedAt.toISOString());
 			}
+			// Orphan holds (seen twice, settleMs apart) have a mechanical fix that needs no operator: release them,
+			// fenced by their owner, so a seat is not blocked until the hold's expiry. They come from a hold whose
+			// give-up could not reach the store, or from a Redis restarted from an AOF without its last second.
+			await this.releaseOrphanHolds(this.broker.ContextFactory.create(this.broker), report).catch(err => this.logger.warn("releasing orphan holds failed:", (err as Error).message));
 			const bad = report.checks.filter(c => !c.ok);
 			const what = `consistency check (${full ? "full" : `since ${scope.since?.toISOString()}`})`;
 			if (bad.length > 0) this.logger.warn(`${what}: ${bad.map(c => `${c.name} ${c.status} ${JSON.stringify(c.details)}`).join("; ")}`);
 			else this.logger.info(`${what}: ok`);
 			return report;
+		},
+
+		/** Releases the orphan holds a report lists (each by its owner: a seat held by anyone else is untouched). */
+		async releaseOrphanHolds(this: This, ctx: Context, report: ConsistencyReport) {
+			const holds = report.checks.find(c => c.name === "holds");
+			const orphans = ((holds?.details as { orphanHolds?: { scheduleId: string; seatId: string; owner: string }[] } | undefined)?.orphanHolds ?? []).slice(0, 1000);
+			const groups = new Map<string, { scheduleId: string; owner: string; seatIds: string[] }>();
+			for (const o of orphans) {
+				const k = `${o.scheduleId} ${o.owner}`;
+				const g = groups.get(k) ?? { scheduleId: o.scheduleId, owner: o.owner, seatIds: [] };
+				g.seatIds.push(o.seatId);
+				groups.set(k, g);
+			}
+			let released = 0;
+			for (const g of groups.values()) {
+				// A hold is 1..4 seats: release in slices of four.
+				for (let i = 0; i < g.seatIds.length; i += 4) {
+					const r = await call<{ released: number }>(ctx, "concert.release", { ...g, seatIds: g.seatIds.slice(i, i + 4) });
+					released += Number(r?.released ?? 0);
+				}
+			}
+			if (released > 0) this.logger.warn(`consistency check: released ${released} orphan hold(s) of ${groups.size} owner(s)`);
+			return released;
 		},
 
 		/** Business gauges that live in other contexts' stores: outbox backlog and lag, dead letters, waiting rooms. */
@@ -561,14 +596,15 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			t.unref();
 			this.timers.push(t);
 		}
-		if (this.settings.intervalMs > 0) {
+		const intervalMs = this.settings.intervalMs ?? this.config.consistency.intervalSec * 1000;
+		if (intervalMs > 0) {
 			const t = setInterval(() => {
 				if (this.running || this.broker.stopping) return;
 				this.running = this.scheduledCheck()
 					.then(() => undefined)
 					.catch(err => this.logger.warn("scheduled consistency check failed:", (err as Error).message))
 					.finally(() => (this.running = undefined));
-			}, this.settings.intervalMs);
+			}, intervalMs);
 			t.unref();
 			this.timers.push(t);
 		}

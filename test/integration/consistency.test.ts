@@ -147,6 +147,15 @@ describe("consistency check (cluster)", () => {
 		expect(checkOf(body, "seats").ok).toBe(false);
 	}, 30_000);
 
+	it("when the holds repair runs, then the orphan hold is released (by its owner) and the holds check is ok again", async () => {
+		const repaired = await http("POST", `${api}/admin/consistency/repair`, { token: admin, body: { check: "holds" } });
+		expect(repaired.status).toBe(200);
+		expect(repaired.body).toMatchObject({ check: "holds", ok: true, repaired: { released: 1 } });
+		const body = await report();
+		expect(checkOf(body, "holds").ok).toBe(true);
+		expect(checkOf(body, "seats").ok).toBe(false);
+	}, 30_000);
+
 	it("when an ops node is configured with a short interval, then it runs the check by itself and its gauges show the drift", async () => {
 		const nodes = new SchemaNodes(env);
 		try {
