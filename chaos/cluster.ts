@@ -63,6 +63,9 @@ export async function startCluster(servers: Servers, opts: { port: number; logLe
 		LOGIN_LIMIT_PER_ACCOUNT: "0",
 		// Every shopper is admitted at once: the harness measures faults, not the waiting room's pace.
 		QUEUE_MAX_ACTIVE: "100000",
+		// The scheduled consistency check (which also releases orphan holds) every 30 s instead of 5 min, so a phase
+		// settles within the harness's wait.
+		CONSISTENCY_INTERVAL_SEC: "30",
 		ADMIN_EMAIL: CHAOS_ADMIN.email,
 		ADMIN_PASSWORD: CHAOS_ADMIN.password,
 		LOG_LEVEL: opts.logLevel ?? "warn",
