@@ -105,7 +105,9 @@ async function shopperChecks(sql: Sql, pop: Population): Promise<Check[]> {
 			if ((paidCount.get(b.id) ?? 0) > 1) paidTwice.push(b.id);
 			if (b.told === "CONFIRMED") {
 				told++;
-				if (!row || row.status !== "CONFIRMED" || (paidCount.get(b.id) ?? 0) !== 1) undone.push(`${b.id} is ${row?.status ?? "missing"} with ${paidCount.get(b.id) ?? 0} payments`);
+				// Cancelled by the shopper's own request whose answer it never got (a 504 that ran later) is not undone.
+				const ownCancel = b.cancelRequested && row?.status === "CANCELLED";
+				if (!ownCancel && (!row || row.status !== "CONFIRMED" || (paidCount.get(b.id) ?? 0) !== 1)) undone.push(`${b.id} is ${row?.status ?? "missing"} with ${paidCount.get(b.id) ?? 0} payments`);
 			}
 			if (b.told === "CANCELLED" && row?.status !== "CANCELLED") notCancelled.push(`${b.id} is ${row?.status ?? "missing"}`);
 		}

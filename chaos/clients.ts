@@ -33,6 +33,8 @@ export interface Booking {
 	told: Told;
 	/** Confirmed, then cancelled by the shopper (told CANCELLED after having been told CONFIRMED). */
 	cancelledAfterConfirm?: boolean;
+	/** The shopper asked to cancel it without learning the outcome: a later CANCELLED is its own doing. */
+	cancelRequested?: boolean;
 }
 
 export interface Shopper {
@@ -192,6 +194,7 @@ export class Population {
 				} else {
 					// No answer, or one that does not say (a 4xx, a 202 that did not settle): the shopper looks at its booking, as a person would, and
 					// believes what the platform shows (CONFIRMED if the cancel did not happen, CANCELLED if it did).
+					booking.cancelRequested = true;
 					const now = await this.send("poll", "GET", `/reservations/${booking.id}`, { token: s.token });
 					const status = now?.status === 200 ? (now.body as { status: string }).status : undefined;
 					if (status === "CANCELLED") booking.cancelledAfterConfirm = true;
