@@ -213,6 +213,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 						// This key's earlier attempt gave its hold up (and so made no reservation): that owner stays refused
 						// for a while, so this attempt holds under a fresh id instead of failing for good.
 						if (!(ctx.meta.idempotencyKey && (err as { type?: string }).type === "HOLD_ABANDONED")) throw err;
+						// Unless that attempt's reservation did land after all (a commit reported lost): then it is the answer.
+						const landed = await this.load(id);
+						if (landed) return this.createdAnswer(ctx, landed);
 						id = crypto.randomUUID();
 						hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
 					}
