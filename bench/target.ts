@@ -296,7 +296,8 @@ function compiled(log: (line: string) => void): Promise<string> {
 	return built;
 }
 
-function childPids(pid: number): number[] {
+/** The pids of `pid`'s child processes (from /proc). */
+export function childPids(pid: number): number[] {
 	try {
 		return fs
 			.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")

@@ -9,6 +9,7 @@ import crypto from "crypto";
 import fs from "fs";
 import os from "os";
 import path from "path";
+import { childPids } from "../bench/target";
 import type { Servers } from "./servers";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -172,18 +173,6 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 	}
 }
 
-export function childPids(pid: number): number[] {
-	try {
-		return fs
-			.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-			.trim()
-			.split(/\s+/)
-			.filter(Boolean)
-			.map(Number);
-	} catch {
-		return [];
-	}
-}
 
 function envOf(pid: number, key: string): string | undefined {
 	try {

@@ -15,12 +15,11 @@
  */
 import { ChildProcess, execFile, spawn } from "child_process";
 import fs from "fs";
-import net from "net";
 import os from "os";
 import path from "path";
 import { promisify } from "util";
 import { waitFor } from "./harness";
-import { freePort } from "./nats-server";
+import { freePort, portOpen } from "./nats-server";
 
 export interface MariaDbOptions {
 	port?: number;
@@ -42,16 +41,6 @@ export interface PrivateMariaDb {
 	/** Starts it again on the same port and data directory (stopping it first if it runs). */
 	restart(): Promise<void>;
 }
-
-const portOpen = (port: number) =>
-	new Promise<boolean>(resolve => {
-		const s = net.connect(port, "127.0.0.1");
-		s.once("connect", () => {
-			s.destroy();
-			resolve(true);
-		});
-		s.once("error", () => resolve(false));
-	});
 
 /** Small enough for a shared 2-core test box; durable commits kept (a crash test must lose nothing committed). */
 const SERVER_ARGS = ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M", "--skip-log-bin", "--skip-name-resolve", "--max-connections=200"];

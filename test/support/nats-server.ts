@@ -43,7 +43,8 @@ export function freePort(): Promise<number> {
 	});
 }
 
-const portOpen = (port: number) =>
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+export const portOpen = (port: number) =>
 	new Promise<boolean>(resolve => {
 		const s = net.connect(port, "127.0.0.1");
 		s.once("connect", () => {

@@ -9,11 +9,10 @@
  */
 import { ChildProcess, spawn } from "child_process";
 import fs from "fs";
-import net from "net";
 import os from "os";
 import path from "path";
 import { waitFor } from "./harness";
-import { freePort } from "./nats-server";
+import { freePort, portOpen } from "./nats-server";
 
 export interface RedisServerOptions {
 	port?: number;
@@ -36,16 +35,6 @@ export interface PrivateRedis {
 	/** Starts it again on the same port and data directory (stopping it first if it runs). */
 	restart(): Promise<void>;
 }
-
-const portOpen = (port: number) =>
-	new Promise<boolean>(resolve => {
-		const s = net.connect(port, "127.0.0.1");
-		s.once("connect", () => {
-			s.destroy();
-			resolve(true);
-		});
-		s.once("error", () => resolve(false));
-	});
 
 export async function startRedisServer(opts: RedisServerOptions = {}): Promise<PrivateRedis> {
 	const port = opts.port ?? (await freePort());
