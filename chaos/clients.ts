@@ -219,6 +219,10 @@ export class Population {
 			const r = await this.send("poll", "GET", `/reservations/${id}`, { token: s.token });
 			if (!r || r.status !== 200) continue;
 			const v = r.body as { status: string; saga?: { status: string } };
+			// A reservation reads CONFIRMED from the saga's third step on, before its seats are sold (the fourth): a
+			// shopper is told it has a booking only once the saga is done, as a 201 would tell it.
+			const sagaBusy = v.saga?.status === "RUNNING" || v.saga?.status === "COMPENSATING";
+			if (sagaBusy) continue;
 			if (v.status === "CONFIRMED" || v.status === "CANCELLED" || v.status === "EXPIRED") return v.status;
 			if (v.status === "PENDING" && v.saga && v.saga.status !== "RUNNING" && v.saga.status !== "COMPENSATING") return "NOT_PAID";
 		}
