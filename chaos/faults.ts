@@ -31,6 +31,31 @@ function killNode(name: string, what: string): Fault {
 	};
 }
 
+/** A server killed with SIGKILL, down for `downMs` (times the scale), started again on its port and data. */
+function serverRestart<S extends { kill(signal?: NodeJS.Signals): Promise<void>; restart(): Promise<void> }>(
+	name: string,
+	what: string,
+	label: string,
+	pick: (servers: Servers) => S,
+	downMs: number,
+	whileDown?: (server: S) => void
+): Fault {
+	return {
+		name,
+		what,
+		from: "back",
+		async inject({ servers, log, scale }) {
+			const server = pick(servers);
+			log(`kill -9 ${label}`);
+			await server.kill("SIGKILL");
+			whileDown?.(server);
+			await sleep(downMs * scale);
+			await server.restart();
+			log(`${label} back`);
+		}
+	};
+}
+
 export const FAULTS: Fault[] = [
 	killNode("gateway/worker-1", "kill -9 of one of the two gateway worker processes"),
 	killNode("catalog-1", "kill -9 of one of the two catalog nodes (user, concert, queue)"),
@@ -51,55 +76,10 @@ export const FAULTS: Fault[] = [
 			log("SIGCONT booking-1");
 		}
 	},
-	{
-		name: "nats-restart",
-		what: "NATS killed (kill -9), started again after 8 s (same port, same JetStream store)",
-		from: "back",
-		async inject({ servers, log, scale }) {
-			log("kill -9 nats-server");
-			await servers.nats.kill("SIGKILL");
-			await sleep(8000 * scale);
-			await servers.nats.restart();
-			log("nats-server back");
-		}
-	},
-	{
-		name: "redis-restart-empty",
-		what: "Redis killed (kill -9), its data gone, started again after 6 s",
-		from: "back",
-		async inject({ servers, log, scale }) {
-			log("kill -9 redis-server, data removed");
-			await servers.redis.kill("SIGKILL");
-			wipeRedisData(servers.redis);
-			await sleep(6000 * scale);
-			await servers.redis.restart();
-			log("redis-server back, empty");
-		}
-	},
-	{
-		name: "redis-restart-aof",
-		what: "Redis killed (kill -9) with AOF (appendfsync everysec), started again after 6 s from its AOF",
-		from: "back",
-		async inject({ servers, log, scale }) {
-			log("kill -9 redis-server (AOF kept)");
-			await servers.redis.kill("SIGKILL");
-			await sleep(6000 * scale);
-			await servers.redis.restart();
-			log("redis-server back from its AOF");
-		}
-	},
-	{
-		name: "mariadb-restart",
-		what: "MariaDB killed (kill -9), started again after 6 s (InnoDB recovery)",
-		from: "back",
-		async inject({ servers, log, scale }) {
-			log("kill -9 mariadbd");
-			await servers.mariadb.kill("SIGKILL");
-			await sleep(6000 * scale);
-			await servers.mariadb.restart();
-			log("mariadbd back");
-		}
-	},
+	serverRestart("nats-restart", "NATS killed (kill -9), started again after 8 s (same port, same JetStream store)", "nats-server", s => s.nats, 8000),
+	serverRestart("redis-restart-empty", "Redis killed (kill -9), its data gone, started again after 6 s", "redis-server", s => s.redis, 6000, wipeRedisData),
+	serverRestart("redis-restart-aof", "Redis killed (kill -9) with AOF (appendfsync everysec), started again after 6 s from its AOF", "redis-server", s => s.redis, 6000),
+	serverRestart("mariadb-restart", "MariaDB killed (kill -9), started again after 6 s (InnoDB recovery)", "mariadbd", s => s.mariadb, 6000),
 	{
 		name: "mariadb-stall",
 		what: "MariaDB stalled for 10 s: FLUSH TABLES WITH READ LOCK held by another session (every write waits)",
