@@ -1,7 +1,7 @@
 /**
- * /api/openapi.json against the contract: every METHOD + path of API.md's route tables (../shared/API.md beside
- * the repository) is in the document, with the input schemas of the actions behind them, including actions that
- * live on other nodes (cluster mode). And the browsable docs page with its assets.
+ * /api/openapi.json against the contract: every METHOD + path of the route tables of docs/API.md is in the
+ * document, with the input schemas of the actions behind them, including actions that live on other nodes
+ * (cluster mode). And the browsable docs page with its assets.
  */
 import fs from "fs";
 import path from "path";
@@ -9,7 +9,7 @@ import { toOpenApiPath } from "../../lib/openapi";
 import { http, testEnv, type TestEnv } from "../support/harness";
 import { opsCluster } from "../support/ops";
 
-const API_MD = path.resolve(__dirname, "../../../shared/API.md");
+const API_MD = path.resolve(__dirname, "../../docs/API.md");
 
 /** Every `METHOD /api/...` in the first cell of API.md's table rows (a cell may list several). */
 function apiMdRoutes(markdown: string): { method: string; path: string }[] {
