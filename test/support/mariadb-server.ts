@@ -13,13 +13,13 @@
  * Without `dataDir` it uses a temporary directory, removed when the test process exits. `MARIADBD_BIN` and
  * `MARIADB_INSTALL_DB_BIN` override the binaries.
  */
-import { ChildProcess, execFile, spawn } from "child_process";
+import { execFile } from "child_process";
 import fs from "fs";
 import os from "os";
 import path from "path";
 import { promisify } from "util";
-import { waitFor } from "./harness";
 import { freePort, portOpen } from "./nats-server";
+import { serverProcess } from "./server-process";
 
 export interface MariaDbOptions {
 	port?: number;
@@ -77,35 +77,16 @@ export async function startMariaDb(opts: MariaDbOptions = {}): Promise<PrivateMa
 		...SERVER_ARGS
 	];
 
-	let proc: ChildProcess;
-	let exited: Promise<void>;
-	const launch = async () => {
-		const p = spawn(process.env.MARIADBD_BIN ?? "mariadbd", args, { stdio: ["ignore", "pipe", "pipe"] });
-		let out = "";
-		p.stdout!.on("data", d => (out += d));
-		p.stderr!.on("data", d => (out += d));
-		exited = new Promise<void>(resolve => p.once("exit", () => resolve()));
-		proc = p;
-		try {
-			await waitFor(async () => p.exitCode !== null || (await portOpen(port)), 60_000, `mariadbd on ${port}`);
-			if (p.exitCode !== null) throw new Error(`mariadbd exited:\n${out.slice(-4000)}`);
-		} catch (err) {
-			p.kill("SIGKILL");
-			throw err;
-		}
-	};
-	const running = () => proc.exitCode === null && proc.signalCode === null;
-	const end = async (signal: NodeJS.Signals) => {
-		if (running()) proc.kill(signal);
-		await exited;
-	};
+	const server = serverProcess(process.env.MARIADBD_BIN ?? "mariadbd", args, () => portOpen(port), 60_000, `mariadbd on ${port}`);
+	const end = (signal: NodeJS.Signals) => server.end(signal);
+	const launch = () => server.start();
 	await launch();
 
 	return {
 		port,
 		url: `mysql://root@127.0.0.1:${port}`,
 		get pid() {
-			return proc.pid!;
+			return server.pid;
 		},
 		dataDir,
 		stop: () => end("SIGTERM"),

@@ -3,12 +3,11 @@
  * or TLS the test asks for. Tests that need a NATS server configured unlike the shared one (which has no
  * authentication) start their own and stop it afterwards; the shared server is never touched.
  */
-import { ChildProcess, spawn } from "child_process";
 import fs from "fs";
 import net from "net";
 import os from "os";
 import path from "path";
-import { waitFor } from "./harness";
+import { serverProcess } from "./server-process";
 
 export interface NatsServerOptions {
 	user?: string;
@@ -64,47 +63,27 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Pri
 		args.push("--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key);
 		if (opts.tls.verifyClientsWith) args.push("--tlsverify", "--tlscacert", opts.tls.verifyClientsWith);
 	}
-	let proc: ChildProcess;
-	let exited: Promise<void>;
-	const launch = async () => {
-		const p = spawn(process.env.NATS_SERVER_BIN ?? "nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
-		let out = "";
-		p.stdout!.on("data", d => (out += d));
-		p.stderr!.on("data", d => (out += d));
-		proc = p;
-		exited = new Promise<void>(resolve => p.once("exit", () => resolve()));
-		try {
-			await waitFor(async () => p.exitCode !== null || (await portOpen(port)), 15_000, `nats-server on ${port}`);
-			if (p.exitCode !== null) throw new Error(`nats-server exited:\n${out}`);
-		} catch (err) {
-			p.kill("SIGKILL");
-			throw err;
-		}
-	};
+	const proc = serverProcess(process.env.NATS_SERVER_BIN ?? "nats-server", args, () => portOpen(port), 15_000, `nats-server on ${port}`);
 	try {
-		await launch();
+		await proc.start();
 	} catch (err) {
 		fs.rmSync(dir, { recursive: true, force: true });
 		throw err;
 	}
-	const running = () => proc.exitCode === null && proc.signalCode === null;
 	const server: PrivateNats = {
 		port,
-		pid: proc!.pid!,
+		get pid() {
+			return proc.pid;
+		},
 		token: opts.token,
 		url: `nats://127.0.0.1:${port}`,
-		async kill(signal = "SIGKILL") {
-			if (running()) proc.kill(signal);
-			await exited;
-		},
+		kill: (signal = "SIGKILL") => proc.end(signal),
 		async restart() {
-			if (running()) throw new Error(`nats-server on ${port} is still running`);
-			await launch();
-			server.pid = proc.pid!;
+			if (proc.running()) throw new Error(`nats-server on ${port} is still running`);
+			await proc.start();
 		},
 		async stop() {
-			if (running()) proc.kill("SIGTERM");
-			await exited;
+			await proc.end("SIGTERM");
 			fs.rmSync(dir, { recursive: true, force: true });
 		}
 	};

@@ -7,12 +7,11 @@
  *   await redis.stop();      // the outage; the data directory stays
  *   await redis.restart();   // same port, same data (with appendonly or its shutdown save)
  */
-import { ChildProcess, spawn } from "child_process";
 import fs from "fs";
 import os from "os";
 import path from "path";
-import { waitFor } from "./harness";
 import { freePort, portOpen } from "./nats-server";
+import { serverProcess } from "./server-process";
 
 export interface RedisServerOptions {
 	port?: number;
@@ -47,35 +46,16 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<P
 	const args = ["--bind", "127.0.0.1", "--port", String(port), "--dir", dir, "--daemonize", "no", "--protected-mode", "no"];
 	if (opts.appendonly) args.push("--appendonly", "yes", "--appendfsync", "everysec");
 
-	let proc: ChildProcess;
-	let exited: Promise<void>;
-	const launch = async () => {
-		const p = spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
-		let out = "";
-		p.stdout!.on("data", d => (out += d));
-		p.stderr!.on("data", d => (out += d));
-		exited = new Promise<void>(resolve => p.once("exit", () => resolve()));
-		proc = p;
-		try {
-			await waitFor(async () => p.exitCode !== null || (await portOpen(port)), 15_000, `redis-server on ${port}`);
-			if (p.exitCode !== null) throw new Error(`redis-server exited:\n${out}`);
-		} catch (err) {
-			p.kill("SIGKILL");
-			throw err;
-		}
-	};
-	const running = () => proc.exitCode === null && proc.signalCode === null;
-	const end = async (signal: NodeJS.Signals) => {
-		if (running()) proc.kill(signal);
-		await exited;
-	};
+	const proc = serverProcess(process.env.REDIS_SERVER_BIN ?? "redis-server", args, () => portOpen(port), 15_000, `redis-server on ${port}`);
+	const end = (signal: NodeJS.Signals) => proc.end(signal);
+	const launch = () => proc.start();
 	await launch();
 
 	const server: PrivateRedis = {
 		port,
 		url: `redis://127.0.0.1:${port}`,
 		get pid() {
-			return proc.pid!;
+			return proc.pid;
 		},
 		stop: () => end("SIGTERM"),
 		kill: (signal = "SIGKILL") => end(signal),
