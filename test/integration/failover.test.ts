@@ -64,4 +64,22 @@ describe("failover between replicas (cluster)", () => {
 		expect(suspectNodes(caller)).not.toContain(survivor.nodeID);
 		expect(caller.registry.nodes.get(survivor.nodeID)?.available).toBe(true);
 	}, 60_000);
+	it("when the last replica of a service goes silent (SIGSTOP) past the probe, then it is avoided but not removed, and a call waiting on it completes after SIGCONT", async () => {
+		// The killed replica is gone: the survivor is the only one left.
+		await waitFor(() => caller.registry.getActionEndpoints("user.health")!.endpoints.filter(ep => ep.isAvailable).length === 1, 15_000, "one replica left");
+		survivor.proc.kill("SIGSTOP");
+		try {
+			const pending = caller.call("user.health", {}, { retries: 0, timeout: 20_000 }).then(
+				() => "ok",
+				(err: { type?: string }) => err.type ?? "error"
+			);
+			// Silence (1 s) + an unanswered probe (3 s) + margin: the old rule removed it here.
+			await sleep(6000);
+			expect(caller.registry.nodes.get(survivor.nodeID)?.available).toBe(true);
+			survivor.proc.kill("SIGCONT");
+			expect(await pending).toBe("ok");
+		} finally {
+			survivor.proc.kill("SIGCONT");
+		}
+	}, 60_000);
 });
