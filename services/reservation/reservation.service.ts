@@ -8,7 +8,7 @@
  */
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
-import { DataTypes, UniqueConstraintError, type Transaction } from "sequelize";
+import { DataTypes, type Transaction } from "sequelize";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { appendOutbox, outboxMigration } from "../../lib/outbox";
@@ -83,6 +83,7 @@ interface ReservationMethods {
 	findSaga(ctx: Context<unknown, Meta>, key: string): Promise<(SagaView & { type: string }) | null>;
 	voidSaga(reservationId: string, sagaId: string, t: Transaction): Promise<void>;
 	load(id: string, t?: Transaction): Promise<ReservationRow | null>;
+	loadNewest(ids: string[]): Promise<ReservationRow | null>;
 	loadOwned(ctx: Context<unknown, Meta>, id: string): Promise<ReservationRow>;
 	seatsOf(ids: string[]): Promise<SeatRow[]>;
 	requireActiveToken(ctx: Context<unknown, Meta>, userId: string, concertId: string): Promise<void>;
@@ -101,12 +102,23 @@ const pageParams = {
 } as const;
 
 /**
- * The id of the reservation a create makes: random without an Idempotency-Key, else a UUID-shaped digest of the
- * user and the key, so every attempt of one keyed request names the same reservation (and the same hold owner).
+ * How many reservations one keyed create may try: each attempt that finds its predecessor's hold given up
+ * (HOLD_ABANDONED) moves to the next generation's id. Eight is far more than a shopper's retries produce.
  */
-export function reservationIdFor(userId: string, idempotencyKey: string | undefined): string {
+export const KEY_GENERATIONS = 8;
+
+/**
+ * The id of the reservation a create makes: random without an Idempotency-Key, else a UUID-shaped digest of the
+ * user, the key and the generation, so every attempt of one keyed request names one of the same few reservations
+ * (and hold owners) and a retry can always find what an earlier attempt made. Generation 0 is the id older
+ * versions derived.
+ */
+export function reservationIdFor(userId: string, idempotencyKey: string | undefined, generation = 0): string {
 	if (!idempotencyKey) return crypto.randomUUID();
-	const h = crypto.createHash("sha256").update(`reservation.create\0${userId}\0${idempotencyKey}`).digest("hex");
+	const h = crypto
+		.createHash("sha256")
+		.update(`reservation.create\0${userId}\0${idempotencyKey}${generation > 0 ? `\0${generation}` : ""}`)
+		.digest("hex");
 	return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16], 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
@@ -188,10 +200,13 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// reservation instead of failing against its own hold (409 SEAT_UNAVAILABLE) and leaving a reservation
 				// the client never heard of. It answers before the token check, as a replay does: the token may be gone
 				// by now (a Redis restart took every waiting-room token with it).
-				let id = reservationIdFor(user.id, ctx.meta.idempotencyKey);
-				const earlier = ctx.meta.idempotencyKey ? await this.load(id) : null;
+				const key = ctx.meta.idempotencyKey;
+				const ids = key ? Array.from({ length: KEY_GENERATIONS }, (_, g) => reservationIdFor(user.id, key, g)) : [crypto.randomUUID()];
+				const earlier = key ? await this.loadNewest(ids) : null;
 				if (earlier) return this.createdAnswer(ctx, earlier);
 				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
+				let generation = 0;
+				let id = ids[0];
 				// Giving the hold up: it is released, and a hold for this owner that is still on its way (queued on a
 				// slow catalog node) is refused when it arrives (concert.release `abandon`). Called outside the request's
 				// deadline, which has usually just run out (a timeout is what brings us here): a ctx.call would be
@@ -207,17 +222,20 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				};
 				let hold: HoldView;
 				try {
-					try {
-						hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
-					} catch (err) {
-						// This key's earlier attempt gave its hold up (and so made no reservation): that owner stays refused
-						// for a while, so this attempt holds under a fresh id instead of failing for good.
-						if (!(ctx.meta.idempotencyKey && (err as { type?: string }).type === "HOLD_ABANDONED")) throw err;
-						// Unless that attempt's reservation did land after all (a commit reported lost): then it is the answer.
-						const landed = await this.load(id);
-						if (landed) return this.createdAnswer(ctx, landed);
-						id = crypto.randomUUID();
-						hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+					for (;;) {
+						try {
+							hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+							break;
+						} catch (err) {
+							// This key's earlier attempt gave this generation's hold up (and so made no reservation under it):
+							// that owner stays refused for a while, so this attempt holds under the next generation's id
+							// (derived, not random, so that a retry after this attempt's answer is lost finds what it made).
+							if (!(key && (err as { type?: string }).type === "HOLD_ABANDONED" && generation + 1 < ids.length)) throw err;
+							// Unless that attempt's reservation did land after all (a commit reported lost): then it is the answer.
+							const landed = await this.load(id);
+							if (landed) return this.createdAnswer(ctx, landed);
+							id = ids[++generation];
+						}
 					}
 				} catch (err) {
 					// A timeout leaves the hold in doubt (it may have been taken, or still be queued): give it up rather
@@ -248,9 +266,10 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 						});
 					});
 				} catch (err) {
-					// The same key's first attempt, still running when this retry started, inserted it first: its hold is
-					// this one (same owner); answer its reservation and leave the hold alone.
-					const twin = err instanceof UniqueConstraintError && ctx.meta.idempotencyKey ? await this.load(id) : null;
+					// The same key's first attempt, still running when this retry started, inserted it first (its hold is
+					// this one: same owner), or the commit landed though its answer was lost (a database crash): answer
+					// that reservation and leave the hold alone. If the database cannot say, the hold is given up.
+					const twin = await this.load(id).catch(() => null);
 					if (twin) return this.createdAnswer(ctx, twin);
 					// No reservation, so no hold either: give the seats back at once rather than at expiry.
 					await abandon();
@@ -740,6 +759,12 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		async voidSaga(this: This, reservationId: string, sagaId: string, t: Transaction) {
 			const ignore = this.sql.mysql ? "INSERT IGNORE" : "INSERT OR IGNORE";
 			await this.sql.insert(`${ignore} INTO reservation_saga_voids (reservation_id, saga_id, created_at) VALUES (?, ?, ?)`, [reservationId, sagaId, sqlTime()], t);
+		},
+
+		/** The newest of these reservations that exists (the generations of one keyed create), or null. */
+		async loadNewest(this: This, ids: string[]) {
+			const rows = await this.sql.select<ReservationRow>(`SELECT * FROM reservations WHERE id IN (${ids.map(() => "?").join(", ")}) ORDER BY created_at DESC LIMIT 1`, ids);
+			return rows[0] ?? null;
 		},
 
 		async load(this: This, id: string, t?: Transaction) {

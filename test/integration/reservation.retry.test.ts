@@ -87,4 +87,26 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
 		expect(mine.map(r => r.id)).toEqual([retry.body.id]);
 	}, 60_000);
+	it("when the attempt after an abandoned hold made a reservation but lost its answer, then the next retry answers that reservation, not 409 against it", async () => {
+		// Found by the chaos harness after Redis and MariaDB restarts: the second attempt held under a fresh, random id,
+		// its answer was lost (a 504 at the gateway), and the third attempt could not find that reservation: it held
+		// again, got 409 SEAT_UNAVAILABLE against it, and the reservation sat PENDING, never told, until it expired.
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 500);
+		const u = await shopper(api, concertId, 0);
+		const [a] = await seats(api, scheduleId);
+		const send = () =>
+			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-abandoned-then-lost" } });
+		catalogFaults.failAfter("concert.hold", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"));
+		expect((await send()).status).toBe(503);
+		catalogFaults.heal("concert.hold");
+		faults.failAfter("reservation.create", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"), { times: 4 });
+		expect((await send()).status).toBe(503);
+		faults.heal("reservation.create");
+
+		const retry = await send();
+		expect(retry.status).toBe(201);
+		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
+		expect(mine.map(r => r.id)).toEqual([retry.body.id]);
+		expect((await send()).body.id).toBe(retry.body.id);
+	}, 60_000);
 });
