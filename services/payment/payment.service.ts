@@ -14,8 +14,7 @@ import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { IdempotencyKeyInvalidError, IdempotencyKeyRequiredError } from "./errors";
 import { PaymentLedger } from "./ledger";
-import { createWalletLedgerPayments } from "./migrations/001_create_wallet_ledger_payments";
-import { ledgerUserSeqIndex } from "./migrations/002_ledger_user_seq_index";
+import { PAYMENT_MIGRATIONS } from "./migrations";
 import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX, type PayRequest } from "./payment.domain";
 
 interface Meta {
@@ -54,7 +53,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		OutboxRelayMixin,
 		DbMixin({
 			database: "payment",
-			migrations: [outboxMigration, createWalletLedgerPayments, ledgerUserSeqIndex],
+			migrations: [outboxMigration, ...PAYMENT_MIGRATIONS],
 			model: {
 				name: "payments",
 				define: {

@@ -26,6 +26,7 @@ import {
 } from "./errors";
 import { createReservations } from "./migrations/001_create_reservations";
 import { createSagaVoids } from "./migrations/002_saga_voids";
+import { reservationsChangedIndex } from "./migrations/003_changed_since_index";
 import {
 	cancelSagaType,
 	payable,
@@ -165,7 +166,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		OutboxRelayMixin,
 		DbMixin({
 			database: "reservation",
-			migrations: [outboxMigration, createReservations, createSagaVoids],
+			migrations: [outboxMigration, createReservations, createSagaVoids, reservationsChangedIndex],
 			model: {
 				name: "reservations",
 				define: {

@@ -10,8 +10,7 @@ import { QueryTypes, type Sequelize } from "sequelize";
 import { createSequelize, migrate } from "../../mixins/db.mixin";
 import { outboxMigration } from "../../lib/outbox";
 import { PaymentLedger } from "../../services/payment/ledger";
-import { createWalletLedgerPayments } from "../../services/payment/migrations/001_create_wallet_ledger_payments";
-import { ledgerUserSeqIndex } from "../../services/payment/migrations/002_ledger_user_seq_index";
+import { PAYMENT_MIGRATIONS } from "../../services/payment/migrations";
 import { MARIADB_URL } from "./isolation";
 
 export interface SqliteLedger {
@@ -28,7 +27,7 @@ export async function sqliteLedger(opts: { balanceLimit?: number } = {}): Promis
 	const sequelize = createSequelize(sql, "payment");
 	await sequelize.query("PRAGMA journal_mode=WAL");
 	await sequelize.query("PRAGMA busy_timeout=5000");
-	await migrate(sql, "payment", sequelize, [outboxMigration, createWalletLedgerPayments, ledgerUserSeqIndex], () => undefined);
+	await migrate(sql, "payment", sequelize, [outboxMigration, ...PAYMENT_MIGRATIONS], () => undefined);
 	return {
 		ledger: new PaymentLedger({ sequelize, balanceLimit: opts.balanceLimit }),
 		sequelize,

@@ -1,5 +1,6 @@
 import { createCatalog } from "./001_create_catalog";
 import { createSaleVoids } from "./002_sale_voids";
+import { salesSoldAtIndex } from "./003_sales_sold_at_index";
 
 /** The concert database's migrations, in order (the service and the repository tests run the same list). */
-export const CONCERT_MIGRATIONS = [createCatalog, createSaleVoids];
+export const CONCERT_MIGRATIONS = [createCatalog, createSaleVoids, salesSoldAtIndex];
