@@ -10,9 +10,13 @@
  * - `NodeWatchMiddleware` watches every call this node sends to another node. A node that has calls in flight
  *   and has answered nothing for `silenceMs`, or that let a call time out or refused one, becomes suspect and is
  *   probed with a ping (answered by the transit layer, not by a service, so a busy node answers it too). A pong
- *   clears the mark. No pong within `probeTimeoutMs`: the node is removed from the registry exactly as the
- *   heartbeat check would remove it, which fails its in-flight calls at once (retryable, so reads retry on another
- *   replica and clients retry their writes). A node that was only frozen rejoins with its next heartbeat.
+ *   clears the mark. No pong within `probeTimeoutMs`: it stays suspect and is pinged again, and once it has answered
+ *   nothing for `removeAfterMs` it is removed from the registry exactly as the heartbeat check would remove it, which
+ *   fails its in-flight calls at once (retryable, so reads retry on another replica and clients retry their writes).
+ *   A node that was only frozen rejoins with its next heartbeat. Avoiding is what moves the load at once; removing
+ *   waits longer because it throws away the work in flight: on a saturated machine live nodes miss a 3 s ping, and
+ *   removing them at the first miss (the earlier rule) made nodes remove each other over and over (20-26 removals a
+ *   minute in a long chaos run) and the retried work collapsed throughput.
  * - `FailoverRoundRobinStrategy`: round-robin over the replicas that are not suspect (all of them again if every
  *   one is). A call the retry policy retries also marks the node the previous attempt went to.
  *
@@ -26,8 +30,10 @@ type Endpoint = Parameters<InstanceType<typeof Strategies.RoundRobin>["select"]>
 export interface NodeWatchOptions {
 	/** A node with calls in flight that answered nothing for this long is probed. */
 	silenceMs: number;
-	/** A probed node that does not answer its ping within this long is removed from the registry. */
+	/** A probe's ping is given up after this long (the node stays avoided and is pinged again). */
 	probeTimeoutMs: number;
+	/** A node that has answered nothing (no call, no ping) for this long is removed from the registry. */
+	removeAfterMs: number;
 }
 
 interface Watched {
@@ -101,8 +107,10 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 		const node = broker.registry.nodes.get(nodeID);
 		if (!node || !node.available || node.local) return;
 		state.probing.add(nodeID);
+		const startedAt = Date.now();
 		// Suspect while the probe runs: new calls go to the other replicas meanwhile.
-		state.suspects.set(nodeID, Date.now() + opts.probeTimeoutMs + opts.silenceMs);
+		state.suspects.set(nodeID, startedAt + opts.probeTimeoutMs + opts.silenceMs);
+		let again = false;
 		broker
 			.ping(nodeID, opts.probeTimeoutMs)
 			.then(pong => {
@@ -114,6 +122,14 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 				}
 				const still = broker.registry.nodes.get(nodeID);
 				if (!still || !still.available) return;
+				// Silent since the last answer to any call (or since the probe's silence began): not long enough yet to
+				// give its work in flight up; it stays avoided and is pinged again.
+				const lastHeard = state.watched.get(nodeID)?.lastHeard ?? startedAt - opts.silenceMs;
+				if (Date.now() - lastHeard < opts.removeAfterMs) {
+					state.suspects.set(nodeID, Date.now() + opts.probeTimeoutMs + opts.silenceMs);
+					again = true;
+					return;
+				}
 				// Never the last replica of a service: on a saturated machine a live node can miss a ping, and removing
 				// every replica of a group (seen under the chaos harness: both booking nodes) turns a slow moment into
 				// an outage. It stays avoided (suspect) while it is the only one left, and is probed again.
@@ -123,14 +139,17 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 					return;
 				}
 				broker.logger.warn(
-					`Node '${nodeID}' ${why} and did not answer a ping within ${opts.probeTimeoutMs} ms: removed from the registry ` +
+					`Node '${nodeID}' ${why} and answered no ping for ${opts.removeAfterMs} ms: removed from the registry ` +
 						"(its calls in flight fail, new ones go to the other replicas; it rejoins with its next heartbeat)."
 				);
 				broker.registry.nodes.disconnected(nodeID, true);
 				state.watched.delete(nodeID);
 			})
 			.catch(() => undefined)
-			.finally(() => state.probing.delete(nodeID));
+			.finally(() => {
+				state.probing.delete(nodeID);
+				if (again) probe(nodeID, why);
+			});
 	};
 
 	return {

@@ -94,8 +94,10 @@ export interface Config {
 	failover: {
 		/** A node with calls in flight that answered nothing for this long is pinged (and avoided meanwhile). */
 		silenceMs: number;
-		/** A node that does not answer that ping within this long is removed from the registry. */
+		/** That ping is given up after this long (the node stays avoided and is pinged again). */
 		probeTimeoutMs: number;
+		/** A node that answered nothing (no call, no ping) for this long is removed from the registry. */
+		removeAfterMs: number;
 	};
 	logLevel: LogLevel;
 	admin?: { email: string; password: string };
@@ -354,7 +356,8 @@ export function loadConfig(env: Env = process.env): Config {
 		requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 100, 600_000),
 		failover: {
 			silenceMs: int("FAILOVER_SILENCE_MS", 1000, 100, 60_000),
-			probeTimeoutMs: int("FAILOVER_PROBE_TIMEOUT_MS", 3000, 100, 60_000)
+			probeTimeoutMs: int("FAILOVER_PROBE_TIMEOUT_MS", 3000, 100, 60_000),
+			removeAfterMs: int("FAILOVER_REMOVE_AFTER_MS", 8000, 100, 600_000)
 		},
 		logLevel,
 		admin,
