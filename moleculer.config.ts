@@ -148,7 +148,9 @@ function clusterMiddlewares(config: Config): Middleware[] {
 	if (!config.transporter) return [];
 	// lib/config.ts refuses a cluster node without the secret; this is the last line if a caller built its own config.
 	if (!config.cluster) throw new Error("cluster mode without CLUSTER_SECRET");
-	return [PacketAuthMiddleware(config.cluster), NodeWatchMiddleware(config.failover)];
+	// NodeWatch first: for the transporter's send, the first middleware is the innermost wrapper, so its dead check
+	// sends the ping exactly as the packet middleware sealed it.
+	return [NodeWatchMiddleware(config.failover), PacketAuthMiddleware(config.cluster)];
 }
 
 function tracingOptions(config: Config): BrokerOptions["tracing"] {

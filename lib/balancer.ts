@@ -10,13 +10,15 @@
  * - `NodeWatchMiddleware` watches every call this node sends to another node. A node that has calls in flight
  *   and has answered nothing for `silenceMs`, or that let a call time out or refused one, becomes suspect and is
  *   probed with a ping (answered by the transit layer, not by a service, so a busy node answers it too). A pong
- *   clears the mark. No pong within `probeTimeoutMs`: it stays suspect and is pinged again, and once it has answered
- *   nothing for `removeAfterMs` it is removed from the registry exactly as the heartbeat check would remove it, which
- *   fails its in-flight calls at once (retryable, so reads retry on another replica and clients retry their writes).
- *   A node that was only frozen rejoins with its next heartbeat. Avoiding is what moves the load at once; removing
- *   waits longer because it throws away the work in flight: on a saturated machine live nodes miss a 3 s ping, and
- *   removing them at the first miss (the earlier rule) made nodes remove each other over and over (20-26 removals a
- *   minute in a long chaos run) and the retried work collapsed throughput.
+ *   clears the mark. A dead node is told apart from a slow one by NATS itself: the probe's ping goes out as a NATS
+ *   request, and a process that is gone has no subscription left on its ping subject, so the server answers "no
+ *   responders" at once. Such a node is removed from the registry then, exactly as the heartbeat check would remove
+ *   it, which fails its in-flight calls at once (retryable, so reads retry on another replica and clients retry their
+ *   writes). A node that is still connected but does not pong within `probeTimeoutMs` (overloaded, or frozen) stays
+ *   avoided and is pinged again, and is removed only once it has answered nothing for `removeAfterMs`; a frozen node
+ *   rejoins with its next heartbeat. Removing throws the work in flight away: when a missed 3 s ping was enough (the
+ *   earlier rule), live nodes on a saturated machine removed each other 11-26 times a minute in a long chaos run and
+ *   the retried work collapsed throughput to 1-2 confirmations/s.
  * - `FailoverRoundRobinStrategy`: round-robin over the replicas that are not suspect (all of them again if every
  *   one is). A call the retry policy retries also marks the node the previous attempt went to.
  *
@@ -48,6 +50,8 @@ interface BrokerState {
 	suspects: Map<string, number>;
 	watched: Map<string, Watched>;
 	probing: Set<string>;
+	/** Ping topics whose next send goes out as a NATS request, to learn whether anyone still listens (nodeID by topic). */
+	deadChecks: Map<string, string>;
 }
 
 const stateByBroker = new WeakMap<ServiceBroker, BrokerState>();
@@ -55,7 +59,7 @@ const stateByBroker = new WeakMap<ServiceBroker, BrokerState>();
 function stateOf(broker: ServiceBroker): BrokerState {
 	let state = stateByBroker.get(broker);
 	if (!state) {
-		state = { suspects: new Map(), watched: new Map(), probing: new Set() };
+		state = { suspects: new Map(), watched: new Map(), probing: new Set(), deadChecks: new Map() };
 		stateByBroker.set(broker, state);
 	}
 	return state;
@@ -102,10 +106,31 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 	let state: BrokerState;
 	let sweep: NodeJS.Timeout | undefined;
 
+	/** Removes the node from the registry (unless it is the last replica of a service: then it stays avoided). */
+	const remove = (nodeID: string, why: string): boolean => {
+		const still = broker.registry.nodes.get(nodeID);
+		if (!still || !still.available) return true;
+		// Never the last replica of a service: a node can look gone for a moment (a NATS reconnect, a saturated
+		// machine), and removing every replica of a group turns that moment into an outage. It stays avoided
+		// (suspect) while it is the only one left, and is probed again.
+		if (lastReplicaOf(broker, nodeID)) {
+			state.suspects.set(nodeID, Date.now() + opts.probeTimeoutMs + opts.silenceMs);
+			return false;
+		}
+		broker.logger.warn(
+			`Node '${nodeID}' ${why}: removed from the registry (its calls in flight fail, new ones go to the other replicas; it rejoins with its next heartbeat).`
+		);
+		broker.registry.nodes.disconnected(nodeID, true);
+		state.watched.delete(nodeID);
+		return true;
+	};
+
 	const probe = (nodeID: string, why: string) => {
 		if (state.probing.has(nodeID)) return;
 		const node = broker.registry.nodes.get(nodeID);
 		if (!node || !node.available || node.local) return;
+		const tx = (broker.transit as unknown as { tx?: { getTopicName?(cmd: string, nodeID: string): string } } | undefined)?.tx;
+		if (tx?.getTopicName) state.deadChecks.set(tx.getTopicName("PING", nodeID), nodeID);
 		state.probing.add(nodeID);
 		const startedAt = Date.now();
 		// Suspect while the probe runs: new calls go to the other replicas meanwhile.
@@ -122,7 +147,7 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 				}
 				const still = broker.registry.nodes.get(nodeID);
 				if (!still || !still.available) return;
-				// Silent since the last answer to any call (or since the probe's silence began): not long enough yet to
+				// Still connected (no "no responders"), silent since the last answer to any call: not long enough yet to
 				// give its work in flight up; it stays avoided and is pinged again.
 				const lastHeard = state.watched.get(nodeID)?.lastHeard ?? startedAt - opts.silenceMs;
 				if (Date.now() - lastHeard < opts.removeAfterMs) {
@@ -130,20 +155,7 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 					again = true;
 					return;
 				}
-				// Never the last replica of a service: on a saturated machine a live node can miss a ping, and removing
-				// every replica of a group (seen under the chaos harness: both booking nodes) turns a slow moment into
-				// an outage. It stays avoided (suspect) while it is the only one left, and is probed again.
-				const alone = lastReplicaOf(broker, nodeID);
-				if (alone) {
-					state.suspects.set(nodeID, Date.now() + opts.probeTimeoutMs + opts.silenceMs);
-					return;
-				}
-				broker.logger.warn(
-					`Node '${nodeID}' ${why} and answered no ping for ${opts.removeAfterMs} ms: removed from the registry ` +
-						"(its calls in flight fail, new ones go to the other replicas; it rejoins with its next heartbeat)."
-				);
-				broker.registry.nodes.disconnected(nodeID, true);
-				state.watched.delete(nodeID);
+				remove(nodeID, `${why} and answered no ping for ${opts.removeAfterMs} ms`);
 			})
 			.catch(() => undefined)
 			.finally(() => {
@@ -179,6 +191,29 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 			if (sweep) clearInterval(sweep);
 		},
 
+		/**
+		 * The probe's ping, already sealed by the packet middleware (this one is registered first, so it is the
+		 * innermost wrapper of the transporter's send), goes out as a NATS request instead of a publish: a live node
+		 * receives the same packet and pongs as usual, while for a process that is gone the server answers "no
+		 * responders" at once.
+		 */
+		transporterSend(next: (topic: string, data: Buffer, meta: unknown) => Promise<void>) {
+			return function sendOrAskWhoListens(topic: string, data: Buffer, meta: unknown) {
+				const nodeID = state.deadChecks.get(topic);
+				// The outer middlewares call this without `this`: the client is the broker's transporter's.
+				const client = (broker.transit as unknown as { tx?: { client?: NatsLike } } | undefined)?.tx?.client;
+				if (nodeID === undefined || typeof client?.request !== "function") return next(topic, data, meta);
+				state.deadChecks.delete(topic);
+				client.request(topic, data, { timeout: opts.probeTimeoutMs, noMux: true }).then(
+					() => undefined,
+					(err: { code?: string }) => {
+						if (err?.code === "503") remove(nodeID, "is gone (NATS: no responders on its ping subject)");
+					}
+				);
+				return Promise.resolve();
+			};
+		},
+
 		remoteAction(next: (ctx: Context) => Promise<unknown>) {
 			return function watchRemoteCall(ctx: Context) {
 				const nodeID = ctx.nodeID;
@@ -208,6 +243,11 @@ export function NodeWatchMiddleware(opts: NodeWatchOptions): Middleware {
 			};
 		}
 	} as unknown as Middleware;
+}
+
+/** The part of the NATS client (nats.js 2) the dead check uses. */
+interface NatsLike {
+	request(subject: string, data: Uint8Array, opts: { timeout: number; noMux: boolean }): Promise<unknown>;
 }
 
 /** A service of `nodeID` that no other available node offers (the node is then not removed), or undefined. */

@@ -34,6 +34,10 @@ describe("failover between replicas (cluster)", () => {
 
 		await doomed.kill();
 		const killedAt = Date.now();
+		let removedAfterMs = -1;
+		const watchRemoval = setInterval(() => {
+			if (removedAfterMs < 0 && !caller.registry.nodes.get(doomed.nodeID)?.available) removedAfterMs = Date.now() - killedAt;
+		}, 20);
 		await sleep(1000);
 
 		// One call every 100 ms for 7 s, none retried (as the gateway's write route calls), so every call that went
@@ -50,7 +54,12 @@ describe("failover between replicas (cluster)", () => {
 			await sleep(100);
 		}
 		const results = await Promise.all(calls);
+		clearInterval(watchRemoval);
 		const failed = results.filter(r => !r.ok);
+		// A process that is gone has no subscription left: NATS says "no responders" to the probe at once, so the
+		// node is removed about a second after the first call to it went unanswered, not after the ping's timeout.
+		expect(removedAfterMs).toBeGreaterThan(0);
+		expect(removedAfterMs).toBeLessThan(4000);
 		const late = results.filter(r => r.startedAfterMs >= 5000);
 
 		// Well under the heartbeat timeout (15 s), the dead replica gets no calls at all.
