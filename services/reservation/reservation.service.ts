@@ -27,6 +27,7 @@ import {
 import { createReservations } from "./migrations/001_create_reservations";
 import { createSagaVoids } from "./migrations/002_saga_voids";
 import { reservationsChangedIndex } from "./migrations/003_changed_since_index";
+import { reservationRequestKey } from "./migrations/004_request_key";
 import {
 	cancelSagaType,
 	payable,
@@ -114,6 +115,11 @@ export const KEY_GENERATIONS = 8;
  * (and hold owners) and a retry can always find what an earlier attempt made. Generation 0 is the id older
  * versions derived.
  */
+/** The unique request key of a keyed create: one reservation per (user, Idempotency-Key), whatever its generation. */
+export function requestKeyOf(userId: string, idempotencyKey: string): string {
+	return crypto.createHash("sha256").update(`reservation.request\0${userId}\0${idempotencyKey}`).digest("hex");
+}
+
 export function reservationIdFor(userId: string, idempotencyKey: string | undefined, generation = 0): string {
 	if (!idempotencyKey) return crypto.randomUUID();
 	const h = crypto
@@ -166,7 +172,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		OutboxRelayMixin,
 		DbMixin({
 			database: "reservation",
-			migrations: [outboxMigration, createReservations, createSagaVoids, reservationsChangedIndex],
+			migrations: [outboxMigration, createReservations, createSagaVoids, reservationsChangedIndex, reservationRequestKey],
 			model: {
 				name: "reservations",
 				define: {
@@ -248,8 +254,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				try {
 					await this.sql.transaction(async t => {
 						await this.sql.insert(
-							"INSERT INTO reservations (id, user_id, concert_id, schedule_id, status, amount, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?)",
-							[id, user.id, hold.concertId, scheduleId, hold.amount, sqlTime(new Date(hold.expiresAt)), sqlTime(now), sqlTime(now)],
+							"INSERT INTO reservations (id, user_id, concert_id, schedule_id, status, amount, expires_at, request_key, created_at, updated_at) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)",
+							[id, user.id, hold.concertId, scheduleId, hold.amount, sqlTime(new Date(hold.expiresAt)), key ? requestKeyOf(user.id, key) : null, sqlTime(now), sqlTime(now)],
 							t
 						);
 						for (const s of hold.seats) {
@@ -267,11 +273,15 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 						});
 					});
 				} catch (err) {
-					// The same key's first attempt, still running when this retry started, inserted it first (its hold is
-					// this one: same owner), or the commit landed though its answer was lost (a database crash): answer
-					// that reservation and leave the hold alone. If the database cannot say, the hold is given up.
-					const twin = await this.load(id).catch(() => null);
-					if (twin) return this.createdAnswer(ctx, twin);
+					// Another attempt of the same key, still running when this one started, inserted first (under this id:
+					// its hold is this one, same owner; or under another generation's id: the request key is unique), or
+					// the commit landed though its answer was lost (a database crash): answer that reservation. A hold of
+					// this attempt that backs no reservation is given up. If the database cannot say, the hold is given up.
+					const twin = await (key ? this.loadNewest(ids) : this.load(id)).catch(() => null);
+					if (twin) {
+						if (twin.id !== id) await abandon();
+						return this.createdAnswer(ctx, twin);
+					}
 					// No reservation, so no hold either: give the seats back at once rather than at expiry.
 					await abandon();
 					throw err;

@@ -7,12 +7,16 @@
 import { Errors, type ServiceBroker } from "moleculer";
 import { adminToken, ownConcert, reservation, seats, shopper } from "../support/booking";
 import { Faults } from "../support/faults";
+import mysql from "mysql2/promise";
+import { reservationIdFor } from "../../services/reservation/reservation.service";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
+import { MARIADB_URL } from "../support/isolation";
 
 const ADMIN = { ADMIN_EMAIL: "retry-admin@example.com", ADMIN_PASSWORD: "retry-admin-password" };
 
 let env: TestEnv;
 let gateway: ServiceBroker;
+let booking: ServiceBroker;
 let api: string;
 let admin: string;
 const faults = new Faults();
@@ -20,7 +24,7 @@ const catalogFaults = new Faults();
 
 beforeAll(async () => {
 	env = testEnv({ cluster: true, env: ADMIN });
-	[gateway] = await Promise.all([env.broker(["api", "user", "queue", "payment", "saga", "concert"], { middlewares: [catalogFaults.middleware()] }), env.broker(["reservation"], { middlewares: [faults.middleware()] })]);
+	[gateway, booking] = await Promise.all([env.broker(["api", "user", "queue", "payment", "saga", "concert"], { middlewares: [catalogFaults.middleware()] }), env.broker(["reservation"], { middlewares: [faults.middleware()] })]);
 	await gateway.waitForServices(["reservation", "concert", "queue"], 30_000);
 	api = gatewayUrl(gateway);
 	admin = await adminToken(api, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD);
@@ -108,5 +112,39 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
 		expect(mine.map(r => r.id)).toEqual([retry.body.id]);
 		expect((await send()).body.id).toBe(retry.body.id);
+	}, 60_000);
+
+	it("when two attempts of one key wait on their inserts under different generations (a database stall), then one reservation is made and both answer it", async () => {
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 500);
+		const u = await shopper(api, concertId, 0);
+		const [a] = await seats(api, scheduleId);
+		const key = "stalled-hold";
+		const me = (await http("GET", `${api}/users/me`, { token: u.token })).body as { id: string; email: string; role: "user" };
+		// Straight to the action: the gateway would (rightly) answer 409 IN_PROGRESS to the second attempt of a key.
+		const create = () =>
+			gateway.call("reservation.create", { scheduleId, seatIds: [a.id] }, { meta: { user: me, idempotencyKey: key, queueToken: u.queueToken }, timeout: 60_000 });
+		const database = (booking.getLocalService("reservation") as unknown as { sequelize: { config: { database: string } } }).sequelize.config.database;
+		const url = new URL(MARIADB_URL);
+		const locker = await mysql.createConnection({ host: url.hostname, port: Number(url.port || 3306), user: decodeURIComponent(url.username || "root"), password: decodeURIComponent(url.password), database });
+		try {
+			// Writes to this test's reservations table wait (reads do not), as under the harness's global stall.
+			await locker.query("LOCK TABLES reservations READ");
+			const first = create();
+			await new Promise(r => setTimeout(r, 1500));
+			// Another attempt of the key gave the generation-0 hold up meanwhile (its own insert failed): released and refused.
+			await gateway.call("concert.release", { scheduleId, seatIds: [a.id], owner: reservationIdFor(me.id, key, 0), abandon: true });
+			const second = create();
+			await new Promise(r => setTimeout(r, 1500));
+			await locker.query("UNLOCK TABLES");
+			const answers = (await Promise.all([first, second])) as { id: string }[];
+			expect(answers[1].id).toBe(answers[0].id);
+		} finally {
+			await locker.end();
+		}
+		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
+		expect(mine).toHaveLength(1);
+		// Nothing is left held by the attempt that lost: the seat is held by no one but the answered reservation, or free.
+		const seat = (await seats(api, scheduleId)).find(s => s.id === a.id)!;
+		expect(["AVAILABLE", "HELD"]).toContain(seat.status);
 	}, 60_000);
 });
