@@ -113,7 +113,8 @@ async function shopperChecks(sql: Sql, pop: Population): Promise<Check[]> {
 		}
 		// Reservations of this shopper it never heard of: only a hold whose answer it lost may have made one.
 		const own = rows.filter(r => String(r.user_id) === s.id && !s.bookings.has(String(r.id)));
-		if (own.length > s.unresolvedHolds) strangers.push(`${s.email}: ${own.length} unknown reservations, ${s.unresolvedHolds} holds without an answer`);
+		if (own.length > s.unresolvedHolds)
+			strangers.push(`${s.email}: ${own.length} unknown reservations (${own.map(r => `${r.id} ${r.status}`).join(", ")}), ${s.unresolvedHolds} holds without an answer`);
 		// Wallet: what it was told it charged, minus what its payments cost, plus what was refunded.
 		const balance = wallets.get(s.id) ?? 0;
 		const expected = s.charged - ledgerOf(s.id, "PAYMENT") + ledgerOf(s.id, "REFUND");

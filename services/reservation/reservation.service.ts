@@ -147,6 +147,15 @@ function sagaOf(ctx: Context<unknown, Meta>): string {
 	return id;
 }
 
+/** Has the request's deadline (its timeout, counted from when this node started it) passed? */
+function pastDeadline(ctx: Context): boolean {
+	const timeout = ctx.options?.timeout ?? 0;
+	const started = (ctx as unknown as { startHrTime?: [number, number] | null }).startHrTime;
+	if (!(timeout > 0) || !started) return false;
+	const [sec, nano] = process.hrtime(started);
+	return sec * 1e3 + nano / 1e6 >= timeout;
+}
+
 /** A refusal (non-retryable 4xx) rather than a fault or a timeout. */
 function isClientError(err: unknown): boolean {
 	const e = err as { code?: number; retryable?: boolean };
@@ -249,6 +258,14 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					// than let it block the seats until it expires. A refusal (4xx) took nothing.
 					if (!isClientError(err)) await abandon();
 					throw err;
+				}
+				// The caller's deadline passed while the hold was being taken (a slow store, a stalled node; the broker
+				// retries a timed-out hold): the client was answered 504 and retries with the same key, and a retry that
+				// meets a refusal meanwhile (a waiting-room token lost with Redis) answers it for good. A reservation
+				// inserted now would be one the shopper never hears of: give the hold up instead and let the retry work.
+				if (pastDeadline(ctx)) {
+					await abandon();
+					throw new Errors.RequestTimeoutError({ action: "reservation.create", nodeID: this.broker.nodeID });
 				}
 				const now = new Date();
 				try {

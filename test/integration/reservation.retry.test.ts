@@ -148,3 +148,27 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		expect(["AVAILABLE", "HELD"]).toContain(seat.status);
 	}, 60_000);
 });
+
+describe("reservation.create past its caller's deadline", () => {
+	it("when the hold only lands after the request timed out (a retried hold after a slow store), then no reservation is made and the seat is given back", async () => {
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 500);
+		const u = await shopper(api, concertId, 0);
+		const [a] = await seats(api, scheduleId);
+		const me = (await http("GET", `${api}/users/me`, { token: u.token })).body as { id: string; email: string; role: "user" };
+		// The first hold waits past the request's deadline (its caller gives up on it); the broker's retry of the hold
+		// then lands at once: the hold succeeds after the client was answered 504.
+		catalogFaults.delayBefore("concert.hold", 2500, { times: 1 });
+		const answer = await gateway
+			.call("reservation.create", { scheduleId, seatIds: [a.id] }, { meta: { user: me, idempotencyKey: "late-hold", queueToken: u.queueToken }, timeout: 2000, retries: 0 })
+			.then(
+				() => "created",
+				(err: { code?: number }) => err.code
+			);
+		expect(answer).toBe(504);
+		await new Promise(r => setTimeout(r, 3000));
+		catalogFaults.heal("concert.hold");
+		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
+		expect(mine).toEqual([]);
+		expect((await seats(api, scheduleId)).find(s => s.id === a.id)?.status).toBe("AVAILABLE");
+	}, 60_000);
+});
