@@ -76,6 +76,14 @@ export interface Config {
 	sagaFailedRetrySec: number;
 	queueMaxActive: number;
 	queueActiveTtlSec: number;
+	/** A WAITING token not polled for this long leaves the line (the tab was closed). */
+	queueWaitingTtlSec: number;
+	/** A token promoted from the line that is not used (polled or presented) within this long gives its slot back. */
+	queueAdmitGraceSec: number;
+	/** At most this many seats per user per schedule across PENDING, PAYING and CONFIRMED reservations. */
+	maxSeatsPerBuyer: number;
+	/** A confirmed booking is cancelled with a full refund until this many hours before the show; not after. */
+	cancelCutoffHours: number;
 	idempotencyTtlSec: number;
 	outboxPollMs: number;
 	/** Durable events (lib/events/retry.ts): how long a failing event is retried, and the dead-letter redrive. */
@@ -345,6 +353,10 @@ export function loadConfig(env: Env = process.env): Config {
 		sagaFailedRetrySec: int("SAGA_FAILED_RETRY_SEC", 30, 0, 86400),
 		queueMaxActive: int("QUEUE_MAX_ACTIVE", 100, 1, 1_000_000),
 		queueActiveTtlSec: int("QUEUE_ACTIVE_TTL_SEC", 600, 1, 86400),
+		queueWaitingTtlSec: int("QUEUE_WAITING_TTL_SEC", 60, 5, 86400),
+		queueAdmitGraceSec: int("QUEUE_ADMIT_GRACE_SEC", 60, 5, 86400),
+		maxSeatsPerBuyer: int("MAX_SEATS_PER_BUYER", 4, 1, 1_000_000),
+		cancelCutoffHours: int("CANCEL_CUTOFF_HOURS", 24, 0, 24 * 365),
 		idempotencyTtlSec: int("IDEMPOTENCY_TTL_SEC", 86400, 60, 7 * 86400),
 		outboxPollMs: int("OUTBOX_POLL_MS", 1000, 10, 600_000),
 		events: {

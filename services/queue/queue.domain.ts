@@ -8,7 +8,14 @@
  */
 import crypto from "crypto";
 
-export type QueueStatus = "WAITING" | "ACTIVE";
+/** A live token: in the pre-queue (before the sale opens), waiting in line, or admitted. */
+export type QueueStatus = "PRE_QUEUE" | "WAITING" | "ACTIVE";
+/** Why a token is no longer in the waiting room: lapsed or unpolled, left, or its purchase is done. */
+export type GoneReason = "EXPIRED" | "LEFT" | "COMPLETED";
+/** A closed line: nothing left to sell, or the sale is over. */
+export type LineState = "SOLD_OUT" | "CLOSED";
+/** Every status a token read can answer (API.md, Waiting room). */
+export type TokenStatus = QueueStatus | GoneReason | LineState;
 
 /** Concert ids the queue accepts: what fits in a store key without escaping. */
 export const CONCERT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -46,6 +53,8 @@ export interface QueueEntry {
 	admittedLastMinute: number;
 	/** The store's clock when the entry was read (epoch ms). */
 	now: number;
+	/** When the sale opens (epoch ms), if the line was told; a PRE_QUEUE token is admitted from then. */
+	opensAt: number | null;
 }
 
 export interface EtaInput {
@@ -64,6 +73,7 @@ export interface EtaInput {
  */
 export function etaSeconds(input: EtaInput): number {
 	if (input.status === "ACTIVE" || input.position <= 0) return 0;
+	if (input.status === "PRE_QUEUE") return 0;
 	const bound = Math.ceil(input.position / Math.max(1, input.maxActive)) * input.activeTtlSec;
 	if (input.admittedLastMinute <= 0) return bound;
 	return Math.min(bound, Math.ceil((input.position * 60) / input.admittedLastMinute));
@@ -73,10 +83,12 @@ export function etaSeconds(input: EtaInput): number {
 export interface TokenView {
 	token: string;
 	concertId: string;
-	status: QueueStatus;
+	status: TokenStatus;
 	position: number;
 	etaSeconds: number;
 	expiresAt: string | null;
+	/** When the sale opens: set while the token is in the pre-queue. */
+	opensAt?: string;
 }
 
 export function toTokenView(
@@ -84,14 +96,21 @@ export function toTokenView(
 	entry: QueueEntry,
 	limits: { maxActive: number; activeTtlSec: number }
 ): TokenView {
-	return {
+	const view: TokenView = {
 		token: formatToken(concertId, entry.tokenId),
 		concertId,
 		status: entry.status,
-		position: entry.status === "ACTIVE" ? 0 : entry.position,
-		etaSeconds: etaSeconds({ ...entry, ...limits }),
+		position: entry.status === "WAITING" ? entry.position : 0,
+		etaSeconds: entry.status === "PRE_QUEUE" && entry.opensAt ? Math.max(0, Math.ceil((entry.opensAt - entry.now) / 1000)) : etaSeconds({ ...entry, ...limits }),
 		expiresAt: entry.expiresAt === null ? null : new Date(entry.expiresAt).toISOString()
 	};
+	if (entry.status === "PRE_QUEUE" && entry.opensAt) view.opensAt = new Date(entry.opensAt).toISOString();
+	return view;
+}
+
+/** A token that is no longer live (left, lapsed, done, or its line closed), as API.md shows it. */
+export function endedTokenView(concertId: string, tokenId: string, status: GoneReason | LineState): TokenView {
+	return { token: formatToken(concertId, tokenId), concertId, status, position: 0, etaSeconds: 0, expiresAt: null };
 }
 
 /**

@@ -5,14 +5,24 @@
  * `expire` step, or when an active token lapses after `QUEUE_ACTIVE_TTL_SEC` (a sweep every second catches
  * those). All state lives in the coordination store (Redis in a cluster) and every change is one atomic script,
  * so any number of queue nodes can serve the same concert without exceeding the cap or admitting anyone twice.
+ *
+ * The line follows the concert's sales calendar and knows who is still there:
+ * - before the sale opens, entries join a pre-queue that is admitted in a random order at the opening;
+ * - a WAITING token not polled for `QUEUE_WAITING_TTL_SEC` leaves the line; a token promoted from the line that is
+ *   neither polled nor presented within `QUEUE_ADMIT_GRACE_SEC` gives its slot back;
+ * - every few seconds each node asks the catalog how the sale of each concert with a line stands: a concert with
+ *   nothing left to sell (no seat available, none held) closes its line SOLD_OUT, one whose sales ended closes it
+ *   CLOSED; a closed line answers that to every poll, refuses entries, and its memory is freed. A SOLD_OUT line whose
+ *   seats come back (a cancellation) reopens, and those still polling join it again.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
-import { QueueDependencyUnavailableError, QueueTokenNotActiveError } from "./errors";
+import { QueueDependencyUnavailableError, QueueLineClosedError, QueueTokenNotActiveError } from "./errors";
 import {
 	CONCERT_ID_PATTERN,
+	endedTokenView,
 	isActiveFor,
 	newTokenId,
 	parseToken,
@@ -21,13 +31,25 @@ import {
 } from "./queue.domain";
 import { createQueueStore, type QueueLimits, type QueueStats, type QueueStore } from "./queue.store";
 
+/** What the catalog says about a concert's sale (concert.saleStatus). */
+interface SaleInfo {
+	state: "NOT_OPEN" | "OPEN" | "CLOSED";
+	opensAt: string | null;
+	closesAt: string | null;
+	soldOut: boolean;
+}
+
 interface Settings {
 	/** How often each node expires lapsed active tokens and promotes (ms). */
 	sweepIntervalMs: number;
-	/** How long a concert id confirmed by `concert.get` is trusted without asking again (ms). */
+	/** How long a concert's sale status from `concert.saleStatus` is trusted without asking again (ms). */
 	concertCacheMs: number;
-	/** Bound on the concert-id cache per node. */
+	/** Bound on the sale-status cache per node. */
 	concertCacheMax: number;
+	/** How often each node checks the sale of every concert with a line (sold out, closed, seats back) (ms). */
+	saleCheckIntervalMs: number;
+	/** How long a closed line's marker lives without being refreshed by a check (ms). */
+	closedMarkerMs: number;
 }
 
 interface Meta {
@@ -38,9 +60,11 @@ interface Meta {
 
 interface Vars {
 	queueStore: QueueStore;
-	/** concertId -> epoch ms until which the concert is known to exist. */
-	knownConcerts: Map<string, number>;
+	/** concertId -> its sale status and until when it is trusted (epoch ms). */
+	knownConcerts: Map<string, { sale: SaleInfo; until: number }>;
 	sweepTimer?: NodeJS.Timeout;
+	saleTimer?: NodeJS.Timeout;
+	checkingSales?: Promise<void>;
 	sweeping?: Promise<void>;
 	lastSweepError?: number;
 }
@@ -49,8 +73,10 @@ interface Methods {
 	limits(): QueueLimits;
 	view(concertId: string, entry: Parameters<typeof toTokenView>[1]): TokenView;
 	caller(ctx: Context<unknown, Meta>): AuthUser;
-	ensureConcert(ctx: Context, concertId: string): Promise<void>;
+	saleOf(ctx: Context | null, concertId: string, fresh?: boolean): Promise<SaleInfo>;
+	limitsFor(sale: SaleInfo | undefined): QueueLimits;
 	sweepOnce(): Promise<void>;
+	checkSalesOnce(): Promise<void>;
 }
 
 const concertIdParam = { type: "string", min: 1, max: 64, pattern: CONCERT_ID_PATTERN } as const;
@@ -65,8 +91,10 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 
 	settings: {
 		sweepIntervalMs: 1000,
-		concertCacheMs: 30_000,
-		concertCacheMax: 10_000
+		concertCacheMs: 2000,
+		concertCacheMax: 10_000,
+		saleCheckIntervalMs: 5000,
+		closedMarkerMs: 86_400_000
 	},
 
 	actions: {
@@ -81,8 +109,9 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			async handler(ctx: Context<{ concertId: string }, Meta>) {
 				const user = this.caller(ctx);
 				const { concertId } = ctx.params;
-				await this.ensureConcert(ctx, concertId);
-				const entry = await this.queueStore.enter(concertId, user.id, newTokenId(), this.limits());
+				const sale = await this.saleOf(ctx, concertId);
+				if (sale.state === "CLOSED") throw new QueueLineClosedError(concertId, "CLOSED");
+				const entry = await this.queueStore.enter(concertId, user.id, newTokenId(), this.limitsFor(sale));
 				const view = this.view(concertId, entry);
 				if (entry.created) {
 					ctx.meta.$statusCode = 201;
@@ -92,7 +121,12 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			}
 		},
 
-		/** GET /api/queue/tokens/:token: status, position, ETA, expiry. One store round trip; foreign reads 404. */
+		/**
+		 * GET /api/queue/tokens/:token: status, position, ETA, expiry. One store round trip; foreign reads 404. A
+		 * poll keeps a waiting token in line and confirms a promoted one. A token that left answers why (EXPIRED,
+		 * LEFT, COMPLETED) for an hour; a closed line answers SOLD_OUT or CLOSED; a reopened line takes its former
+		 * members back (a new place at the end of the line, same token).
+		 */
 		status: {
 			visibility: "published",
 			auth: "user",
@@ -100,9 +134,24 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			async handler(ctx: Context<{ token: string }, Meta>) {
 				const user = this.caller(ctx);
 				const parsed = parseToken(ctx.params.token);
-				const entry = parsed ? await this.queueStore.read(parsed.concertId, parsed.tokenId) : null;
-				if (!parsed || !entry || entry.userId !== user.id) throw new NotFoundError("queue token");
-				return this.view(parsed.concertId, entry);
+				if (!parsed) throw new NotFoundError("queue token");
+				const found = await this.queueStore.lookup(parsed.concertId, parsed.tokenId, user.id);
+				switch (found.kind) {
+					case "live":
+						if (found.entry.userId !== user.id) break;
+						return this.view(parsed.concertId, found.entry);
+					case "gone":
+						if (found.userId !== user.id) break;
+						return endedTokenView(parsed.concertId, parsed.tokenId, found.reason);
+					case "closed":
+						return endedTokenView(parsed.concertId, parsed.tokenId, found.state);
+					case "rejoin": {
+						const sale = await this.saleOf(ctx, parsed.concertId);
+						const entry = await this.queueStore.enter(parsed.concertId, user.id, parsed.tokenId, this.limitsFor(sale));
+						return this.view(parsed.concertId, entry);
+					}
+				}
+				throw new NotFoundError("queue token");
 			}
 		},
 
@@ -114,7 +163,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			async handler(ctx: Context<{ token: string }, Meta>) {
 				const user = this.caller(ctx);
 				const parsed = parseToken(ctx.params.token);
-				const was = parsed ? await this.queueStore.leave(parsed.concertId, parsed.tokenId, user.id, this.limits()) : null;
+				const was = parsed ? await this.queueStore.leave(parsed.concertId, parsed.tokenId, user.id, this.limits(), "LEFT") : null;
 				if (!was) throw new NotFoundError("queue token");
 				ctx.meta.$statusCode = 204;
 				return null;
@@ -130,6 +179,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				const s: QueueStats = await this.queueStore.stats(ctx.params.concertId);
 				return {
 					concertId: ctx.params.concertId,
+					state: s.state ?? "OPEN",
 					waiting: s.waiting,
 					active: s.active,
 					maxActive: this.config.queueMaxActive,
@@ -153,8 +203,23 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			async handler(ctx: Context<{ token: string; userId: string; concertId: string }>) {
 				const { token, userId, concertId } = ctx.params;
 				const parsed = parseToken(token);
-				const entry = parsed ? await this.queueStore.read(parsed.concertId, parsed.tokenId) : null;
-				if (!parsed || !isActiveFor(entry, parsed, { userId, concertId })) throw new QueueTokenNotActiveError(concertId);
+				// Presenting the token is using it: a promoted token keeps its slot for the full time.
+				const found = parsed ? await this.queueStore.lookup(parsed.concertId, parsed.tokenId, userId) : null;
+				const entry = found?.kind === "live" ? found.entry : null;
+				// A closed line is a sale that is over (or has nothing left): say so, not "your token is not active".
+				if (found?.kind === "closed" && parsed?.concertId === concertId) throw new QueueLineClosedError(concertId, found.state);
+				if (!parsed || !isActiveFor(entry, parsed, { userId, concertId })) {
+					// The caller's own token says what it is instead (WAITING, EXPIRED, SOLD_OUT...); anyone else's says nothing.
+					const own =
+						found?.kind === "live" && found.entry.userId === userId
+							? found.entry.status
+							: found?.kind === "gone" && found.userId === userId
+								? found.reason
+								: found?.kind === "closed"
+									? found.state
+									: undefined;
+					throw new QueueTokenNotActiveError(concertId, parsed?.concertId === concertId ? own : undefined);
+				}
 				return { ok: true, token, concertId, userId, expiresAt: new Date(entry.expiresAt!).toISOString() };
 			}
 		},
@@ -168,7 +233,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			params: { token: tokenParam },
 			async handler(ctx: Context<{ token: string }>) {
 				const parsed = parseToken(ctx.params.token);
-				const was = parsed ? await this.queueStore.leave(parsed.concertId, parsed.tokenId, null, this.limits()) : null;
+				const was = parsed ? await this.queueStore.leave(parsed.concertId, parsed.tokenId, null, this.limits(), "COMPLETED") : null;
 				return { expired: was !== null };
 			}
 		},
@@ -186,7 +251,17 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 
 	methods: {
 		limits() {
-			return { maxActive: this.config.queueMaxActive, activeTtlMs: this.config.queueActiveTtlSec * 1000 };
+			return this.limitsFor(undefined);
+		},
+
+		limitsFor(sale) {
+			return {
+				maxActive: this.config.queueMaxActive,
+				activeTtlMs: this.config.queueActiveTtlSec * 1000,
+				graceMs: this.config.queueAdmitGraceSec * 1000,
+				waitingTtlMs: this.config.queueWaitingTtlSec * 1000,
+				...(sale ? { opensAt: sale.opensAt ? Date.parse(sale.opensAt) : 0 } : {})
+			};
 		},
 
 		view(concertId, entry) {
@@ -203,15 +278,16 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		},
 
 		/**
-		 * 404 for an unknown concert. Known ids are cached per node for a short while, so the hot path of a flash
-		 * sale (thousands entering one concert) costs one store round trip, not a catalog call each.
+		 * The concert's sale status; 404 for an unknown concert. Cached per node for `concertCacheMs`, so the hot path
+		 * of a flash sale (thousands entering one concert) costs one store round trip, not a catalog call each.
 		 */
-		async ensureConcert(ctx, concertId) {
+		async saleOf(ctx, concertId, fresh = false) {
 			const now = Date.now();
-			const until = this.knownConcerts.get(concertId);
-			if (until !== undefined && until > now) return;
+			const known = this.knownConcerts.get(concertId);
+			if (!fresh && known !== undefined && known.until > now) return known.sale;
+			let sale: SaleInfo;
 			try {
-				await ctx.call("concert.get", { id: concertId });
+				sale = (await (ctx ? ctx.call("concert.saleStatus", { id: concertId }) : this.broker.call("concert.saleStatus", { id: concertId }))) as SaleInfo;
 			} catch (err) {
 				const e = err as { type?: string; code?: number };
 				if (e.type === "SERVICE_NOT_FOUND" || e.type === "SERVICE_NOT_AVAILABLE") throw new QueueDependencyUnavailableError();
@@ -220,14 +296,52 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				throw err;
 			}
 			if (this.knownConcerts.size >= this.settings.concertCacheMax) this.knownConcerts.clear();
-			this.knownConcerts.set(concertId, now + this.settings.concertCacheMs);
+			this.knownConcerts.set(concertId, { sale, until: now + this.settings.concertCacheMs });
+			return sale;
+		},
+
+		/**
+		 * Each concert with a line, or with a line closed SOLD_OUT: closed SOLD_OUT when nothing is left to sell,
+		 * CLOSED when its sales ended, reopened when a sold-out concert has seats again. Idempotent, so several nodes
+		 * doing it at once agree.
+		 */
+		async checkSalesOnce() {
+			if (this.checkingSales) return this.checkingSales;
+			this.checkingSales = (async () => {
+				const { live, soldOut } = await this.queueStore.concerts();
+				const wasSoldOut = new Set(soldOut);
+				for (const concertId of new Set([...live, ...soldOut])) {
+					try {
+						const sale = await this.saleOf(null, concertId, true);
+						if (sale.state === "CLOSED") await this.queueStore.close(concertId, "CLOSED", this.settings.closedMarkerMs);
+						else if (sale.soldOut && sale.state === "OPEN") await this.queueStore.close(concertId, "SOLD_OUT", this.settings.closedMarkerMs);
+						else if (wasSoldOut.has(concertId)) {
+							await this.queueStore.reopen(concertId);
+							this.logger.info(`queue: seats came back for concert ${concertId}; its line reopens`);
+						}
+					} catch (err) {
+						if ((err as { code?: number }).code === 404) await this.queueStore.close(concertId, "CLOSED", this.settings.closedMarkerMs);
+						else this.logger.debug(`queue: sale check of ${concertId} failed: ${(err as Error).message}`);
+					}
+				}
+			})()
+				.catch(err => this.logger.debug(`queue: sale check failed: ${(err as Error).message}`))
+				.finally(() => {
+					this.checkingSales = undefined;
+				});
+			return this.checkingSales;
 		},
 
 		/** One sweep at a time per node; several nodes sweeping at once is harmless (each step is atomic). */
 		async sweepOnce() {
 			if (this.sweeping) return this.sweeping;
+			// A concert whose sale status this node knows passes its opening time along (an admin may have moved it).
+			const opensAt = (concertId: string) => {
+				const known = this.knownConcerts.get(concertId);
+				return known ? (known.sale.opensAt ? Date.parse(known.sale.opensAt) : 0) : undefined;
+			};
 			this.sweeping = this.queueStore
-				.sweep(this.limits())
+				.sweep(this.limits(), opensAt)
 				.then(r => {
 					if (r.expired > 0 || r.admitted > 0) this.logger.debug(`queue sweep: ${r.expired} expired, ${r.admitted} admitted`);
 				})
@@ -254,11 +368,16 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		this.queueStore = createQueueStore(this.store);
 		this.sweepTimer = setInterval(() => void this.sweepOnce(), this.settings.sweepIntervalMs);
 		this.sweepTimer.unref();
+		this.saleTimer = setInterval(() => void this.checkSalesOnce(), this.settings.saleCheckIntervalMs);
+		this.saleTimer.unref();
 	},
 
 	async stopped() {
 		if (this.sweepTimer) clearInterval(this.sweepTimer);
+		if (this.saleTimer) clearInterval(this.saleTimer);
 		this.sweepTimer = undefined;
+		this.saleTimer = undefined;
+		await this.checkingSales;
 		// The platform closes the store after the services stop: let a sweep in flight finish first.
 		await this.sweeping;
 	}

@@ -16,23 +16,53 @@
  *   queue:C:admlog   sorted set tokenId -> admission time, trimmed to the last minute (the measured rate)
  *   queue:C:admitted total admissions (admin stats; the multi-node tests check it against exact counts)
  *   queue:concerts   set of concerts with live queue state, for the periodic sweep
+ *   queue:C:seen     sorted set tokenId -> last poll of a waiting token: unpolled for `waitingTtlMs`, it leaves
+ *   queue:C:grace    hash tokenId -> full expiry of a token promoted from the line and not used yet: until its
+ *                    owner polls or presents it, its slot lapses after `graceMs` only
+ *   queue:C:gone     sorted set tokenId -> when it left, and queue:C:goneinfo hash tokenId -> "REASON|userId": a
+ *                    token that left answers why (EXPIRED, LEFT, COMPLETED) for an hour (both keys expire)
+ *   queue:C:cfg      hash: `opens` (epoch ms the sale opens: before it entries join the pre-queue and nobody is
+ *                    admitted), `reopened` (when a sold-out line reopened)
+ *   queue:C:state    SOLD_OUT or CLOSED: the line is closed and its memory freed (expires; refreshed while true)
+ *   queue:soldout    set of concerts whose line is closed SOLD_OUT, watched for seats coming back
+ *
+ * The pre-queue: an entry before the opening joins the line with a random score in [0, 1); entries after it get
+ * the arrival counter (>= 1). At the opening the line is admitted from the lowest score, so the pre-queue goes first
+ * in a random order (arriving a second early is no advantage) and later arrivals follow in arrival order.
  *
  * Admission rule, applied inside every writing operation: first drop active tokens whose expiry has passed, then
  * promote from the head of the line while fewer than `maxActive` are active. Promotion happens only inside these
  * atomic steps, so the cap holds and nobody is admitted twice however many nodes run them at once.
  */
+import crypto from "crypto";
 import { redisCall, type CoordinationStore, type MemoryStore, type RedisStore } from "../../lib/store";
-import type { QueueEntry, QueueStatus } from "./queue.domain";
+import { QueueLineClosedError } from "./errors";
+import type { GoneReason, LineState, QueueEntry, QueueStatus } from "./queue.domain";
 
 export interface QueueLimits {
 	maxActive: number;
 	activeTtlMs: number;
+	/** A token promoted from the line that is not used within this long gives its slot back (default: no grace). */
+	graceMs?: number;
+	/** A waiting token not polled for this long leaves the line (default: never). */
+	waitingTtlMs?: number;
+	/** Epoch ms the sale opens: before it, entries join the pre-queue and nobody is admitted (default: open). */
+	opensAt?: number;
 }
 
 export interface EnterResult extends QueueEntry {
 	/** false when the user already held a token for this concert (that token is returned). */
 	created: boolean;
 }
+
+/** What a token lookup finds. */
+export type QueueLookup =
+	| { kind: "live"; entry: QueueEntry }
+	| { kind: "gone"; reason: GoneReason; userId: string }
+	| { kind: "closed"; state: LineState }
+	/** Unknown here, but the concert's sold-out line reopened: its former members may join again. */
+	| { kind: "rejoin" }
+	| { kind: "unknown" };
 
 export interface QueueStats {
 	waiting: number;
@@ -42,6 +72,8 @@ export interface QueueStats {
 	slotsTaken: number;
 	admittedLastMinute: number;
 	admittedTotal: number;
+	/** SOLD_OUT or CLOSED when the line is closed, else null. */
+	state: LineState | null;
 }
 
 export interface SweepResult {
@@ -51,21 +83,45 @@ export interface SweepResult {
 }
 
 export interface QueueStore {
-	/** Joins the line (or returns the user's existing token), then admits from the head while slots are free. */
+	/**
+	 * Joins the line (or returns the user's existing token), then admits from the head while slots are free. A
+	 * closed line (SOLD_OUT, CLOSED) refuses with QueueLineClosedError.
+	 */
 	enter(concertId: string, userId: string, newTokenId: string, limits: QueueLimits): Promise<EnterResult>;
-	/** The token's state, or null when unknown, left or lapsed. Read-only; never promotes. */
+	/** The token's live state, or null when unknown, left or lapsed. Read-only; never promotes. */
 	read(concertId: string, tokenId: string): Promise<QueueEntry | null>;
 	/**
-	 * Removes the token (only if it belongs to `userId`; `null` = whoever holds it) and promotes into the freed
-	 * slot. Returns what the token was, or null when there was nothing to remove (idempotent).
+	 * What became of a token. With `touchUserId` (its owner polling or presenting it) the poll counts: a waiting
+	 * token stays in line, a promoted one keeps its slot for the full time.
 	 */
-	leave(concertId: string, tokenId: string, userId: string | null, limits: QueueLimits): Promise<QueueStatus | null>;
-	/** Expires lapsed active tokens and promotes, for every concert with queue state. */
-	sweep(limits: QueueLimits): Promise<SweepResult>;
+	lookup(concertId: string, tokenId: string, touchUserId?: string): Promise<QueueLookup>;
+	/**
+	 * Removes the token (only if it belongs to `userId`; `null` = whoever holds it) and promotes into the freed
+	 * slot. Returns what the token was, or null when there was nothing to remove (idempotent). `reason` is what a
+	 * later lookup answers (LEFT by default; COMPLETED when the purchase is done).
+	 */
+	leave(concertId: string, tokenId: string, userId: string | null, limits: QueueLimits, reason?: GoneReason): Promise<QueueStatus | null>;
+	/** Expires lapsed active tokens and unpolled waiting ones, and promotes, for every concert with queue state. */
+	sweep(limits: QueueLimits, opensAt?: (concertId: string) => number | undefined): Promise<SweepResult>;
 	stats(concertId: string): Promise<QueueStats>;
+	/** Closes the line (SOLD_OUT or CLOSED): every read answers that, entries are refused, its memory is freed. */
+	close(concertId: string, state: LineState, stateTtlMs: number): Promise<void>;
+	/** Reopens a SOLD_OUT line (seats came back); its former members may join again when they poll. */
+	reopen(concertId: string): Promise<void>;
+	/** Concerts with a live line, and those whose line is closed SOLD_OUT (watched for seats coming back). */
+	concerts(): Promise<{ live: string[]; soldOut: string[] }>;
 }
 
 const RATE_WINDOW_MS = 60_000;
+/** How long a token that left answers why. */
+const GONE_KEEP_MS = 3_600_000;
+/** How long after a sold-out line reopened its former members may rejoin by polling. */
+const REJOIN_MS = 600_000;
+
+/** A pre-queue score: uniform in [0, 1), below every arrival counter. */
+function preQueueScore(): number {
+	return crypto.randomInt(0, 2 ** 47) / 2 ** 47;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Redis
@@ -80,25 +136,48 @@ function keysOf(concertId: string): string[] {
 		`${base}owners`,
 		`${base}admlog`,
 		`${base}admitted`,
-		"queue:concerts"
+		"queue:concerts",
+		`${base}seen`,
+		`${base}grace`,
+		`${base}gone`,
+		`${base}goneinfo`,
+		`${base}cfg`,
+		`${base}state`,
+		"queue:soldout"
 	];
 }
-const NUM_KEYS = 8;
+const NUM_KEYS = 15;
 
 /** Shared by every script; KEYS are always `keysOf(concertId)` in that order. */
 const LUA_PRELUDE = `
 local K_SEQ, K_WAIT, K_ACT, K_USERS, K_OWNERS, K_ADMLOG, K_ADMITTED, K_CONCERTS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_SEEN, K_GRACE, K_GONE, K_GONEINFO, K_CFG, K_STATE, K_SOLDOUT =
+  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local RATE_WINDOW = ${RATE_WINDOW_MS}
+local GONE_KEEP = ${GONE_KEEP_MS}
+local REJOIN = ${REJOIN_MS}
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function forget(tok)
+local function opens()
+  return tonumber(redis.call('HGET', K_CFG, 'opens') or '0')
+end
+
+local function forget(tok, reason, now)
   local user = redis.call('HGET', K_OWNERS, tok)
+  if user and reason ~= '' then
+    redis.call('ZADD', K_GONE, now, tok)
+    redis.call('HSET', K_GONEINFO, tok, reason .. '|' .. user)
+    redis.call('PEXPIRE', K_GONE, GONE_KEEP)
+    redis.call('PEXPIRE', K_GONEINFO, GONE_KEEP)
+  end
   redis.call('HDEL', K_OWNERS, tok)
+  redis.call('ZREM', K_SEEN, tok)
+  redis.call('HDEL', K_GRACE, tok)
   if user and redis.call('HGET', K_USERS, user) == tok then redis.call('HDEL', K_USERS, user) end
 end
 
@@ -106,19 +185,42 @@ local function expire_stale(now)
   local stale = redis.call('ZRANGEBYSCORE', K_ACT, '-inf', now)
   for _, tok in ipairs(stale) do
     redis.call('ZREM', K_ACT, tok)
-    forget(tok)
+    forget(tok, 'EXPIRED', now)
   end
   return #stale
 end
 
-local function promote(now, max, ttl)
+local function expire_unpolled(now, wttl)
+  if wttl <= 0 then return 0 end
+  local stale = redis.call('ZRANGEBYSCORE', K_SEEN, '-inf', now - wttl)
+  local n = 0
+  for _, tok in ipairs(stale) do
+    if redis.call('ZREM', K_WAIT, tok) == 1 then
+      forget(tok, 'EXPIRED', now)
+      n = n + 1
+    else
+      redis.call('ZREM', K_SEEN, tok)
+    end
+  end
+  return n
+end
+
+local function promote(now, max, ttl, grace)
+  if now < opens() then return 0 end
   local free = max - redis.call('ZCARD', K_ACT)
   if free <= 0 then return 0 end
   local head = redis.call('ZPOPMIN', K_WAIT, free)
   local n = 0
   for i = 1, #head, 2 do
-    redis.call('ZADD', K_ACT, now + ttl, head[i])
-    redis.call('ZADD', K_ADMLOG, now, head[i])
+    local tok = head[i]
+    redis.call('ZREM', K_SEEN, tok)
+    if grace > 0 and grace < ttl then
+      redis.call('ZADD', K_ACT, now + grace, tok)
+      redis.call('HSET', K_GRACE, tok, now + ttl)
+    else
+      redis.call('ZADD', K_ACT, now + ttl, tok)
+    end
+    redis.call('ZADD', K_ADMLOG, now, tok)
     n = n + 1
   end
   if n > 0 then
@@ -128,30 +230,59 @@ local function promote(now, max, ttl)
   return n
 end
 
--- {found(0/1), status(1 active, 2 waiting), position, expiresAt, admittedLastMinute, now, userId, tokenId}
+-- The owner used the token: a waiting one stays in line, a promoted one keeps its slot for the full time.
+local function touch(tok, now)
+  if redis.call('ZSCORE', K_WAIT, tok) then redis.call('ZADD', K_SEEN, now, tok) end
+  local full = redis.call('HGET', K_GRACE, tok)
+  if full then
+    local exp = redis.call('ZSCORE', K_ACT, tok)
+    if exp and tonumber(exp) > now then redis.call('ZADD', K_ACT, full, tok) end
+    redis.call('HDEL', K_GRACE, tok)
+  end
+end
+
+-- {1, status(1 active, 2 waiting, 3 pre-queue), position, expiresAt, admittedLastMinute, now, userId, tokenId, opens}
+-- {2, reason, userId}: gone; {3, state}: line closed; {4}: rejoin allowed; {0}: unknown
 local function view(tok, now)
+  local state = redis.call('GET', K_STATE)
+  if state then return {3, state} end
   local user = redis.call('HGET', K_OWNERS, tok)
-  if not user then return {0} end
+  if not user then
+    local info = redis.call('HGET', K_GONEINFO, tok)
+    if info then
+      local bar = string.find(info, '|', 1, true)
+      return {2, string.sub(info, 1, bar - 1), string.sub(info, bar + 1)}
+    end
+    local reopened = tonumber(redis.call('HGET', K_CFG, 'reopened') or '0')
+    if reopened > 0 and now - reopened < REJOIN then return {4} end
+    return {0}
+  end
   local rate = redis.call('ZCOUNT', K_ADMLOG, '(' .. (now - RATE_WINDOW), '+inf')
   local exp = redis.call('ZSCORE', K_ACT, tok)
   if exp then
     exp = tonumber(exp)
-    if exp <= now then return {0} end
-    return {1, 1, 0, exp, rate, now, user, tok}
+    if exp <= now then return {2, 'EXPIRED', user} end
+    return {1, 1, 0, exp, rate, now, user, tok, opens()}
   end
   local rank = redis.call('ZRANK', K_WAIT, tok)
   if not rank then return {0} end
-  return {1, 2, rank + 1, -1, rate, now, user, tok}
+  local o = opens()
+  if now < o then return {1, 3, 0, -1, rate, now, user, tok, o} end
+  return {1, 2, rank + 1, -1, rate, now, user, tok, o}
 end
 `;
 
 const SCRIPTS = {
-	/** ARGV: userId, newTokenId, maxActive, ttlMs, concertId. Returns view(...) plus `created`. */
+	/** ARGV: userId, newTokenId, maxActive, ttlMs, concertId, graceMs, opensAt, preQueueScore, waitingTtlMs. */
 	queueEnter: `
 local now = now_ms()
-local max, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = redis.call('GET', K_STATE)
+if state then return {3, state} end
+local max, ttl, grace, wttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[9])
+redis.call('HSET', K_CFG, 'opens', ARGV[7])
 expire_stale(now)
-promote(now, max, ttl)
+expire_unpolled(now, wttl)
+promote(now, max, ttl, grace)
 local tok = redis.call('HGET', K_USERS, ARGV[1])
 local created = 0
 if not tok then
@@ -159,20 +290,26 @@ if not tok then
   if redis.call('HEXISTS', K_OWNERS, tok) == 1 then return redis.error_reply('QUEUE_TOKEN_COLLISION') end
   redis.call('HSET', K_USERS, ARGV[1], tok)
   redis.call('HSET', K_OWNERS, tok, ARGV[1])
-  redis.call('ZADD', K_WAIT, redis.call('INCR', K_SEQ), tok)
+  local score
+  if now < opens() then score = ARGV[8] else score = redis.call('INCR', K_SEQ) end
+  redis.call('ZADD', K_WAIT, score, tok)
   redis.call('SADD', K_CONCERTS, ARGV[5])
   created = 1
-  promote(now, max, ttl)
+  promote(now, max, ttl, grace)
 end
+touch(tok, now)
 local v = view(tok, now)
 table.insert(v, created)
 return v`,
 
-	/** ARGV: tokenId. Read-only. */
-	queueRead: `
-return view(ARGV[1], now_ms())`,
+	/** ARGV: tokenId, userId to touch for ('' = a plain read). */
+	queueLookup: `
+local now = now_ms()
+local tok = ARGV[1]
+if ARGV[2] ~= '' and redis.call('HGET', K_OWNERS, tok) == ARGV[2] then touch(tok, now) end
+return view(tok, now)`,
 
-	/** ARGV: tokenId, userId ('' = any owner), maxActive, ttlMs. Returns {was (0 none, 1 active, 2 waiting), admitted}. */
+	/** ARGV: tokenId, userId ('' = any owner), maxActive, ttlMs, graceMs, reason. Returns {was (0 none, 1 active, 2 waiting), admitted}. */
 	queueLeave: `
 local now = now_ms()
 local tok = ARGV[1]
@@ -180,21 +317,22 @@ local user = redis.call('HGET', K_OWNERS, tok)
 if not user or (ARGV[2] ~= '' and user ~= ARGV[2]) then return {0, 0} end
 local was = 0
 if redis.call('ZREM', K_ACT, tok) == 1 then was = 1 elseif redis.call('ZREM', K_WAIT, tok) == 1 then was = 2 end
-forget(tok)
+forget(tok, ARGV[6], now)
 expire_stale(now)
-return {was, promote(now, tonumber(ARGV[3]), tonumber(ARGV[4]))}`,
+return {was, promote(now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))}`,
 
-	/** ARGV: maxActive, ttlMs, concertId. Drops the concert from the sweep set once it holds nothing. */
+	/** ARGV: maxActive, ttlMs, concertId, graceMs, waitingTtlMs, opensAt ('' = keep). Drops the concert from the sweep set once it holds nothing. */
 	queueSweep: `
 local now = now_ms()
-local expired = expire_stale(now)
-local admitted = promote(now, tonumber(ARGV[1]), tonumber(ARGV[2]))
+if ARGV[6] ~= '' then redis.call('HSET', K_CFG, 'opens', ARGV[6]) end
+local expired = expire_stale(now) + expire_unpolled(now, tonumber(ARGV[5]))
+local admitted = promote(now, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]))
 if redis.call('ZCARD', K_WAIT) == 0 and redis.call('ZCARD', K_ACT) == 0 and redis.call('HLEN', K_OWNERS) == 0 then
   redis.call('SREM', K_CONCERTS, ARGV[3])
 end
 return {expired, admitted}`,
 
-	/** Read-only. Returns {waiting, active, slotsTaken, admittedLastMinute, admittedTotal}. */
+	/** Read-only. Returns {waiting, active, slotsTaken, admittedLastMinute, admittedTotal, state}. */
 	queueStats: `
 local now = now_ms()
 return {
@@ -202,8 +340,26 @@ return {
   redis.call('ZCOUNT', K_ACT, '(' .. now, '+inf'),
   redis.call('ZCARD', K_ACT),
   redis.call('ZCOUNT', K_ADMLOG, '(' .. (now - RATE_WINDOW), '+inf'),
-  tonumber(redis.call('GET', K_ADMITTED) or '0')
-}`
+  tonumber(redis.call('GET', K_ADMITTED) or '0'),
+  redis.call('GET', K_STATE) or ''
+}`,
+
+	/** ARGV: state (SOLD_OUT or CLOSED), concertId, stateTtlMs. Frees the line's memory. */
+	queueClose: `
+redis.call('DEL', K_SEQ, K_WAIT, K_ACT, K_USERS, K_OWNERS, K_ADMLOG, K_ADMITTED, K_SEEN, K_GRACE, K_GONE, K_GONEINFO, K_CFG)
+redis.call('SET', K_STATE, ARGV[1], 'PX', ARGV[3])
+redis.call('SREM', K_CONCERTS, ARGV[2])
+if ARGV[1] == 'SOLD_OUT' then redis.call('SADD', K_SOLDOUT, ARGV[2]) else redis.call('SREM', K_SOLDOUT, ARGV[2]) end
+return 1`,
+
+	/** ARGV: concertId. */
+	queueReopen: `
+local now = now_ms()
+redis.call('DEL', K_STATE)
+redis.call('SREM', K_SOLDOUT, ARGV[1])
+redis.call('HSET', K_CFG, 'reopened', now)
+redis.call('PEXPIRE', K_CFG, REJOIN)
+return 1`
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -230,27 +386,53 @@ export class RedisQueueStore implements QueueStore {
 	}
 
 	async enter(concertId: string, userId: string, newTokenId: string, limits: QueueLimits): Promise<EnterResult> {
-		const r = await this.redis.queueEnter(...keysOf(concertId), userId, newTokenId, limits.maxActive, limits.activeTtlMs, concertId);
-		const entry = toEntry(r);
+		const r = await this.redis.queueEnter(
+			...keysOf(concertId),
+			userId,
+			newTokenId,
+			limits.maxActive,
+			limits.activeTtlMs,
+			concertId,
+			limits.graceMs ?? 0,
+			limits.opensAt ?? 0,
+			preQueueScore(),
+			limits.waitingTtlMs ?? 0
+		);
+		const found = toLookup(r);
+		if (found.kind === "closed") throw new QueueLineClosedError(concertId, found.state);
 		// The entry always exists right after entering: the script created it or found it in the same step.
-		if (!entry) throw new Error("queue enter returned no entry");
-		return { ...entry, created: Number(r[r.length - 1]) === 1 };
+		if (found.kind !== "live") throw new Error("queue enter returned no entry");
+		return { ...found.entry, created: Number(r[r.length - 1]) === 1 };
 	}
 
 	async read(concertId: string, tokenId: string): Promise<QueueEntry | null> {
-		return toEntry(await this.redis.queueRead(...keysOf(concertId), tokenId));
+		const found = await this.lookup(concertId, tokenId);
+		return found.kind === "live" ? found.entry : null;
 	}
 
-	async leave(concertId: string, tokenId: string, userId: string | null, limits: QueueLimits): Promise<QueueStatus | null> {
-		const [was] = await this.redis.queueLeave(...keysOf(concertId), tokenId, userId ?? "", limits.maxActive, limits.activeTtlMs);
+	async lookup(concertId: string, tokenId: string, touchUserId?: string): Promise<QueueLookup> {
+		return toLookup(await this.redis.queueLookup(...keysOf(concertId), tokenId, touchUserId ?? ""));
+	}
+
+	async leave(concertId: string, tokenId: string, userId: string | null, limits: QueueLimits, reason: GoneReason = "LEFT"): Promise<QueueStatus | null> {
+		const [was] = await this.redis.queueLeave(...keysOf(concertId), tokenId, userId ?? "", limits.maxActive, limits.activeTtlMs, limits.graceMs ?? 0, reason);
 		return Number(was) === 1 ? "ACTIVE" : Number(was) === 2 ? "WAITING" : null;
 	}
 
-	async sweep(limits: QueueLimits): Promise<SweepResult> {
+	async sweep(limits: QueueLimits, opensAt?: (concertId: string) => number | undefined): Promise<SweepResult> {
 		const concerts = await unavailableOnConnectionError(this.store.redis.smembers("queue:concerts"));
 		const result: SweepResult = { concerts: concerts.length, expired: 0, admitted: 0 };
 		for (const concertId of concerts) {
-			const [expired, admitted] = await this.redis.queueSweep(...keysOf(concertId), limits.maxActive, limits.activeTtlMs, concertId);
+			const opens = opensAt?.(concertId);
+			const [expired, admitted] = await this.redis.queueSweep(
+				...keysOf(concertId),
+				limits.maxActive,
+				limits.activeTtlMs,
+				concertId,
+				limits.graceMs ?? 0,
+				limits.waitingTtlMs ?? 0,
+				opens === undefined ? "" : opens
+			);
 			result.expired += Number(expired);
 			result.admitted += Number(admitted);
 		}
@@ -258,26 +440,61 @@ export class RedisQueueStore implements QueueStore {
 	}
 
 	async stats(concertId: string): Promise<QueueStats> {
-		const [waiting, active, slotsTaken, lastMinute, total] = (await this.redis.queueStats(...keysOf(concertId))).map(Number);
-		return { waiting, active, slotsTaken, admittedLastMinute: lastMinute, admittedTotal: total };
+		const r = await this.redis.queueStats(...keysOf(concertId));
+		const [waiting, active, slotsTaken, lastMinute, total] = r.slice(0, 5).map(Number);
+		const state = String(r[5] ?? "");
+		return { waiting, active, slotsTaken, admittedLastMinute: lastMinute, admittedTotal: total, state: state === "" ? null : (state as LineState) };
+	}
+
+	async close(concertId: string, state: LineState, stateTtlMs: number): Promise<void> {
+		await this.redis.queueClose(...keysOf(concertId), state, concertId, stateTtlMs);
+	}
+
+	async reopen(concertId: string): Promise<void> {
+		await this.redis.queueReopen(...keysOf(concertId), concertId);
+	}
+
+	async concerts(): Promise<{ live: string[]; soldOut: string[] }> {
+		const [live, soldOut] = await Promise.all([
+			unavailableOnConnectionError(this.store.redis.smembers("queue:concerts")),
+			unavailableOnConnectionError(this.store.redis.smembers("queue:soldout"))
+		]);
+		return { live, soldOut };
 	}
 }
 
 /** Like RedisStore's own commands: a lost connection becomes a retryable error with no address in it. */
 const unavailableOnConnectionError = redisCall;
 
-function toEntry(r: Reply): QueueEntry | null {
-	if (Number(r[0]) !== 1) return null;
-	const active = Number(r[1]) === 1;
-	return {
-		status: active ? "ACTIVE" : "WAITING",
-		position: Number(r[2]),
-		expiresAt: active ? Number(r[3]) : null,
-		admittedLastMinute: Number(r[4]),
-		now: Number(r[5]),
-		userId: String(r[6]),
-		tokenId: String(r[7])
-	};
+const STATUS_CODES: Record<number, QueueStatus> = { 1: "ACTIVE", 2: "WAITING", 3: "PRE_QUEUE" };
+
+function toLookup(r: Reply): QueueLookup {
+	switch (Number(r[0])) {
+		case 1: {
+			const status = STATUS_CODES[Number(r[1])];
+			return {
+				kind: "live",
+				entry: {
+					status,
+					position: Number(r[2]),
+					expiresAt: status === "ACTIVE" ? Number(r[3]) : null,
+					admittedLastMinute: Number(r[4]),
+					now: Number(r[5]),
+					userId: String(r[6]),
+					tokenId: String(r[7]),
+					opensAt: Number(r[8]) || null
+				}
+			};
+		}
+		case 2:
+			return { kind: "gone", reason: String(r[1]) as GoneReason, userId: String(r[2]) };
+		case 3:
+			return { kind: "closed", state: String(r[1]) as LineState };
+		case 4:
+			return { kind: "rejoin" };
+		default:
+			return { kind: "unknown" };
+	}
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -285,8 +502,10 @@ function toEntry(r: Reply): QueueEntry | null {
 
 interface ConcertQueue {
 	seq: number;
-	/** tokenId -> arrival sequence; a Map keeps insertion order, which is arrival order. */
+	/** tokenId -> arrival counter; a Map keeps insertion order, which is the line's order. */
 	wait: Map<string, number>;
+	/** The pre-queue: tokenId -> random score; merged in front of the line, in score order, at the opening. */
+	pre: Map<string, number>;
 	/** tokenId -> expiry (epoch ms). */
 	active: Map<string, number>;
 	users: Map<string, string>;
@@ -294,29 +513,49 @@ interface ConcertQueue {
 	/** Admission times, oldest first. */
 	admlog: number[];
 	admitted: number;
+	/** tokenId -> last poll, for waiting tokens. */
+	seen: Map<string, number>;
+	/** tokenId -> full expiry, for promoted tokens not used yet. */
+	grace: Map<string, number>;
+	opens: number;
+	reopened: number;
+}
+
+interface MemoryState {
+	lines: Map<string, ConcertQueue>;
+	/** tokenId (qualified by concert) -> why it left, when, and whose it was. */
+	gone: Map<string, { reason: GoneReason; userId: string; at: number }>;
+	closed: Map<string, { state: LineState; until: number }>;
+	reopened: Map<string, number>;
 }
 
 /** Queue state per MemoryStore instance: brokers sharing one store share one waiting room, as with Redis. */
-const memoryStates = new WeakMap<MemoryStore, Map<string, ConcertQueue>>();
+const memoryStates = new WeakMap<MemoryStore, MemoryState>();
 
 export class MemoryQueueStore implements QueueStore {
-	private readonly concerts: Map<string, ConcertQueue>;
+	private readonly state: MemoryState;
+	private readonly concertsMap: Map<string, ConcertQueue>;
 	private readonly now: () => number;
 
 	constructor(store: MemoryStore) {
 		let state = memoryStates.get(store);
 		if (!state) {
-			state = new Map();
+			state = { lines: new Map(), gone: new Map(), closed: new Map(), reopened: new Map() };
 			memoryStates.set(store, state);
 		}
-		this.concerts = state;
+		this.state = state;
+		this.concertsMap = state.lines;
 		this.now = store.now;
 	}
 
 	async enter(concertId: string, userId: string, newTokenId: string, limits: QueueLimits): Promise<EnterResult> {
 		const now = this.now();
+		const closed = this.closedState(concertId, now);
+		if (closed) throw new QueueLineClosedError(concertId, closed);
 		const q = this.queue(concertId, true)!;
-		this.expireStale(q, now);
+		q.opens = limits.opensAt ?? 0;
+		this.expireStale(concertId, q, now);
+		this.expireUnpolled(concertId, q, now, limits.waitingTtlMs ?? 0);
 		this.promote(q, now, limits);
 		let tokenId = q.users.get(userId);
 		let created = false;
@@ -325,45 +564,62 @@ export class MemoryQueueStore implements QueueStore {
 			tokenId = newTokenId;
 			q.users.set(userId, tokenId);
 			q.owners.set(tokenId, userId);
-			q.wait.set(tokenId, ++q.seq);
+			if (now < q.opens) q.pre.set(tokenId, preQueueScore());
+			else q.wait.set(tokenId, ++q.seq);
 			created = true;
 			this.promote(q, now, limits);
 		}
-		return { ...this.view(q, tokenId, now)!, created };
+		this.touch(q, tokenId, now);
+		const found = this.view(concertId, q, tokenId, now);
+		if (found.kind !== "live") throw new Error("queue enter returned no entry");
+		return { ...found.entry, created };
 	}
 
 	async read(concertId: string, tokenId: string): Promise<QueueEntry | null> {
-		const q = this.queue(concertId, false);
-		return q ? this.view(q, tokenId, this.now()) : null;
+		const found = await this.lookup(concertId, tokenId);
+		return found.kind === "live" ? found.entry : null;
 	}
 
-	async leave(concertId: string, tokenId: string, userId: string | null, limits: QueueLimits): Promise<QueueStatus | null> {
+	async lookup(concertId: string, tokenId: string, touchUserId?: string): Promise<QueueLookup> {
+		const now = this.now();
+		const q = this.queue(concertId, false);
+		if (q && touchUserId !== undefined && q.owners.get(tokenId) === touchUserId) this.touch(q, tokenId, now);
+		return this.view(concertId, q, tokenId, now);
+	}
+
+	async leave(concertId: string, tokenId: string, userId: string | null, limits: QueueLimits, reason: GoneReason = "LEFT"): Promise<QueueStatus | null> {
 		const q = this.queue(concertId, false);
 		if (!q) return null;
 		const owner = q.owners.get(tokenId);
 		if (owner === undefined || (userId !== null && owner !== userId)) return null;
-		const was: QueueStatus | null = q.active.delete(tokenId) ? "ACTIVE" : q.wait.delete(tokenId) ? "WAITING" : null;
-		this.forget(q, tokenId);
+		const was: QueueStatus | null = q.active.delete(tokenId) ? "ACTIVE" : q.wait.delete(tokenId) || q.pre.delete(tokenId) ? "WAITING" : null;
 		const now = this.now();
-		this.expireStale(q, now);
+		this.forget(concertId, q, tokenId, reason, now);
+		this.expireStale(concertId, q, now);
 		this.promote(q, now, limits);
 		return was;
 	}
 
-	async sweep(limits: QueueLimits): Promise<SweepResult> {
+	async sweep(limits: QueueLimits, opensAt?: (concertId: string) => number | undefined): Promise<SweepResult> {
 		const now = this.now();
-		const result: SweepResult = { concerts: this.concerts.size, expired: 0, admitted: 0 };
-		for (const q of this.concerts.values()) {
-			result.expired += this.expireStale(q, now);
+		const result: SweepResult = { concerts: this.concertsMap.size, expired: 0, admitted: 0 };
+		for (const [concertId, q] of this.concertsMap) {
+			const opens = opensAt?.(concertId);
+			if (opens !== undefined) q.opens = opens;
+			result.expired += this.expireStale(concertId, q, now) + this.expireUnpolled(concertId, q, now, limits.waitingTtlMs ?? 0);
 			result.admitted += this.promote(q, now, limits);
+			if (q.wait.size === 0 && q.pre.size === 0 && q.active.size === 0 && q.owners.size === 0) this.concertsMap.delete(concertId);
 		}
+		for (const [key, g] of this.state.gone) if (g.at <= now - GONE_KEEP_MS) this.state.gone.delete(key);
+		for (const [concertId, at] of this.state.reopened) if (at <= now - REJOIN_MS) this.state.reopened.delete(concertId);
 		return result;
 	}
 
 	async stats(concertId: string): Promise<QueueStats> {
-		const q = this.queue(concertId, false);
-		if (!q) return { waiting: 0, active: 0, slotsTaken: 0, admittedLastMinute: 0, admittedTotal: 0 };
 		const now = this.now();
+		const state = this.closedState(concertId, now);
+		const q = this.queue(concertId, false);
+		if (!q) return { waiting: 0, active: 0, slotsTaken: 0, admittedLastMinute: 0, admittedTotal: 0, state };
 		let active = 0;
 		for (const exp of q.active.values()) if (exp > now) active++;
 		return {
@@ -371,51 +627,145 @@ export class MemoryQueueStore implements QueueStore {
 			active,
 			slotsTaken: q.active.size,
 			admittedLastMinute: this.rate(q, now),
-			admittedTotal: q.admitted
+			admittedTotal: q.admitted,
+			state
 		};
 	}
 
+	async close(concertId: string, state: LineState, stateTtlMs: number): Promise<void> {
+		this.concertsMap.delete(concertId);
+		const prefix = `${concertId}.`;
+		for (const key of this.state.gone.keys()) if (key.startsWith(prefix)) this.state.gone.delete(key);
+		this.state.reopened.delete(concertId);
+		this.state.closed.set(concertId, { state, until: this.now() + stateTtlMs });
+	}
+
+	async reopen(concertId: string): Promise<void> {
+		this.state.closed.delete(concertId);
+		this.state.reopened.set(concertId, this.now());
+	}
+
+	async concerts(): Promise<{ live: string[]; soldOut: string[] }> {
+		const now = this.now();
+		const soldOut: string[] = [];
+		for (const concertId of this.state.closed.keys()) if (this.closedState(concertId, now) === "SOLD_OUT") soldOut.push(concertId);
+		return { live: [...this.concertsMap.keys()], soldOut };
+	}
+
+	/** Memory held by the waiting room (lines, tombstones, closed markers): what a closed line must give back. */
+	footprint(): { lines: number; tokens: number; gone: number } {
+		let tokens = 0;
+		for (const q of this.concertsMap.values()) tokens += q.owners.size;
+		return { lines: this.concertsMap.size, tokens, gone: this.state.gone.size };
+	}
+
+	private closedState(concertId: string, now: number): LineState | null {
+		const c = this.state.closed.get(concertId);
+		if (!c) return null;
+		if (c.until <= now) {
+			this.state.closed.delete(concertId);
+			return null;
+		}
+		return c.state;
+	}
+
 	private queue(concertId: string, create: boolean): ConcertQueue | undefined {
-		let q = this.concerts.get(concertId);
+		let q = this.concertsMap.get(concertId);
 		if (!q && create) {
-			q = { seq: 0, wait: new Map(), active: new Map(), users: new Map(), owners: new Map(), admlog: [], admitted: 0 };
-			this.concerts.set(concertId, q);
+			q = {
+				seq: 0,
+				wait: new Map(),
+				pre: new Map(),
+				active: new Map(),
+				users: new Map(),
+				owners: new Map(),
+				admlog: [],
+				admitted: 0,
+				seen: new Map(),
+				grace: new Map(),
+				opens: 0,
+				reopened: 0
+			};
+			this.concertsMap.set(concertId, q);
 		}
 		return q;
 	}
 
-	private forget(q: ConcertQueue, tokenId: string): void {
+	private forget(concertId: string, q: ConcertQueue, tokenId: string, reason: GoneReason | "", now: number): void {
 		const user = q.owners.get(tokenId);
+		if (user !== undefined && reason !== "") this.state.gone.set(`${concertId}.${tokenId}`, { reason, userId: user, at: now });
 		q.owners.delete(tokenId);
+		q.seen.delete(tokenId);
+		q.grace.delete(tokenId);
 		if (user !== undefined && q.users.get(user) === tokenId) q.users.delete(user);
 	}
 
-	private expireStale(q: ConcertQueue, now: number): number {
+	private expireStale(concertId: string, q: ConcertQueue, now: number): number {
 		let n = 0;
 		for (const [tokenId, exp] of q.active) {
 			if (exp <= now) {
 				q.active.delete(tokenId);
-				this.forget(q, tokenId);
+				this.forget(concertId, q, tokenId, "EXPIRED", now);
 				n++;
 			}
 		}
 		return n;
 	}
 
-	private promote(q: ConcertQueue, now: number, limits: QueueLimits): number {
+	private expireUnpolled(concertId: string, q: ConcertQueue, now: number, waitingTtlMs: number): number {
+		if (waitingTtlMs <= 0) return 0;
 		let n = 0;
-		for (const tokenId of q.wait.keys()) {
-			if (q.active.size >= limits.maxActive) break;
-			q.wait.delete(tokenId);
-			q.active.set(tokenId, now + limits.activeTtlMs);
-			q.admlog.push(now);
-			n++;
-		}
-		if (n > 0) {
-			q.admitted += n;
-			this.trimLog(q, now);
+		for (const [tokenId, seen] of q.seen) {
+			if (seen > now - waitingTtlMs) continue;
+			if (q.wait.delete(tokenId) || q.pre.delete(tokenId)) {
+				this.forget(concertId, q, tokenId, "EXPIRED", now);
+				n++;
+			} else q.seen.delete(tokenId);
 		}
 		return n;
+	}
+
+	/** At the opening the pre-queue goes in front of the line, in its random order (once). */
+	private mergePreQueue(q: ConcertQueue, now: number): void {
+		if (now < q.opens || q.pre.size === 0) return;
+		const merged = [...q.pre.entries()].sort((a, b) => a[1] - b[1]).map(([t], i) => [t, i - q.pre.size] as [string, number]);
+		q.wait = new Map([...merged, ...q.wait]);
+		q.pre.clear();
+	}
+
+	private promote(q: ConcertQueue, now: number, limits: QueueLimits): number {
+		if (now < q.opens) return 0;
+		this.mergePreQueue(q, now);
+		const free = limits.maxActive - q.active.size;
+		if (free <= 0 || q.wait.size === 0) return 0;
+		const head: [string, number][] = [];
+		for (const entry of q.wait) {
+			if (head.length >= free) break;
+			head.push(entry);
+		}
+		const grace = limits.graceMs ?? 0;
+		for (const [tokenId] of head) {
+			q.wait.delete(tokenId);
+			q.seen.delete(tokenId);
+			if (grace > 0 && grace < limits.activeTtlMs) {
+				q.active.set(tokenId, now + grace);
+				q.grace.set(tokenId, now + limits.activeTtlMs);
+			} else q.active.set(tokenId, now + limits.activeTtlMs);
+			q.admlog.push(now);
+		}
+		q.admitted += head.length;
+		this.trimLog(q, now);
+		return head.length;
+	}
+
+	private touch(q: ConcertQueue, tokenId: string, now: number): void {
+		if (q.wait.has(tokenId) || q.pre.has(tokenId)) q.seen.set(tokenId, now);
+		const full = q.grace.get(tokenId);
+		if (full !== undefined) {
+			const exp = q.active.get(tokenId);
+			if (exp !== undefined && exp > now) q.active.set(tokenId, full);
+			q.grace.delete(tokenId);
+		}
 	}
 
 	private trimLog(q: ConcertQueue, now: number): void {
@@ -430,23 +780,36 @@ export class MemoryQueueStore implements QueueStore {
 		return n;
 	}
 
-	private view(q: ConcertQueue, tokenId: string, now: number): QueueEntry | null {
-		const userId = q.owners.get(tokenId);
-		if (userId === undefined) return null;
+	private view(concertId: string, q: ConcertQueue | undefined, tokenId: string, now: number): QueueLookup {
+		const closed = this.closedState(concertId, now);
+		if (closed) return { kind: "closed", state: closed };
+		const userId = q?.owners.get(tokenId);
+		if (!q || userId === undefined) {
+			const g = this.state.gone.get(`${concertId}.${tokenId}`);
+			if (g && g.at > now - GONE_KEEP_MS) return { kind: "gone", reason: g.reason, userId: g.userId };
+			const reopened = this.state.reopened.get(concertId);
+			if (reopened !== undefined && now - reopened < REJOIN_MS) return { kind: "rejoin" };
+			return { kind: "unknown" };
+		}
 		const admittedLastMinute = this.rate(q, now);
+		const opensAt = q.opens || null;
 		const exp = q.active.get(tokenId);
 		if (exp !== undefined) {
-			if (exp <= now) return null;
-			return { tokenId, userId, status: "ACTIVE", position: 0, expiresAt: exp, admittedLastMinute, now };
+			if (exp <= now) return { kind: "gone", reason: "EXPIRED", userId };
+			return { kind: "live", entry: { tokenId, userId, status: "ACTIVE", position: 0, expiresAt: exp, admittedLastMinute, now, opensAt } };
 		}
-		if (!q.wait.has(tokenId)) return null;
-		// O(position): the line is a Map in arrival order. Fine for embedded mode; Redis uses ZRANK.
+		if (q.pre.has(tokenId)) {
+			if (now < q.opens) return { kind: "live", entry: { tokenId, userId, status: "PRE_QUEUE", position: 0, expiresAt: null, admittedLastMinute, now, opensAt } };
+			this.mergePreQueue(q, now);
+		}
+		if (!q.wait.has(tokenId)) return { kind: "unknown" };
+		// O(position): the line is a Map in its order. Fine for embedded mode; Redis uses ZRANK.
 		let position = 0;
 		for (const id of q.wait.keys()) {
 			position++;
 			if (id === tokenId) break;
 		}
-		return { tokenId, userId, status: "WAITING", position, expiresAt: null, admittedLastMinute, now };
+		return { kind: "live", entry: { tokenId, userId, status: "WAITING", position, expiresAt: null, admittedLastMinute, now, opensAt } };
 	}
 }
 

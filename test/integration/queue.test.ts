@@ -76,6 +76,7 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 		expect(entered[0].headers.get("location")).toBe(`/api/queue/tokens/${encodeURIComponent(entered[0].body.token)}`);
 		expect((await stats(concert)).body).toEqual({
 			concertId: concert,
+			state: "OPEN",
 			waiting: 50,
 			active: 100,
 			maxActive: 100,
@@ -144,7 +145,9 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 		expect(malformed.status).toBe(404);
 		expect((await status(me, mine)).body).toMatchObject({ status: "ACTIVE" });
 		expect((await leave(me, mine)).status).toBe(204);
-		expect((await status(me, mine)).status).toBe(404);
+		// A token that left says so (to its owner only) rather than "not found"; leaving again finds nothing.
+		expect((await status(me, mine)).body).toMatchObject({ status: "LEFT", position: 0 });
+		expect((await status(other, mine)).status).toBe(404);
 		expect((await leave(me, mine)).status).toBe(404);
 	});
 
@@ -236,7 +239,7 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 			expect(tb.etaSeconds).toBe(1);
 			const read = () => http("GET", `${url}/queue/tokens/${encodeURIComponent(tb.token)}`, { token: b.token });
 			await waitFor(async () => (await read()).body.status === "ACTIVE", 5_000, "the sweep to admit b");
-			expect((await http("GET", `${url}/queue/tokens/${encodeURIComponent(ta.token)}`, { token: a.token })).status).toBe(404);
+			expect((await http("GET", `${url}/queue/tokens/${encodeURIComponent(ta.token)}`, { token: a.token })).body).toMatchObject({ status: "EXPIRED" });
 		} finally {
 			await short.cleanup();
 		}

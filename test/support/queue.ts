@@ -32,6 +32,18 @@ export function fakeConcertService(ids: string[]): FakeConcert {
 					if (!known.has(id)) throw new NotFoundError("concert", id);
 					return { id, title: `Concert ${id}`, artist: "Test", venue: { id: "v1", name: "Hall" }, schedules: [] };
 				}
+			},
+			/** What the waiting room asks of the catalog: always on sale, never sold out. */
+			saleStatus: {
+				visibility: "public",
+				params: { id: { type: "string", min: 1, max: 64 } },
+				handler(ctx) {
+					// Lookups made for a request count; the queue's periodic sale check (no parent request) does not.
+					if (ctx.parentID) calls++;
+					const id = (ctx.params as { id: string }).id;
+					if (!known.has(id)) throw new NotFoundError("concert", id);
+					return { concertId: id, state: "OPEN", opensAt: null, closesAt: null, availableSeats: 100, heldSeats: 0, soldOut: false };
+				}
 			}
 		}
 	};

@@ -16,6 +16,7 @@ const entry = (over: Partial<QueueEntry> = {}): QueueEntry => ({
 	expiresAt: 2_000,
 	admittedLastMinute: 0,
 	now: 1_000,
+	opensAt: null,
 	...over
 });
 

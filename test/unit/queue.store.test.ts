@@ -16,6 +16,17 @@ interface Fixture {
 	close(): Promise<void>;
 	/** Raw size of the active set (lapsed entries included until swept): the cap invariant's measure. */
 	activeSize(concertId: string): Promise<number>;
+	/** The store's clock now (epoch ms). */
+	now(): number;
+	/** How many tokens the store still keeps for the concert's line (what a closed line must free). */
+	lineSize(concertId: string): Promise<number>;
+}
+
+/** Spearman's rank correlation of two permutations of 0..n-1. */
+function spearman(a: number[], b: number[]): number {
+	const n = a.length;
+	const d2 = a.reduce((sum, x, i) => sum + (x - b[i]) ** 2, 0);
+	return 1 - (6 * d2) / (n * (n * n - 1));
 }
 
 /** Short enough for Redis tests that sleep through it, long enough that a busy 2-core box does not lapse it early. */
@@ -47,7 +58,7 @@ function queueContract(name: string, make: () => Promise<Fixture>): void {
 			expect(first.expiresAt).toBe(first.now + 60_000);
 			expect(results[3].expiresAt).toBeNull();
 			expect(results.map(r => r.userId)).toEqual(["u0", "u1", "u2", "u3", "u4", "u5"]);
-			expect(await f.queue.stats(c)).toEqual({ waiting: 3, active: 3, slotsTaken: 3, admittedLastMinute: 3, admittedTotal: 3 });
+			expect(await f.queue.stats(c)).toEqual({ waiting: 3, active: 3, slotsTaken: 3, admittedLastMinute: 3, admittedTotal: 3, state: null });
 		});
 
 		it("when 150 users enter at once with a cap of 100, then exactly 100 are ACTIVE and 50 wait at positions 1..50", async () => {
@@ -229,6 +240,103 @@ function queueContract(name: string, make: () => Promise<Fixture>): void {
 			// The cap was actually reached: this test could see an overshoot.
 			expect(s.active).toBe(cap);
 		});
+
+		it("when 1,000 enter before the sale opens, then nobody is admitted until it opens, the pre-queue goes first in an order unlike arrival, and later entries follow in arrival order", async () => {
+			const l: QueueLimits = { maxActive: 1, activeTtlMs: 60_000, opensAt: f.now() + 1500 };
+			const early: string[] = [];
+			for (let i = 0; i < 1000; i += 50) {
+				const batch = await Promise.all(Array.from({ length: 50 }, (_, j) => enter(`p${i + j}`, l)));
+				for (const e of batch) {
+					expect(e).toMatchObject({ status: "PRE_QUEUE", position: 0 });
+					early.push(e.tokenId);
+				}
+			}
+			expect((await f.queue.stats(c)).admittedTotal).toBe(0);
+			await f.advance(1600);
+			const late = [];
+			for (let i = 0; i < 5; i++) late.push(await enter(`late${i}`, l));
+			await f.queue.sweep(l);
+			// The order of admission is each token's place after the opening (one is admitted, the rest wait).
+			const places = await Promise.all(early.map(async t => {
+				const e = await f.queue.read(c, t);
+				return e!.status === "ACTIVE" ? 0 : e!.position;
+			}));
+			expect([...places].sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+			// Over 1,000 entries the admission order correlates only weakly with the arrival order.
+			expect(Math.abs(spearman(places, Array.from({ length: 1000 }, (_, i) => i)))).toBeLessThan(0.15);
+			for (let i = 0; i < 5; i++) expect((await f.queue.read(c, late[i].tokenId))?.position).toBe(1000 + i);
+		});
+
+		it("when a waiting token is not polled within the waiting TTL, then it leaves (EXPIRED) and the one behind moves up", async () => {
+			const l: QueueLimits = { maxActive: 1, activeTtlMs: 60_000, waitingTtlMs: TTL_MS };
+			await enter("a", l);
+			const gone = await enter("b", l);
+			const polled = await enter("c", l);
+			await f.advance(TTL_MS / 2);
+			await f.queue.lookup(c, polled.tokenId, "c");
+			await f.advance(TTL_MS / 2 + 100);
+			await f.queue.sweep(l);
+			expect(await f.queue.lookup(c, gone.tokenId)).toEqual({ kind: "gone", reason: "EXPIRED", userId: "b" });
+			expect(await f.queue.read(c, polled.tokenId)).toMatchObject({ status: "WAITING", position: 1 });
+		});
+
+		it("when a promoted user does nothing within the grace, then the slot goes to the next; one who polls keeps it for the full time", async () => {
+			const l: QueueLimits = { maxActive: 1, activeTtlMs: 60_000, graceMs: TTL_MS };
+			const a = await enter("a", l);
+			const idle = await enter("idle", l);
+			const keen = await enter("keen", l);
+			await f.queue.leave(c, a.tokenId, "a", l);
+			expect(await f.queue.read(c, idle.tokenId)).toMatchObject({ status: "ACTIVE" });
+			await f.advance(TTL_MS + 100);
+			await f.queue.sweep(l);
+			expect(await f.queue.lookup(c, idle.tokenId)).toEqual({ kind: "gone", reason: "EXPIRED", userId: "idle" });
+			expect(await f.queue.read(c, keen.tokenId)).toMatchObject({ status: "ACTIVE" });
+			await f.queue.lookup(c, keen.tokenId, "keen");
+			await f.advance(TTL_MS + 100);
+			await f.queue.sweep(l);
+			const kept = await f.queue.read(c, keen.tokenId);
+			expect(kept?.status).toBe("ACTIVE");
+			expect(kept!.expiresAt! - kept!.now).toBeGreaterThan(50_000);
+		});
+
+		it("when a token leaves, is completed or lapses, then a lookup says which, to its owner's id", async () => {
+			const l = limits(5);
+			const left = await enter("l", l);
+			const done = await enter("d", l);
+			await f.queue.leave(c, left.tokenId, "l", l, "LEFT");
+			await f.queue.leave(c, done.tokenId, null, l, "COMPLETED");
+			expect(await f.queue.lookup(c, left.tokenId)).toEqual({ kind: "gone", reason: "LEFT", userId: "l" });
+			expect(await f.queue.lookup(c, done.tokenId)).toEqual({ kind: "gone", reason: "COMPLETED", userId: "d" });
+			expect(await f.queue.lookup(c, newTokenId())).toEqual({ kind: "unknown" });
+		});
+
+		it("when a line closes SOLD_OUT, then every token reads SOLD_OUT, entries are refused, its memory is freed, and a reopening takes former members back", async () => {
+			const l = limits(2);
+			const tokens = await Promise.all(Array.from({ length: 20 }, (_, i) => enter(`s${i}`, l)));
+			expect(await f.lineSize(c)).toBeGreaterThan(0);
+			await f.queue.close(c, "SOLD_OUT", 60_000);
+			for (const t of tokens) expect(await f.queue.lookup(c, t.tokenId)).toEqual({ kind: "closed", state: "SOLD_OUT" });
+			await expect(enter("newcomer", l)).rejects.toMatchObject({ code: 409, type: "SOLD_OUT" });
+			expect(await f.lineSize(c)).toBe(0);
+			expect((await f.queue.concerts()).soldOut).toContain(c);
+			expect((await f.queue.concerts()).live).not.toContain(c);
+			expect((await f.queue.stats(c)).state).toBe("SOLD_OUT");
+
+			await f.queue.reopen(c);
+			expect((await f.queue.concerts()).soldOut).not.toContain(c);
+			expect(await f.queue.lookup(c, tokens[5].tokenId)).toEqual({ kind: "rejoin" });
+			const back = await f.queue.enter(c, "s5", tokens[5].tokenId, l);
+			expect(back).toMatchObject({ tokenId: tokens[5].tokenId, status: "ACTIVE", created: true });
+		});
+
+		it("when a line closes CLOSED, then reads say CLOSED and it is not watched for seats coming back", async () => {
+			const l = limits(2);
+			const t = await enter("x", l);
+			await f.queue.close(c, "CLOSED", 60_000);
+			expect(await f.queue.lookup(c, t.tokenId)).toEqual({ kind: "closed", state: "CLOSED" });
+			await expect(enter("y", l)).rejects.toMatchObject({ type: "SALES_CLOSED" });
+			expect((await f.queue.concerts()).soldOut).not.toContain(c);
+		});
 	});
 }
 
@@ -242,7 +350,12 @@ queueContract("memory", async () => {
 			now += ms;
 		},
 		close: () => store.close(),
-		activeSize: async concertId => (await queue.stats(concertId)).slotsTaken
+		activeSize: async concertId => (await queue.stats(concertId)).slotsTaken,
+		now: () => now,
+		lineSize: async () => {
+			const fp = (queue as unknown as { footprint(): { tokens: number; gone: number } }).footprint();
+			return fp.tokens + fp.gone;
+		}
 	};
 });
 
@@ -257,7 +370,12 @@ queueContract("redis", async () => {
 			await store.clear();
 			await store.close();
 		},
-		activeSize: async concertId => store.redis.zcard(`queue:${concertId}:active`)
+		activeSize: async concertId => store.redis.zcard(`queue:${concertId}:active`),
+		now: () => Date.now(),
+		lineSize: async concertId => {
+			const keys = await store.redis.keys(`*queue:${concertId}:*`);
+			return keys.filter(k => !k.endsWith(":state")).length;
+		}
 	};
 });
 
