@@ -27,6 +27,7 @@ export const ROUTES: Record<string, string> = {
 	"GET /concerts/:id/schedules": "concert.schedules",
 	"GET /schedules/:id/seats": "concert.seats",
 	"POST /admin/concerts": "concert.create",
+	"PUT /admin/concerts/:id/sales": "concert.setSales",
 
 	// Reservations and payments (reservation); the payment itself is the ConfirmReservation saga
 	"POST /reservations": "reservation.create",
@@ -60,6 +61,8 @@ export const ROUTES: Record<string, string> = {
 	"POST /concerts/:id/reviews": "review.create",
 	"GET /concerts/:id/reviews": "review.list",
 	"GET /notifications": "notification.list",
+	"POST /notifications/read-all": "notification.markAllRead",
+	"POST /notifications/:id/read": "notification.markRead",
 	"GET /admin/alerts": "notification.alerts",
 
 	// Operations: event dead letters (notification); /admin/dead-letters* are the saga service's

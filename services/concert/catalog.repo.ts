@@ -12,7 +12,7 @@ import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import crypto from "crypto";
 import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
-import { generateSeatMap, toIso } from "./concert.domain";
+import { generateSeatMap, toIso, type SalesWindow } from "./concert.domain";
 import type { CatalogInput } from "./demo-data";
 import { SaleContentionError, SeatNotFoundError, SeatUnavailableError } from "./errors";
 
@@ -26,6 +26,8 @@ export interface ConcertSummary {
 	title: string;
 	artist: string;
 	venue: VenueView;
+	/** When sales open and close (null: open since creation; until each show starts). */
+	sales: SalesWindow;
 }
 
 export interface ScheduleRecord {
@@ -57,6 +59,8 @@ interface ConcertJoinRow {
 	artist: string;
 	venue_id: string;
 	venue_name: string;
+	sales_open_at: Date | string | null;
+	sales_close_at: Date | string | null;
 }
 
 interface ScheduleJoinRow {
@@ -128,7 +132,7 @@ export class CatalogRepo {
 
 	async listConcerts(offset: number, limit: number): Promise<ConcertSummary[]> {
 		const rows = await this.select<ConcertJoinRow>(
-			`SELECT c.id, c.title, c.artist, v.id AS venue_id, v.name AS venue_name
+			`SELECT c.id, c.title, c.artist, c.sales_open_at, c.sales_close_at, v.id AS venue_id, v.name AS venue_name
 			 FROM concerts c JOIN venues v ON v.id = c.venue_id
 			 ORDER BY c.created_at, c.id LIMIT ? OFFSET ?`,
 			[limit, offset]
@@ -138,7 +142,7 @@ export class CatalogRepo {
 
 	async getConcert(id: string): Promise<ConcertSummary | null> {
 		const [row] = await this.select<ConcertJoinRow>(
-			`SELECT c.id, c.title, c.artist, v.id AS venue_id, v.name AS venue_name
+			`SELECT c.id, c.title, c.artist, c.sales_open_at, c.sales_close_at, v.id AS venue_id, v.name AS venue_name
 			 FROM concerts c JOIN venues v ON v.id = c.venue_id WHERE c.id = ?`,
 			[id]
 		);
@@ -223,8 +227,8 @@ export class CatalogRepo {
 		const concertId = crypto.randomUUID();
 		const createdAt = new Date();
 		await this.exec(
-			"INSERT INTO concerts (id, title, artist, venue_id, created_at) VALUES (?, ?, ?, ?, ?)",
-			[concertId, input.title, input.artist, venue.id, createdAt],
+			"INSERT INTO concerts (id, title, artist, venue_id, sales_open_at, sales_close_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			[concertId, input.title, input.artist, venue.id, input.sales?.opensAt ?? null, input.sales?.closesAt ?? null, createdAt],
 			transaction
 		);
 		const seatMap = generateSeatMap(input.seats);
@@ -250,6 +254,11 @@ export class CatalogRepo {
 			}
 		}
 		return concertId;
+	}
+
+	/** Sets a concert's sale window (the caller has checked the concert exists). */
+	async setSalesWindow(concertId: string, opensAt: Date | null, closesAt: Date | null): Promise<void> {
+		await this.exec("UPDATE concerts SET sales_open_at = ?, sales_close_at = ? WHERE id = ?", [opensAt, closesAt, concertId]);
 	}
 
 	async createConcert(input: CatalogInput): Promise<string> {
@@ -456,7 +465,13 @@ export class CatalogRepo {
 }
 
 function toConcert(r: ConcertJoinRow): ConcertSummary {
-	return { id: r.id, title: r.title, artist: r.artist, venue: { id: r.venue_id, name: r.venue_name } };
+	return {
+		id: r.id,
+		title: r.title,
+		artist: r.artist,
+		venue: { id: r.venue_id, name: r.venue_name },
+		sales: { opensAt: r.sales_open_at ? toIso(r.sales_open_at) : null, closesAt: r.sales_close_at ? toIso(r.sales_close_at) : null }
+	};
 }
 
 function toSchedule(r: ScheduleJoinRow): ScheduleRecord {

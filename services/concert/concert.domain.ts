@@ -134,3 +134,47 @@ export function parseStartsAt(value: string): Date | undefined {
 export function toIso(value: Date | string): string {
 	return (value instanceof Date ? value : new Date(value)).toISOString();
 }
+
+/** A concert's sale window: null ends mean "since the concert exists" and "until each show starts". */
+export interface SalesWindow {
+	opensAt: string | null;
+	closesAt: string | null;
+}
+
+/**
+ * Where a schedule's sale stands at `now`: NOT_OPEN before the window opens, CLOSED from its close or from the
+ * show's start (whichever comes first), OPEN in between. Holds, sales, payments and waiting-room entries follow it.
+ */
+export type SaleState = "NOT_OPEN" | "OPEN" | "CLOSED";
+
+export function saleState(window: SalesWindow, showStartsAt: string, now: number): SaleState {
+	if (window.opensAt !== null && now < Date.parse(window.opensAt)) return "NOT_OPEN";
+	if (now >= Date.parse(showStartsAt)) return "CLOSED";
+	if (window.closesAt !== null && now >= Date.parse(window.closesAt)) return "CLOSED";
+	return "OPEN";
+}
+
+/**
+ * The concert as a whole: NOT_OPEN before the window, CLOSED once the window closed or its last show started, else
+ * OPEN. The waiting room takes entries while NOT_OPEN (the pre-queue) or OPEN.
+ */
+export function concertSaleState(window: SalesWindow, showsStartAt: string[], now: number): SaleState {
+	const last = showsStartAt.reduce((m, s) => Math.max(m, Date.parse(s)), -Infinity);
+	return saleState(window, Number.isFinite(last) ? new Date(last).toISOString() : new Date(0).toISOString(), now);
+}
+
+/** Problems with a sale window for shows at `showsStartAt` (admin input): open < close <= the last show. */
+export function salesWindowProblems(opensAt: Date | null, closesAt: Date | null, showsStartAt: Date[]): { field: string; type: string; message: string }[] {
+	const problems: { field: string; type: string; message: string }[] = [];
+	const last = Math.max(...showsStartAt.map(d => d.getTime()));
+	if (opensAt && closesAt && opensAt.getTime() >= closesAt.getTime()) {
+		problems.push({ field: "sales.closesAt", type: "dateMin", message: "sales must close after they open" });
+	}
+	if (closesAt && closesAt.getTime() > last) {
+		problems.push({ field: "sales.closesAt", type: "dateMax", message: "sales must close by the last show" });
+	}
+	if (opensAt && opensAt.getTime() >= last) {
+		problems.push({ field: "sales.opensAt", type: "dateMax", message: "sales must open before the last show" });
+	}
+	return problems;
+}

@@ -21,17 +21,22 @@ import {
 	MAX_PER_ROW,
 	MAX_ROWS,
 	MAX_SCHEDULES,
+	concertSaleState,
 	pageWindow,
 	parseStartsAt,
 	requestedSeatIds,
+	saleState,
+	salesWindowProblems,
 	seatMapProblems,
 	seatStatus,
 	totalPrice,
 	type GradeSpec,
+	type SaleState,
+	type SalesWindow,
 	type SeatStatus
 } from "./concert.domain";
 import { DEMO_CATALOG } from "./demo-data";
-import { HoldAbandonedError, SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
+import { HoldAbandonedError, SalesClosedError, SalesNotOpenError, SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
 import { createHoldStore, LateReleases, type HoldKey, type HoldStore } from "./holds.store";
 
 interface Settings {
@@ -49,9 +54,10 @@ interface Meta {
 	$location?: string;
 }
 
-/** What never changes about a schedule once created: its concert and its seats' labels, grades and prices. */
+/** What never changes about a schedule once created: its concert, its show time and its seats' labels, grades and prices. */
 interface SeatMap {
 	concertId: string;
+	startsAt: string;
 	seats: Map<string, SeatView>;
 }
 
@@ -62,7 +68,12 @@ interface Vars {
 	lateReleases: LateReleases;
 	/** Per-node cache of seat maps (immutable data), so a hold costs one SQL read: the sold check. */
 	seatMaps: Map<string, SeatMap>;
+	/** Per-node cache of sale windows (concertId -> window and when it was read): an admin's change is seen within WINDOW_CACHE_MS. */
+	windows: Map<string, { window: SalesWindow; at: number }>;
 }
+
+/** How long a node trusts a sale window it read (ms): the calendar is checked on every hold and sale. */
+const WINDOW_CACHE_MS = 2000;
 
 /** Seat maps cached per node; the oldest is dropped past this many schedules. */
 const SEAT_MAP_CACHE_MAX = 500;
@@ -79,6 +90,7 @@ interface ConcertView {
 	title: string;
 	artist: string;
 	venue: { id: string; name: string };
+	sales: SalesWindow & { state: SaleState };
 	schedules: ScheduleView[];
 }
 
@@ -100,6 +112,8 @@ interface HoldView {
 	seats: SeatView[];
 	amount: number;
 	expiresAt: string;
+	/** The show's start (a payment or a cancellation is judged against it). */
+	startsAt: string;
 }
 
 interface CreateParams {
@@ -108,6 +122,7 @@ interface CreateParams {
 	venue: { name: string };
 	schedules: { startsAt: string }[];
 	seats: { rows: number; perRow: number; price: number; grades?: GradeSpec[] };
+	sales?: { opensAt?: string | null; closesAt?: string | null };
 }
 
 interface SeatsParams {
@@ -120,6 +135,9 @@ interface Methods {
 	scheduleViews(schedules: ScheduleRecord[]): Promise<ScheduleView[]>;
 	requireSchedule(id: string): Promise<ScheduleRecord>;
 	seatMapOf(scheduleId: string): Promise<SeatMap>;
+	windowOf(concertId: string): Promise<SalesWindow>;
+	requireOnSale(map: SeatMap, scheduleId: string): Promise<void>;
+	parseWindow(sales: { opensAt?: string | null; closesAt?: string | null } | undefined, shows: Date[], problems: { field: string; type: string; message: string }[]): { opensAt: Date | null; closesAt: Date | null };
 	ttlMs(): number;
 	releaseLater(req: HoldKey & { owner: string }, wanted?: () => Promise<boolean>): Promise<boolean>;
 	countHold(outcome: "held" | "conflict" | "sold", seats: number): void;
@@ -135,6 +153,11 @@ const internalId = { type: "string", min: 1, max: 64, pattern: ID_PATTERN } as c
 // Length and shape of the list are checked here; distinct ids by `requestedSeatIds`, with the same 422.
 const seatIdsParam = { type: "array", min: 1, max: 4, items: { type: "string", min: 1, max: 64 } } as const;
 const saleParams = { reservationId: internalId, scheduleId: internalId, seatIds: seatIdsParam } as const;
+// A sale window's ends: ISO-8601 times with a zone (checked by parseWindow), or null for "no bound".
+const salesProps = {
+	opensAt: { type: "string", min: 1, max: 40, optional: true, nullable: true },
+	closesAt: { type: "string", min: 1, max: 40, optional: true, nullable: true }
+} as const;
 
 const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & Vars> = {
 	name: "concert",
@@ -259,6 +282,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 						}
 					}
 				},
+				sales: { type: "object", optional: true, strict: "remove", props: salesProps },
 				$$strict: "remove"
 			},
 			async handler(this: This, ctx: Context<CreateParams, Meta>) {
@@ -269,16 +293,61 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 					if (!startsAt) problems.push({ field: `schedules[${i}].startsAt`, type: "date", message: "an ISO-8601 time with a zone" });
 					return { startsAt: startsAt ?? new Date(0) };
 				});
+				const sales = this.parseWindow(p.sales, schedules.map(s => s.startsAt), problems);
 				if (problems.length > 0) throw new FieldValidationError(problems);
 				const id = await this.repo.createConcert({
 					title: p.title,
 					artist: p.artist,
 					venue: { name: p.venue.name },
 					schedules,
-					seats: p.seats
+					seats: p.seats,
+					sales
 				});
 				Object.assign(ctx.meta, { $statusCode: 201, $location: `/api/concerts/${id}` });
 				return this.concertView(id);
+			}
+		},
+
+		/**
+		 * PUT /api/admin/concerts/:id/sales: when sales open and close (null: open now; until each show starts), with
+		 * open < close <= the last show. Nodes see the change within WINDOW_CACHE_MS.
+		 */
+		setSales: {
+			visibility: "published",
+			auth: "admin",
+			params: { id: publicId, ...salesProps, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string; opensAt?: string | null; closesAt?: string | null }>) {
+				const concert = ID_PATTERN.test(ctx.params.id) ? await this.repo.getConcert(ctx.params.id) : null;
+				if (!concert) throw new NotFoundError("concert", ctx.params.id);
+				const shows = (await this.repo.schedulesOf(concert.id)).map(s => new Date(s.startsAt));
+				const problems: { field: string; type: string; message: string }[] = [];
+				const w = this.parseWindow(ctx.params, shows, problems);
+				if (problems.length > 0) throw new FieldValidationError(problems.map(p => ({ ...p, field: p.field.replace(/^sales\./, "") })));
+				await this.repo.setSalesWindow(concert.id, w.opensAt, w.closesAt);
+				this.windows.delete(concert.id);
+				return this.concertView(concert.id);
+			}
+		},
+
+		/**
+		 * For the waiting room: where a concert's sale stands (NOT_OPEN, OPEN, CLOSED), its window, and whether
+		 * anything is left to sell (a seat neither sold nor held in a schedule still on sale).
+		 */
+		saleStatus: {
+			visibility: "public",
+			params: { id: internalId },
+			async handler(this: This, ctx: Context<{ id: string }>) {
+				const concert = await this.repo.getConcert(ctx.params.id);
+				if (!concert) throw new NotFoundError("concert", ctx.params.id);
+				const schedules = await this.repo.schedulesOf(concert.id);
+				const now = Date.now();
+				const state = concertSaleState(concert.sales, schedules.map(s => s.startsAt), now);
+				const onSale = schedules.filter(s => saleState(concert.sales, s.startsAt, now) !== "CLOSED");
+				const views = await this.scheduleViews(onSale);
+				const held = await this.holds.heldCounts(onSale.map(s => s.id));
+				const available = views.reduce((n, v) => n + v.availableSeats, 0);
+				const heldSeats = held.reduce((n, h) => n + h, 0);
+				return { concertId: concert.id, state, ...concert.sales, availableSeats: available, heldSeats, soldOut: available === 0 && heldSeats === 0 };
 			}
 		},
 
@@ -307,6 +376,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const map = await this.seatMapOf(scheduleId);
 				const unknown = seatIds.filter(id => !map.seats.has(id));
 				if (unknown.length > 0) throw new SeatNotFoundError(unknown);
+				await this.requireOnSale(map, scheduleId);
 				// Copies: in-process callers get the result by reference, and the map is the node's cache.
 				const seats = seatIds.map(id => ({ ...map.seats.get(id)! }));
 
@@ -334,7 +404,8 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 					owner,
 					seats,
 					amount: totalPrice(seats),
-					expiresAt: new Date(outcome.expiresAt).toISOString()
+					expiresAt: new Date(outcome.expiresAt).toISOString(),
+					startsAt: map.startsAt
 				};
 			}
 		},
@@ -382,6 +453,9 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const sales = await this.repo.salesOf(scheduleId, seatIds);
 				const alreadyMine = seatIds.every(id => sales.get(id) === reservationId);
 				if (!alreadyMine) {
+					// The calendar is checked where the sale is written: a payment that reaches this step after the
+					// close or the show's start is refused (the saga refunds it), a repeat of a done sale is not.
+					await this.requireOnSale(await this.seatMapOf(scheduleId), scheduleId);
 					const foreign = seatIds.filter(id => sales.has(id) && sales.get(id) !== reservationId);
 					if (foreign.length > 0) throw new SeatUnavailableError(foreign);
 					// Fence: the reservation's own hold (or free seats, if its hold lapsed) and no one else's. A seat
@@ -550,7 +624,43 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		async concertView(this: This, id: string): Promise<ConcertView> {
 			const concert = ID_PATTERN.test(id) ? await this.repo.getConcert(id) : null;
 			if (!concert) throw new NotFoundError("concert", id);
-			return { ...concert, schedules: await this.scheduleViews(await this.repo.schedulesOf(id)) };
+			const schedules = await this.repo.schedulesOf(id);
+			const state = concertSaleState(concert.sales, schedules.map(s => s.startsAt), Date.now());
+			return { ...concert, sales: { ...concert.sales, state }, schedules: await this.scheduleViews(schedules) };
+		},
+
+		/** The concert's sale window, from the node's short cache. */
+		async windowOf(this: This, concertId: string): Promise<SalesWindow> {
+			const hit = this.windows.get(concertId);
+			if (hit && Date.now() - hit.at < WINDOW_CACHE_MS) return hit.window;
+			const concert = await this.repo.getConcert(concertId);
+			const window = concert?.sales ?? { opensAt: null, closesAt: null };
+			if (this.windows.size >= SEAT_MAP_CACHE_MAX) this.windows.clear();
+			this.windows.set(concertId, { window, at: Date.now() });
+			return window;
+		},
+
+		/** 409 SALES_NOT_OPEN before the window, SALES_CLOSED after its close or the show's start. */
+		async requireOnSale(this: This, map: SeatMap, scheduleId: string) {
+			const window = await this.windowOf(map.concertId);
+			const state = saleState(window, map.startsAt, Date.now());
+			if (state === "NOT_OPEN") throw new SalesNotOpenError(map.concertId, window.opensAt);
+			if (state === "CLOSED") throw new SalesClosedError(map.concertId, scheduleId);
+		},
+
+		/** An admin's sale window: ISO times with a zone, or null; problems are added to `problems`. */
+		parseWindow(this: This, sales, shows, problems) {
+			const parse = (field: "opensAt" | "closesAt"): Date | null => {
+				const v = sales?.[field];
+				if (v === undefined || v === null) return null;
+				const d = parseStartsAt(v);
+				if (!d) problems.push({ field: `sales.${field}`, type: "date", message: "an ISO-8601 time with a zone, or null" });
+				return d ?? null;
+			};
+			const opensAt = parse("opensAt");
+			const closesAt = parse("closesAt");
+			if (problems.length === 0 && shows.length > 0) problems.push(...salesWindowProblems(opensAt, closesAt, shows));
+			return { opensAt, closesAt };
 		},
 
 		/** Availability = total - sold (a counter row kept by every sale) - held (one count per schedule). */
@@ -576,7 +686,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			if (cached) return cached;
 			const schedule = await this.requireSchedule(scheduleId);
 			const seats = await this.repo.seatMetaOf(scheduleId);
-			const map: SeatMap = { concertId: schedule.concertId, seats: new Map(seats.map(s => [s.id, s])) };
+			const map: SeatMap = { concertId: schedule.concertId, startsAt: schedule.startsAt, seats: new Map(seats.map(s => [s.id, s])) };
 			if (this.seatMaps.size >= SEAT_MAP_CACHE_MAX) this.seatMaps.delete(this.seatMaps.keys().next().value!);
 			this.seatMaps.set(scheduleId, map);
 			return map;
@@ -606,6 +716,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		this.holds = createHoldStore(this.store);
 		this.lateReleases = new LateReleases(this.holds, { log: msg => this.logger.warn(msg) });
 		this.seatMaps = new Map();
+		this.windows = new Map();
 		if (this.broker.isMetricsEnabled()) {
 			const m = this.broker.metrics;
 			if (!m.hasMetric("concert.hold.requests")) {

@@ -10,6 +10,8 @@ export interface CatalogInput {
 	venue: { name: string };
 	schedules: { startsAt: Date }[];
 	seats: SeatMapSpec;
+	/** When sales open and close; absent: open now, closing at each show's start. */
+	sales?: { opensAt: Date | null; closesAt: Date | null };
 }
 
 const GRADED_60: SeatMapSpec = {

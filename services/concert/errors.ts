@@ -52,3 +52,19 @@ export class HoldAbandonedError extends Errors.MoleculerClientError {
 		this.name = "HoldAbandonedError";
 	}
 }
+
+/** The concert's sales have not opened yet (its waiting room takes entries into the pre-queue meanwhile). */
+export class SalesNotOpenError extends Errors.MoleculerClientError {
+	constructor(concertId: string, opensAt: string | null) {
+		super("Sales for this concert have not opened yet", 409, "SALES_NOT_OPEN", { concertId, opensAt });
+		this.name = "SalesNotOpenError";
+	}
+}
+
+/** The concert's sales have closed, or the show has started: no holds, sales or payments any more. */
+export class SalesClosedError extends Errors.MoleculerClientError {
+	constructor(concertId: string, scheduleId?: string) {
+		super("Sales for this show are closed", 409, "SALES_CLOSED", { concertId, ...(scheduleId ? { scheduleId } : {}) });
+		this.name = "SalesClosedError";
+	}
+}

@@ -116,6 +116,41 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 			}
 		},
 
+		/**
+		 * POST /api/notifications/:id/read: marks one of mine read (200 with it; idempotent: the first read time
+		 * stays). Anyone else's, or an unknown id, is 404.
+		 */
+		markRead: {
+			visibility: "published",
+			params: { id: { type: "string", min: 1, max: 64 }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+				if (!ctx.meta.user) throw new UnauthorizedError();
+				await this.sequelize.query("UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? AND read_at IS NULL", {
+					replacements: [new Date(), ctx.params.id, ctx.meta.user.id]
+				});
+				const [row] = await this.sequelize.query<Row>("SELECT id, user_id, type, message, data, created_at, read_at FROM notifications WHERE id = ? AND user_id = ?", {
+					replacements: [ctx.params.id, ctx.meta.user.id],
+					type: QueryTypes.SELECT
+				});
+				if (!row) throw new NotFoundError("notification", ctx.params.id);
+				return { id: row.id, type: row.type, message: row.message, createdAt: iso(row.created_at), readAt: iso(row.read_at) };
+			}
+		},
+
+		/** POST /api/notifications/read-all: marks every unread one of mine read; answers how many changed. */
+		markAllRead: {
+			visibility: "published",
+			params: { $$strict: "remove" },
+			async handler(this: This, ctx: Context<Record<string, never>, Meta>) {
+				if (!ctx.meta.user) throw new UnauthorizedError();
+				const [, meta] = (await this.sequelize.query("UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL", {
+					replacements: [new Date(), ctx.meta.user.id],
+					type: QueryTypes.UPDATE
+				})) as unknown as [unknown, number];
+				return { marked: Number(meta) };
+			}
+		},
+
 		/** GET /api/admin/alerts: admin alerts (failed sagas, event dead letters), newest first. */
 		alerts: {
 			visibility: "published",

@@ -193,6 +193,8 @@ export class PaymentLedger {
 					[id, req.sagaId, req.reservationId, req.userId, req.amount, sqlTime(now), sqlTime(now)],
 					t
 				);
+				// A free ticket (seats priced 0) is paid from any wallet, also one never charged.
+				if (req.amount === 0) await this.ensureWallet(req.userId, now, t);
 				const debited = await this.update(
 					"UPDATE wallets SET balance = balance - ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance >= ?",
 					[req.amount, sqlTime(now), req.userId, req.amount],

@@ -139,7 +139,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 				sagaId: id(100),
 				reservationId: id(100),
 				userId: id(64),
-				amount: { type: "number", integer: true, min: 1, max: PAY_MAX }
+				amount: { type: "number", integer: true, min: 0, max: PAY_MAX }
 			},
 			async handler(ctx: Context<PayRequest>) {
 				const { sagaId, reservationId, userId, amount } = ctx.params;

@@ -30,3 +30,37 @@ export class ReservationStateError extends Errors.MoleculerClientError {
 		this.name = "ReservationStateError";
 	}
 }
+
+/**
+ * The per-buyer limits (MAX_SEATS_PER_BUYER per user and schedule across PENDING, PAYING and CONFIRMED
+ * reservations; one open reservation per user and schedule): nothing was held.
+ */
+export class SeatLimitExceededError extends Errors.MoleculerClientError {
+	constructor(scheduleId: string, limit: number, taken: number) {
+		super(`At most ${limit} seats per buyer for this show; you have ${taken}`, 409, "SEAT_LIMIT_EXCEEDED", { scheduleId, limit, taken });
+		this.name = "SeatLimitExceededError";
+	}
+}
+
+export class OpenReservationExistsError extends Errors.MoleculerClientError {
+	constructor(scheduleId: string, reservationId: string) {
+		super("You already have an open reservation for this show: pay or cancel it first", 409, "OPEN_RESERVATION_EXISTS", { scheduleId, reservationId });
+		this.name = "OpenReservationExistsError";
+	}
+}
+
+/** A confirmed booking past the cancellation cutoff (CANCEL_CUTOFF_HOURS before the show) is not refunded. */
+export class CancellationClosedError extends Errors.MoleculerClientError {
+	constructor(reservationId: string, cutoff: string) {
+		super("The cancellation period for this show has ended", 409, "CANCELLATION_CLOSED", { reservationId, cutoff });
+		this.name = "CancellationClosedError";
+	}
+}
+
+/** The show has started (or its sales closed): no payment any more. */
+export class ShowSalesClosedError extends Errors.MoleculerClientError {
+	constructor(reservationId: string) {
+		super("Sales for this show are closed", 409, "SALES_CLOSED", { reservationId });
+		this.name = "SalesClosedError";
+	}
+}

@@ -19,18 +19,28 @@ import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { Errors } from "moleculer";
 import {
+	CancellationClosedError,
+	OpenReservationExistsError,
 	QueueTokenRequiredError,
 	ReservationNotCancellableError,
 	ReservationNotPayableError,
-	ReservationStateError
+	ReservationStateError,
+	SeatLimitExceededError,
+	ShowSalesClosedError
 } from "./errors";
 import { createReservations } from "./migrations/001_create_reservations";
 import { createSagaVoids } from "./migrations/002_saga_voids";
 import { reservationsChangedIndex } from "./migrations/003_changed_since_index";
 import { reservationRequestKey } from "./migrations/004_request_key";
+import { createBuyerLimits } from "./migrations/005_buyer_limits";
 import {
+	buyerVerdict,
+	cancelCutoff,
 	cancelSagaType,
+	COUNTED_STATUSES,
+	iso,
 	payable,
+	sagaKeyOf,
 	seatIdProblems,
 	toView,
 	type ReservationRow,
@@ -57,6 +67,7 @@ interface HoldView {
 	seats: { id: string; label: string; grade: string; price: number }[];
 	amount: number;
 	expiresAt: string;
+	startsAt: string;
 }
 
 interface SagaView {
@@ -90,6 +101,8 @@ interface ReservationMethods {
 	seatsOf(ids: string[]): Promise<SeatRow[]>;
 	requireActiveToken(ctx: Context<unknown, Meta>, userId: string, concertId: string): Promise<void>;
 	concertOf(ctx: Context<unknown, Meta>, scheduleId: string): Promise<string>;
+	requireWithinLimits(userId: string, scheduleId: string, wanted: number, t?: Transaction): Promise<void>;
+	showStartOf(ctx: Context<unknown, Meta>, row: ReservationRow): Promise<string>;
 	sweepExpired(): Promise<number>;
 	waitMs(): number;
 	emit(t: Transaction, row: EventRow, eventType: string, extra?: Record<string, unknown>, known?: { version?: number; seatIds?: string[] }): Promise<void>;
@@ -162,11 +175,37 @@ function isClientError(err: unknown): boolean {
 	return typeof e?.code === "number" && e.code >= 400 && e.code < 500 && !e.retryable;
 }
 
-/** A saga that ended in compensation answers with the participant error that rejected it. */
+/**
+ * What a client is told when a saga rolled back because a participant refused, by the refusal's type: our own
+ * words, never the participant's message (which may name internals) and only the ids its data carries.
+ */
+const REJECTION_MESSAGES: Record<string, string> = {
+	INSUFFICIENT_POINTS: "Not enough points to pay for this reservation",
+	SEAT_UNAVAILABLE: "Some of the seats are no longer available",
+	SALES_CLOSED: "Sales for this show are closed",
+	SALES_NOT_OPEN: "Sales for this concert have not opened yet",
+	RESERVATION_NOT_PAYABLE: "This reservation can no longer be paid",
+	RESERVATION_NOT_CANCELLABLE: "This reservation can no longer be cancelled",
+	QUEUE_TOKEN_NOT_ACTIVE: "Your waiting-room turn is not active",
+	RESERVATION_STATE_CONFLICT: "The reservation changed while this was in progress"
+};
+
+/** Only ids and names go back to the client from a participant's error data. */
+function safeData(data: unknown): Record<string, unknown> {
+	const out: Record<string, unknown> = {};
+	if (!data || typeof data !== "object") return out;
+	for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
+		if (/(Id|Ids|^status|^limit|^amount|^required|^balance)$/.test(k) && (typeof v === "string" || typeof v === "number" || (Array.isArray(v) && v.every(x => typeof x === "string")))) out[k] = v;
+	}
+	return out;
+}
+
+/** A saga that ended in compensation answers with the type of the participant refusal that rolled it back. */
 function rejection(saga: SagaView): Error {
 	const e = saga.error;
-	if (!e) return new Errors.MoleculerClientError("The operation was rolled back", 409, "ROLLED_BACK", { sagaId: saga.id });
-	const err = new Errors.MoleculerClientError(e.message, e.code >= 400 && e.code < 500 ? e.code : 409, e.type, e.data);
+	const known = e && e.code >= 400 && e.code < 500 ? REJECTION_MESSAGES[e.type] : undefined;
+	if (!e || !known) return new Errors.MoleculerClientError("The operation was rolled back", 409, e && e.code >= 400 && e.code < 500 ? e.type : "ROLLED_BACK", { sagaId: saga.id });
+	const err = new Errors.MoleculerClientError(known, e.code, e.type, { ...safeData(e.data), sagaId: saga.id });
 	err.name = "SagaRejectedError";
 	return err;
 }
@@ -181,7 +220,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		OutboxRelayMixin,
 		DbMixin({
 			database: "reservation",
-			migrations: [outboxMigration, createReservations, createSagaVoids, reservationsChangedIndex, reservationRequestKey],
+			migrations: [outboxMigration, createReservations, createSagaVoids, reservationsChangedIndex, reservationRequestKey, createBuyerLimits],
 			model: {
 				name: "reservations",
 				define: {
@@ -221,6 +260,17 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const earlier = key ? await this.loadNewest(ids) : null;
 				if (earlier) return this.createdAnswer(ctx, earlier);
 				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
+				// The per-buyer limits, first without a lock (most refusals cost no hold), then for good below, in the
+				// transaction that inserts the reservation.
+				try {
+					await this.requireWithinLimits(user.id, scheduleId, seatIds.length);
+				} catch (err) {
+					// The open reservation in the way may be this key's own, committed by an attempt still running
+					// when this retry looked for it above.
+					const mine = key ? await this.loadNewest(ids) : null;
+					if (mine) return this.createdAnswer(ctx, mine);
+					throw err;
+				}
 				let generation = 0;
 				let id = ids[0];
 				// Giving the hold up: it is released, and a hold for this owner that is still on its way (queued on a
@@ -270,9 +320,21 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const now = new Date();
 				try {
 					await this.sql.transaction(async t => {
+						await this.requireWithinLimits(user.id, scheduleId, seatIds.length, t);
 						await this.sql.insert(
-							"INSERT INTO reservations (id, user_id, concert_id, schedule_id, status, amount, expires_at, request_key, created_at, updated_at) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)",
-							[id, user.id, hold.concertId, scheduleId, hold.amount, sqlTime(new Date(hold.expiresAt)), key ? requestKeyOf(user.id, key) : null, sqlTime(now), sqlTime(now)],
+							"INSERT INTO reservations (id, user_id, concert_id, schedule_id, status, amount, expires_at, starts_at, request_key, created_at, updated_at) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?)",
+							[
+								id,
+								user.id,
+								hold.concertId,
+								scheduleId,
+								hold.amount,
+								sqlTime(new Date(hold.expiresAt)),
+								hold.startsAt ? sqlTime(new Date(hold.startsAt)) : null,
+								key ? requestKeyOf(user.id, key) : null,
+								sqlTime(now),
+								sqlTime(now)
+							],
 							t
 						);
 						for (const s of hold.seats) {
@@ -374,11 +436,13 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// request whose answer was lost finds its saga and answers from it, whatever the reservation's state.
 				// The saga is looked up only when the preconditions fail (a first request passes them, and saga.start
 				// joins an existing saga of the same key anyway): one call and one read fewer per payment.
-				const key = `confirm:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`;
+				const key = sagaKeyOf("confirm", row.id, ctx.meta.idempotencyKey ?? crypto.randomUUID());
 				try {
 					if (!payable(row, new Date())) {
 						throw new ReservationNotPayableError(row.id, row.status === "PENDING" ? "EXPIRED" : row.status);
 					}
+					// The show's start closes its sale (the catalog checks the concert's own close again at the sale step).
+					if (row.starts_at && Date.now() >= new Date(iso(row.starts_at)).getTime()) throw new ShowSalesClosedError(row.id);
 					await this.requireActiveToken(ctx, user.id, row.concert_id);
 				} catch (err) {
 					if (!(ctx.meta.idempotencyKey && (await this.findSaga(ctx, key)))) throw err;
@@ -425,12 +489,15 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
 				const row = await this.loadOwned(ctx, ctx.params.id);
-				const key = `cancel:${row.id}:${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`;
+				const key = sagaKeyOf("cancel", row.id, ctx.meta.idempotencyKey ?? crypto.randomUUID());
 				// A retried request answers from the saga it started (its key), not from the changed status.
 				const earlier = ctx.meta.idempotencyKey ? await this.findSaga(ctx, key) : null;
 				const type = earlier?.type ?? cancelSagaType(row.status);
 				if (!type) throw new ReservationNotCancellableError(row.id, row.status);
 				if (!earlier && type === "CancelConfirmedReservation") {
+					// The policy: a full refund until CANCEL_CUTOFF_HOURS before the show, no cancellation after.
+					const cutoff = cancelCutoff(await this.showStartOf(ctx, row), this.config.cancelCutoffHours);
+					if (Date.now() >= cutoff.getTime()) throw new CancellationClosedError(row.id, cutoff.toISOString());
 					// CONFIRMED shows after step 2, while the seats may still be being sold (step 3): cancelling then
 					// could refund and release before a late sale lands. Only a finished booking is cancelled.
 					const paid = row.paid_saga_id ? await ctx.call<SagaView, { id: string }>("saga.find", { id: row.paid_saga_id }) : null;
@@ -620,11 +687,18 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			visibility: "public",
 			params: { userId: idParam, concertId: idParam },
 			async handler(this: This, ctx: Context<{ userId: string; concertId: string }>) {
-				const rows = await this.sql.select<{ n: number }>(
-					"SELECT COUNT(*) AS n FROM reservations WHERE user_id = ? AND concert_id = ? AND status = 'CONFIRMED'",
+				const rows = await this.sql.select<{ starts_at: Date | string | null; schedule_id: string }>(
+					"SELECT starts_at, schedule_id FROM reservations WHERE user_id = ? AND concert_id = ? AND status = 'CONFIRMED'",
 					[ctx.params.userId, ctx.params.concertId]
 				);
-				return { confirmed: Number(rows[0]?.n ?? 0) > 0 };
+				// `attended`: a confirmed booking of a show that has started (a review needs one).
+				const now = Date.now();
+				let attended = false;
+				for (const r of rows) {
+					const startsAt = r.starts_at ? iso(r.starts_at) : (await ctx.call<{ startsAt: string }, { id: string }>("concert.getSchedule", { id: r.schedule_id })).startsAt;
+					if (Date.parse(startsAt) <= now) attended = true;
+				}
+				return { confirmed: rows.length > 0, attended };
 			}
 		},
 
@@ -828,6 +902,37 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			if (this.scheduleConcerts.size >= SCHEDULE_CACHE_MAX) this.scheduleConcerts.clear();
 			this.scheduleConcerts.set(scheduleId, schedule.concertId);
 			return schedule.concertId;
+		},
+
+		/**
+		 * The per-buyer limits for a new reservation of `wanted` seats (reservation.domain.ts `buyerVerdict`). In a
+		 * transaction it first writes the buyer's row of reservation_buyers: that row lock (SQLite: the one writer)
+		 * serializes one buyer's inserts for one schedule, so concurrent attempts end at exactly the limit.
+		 */
+		async requireWithinLimits(this: This, userId: string, scheduleId: string, wanted: number, t?: Transaction) {
+			if (t) {
+				const upsert = this.sql.mysql
+					? "INSERT INTO reservation_buyers (user_id, schedule_id, updated_at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at)"
+					: "INSERT INTO reservation_buyers (user_id, schedule_id, updated_at) VALUES (?, ?, ?) ON CONFLICT (user_id, schedule_id) DO UPDATE SET updated_at = excluded.updated_at";
+				await this.sql.insert(upsert, [userId, scheduleId, sqlTime()], t);
+			}
+			const rows = await this.sql.select<{ id: string; status: string; expires_at: Date | string; seats: number }>(
+				`SELECT r.id, r.status, r.expires_at, (SELECT COUNT(*) FROM reservation_seats s WHERE s.reservation_id = r.id) AS seats
+				 FROM reservations r WHERE r.user_id = ? AND r.schedule_id = ? AND r.status IN (${COUNTED_STATUSES.map(() => "?").join(", ")})`,
+				[userId, scheduleId, ...COUNTED_STATUSES],
+				t
+			);
+			const verdict = buyerVerdict(rows, wanted, this.config.maxSeatsPerBuyer, new Date());
+			if (verdict.ok) return;
+			if ("open" in verdict) throw new OpenReservationExistsError(scheduleId, verdict.open);
+			throw new SeatLimitExceededError(scheduleId, this.config.maxSeatsPerBuyer, verdict.taken);
+		},
+
+		/** The show's start: from the row, or (rows older than the calendar) from the catalog. */
+		async showStartOf(this: This, ctx: Context<unknown, Meta>, row: ReservationRow) {
+			if (row.starts_at) return iso(row.starts_at);
+			const s = await ctx.call<{ startsAt: string }, { id: string }>("concert.getSchedule", { id: row.schedule_id });
+			return s.startsAt;
 		},
 
 		async requireActiveToken(this: This, ctx: Context<unknown, Meta>, userId: string, concertId: string) {

@@ -2,8 +2,14 @@ import { Errors } from "moleculer";
 
 /** Only a user with a confirmed reservation for the concert may review it (seed 003, review service). */
 export class ReviewNotAllowedError extends Errors.MoleculerClientError {
-	constructor(concertId: string) {
-		super("Only a user with a confirmed reservation for this concert may review it", 403, "REVIEW_NOT_ALLOWED", { concertId });
+	/** `reason`: NO_BOOKING (no confirmed booking of this concert) or SHOW_NOT_YET (the show has not taken place). */
+	constructor(concertId: string, reason: "NO_BOOKING" | "SHOW_NOT_YET" = "NO_BOOKING") {
+		super(
+			reason === "SHOW_NOT_YET" ? "A review can be written once the show has taken place" : "Only a user with a confirmed booking for this concert may review it",
+			403,
+			"REVIEW_NOT_ALLOWED",
+			{ concertId, reason }
+		);
 		this.name = "ReviewNotAllowedError";
 	}
 }

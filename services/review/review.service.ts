@@ -1,7 +1,9 @@
 /**
- * Review context (seed 003): a user with a confirmed reservation for a concert may review it once
- * (API.md, Ranking, reviews, notifications). The concert must exist (concert.get), the confirmation comes from the
- * reservation context (reservation.hasConfirmed), and "once" is the unique index on (user_id, concert_id).
+ * Review context (seed 003): a user with a confirmed booking of a show of a concert that has taken place may
+ * review the concert once (API.md, Ranking, reviews, notifications). The concert must exist (concert.get), the
+ * booking comes from the reservation context (reservation.hasConfirmed), and "once" is the unique index on
+ * (user_id, concert_id). A cancelled booking withdraws its review (the reservation.cancelled event) unless the user
+ * still holds another confirmed booking of the concert.
  */
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
@@ -10,6 +12,8 @@ import type { AuthUser } from "../../lib/auth";
 import { UnauthorizedError } from "../../lib/errors";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
+import type { EventMessage } from "../../lib/events/types";
 import { callPeer, ReviewExistsError, ReviewNotAllowedError } from "./errors";
 import { createReviews } from "./migrations/001_create_reviews";
 import { averageRating, CONTENT_MAX, RATING_MAX, RATING_MIN, toPublicReview, type ReviewRow } from "./review.domain";
@@ -31,6 +35,7 @@ interface ListParams {
 }
 interface ReviewMethods {
 	assertConcert(ctx: Context, concertId: string): Promise<void>;
+	withdrawReview(event: EventMessage): Promise<void>;
 }
 type This = PlatformVars & DbVars & ReviewMethods;
 
@@ -42,6 +47,7 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 
 	mixins: [
 		PlatformMixin,
+		EventConsumerMixin({ handlers: { "reservation.cancelled": "withdrawReview" } }),
 		DbMixin({
 			database: "review",
 			migrations: [createReviews],
@@ -77,10 +83,11 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 				if (!user) throw new UnauthorizedError();
 				const { id, rating, content } = ctx.params;
 				await this.assertConcert(ctx, id);
-				const { confirmed } = await callPeer("reservation", () =>
-					ctx.call<{ confirmed: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", { userId: user.id, concertId: id })
+				const { confirmed, attended } = await callPeer("reservation", () =>
+					ctx.call<{ confirmed: boolean; attended: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", { userId: user.id, concertId: id })
 				);
 				if (confirmed !== true) throw new ReviewNotAllowedError(id);
+				if (attended !== true) throw new ReviewNotAllowedError(id, "SHOW_NOT_YET");
 				const row: ReviewRow = { id: crypto.randomUUID(), concert_id: id, user_id: user.id, rating, content, created_at: new Date() };
 				try {
 					await this.sequelize.query(
@@ -131,6 +138,18 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 		/** concert.get answers 404 NOT_FOUND for an unknown concert; that error goes to the client as it is. */
 		async assertConcert(ctx: Context, id: string) {
 			await callPeer("concert", () => ctx.call("concert.get", { id }));
+		},
+
+		/**
+		 * A booking was cancelled (and refunded): the review it allowed goes, unless the user still holds another
+		 * confirmed booking of the concert. Idempotent: a redelivery finds nothing to delete.
+		 */
+		async withdrawReview(this: This & { broker: { call: Context["call"] } }, event: EventMessage) {
+			const { userId, concertId } = event.payload as { userId?: unknown; concertId?: unknown };
+			if (typeof userId !== "string" || typeof concertId !== "string") return;
+			const { confirmed } = await this.broker.call<{ confirmed: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", { userId, concertId });
+			if (confirmed) return;
+			await this.sequelize.query("DELETE FROM reviews WHERE user_id = ? AND concert_id = ?", { replacements: [userId, concertId] });
 		}
 	}
 };

@@ -111,15 +111,15 @@ export async function seedWorld(api: string, adminToken: string, adminPassword?:
 
 	const reserve = async (token: string, queueToken: string, seatIds: string[], who: string) =>
 		must(`${who} reserve`, await http("POST", `${api}/reservations`, { token, body: { scheduleId, seatIds }, headers: { "x-queue-token": queueToken } })).id as string;
-	// Both of the user's reservations first: the payment expires the queue token it used.
+	// One open reservation per buyer and show: the first is paid (which uses the queue token up) before the second.
 	const paid = await reserve(userToken, userQueue, [seats[0].id], "user");
-	const pending = await reserve(userToken, userQueue, [seats[1].id, seats[2].id], "user");
 	const payment = must(
 		"pay",
 		await http("POST", `${api}/payments`, { token: userToken, body: { reservationId: paid }, headers: { "x-queue-token": userQueue, "idempotency-key": `seed-pay-${tag}` } })
 	);
 	const enter = must("user queue again", await http("POST", `${api}/queue/tokens`, { token: userToken, body: { concertId } }));
 	if (enter.status !== "ACTIVE") throw new Error(`seedWorld: user queue token not ACTIVE after the payment: ${JSON.stringify(enter)}`);
+	const pending = await reserve(userToken, enter.token, [seats[1].id, seats[2].id], "user");
 	const adminPending = await reserve(adminToken, adminQueue, [seats[3].id], "admin");
 	const payments = must("payments", await http("GET", `${api}/payments`, { token: userToken })) as { rows: { id: string }[] };
 	const sagas = must("sagas", await http("GET", `${api}/admin/sagas?pageSize=5`, { token: adminToken })) as { rows: { id: string }[] };

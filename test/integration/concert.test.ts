@@ -125,7 +125,8 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 			id: expect.any(String),
 			title: expect.any(String),
 			artist: expect.any(String),
-			venue: { id: expect.any(String), name: expect.any(String) }
+			venue: { id: expect.any(String), name: expect.any(String) },
+			sales: { opensAt: null, closesAt: null }
 		});
 		const all = await http("GET", `${api}/concerts?pageSize=100`);
 		const demo = all.body.rows.filter((c: { venue: { name: string } }) => c.venue.name.endsWith("(demo)"));
@@ -148,7 +149,7 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		const demo = list.body.rows.find((c: { venue: { name: string } }) => c.venue.name.endsWith("(demo)"));
 		const concert = await http("GET", `${api}/concerts/${demo.id}`);
 		expect(concert.status).toBe(200);
-		expect(concert.body).toEqual({ ...demo, schedules: expect.any(Array) });
+		expect(concert.body).toEqual({ ...demo, sales: { ...demo.sales, state: "OPEN" }, schedules: expect.any(Array) });
 		expect(concert.body.schedules.length).toBeGreaterThanOrEqual(2);
 		expect(concert.body.schedules[0]).toEqual({
 			id: expect.any(String),
@@ -244,7 +245,8 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 				{ id: ids[1], label: "B-6", grade: "R", price: 1000 }
 			],
 			amount: 4000,
-			expiresAt: expect.any(String)
+			expiresAt: expect.any(String),
+			startsAt: expect.any(String)
 		});
 		const ttl = new Date(hold.expiresAt).getTime() - before;
 		expect(ttl).toBeGreaterThan(env.config.holdTtlSec * 1000 - 5_000);

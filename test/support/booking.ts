@@ -36,16 +36,27 @@ export async function demoSchedule(api: string): Promise<{ concertId: string; sc
 	return { concertId, scheduleId: detail.body.schedules[0].id };
 }
 
-/** A new concert of its own (admin route), so a test's seats are not shared with another test. */
-export async function ownConcert(api: string, adminToken: string, rows = 2, perRow = 10, price = 1000): Promise<{ concertId: string; scheduleId: string }> {
+/**
+ * A new concert of its own (admin route), so a test's seats are not shared with another test. Its show is in 30
+ * days unless `opts.startsAt` says otherwise; `opts.sales` sets its sale window.
+ */
+export async function ownConcert(
+	api: string,
+	adminToken: string,
+	rows = 2,
+	perRow = 10,
+	price = 1000,
+	opts: { startsAt?: Date; sales?: { opensAt?: string | null; closesAt?: string | null } } = {}
+): Promise<{ concertId: string; scheduleId: string }> {
 	const res = await http("POST", `${api}/admin/concerts`, {
 		token: adminToken,
 		body: {
 			title: `Test ${Date.now().toString(36)}-${++counter}`,
 			artist: "Test Artist",
 			venue: { name: `Venue ${Date.now().toString(36)}-${counter}` },
-			schedules: [{ startsAt: new Date(Date.now() + 30 * 86400_000).toISOString() }],
-			seats: { rows, perRow, price }
+			schedules: [{ startsAt: (opts.startsAt ?? new Date(Date.now() + 30 * 86400_000)).toISOString() }],
+			seats: { rows, perRow, price },
+			...(opts.sales ? { sales: opts.sales } : {})
 		}
 	});
 	if (res.status !== 201) throw new Error(`create concert: ${res.status} ${JSON.stringify(res.body)}`);

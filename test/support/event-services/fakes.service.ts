@@ -65,7 +65,9 @@ export const FakeReservationService: ServiceSchema<Record<string, never>, Record
 			params: { userId: "string", concertId: "string" },
 			handler(ctx: Context<{ userId: string; concertId: string }>) {
 				this.asked++;
-				return { confirmed: this.confirmed.has(`${ctx.params.userId}|${ctx.params.concertId}`) };
+				// A confirmed booking here is one of a show that has taken place (`attended`): the review tests' case.
+				const confirmed = this.confirmed.has(`${ctx.params.userId}|${ctx.params.concertId}`);
+				return { confirmed, attended: confirmed };
 			}
 		},
 		async soldSeatsByConcert() {
