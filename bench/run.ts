@@ -588,6 +588,8 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 	const t0 = performance.now();
 	let soldOutAt = 0;
 	let finished = 0;
+	let toldSoldOut = 0;
+	let stillWaiting = 0;
 	const bar = new Progress("flash sale", m, () => sold.size, () => `entered ${enterRec.count}, polls ${pollRec.count}, holds ${holdRec.ok}/${holdRec.count}, done ${finished}/${n}`);
 	const deadline = t0 + Math.max(120, o.seconds) * 1000;
 
@@ -599,10 +601,17 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 		let view = e.body as { token: string; status: string; position: number; etaSeconds?: number };
 		u.queueToken = view.token;
 		while (view.status !== "ACTIVE") {
-			if (taken.size >= seats.length || performance.now() > deadline) return; // sold out: the waiting page says so
+			// The platform says when nothing is left: the line closes SOLD_OUT (issue 16), the client stops there.
+			if (view.status === "SOLD_OUT") {
+				toldSoldOut++;
+				return;
+			}
+			if (performance.now() > deadline) {
+				stillWaiting++;
+				return;
+			}
 			// A client polls sooner when it is near the front: 20 ms per place ahead, between 0.5 s and 5 s.
 			await sleep(Math.min(5000, Math.max(500, view.position * 20)) * (0.8 + Math.random() * 0.4));
-			if (taken.size >= seats.length) return;
 			const r = await c.request("GET", `/queue/tokens/${encodeURIComponent(u.queueToken)}`, { token: u.token });
 			pollRec.add(r.ms, r.status === 200, r.status);
 			if (r.status !== 200) return;
@@ -612,13 +621,15 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 			const seat = pickSeat();
 			if (!seat || performance.now() > deadline) {
 				const l = await c.request("DELETE", `/queue/tokens/${encodeURIComponent(u.queueToken)}`, { token: u.token });
-				leaveRec.add(l.ms, l.status === 204, l.status);
+				// 404: the line closed SOLD_OUT meanwhile and freed the token.
+				leaveRec.add(l.ms, l.status === 204 || l.status === 404, l.status);
 				return;
 			}
 			taken.add(seat.id);
 			const h = await c.request("POST", "/reservations", { token: u.token, body: { scheduleId, seatIds: [seat.id] }, headers: { "x-queue-token": u.queueToken } });
 			const type = (h.body as { type?: string }).type;
-			holdRec.add(h.ms, h.status === 201 || type === "SEAT_UNAVAILABLE", h.status === 409 ? `409 ${type}` : h.status);
+			holdRec.add(h.ms, h.status === 201 || type === "SEAT_UNAVAILABLE" || type === "SOLD_OUT", h.status === 409 ? `409 ${type}` : h.status);
+			if (type === "SOLD_OUT") return;
 			if (h.status === 409 && type === "SEAT_UNAVAILABLE") continue;
 			if (h.status !== 201) return;
 			const id = String((h.body as { id: string }).id);
@@ -650,6 +661,16 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 		{ name: "flashsale: sold out", ok: sold.size === m, details: `${sold.size}/${m} seats paid` },
 		{ name: "flashsale: under 30 s", ok: soldOutSeconds !== null && soldOutSeconds < 30, details: `${soldOutSeconds ?? "not sold out"} s` },
 		{ name: "flashsale: every user entered", ok: enterRec.ok === n, details: JSON.stringify(enterRec.statuses) },
+		{
+			name: "flashsale: the waiting users are told SOLD_OUT, none left waiting",
+			ok: stillWaiting === 0 && toldSoldOut > 0,
+			details: `${toldSoldOut} told SOLD_OUT, ${stillWaiting} still waiting at the deadline`
+		},
+		{
+			name: "flashsale: at most one seat per buyer (each buys one; the limit is 4)",
+			ok: soldSeatsByUser.size === sold.size,
+			details: `${soldSeatsByUser.size} buyers, ${sold.size} seats`
+		},
 		{ name: "flashsale: no unexpected answer", ok: holdRec.errors === 0 && payRec.errors === 0 && pollRec.errors === 0, details: `hold ${JSON.stringify(holdRec.statuses)}, pay ${JSON.stringify(payRec.statuses)}, poll ${JSON.stringify(pollRec.statuses)}` }
 	];
 	return {

@@ -181,6 +181,12 @@ export class Population {
 			else if (paid.status === 201) booking.told = "CONFIRMED";
 			else if (paid.status === 202) booking.told = await this.settle(s, booking.id);
 			else booking.told = "NOT_PAID";
+			if (booking.told === "NOT_PAID") {
+				// A payment that did not go through leaves the reservation open, and a buyer has one open reservation per
+				// show at a time: the shopper lets it go, as a person would, before trying other seats.
+				const dropped = await this.send("cancel", "POST", `/reservations/${booking.id}/cancel`, { token: s.token, key: `drop-${booking.id}` });
+				if (dropped?.status === 200) booking.told = "CANCELLED";
+			}
 			if (booking.told === "CONFIRMED") {
 				this.confirmations.push(this.now());
 				this.sold.push(...seatIds);
@@ -206,7 +212,8 @@ export class Population {
 					body: { rating: 1 + Math.floor(Math.random() * 5), content: "Survived the chaos." },
 					key: `review-${s.id}-${sale.concertId}`
 				});
-				if (review?.status === 201 || review?.status === 409) s.reviewed.add(sale.concertId);
+				// 403 before the show (a review needs the show to have taken place): the shopper stops asking.
+				if (review?.status === 201 || review?.status === 409 || review?.status === 403) s.reviewed.add(sale.concertId);
 			}
 		}
 	}

@@ -64,6 +64,8 @@ export async function startCluster(servers: Servers, opts: { port: number; logLe
 		LOGIN_LIMIT_PER_ACCOUNT: "0",
 		// Every shopper is admitted at once: the harness measures faults, not the waiting room's pace.
 		QUEUE_MAX_ACTIVE: "100000",
+		// Each shopper buys again and again through a phase: the per-buyer limit would end its run.
+		MAX_SEATS_PER_BUYER: "1000000",
 		// The scheduled consistency check (which also releases orphan holds) every 30 s instead of 5 min, so a phase
 		// settles within the harness's wait.
 		CONSISTENCY_INTERVAL_SEC: "30",
