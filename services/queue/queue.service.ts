@@ -60,8 +60,10 @@ interface Meta {
 
 interface Vars {
 	queueStore: QueueStore;
-	/** concertId -> its sale status and until when it is trusted (epoch ms). */
+	/** concertId -> its sale status and until when it is fresh (epoch ms). */
 	knownConcerts: Map<string, { sale: SaleInfo; until: number }>;
+	/** concertId -> the catalog lookup in flight (one per concert and node, whatever the number of callers). */
+	saleLookups: Map<string, Promise<SaleInfo>>;
 	sweepTimer?: NodeJS.Timeout;
 	saleTimer?: NodeJS.Timeout;
 	checkingSales?: Promise<void>;
@@ -284,20 +286,35 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		async saleOf(ctx, concertId, fresh = false) {
 			const now = Date.now();
 			const known = this.knownConcerts.get(concertId);
-			if (!fresh && known !== undefined && known.until > now) return known.sale;
-			let sale: SaleInfo;
-			try {
-				sale = (await (ctx ? ctx.call("concert.saleStatus", { id: concertId }) : this.broker.call("concert.saleStatus", { id: concertId }))) as SaleInfo;
-			} catch (err) {
-				const e = err as { type?: string; code?: number };
-				if (e.type === "SERVICE_NOT_FOUND" || e.type === "SERVICE_NOT_AVAILABLE") throw new QueueDependencyUnavailableError();
-				// The catalog's 404, or a 422 because the id is not even a valid concert id: no such concert.
-				if (e.code === 404 || e.type === "VALIDATION_ERROR") throw new NotFoundError("concert", concertId);
-				throw err;
+			if (!fresh && known !== undefined) {
+				// Fresh: the answer. Stale (up to 15 x the freshness): still the answer, refreshed in the background, so a
+				// flash sale's thousands of entries a second never wait for, nor pile onto, the catalog.
+				if (known.until > now) return known.sale;
+				if (known.until + 14 * this.settings.concertCacheMs > now) {
+					void this.saleOf(null, concertId, true).catch(() => undefined);
+					return known.sale;
+				}
 			}
-			if (this.knownConcerts.size >= this.settings.concertCacheMax) this.knownConcerts.clear();
-			this.knownConcerts.set(concertId, { sale, until: now + this.settings.concertCacheMs });
-			return sale;
+			// One lookup per concert at a time on this node: concurrent callers share it.
+			const inFlight = this.saleLookups.get(concertId);
+			if (inFlight) return inFlight;
+			const lookup = (async () => {
+				let sale: SaleInfo;
+				try {
+					sale = (await (ctx ? ctx.call("concert.saleStatus", { id: concertId }) : this.broker.call("concert.saleStatus", { id: concertId }))) as SaleInfo;
+				} catch (err) {
+					const e = err as { type?: string; code?: number };
+					if (e.type === "SERVICE_NOT_FOUND" || e.type === "SERVICE_NOT_AVAILABLE") throw new QueueDependencyUnavailableError();
+					// The catalog's 404, or a 422 because the id is not even a valid concert id: no such concert.
+					if (e.code === 404 || e.type === "VALIDATION_ERROR") throw new NotFoundError("concert", concertId);
+					throw err;
+				}
+				if (this.knownConcerts.size >= this.settings.concertCacheMax) this.knownConcerts.clear();
+				this.knownConcerts.set(concertId, { sale, until: Date.now() + this.settings.concertCacheMs });
+				return sale;
+			})().finally(() => this.saleLookups.delete(concertId));
+			this.saleLookups.set(concertId, lookup);
+			return lookup;
 		},
 
 		/**
@@ -362,6 +379,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 
 	created() {
 		this.knownConcerts = new Map();
+		this.saleLookups = new Map();
 	},
 
 	async started() {

@@ -12,6 +12,15 @@ const ADMIN = { ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "ops-password" }
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 const CORE = ["api", "user", "queue", "concert", "payment", "saga", "reservation"];
 
+/** A new signed-in account with points (and no waiting-room token yet). */
+async function account(api: string, tag: string, points = 10_000): Promise<{ token: string }> {
+	const email = `${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}@example.com`;
+	await http("POST", `${api}/auth/register`, { body: { email, password: "password-1", name: tag } });
+	const token = (await http("POST", `${api}/auth/login`, { body: { email, password: "password-1" } })).body.accessToken as string;
+	await http("POST", `${api}/points/charge`, { token, body: { amount: points }, headers: { "idempotency-key": `charge-${email}` } });
+	return { token };
+}
+
 /** Seats of the schedule by status. */
 async function seatCounts(api: string, scheduleId: string): Promise<Record<string, number>> {
 	const out: Record<string, number> = { AVAILABLE: 0, HELD: 0, SOLD: 0 };
@@ -115,13 +124,7 @@ describe("the sales calendar (embedded)", () => {
 	}, 120_000);
 	afterAll(() => env.cleanup(), 60_000);
 
-	const user = async (concertId: string, tag = "c") => {
-		const email = `${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}@example.com`;
-		await http("POST", `${api}/auth/register`, { body: { email, password: "password-1", name: tag } });
-		const token = (await http("POST", `${api}/auth/login`, { body: { email, password: "password-1" } })).body.accessToken as string;
-		await http("POST", `${api}/points/charge`, { token, body: { amount: 10_000 }, headers: { "idempotency-key": `charge-${email}` } });
-		return { token, concertId };
-	};
+	const user = async (concertId: string, tag = "c") => ({ ...(await account(api, tag)), concertId });
 
 	it("when a show is in the past, then its concert cannot be entered, held or paid (409 SALES_CLOSED)", async () => {
 		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 100, { startsAt: new Date("2020-06-01T19:00:00Z") });
@@ -296,10 +299,7 @@ describe.each([
 	afterAll(() => env.cleanup(), 60_000);
 
 	const person = async (concertId: string, tag: string) => {
-		const email = `${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}@example.com`;
-		await http("POST", `${api}/auth/register`, { body: { email, password: "password-1", name: tag } });
-		const token = (await http("POST", `${api}/auth/login`, { body: { email, password: "password-1" } })).body.accessToken as string;
-		await http("POST", `${api}/points/charge`, { token, body: { amount: 10_000 }, headers: { "idempotency-key": `charge-${email}` } });
+		const { token } = await account(api, tag);
 		const q = await http("POST", `${api}/queue/tokens`, { token, body: { concertId } });
 		return { token, queueToken: q.body.token as string, first: q.body, userId: "", concertId };
 	};
