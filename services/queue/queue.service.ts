@@ -126,8 +126,8 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		/**
 		 * GET /api/queue/tokens/:token: status, position, ETA, expiry. One store round trip; foreign reads 404. A
 		 * poll keeps a waiting token in line and confirms a promoted one. A token that left answers why (EXPIRED,
-		 * LEFT, COMPLETED) for an hour; a closed line answers SOLD_OUT or CLOSED; a reopened line takes its former
-		 * members back (a new place at the end of the line, same token).
+		 * LEFT, COMPLETED) for an hour; a closed line answers SOLD_OUT or CLOSED; a reopened line takes those who
+		 * still poll back (a new token at the end of the line).
 		 */
 		status: {
 			visibility: "published",
@@ -148,8 +148,10 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 					case "closed":
 						return endedTokenView(parsed.concertId, parsed.tokenId, found.state);
 					case "rejoin": {
+						// A new token at the end of the line (never the id the caller presented: that could be anyone's).
 						const sale = await this.saleOf(ctx, parsed.concertId);
-						const entry = await this.queueStore.enter(parsed.concertId, user.id, parsed.tokenId, this.limitsFor(sale));
+						if (sale.state === "CLOSED") throw new QueueLineClosedError(parsed.concertId, "CLOSED");
+						const entry = await this.queueStore.enter(parsed.concertId, user.id, newTokenId(), this.limitsFor(sale));
 						return this.view(parsed.concertId, entry);
 					}
 				}

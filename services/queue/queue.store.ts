@@ -249,7 +249,8 @@ local function view(tok, now)
   local user = redis.call('HGET', K_OWNERS, tok)
   if not user then
     local info = redis.call('HGET', K_GONEINFO, tok)
-    if info then
+    local left = tonumber(redis.call('ZSCORE', K_GONE, tok) or '0')
+    if info and left > now - GONE_KEEP then
       local bar = string.find(info, '|', 1, true)
       return {2, string.sub(info, 1, bar - 1), string.sub(info, bar + 1)}
     end
@@ -326,6 +327,10 @@ return {was, promote(now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]
 local now = now_ms()
 if ARGV[6] ~= '' then redis.call('HSET', K_CFG, 'opens', ARGV[6]) end
 local expired = expire_stale(now) + expire_unpolled(now, tonumber(ARGV[5]))
+-- Tokens that left more than GONE_KEEP ago are forgotten one by one (the keys' own expiry is only the backstop).
+local old = redis.call('ZRANGEBYSCORE', K_GONE, '-inf', now - GONE_KEEP)
+for _, tok in ipairs(old) do redis.call('HDEL', K_GONEINFO, tok) end
+if #old > 0 then redis.call('ZREMRANGEBYSCORE', K_GONE, '-inf', now - GONE_KEEP) end
 local admitted = promote(now, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]))
 if redis.call('ZCARD', K_WAIT) == 0 and redis.call('ZCARD', K_ACT) == 0 and redis.call('HLEN', K_OWNERS) == 0 then
   redis.call('SREM', K_CONCERTS, ARGV[3])
@@ -623,7 +628,7 @@ export class MemoryQueueStore implements QueueStore {
 		let active = 0;
 		for (const exp of q.active.values()) if (exp > now) active++;
 		return {
-			waiting: q.wait.size,
+			waiting: q.wait.size + q.pre.size,
 			active,
 			slotsTaken: q.active.size,
 			admittedLastMinute: this.rate(q, now),

@@ -91,9 +91,16 @@ export function seatIdProblems(seatIds: string[]): string[] {
 export const COUNTED_STATUSES = ["PENDING", "PAYING", "CONFIRMED", "CANCELLING"] as const;
 
 /**
+ * How long past its hold a PENDING reservation still counts for its buyer: a payment that read the clock just
+ * before the expiry may still be moving it to PAYING (its UPDATE waiting on a busy database), and the expiry
+ * sweeper marks it EXPIRED within seconds anyway.
+ */
+export const EXPIRY_GRACE_MS = 10_000;
+
+/**
  * The per-buyer rule for a new reservation of `wanted` seats, from the buyer's reservations of the schedule in
- * COUNTED_STATUSES: one open (PENDING not yet expired, or PAYING) at a time, and at most `limit` seats in all. A
- * PENDING reservation past its hold is neither open nor counted: it can no longer be paid.
+ * COUNTED_STATUSES: one open (PENDING, PAYING) at a time, and at most `limit` seats in all. A PENDING reservation
+ * more than EXPIRY_GRACE_MS past its hold is neither open nor counted: it can no longer be paid.
  */
 export function buyerVerdict(
 	rows: { id: string; status: string; expires_at: Date | string; seats: number }[],
@@ -101,7 +108,7 @@ export function buyerVerdict(
 	limit: number,
 	now: Date
 ): { ok: true } | { ok: false; open: string } | { ok: false; taken: number } {
-	const live = rows.filter(r => !(r.status === "PENDING" && new Date(iso(r.expires_at)).getTime() <= now.getTime()));
+	const live = rows.filter(r => !(r.status === "PENDING" && new Date(iso(r.expires_at)).getTime() + EXPIRY_GRACE_MS <= now.getTime()));
 	const open = live.find(r => r.status === "PENDING" || r.status === "PAYING");
 	if (open) return { ok: false, open: open.id };
 	const taken = live.reduce((n, r) => n + Number(r.seats), 0);
