@@ -1,8 +1,8 @@
 /**
- * The coordination-store contract: one suite, run against every implementation (store.test.ts). Later issues
+ * The coordination-store contract: one suite, run by the unit tier against the memory store and by the integration tier against Redis (store.test.ts, store.redis.test.ts). Later issues
  * add their domain operations here so the memory and Redis stores cannot drift apart.
  */
-import type { CoordinationStore } from "../../lib/store";
+import type { CoordinationStore } from "../../../lib/store";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
