@@ -343,9 +343,9 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				const now = Date.now();
 				const state = concertSaleState(concert.sales, schedules.map(s => s.startsAt), now);
 				const onSale = schedules.filter(s => saleState(concert.sales, s.startsAt, now) !== "CLOSED");
-				const views = await this.scheduleViews(onSale);
+				// One read of the live holds serves both figures (scheduleViews would read them again).
 				const held = await this.holds.heldCounts(onSale.map(s => s.id));
-				const available = views.reduce((n, v) => n + v.availableSeats, 0);
+				const available = onSale.reduce((n, s, i) => n + availableSeats(s.totalSeats, s.soldSeats, held[i]), 0);
 				const heldSeats = held.reduce((n, h) => n + h, 0);
 				return { concertId: concert.id, state, ...concert.sales, availableSeats: available, heldSeats, soldOut: available === 0 && heldSeats === 0 };
 			}

@@ -102,7 +102,7 @@ interface ReservationMethods {
 	requireActiveToken(ctx: Context<unknown, Meta>, userId: string, concertId: string): Promise<void>;
 	concertOf(ctx: Context<unknown, Meta>, scheduleId: string): Promise<string>;
 	requireWithinLimits(userId: string, scheduleId: string, wanted: number, t?: Transaction): Promise<void>;
-	showStartOf(ctx: Context<unknown, Meta>, row: ReservationRow): Promise<string>;
+	showStartOf(ctx: Context<unknown, Meta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">): Promise<string>;
 	sweepExpired(): Promise<number>;
 	waitMs(): number;
 	emit(t: Transaction, row: EventRow, eventType: string, extra?: Record<string, unknown>, known?: { version?: number; seatIds?: string[] }): Promise<void>;
@@ -695,8 +695,10 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const now = Date.now();
 				let attended = false;
 				for (const r of rows) {
-					const startsAt = r.starts_at ? iso(r.starts_at) : (await ctx.call<{ startsAt: string }, { id: string }>("concert.getSchedule", { id: r.schedule_id })).startsAt;
-					if (Date.parse(startsAt) <= now) attended = true;
+					if (Date.parse(await this.showStartOf(ctx, r)) <= now) {
+						attended = true;
+						break;
+					}
 				}
 				return { confirmed: rows.length > 0, attended };
 			}
@@ -929,7 +931,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		},
 
 		/** The show's start: from the row, or (rows older than the calendar) from the catalog. */
-		async showStartOf(this: This, ctx: Context<unknown, Meta>, row: ReservationRow) {
+		async showStartOf(this: This, ctx: Context<unknown, Meta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">) {
 			if (row.starts_at) return iso(row.starts_at);
 			const s = await ctx.call<{ startsAt: string }, { id: string }>("concert.getSchedule", { id: row.schedule_id });
 			return s.startsAt;
