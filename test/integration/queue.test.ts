@@ -117,6 +117,14 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 		expect(fake.calls() - before).toBe(1);
 	});
 
+	it("when 30 users enter a concert at once on a cold cache, then the catalog is asked once, not once per entry", async () => {
+		const concert = newConcert();
+		const before = fake.calls();
+		const entered = await Promise.all(Array.from({ length: 30 }, () => enter(user(), concert)));
+		expect(entered.map(r => r.status)).toEqual(Array(30).fill(201));
+		expect(fake.calls() - before).toBe(1);
+	});
+
 	it("when the concert is unknown or the body is bad, then 404 or 422 and nothing is queued", async () => {
 		const u = user();
 		const unknown = await enter(u, "no-such-concert");
