@@ -157,7 +157,10 @@ describe("the sales calendar (embedded)", () => {
 		expect(hold.body.type).toBe("SALES_CLOSED");
 		// Only the reservation held before the close still holds its seat; nothing was sold.
 		expect(await seatCounts(api, scheduleId)).toEqual({ AVAILABLE: 3, HELD: 1, SOLD: 0 });
-	}, 30_000);
+		// The waiting room's periodic sale check closes the line: a token from before the close now reads CLOSED.
+		const poll = () => http("GET", `${api}/queue/tokens/${encodeURIComponent(w.queueToken)}`, { token: w.token });
+		await waitFor(async () => (await poll()).body.status === "CLOSED", 10_000, "the line closed CLOSED");
+	}, 40_000);
 
 	it("when an admin sets a sale window, then it is validated (open < close <= the last show) and only admins may", async () => {
 		const show = new Date(Date.now() + 10 * 86400_000);
