@@ -522,8 +522,8 @@ interface ConcertQueue {
 	seen: Map<string, number>;
 	/** tokenId -> full expiry, for promoted tokens not used yet. */
 	grace: Map<string, number>;
+	/** When the sale opens (epoch ms; 0: open). */
 	opens: number;
-	reopened: number;
 }
 
 interface MemoryState {
@@ -688,8 +688,7 @@ export class MemoryQueueStore implements QueueStore {
 				admitted: 0,
 				seen: new Map(),
 				grace: new Map(),
-				opens: 0,
-				reopened: 0
+				opens: 0
 			};
 			this.concertsMap.set(concertId, q);
 		}
