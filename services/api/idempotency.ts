@@ -23,11 +23,10 @@ import type { IncomingMessage, ServerResponse } from "http";
 import { verifyAccessToken, type AuthUser } from "../../lib/auth";
 import { toHttpError } from "../../lib/errors";
 import type { CoordinationStore } from "../../lib/store";
+import { isValidIdempotencyKey } from "../../lib/idempotency-key";
 import { IdempotencyError } from "./errors";
 import { matchedRoute, type GuardedRequest, type MatchedRoute } from "./request-guard";
 
-/** API.md: 1..255 printable ASCII characters, spaces included (not only spaces: Node trims a header value's ends). */
-const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
 /**
  * Answers that are not outcomes of the operation: never replayed, the slot is released. 202 says the operation is
  * still running: a retry with the key asks again (the service finds its saga by the key and answers its state).
@@ -134,7 +133,7 @@ export function idempotencyMiddleware(opts: IdempotencyOptions) {
 			}
 			return next();
 		}
-		if (!KEY_PATTERN.test(key) || key.trim() === "") {
+		if (!isValidIdempotencyKey(key)) {
 			return sendError(res, new IdempotencyError(400, "IDEMPOTENCY_KEY_INVALID", "Idempotency-Key must be 1..255 printable characters"));
 		}
 

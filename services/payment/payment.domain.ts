@@ -66,10 +66,8 @@ export interface PublicPayment {
 	refundedAt?: string;
 }
 
-/** API.md: an Idempotency-Key is 1..255 printable characters. */
-export function isValidIdempotencyKey(key: unknown): key is string {
-	return typeof key === "string" && /^[\x20-\x7E]{1,255}$/.test(key) && key.trim().length > 0;
-}
+/** API.md's Idempotency-Key rule (lib/idempotency-key.ts), re-exported for the payment context. */
+export { isValidIdempotencyKey } from "../../lib/idempotency-key";
 
 /** The balance change a ledger row stands for. */
 export function signedAmount(type: LedgerType, amount: number): number {
