@@ -146,7 +146,8 @@ function keysOf(concertId: string): string[] {
 		"queue:soldout"
 	];
 }
-const NUM_KEYS = 15;
+/** Every script takes the same keys, in this order. */
+const NUM_KEYS = keysOf("-").length;
 
 /** Shared by every script; KEYS are always `keysOf(concertId)` in that order. */
 const LUA_PRELUDE = `
