@@ -350,6 +350,9 @@ describe.each([
 
 		const cancel = await http("POST", `${api}/reservations/${r.body.id}/cancel`, { token: buyer.token, headers: { "idempotency-key": "give-back" } });
 		expect(cancel.status).toBe(200);
-		await waitFor(async () => ["WAITING", "ACTIVE"].includes((await poll(waiter)).body.status), 15_000, "the line reopened to the waiting user");
+		let back: { status: string; token: string } | undefined;
+		await waitFor(async () => ["WAITING", "ACTIVE"].includes((back = (await poll(waiter)).body).status), 15_000, "the line reopened to the waiting user");
+		// Taken back under a new token, never the id presented (which could have been anyone's).
+		expect(back!.token).not.toBe(waiter.queueToken);
 	}, 90_000);
 });
