@@ -175,6 +175,6 @@ const UNAVAILABLE_REPLIES = new Set(["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"
  * a TypeError or RangeError is a bug of ours and stays what it is.
  */
 export function isUnavailable(err: unknown): boolean {
-	if (err instanceof ReplyError) return UNAVAILABLE_REPLIES.has(String(err.message).split(" ", 1)[0]);
+	if (err instanceof ReplyError) return UNAVAILABLE_REPLIES.has(String((err as Error).message).split(" ", 1)[0]);
 	return err instanceof Error && !(err instanceof TypeError || err instanceof RangeError);
 }

@@ -8,6 +8,7 @@
  * held seats but never a sold one.
  */
 import { CONCERT_MIGRATIONS } from "./migrations";
+import { LRUCache } from "lru-cache";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { FieldValidationError, NotFoundError } from "../../lib/errors";
@@ -67,15 +68,15 @@ interface Vars {
 	/** Releases done after a commit or a refusal, retried in the background when the store is down. */
 	lateReleases: LateReleases;
 	/** Per-node cache of seat maps (immutable data), so a hold costs one SQL read: the sold check. */
-	seatMaps: Map<string, SeatMap>;
+	seatMaps: LRUCache<string, SeatMap>;
 	/** Per-node cache of sale windows (concertId -> window and when it was read): an admin's change is seen within WINDOW_CACHE_MS. */
-	windows: Map<string, { window: SalesWindow; at: number }>;
+	windows: LRUCache<string, { window: SalesWindow; at: number }>;
 }
 
 /** How long a node trusts a sale window it read (ms): the calendar is checked on every hold and sale. */
 const WINDOW_CACHE_MS = 2000;
 
-/** Seat maps cached per node; the oldest is dropped past this many schedules. */
+/** Seat maps and sale windows cached per node; the least recently used go past this many. */
 const SEAT_MAP_CACHE_MAX = 500;
 
 interface ScheduleView {
@@ -635,7 +636,6 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			if (hit && Date.now() - hit.at < WINDOW_CACHE_MS) return hit.window;
 			const concert = await this.repo.getConcert(concertId);
 			const window = concert?.sales ?? { opensAt: null, closesAt: null };
-			if (this.windows.size >= SEAT_MAP_CACHE_MAX) this.windows.clear();
 			this.windows.set(concertId, { window, at: Date.now() });
 			return window;
 		},
@@ -687,7 +687,6 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			const schedule = await this.requireSchedule(scheduleId);
 			const seats = await this.repo.seatMetaOf(scheduleId);
 			const map: SeatMap = { concertId: schedule.concertId, startsAt: schedule.startsAt, seats: new Map(seats.map(s => [s.id, s])) };
-			if (this.seatMaps.size >= SEAT_MAP_CACHE_MAX) this.seatMaps.delete(this.seatMaps.keys().next().value!);
 			this.seatMaps.set(scheduleId, map);
 			return map;
 		},
@@ -715,8 +714,8 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		this.repo = new CatalogRepo(this.sequelize);
 		this.holds = createHoldStore(this.store);
 		this.lateReleases = new LateReleases(this.holds, { log: msg => this.logger.warn(msg) });
-		this.seatMaps = new Map();
-		this.windows = new Map();
+		this.seatMaps = new LRUCache({ max: SEAT_MAP_CACHE_MAX });
+		this.windows = new LRUCache({ max: SEAT_MAP_CACHE_MAX });
 		if (this.broker.isMetricsEnabled()) {
 			const m = this.broker.metrics;
 			if (!m.hasMetric("concert.hold.requests")) {

@@ -15,6 +15,7 @@
  *   CLOSED; a closed line answers that to every poll, refuses entries, and its memory is freed. A SOLD_OUT line whose
  *   seats come back (a cancellation) reopens, and those still polling join it again.
  */
+import { LRUCache } from "lru-cache";
 import type { Context, ServiceSchema } from "moleculer";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
@@ -61,7 +62,7 @@ interface Meta {
 interface Vars {
 	queueStore: QueueStore;
 	/** concertId -> its sale status and until when it is fresh (epoch ms). */
-	knownConcerts: Map<string, { sale: SaleInfo; until: number }>;
+	knownConcerts: LRUCache<string, { sale: SaleInfo; until: number }>;
 	/** concertId -> the catalog lookup in flight (one per concert and node, whatever the number of callers). */
 	saleLookups: Map<string, Promise<SaleInfo>>;
 	sweepTimer?: NodeJS.Timeout;
@@ -311,7 +312,6 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 					if (e.code === 404 || e.type === "VALIDATION_ERROR") throw new NotFoundError("concert", concertId);
 					throw err;
 				}
-				if (this.knownConcerts.size >= this.settings.concertCacheMax) this.knownConcerts.clear();
 				this.knownConcerts.set(concertId, { sale, until: Date.now() + this.settings.concertCacheMs });
 				return sale;
 			})().finally(() => this.saleLookups.delete(concertId));
@@ -380,7 +380,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 	},
 
 	created() {
-		this.knownConcerts = new Map();
+		this.knownConcerts = new LRUCache({ max: this.settings.concertCacheMax });
 		this.saleLookups = new Map();
 	},
 
