@@ -13,6 +13,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { FieldValidationError, NotFoundError } from "../../lib/errors";
 import { auditLimit, auditPageParams, pageOf, type AuditPageParams } from "../../lib/audit";
+import type { RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { CatalogRepo, type ScheduleRecord, type SeatRecord } from "./catalog.repo";
@@ -50,10 +51,6 @@ interface Settings {
 	reholdBackoffMs: number;
 }
 
-interface Meta {
-	$statusCode?: number;
-	$location?: string;
-}
 
 /** What never changes about a schedule once created: its concert, its show time and its seats' labels, grades and prices. */
 interface SeatMap {
@@ -286,7 +283,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				sales: { type: "object", optional: true, strict: "remove", props: salesProps },
 				$$strict: "remove"
 			},
-			async handler(this: This, ctx: Context<CreateParams, Meta>) {
+			async handler(this: This, ctx: Context<CreateParams, RequestMeta>) {
 				const p = ctx.params;
 				const problems = seatMapProblems(p.seats);
 				const schedules = p.schedules.map((s, i) => {

@@ -17,8 +17,8 @@
  */
 import { LRUCache } from "lru-cache";
 import type { Context, ServiceSchema } from "moleculer";
-import type { AuthUser } from "../../lib/auth";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { NotFoundError } from "../../lib/errors";
+import { signedInUser, type RequestMeta } from "../../lib/request";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { QueueDependencyUnavailableError, QueueLineClosedError, QueueTokenNotActiveError } from "./errors";
 import {
@@ -53,11 +53,6 @@ interface Settings {
 	closedMarkerMs: number;
 }
 
-interface Meta {
-	user?: AuthUser | null;
-	$statusCode?: number;
-	$location?: string;
-}
 
 interface Vars {
 	queueStore: QueueStore;
@@ -75,7 +70,6 @@ interface Vars {
 interface Methods {
 	limits(): QueueLimits;
 	view(concertId: string, entry: Parameters<typeof toTokenView>[1]): TokenView;
-	caller(ctx: Context<unknown, Meta>): AuthUser;
 	saleOf(ctx: Context | null, concertId: string, fresh?: boolean): Promise<SaleInfo>;
 	limitsFor(sale: SaleInfo | undefined): QueueLimits;
 	sweepOnce(): Promise<void>;
@@ -109,8 +103,8 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			visibility: "published",
 			auth: "user",
 			params: { concertId: concertIdParam, $$strict: "remove" },
-			async handler(ctx: Context<{ concertId: string }, Meta>) {
-				const user = this.caller(ctx);
+			async handler(ctx: Context<{ concertId: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const { concertId } = ctx.params;
 				const sale = await this.saleOf(ctx, concertId);
 				if (sale.state === "CLOSED") throw new QueueLineClosedError(concertId, "CLOSED");
@@ -134,8 +128,8 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			visibility: "published",
 			auth: "user",
 			params: { token: tokenParam, $$strict: "remove" },
-			async handler(ctx: Context<{ token: string }, Meta>) {
-				const user = this.caller(ctx);
+			async handler(ctx: Context<{ token: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const parsed = parseToken(ctx.params.token);
 				if (!parsed) throw new NotFoundError("queue token");
 				const found = await this.queueStore.lookup(parsed.concertId, parsed.tokenId, user.id);
@@ -165,8 +159,8 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			visibility: "published",
 			auth: "user",
 			params: { token: tokenParam, $$strict: "remove" },
-			async handler(ctx: Context<{ token: string }, Meta>) {
-				const user = this.caller(ctx);
+			async handler(ctx: Context<{ token: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const parsed = parseToken(ctx.params.token);
 				const was = parsed ? await this.queueStore.leave(parsed.concertId, parsed.tokenId, user.id, this.limits(), "LEFT") : null;
 				if (!was) throw new NotFoundError("queue token");
@@ -274,12 +268,6 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				maxActive: this.config.queueMaxActive,
 				activeTtlSec: this.config.queueActiveTtlSec
 			});
-		},
-
-		caller(ctx) {
-			const user = ctx.meta.user;
-			if (!user) throw new UnauthorizedError();
-			return user;
 		},
 
 		/**
