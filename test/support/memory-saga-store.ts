@@ -7,7 +7,7 @@
  */
 import crypto from "crypto";
 import type { Fence, InstancePatch, JournalWrite, NewDeadLetter, SagaFailedEvent, SagaJournal } from "../../sagas/store";
-import type { DeadLetter, JournalEntry, SagaState, StepPhase } from "../../sagas/types";
+import type { DeadLetter, JournalEntry, SagaState } from "../../sagas/types";
 
 const copy = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -157,7 +157,7 @@ export class MemorySagaStore implements SagaJournal {
 			};
 			const row = this.steps.find(s => s.sagaId === fence.id && s.step === e.step && s.phase === e.phase);
 			if (row) Object.assign(row, fields);
-			else this.steps.push({ id: this.nextStepId++, sagaId: fence.id, step: e.step, stepIndex: e.stepIndex, phase: e.phase as StepPhase, startedAt: iso(now), ...fields });
+			else this.steps.push({ id: this.nextStepId++, sagaId: fence.id, step: e.step, stepIndex: e.stepIndex, phase: e.phase, startedAt: iso(now), ...fields });
 		}
 	}
 }
