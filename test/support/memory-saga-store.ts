@@ -42,7 +42,8 @@ export class MemorySagaStore implements SagaJournal {
 			updatedAt: iso(now)
 		};
 		this.instances.set(saga.id, saga);
-		if (input.firstStep) this.upsert({ id: input.id, owner: input.owner }, [{ stepIndex: 0, step: input.firstStep, phase: "forward", status: "RUNNING", attempts: 1 }], now);
+		if (input.firstStep)
+			this.upsert({ id: input.id, owner: input.owner }, [{ stepIndex: 0, step: input.firstStep, phase: "forward", status: "RUNNING", attempts: 1 }], now);
 		return copy(saga);
 	}
 
@@ -157,7 +158,16 @@ export class MemorySagaStore implements SagaJournal {
 			};
 			const row = this.steps.find(s => s.sagaId === fence.id && s.step === e.step && s.phase === e.phase);
 			if (row) Object.assign(row, fields);
-			else this.steps.push({ id: this.nextStepId++, sagaId: fence.id, step: e.step, stepIndex: e.stepIndex, phase: e.phase, startedAt: iso(now), ...fields });
+			else
+				this.steps.push({
+					id: this.nextStepId++,
+					sagaId: fence.id,
+					step: e.step,
+					stepIndex: e.stepIndex,
+					phase: e.phase,
+					startedAt: iso(now),
+					...fields
+				});
 		}
 	}
 }

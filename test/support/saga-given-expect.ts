@@ -128,7 +128,15 @@ export async function given<D>(def: SagaDefinition<D>, data: D, script: Script =
 			}
 		}
 	});
-	const created = store.create({ id: SAGA_ID, type: def.type, key: `key:${SAGA_ID}`, data, owner: OWNER, leaseMs: SETTINGS.leaseMs, firstStep: def.steps[0]?.name });
+	const created = store.create({
+		id: SAGA_ID,
+		type: def.type,
+		key: `key:${SAGA_ID}`,
+		data,
+		owner: OWNER,
+		leaseMs: SETTINGS.leaseMs,
+		firstStep: def.steps[0]?.name
+	});
 	const refresh = async (outcome: DriveOutcome) => {
 		then.outcome = outcome;
 		then.saga = (await store.get(SAGA_ID))!;

@@ -152,7 +152,10 @@ describe("ConfirmReservation", () => {
 	});
 
 	it("when a refused compensation keeps being refused, then it is retried like any failure and parked, never dropped", async () => {
-		const then = await run({ "concert.confirmSeats": [reject("SEAT_UNAVAILABLE")], "reservation.voidConfirmation": times(8, reject("RESERVATION_NOT_FOUND", 404)) });
+		const then = await run({
+			"concert.confirmSeats": [reject("SEAT_UNAVAILABLE")],
+			"reservation.voidConfirmation": times(8, reject("RESERVATION_NOT_FOUND", 404))
+		});
 		expectSaga(then, {
 			status: "FAILED",
 			calls: [MARK, PAY, CONFIRM, SELL, ...repeat(8, VOID)],
@@ -204,7 +207,12 @@ describe("CancelPendingReservation", () => {
 
 	it("when beginCancel stays unavailable, then it is in doubt and aborted, and the saga is COMPENSATED", async () => {
 		const then = await run({ "reservation.beginCancel": times(3, transient()) });
-		expectSaga(then, { status: "COMPENSATED", calls: [BEGIN, BEGIN, BEGIN, ABORT], error: { type: "SERVICE_UNAVAILABLE", step: "beginCancel" }, sleeps: [100, 200] });
+		expectSaga(then, {
+			status: "COMPENSATED",
+			calls: [BEGIN, BEGIN, BEGIN, ABORT],
+			error: { type: "SERVICE_UNAVAILABLE", step: "beginCancel" },
+			sleeps: [100, 200]
+		});
 	});
 
 	it.each([
@@ -299,11 +307,14 @@ describe("CancelConfirmedReservation", () => {
 		["refund", "payment.refund", [BEGIN, ...repeat(12, REFUND)]],
 		["releaseSold", "concert.releaseSold", [BEGIN, REFUND, ...repeat(12, RELEASE_SOLD)]],
 		["finishCancel", "reservation.finishCancel", [BEGIN, REFUND, RELEASE_SOLD, ...repeat(12, FINISH)]]
-	])("when %s (the pivot or after it) keeps timing out, then the booking is never put back to CONFIRMED: FAILED for an operator", async (step, action, calls) => {
-		const then = await run({ [action]: times(12, timeout()) });
-		expectSaga(then, { status: "FAILED", calls, error: { type: "REQUEST_TIMEOUT", step, phase: "forward" }, deadLetter: { step, phase: "forward" } });
-		expect(then.calls).not.toContain(ABORT);
-	});
+	])(
+		"when %s (the pivot or after it) keeps timing out, then the booking is never put back to CONFIRMED: FAILED for an operator",
+		async (step, action, calls) => {
+			const then = await run({ [action]: times(12, timeout()) });
+			expectSaga(then, { status: "FAILED", calls, error: { type: "REQUEST_TIMEOUT", step, phase: "forward" }, deadLetter: { step, phase: "forward" } });
+			expect(then.calls).not.toContain(ABORT);
+		}
+	);
 
 	it.each([
 		["refund", "payment.refund", [BEGIN, REFUND]],
