@@ -17,7 +17,7 @@
  *   idempotent per key, so it has no second effect.
  */
 import { backoffDelay, isRejection, toSagaError } from "./policy";
-import type { Fence, InstancePatch, SagaFailedEvent, SagaStore } from "./store";
+import type { Fence, InstancePatch, SagaFailedEvent, SagaJournal } from "./store";
 import type { SagaDefinition, SagaRef, SagaState, StepPhase, StepResults } from "./types";
 
 export interface StepCallOptions {
@@ -50,7 +50,8 @@ export interface ExecutorHooks {
 }
 
 export interface ExecutorDeps {
-	store: SagaStore;
+	/** The service's SagaStore; any store with its fencing semantics (the definition tests use one in memory). */
+	store: SagaJournal;
 	/** This node's lease owner id. */
 	owner: string;
 	definitions: ReadonlyMap<string, SagaDefinition<unknown>>;
