@@ -145,7 +145,7 @@ export class SagaExecutor {
 							{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "forward", error }
 						);
 						if (!alert) return "lost";
-						return this.finish(after(saga, { status: "FAILED", attempts: attempt, error, releaseLease: true }, results, store.now()), alert);
+						return this.finish(after(saga, { status: "FAILED", step: i, stepName: step.name, attempts: attempt, error, releaseLease: true }, results, store.now()), alert);
 					}
 					if (isRejection(err)) {
 						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "rejected");
@@ -249,7 +249,7 @@ export class SagaExecutor {
 					{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "compensate", error }
 				);
 				if (!alert) return "lost";
-				return this.finish(after(saga, { status: "FAILED", attempts: attempt, releaseLease: true }, results, store.now()), alert);
+				return this.finish(after(saga, { status: "FAILED", step: j, stepName: step.name, attempts: attempt, releaseLease: true }, results, store.now()), alert);
 			}
 		}
 		// Nothing (left) to compensate: rejected at the first step, no step has a compensation, or a resumed saga

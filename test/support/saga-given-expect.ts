@@ -167,9 +167,9 @@ export function expectSaga(then: Then, expected: Expected): void {
 	expect(then.calls).toEqual(expected.calls);
 	expect(then.outcome).toBe("terminal");
 	expect(then.saga.status).toBe(expected.status);
-	// What the executor reported (and `saga.start` answers its waiters with) is what it wrote. Not `step` and
-	// `stepName`: the reported state of a parked saga keeps those of where this drive began, which nothing reads.
-	const reported = (s?: SagaState) => s && { id: s.id, key: s.key, status: s.status, result: s.result, error: s.error, leaseOwner: s.leaseOwner };
+	// What the executor reported (and `saga.start` answers its waiters with) is what it wrote, where it stopped included.
+	const reported = (s?: SagaState) =>
+		s && { id: s.id, key: s.key, status: s.status, step: s.step, stepName: s.stepName, result: s.result, error: s.error, leaseOwner: s.leaseOwner };
 	expect(reported(then.terminal)).toEqual(reported(then.saga));
 	expect(then.saga.leaseOwner).toBeNull();
 	if (expected.error) expect(then.saga.error).toMatchObject(expected.error);
