@@ -11,7 +11,9 @@ import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "molecul
 import { verifyAccessToken, type AuthUser } from "../../lib/auth";
 import type { Config } from "../../lib/config";
 import { ForbiddenError, NotFoundError, toHttpError, UnauthorizedError } from "../../lib/errors";
+import { callerOf } from "../../lib/actions";
 import type { RequestMeta } from "../../lib/request";
+import type { UserApi } from "../user/user.api";
 import { platformOf, type Platform } from "../../lib/platform";
 import { PlatformMixin } from "../../mixins/platform.mixin";
 import { CurrentUsers } from "./current-user";
@@ -249,7 +251,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			}
 			currentUsers = new CurrentUsers(async id => {
 				try {
-					return await broker.call("user.get", { id }, { timeout: 2000 });
+					return await callerOf<UserApi>(broker)("user.get", { id }, { timeout: 2000 });
 				} catch (err) {
 					if ((err as { type?: string }).type === "NOT_FOUND") return null;
 					throw err;

@@ -17,6 +17,7 @@ import type { RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { CatalogRepo, type ScheduleRecord, type SeatRecord } from "./catalog.repo";
+import type { ConcertApi, ConcertView, HoldView, ScheduleView, SeatStatusView, SeatView } from "./concert.api";
 import {
 	availableSeats,
 	ID_PATTERN,
@@ -33,9 +34,7 @@ import {
 	seatStatus,
 	totalPrice,
 	type GradeSpec,
-	type SaleState,
-	type SalesWindow,
-	type SeatStatus
+	type SalesWindow
 } from "./concert.domain";
 import { DEMO_CATALOG } from "./demo-data";
 import { HoldAbandonedError, SalesClosedError, SalesNotOpenError, SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
@@ -75,44 +74,6 @@ const WINDOW_CACHE_MS = 2000;
 
 /** Seat maps and sale windows cached per node; the least recently used go past this many. */
 const SEAT_MAP_CACHE_MAX = 500;
-
-interface ScheduleView {
-	id: string;
-	startsAt: string;
-	totalSeats: number;
-	availableSeats: number;
-}
-
-interface ConcertView {
-	id: string;
-	title: string;
-	artist: string;
-	venue: { id: string; name: string };
-	sales: SalesWindow & { state: SaleState };
-	schedules: ScheduleView[];
-}
-
-interface SeatView {
-	id: string;
-	label: string;
-	grade: string;
-	price: number;
-}
-
-interface SeatStatusView extends SeatView {
-	status: SeatStatus;
-}
-
-interface HoldView {
-	concertId: string;
-	scheduleId: string;
-	owner: string;
-	seats: SeatView[];
-	amount: number;
-	expiresAt: string;
-	/** The show's start (a payment or a cancellation is judged against it). */
-	startsAt: string;
-}
 
 interface CreateParams {
 	title: string;
@@ -209,7 +170,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			visibility: "published",
 			auth: false,
 			params: { id: publicId, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.get"]["params"]>): Promise<ConcertApi["concert.get"]["result"]> {
 				return this.concertView(ctx.params.id);
 			}
 		},
@@ -334,7 +295,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		saleStatus: {
 			visibility: "public",
 			params: { id: internalId },
-			async handler(this: This, ctx: Context<{ id: string }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.saleStatus"]["params"]>): Promise<ConcertApi["concert.saleStatus"]["result"]> {
 				const concert = await this.repo.getConcert(ctx.params.id);
 				if (!concert) throw new NotFoundError("concert", ctx.params.id);
 				const schedules = await this.repo.schedulesOf(concert.id);
@@ -353,7 +314,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		getSchedule: {
 			visibility: "public",
 			params: { id: publicId },
-			async handler(this: This, ctx: Context<{ id: string }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.getSchedule"]["params"]>): Promise<ConcertApi["concert.getSchedule"]["result"]> {
 				const s = await this.requireSchedule(ctx.params.id);
 				const [view] = await this.scheduleViews([s]);
 				return { ...view, concertId: s.concertId };
@@ -368,7 +329,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		hold: {
 			visibility: "public",
 			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId },
-			async handler(this: This, ctx: Context<SeatsParams & { owner: string }>): Promise<HoldView> {
+			async handler(this: This, ctx: Context<ConcertApi["concert.hold"]["params"]>): Promise<HoldView> {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const { scheduleId, owner } = ctx.params;
 				const map = await this.seatMapOf(scheduleId);
@@ -422,7 +383,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		release: {
 			visibility: "public",
 			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId, abandon: { type: "boolean", optional: true } },
-			async handler(this: This, ctx: Context<SeatsParams & { owner: string; abandon?: boolean }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.release"]["params"]>): Promise<ConcertApi["concert.release"]["result"]> {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const req = { scheduleId: ctx.params.scheduleId, seatIds, owner: ctx.params.owner };
 				const released = ctx.params.abandon ? await this.holds.abandon({ ...req, ttlMs: 2 * this.ttlMs() }) : await this.holds.release(req);

@@ -14,6 +14,7 @@ import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { IdempotencyKeyInvalidError, IdempotencyKeyRequiredError } from "./errors";
 import { PaymentLedger } from "./ledger";
+import type { PaymentApi } from "./payment.api";
 import { PAYMENT_MIGRATIONS } from "./migrations";
 import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX, type PayRequest } from "./payment.domain";
 
@@ -149,7 +150,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		getBySaga: {
 			visibility: "public",
 			params: { sagaId: id(100) },
-			async handler(ctx: Context<{ sagaId: string }>) {
+			async handler(ctx: Context<PaymentApi["payment.getBySaga"]["params"]>): Promise<PaymentApi["payment.getBySaga"]["result"]> {
 				return this.ledger.paymentBySaga(ctx.params.sagaId);
 			}
 		},

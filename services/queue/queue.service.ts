@@ -17,6 +17,7 @@
  */
 import { LRUCache } from "lru-cache";
 import type { Context, ServiceSchema } from "moleculer";
+import { callerOf } from "../../lib/actions";
 import { NotFoundError } from "../../lib/errors";
 import { signedInUser, type RequestMeta } from "../../lib/request";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
@@ -30,15 +31,12 @@ import {
 	toTokenView,
 	type TokenView
 } from "./queue.domain";
+import type { ConcertApi, SaleStatus } from "../concert/concert.api";
+import type { QueueApi } from "./queue.api";
 import { createQueueStore, type QueueLimits, type QueueStats, type QueueStore } from "./queue.store";
 
 /** What the catalog says about a concert's sale (concert.saleStatus). */
-interface SaleInfo {
-	state: "NOT_OPEN" | "OPEN" | "CLOSED";
-	opensAt: string | null;
-	closesAt: string | null;
-	soldOut: boolean;
-}
+type SaleInfo = Pick<SaleStatus, "state" | "opensAt" | "closesAt" | "soldOut">;
 
 interface Settings {
 	/** How often each node expires lapsed active tokens and promotes (ms). */
@@ -199,7 +197,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				userId: { type: "string", min: 1, max: 64 },
 				concertId: { type: "string", min: 1, max: 64 }
 			},
-			async handler(ctx: Context<{ token: string; userId: string; concertId: string }>) {
+			async handler(ctx: Context<QueueApi["queue.validate"]["params"]>): Promise<QueueApi["queue.validate"]["result"]> {
 				const { token, userId, concertId } = ctx.params;
 				const parsed = parseToken(token);
 				// Presenting the token is using it: a promoted token keeps its slot for the full time.
@@ -292,7 +290,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const lookup = (async () => {
 				let sale: SaleInfo;
 				try {
-					sale = (await (ctx ? ctx.call("concert.saleStatus", { id: concertId }) : this.broker.call("concert.saleStatus", { id: concertId }))) as SaleInfo;
+					sale = await callerOf<ConcertApi>(ctx ?? this.broker)("concert.saleStatus", { id: concertId });
 				} catch (err) {
 					const e = err as { type?: string; code?: number };
 					if (e.type === "SERVICE_NOT_FOUND" || e.type === "SERVICE_NOT_AVAILABLE") throw new QueueDependencyUnavailableError();

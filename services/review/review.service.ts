@@ -8,11 +8,13 @@
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { DataTypes, QueryTypes, UniqueConstraintError } from "sequelize";
+import { callerOf } from "../../lib/actions";
 import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
+import type { ConcertApi } from "../concert/concert.api";
 import { callPeer, ReviewExistsError, ReviewNotAllowedError } from "./errors";
 import { createReviews } from "./migrations/001_create_reviews";
 import { averageRating, CONTENT_MAX, RATING_MAX, RATING_MIN, toPublicReview, type ReviewRow } from "./review.domain";
@@ -126,7 +128,7 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 	methods: {
 		/** concert.get answers 404 NOT_FOUND for an unknown concert; that error goes to the client as it is. */
 		async assertConcert(ctx: Context, id: string) {
-			await callPeer("concert", () => ctx.call("concert.get", { id }));
+			await callPeer("concert", () => callerOf<ConcertApi>(ctx)("concert.get", { id }));
 		},
 
 		/**

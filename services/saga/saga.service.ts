@@ -24,6 +24,7 @@ import { SagaExecutor, type ExecutorSettings } from "../../sagas/executor";
 import { SAGA_DEFINITIONS } from "../../sagas/registry";
 import { SagaStore } from "../../sagas/store";
 import { TERMINAL_STATUSES, type DeadLetter, type SagaDefinition, type SagaState, type SagaStatus } from "../../sagas/types";
+import type { SagaApi, SagaView } from "./saga.api";
 import { DeadLetterClosedError, SagaKeyConflictError, SagaNotRetryableError, UnknownSagaTypeError } from "./errors";
 import { createSagaTables } from "./migrations/001_create_saga_tables";
 
@@ -39,22 +40,7 @@ export interface SagaSettings extends ExecutorSettings {
 	waitPollMs: number;
 }
 
-/** What `saga.start` answers (and the shape callers branch on). */
-export interface SagaView {
-	id: string;
-	type: string;
-	key: string;
-	status: SagaStatus;
-	result?: unknown;
-	error?: SagaState["error"];
-}
-
-interface StartParams {
-	type: string;
-	key: string;
-	data?: Record<string, unknown>;
-	waitMs?: number;
-}
+type StartParams = SagaApi["saga.start"]["params"];
 interface ListParams extends PageParams {
 	status?: SagaStatus;
 	type?: string;
@@ -188,7 +174,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 		find: {
 			visibility: "public",
 			params: { id: { type: "string", min: 1, max: 36, optional: true }, key: { type: "string", min: 1, max: 191, optional: true } },
-			async handler(this: This, ctx: Context<{ id?: string; key?: string }>): Promise<SagaView> {
+			async handler(this: This, ctx: Context<SagaApi["saga.find"]["params"]>): Promise<SagaView> {
 				const { id, key } = ctx.params;
 				const saga = id ? await this.sagaStore.get(id) : key ? await this.sagaStore.getByKey(key) : undefined;
 				if (!saga || (id && key && saga.key !== key)) throw new NotFoundError("saga", id ?? key);

@@ -20,6 +20,7 @@ import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { AuthBusyError, EmailTakenError, InvalidCredentialsError, LoginThrottledError } from "./errors";
 import { createUsers } from "./migrations/001_create_users";
+import type { UserApi } from "./user.api";
 import { normalizeEmail, toPublicUser, type PublicUser, type UserRow } from "./user.domain";
 
 interface RegisterParams {
@@ -130,7 +131,7 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 		get: {
 			visibility: "public",
 			params: { id: { type: "string", min: 1, max: 36 } },
-			async handler(ctx: Context<{ id: string }>) {
+			async handler(ctx: Context<UserApi["user.get"]["params"]>): Promise<UserApi["user.get"]["result"]> {
 				const row = (await this.model.findByPk(ctx.params.id))?.get({ plain: true }) as UserRow | undefined;
 				if (!row) throw new NotFoundError("user", ctx.params.id);
 				return toPublicUser(row);

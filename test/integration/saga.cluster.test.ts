@@ -12,7 +12,7 @@ import { Errors } from "moleculer";
 import { SagaExecutor } from "../../sagas/executor";
 import { SagaStore } from "../../sagas/store";
 import { defineSaga, type SagaState } from "../../sagas/types";
-import type { SagaView } from "../../services/saga/saga.service";
+import type { SagaView } from "../../services/saga/saga.api";
 import { testEnv, waitFor, type SpawnedNode, type TestEnv } from "../support/harness";
 import { fakeStats, SAGA_NODE_DIR, SchemaNodes, waitSaga } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";

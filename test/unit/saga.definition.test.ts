@@ -11,7 +11,7 @@ import { fakeStats, getSaga, SchemaNodes, waitSaga } from "../support/saga";
 import type { FakeData } from "../support/saga-services/definitions";
 import FakeService from "../support/saga-services/fake/fake.service";
 import { testSagaSchema } from "../support/saga-services/saga/saga.service";
-import type { SagaView } from "../../services/saga/saga.service";
+import type { SagaView } from "../../services/saga/saga.api";
 
 let env: TestEnv;
 let nodes: SchemaNodes;
