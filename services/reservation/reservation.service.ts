@@ -1,11 +1,11 @@
 /**
  * Reservation context: reservations and their seats, the booking routes of API.md (Reservations and payments),
- * the participant steps of the booking sagas, and the expiry sweeper (DESIGN.md section 4). The state machine is
- * reservation.domain.ts `TRANSITIONS`, and all SQL is in reservation.repo.ts.
+ * the reads other contexts ask for, and the expiry sweeper (DESIGN.md section 4). The participant steps of the
+ * booking sagas are mixed in from reservation.steps.ts; the state machine is reservation.domain.ts `TRANSITIONS`,
+ * and all SQL is in reservation.repo.ts.
  *
  * Every state change is a conditional UPDATE whose affected-row count says who won: the sweeper and a payment
- * racing for the same reservation cannot both succeed, and a participant step repeated under the same saga finds
- * its own earlier work and answers the same (reservation.domain.ts `decide`).
+ * racing for the same reservation cannot both succeed.
  */
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
@@ -34,9 +34,6 @@ import { reservationRequestKey } from "./migrations/004_request_key";
 import { createBuyerLimits } from "./migrations/005_buyer_limits";
 import {
 	buyerVerdict,
-	decide,
-	TRANSITIONS,
-	type StepVerdict,
 	cancelCutoff,
 	cancelSagaType,
 	iso,
@@ -48,13 +45,13 @@ import {
 	type ReservationStatus
 } from "./reservation.domain";
 import { ReservationRepo } from "./reservation.repo";
+import { idParam, ReservationSteps } from "./reservation.steps";
 import { FieldValidationError } from "../../lib/errors";
 
 interface Meta {
 	user?: AuthUser | null;
 	idempotencyKey?: string;
 	queueToken?: string;
-	sagaId?: string;
 	$statusCode?: number;
 	$location?: string;
 }
@@ -102,7 +99,6 @@ interface ReservationMethods {
 
 type This = PlatformVars & DbVars & ReservationVars & ReservationMethods & { logger: { warn(...a: unknown[]): void; info(...a: unknown[]): void } } & { broker: import("moleculer").ServiceBroker };
 
-const idParam = { type: "string", min: 1, max: 64 } as const;
 const pageParams = {
 	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
 	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
@@ -137,24 +133,6 @@ export function reservationIdFor(userId: string, idempotencyKey: string | undefi
 function caller(ctx: Context<unknown, Meta>): AuthUser {
 	if (!ctx.meta.user) throw new UnauthorizedError();
 	return ctx.meta.user;
-}
-
-function sagaOf(ctx: Context<unknown, Meta>): string {
-	const id = ctx.meta.sagaId;
-	if (!id) throw new Errors.MoleculerClientError("This step runs inside a saga", 400, "SAGA_REQUIRED");
-	return id;
-}
-
-/** A forward step's answer: the status its verdict leaves, or its refusal thrown. */
-function answer(verdict: StepVerdict): ReservationStatus {
-	if (verdict.outcome === "refuse") throw verdict.error;
-	return verdict.status;
-}
-
-/** A compensation's answer: the status it left (null when there is no such reservation). */
-async function statusAfter(repo: ReservationRepo, reservationId: string): Promise<{ reservationId: string; status: ReservationStatus | null }> {
-	const row = await repo.load(reservationId);
-	return { reservationId, status: row?.status ?? null };
 }
 
 /** Has the request's deadline (its timeout, counted from when this node started it) passed? */
@@ -227,7 +205,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				},
 				options: { tableName: "reservations", timestamps: false }
 			}
-		})
+		}),
+		// The saga participants: markPaying, revertPaying, confirm, voidConfirmation, beginCancel, abortCancel, finishCancel.
+		ReservationSteps
 	],
 
 	actions: {
@@ -502,102 +482,6 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				if (saga.status === "COMPENSATED") throw rejection(saga);
 				ctx.meta.$statusCode = 202;
 				return { sagaId: saga.id, status: saga.status };
-			}
-		},
-
-		// ---- Saga participants. Each is idempotent under its saga (ctx.meta.sagaId) and fenced by it. ----
-
-		/** ConfirmReservation step 0: PENDING -> PAYING, unless the hold has run out. */
-		markPaying: {
-			visibility: "public",
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId } = ctx.params;
-				const changed = await this.repo.markPaying(reservationId, sagaId, new Date());
-				const row = changed === 1 ? null : await this.repo.load(reservationId);
-				return { reservationId, status: answer(decide("markPaying", changed, row, reservationId, sagaId)) };
-			}
-		},
-
-		/** Compensation of step 0 (seed 003's order rollback): PAYING -> PENDING, only for the saga that set it. */
-		revertPaying: {
-			visibility: "public",
-			circuitBreaker: { enabled: false },
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				await this.repo.revertPaying(ctx.params.reservationId, sagaOf(ctx));
-				return statusAfter(this.repo, ctx.params.reservationId);
-			}
-		},
-
-		/** ConfirmReservation step 2: PAYING -> CONFIRMED with its reservation.confirmed event, in one transaction. */
-		confirm: {
-			visibility: "public",
-			params: { reservationId: idParam, paymentId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string; paymentId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId, paymentId } = ctx.params;
-				const { changed, row } = await this.repo.confirm(reservationId, sagaId, paymentId);
-				return { reservationId, status: answer(decide("confirm", changed, row, reservationId, sagaId)) };
-			}
-		},
-
-		/**
-		 * Compensation of step 2: the confirmation is undone by cancelling the reservation (the payment's own
-		 * compensation refunds it next). Its seats are released right away.
-		 */
-		voidConfirmation: {
-			visibility: "public",
-			circuitBreaker: { enabled: false },
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId } = ctx.params;
-				const row = await this.repo.voidConfirmation(reservationId, sagaId);
-				if (row && row.status === "CANCELLED") {
-					const seats = await this.repo.seatsOf([reservationId]);
-					await ctx
-						.call("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: reservationId })
-						.catch((err: Error) => this.logger.warn(`release after rollback of ${reservationId} failed; the hold expires by itself`, err.message));
-				}
-				return { reservationId, status: row?.status ?? null };
-			}
-		},
-
-		/** Cancel sagas, step 0: PENDING or CONFIRMED (as the saga expects) -> CANCELLING. */
-		beginCancel: {
-			visibility: "public",
-			params: { reservationId: idParam, expect: { type: "enum", values: [...TRANSITIONS.beginCancel.from] } },
-			async handler(this: This, ctx: Context<{ reservationId: string; expect: (typeof TRANSITIONS.beginCancel.from)[number] }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId, expect } = ctx.params;
-				const changed = await this.repo.beginCancel(reservationId, sagaId, expect);
-				const row = changed === 1 ? null : await this.repo.load(reservationId);
-				return { reservationId, status: answer(decide("beginCancel", changed, row, reservationId, sagaId)) };
-			}
-		},
-
-		/** Compensation of beginCancel: back to the status it had. */
-		abortCancel: {
-			visibility: "public",
-			circuitBreaker: { enabled: false },
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				await this.repo.abortCancel(ctx.params.reservationId, sagaOf(ctx));
-				return statusAfter(this.repo, ctx.params.reservationId);
-			}
-		},
-
-		/** Cancel sagas, last step: CANCELLING -> CANCELLED with its reservation.cancelled event. */
-		finishCancel: {
-			visibility: "public",
-			params: { reservationId: idParam, refundAmount: { type: "number", integer: true, min: 0, optional: true } },
-			async handler(this: This, ctx: Context<{ reservationId: string; refundAmount?: number }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId, refundAmount } = ctx.params;
-				const { changed, row } = await this.repo.finishCancel(reservationId, sagaId, refundAmount ?? null);
-				return { reservationId, status: answer(decide("finishCancel", changed, row, reservationId, sagaId)), refundAmount: refundAmount ?? null };
 			}
 		},
 
