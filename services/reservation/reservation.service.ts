@@ -27,11 +27,7 @@ import {
 	SeatLimitExceededError,
 	ShowSalesClosedError
 } from "./errors";
-import { createReservations } from "./migrations/001_create_reservations";
-import { createSagaVoids } from "./migrations/002_saga_voids";
-import { reservationsChangedIndex } from "./migrations/003_changed_since_index";
-import { reservationRequestKey } from "./migrations/004_request_key";
-import { createBuyerLimits } from "./migrations/005_buyer_limits";
+import { RESERVATION_MIGRATIONS } from "./migrations";
 import {
 	buyerVerdict,
 	cancelCutoff,
@@ -195,7 +191,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		OutboxRelayMixin,
 		DbMixin({
 			database: "reservation",
-			migrations: [outboxMigration, createReservations, createSagaVoids, reservationsChangedIndex, reservationRequestKey, createBuyerLimits],
+			migrations: [outboxMigration, ...RESERVATION_MIGRATIONS],
 			model: {
 				name: "reservations",
 				define: {
