@@ -481,7 +481,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			}
 		},
 
-		// ---- Reads for other contexts ----
+		// Reads for other contexts
 
 		/** Review rule: has this user a CONFIRMED reservation for this concert? */
 		hasConfirmed: {
