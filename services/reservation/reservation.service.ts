@@ -10,9 +10,9 @@
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { DataTypes, type Transaction } from "sequelize";
-import type { AuthUser } from "../../lib/auth";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { NotFoundError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
+import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { auditLimit, auditPageParams, type AuditPageParams } from "../../lib/audit";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
@@ -44,14 +44,6 @@ import { ReservationRepo } from "./reservation.repo";
 import { idParam, ReservationSteps } from "./reservation.steps";
 import { FieldValidationError } from "../../lib/errors";
 
-interface Meta {
-	user?: AuthUser | null;
-	idempotencyKey?: string;
-	queueToken?: string;
-	$statusCode?: number;
-	$location?: string;
-}
-
 interface HoldView {
 	concertId: string;
 	scheduleId: string;
@@ -81,24 +73,19 @@ interface ReservationVars {
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
-	createdAnswer(ctx: Context<unknown, Meta>, row: ReservationRow): Promise<Record<string, unknown>>;
+	createdAnswer(ctx: Context<unknown, RequestMeta>, row: ReservationRow): Promise<Record<string, unknown>>;
 	retryInBackground(what: string, attempt: () => Promise<unknown>, until: number): void;
-	findSaga(ctx: Context<unknown, Meta>, key: string): Promise<(SagaView & { type: string }) | null>;
-	loadOwned(ctx: Context<unknown, Meta>, id: string): Promise<ReservationRow>;
-	requireActiveToken(ctx: Context<unknown, Meta>, userId: string, concertId: string): Promise<void>;
-	concertOf(ctx: Context<unknown, Meta>, scheduleId: string): Promise<string>;
+	findSaga(ctx: Context<unknown, RequestMeta>, key: string): Promise<(SagaView & { type: string }) | null>;
+	loadOwned(ctx: Context<unknown, RequestMeta>, id: string): Promise<ReservationRow>;
+	requireActiveToken(ctx: Context<unknown, RequestMeta>, userId: string, concertId: string): Promise<void>;
+	concertOf(ctx: Context<unknown, RequestMeta>, scheduleId: string): Promise<string>;
 	requireWithinLimits(userId: string, scheduleId: string, wanted: number, t?: Transaction): Promise<void>;
-	showStartOf(ctx: Context<unknown, Meta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">): Promise<string>;
+	showStartOf(ctx: Context<unknown, RequestMeta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">): Promise<string>;
 	sweepExpired(): Promise<number>;
 	waitMs(): number;
 }
 
 type This = PlatformVars & DbVars & ReservationVars & ReservationMethods & { logger: { warn(...a: unknown[]): void; info(...a: unknown[]): void } } & { broker: import("moleculer").ServiceBroker };
-
-const pageParams = {
-	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
-	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
-} as const;
 
 /**
  * How many reservations one keyed create may try: each attempt that finds its predecessor's hold given up
@@ -124,11 +111,6 @@ export function reservationIdFor(userId: string, idempotencyKey: string | undefi
 		.update(`reservation.create\0${userId}\0${idempotencyKey}${generation > 0 ? `\0${generation}` : ""}`)
 		.digest("hex");
 	return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16], 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
-
-function caller(ctx: Context<unknown, Meta>): AuthUser {
-	if (!ctx.meta.user) throw new UnauthorizedError();
-	return ctx.meta.user;
 }
 
 /** Has the request's deadline (its timeout, counted from when this node started it) passed? */
@@ -218,8 +200,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				seatIds: { type: "array", min: 1, max: 4, items: { type: "string", min: 1, max: 64 } },
 				$$strict: "remove"
 			},
-			async handler(this: This, ctx: Context<{ scheduleId: string; seatIds: string[] }, Meta>) {
-				const user = caller(ctx);
+			async handler(this: This, ctx: Context<{ scheduleId: string; seatIds: string[] }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const { scheduleId, seatIds } = ctx.params;
 				const problems = seatIdProblems(seatIds);
 				if (problems.length > 0) throw new FieldValidationError(problems.map(message => ({ field: "seatIds", type: "arrayUnique", message })));
@@ -342,10 +324,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		list: {
 			visibility: "published",
 			params: { ...pageParams, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ page?: number; pageSize?: number }, Meta>) {
-				const user = caller(ctx);
-				const page = ctx.params.page ?? 1;
-				const pageSize = ctx.params.pageSize ?? 20;
+			async handler(this: This, ctx: Context<PageParams, RequestMeta>) {
+				const user = signedInUser(ctx);
+				const { page, pageSize } = pageWindow(ctx.params);
 				const { rows, total } = await this.repo.listOf(user.id, page, pageSize);
 				const seats = await this.repo.seatsOf(rows.map(r => r.id));
 				return { rows: rows.map(r => toView(r, seats)), page, pageSize, total };
@@ -356,7 +337,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		get: {
 			visibility: "published",
 			params: { id: idParam, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+			async handler(this: This, ctx: Context<{ id: string }, RequestMeta>) {
 				const row = await this.loadOwned(ctx, ctx.params.id);
 				const view: Record<string, unknown> = { ...toView(row, await this.repo.seatsOf([row.id])) };
 				// Payment and saga come from their owners; if one of them is down the reservation still answers.
@@ -381,8 +362,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		pay: {
 			visibility: "published",
 			params: { reservationId: idParam, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const user = caller(ctx);
+			async handler(this: This, ctx: Context<{ reservationId: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const row = await this.loadOwned(ctx, ctx.params.reservationId);
 				// One saga per reservation and Idempotency-Key: a double click joins the first saga; another key
 				// starts a saga that step 0 turns away while the first one owns the reservation. A retry of a
@@ -440,7 +421,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		cancel: {
 			visibility: "published",
 			params: { id: idParam, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+			async handler(this: This, ctx: Context<{ id: string }, RequestMeta>) {
 				const row = await this.loadOwned(ctx, ctx.params.id);
 				const key = sagaKeyOf("cancel", row.id, ctx.meta.idempotencyKey ?? crypto.randomUUID());
 				// A retried request answers from the saga it started (its key), not from the changed status.
@@ -544,8 +525,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 
 	methods: {
 		/** POST /api/reservations' 201 for a reservation that exists already (a retry of the same key), owner checked. */
-		async createdAnswer(this: This, ctx: Context<unknown, Meta>, row: ReservationRow) {
-			if (row.user_id !== caller(ctx).id) throw new NotFoundError("reservation", row.id);
+		async createdAnswer(this: This, ctx: Context<unknown, RequestMeta>, row: ReservationRow) {
+			if (row.user_id !== signedInUser(ctx).id) throw new NotFoundError("reservation", row.id);
 			const view = toView(row, await this.repo.seatsOf([row.id]));
 			ctx.meta.$statusCode = 201;
 			ctx.meta.$location = `/api/reservations/${row.id}`;
@@ -580,7 +561,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		},
 
 		/** The saga started under `key`, or null when there is none. */
-		async findSaga(this: This, ctx: Context<unknown, Meta>, key: string) {
+		async findSaga(this: This, ctx: Context<unknown, RequestMeta>, key: string) {
 			try {
 				return await ctx.call<SagaView & { type: string }, { key: string }>("saga.find", { key });
 			} catch (err) {
@@ -589,8 +570,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			}
 		},
 
-		async loadOwned(this: This, ctx: Context<unknown, Meta>, id: string) {
-			const user = caller(ctx);
+		async loadOwned(this: This, ctx: Context<unknown, RequestMeta>, id: string) {
+			const user = signedInUser(ctx);
 			const row = await this.repo.load(id);
 			// Someone else's reservation reads exactly like a missing one.
 			if (!row || row.user_id !== user.id) throw new NotFoundError("reservation", id);
@@ -602,7 +583,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		 * the mapping never changes, and asking the catalog on every hold cost a call, a query and a store read
 		 * per attempt, which in a flash sale is mostly attempts that lose the seat race.
 		 */
-		async concertOf(this: This, ctx: Context<unknown, Meta>, scheduleId: string) {
+		async concertOf(this: This, ctx: Context<unknown, RequestMeta>, scheduleId: string) {
 			const known = this.scheduleConcerts.get(scheduleId);
 			if (known !== undefined) return known;
 			const schedule = await ctx.call<{ id: string; concertId: string }, { id: string }>("concert.getSchedule", { id: scheduleId });
@@ -626,13 +607,13 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		},
 
 		/** The show's start: from the row, or (rows older than the calendar) from the catalog. */
-		async showStartOf(this: This, ctx: Context<unknown, Meta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">) {
+		async showStartOf(this: This, ctx: Context<unknown, RequestMeta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">) {
 			if (row.starts_at) return iso(row.starts_at);
 			const s = await ctx.call<{ startsAt: string }, { id: string }>("concert.getSchedule", { id: row.schedule_id });
 			return s.startsAt;
 		},
 
-		async requireActiveToken(this: This, ctx: Context<unknown, Meta>, userId: string, concertId: string) {
+		async requireActiveToken(this: This, ctx: Context<unknown, RequestMeta>, userId: string, concertId: string) {
 			const token = ctx.meta.queueToken;
 			if (!token) throw new QueueTokenRequiredError();
 			await ctx.call("queue.validate", { token, userId, concertId });

@@ -6,26 +6,17 @@
  * compensation is never refused: it records its saga as voided (a late forward step of it then changes nothing),
  * undoes only what that saga did, and answers the status it leaves.
  */
-import { Errors, type Context, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { sagaIdOf, type RequestMeta } from "../../lib/request";
 import { decide, TRANSITIONS, type ReservationStatus, type StepVerdict } from "./reservation.domain";
 import type { ReservationRepo } from "./reservation.repo";
 
 /** A reservation (or payment) id as the reservation actions take it. */
 export const idParam = { type: "string", min: 1, max: 64 } as const;
 
-interface StepMeta {
-	sagaId?: string;
-}
-
 /** What the steps use of the service they are mixed into (reservation.service.ts creates the repository at start). */
 interface StepsVars {
 	repo: ReservationRepo;
-}
-
-function sagaOf(ctx: Context<unknown, StepMeta>): string {
-	const id = ctx.meta.sagaId;
-	if (!id) throw new Errors.MoleculerClientError("This step runs inside a saga", 400, "SAGA_REQUIRED");
-	return id;
 }
 
 /** A forward step's answer: the status its verdict leaves, or its refusal thrown. */
@@ -46,8 +37,8 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		markPaying: {
 			visibility: "public",
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, StepMeta>) {
-				const sagaId = sagaOf(ctx);
+			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+				const sagaId = sagaIdOf(ctx);
 				const { reservationId } = ctx.params;
 				const changed = await this.repo.markPaying(reservationId, sagaId, new Date());
 				const row = changed === 1 ? null : await this.repo.load(reservationId);
@@ -60,8 +51,8 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 			visibility: "public",
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, StepMeta>) {
-				await this.repo.revertPaying(ctx.params.reservationId, sagaOf(ctx));
+			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+				await this.repo.revertPaying(ctx.params.reservationId, sagaIdOf(ctx));
 				return statusAfter(this.repo, ctx.params.reservationId);
 			}
 		},
@@ -70,8 +61,8 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		confirm: {
 			visibility: "public",
 			params: { reservationId: idParam, paymentId: idParam },
-			async handler(ctx: Context<{ reservationId: string; paymentId: string }, StepMeta>) {
-				const sagaId = sagaOf(ctx);
+			async handler(ctx: Context<{ reservationId: string; paymentId: string }, RequestMeta>) {
+				const sagaId = sagaIdOf(ctx);
 				const { reservationId, paymentId } = ctx.params;
 				const { changed, row } = await this.repo.confirm(reservationId, sagaId, paymentId);
 				return { reservationId, status: answer(decide("confirm", changed, row, reservationId, sagaId)) };
@@ -86,8 +77,8 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 			visibility: "public",
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, StepMeta>) {
-				const sagaId = sagaOf(ctx);
+			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+				const sagaId = sagaIdOf(ctx);
 				const { reservationId } = ctx.params;
 				const row = await this.repo.voidConfirmation(reservationId, sagaId);
 				if (row && row.status === "CANCELLED") {
@@ -104,8 +95,8 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		beginCancel: {
 			visibility: "public",
 			params: { reservationId: idParam, expect: { type: "enum", values: [...TRANSITIONS.beginCancel.from] } },
-			async handler(ctx: Context<{ reservationId: string; expect: (typeof TRANSITIONS.beginCancel.from)[number] }, StepMeta>) {
-				const sagaId = sagaOf(ctx);
+			async handler(ctx: Context<{ reservationId: string; expect: (typeof TRANSITIONS.beginCancel.from)[number] }, RequestMeta>) {
+				const sagaId = sagaIdOf(ctx);
 				const { reservationId, expect } = ctx.params;
 				const changed = await this.repo.beginCancel(reservationId, sagaId, expect);
 				const row = changed === 1 ? null : await this.repo.load(reservationId);
@@ -118,8 +109,8 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 			visibility: "public",
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, StepMeta>) {
-				await this.repo.abortCancel(ctx.params.reservationId, sagaOf(ctx));
+			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+				await this.repo.abortCancel(ctx.params.reservationId, sagaIdOf(ctx));
 				return statusAfter(this.repo, ctx.params.reservationId);
 			}
 		},
@@ -128,8 +119,8 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		finishCancel: {
 			visibility: "public",
 			params: { reservationId: idParam, refundAmount: { type: "number", integer: true, min: 0, optional: true } },
-			async handler(ctx: Context<{ reservationId: string; refundAmount?: number }, StepMeta>) {
-				const sagaId = sagaOf(ctx);
+			async handler(ctx: Context<{ reservationId: string; refundAmount?: number }, RequestMeta>) {
+				const sagaId = sagaIdOf(ctx);
 				const { reservationId, refundAmount } = ctx.params;
 				const { changed, row } = await this.repo.finishCancel(reservationId, sagaId, refundAmount ?? null);
 				return { reservationId, status: answer(decide("finishCancel", changed, row, reservationId, sagaId)), refundAmount: refundAmount ?? null };
