@@ -21,6 +21,6 @@ export type Result<C extends ActionContracts<C>, A extends keyof C> = C[A]["resu
 export type TypedCall<C extends ActionContracts<C>> = <A extends keyof C & string>(action: A, params: Params<C, A>, opts?: CallingOptions) => Promise<Result<C, A>>;
 
 /** `ctx.call` (or, outside a request, `broker.call`) restricted to the actions of `C`, with their types. */
-export function callerOf<C extends ActionContracts<C>>(via: Context | ServiceBroker): TypedCall<C> {
+export function callerOf<C extends ActionContracts<C>>(via: Pick<Context, "call"> | Pick<ServiceBroker, "call">): TypedCall<C> {
 	return (action, params, opts) => via.call(action, params, opts) as Promise<Result<C, typeof action>>;
 }

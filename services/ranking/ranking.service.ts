@@ -8,11 +8,12 @@
  */
 import crypto from "crypto";
 import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
-import { callerOf } from "../../lib/actions";
+import { callerOf, type TypedCall } from "../../lib/actions";
 import type { EventMessage } from "../../lib/events/types";
 import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import type { ConcertApi } from "../concert/concert.api";
+import type { ReservationApi } from "../reservation/reservation.api";
 import { RankingNotReadyError, RankingRebuildRunningError, RankingTruthUnavailableError } from "./errors";
 import { MalformedEventError, rankingMismatches, rankingRows, reservationState } from "./ranking.domain";
 import { createRankingStore, rebuildRanking, type ConcertScore, type RankingStore, type ReservationState } from "./ranking.store";
@@ -33,7 +34,7 @@ interface RankingMethods {
 	checkReady(): Promise<void>;
 	scheduleReadyCheck(ms: number): void;
 }
-type Caller = <T>(action: string, params: Record<string, unknown>) => Promise<T>;
+type Caller = TypedCall<ReservationApi>;
 type This = PlatformVars &
 	RankingVars &
 	RankingMethods & { broker: ServiceBroker; logger: { info(...a: unknown[]): void; warn(...a: unknown[]): void; error(...a: unknown[]): void } };
@@ -117,7 +118,7 @@ const RankingService: ServiceSchema<Record<string, never>, RankingMethods, Platf
 			auth: "admin",
 			params: { $$strict: "remove" },
 			async handler(this: This, ctx: Context) {
-				const call: Caller = (action, params) => ctx.call(action, params);
+				const call: Caller = callerOf<ReservationApi>(ctx);
 				const deadline = Date.now() + Math.max(1000, this.config.requestTimeoutMs - 2000);
 				while (!(await this.rebuildOnce(call))) {
 					if (Date.now() > deadline) throw new RankingRebuildRunningError();
@@ -163,7 +164,7 @@ const RankingService: ServiceSchema<Record<string, never>, RankingMethods, Platf
 			if (await this.ranking.ready()) return;
 			if (this.rebuilding) return;
 			this.logger.warn("ranking: the store holds no ranking (Redis restarted without its data, or a fresh install): rebuilding it from the reservations");
-			this.rebuilding = this.rebuildOnce((action, params) => this.broker.call(action, params));
+			this.rebuilding = this.rebuildOnce(callerOf<ReservationApi>(this.broker));
 			try {
 				if (await this.rebuilding) this.logger.info("ranking: rebuilt from the reservations");
 			} finally {

@@ -8,16 +8,21 @@
  * racing for the same reservation cannot both succeed.
  */
 import crypto from "crypto";
-import type { Context, ServiceSchema } from "moleculer";
+import { LRUCache } from "lru-cache";
+import { Errors, type Context, type ServiceBroker, type ServiceSchema } from "moleculer";
 import { DataTypes, type Transaction } from "sequelize";
-import { NotFoundError } from "../../lib/errors";
+import { callerOf } from "../../lib/actions";
+import { auditLimit, auditPageParams, type AuditPageParams } from "../../lib/audit";
+import { FieldValidationError, NotFoundError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
 import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
-import { auditLimit, auditPageParams, type AuditPageParams } from "../../lib/audit";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
-import { Errors } from "moleculer";
+import type { ConcertApi, HoldView } from "../concert/concert.api";
+import type { PaymentApi } from "../payment/payment.api";
+import type { QueueApi } from "../queue/queue.api";
+import type { SagaApi, SagaView } from "../saga/saga.api";
 import {
 	CancellationClosedError,
 	OpenReservationExistsError,
@@ -40,36 +45,24 @@ import {
 	type ReservationRow,
 	type ReservationStatus
 } from "./reservation.domain";
+import type { ReservationApi } from "./reservation.api";
 import { ReservationRepo } from "./reservation.repo";
 import { idParam, ReservationSteps } from "./reservation.steps";
-import { FieldValidationError } from "../../lib/errors";
 
-interface HoldView {
-	concertId: string;
-	scheduleId: string;
-	seats: { id: string; label: string; grade: string; price: number }[];
-	amount: number;
-	expiresAt: string;
-	startsAt: string;
-}
-
-interface SagaView {
-	id: string;
-	status: string;
-	result?: unknown;
-	error?: { type: string; code: number; message: string; data?: unknown };
-}
+/** The contexts a reservation calls, by their contracts. */
+type Peers = ConcertApi & SagaApi & PaymentApi & QueueApi;
+const peers = (via: Context | ServiceBroker) => callerOf<Peers>(via);
 
 interface ReservationVars {
 	repo: ReservationRepo;
 	sweeper?: NodeJS.Timeout;
 	/** scheduleId -> concertId, for schedules known to exist: a schedule never moves to another concert. */
-	scheduleConcerts: Map<string, string>;
+	scheduleConcerts: LRUCache<string, string>;
 	/** Timers of work retried after a request gave up on it (abandoning a hold), cleared at stop. */
 	backgroundRetries: Set<NodeJS.Timeout>;
 }
 
-/** Bound on the per-node schedule -> concert cache (cleared when full, like the queue's concert cache). */
+/** Bound on the per-node schedule -> concert cache (least recently used go first, like the other caches). */
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
@@ -234,18 +227,18 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// skipped without being sent.
 				const abandon = () => {
 					const release = { scheduleId, seatIds, owner: id, abandon: true };
-					return this.broker.call("concert.release", release, { parentCtx: ctx }).catch((err: Error) => {
+					return peers(this.broker)("concert.release", release, { parentCtx: ctx }).catch((err: Error) => {
 						// The catalog could not be reached (NATS or its node down: often the very fault that failed the
 						// hold). Left alone, the seats would stay held by nobody for HOLD_TTL; keep trying meanwhile.
 						this.logger.warn(`abandoning hold ${id} failed (${err.message}); retrying in the background`);
-						this.retryInBackground(`abandon hold ${id}`, () => this.broker.call("concert.release", release), Date.now() + this.config.holdTtlSec * 1000);
+						this.retryInBackground(`abandon hold ${id}`, () => peers(this.broker)("concert.release", release), Date.now() + this.config.holdTtlSec * 1000);
 					});
 				};
 				let hold: HoldView;
 				try {
 					for (;;) {
 						try {
-							hold = await ctx.call<HoldView, Record<string, unknown>>("concert.hold", { scheduleId, seatIds, owner: id });
+							hold = await peers(ctx)("concert.hold", { scheduleId, seatIds, owner: id });
 							break;
 						} catch (err) {
 							// This key's earlier attempt gave this generation's hold up (and so made no reservation under it):
@@ -344,9 +337,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const paySaga = row.paid_saga_id ?? (row.status === "PAYING" ? row.saga_id : null);
 				const [payment, saga] = await Promise.all([
 					paySaga
-						? ctx.call<{ id: string; amount: number; status: string } | null, { sagaId: string }>("payment.getBySaga", { sagaId: paySaga }).catch(() => undefined)
+						? peers(ctx)("payment.getBySaga", { sagaId: paySaga }).catch(() => undefined)
 						: undefined,
-					row.saga_id ? ctx.call<SagaView, { id: string }>("saga.find", { id: row.saga_id }).catch(() => undefined) : undefined
+					row.saga_id ? peers(ctx)("saga.find", { id: row.saga_id }).catch(() => undefined) : undefined
 				]);
 				if (payment && payment.status !== "VOIDED") view.payment = { id: payment.id, amount: Number(payment.amount), status: payment.status };
 				if (saga) view.saga = { id: saga.id, status: saga.status };
@@ -382,7 +375,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					if (!(ctx.meta.idempotencyKey && (await this.findSaga(ctx, key)))) throw err;
 				}
 				const seats = await this.repo.seatsOf([row.id]);
-				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
+				const saga = await peers(ctx)("saga.start", {
 					type: "ConfirmReservation",
 					key,
 					data: {
@@ -434,11 +427,11 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					if (Date.now() >= cutoff.getTime()) throw new CancellationClosedError(row.id, cutoff.toISOString());
 					// CONFIRMED shows after step 2, while the seats may still be being sold (step 3): cancelling then
 					// could refund and release before a late sale lands. Only a finished booking is cancelled.
-					const paid = row.paid_saga_id ? await ctx.call<SagaView, { id: string }>("saga.find", { id: row.paid_saga_id }) : null;
+					const paid = row.paid_saga_id ? await peers(ctx)("saga.find", { id: row.paid_saga_id }) : null;
 					if (paid?.status !== "COMPLETED") throw new ReservationNotCancellableError(row.id, "CONFIRMING");
 				}
 				const seats = await this.repo.seatsOf([row.id]);
-				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
+				const saga = await peers(ctx)("saga.start", {
 					type,
 					key,
 					data: {
@@ -468,7 +461,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		hasConfirmed: {
 			visibility: "public",
 			params: { userId: idParam, concertId: idParam },
-			async handler(this: This, ctx: Context<{ userId: string; concertId: string }>) {
+			async handler(this: This, ctx: Context<ReservationApi["reservation.hasConfirmed"]["params"]>): Promise<ReservationApi["reservation.hasConfirmed"]["result"]> {
 				const rows = await this.repo.confirmedOf(ctx.params.userId, ctx.params.concertId);
 				// `attended`: a confirmed booking of a show that has started (a review needs one).
 				const now = Date.now();
@@ -563,7 +556,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		/** The saga started under `key`, or null when there is none. */
 		async findSaga(this: This, ctx: Context<unknown, RequestMeta>, key: string) {
 			try {
-				return await ctx.call<SagaView & { type: string }, { key: string }>("saga.find", { key });
+				return await peers(ctx)("saga.find", { key });
 			} catch (err) {
 				if ((err as { code?: number }).code === 404) return null;
 				throw err;
@@ -586,8 +579,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		async concertOf(this: This, ctx: Context<unknown, RequestMeta>, scheduleId: string) {
 			const known = this.scheduleConcerts.get(scheduleId);
 			if (known !== undefined) return known;
-			const schedule = await ctx.call<{ id: string; concertId: string }, { id: string }>("concert.getSchedule", { id: scheduleId });
-			if (this.scheduleConcerts.size >= SCHEDULE_CACHE_MAX) this.scheduleConcerts.clear();
+			const schedule = await peers(ctx)("concert.getSchedule", { id: scheduleId });
 			this.scheduleConcerts.set(scheduleId, schedule.concertId);
 			return schedule.concertId;
 		},
@@ -609,14 +601,14 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		/** The show's start: from the row, or (rows older than the calendar) from the catalog. */
 		async showStartOf(this: This, ctx: Context<unknown, RequestMeta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">) {
 			if (row.starts_at) return iso(row.starts_at);
-			const s = await ctx.call<{ startsAt: string }, { id: string }>("concert.getSchedule", { id: row.schedule_id });
+			const s = await peers(ctx)("concert.getSchedule", { id: row.schedule_id });
 			return s.startsAt;
 		},
 
 		async requireActiveToken(this: This, ctx: Context<unknown, RequestMeta>, userId: string, concertId: string) {
 			const token = ctx.meta.queueToken;
 			if (!token) throw new QueueTokenRequiredError();
-			await ctx.call("queue.validate", { token, userId, concertId });
+			await peers(ctx)("queue.validate", { token, userId, concertId });
 		},
 
 		/**
@@ -645,7 +637,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 	},
 
 	created(this: This) {
-		this.scheduleConcerts = new Map();
+		this.scheduleConcerts = new LRUCache({ max: SCHEDULE_CACHE_MAX });
 		this.backgroundRetries = new Set();
 	},
 

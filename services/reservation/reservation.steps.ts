@@ -7,7 +7,9 @@
  * undoes only what that saga did, and answers the status it leaves.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { callerOf } from "../../lib/actions";
 import { sagaIdOf, type RequestMeta } from "../../lib/request";
+import type { ConcertApi } from "../concert/concert.api";
 import { decide, TRANSITIONS, type ReservationStatus, type StepVerdict } from "./reservation.domain";
 import type { ReservationRepo } from "./reservation.repo";
 
@@ -83,8 +85,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 				const row = await this.repo.voidConfirmation(reservationId, sagaId);
 				if (row && row.status === "CANCELLED") {
 					const seats = await this.repo.seatsOf([reservationId]);
-					await ctx
-						.call("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: reservationId })
+					await callerOf<ConcertApi>(ctx)("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: reservationId })
 						.catch((err: Error) => this.logger.warn(`release after rollback of ${reservationId} failed; the hold expires by itself`, err.message));
 				}
 				return { reservationId, status: row?.status ?? null };

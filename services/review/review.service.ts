@@ -15,6 +15,7 @@ import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
 import type { ConcertApi } from "../concert/concert.api";
+import type { ReservationApi } from "../reservation/reservation.api";
 import { callPeer, ReviewExistsError, ReviewNotAllowedError } from "./errors";
 import { createReviews } from "./migrations/001_create_reviews";
 import { averageRating, CONTENT_MAX, RATING_MAX, RATING_MIN, toPublicReview, type ReviewRow } from "./review.domain";
@@ -77,7 +78,7 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 				const { id, rating, content } = ctx.params;
 				await this.assertConcert(ctx, id);
 				const { confirmed, attended } = await callPeer("reservation", () =>
-					ctx.call<{ confirmed: boolean; attended: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", { userId: user.id, concertId: id })
+					callerOf<ReservationApi>(ctx)("reservation.hasConfirmed", { userId: user.id, concertId: id })
 				);
 				if (confirmed !== true) throw new ReviewNotAllowedError(id);
 				if (attended !== true) throw new ReviewNotAllowedError(id, "SHOW_NOT_YET");
@@ -138,7 +139,7 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 		async withdrawReview(this: This & { broker: { call: Context["call"] } }, event: EventMessage) {
 			const { userId, concertId } = event.payload as { userId?: unknown; concertId?: unknown };
 			if (typeof userId !== "string" || typeof concertId !== "string") return;
-			const { confirmed } = await this.broker.call<{ confirmed: boolean }, { userId: string; concertId: string }>("reservation.hasConfirmed", { userId, concertId });
+			const { confirmed } = await callerOf<ReservationApi>(this.broker)("reservation.hasConfirmed", { userId, concertId });
 			if (confirmed) return;
 			await this.sequelize.query("DELETE FROM reviews WHERE user_id = ? AND concert_id = ?", { replacements: [userId, concertId] });
 		}
