@@ -6,12 +6,11 @@
  * marking each row processed once the broker stored it. At least once: a crash between publish and mark publishes
  * the row again, under the same message id.
  */
-import { sqlTime } from "./sql";
+import { sqlTime, type Migration } from "./db";
 import crypto from "crypto";
 import { EventEmitter } from "events";
 import { QueryTypes, Transaction, type Sequelize } from "sequelize";
 import type { EventMessage } from "./events/types";
-import type { Migration } from "../mixins/db.mixin";
 
 export interface OutboxEventInput {
 	aggregateType: string;

@@ -7,7 +7,7 @@
  * schedule's sales is safe, the sold counter moves in the same transaction as the rows it counts, and two sales of
  * one schedule never deadlock on gap locks. The primary key of `seat_sales` stays the last guard regardless.
  */
-import { isTransientDbError, sqlTime } from "../../lib/sql";
+import { isTransientDbError, sqlTime } from "../../lib/db";
 import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import crypto from "crypto";
 import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";

@@ -15,13 +15,13 @@
  * - Every transaction takes its locks in the same order (payment row, then wallet row): no lock cycles. The
  *   deadlocks InnoDB can still report (duplicate-key waiters after a rollback, racing creation of a new wallet)
  *   are retried here, as the victim's whole transaction rolled back.
- * - On SQLite writes queue in-process, one at a time per file (lib/sql.ts).
+ * - On SQLite writes queue in-process, one at a time per file (lib/db/sql.ts).
  */
 import crypto from "crypto";
 import { Transaction, UniqueConstraintError, type Sequelize } from "sequelize";
 import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import { appendOutbox } from "../../lib/outbox";
-import { isTransientDbError, Sql, sqlTime } from "../../lib/sql";
+import { isTransientDbError, Sql, sqlTime } from "../../lib/db";
 import {
 	BALANCE_LIMIT,
 	chargeReplay,
@@ -122,7 +122,7 @@ export interface AuditPaymentRow {
 
 export class PaymentLedger {
 	private readonly sequelize: Sequelize;
-	/** Conditional updates, deadlock retries and (on SQLite) the per-file writer queue: lib/sql.ts. */
+	/** Conditional updates, deadlock retries and (on SQLite) the per-file writer queue: lib/db/sql.ts. */
 	private readonly sql: Sql;
 	private readonly now: () => Date;
 	private readonly newId: () => string;

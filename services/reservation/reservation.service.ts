@@ -12,7 +12,7 @@ import { DataTypes, type Transaction } from "sequelize";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { appendOutbox, outboxMigration } from "../../lib/outbox";
-import { Sql, sqlTime } from "../../lib/sql";
+import { Sql, sqlTime } from "../../lib/db";
 import { auditLimit, auditPageParams, isoTime, keysetAfter, pageOf, type AuditPageParams } from "../../lib/audit";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";

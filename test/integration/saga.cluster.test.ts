@@ -6,7 +6,7 @@
 import crypto from "crypto";
 import { QueryTypes } from "sequelize";
 import type { ServiceBroker } from "moleculer";
-import { createSequelize, migrate, physicalDatabaseName } from "../../mixins/db.mixin";
+import { createSequelize, migrate, physicalDatabaseName } from "../../lib/db";
 import { createSagaTables } from "../../services/saga/migrations/001_create_saga_tables";
 import { Errors } from "moleculer";
 import { SagaExecutor } from "../../sagas/executor";

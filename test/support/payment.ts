@@ -7,7 +7,7 @@ import os from "os";
 import path from "path";
 import mysql from "mysql2/promise";
 import { QueryTypes, type Sequelize } from "sequelize";
-import { createSequelize, migrate } from "../../mixins/db.mixin";
+import { createSequelize, migrate } from "../../lib/db";
 import { outboxMigration } from "../../lib/outbox";
 import { PaymentLedger } from "../../services/payment/ledger";
 import { PAYMENT_MIGRATIONS } from "../../services/payment/migrations";

@@ -10,7 +10,7 @@ import path from "path";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { EventMessage } from "../../lib/events/types";
 import { appendOutbox, outboxMigration, OutboxRelay, outboxStats } from "../../lib/outbox";
-import { createSequelize, migrate } from "../../mixins/db.mixin";
+import { createSequelize, migrate } from "../../lib/db";
 import { waitFor } from "../support/harness";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));

@@ -5,7 +5,7 @@
  */
 import type { Sequelize } from "sequelize";
 import type { SqlConfig } from "../../../lib/config";
-import { createSequelize, migrate, physicalDatabaseName } from "../../../mixins/db.mixin";
+import { createSequelize, migrate, physicalDatabaseName } from "../../../lib/db";
 import { CatalogRepo } from "../../../services/concert/catalog.repo";
 import { DEMO_CATALOG } from "../../../services/concert/demo-data";
 import { CONCERT_MIGRATIONS } from "../../../services/concert/migrations";
