@@ -198,7 +198,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 	},
 
 	created() {
-		this.ledger = new PaymentLedger({ sequelize: this.sequelize });
+		this.ledger = new PaymentLedger({ sql: this.sql });
 	}
 };
 
