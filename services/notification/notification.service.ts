@@ -12,7 +12,7 @@ import { QueryTypes, UniqueConstraintError } from "sequelize";
 import { DataTypes } from "sequelize";
 import type { AuthUser } from "../../lib/auth";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
-import { EventConsumerMixin, DEAD_LETTERED, type EventConsumerVars } from "../../lib/events/consumer.mixin";
+import { EventConsumerMixin, DEAD_LETTERED, type EventConsumerVars } from "../../mixins/event-consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";

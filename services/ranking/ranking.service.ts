@@ -9,7 +9,7 @@
 import crypto from "crypto";
 import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import type { EventMessage } from "../../lib/events/types";
-import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
+import { EventConsumerMixin } from "../../mixins/event-consumer.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { RankingNotReadyError, RankingRebuildRunningError, RankingTruthUnavailableError } from "./errors";
 import { MalformedEventError, rankingMismatches, rankingRows, reservationState } from "./ranking.domain";

@@ -12,7 +12,7 @@ import type { AuthUser } from "../../lib/auth";
 import { UnauthorizedError } from "../../lib/errors";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
-import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
+import { EventConsumerMixin } from "../../mixins/event-consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
 import { callPeer, ReviewExistsError, ReviewNotAllowedError } from "./errors";
 import { createReviews } from "./migrations/001_create_reviews";

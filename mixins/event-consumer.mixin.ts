@@ -12,11 +12,11 @@
  * aggregate, in the same atomic step as the effect (a unique key, a Lua script), never check-then-act.
  */
 import type { Service, ServiceSchema } from "moleculer";
-import { platformOf } from "../platform";
-import { acquireEventBus, redrivePolicyOf, releaseEventBus } from "./index";
-import { DeadLetterRedriver } from "./redrive";
-import type { RedrivePolicy, RetryPolicy } from "./retry";
-import type { DeadLetter, EventBus, EventHandler, Subscription } from "./types";
+import { platformOf } from "../lib/platform";
+import { acquireEventBus, redrivePolicyOf, releaseEventBus } from "../lib/events";
+import { DeadLetterRedriver } from "../lib/events/redrive";
+import type { RedrivePolicy, RetryPolicy } from "../lib/events/retry";
+import type { DeadLetter, EventBus, EventHandler, Subscription } from "../lib/events/types";
 
 export interface EventConsumerOptions {
 	/** Consumer group; the service name by default. */
