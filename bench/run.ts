@@ -90,7 +90,7 @@ function parseArgs(argv: string[]): Options {
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
-// ---- users, concerts, points, tokens (setup, untimed) ----
+// Users, concerts, points, tokens (setup, untimed)
 
 interface User {
 	id: string;
@@ -190,7 +190,7 @@ async function enter(c: Client, u: User, concertId: string): Promise<Record<stri
 	return body;
 }
 
-// ---- resource sampling: RSS and CPU of every node, and of the servers ----
+// Resource sampling: RSS and CPU of every node, and of the servers
 
 interface NodeStats {
 	peakRssMb: number;
@@ -282,7 +282,7 @@ class Sampler {
 }
 
 
-// ---- scenarios ----
+// Scenarios
 
 interface ScenarioResult {
 	figures: Record<string, Figures>;
@@ -752,7 +752,7 @@ async function loginsScenario(o: Options, target: Target, c: Client): Promise<Sc
 	};
 }
 
-// ---- the run ----
+// The run
 
 function instanceEnv(o: Options): Record<string, string> {
 	const env: Record<string, string> = { ...o.env };

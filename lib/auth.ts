@@ -4,6 +4,7 @@
  */
 import crypto from "crypto";
 import jwt from "jsonwebtoken";
+import { LRUCache } from "lru-cache";
 
 export type Role = "user" | "admin";
 
@@ -45,10 +46,10 @@ export function signAccessToken(user: AuthUser, secret: string, expiresInSec: nu
  * Tokens this process verified, until they expire: a client sends the same token with every request (a waiting
  * room polls it every few hundred milliseconds), and the HMAC check and JSON decoding were a tenth of the
  * gateway's CPU per status read. A hit is the exact same string under the same secret, so it is the same
- * verdict; the expiry is still checked on every use. Bounded: the oldest entries go first.
+ * verdict; the expiry is still checked on every use. Bounded: the least recently used go first.
  */
 const VERIFIED_MAX = 20_000;
-const verified = new Map<string, { secret: string; user: AuthUser; expMs: number }>();
+const verified = new LRUCache<string, { secret: string; user: AuthUser; expMs: number }>({ max: VERIFIED_MAX });
 
 /** Returns the user the token names, or null for any invalid, tampered, foreign or expired token. */
 export function verifyAccessToken(token: string, secret: string): AuthUser | null {
@@ -61,7 +62,6 @@ export function verifyAccessToken(token: string, secret: string): AuthUser | nul
 	}
 	const user = verifyUncached(token, secret);
 	if (user) {
-		if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value!);
 		verified.set(token, { secret, user: user.user, expMs: user.exp * 1000 });
 	}
 	return user?.user ?? null;

@@ -175,7 +175,23 @@ export interface OutboxRelayOptions {
 	/** Longest wait between attempts while publishing fails. */
 	maxBackoffMs?: number;
 	log?: (level: "info" | "warn" | "error", msg: string) => void;
+	/** The clock of its polls, backoff and coalescing (the real one by default; tests step a manual one). */
+	clock?: RelayClock;
 }
+
+export interface RelayClock {
+	now(): number;
+	/** Runs `fn` once after `ms`; answers what cancels it. */
+	after(ms: number, fn: () => void): () => void;
+}
+
+const realClock: RelayClock = {
+	now: () => Date.now(),
+	after(ms, fn) {
+		const t = setTimeout(fn, ms);
+		return () => clearTimeout(t);
+	}
+};
 
 interface ClaimedRow {
 	seq: number | string;
@@ -222,7 +238,8 @@ export function toEventMessage(row: ClaimedRow): EventMessage {
  * SQLite (embedded mode) is one process with one relay per database: no claim is needed.
  */
 export class OutboxRelay {
-	private timer?: NodeJS.Timeout;
+	/** Cancels the pending round, while one is scheduled. */
+	private timer?: () => void;
 	/** When the pending timer fires (epoch ms). */
 	private due = 0;
 	private running?: Promise<void>;
@@ -233,7 +250,11 @@ export class OutboxRelay {
 		if (s === this.opts.sql.sequelize) this.kick();
 	};
 
-	constructor(private readonly opts: OutboxRelayOptions) {}
+	private readonly clock: RelayClock;
+
+	constructor(private readonly opts: OutboxRelayOptions) {
+		this.clock = opts.clock ?? realClock;
+	}
 
 	start(): void {
 		this.stopped = false;
@@ -244,7 +265,7 @@ export class OutboxRelay {
 	async stop(): Promise<void> {
 		this.stopped = true;
 		outboxCommits.off("commit", this.onCommit);
-		if (this.timer) clearTimeout(this.timer);
+		this.timer?.();
 		await this.running;
 	}
 
@@ -252,7 +273,7 @@ export class OutboxRelay {
 	kick(): void {
 		if (this.stopped || this.failures > 0) return;
 		if (this.running) this.again = true;
-		else if (!this.timer || this.due > Date.now() + this.coalesceMs) this.schedule(this.coalesceMs);
+		else if (!this.timer || this.due > this.clock.now() + this.coalesceMs) this.schedule(this.coalesceMs);
 	}
 
 	private get coalesceMs(): number {
@@ -355,9 +376,9 @@ export class OutboxRelay {
 
 	private schedule(ms: number): void {
 		if (this.stopped) return;
-		if (this.timer) clearTimeout(this.timer);
-		this.due = Date.now() + ms;
-		this.timer = setTimeout(() => {
+		this.timer?.();
+		this.due = this.clock.now() + ms;
+		this.timer = this.clock.after(ms, () => {
 			this.timer = undefined;
 			// A round sees every row committed before it starts; a commit during the round asks for another one.
 			this.again = false;
@@ -365,7 +386,7 @@ export class OutboxRelay {
 				this.running = undefined;
 				if (this.again && this.failures === 0) this.schedule(this.coalesceMs);
 			});
-		}, ms);
+		});
 	}
 
 	private async round(): Promise<void> {

@@ -17,7 +17,7 @@
  *   idempotent per key, so it has no second effect.
  */
 import { backoffDelay, isRejection, toSagaError } from "./policy";
-import type { Fence, InstancePatch, SagaFailedEvent, SagaStore } from "./store";
+import type { Fence, InstancePatch, SagaFailedEvent, SagaJournal } from "./store";
 import type { SagaDefinition, SagaRef, SagaState, StepPhase, StepResults } from "./types";
 
 export interface StepCallOptions {
@@ -50,7 +50,8 @@ export interface ExecutorHooks {
 }
 
 export interface ExecutorDeps {
-	store: SagaStore;
+	/** The service's SagaStore; any store with its fencing semantics (the definition tests use one in memory). */
+	store: SagaJournal;
 	/** This node's lease owner id. */
 	owner: string;
 	definitions: ReadonlyMap<string, SagaDefinition<unknown>>;
@@ -144,7 +145,7 @@ export class SagaExecutor {
 							{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "forward", error }
 						);
 						if (!alert) return "lost";
-						return this.finish(after(saga, { status: "FAILED", attempts: attempt, error, releaseLease: true }, results, store.now()), alert);
+						return this.finish(after(saga, { status: "FAILED", step: i, stepName: step.name, attempts: attempt, error, releaseLease: true }, results, store.now()), alert);
 					}
 					if (isRejection(err)) {
 						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "rejected");
@@ -248,7 +249,7 @@ export class SagaExecutor {
 					{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "compensate", error }
 				);
 				if (!alert) return "lost";
-				return this.finish(after(saga, { status: "FAILED", attempts: attempt, releaseLease: true }, results, store.now()), alert);
+				return this.finish(after(saga, { status: "FAILED", step: j, stepName: step.name, attempts: attempt, releaseLease: true }, results, store.now()), alert);
 			}
 		}
 		// Nothing (left) to compensate: rejected at the first step, no step has a compensation, or a resumed saga

@@ -115,11 +115,25 @@ export interface SagaFailedEvent {
 	error: unknown;
 }
 
+/**
+ * What the executor needs of a store: read a saga, and fenced writes of its journal and instance. `SagaStore`
+ * is the durable one; the saga definition tests drive the executor with an in-memory one of the same semantics.
+ */
+export interface SagaJournal {
+	/** The clock of every time the store writes. */
+	readonly now: () => number;
+	get(id: string): Promise<SagaState | undefined>;
+	release(fence: Fence): Promise<void>;
+	record(fence: Fence, leaseMs: number, entry: JournalWrite | JournalWrite[], patch: InstancePatch): Promise<boolean>;
+	park(fence: Fence, entry: JournalWrite, patch: InstancePatch, deadLetter: NewDeadLetter): Promise<SagaFailedEvent | false>;
+	patch(fence: Fence, leaseMs: number, patch: InstancePatch): Promise<boolean>;
+}
+
 const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
 const parse = <T>(s: string | null | undefined): T | undefined => (s === null || s === undefined ? undefined : (JSON.parse(s) as T));
 const iso = (ms: number | string | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
 
-export class SagaStore {
+export class SagaStore implements SagaJournal {
 	/** Write statements and commits, for the closing figure "journal writes per saga" (bench/quick-saga.ts). */
 	writes = 0;
 	commits = 0;

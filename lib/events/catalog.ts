@@ -13,7 +13,7 @@
  * | payment.refunded       | PaymentRollbackEvent       | payment     | notification              |
  * | points.charged         | (wallet top-up)            | wallet      | none yet                  |
  * | points.deducted        | PointDeductedEvent         | wallet      | none yet                  |
- * | saga.failed            | (admin alert)              | broker event; the saga's dead letter is the record | notification |
+ * | saga.failed            | (admin alert)              | saga        | notification              |
  *
  * Seed 003's choreographed availability update (the concert service decrementing `seat_availability` when it
  * receives SeatReservedEvent) is deliberately not a consumer here: the concert service owns every seat change and
@@ -23,6 +23,8 @@
  * event-driven copy of the same count could only lag behind or drift from it (and would count a seat twice if the
  * event were redelivered); the database row that sells a seat is the one truth (DESIGN.md section 3).
  */
+
+import Validator, { type ValidationSchema } from "fastest-validator";
 
 /** seed 003 SeatReservedEvent {reservationId, scheduleId, seatIds, reservedAt, expiresAt} + who and which concert. */
 export interface ReservationHeld {
@@ -97,6 +99,17 @@ export interface PointsDeducted {
 	paymentId: string;
 }
 
+/** The `saga.failed` admin alert: a saga parked FAILED with its dead letter (written in the same transaction). */
+export interface SagaFailed {
+	sagaId: string;
+	type: string;
+	key: string;
+	step: string;
+	phase: "forward" | "compensate";
+	deadLetterId: string;
+	error: unknown;
+}
+
 export interface EventCatalog {
 	"reservation.held": ReservationHeld;
 	"reservation.confirmed": ReservationConfirmed;
@@ -106,6 +119,53 @@ export interface EventCatalog {
 	"payment.refunded": PaymentRefunded;
 	"points.charged": PointsCharged;
 	"points.deducted": PointsDeducted;
+	"saga.failed": SagaFailed;
 }
 
 export type CatalogEventType = keyof EventCatalog;
+
+/** What `appendOutbox` adds to every payload. */
+export interface Stamped {
+	eventId: string;
+	version: number;
+}
+
+const id = { type: "string", min: 1, max: 191 } as const;
+const ids = { type: "array", min: 1, items: id } as const;
+const points = { type: "number", integer: true, min: 0 } as const;
+const time = { type: "string", min: 1 } as const;
+const stamp = { eventId: { type: "string", optional: true }, version: { type: "number", integer: true, min: 1, optional: true } } as const;
+const reservation = { reservationId: id, userId: id, concertId: id, scheduleId: id, seatIds: ids } as const;
+
+/**
+ * The payloads as fastest-validator schemas, checked at every consumer before its handler runs (a payload that
+ * fails goes to the dead letter at once, with the reason). Each entry must accept exactly what the interface above
+ * describes; `test/unit/events.catalog.test.ts` checks both against the producers' own payloads.
+ */
+export const EVENT_SCHEMAS: { [T in CatalogEventType]: ValidationSchema } = {
+	"reservation.held": { ...stamp, ...reservation, reservedAt: time, expiresAt: time },
+	"reservation.confirmed": { ...stamp, ...reservation, amount: points },
+	"reservation.cancelled": { ...stamp, ...reservation, wasConfirmed: "boolean", refundAmount: { ...points, optional: true }, reason: "string" },
+	"reservation.expired": { ...stamp, ...reservation },
+	"payment.completed": { ...stamp, paymentId: id, reservationId: id, userId: id, amount: points, paymentDate: time },
+	"payment.refunded": { ...stamp, paymentId: id, reservationId: id, userId: id, amount: points, reason: "string" },
+	"points.charged": { ...stamp, userId: id, amount: points, transactionId: id },
+	"points.deducted": { ...stamp, userId: id, amount: points, transactionId: id, paymentId: id },
+	"saga.failed": { ...stamp, sagaId: id, type: id, key: id, step: id, phase: { type: "enum", values: ["forward", "compensate"] }, deadLetterId: id, error: "any" }
+};
+
+const validator = new Validator();
+const checks = new Map<string, (payload: unknown) => true | { field?: string; message?: string }[]>();
+
+export const isCatalogEvent = (type: string): type is CatalogEventType => Object.prototype.hasOwnProperty.call(EVENT_SCHEMAS, type);
+
+/** What is wrong with a payload of `type` (empty: nothing), in the validator's words with the field names. */
+export function payloadProblems(type: CatalogEventType, payload: unknown): string[] {
+	let check = checks.get(type);
+	if (!check) {
+		check = validator.compile({ $$root: true, type: "object", props: EVENT_SCHEMAS[type] }) as (payload: unknown) => true | { field?: string; message?: string }[];
+		checks.set(type, check);
+	}
+	const result = check(payload);
+	return result === true ? [] : result.map(r => r.message ?? `invalid ${r.field ?? "payload"}`);
+}

@@ -15,7 +15,8 @@
  * - a failed handler is retried with `nak(delay)` on the schedule of lib/events/retry.ts (growing delays for
  *   EVENT_RETRY_FOR_SEC, 5 minutes by default); after its last delivery the message is written to the
  *   dead-letter stream and only then acknowledged, so a failure to dead-letter it means another delivery, never a
- *   lost event. The consumer has no `max_deliver` (the bus alone decides when to give up: a server-side limit
+ *   lost event. An event its handler calls invalid (`InvalidEventError`: the payload does not match the catalog)
+ *   goes to the dead-letter stream at once. The consumer has no `max_deliver` (the bus alone decides when to give up: a server-side limit
  *   would drop an event silently) and an `ack_wait` of 30 s that a long handler keeps extending (`working()`);
  *   a nak's delay is its own and does not depend on `ack_wait`;
  * - a replay republishes the dead letter to `<events>._replay.<group>`, which every group's consumer sees and only
@@ -45,7 +46,7 @@ import {
 import { EventSigner } from "../cluster-auth";
 import { errorText } from "./memory-bus";
 import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type RedrivePolicy, type RetryPolicy } from "./retry";
-import { safeName, type DeadLetter, type EventBus, type EventMessage, type RedriveResult, type SubscribeOptions, type Subscription } from "./types";
+import { isInvalidEvent, safeName, type DeadLetter, type EventBus, type EventMessage, type RedriveResult, type SubscribeOptions, type Subscription } from "./types";
 
 export interface JetStreamBusOptions {
 	/** `host:port` of the NATS servers (or `url`: comma-separated nats:// URLs without credentials). */
@@ -276,7 +277,7 @@ export class JetStreamEventBus implements EventBus {
 			await opts.handler(event, { attempt, replayed: isReplay });
 			m.ack();
 		} catch (err) {
-			if (attempt >= maxAttemptsOf(policy)) await this.deadLetter(m, opts, event, err, attempt);
+			if (attempt >= maxAttemptsOf(policy) || isInvalidEvent(err)) await this.deadLetter(m, opts, event, err, attempt);
 			else m.nak(retryDelayMs(attempt, policy));
 		} finally {
 			clearInterval(heartbeat);

@@ -7,7 +7,7 @@
  * published but not yet handled when the process stops is not redelivered at the next start.
  */
 import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type RedrivePolicy, type RetryPolicy } from "./retry";
-import type { DeadLetter, DeliveryInfo, EventBus, EventMessage, RedriveResult, SubscribeOptions, Subscription } from "./types";
+import { isInvalidEvent, type DeadLetter, type DeliveryInfo, type EventBus, type EventMessage, type RedriveResult, type SubscribeOptions, type Subscription } from "./types";
 
 interface Pending {
 	event: EventMessage;
@@ -146,7 +146,7 @@ export class MemoryEventBus implements EventBus {
 			await member.opts.handler(p.event, info);
 		} catch (err) {
 			const policy = policyOf(this.retry, member.opts);
-			if (p.attempt >= maxAttemptsOf(policy)) {
+			if (p.attempt >= maxAttemptsOf(policy) || isInvalidEvent(err)) {
 				const letter: DeadLetter = {
 					id: String(++this.letterSeq),
 					group: g.name,

@@ -24,6 +24,22 @@ export interface EventMessage {
 	payload: Record<string, unknown>;
 }
 
+/**
+ * A handler's verdict that no retry can help: the event itself is unusable (its payload does not match the
+ * catalog). The bus dead-letters it at once, with this message as the reason, instead of retrying it for
+ * EVENT_RETRY_FOR_SEC first.
+ */
+export class InvalidEventError extends Error {
+	readonly invalidEvent = true;
+	constructor(eventId: string, type: string, problems: string[]) {
+		super(`event ${eventId} (${type}) is invalid: ${problems.join("; ")}`);
+		this.name = "InvalidEventError";
+	}
+}
+
+/** By a flag, not `instanceof`: the error may come from another copy of this module. */
+export const isInvalidEvent = (err: unknown): boolean => (err as { invalidEvent?: unknown } | null)?.invalidEvent === true;
+
 export interface DeliveryInfo {
 	/** 1 on the first delivery to this group, 2 on the first retry, ... */
 	attempt: number;

@@ -1,4 +1,4 @@
-import Redis from "ioredis";
+import Redis, { ReplyError } from "ioredis";
 import type { CoordinationStore, SetOptions } from "./types";
 import { StoreUnavailableError } from "./types";
 
@@ -159,10 +159,22 @@ export async function redisCall<T>(p: Promise<T>): Promise<T> {
 	try {
 		return await p;
 	} catch (err) {
-		const msg = (err as Error).message ?? "";
-		if (/connect|Connection|timed out|ECONN|EPIPE|max retries/i.test(msg)) {
-			throw new StoreUnavailableError("coordination store unavailable");
-		}
+		if (isUnavailable(err)) throw new StoreUnavailableError("coordination store unavailable");
 		throw err;
 	}
+}
+
+/** Replies by which a server says "not now" (restarting, a replica without its primary), not "this is wrong". */
+const UNAVAILABLE_REPLIES = new Set(["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY"]);
+
+/**
+ * Whether a failed command says the store is unreachable rather than that the command was wrong, by the error's
+ * kind, never its wording: a reply from the server (`ReplyError`: a script error, a wrong type) is the command's
+ * fault unless its code is one of the "not now" ones above; anything else ioredis raises (a refused or reset
+ * socket, "Connection is closed", a command timeout, `MaxRetriesPerRequestError`) means no server answered;
+ * a TypeError or RangeError is a bug of ours and stays what it is.
+ */
+export function isUnavailable(err: unknown): boolean {
+	if (err instanceof ReplyError) return UNAVAILABLE_REPLIES.has(String((err as Error).message).split(" ", 1)[0]);
+	return err instanceof Error && !(err instanceof TypeError || err instanceof RangeError);
 }

@@ -11,6 +11,9 @@ import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "molecul
 import { verifyAccessToken, type AuthUser } from "../../lib/auth";
 import type { Config } from "../../lib/config";
 import { ForbiddenError, NotFoundError, toHttpError, UnauthorizedError } from "../../lib/errors";
+import { callerOf } from "../../lib/actions";
+import type { RequestMeta } from "../../lib/request";
+import type { UserApi } from "../user/user.api";
 import { platformOf, type Platform } from "../../lib/platform";
 import { PlatformMixin } from "../../mixins/platform.mixin";
 import { CurrentUsers } from "./current-user";
@@ -24,13 +27,6 @@ import path from "path";
 
 
 type GatewayRequest = IncomingMessage & { $action?: { auth?: "user" | "admin" | false } };
-interface Meta {
-	user?: AuthUser | null;
-	clientIp?: string;
-	idempotencyKey?: string;
-	queueToken?: string;
-	$statusCode?: number;
-}
 interface Check {
 	ok: boolean;
 	error?: string;
@@ -153,7 +149,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			health: {
 				visibility: "published",
 				auth: false,
-				async handler(this: { broker: ServiceBroker }, ctx: Context<unknown, Meta>) {
+				async handler(this: { broker: ServiceBroker }, ctx: Context<unknown, RequestMeta>) {
 					const checks: Record<string, Check> = {};
 					const timed = async (name: string, fn: () => Promise<unknown>) => {
 						const started = Date.now();
@@ -207,7 +203,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				visibility: "published",
 				auth: false,
 				params: { $$strict: "remove" },
-				handler(ctx: Context<unknown, Meta & { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
+				handler(ctx: Context<unknown, RequestMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
 					ctx.meta.$responseType = "text/html; charset=utf-8";
 					// The page loads its script and styles from here only; swagger-ui sets inline styles.
 					ctx.meta.$responseHeaders = { "Content-Security-Policy": DOCS_CSP };
@@ -220,7 +216,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				visibility: "published",
 				auth: false,
 				params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
-				handler(ctx: Context<{ file: string }, Meta & { $responseType?: string }>) {
+				handler(ctx: Context<{ file: string }, RequestMeta & { $responseType?: string }>) {
 					// A Map, not an object: `toString`, `constructor` or `__proto__` are not files of the page.
 					const asset = DOCS_ASSETS.get(ctx.params.file);
 					if (!asset) throw new NotFoundError("file", ctx.params.file);
@@ -255,7 +251,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			}
 			currentUsers = new CurrentUsers(async id => {
 				try {
-					return await broker.call("user.get", { id }, { timeout: 2000 });
+					return await callerOf<UserApi>(broker)("user.get", { id }, { timeout: 2000 });
 				} catch (err) {
 					if ((err as { type?: string }).type === "NOT_FOUND") return null;
 					throw err;
@@ -303,7 +299,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			},
 
 			/** Secure by default: an action needs a user unless it says `auth: false`; `auth: "admin"` needs the role. */
-			authorize(ctx: Context<unknown, Meta>, _route: unknown, req: GatewayRequest) {
+			authorize(ctx: Context<unknown, RequestMeta>, _route: unknown, req: GatewayRequest) {
 				const need = req.$action?.auth ?? "user";
 				if (need === false) return;
 				if (!ctx.meta.user) throw new UnauthorizedError();
@@ -397,7 +393,7 @@ function apiRoute(
 		aliases,
 		// Connect-style middlewares, after the body parsers and before alias resolution.
 		use,
-		onBeforeCall(ctx: Context<unknown, Meta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
+		onBeforeCall(ctx: Context<unknown, RequestMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
 			ctx.meta.clientIp = clientAddress(req, config.http.trustProxy);
 			// Request headers the services act on travel in meta (STYLE.md practice 7).
 			const idem = req.headers["idempotency-key"];

@@ -4,10 +4,12 @@
  * user service, not from the token, and refuses a token whose user no longer exists. Answers are kept per gateway
  * process for `ttlMs` (AUTH_CACHE_SEC): a role change or a deletion takes effect within that time, and a flash-sale
  * crowd polling its waiting-room token costs one lookup per user per period, not one per request. Lookups of one
- * user in flight at once are shared. The cache is bounded: the oldest entries go first.
+ * user in flight at once are shared. The cache is bounded (lru-cache, the
+ * platform's one eviction rule): the least recently used entries go first.
  *
  * When the user service cannot answer, the request fails (503): a token alone is not proof of a current account.
  */
+import { LRUCache } from "lru-cache";
 import type { AuthUser, Role } from "../../lib/auth";
 
 export type LookupUser = (id: string) => Promise<{ id: string; email: string; role: Role } | null>;
@@ -18,15 +20,17 @@ interface Entry {
 }
 
 export class CurrentUsers {
-	private readonly entries = new Map<string, Entry>();
+	private readonly entries: LRUCache<string, Entry>;
 	private readonly inFlight = new Map<string, Promise<AuthUser | null>>();
 
 	constructor(
 		private readonly lookup: LookupUser,
 		private readonly ttlMs: number,
-		private readonly max = 50_000,
+		max = 50_000,
 		private readonly now: () => number = Date.now
-	) {}
+	) {
+		this.entries = new LRUCache({ max });
+	}
 
 	/** The account behind a verified token: its current role, or null when it no longer exists. */
 	async resolve(claims: AuthUser): Promise<AuthUser | null> {
@@ -50,8 +54,6 @@ export class CurrentUsers {
 		const row = await this.lookup(id);
 		const user = row ? { id: row.id, email: row.email, role: row.role } : null;
 		if (this.ttlMs > 0) {
-			this.entries.delete(id);
-			if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value!);
 			this.entries.set(id, { user, until: this.now() + this.ttlMs });
 		}
 		return user;

@@ -8,13 +8,16 @@
  * held seats but never a sold one.
  */
 import { CONCERT_MIGRATIONS } from "./migrations";
+import { LRUCache } from "lru-cache";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { FieldValidationError, NotFoundError } from "../../lib/errors";
 import { auditLimit, auditPageParams, pageOf, type AuditPageParams } from "../../lib/audit";
+import type { RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { CatalogRepo, type ScheduleRecord, type SeatRecord } from "./catalog.repo";
+import type { ConcertApi, ConcertView, HoldView, ScheduleView, SeatStatusView, SeatView } from "./concert.api";
 import {
 	availableSeats,
 	ID_PATTERN,
@@ -31,9 +34,7 @@ import {
 	seatStatus,
 	totalPrice,
 	type GradeSpec,
-	type SaleState,
-	type SalesWindow,
-	type SeatStatus
+	type SalesWindow
 } from "./concert.domain";
 import { DEMO_CATALOG } from "./demo-data";
 import { HoldAbandonedError, SalesClosedError, SalesNotOpenError, SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
@@ -49,10 +50,6 @@ interface Settings {
 	reholdBackoffMs: number;
 }
 
-interface Meta {
-	$statusCode?: number;
-	$location?: string;
-}
 
 /** What never changes about a schedule once created: its concert, its show time and its seats' labels, grades and prices. */
 interface SeatMap {
@@ -67,54 +64,16 @@ interface Vars {
 	/** Releases done after a commit or a refusal, retried in the background when the store is down. */
 	lateReleases: LateReleases;
 	/** Per-node cache of seat maps (immutable data), so a hold costs one SQL read: the sold check. */
-	seatMaps: Map<string, SeatMap>;
+	seatMaps: LRUCache<string, SeatMap>;
 	/** Per-node cache of sale windows (concertId -> window and when it was read): an admin's change is seen within WINDOW_CACHE_MS. */
-	windows: Map<string, { window: SalesWindow; at: number }>;
+	windows: LRUCache<string, { window: SalesWindow; at: number }>;
 }
 
 /** How long a node trusts a sale window it read (ms): the calendar is checked on every hold and sale. */
 const WINDOW_CACHE_MS = 2000;
 
-/** Seat maps cached per node; the oldest is dropped past this many schedules. */
+/** Seat maps and sale windows cached per node; the least recently used go past this many. */
 const SEAT_MAP_CACHE_MAX = 500;
-
-interface ScheduleView {
-	id: string;
-	startsAt: string;
-	totalSeats: number;
-	availableSeats: number;
-}
-
-interface ConcertView {
-	id: string;
-	title: string;
-	artist: string;
-	venue: { id: string; name: string };
-	sales: SalesWindow & { state: SaleState };
-	schedules: ScheduleView[];
-}
-
-interface SeatView {
-	id: string;
-	label: string;
-	grade: string;
-	price: number;
-}
-
-interface SeatStatusView extends SeatView {
-	status: SeatStatus;
-}
-
-interface HoldView {
-	concertId: string;
-	scheduleId: string;
-	owner: string;
-	seats: SeatView[];
-	amount: number;
-	expiresAt: string;
-	/** The show's start (a payment or a cancellation is judged against it). */
-	startsAt: string;
-}
 
 interface CreateParams {
 	title: string;
@@ -211,7 +170,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			visibility: "published",
 			auth: false,
 			params: { id: publicId, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.get"]["params"]>): Promise<ConcertApi["concert.get"]["result"]> {
 				return this.concertView(ctx.params.id);
 			}
 		},
@@ -285,7 +244,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				sales: { type: "object", optional: true, strict: "remove", props: salesProps },
 				$$strict: "remove"
 			},
-			async handler(this: This, ctx: Context<CreateParams, Meta>) {
+			async handler(this: This, ctx: Context<CreateParams, RequestMeta>) {
 				const p = ctx.params;
 				const problems = seatMapProblems(p.seats);
 				const schedules = p.schedules.map((s, i) => {
@@ -336,7 +295,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		saleStatus: {
 			visibility: "public",
 			params: { id: internalId },
-			async handler(this: This, ctx: Context<{ id: string }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.saleStatus"]["params"]>): Promise<ConcertApi["concert.saleStatus"]["result"]> {
 				const concert = await this.repo.getConcert(ctx.params.id);
 				if (!concert) throw new NotFoundError("concert", ctx.params.id);
 				const schedules = await this.repo.schedulesOf(concert.id);
@@ -355,7 +314,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		getSchedule: {
 			visibility: "public",
 			params: { id: publicId },
-			async handler(this: This, ctx: Context<{ id: string }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.getSchedule"]["params"]>): Promise<ConcertApi["concert.getSchedule"]["result"]> {
 				const s = await this.requireSchedule(ctx.params.id);
 				const [view] = await this.scheduleViews([s]);
 				return { ...view, concertId: s.concertId };
@@ -370,7 +329,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		hold: {
 			visibility: "public",
 			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId },
-			async handler(this: This, ctx: Context<SeatsParams & { owner: string }>): Promise<HoldView> {
+			async handler(this: This, ctx: Context<ConcertApi["concert.hold"]["params"]>): Promise<HoldView> {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const { scheduleId, owner } = ctx.params;
 				const map = await this.seatMapOf(scheduleId);
@@ -424,7 +383,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		release: {
 			visibility: "public",
 			params: { scheduleId: internalId, seatIds: seatIdsParam, owner: internalId, abandon: { type: "boolean", optional: true } },
-			async handler(this: This, ctx: Context<SeatsParams & { owner: string; abandon?: boolean }>) {
+			async handler(this: This, ctx: Context<ConcertApi["concert.release"]["params"]>): Promise<ConcertApi["concert.release"]["result"]> {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const req = { scheduleId: ctx.params.scheduleId, seatIds, owner: ctx.params.owner };
 				const released = ctx.params.abandon ? await this.holds.abandon({ ...req, ttlMs: 2 * this.ttlMs() }) : await this.holds.release(req);
@@ -635,7 +594,6 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			if (hit && Date.now() - hit.at < WINDOW_CACHE_MS) return hit.window;
 			const concert = await this.repo.getConcert(concertId);
 			const window = concert?.sales ?? { opensAt: null, closesAt: null };
-			if (this.windows.size >= SEAT_MAP_CACHE_MAX) this.windows.clear();
 			this.windows.set(concertId, { window, at: Date.now() });
 			return window;
 		},
@@ -687,7 +645,6 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			const schedule = await this.requireSchedule(scheduleId);
 			const seats = await this.repo.seatMetaOf(scheduleId);
 			const map: SeatMap = { concertId: schedule.concertId, startsAt: schedule.startsAt, seats: new Map(seats.map(s => [s.id, s])) };
-			if (this.seatMaps.size >= SEAT_MAP_CACHE_MAX) this.seatMaps.delete(this.seatMaps.keys().next().value!);
 			this.seatMaps.set(scheduleId, map);
 			return map;
 		},
@@ -715,8 +672,8 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		this.repo = new CatalogRepo(this.sql);
 		this.holds = createHoldStore(this.store);
 		this.lateReleases = new LateReleases(this.holds, { log: msg => this.logger.warn(msg) });
-		this.seatMaps = new Map();
-		this.windows = new Map();
+		this.seatMaps = new LRUCache({ max: SEAT_MAP_CACHE_MAX });
+		this.windows = new LRUCache({ max: SEAT_MAP_CACHE_MAX });
 		if (this.broker.isMetricsEnabled()) {
 			const m = this.broker.metrics;
 			if (!m.hasMetric("concert.hold.requests")) {

@@ -75,8 +75,6 @@ function checkRequest(req: HoldKey, ttlMs?: number): void {
 	}
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-
 export interface LateReleaseOptions {
 	/** The hold is gone by itself by then (its TTL): no point retrying after it. Epoch ms. */
 	until: number;
@@ -140,8 +138,6 @@ export class LateReleases {
 		this.timers.set(key, timer);
 	}
 }
-
-// ---------------------------------------------------------------------------------------------------------------
 
 interface Lease {
 	owner: string;
@@ -239,8 +235,6 @@ export class MemoryHoldStore implements HoldStore {
 		return seats;
 	}
 }
-
-// ---------------------------------------------------------------------------------------------------------------
 
 /** Server time in ms; scripts that read TIME are replicated by effects (Redis >= 5 does that by default). */
 const NOW = `

@@ -120,9 +120,3 @@ export function deadLetterAlert(e: EventDeadLettered): NotificationDraft {
 		dedupeKey: `dlq:${e.group}:${e.eventId}:${e.deadLetterId}`.slice(0, 160)
 	};
 }
-
-export function pageOf(page?: number, pageSize?: number): { page: number; pageSize: number; offset: number } {
-	const p = page ?? 1;
-	const s = pageSize ?? 20;
-	return { page: p, pageSize: s, offset: (p - 1) * s };
-}

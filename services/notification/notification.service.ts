@@ -10,10 +10,10 @@ import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { QueryTypes, UniqueConstraintError } from "sequelize";
 import { DataTypes } from "sequelize";
-import type { AuthUser } from "../../lib/auth";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { NotFoundError } from "../../lib/errors";
 import { EventConsumerMixin, DEAD_LETTERED, type EventConsumerVars } from "../../mixins/event-consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
+import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { createNotifications } from "./migrations/001_create_notifications";
@@ -21,21 +21,12 @@ import {
 	deadLetterAlert,
 	INBOX_EVENTS,
 	notificationFor,
-	pageOf,
 	sagaFailedAlert,
 	type EventDeadLettered,
 	type NotificationDraft,
 	type SagaFailed
 } from "./notification.domain";
 
-interface Meta {
-	user?: AuthUser | null;
-	$statusCode?: number;
-}
-interface PageParams {
-	page?: number;
-	pageSize?: number;
-}
 interface Row {
 	id: string;
 	user_id: string | null;
@@ -53,10 +44,6 @@ interface NotificationMethods {
 }
 type This = PlatformVars & DbVars & EventConsumerVars & NotificationMethods;
 
-const pageParams = {
-	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
-	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
-} as const;
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
 
@@ -110,9 +97,8 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 		list: {
 			visibility: "published",
 			params: { ...pageParams, $$strict: "remove" },
-			async handler(this: This, ctx: Context<PageParams, Meta>) {
-				if (!ctx.meta.user) throw new UnauthorizedError();
-				return this.page("user_id = ?", [ctx.meta.user.id], ctx.params, false);
+			async handler(this: This, ctx: Context<PageParams, RequestMeta>) {
+				return this.page("user_id = ?", [signedInUser(ctx).id], ctx.params, false);
 			}
 		},
 
@@ -123,13 +109,13 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 		markRead: {
 			visibility: "published",
 			params: { id: { type: "string", min: 1, max: 64 }, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
-				if (!ctx.meta.user) throw new UnauthorizedError();
+			async handler(this: This, ctx: Context<{ id: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				await this.sequelize.query("UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? AND read_at IS NULL", {
-					replacements: [new Date(), ctx.params.id, ctx.meta.user.id]
+					replacements: [new Date(), ctx.params.id, user.id]
 				});
 				const [row] = await this.sequelize.query<Row>("SELECT id, user_id, type, message, data, created_at, read_at FROM notifications WHERE id = ? AND user_id = ?", {
-					replacements: [ctx.params.id, ctx.meta.user.id],
+					replacements: [ctx.params.id, user.id],
 					type: QueryTypes.SELECT
 				});
 				if (!row) throw new NotFoundError("notification", ctx.params.id);
@@ -141,10 +127,9 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 		markAllRead: {
 			visibility: "published",
 			params: { $$strict: "remove" },
-			async handler(this: This, ctx: Context<Record<string, never>, Meta>) {
-				if (!ctx.meta.user) throw new UnauthorizedError();
+			async handler(this: This, ctx: Context<Record<string, never>, RequestMeta>) {
 				const [, meta] = (await this.sequelize.query("UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL", {
-					replacements: [new Date(), ctx.meta.user.id],
+					replacements: [new Date(), signedInUser(ctx).id],
 					type: QueryTypes.UPDATE
 				})) as unknown as [unknown, number];
 				return { marked: Number(meta) };
@@ -184,7 +169,7 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 			visibility: "published",
 			auth: "admin",
 			params: { id: { type: "string", min: 1, max: 20, pattern: /^[0-9]+$/ }, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+			async handler(this: This, ctx: Context<{ id: string }, RequestMeta>) {
 				const letter = await this.eventBus.replay(ctx.params.id);
 				if (!letter) throw new NotFoundError("event dead letter", ctx.params.id);
 				ctx.meta.$statusCode = 202;
@@ -220,7 +205,7 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 		},
 
 		async page(this: This, where: string, args: unknown[], p: PageParams, withData: boolean) {
-			const { page, pageSize, offset } = pageOf(p.page, p.pageSize);
+			const { page, pageSize, offset } = pageWindow(p);
 			const [rows, count] = await Promise.all([
 				this.sequelize.query<Row>(
 					`SELECT id, user_id, type, message, data, created_at, read_at FROM notifications WHERE ${where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`,

@@ -133,7 +133,7 @@ export function toUserPayment(row: PaymentRow): UserPayment {
 	return rest;
 }
 
-// ---- consistency checks (verify) ----
+// Consistency checks (verify)
 
 export interface Check {
 	name: string;

@@ -6,37 +6,19 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { auditLimit, auditPageParams, type AuditPageParams } from "../../lib/audit";
-import type { AuthUser } from "../../lib/auth";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { NotFoundError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
+import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { IdempotencyKeyInvalidError, IdempotencyKeyRequiredError } from "./errors";
 import { PaymentLedger } from "./ledger";
+import type { PaymentApi } from "./payment.api";
 import { PAYMENT_MIGRATIONS } from "./migrations";
 import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX, type PayRequest } from "./payment.domain";
 
-interface Meta {
-	user?: AuthUser | null;
-	idempotencyKey?: string;
-}
-interface PageParams {
-	page?: number;
-	pageSize?: number;
-}
-
-const pageParams = {
-	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
-	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
-} as const;
-
 const id = (max: number) => ({ type: "string", min: 1, max }) as const;
-
-function caller(ctx: Context<unknown, Meta>): AuthUser {
-	if (!ctx.meta.user) throw new UnauthorizedError();
-	return ctx.meta.user;
-}
 
 interface PaymentVars {
 	ledger: PaymentLedger;
@@ -74,8 +56,8 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		balance: {
 			visibility: "published",
 			params: { $$strict: "remove" },
-			async handler(ctx: Context<unknown, Meta>) {
-				return this.ledger.balance(caller(ctx).id);
+			async handler(ctx: Context<unknown, RequestMeta>) {
+				return this.ledger.balance(signedInUser(ctx).id);
 			}
 		},
 
@@ -89,8 +71,8 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 				amount: { type: "number", integer: true, min: CHARGE_MIN, max: CHARGE_MAX },
 				$$strict: "remove"
 			},
-			async handler(ctx: Context<{ amount: number }, Meta>) {
-				const user = caller(ctx);
+			async handler(ctx: Context<{ amount: number }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const key = ctx.meta.idempotencyKey;
 				if (key === undefined || key === null || key === "") throw new IdempotencyKeyRequiredError();
 				if (!isValidIdempotencyKey(key)) throw new IdempotencyKeyInvalidError();
@@ -102,8 +84,9 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		transactions: {
 			visibility: "published",
 			params: { ...pageParams, $$strict: "remove" },
-			async handler(ctx: Context<PageParams, Meta>) {
-				return this.ledger.transactions(caller(ctx).id, ctx.params.page ?? 1, ctx.params.pageSize ?? 20);
+			async handler(ctx: Context<PageParams, RequestMeta>) {
+				const { page, pageSize } = pageWindow(ctx.params);
+				return this.ledger.transactions(signedInUser(ctx).id, page, pageSize);
 			}
 		},
 
@@ -111,8 +94,9 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		list: {
 			visibility: "published",
 			params: { ...pageParams, $$strict: "remove" },
-			async handler(ctx: Context<PageParams, Meta>) {
-				return this.ledger.paymentsOf(caller(ctx).id, ctx.params.page ?? 1, ctx.params.pageSize ?? 20);
+			async handler(ctx: Context<PageParams, RequestMeta>) {
+				const { page, pageSize } = pageWindow(ctx.params);
+				return this.ledger.paymentsOf(signedInUser(ctx).id, page, pageSize);
 			}
 		},
 
@@ -120,8 +104,8 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		get: {
 			visibility: "published",
 			params: { id: id(36), $$strict: "remove" },
-			async handler(ctx: Context<{ id: string }, Meta>) {
-				const payment = await this.ledger.paymentOf(caller(ctx).id, ctx.params.id);
+			async handler(ctx: Context<{ id: string }, RequestMeta>) {
+				const payment = await this.ledger.paymentOf(signedInUser(ctx).id, ctx.params.id);
 				if (!payment) throw new NotFoundError("payment", ctx.params.id);
 				return payment;
 			}
@@ -166,7 +150,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 		getBySaga: {
 			visibility: "public",
 			params: { sagaId: id(100) },
-			async handler(ctx: Context<{ sagaId: string }>) {
+			async handler(ctx: Context<PaymentApi["payment.getBySaga"]["params"]>): Promise<PaymentApi["payment.getBySaga"]["result"]> {
 				return this.ledger.paymentBySaga(ctx.params.sagaId);
 			}
 		},

@@ -15,9 +15,11 @@
  *   CLOSED; a closed line answers that to every poll, refuses entries, and its memory is freed. A SOLD_OUT line whose
  *   seats come back (a cancellation) reopens, and those still polling join it again.
  */
+import { LRUCache } from "lru-cache";
 import type { Context, ServiceSchema } from "moleculer";
-import type { AuthUser } from "../../lib/auth";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { callerOf } from "../../lib/actions";
+import { NotFoundError } from "../../lib/errors";
+import { signedInUser, type RequestMeta } from "../../lib/request";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { QueueDependencyUnavailableError, QueueLineClosedError, QueueTokenNotActiveError } from "./errors";
 import {
@@ -29,15 +31,12 @@ import {
 	toTokenView,
 	type TokenView
 } from "./queue.domain";
+import type { ConcertApi, SaleStatus } from "../concert/concert.api";
+import type { QueueApi } from "./queue.api";
 import { createQueueStore, type QueueLimits, type QueueStats, type QueueStore } from "./queue.store";
 
 /** What the catalog says about a concert's sale (concert.saleStatus). */
-interface SaleInfo {
-	state: "NOT_OPEN" | "OPEN" | "CLOSED";
-	opensAt: string | null;
-	closesAt: string | null;
-	soldOut: boolean;
-}
+type SaleInfo = Pick<SaleStatus, "state" | "opensAt" | "closesAt" | "soldOut">;
 
 interface Settings {
 	/** How often each node expires lapsed active tokens and promotes (ms). */
@@ -52,16 +51,11 @@ interface Settings {
 	closedMarkerMs: number;
 }
 
-interface Meta {
-	user?: AuthUser | null;
-	$statusCode?: number;
-	$location?: string;
-}
 
 interface Vars {
 	queueStore: QueueStore;
 	/** concertId -> its sale status and until when it is fresh (epoch ms). */
-	knownConcerts: Map<string, { sale: SaleInfo; until: number }>;
+	knownConcerts: LRUCache<string, { sale: SaleInfo; until: number }>;
 	/** concertId -> the catalog lookup in flight (one per concert and node, whatever the number of callers). */
 	saleLookups: Map<string, Promise<SaleInfo>>;
 	sweepTimer?: NodeJS.Timeout;
@@ -74,7 +68,6 @@ interface Vars {
 interface Methods {
 	limits(): QueueLimits;
 	view(concertId: string, entry: Parameters<typeof toTokenView>[1]): TokenView;
-	caller(ctx: Context<unknown, Meta>): AuthUser;
 	saleOf(ctx: Context | null, concertId: string, fresh?: boolean): Promise<SaleInfo>;
 	limitsFor(sale: SaleInfo | undefined): QueueLimits;
 	sweepOnce(): Promise<void>;
@@ -108,8 +101,8 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			visibility: "published",
 			auth: "user",
 			params: { concertId: concertIdParam, $$strict: "remove" },
-			async handler(ctx: Context<{ concertId: string }, Meta>) {
-				const user = this.caller(ctx);
+			async handler(ctx: Context<{ concertId: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const { concertId } = ctx.params;
 				const sale = await this.saleOf(ctx, concertId);
 				if (sale.state === "CLOSED") throw new QueueLineClosedError(concertId, "CLOSED");
@@ -133,8 +126,8 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			visibility: "published",
 			auth: "user",
 			params: { token: tokenParam, $$strict: "remove" },
-			async handler(ctx: Context<{ token: string }, Meta>) {
-				const user = this.caller(ctx);
+			async handler(ctx: Context<{ token: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const parsed = parseToken(ctx.params.token);
 				if (!parsed) throw new NotFoundError("queue token");
 				const found = await this.queueStore.lookup(parsed.concertId, parsed.tokenId, user.id);
@@ -164,8 +157,8 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			visibility: "published",
 			auth: "user",
 			params: { token: tokenParam, $$strict: "remove" },
-			async handler(ctx: Context<{ token: string }, Meta>) {
-				const user = this.caller(ctx);
+			async handler(ctx: Context<{ token: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const parsed = parseToken(ctx.params.token);
 				const was = parsed ? await this.queueStore.leave(parsed.concertId, parsed.tokenId, user.id, this.limits(), "LEFT") : null;
 				if (!was) throw new NotFoundError("queue token");
@@ -204,7 +197,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				userId: { type: "string", min: 1, max: 64 },
 				concertId: { type: "string", min: 1, max: 64 }
 			},
-			async handler(ctx: Context<{ token: string; userId: string; concertId: string }>) {
+			async handler(ctx: Context<QueueApi["queue.validate"]["params"]>): Promise<QueueApi["queue.validate"]["result"]> {
 				const { token, userId, concertId } = ctx.params;
 				const parsed = parseToken(token);
 				// Presenting the token is using it: a promoted token keeps its slot for the full time.
@@ -275,12 +268,6 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			});
 		},
 
-		caller(ctx) {
-			const user = ctx.meta.user;
-			if (!user) throw new UnauthorizedError();
-			return user;
-		},
-
 		/**
 		 * The concert's sale status; 404 for an unknown concert. Cached per node for `concertCacheMs`, so the hot path
 		 * of a flash sale (thousands entering one concert) costs one store round trip, not a catalog call each.
@@ -303,7 +290,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const lookup = (async () => {
 				let sale: SaleInfo;
 				try {
-					sale = (await (ctx ? ctx.call("concert.saleStatus", { id: concertId }) : this.broker.call("concert.saleStatus", { id: concertId }))) as SaleInfo;
+					sale = await callerOf<ConcertApi>(ctx ?? this.broker)("concert.saleStatus", { id: concertId });
 				} catch (err) {
 					const e = err as { type?: string; code?: number };
 					if (e.type === "SERVICE_NOT_FOUND" || e.type === "SERVICE_NOT_AVAILABLE") throw new QueueDependencyUnavailableError();
@@ -311,7 +298,6 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 					if (e.code === 404 || e.type === "VALIDATION_ERROR") throw new NotFoundError("concert", concertId);
 					throw err;
 				}
-				if (this.knownConcerts.size >= this.settings.concertCacheMax) this.knownConcerts.clear();
 				this.knownConcerts.set(concertId, { sale, until: Date.now() + this.settings.concertCacheMs });
 				return sale;
 			})().finally(() => this.saleLookups.delete(concertId));
@@ -380,7 +366,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 	},
 
 	created() {
-		this.knownConcerts = new Map();
+		this.knownConcerts = new LRUCache({ max: this.settings.concertCacheMax });
 		this.saleLookups = new Map();
 	},
 

@@ -123,7 +123,6 @@ function preQueueScore(): number {
 	return crypto.randomInt(0, 2 ** 47) / 2 ** 47;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Redis
 
 function keysOf(concertId: string): string[] {
@@ -503,7 +502,6 @@ function toLookup(r: Reply): QueueLookup {
 	}
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Memory
 
 interface ConcertQueue {

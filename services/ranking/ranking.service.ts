@@ -8,9 +8,11 @@
  */
 import crypto from "crypto";
 import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
+import { callerOf } from "../../lib/actions";
 import type { EventMessage } from "../../lib/events/types";
 import { EventConsumerMixin } from "../../mixins/event-consumer.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
+import type { ConcertApi } from "../concert/concert.api";
 import { RankingNotReadyError, RankingRebuildRunningError, RankingTruthUnavailableError } from "./errors";
 import { MalformedEventError, rankingMismatches, rankingRows, reservationState } from "./ranking.domain";
 import { createRankingStore, rebuildRanking, type ConcertScore, type RankingStore, type ReservationState } from "./ranking.store";
@@ -213,7 +215,7 @@ const RankingService: ServiceSchema<Record<string, never>, RankingMethods, Platf
 						return;
 					}
 					try {
-						const c = await ctx.call<{ title: string }, { id: string }>("concert.get", { id }, { timeout: 1000, retries: 0 });
+						const c = await callerOf<ConcertApi>(ctx)("concert.get", { id }, { timeout: 1000, retries: 0 });
 						this.titles.set(id, { title: c.title, until: now + TITLE_TTL_MS });
 						out.set(id, c.title);
 					} catch (err) {

@@ -1,5 +1,7 @@
 /** Pure rules of the reservation context, tested without a broker. */
 import crypto from "crypto";
+import { NotFoundError } from "../../lib/errors";
+import { ReservationNotCancellableError, ReservationNotPayableError, ReservationStateError } from "./errors";
 
 export type ReservationStatus = "PENDING" | "PAYING" | "CONFIRMED" | "CANCELLING" | "CANCELLED" | "EXPIRED";
 
@@ -78,6 +80,106 @@ export function cancelSagaType(status: ReservationStatus): "CancelPendingReserva
 	if (status === "PENDING") return "CancelPendingReservation";
 	if (status === "CONFIRMED") return "CancelConfirmedReservation";
 	return null;
+}
+
+/** A reservation's columns that say which saga moved it: `saga_id` (the last one), `paid_saga_id` (the payment's). */
+type SagaColumn = "saga_id" | "paid_saga_id";
+
+/** A saga's forward step: applied by this saga once; a repeat of it answers as before; anything else is refused. */
+interface StepTransition {
+	kind: "step";
+	from: readonly ReservationStatus[];
+	to: ReservationStatus;
+	/** Unchanged, yet this saga's own earlier run of the step: in one of `statuses`, moved by this saga (`by`). */
+	repeat: { statuses: readonly ReservationStatus[]; by: SagaColumn };
+	/** What any other caller is answered, given the status the reservation is in. */
+	refusal(reservationId: string, status: ReservationStatus): Error;
+}
+
+/**
+ * A compensation (undoes only what its own saga did, never refused: it answers the status it leaves) or the
+ * expiry sweep (a reservation it lost to a payment is left alone). `PREVIOUS_STATUS`: back to the status kept when
+ * the cancellation began.
+ */
+interface UndoTransition {
+	kind: "compensation" | "sweep";
+	from: readonly ReservationStatus[];
+	to: ReservationStatus | "PREVIOUS_STATUS";
+}
+
+/**
+ * The reservation's state machine, one row per transition, named after the action (or the sweep) that makes it.
+ * Each is one conditional UPDATE in reservation.repo.ts on these `from` states (plus its saga fence), whose
+ * affected-row count says whether it applied: two racers (the sweeper and a payment, two sagas) cannot both win.
+ * When a forward step changed nothing, `decide` reads from here whether it is that saga's own repeat or a refusal.
+ */
+export const TRANSITIONS = {
+	/** ConfirmReservation step 0, while the hold runs: the saga takes the reservation. */
+	markPaying: {
+		kind: "step",
+		from: ["PENDING"],
+		to: "PAYING",
+		repeat: { statuses: ["PAYING", "CONFIRMED"], by: "saga_id" },
+		// Still PENDING yet not taken: its hold ran out (or the saga was voided).
+		refusal: (id, status) => new ReservationNotPayableError(id, status === "PENDING" ? "EXPIRED" : status)
+	},
+	/** Compensation of markPaying. */
+	revertPaying: { kind: "compensation", from: ["PAYING"], to: "PENDING" },
+	/** ConfirmReservation step 2: paid, with its reservation.confirmed event. */
+	confirm: {
+		kind: "step",
+		from: ["PAYING"],
+		to: "CONFIRMED",
+		repeat: { statuses: ["CONFIRMED"], by: "paid_saga_id" },
+		refusal: (id, status) => new ReservationStateError(id, status, "PAYING")
+	},
+	/** Compensation of confirm: the confirmation is undone by cancelling (a PAYING one is reverted instead). */
+	voidConfirmation: { kind: "compensation", from: ["CONFIRMED"], to: "CANCELLED" },
+	/** Cancel sagas, step 0, from the status the saga expects. */
+	beginCancel: {
+		kind: "step",
+		from: ["PENDING", "CONFIRMED"],
+		to: "CANCELLING",
+		repeat: { statuses: ["CANCELLING", "CANCELLED"], by: "saga_id" },
+		refusal: (id, status) => new ReservationNotCancellableError(id, status)
+	},
+	/** Compensation of beginCancel. */
+	abortCancel: { kind: "compensation", from: ["CANCELLING"], to: "PREVIOUS_STATUS" },
+	/** Cancel sagas, last step, with its reservation.cancelled event. */
+	finishCancel: {
+		kind: "step",
+		from: ["CANCELLING"],
+		to: "CANCELLED",
+		repeat: { statuses: ["CANCELLED"], by: "saga_id" },
+		refusal: (id, status) => new ReservationStateError(id, status, "CANCELLING")
+	},
+	/** The sweeper: a hold that ran out before any payment took it. */
+	expire: { kind: "sweep", from: ["PENDING"], to: "EXPIRED" }
+} as const satisfies Record<string, StepTransition | UndoTransition>;
+
+/** The transitions a saga's forward step makes. */
+export type StepName = { [K in keyof typeof TRANSITIONS]: (typeof TRANSITIONS)[K]["kind"] extends "step" ? K : never }[keyof typeof TRANSITIONS];
+
+/** What a forward step answers: its change, a repeat of this saga's own (the status as it is), or a refusal. */
+export type StepVerdict = { outcome: "apply" | "repeat"; status: ReservationStatus } | { outcome: "refuse"; error: Error };
+
+/**
+ * The verdict on a forward step of saga `sagaId` from its conditional UPDATE: `changed` rows (1: it applied) and,
+ * when it changed nothing, the reservation as it is now (null: there is none). Only a repeat changes nothing and
+ * answers as the first run did; every other caller gets the step's refusal.
+ */
+export function decide(
+	step: StepName,
+	changed: number,
+	row: Pick<ReservationRow, "status" | "saga_id" | "paid_saga_id"> | null,
+	reservationId: string,
+	sagaId: string
+): StepVerdict {
+	const t: StepTransition = TRANSITIONS[step];
+	if (changed === 1) return { outcome: "apply", status: t.to };
+	if (!row) return { outcome: "refuse", error: new NotFoundError("reservation", reservationId) };
+	if (row[t.repeat.by] === sagaId && t.repeat.statuses.includes(row.status)) return { outcome: "repeat", status: row.status };
+	return { outcome: "refuse", error: t.refusal(reservationId, row.status) };
 }
 
 /** seatIds must be 1..4 distinct ids. Returns the offending field errors, empty when fine. */

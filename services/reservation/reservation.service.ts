@@ -1,19 +1,19 @@
 /**
  * Reservation context: reservations and their seats, the booking routes of API.md (Reservations and payments),
- * the participant steps of the booking sagas, and the expiry sweeper (DESIGN.md section 4).
+ * the reads other contexts ask for, and the expiry sweeper (DESIGN.md section 4). The participant steps of the
+ * booking sagas are mixed in from reservation.steps.ts; the state machine is reservation.domain.ts `TRANSITIONS`,
+ * and all SQL is in reservation.repo.ts.
  *
- * Every state change is a conditional UPDATE (`... WHERE status = ? AND saga_id = ?`) whose affected-row count
- * says who won: the sweeper and a payment racing for the same reservation cannot both succeed, and a participant
- * step repeated under the same saga finds its own earlier work and answers the same.
+ * Every state change is a conditional UPDATE whose affected-row count says who won: the sweeper and a payment
+ * racing for the same reservation cannot both succeed.
  */
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { DataTypes, type Transaction } from "sequelize";
-import type { AuthUser } from "../../lib/auth";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
-import { appendOutbox, outboxMigration } from "../../lib/outbox";
-import { Sql, sqlTime } from "../../lib/db";
-import { auditLimit, auditPageParams, isoTime, keysetAfter, pageOf, type AuditPageParams } from "../../lib/audit";
+import { NotFoundError } from "../../lib/errors";
+import { outboxMigration } from "../../lib/outbox";
+import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
+import { auditLimit, auditPageParams, type AuditPageParams } from "../../lib/audit";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
@@ -24,42 +24,25 @@ import {
 	QueueTokenRequiredError,
 	ReservationNotCancellableError,
 	ReservationNotPayableError,
-	ReservationStateError,
 	SeatLimitExceededError,
 	ShowSalesClosedError
 } from "./errors";
-import { createReservations } from "./migrations/001_create_reservations";
-import { createSagaVoids } from "./migrations/002_saga_voids";
-import { reservationsChangedIndex } from "./migrations/003_changed_since_index";
-import { reservationRequestKey } from "./migrations/004_request_key";
-import { createBuyerLimits } from "./migrations/005_buyer_limits";
+import { RESERVATION_MIGRATIONS } from "./migrations";
 import {
 	buyerVerdict,
 	cancelCutoff,
 	cancelSagaType,
-	COUNTED_STATUSES,
 	iso,
 	payable,
 	sagaKeyOf,
 	seatIdProblems,
 	toView,
 	type ReservationRow,
-	type ReservationStatus,
-	type SeatRow
+	type ReservationStatus
 } from "./reservation.domain";
+import { ReservationRepo } from "./reservation.repo";
+import { idParam, ReservationSteps } from "./reservation.steps";
 import { FieldValidationError } from "../../lib/errors";
-
-/** The fields of a reservation its events carry. */
-type EventRow = Pick<ReservationRow, "id" | "user_id" | "concert_id" | "schedule_id" | "amount">;
-
-interface Meta {
-	user?: AuthUser | null;
-	idempotencyKey?: string;
-	queueToken?: string;
-	sagaId?: string;
-	$statusCode?: number;
-	$location?: string;
-}
 
 interface HoldView {
 	concertId: string;
@@ -78,7 +61,7 @@ interface SagaView {
 }
 
 interface ReservationVars {
-	sql: Sql;
+	repo: ReservationRepo;
 	sweeper?: NodeJS.Timeout;
 	/** scheduleId -> concertId, for schedules known to exist: a schedule never moves to another concert. */
 	scheduleConcerts: Map<string, string>;
@@ -90,31 +73,19 @@ interface ReservationVars {
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
-	createdAnswer(ctx: Context<unknown, Meta>, row: ReservationRow): Promise<Record<string, unknown>>;
+	createdAnswer(ctx: Context<unknown, RequestMeta>, row: ReservationRow): Promise<Record<string, unknown>>;
 	retryInBackground(what: string, attempt: () => Promise<unknown>, until: number): void;
-	compensateStep(reservationId: string, sagaId: string, update: string): Promise<{ reservationId: string; status: ReservationStatus | null }>;
-	findSaga(ctx: Context<unknown, Meta>, key: string): Promise<(SagaView & { type: string }) | null>;
-	voidSaga(reservationId: string, sagaId: string, t: Transaction): Promise<void>;
-	load(id: string, t?: Transaction): Promise<ReservationRow | null>;
-	loadNewest(ids: string[]): Promise<ReservationRow | null>;
-	loadOwned(ctx: Context<unknown, Meta>, id: string): Promise<ReservationRow>;
-	seatsOf(ids: string[]): Promise<SeatRow[]>;
-	requireActiveToken(ctx: Context<unknown, Meta>, userId: string, concertId: string): Promise<void>;
-	concertOf(ctx: Context<unknown, Meta>, scheduleId: string): Promise<string>;
+	findSaga(ctx: Context<unknown, RequestMeta>, key: string): Promise<(SagaView & { type: string }) | null>;
+	loadOwned(ctx: Context<unknown, RequestMeta>, id: string): Promise<ReservationRow>;
+	requireActiveToken(ctx: Context<unknown, RequestMeta>, userId: string, concertId: string): Promise<void>;
+	concertOf(ctx: Context<unknown, RequestMeta>, scheduleId: string): Promise<string>;
 	requireWithinLimits(userId: string, scheduleId: string, wanted: number, t?: Transaction): Promise<void>;
-	showStartOf(ctx: Context<unknown, Meta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">): Promise<string>;
+	showStartOf(ctx: Context<unknown, RequestMeta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">): Promise<string>;
 	sweepExpired(): Promise<number>;
 	waitMs(): number;
-	emit(t: Transaction, row: EventRow, eventType: string, extra?: Record<string, unknown>, known?: { version?: number; seatIds?: string[] }): Promise<void>;
 }
 
 type This = PlatformVars & DbVars & ReservationVars & ReservationMethods & { logger: { warn(...a: unknown[]): void; info(...a: unknown[]): void } } & { broker: import("moleculer").ServiceBroker };
-
-const idParam = { type: "string", min: 1, max: 64 } as const;
-const pageParams = {
-	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
-	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true }
-} as const;
 
 /**
  * How many reservations one keyed create may try: each attempt that finds its predecessor's hold given up
@@ -140,24 +111,6 @@ export function reservationIdFor(userId: string, idempotencyKey: string | undefi
 		.update(`reservation.create\0${userId}\0${idempotencyKey}${generation > 0 ? `\0${generation}` : ""}`)
 		.digest("hex");
 	return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16], 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
-
-/** A forward step of a saga whose compensation already ran here changes nothing (see migrations/002). */
-const NOT_VOIDED = " AND NOT EXISTS (SELECT 1 FROM reservation_saga_voids v WHERE v.reservation_id = reservations.id AND v.saga_id = ?)";
-
-/** Compensations: back from the status a saga set, only for that saga (parameters: updated_at, id, saga id). */
-const REVERT_PAYING = "UPDATE reservations SET status = 'PENDING', saga_id = NULL, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?";
-const ABORT_CANCEL = "UPDATE reservations SET status = previous_status, previous_status = NULL, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?";
-
-function caller(ctx: Context<unknown, Meta>): AuthUser {
-	if (!ctx.meta.user) throw new UnauthorizedError();
-	return ctx.meta.user;
-}
-
-function sagaOf(ctx: Context<unknown, Meta>): string {
-	const id = ctx.meta.sagaId;
-	if (!id) throw new Errors.MoleculerClientError("This step runs inside a saga", 400, "SAGA_REQUIRED");
-	return id;
 }
 
 /** Has the request's deadline (its timeout, counted from when this node started it) passed? */
@@ -220,7 +173,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		OutboxRelayMixin,
 		DbMixin({
 			database: "reservation",
-			migrations: [outboxMigration, createReservations, createSagaVoids, reservationsChangedIndex, reservationRequestKey, createBuyerLimits],
+			migrations: [outboxMigration, ...RESERVATION_MIGRATIONS],
 			model: {
 				name: "reservations",
 				define: {
@@ -230,7 +183,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				},
 				options: { tableName: "reservations", timestamps: false }
 			}
-		})
+		}),
+		// The saga participants: markPaying, revertPaying, confirm, voidConfirmation, beginCancel, abortCancel, finishCancel.
+		ReservationSteps
 	],
 
 	actions: {
@@ -245,8 +200,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				seatIds: { type: "array", min: 1, max: 4, items: { type: "string", min: 1, max: 64 } },
 				$$strict: "remove"
 			},
-			async handler(this: This, ctx: Context<{ scheduleId: string; seatIds: string[] }, Meta>) {
-				const user = caller(ctx);
+			async handler(this: This, ctx: Context<{ scheduleId: string; seatIds: string[] }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const { scheduleId, seatIds } = ctx.params;
 				const problems = seatIdProblems(seatIds);
 				if (problems.length > 0) throw new FieldValidationError(problems.map(message => ({ field: "seatIds", type: "arrayUnique", message })));
@@ -257,7 +212,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// by now (a Redis restart took every waiting-room token with it).
 				const key = ctx.meta.idempotencyKey;
 				const ids = key ? Array.from({ length: KEY_GENERATIONS }, (_, g) => reservationIdFor(user.id, key, g)) : [crypto.randomUUID()];
-				const earlier = key ? await this.loadNewest(ids) : null;
+				const earlier = key ? await this.repo.loadNewest(ids) : null;
 				if (earlier) return this.createdAnswer(ctx, earlier);
 				await this.requireActiveToken(ctx, user.id, await this.concertOf(ctx, scheduleId));
 				// The per-buyer limits, first without a lock (most refusals cost no hold), then for good below, in the
@@ -267,7 +222,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				} catch (err) {
 					// The open reservation in the way may be this key's own, committed by an attempt still running
 					// when this retry looked for it above.
-					const mine = key ? await this.loadNewest(ids) : null;
+					const mine = key ? await this.repo.loadNewest(ids) : null;
 					if (mine) return this.createdAnswer(ctx, mine);
 					throw err;
 				}
@@ -298,7 +253,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 							// (derived, not random, so that a retry after this attempt's answer is lost finds what it made).
 							if (!(key && (err as { type?: string }).type === "HOLD_ABANDONED" && generation + 1 < ids.length)) throw err;
 							// Unless that attempt's reservation did land after all (a commit reported lost): then it is the answer.
-							const landed = await this.load(id);
+							const landed = await this.repo.load(id);
 							if (landed) return this.createdAnswer(ctx, landed);
 							id = ids[++generation];
 						}
@@ -319,44 +274,30 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				}
 				const now = new Date();
 				try {
-					await this.sql.transaction(async t => {
+					await this.repo.transaction(async t => {
 						await this.requireWithinLimits(user.id, scheduleId, seatIds.length, t);
-						await this.sql.insert(
-							"INSERT INTO reservations (id, user_id, concert_id, schedule_id, status, amount, expires_at, starts_at, request_key, created_at, updated_at) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?)",
-							[
+						await this.repo.insertHeld(
+							{
 								id,
-								user.id,
-								hold.concertId,
+								userId: user.id,
+								concertId: hold.concertId,
 								scheduleId,
-								hold.amount,
-								sqlTime(new Date(hold.expiresAt)),
-								hold.startsAt ? sqlTime(new Date(hold.startsAt)) : null,
-								key ? requestKeyOf(user.id, key) : null,
-								sqlTime(now),
-								sqlTime(now)
-							],
+								amount: hold.amount,
+								expiresAt: hold.expiresAt,
+								startsAt: hold.startsAt,
+								requestKey: key ? requestKeyOf(user.id, key) : null,
+								seats: hold.seats,
+								now
+							},
 							t
 						);
-						for (const s of hold.seats) {
-							await this.sql.insert(
-								"INSERT INTO reservation_seats (reservation_id, seat_id, label, grade, price) VALUES (?, ?, ?, ?, ?)",
-								[id, s.id, s.label, s.grade, s.price],
-								t
-							);
-						}
-						// The reservation's first event; its row and seats are what was just inserted (not read back).
-						const row = { id, user_id: user.id, concert_id: hold.concertId, schedule_id: scheduleId, amount: hold.amount };
-						await this.emit(t, row, "reservation.held", { reservedAt: now.toISOString(), expiresAt: hold.expiresAt }, {
-							version: 1,
-							seatIds: [...hold.seats].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0)).map(s => s.id)
-						});
 					});
 				} catch (err) {
 					// Another attempt of the same key, still running when this one started, inserted first (under this id:
 					// its hold is this one, same owner; or under another generation's id: the request key is unique), or
 					// the commit landed though its answer was lost (a database crash): answer that reservation. A hold of
 					// this attempt that backs no reservation is given up. If the database cannot say, the hold is given up.
-					const twin = await (key ? this.loadNewest(ids) : this.load(id)).catch(() => null);
+					const twin = await (key ? this.repo.loadNewest(ids) : this.repo.load(id)).catch(() => null);
 					if (twin) {
 						if (twin.id !== id) await abandon();
 						return this.createdAnswer(ctx, twin);
@@ -383,19 +324,12 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		list: {
 			visibility: "published",
 			params: { ...pageParams, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ page?: number; pageSize?: number }, Meta>) {
-				const user = caller(ctx);
-				const page = ctx.params.page ?? 1;
-				const pageSize = ctx.params.pageSize ?? 20;
-				const [rows, count] = await Promise.all([
-					this.sql.select<ReservationRow>(
-						"SELECT * FROM reservations WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-						[user.id, pageSize, (page - 1) * pageSize]
-					),
-					this.sql.select<{ n: number }>("SELECT COUNT(*) AS n FROM reservations WHERE user_id = ?", [user.id])
-				]);
-				const seats = await this.seatsOf(rows.map(r => r.id));
-				return { rows: rows.map(r => toView(r, seats)), page, pageSize, total: Number(count[0]?.n ?? 0) };
+			async handler(this: This, ctx: Context<PageParams, RequestMeta>) {
+				const user = signedInUser(ctx);
+				const { page, pageSize } = pageWindow(ctx.params);
+				const { rows, total } = await this.repo.listOf(user.id, page, pageSize);
+				const seats = await this.repo.seatsOf(rows.map(r => r.id));
+				return { rows: rows.map(r => toView(r, seats)), page, pageSize, total };
 			}
 		},
 
@@ -403,9 +337,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		get: {
 			visibility: "published",
 			params: { id: idParam, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+			async handler(this: This, ctx: Context<{ id: string }, RequestMeta>) {
 				const row = await this.loadOwned(ctx, ctx.params.id);
-				const view: Record<string, unknown> = { ...toView(row, await this.seatsOf([row.id])) };
+				const view: Record<string, unknown> = { ...toView(row, await this.repo.seatsOf([row.id])) };
 				// Payment and saga come from their owners; if one of them is down the reservation still answers.
 				const paySaga = row.paid_saga_id ?? (row.status === "PAYING" ? row.saga_id : null);
 				const [payment, saga] = await Promise.all([
@@ -428,8 +362,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		pay: {
 			visibility: "published",
 			params: { reservationId: idParam, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const user = caller(ctx);
+			async handler(this: This, ctx: Context<{ reservationId: string }, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const row = await this.loadOwned(ctx, ctx.params.reservationId);
 				// One saga per reservation and Idempotency-Key: a double click joins the first saga; another key
 				// starts a saga that step 0 turns away while the first one owns the reservation. A retry of a
@@ -447,7 +381,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				} catch (err) {
 					if (!(ctx.meta.idempotencyKey && (await this.findSaga(ctx, key)))) throw err;
 				}
-				const seats = await this.seatsOf([row.id]);
+				const seats = await this.repo.seatsOf([row.id]);
 				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
 					type: "ConfirmReservation",
 					key,
@@ -487,7 +421,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		cancel: {
 			visibility: "published",
 			params: { id: idParam, $$strict: "remove" },
-			async handler(this: This, ctx: Context<{ id: string }, Meta>) {
+			async handler(this: This, ctx: Context<{ id: string }, RequestMeta>) {
 				const row = await this.loadOwned(ctx, ctx.params.id);
 				const key = sagaKeyOf("cancel", row.id, ctx.meta.idempotencyKey ?? crypto.randomUUID());
 				// A retried request answers from the saga it started (its key), not from the changed status.
@@ -503,7 +437,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					const paid = row.paid_saga_id ? await ctx.call<SagaView, { id: string }>("saga.find", { id: row.paid_saga_id }) : null;
 					if (paid?.status !== "COMPLETED") throw new ReservationNotCancellableError(row.id, "CONFIRMING");
 				}
-				const seats = await this.seatsOf([row.id]);
+				const seats = await this.repo.seatsOf([row.id]);
 				const saga = await ctx.call<SagaView, Record<string, unknown>>("saga.start", {
 					type,
 					key,
@@ -517,7 +451,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 					waitMs: this.waitMs()
 				});
 				if (saga.status === "COMPLETED") {
-					const done = (await this.load(row.id))!;
+					const done = (await this.repo.load(row.id))!;
 					const body: Record<string, unknown> = { id: row.id, status: "CANCELLED" };
 					if (done.refund_amount !== null) body.refund = { amount: Number(done.refund_amount) };
 					return body;
@@ -528,169 +462,14 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			}
 		},
 
-		// ---- Saga participants. Each is idempotent under its saga (ctx.meta.sagaId) and fenced by it. ----
-
-		/** ConfirmReservation step 0: PENDING -> PAYING, unless the hold has run out. */
-		markPaying: {
-			visibility: "public",
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId } = ctx.params;
-				const now = new Date();
-				const changed = await this.sql.update(
-					`UPDATE reservations SET status = 'PAYING', saga_id = ?, updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at > ?${NOT_VOIDED}`,
-					[sagaId, sqlTime(now), reservationId, sqlTime(now), sagaId]
-				);
-				if (changed === 1) return { reservationId, status: "PAYING" };
-				const row = await this.load(reservationId);
-				if (!row) throw new NotFoundError("reservation", reservationId);
-				if (row.saga_id === sagaId && (row.status === "PAYING" || row.status === "CONFIRMED")) return { reservationId, status: row.status };
-				throw new ReservationNotPayableError(reservationId, row.status === "PENDING" ? "EXPIRED" : row.status);
-			}
-		},
-
-		/** Compensation of step 0 (seed 003's order rollback): PAYING -> PENDING, only for the saga that set it. */
-		revertPaying: {
-			visibility: "public",
-			circuitBreaker: { enabled: false },
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				return this.compensateStep(ctx.params.reservationId, sagaOf(ctx), REVERT_PAYING);
-			}
-		},
-
-		/** ConfirmReservation step 2: PAYING -> CONFIRMED with its reservation.confirmed event, in one transaction. */
-		confirm: {
-			visibility: "public",
-			params: { reservationId: idParam, paymentId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string; paymentId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId, paymentId } = ctx.params;
-				return this.sql.transaction(async t => {
-					const changed = await this.sql.update(
-						`UPDATE reservations SET status = 'CONFIRMED', paid_saga_id = saga_id, payment_id = ?, updated_at = ? WHERE id = ? AND status = 'PAYING' AND saga_id = ?${NOT_VOIDED}`,
-						[paymentId, sqlTime(), reservationId, sagaId, sagaId],
-						t
-					);
-					const row = await this.load(reservationId, t);
-					if (!row) throw new NotFoundError("reservation", reservationId);
-					if (changed === 1) {
-						await this.emit(t, row, "reservation.confirmed");
-						return { reservationId, status: "CONFIRMED" };
-					}
-					if (row.status === "CONFIRMED" && row.paid_saga_id === sagaId) return { reservationId, status: "CONFIRMED" };
-					throw new ReservationStateError(reservationId, row.status, "PAYING");
-				});
-			}
-		},
-
-		/**
-		 * Compensation of step 2: the confirmation is undone by cancelling the reservation (the payment's own
-		 * compensation refunds it next). Its seats are released right away.
-		 */
-		voidConfirmation: {
-			visibility: "public",
-			circuitBreaker: { enabled: false },
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId } = ctx.params;
-				const row = await this.sql.transaction(async t => {
-					await this.voidSaga(reservationId, sagaId, t);
-					const changed = await this.sql.update(
-						"UPDATE reservations SET status = 'CANCELLED', updated_at = ? WHERE id = ? AND status = 'CONFIRMED' AND paid_saga_id = ?",
-						[sqlTime(), reservationId, sagaId],
-						t
-					);
-					// Not confirmed (the confirm step was in doubt and never applied): give the reservation back
-					// to PENDING now; the void above turns a late confirm of this saga away.
-					if (changed === 0) {
-						await this.sql.update(REVERT_PAYING, [sqlTime(), reservationId, sagaId], t);
-					}
-					const current = await this.load(reservationId, t);
-					if (changed === 1 && current) await this.emit(t, current, "reservation.cancelled", { wasConfirmed: true, reason: "confirmation rolled back" });
-					return current;
-				});
-				if (row && row.status === "CANCELLED") {
-					const seats = await this.seatsOf([reservationId]);
-					await ctx
-						.call("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: reservationId })
-						.catch((err: Error) => this.logger.warn(`release after rollback of ${reservationId} failed; the hold expires by itself`, err.message));
-				}
-				return { reservationId, status: row?.status ?? null };
-			}
-		},
-
-		/** Cancel sagas, step 0: PENDING or CONFIRMED (as the saga expects) -> CANCELLING. */
-		beginCancel: {
-			visibility: "public",
-			params: { reservationId: idParam, expect: { type: "enum", values: ["PENDING", "CONFIRMED"] } },
-			async handler(this: This, ctx: Context<{ reservationId: string; expect: ReservationStatus }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId, expect } = ctx.params;
-				const changed = await this.sql.update(
-					`UPDATE reservations SET status = 'CANCELLING', previous_status = ?, saga_id = ?, updated_at = ? WHERE id = ? AND status = ?${NOT_VOIDED}`,
-					[expect, sagaId, sqlTime(), reservationId, expect, sagaId]
-				);
-				if (changed === 1) return { reservationId, status: "CANCELLING" };
-				const row = await this.load(reservationId);
-				if (!row) throw new NotFoundError("reservation", reservationId);
-				if (row.saga_id === sagaId && (row.status === "CANCELLING" || row.status === "CANCELLED")) return { reservationId, status: row.status };
-				throw new ReservationNotCancellableError(reservationId, row.status);
-			}
-		},
-
-		/** Compensation of beginCancel: back to the status it had. */
-		abortCancel: {
-			visibility: "public",
-			circuitBreaker: { enabled: false },
-			params: { reservationId: idParam },
-			async handler(this: This, ctx: Context<{ reservationId: string }, Meta>) {
-				return this.compensateStep(ctx.params.reservationId, sagaOf(ctx), ABORT_CANCEL);
-			}
-		},
-
-		/** Cancel sagas, last step: CANCELLING -> CANCELLED with its reservation.cancelled event. */
-		finishCancel: {
-			visibility: "public",
-			params: { reservationId: idParam, refundAmount: { type: "number", integer: true, min: 0, optional: true } },
-			async handler(this: This, ctx: Context<{ reservationId: string; refundAmount?: number }, Meta>) {
-				const sagaId = sagaOf(ctx);
-				const { reservationId, refundAmount } = ctx.params;
-				return this.sql.transaction(async t => {
-					const changed = await this.sql.update(
-						"UPDATE reservations SET status = 'CANCELLED', refund_amount = ?, updated_at = ? WHERE id = ? AND status = 'CANCELLING' AND saga_id = ?",
-						[refundAmount ?? null, sqlTime(), reservationId, sagaId],
-						t
-					);
-					const row = await this.load(reservationId, t);
-					if (!row) throw new NotFoundError("reservation", reservationId);
-					if (changed === 1) {
-						await this.emit(t, row, "reservation.cancelled", {
-							wasConfirmed: row.previous_status === "CONFIRMED",
-							refundAmount: refundAmount ?? 0,
-							reason: "cancelled by user"
-						});
-					} else if (!(row.status === "CANCELLED" && row.saga_id === sagaId)) {
-						throw new ReservationStateError(reservationId, row.status, "CANCELLING");
-					}
-					return { reservationId, status: "CANCELLED", refundAmount: refundAmount ?? null };
-				});
-			}
-		},
-
-		// ---- Reads for other contexts ----
+		// Reads for other contexts
 
 		/** Review rule: has this user a CONFIRMED reservation for this concert? */
 		hasConfirmed: {
 			visibility: "public",
 			params: { userId: idParam, concertId: idParam },
 			async handler(this: This, ctx: Context<{ userId: string; concertId: string }>) {
-				const rows = await this.sql.select<{ starts_at: Date | string | null; schedule_id: string }>(
-					"SELECT starts_at, schedule_id FROM reservations WHERE user_id = ? AND concert_id = ? AND status = 'CONFIRMED'",
-					[ctx.params.userId, ctx.params.concertId]
-				);
+				const rows = await this.repo.confirmedOf(ctx.params.userId, ctx.params.concertId);
 				// `attended`: a confirmed booking of a show that has started (a review needs one).
 				const now = Date.now();
 				let attended = false;
@@ -723,59 +502,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			},
 			async handler(this: This, ctx: Context<AuditPageParams & { statuses?: ReservationStatus[]; ids?: string[] }>) {
 				const { statuses, ids, since, after } = ctx.params;
-				const limit = auditLimit(this.config, ctx.params.limit);
-				const where: string[] = [];
-				const params: unknown[] = [];
-				if (statuses) {
-					where.push(`status IN (${statuses.map(() => "?").join(",")})`);
-					params.push(...statuses);
-				}
-				if (ids) {
-					// A list of ids is one page: the caller sends at most a page of them.
-					const page = ids.slice(0, limit);
-					if (page.length === 0) return { rows: [], next: null };
-					where.push(`id IN (${page.map(() => "?").join(",")})`);
-					params.push(...page);
-				}
-				if (since) {
-					where.push("updated_at >= ?");
-					params.push(sqlTime(since));
-				}
-				const keys = since ? ["updated_at", "id"] : ["id"];
-				if (after) {
-					const k = keysetAfter(keys, since ? [sqlTime(new Date(after[0])), after[1] ?? ""] : [after[0]]);
-					where.push(k.sql);
-					params.push(...k.params);
-				}
-				const rows = await this.sql.select<ReservationRow>(
-					`SELECT * FROM reservations${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY ${keys.join(", ")} LIMIT ${limit + 1}`,
-					params
-				);
-				const seats = new Map<string, string[]>();
-				for (const s of await this.seatsOf(rows.slice(0, limit).map(r => r.id))) {
-					const list = seats.get(s.reservation_id) ?? [];
-					list.push(s.seat_id);
-					seats.set(s.reservation_id, list);
-				}
-				return pageOf(
-					rows,
-					limit,
-					r => ({
-						expiresAt: isoTime(r.expires_at),
-						updatedAt: isoTime(r.updated_at),
-						id: r.id,
-						status: r.status,
-						userId: r.user_id,
-						concertId: r.concert_id,
-						scheduleId: r.schedule_id,
-						amount: Number(r.amount),
-						seatIds: (seats.get(r.id) ?? []).sort(),
-						paymentId: r.payment_id ?? null,
-						paidSagaId: r.paid_saga_id ?? null,
-						sagaId: r.saga_id ?? null
-					}),
-					r => (since ? [isoTime(r.updated_at), r.id] : [r.id])
-				);
+				return this.repo.auditPage({ statuses, ids, since, after, limit: auditLimit(this.config, ctx.params.limit) });
 			}
 		},
 
@@ -783,10 +510,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		soldSeatsByConcert: {
 			visibility: "public",
 			async handler(this: This) {
-				const rows = await this.sql.select<{ concert_id: string; seats: number }>(
-					"SELECT r.concert_id, COUNT(*) AS seats FROM reservations r JOIN reservation_seats s ON s.reservation_id = r.id WHERE r.status = 'CONFIRMED' GROUP BY r.concert_id"
-				);
-				return rows.map(r => ({ concertId: r.concert_id, seats: Number(r.seats) }));
+				return this.repo.soldSeatsByConcert();
 			}
 		},
 
@@ -801,9 +525,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 
 	methods: {
 		/** POST /api/reservations' 201 for a reservation that exists already (a retry of the same key), owner checked. */
-		async createdAnswer(this: This, ctx: Context<unknown, Meta>, row: ReservationRow) {
-			if (row.user_id !== caller(ctx).id) throw new NotFoundError("reservation", row.id);
-			const view = toView(row, await this.seatsOf([row.id]));
+		async createdAnswer(this: This, ctx: Context<unknown, RequestMeta>, row: ReservationRow) {
+			if (row.user_id !== signedInUser(ctx).id) throw new NotFoundError("reservation", row.id);
+			const view = toView(row, await this.repo.seatsOf([row.id]));
 			ctx.meta.$statusCode = 201;
 			ctx.meta.$location = `/api/reservations/${row.id}`;
 			return { ...view } as Record<string, unknown>;
@@ -837,7 +561,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		},
 
 		/** The saga started under `key`, or null when there is none. */
-		async findSaga(this: This, ctx: Context<unknown, Meta>, key: string) {
+		async findSaga(this: This, ctx: Context<unknown, RequestMeta>, key: string) {
 			try {
 				return await ctx.call<SagaView & { type: string }, { key: string }>("saga.find", { key });
 			} catch (err) {
@@ -846,50 +570,12 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 			}
 		},
 
-		/**
-		 * Runs a compensation: records the saga as voided (so its late forward steps change nothing) and applies
-		 * `update` (one of the statements above) in one transaction; idempotent. Answers the resulting status.
-		 */
-		async compensateStep(this: This, reservationId: string, sagaId: string, update: string) {
-			await this.sql.transaction(async t => {
-				await this.voidSaga(reservationId, sagaId, t);
-				await this.sql.update(update, [sqlTime(), reservationId, sagaId], t);
-			});
-			const row = await this.load(reservationId);
-			return { reservationId, status: row?.status ?? null };
-		},
-
-		/** Records that `sagaId`'s compensation ran on this reservation (idempotent). */
-		async voidSaga(this: This, reservationId: string, sagaId: string, t: Transaction) {
-			const ignore = this.sql.mysql ? "INSERT IGNORE" : "INSERT OR IGNORE";
-			await this.sql.insert(`${ignore} INTO reservation_saga_voids (reservation_id, saga_id, created_at) VALUES (?, ?, ?)`, [reservationId, sagaId, sqlTime()], t);
-		},
-
-		/** The newest of these reservations that exists (the generations of one keyed create), or null. */
-		async loadNewest(this: This, ids: string[]) {
-			const rows = await this.sql.select<ReservationRow>(`SELECT * FROM reservations WHERE id IN (${ids.map(() => "?").join(", ")}) ORDER BY created_at DESC LIMIT 1`, ids);
-			return rows[0] ?? null;
-		},
-
-		async load(this: This, id: string, t?: Transaction) {
-			const rows = await this.sql.select<ReservationRow>("SELECT * FROM reservations WHERE id = ?", [id], t);
-			return rows[0] ?? null;
-		},
-
-		async loadOwned(this: This, ctx: Context<unknown, Meta>, id: string) {
-			const user = caller(ctx);
-			const row = await this.load(id);
+		async loadOwned(this: This, ctx: Context<unknown, RequestMeta>, id: string) {
+			const user = signedInUser(ctx);
+			const row = await this.repo.load(id);
 			// Someone else's reservation reads exactly like a missing one.
 			if (!row || row.user_id !== user.id) throw new NotFoundError("reservation", id);
 			return row;
-		},
-
-		async seatsOf(this: This, ids: string[]) {
-			if (ids.length === 0) return [];
-			return this.sql.select<SeatRow>(
-				`SELECT * FROM reservation_seats WHERE reservation_id IN (${ids.map(() => "?").join(",")}) ORDER BY label`,
-				ids
-			);
 		},
 
 		/**
@@ -897,7 +583,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		 * the mapping never changes, and asking the catalog on every hold cost a call, a query and a store read
 		 * per attempt, which in a flash sale is mostly attempts that lose the seat race.
 		 */
-		async concertOf(this: This, ctx: Context<unknown, Meta>, scheduleId: string) {
+		async concertOf(this: This, ctx: Context<unknown, RequestMeta>, scheduleId: string) {
 			const known = this.scheduleConcerts.get(scheduleId);
 			if (known !== undefined) return known;
 			const schedule = await ctx.call<{ id: string; concertId: string }, { id: string }>("concert.getSchedule", { id: scheduleId });
@@ -912,18 +598,8 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		 * serializes one buyer's inserts for one schedule, so concurrent attempts end at exactly the limit.
 		 */
 		async requireWithinLimits(this: This, userId: string, scheduleId: string, wanted: number, t?: Transaction) {
-			if (t) {
-				const upsert = this.sql.mysql
-					? "INSERT INTO reservation_buyers (user_id, schedule_id, updated_at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at)"
-					: "INSERT INTO reservation_buyers (user_id, schedule_id, updated_at) VALUES (?, ?, ?) ON CONFLICT (user_id, schedule_id) DO UPDATE SET updated_at = excluded.updated_at";
-				await this.sql.insert(upsert, [userId, scheduleId, sqlTime()], t);
-			}
-			const rows = await this.sql.select<{ id: string; status: string; expires_at: Date | string; seats: number }>(
-				`SELECT r.id, r.status, r.expires_at, (SELECT COUNT(*) FROM reservation_seats s WHERE s.reservation_id = r.id) AS seats
-				 FROM reservations r WHERE r.user_id = ? AND r.schedule_id = ? AND r.status IN (${COUNTED_STATUSES.map(() => "?").join(", ")})`,
-				[userId, scheduleId, ...COUNTED_STATUSES],
-				t
-			);
+			if (t) await this.repo.lockBuyer(userId, scheduleId, t);
+			const rows = await this.repo.buyerReservations(userId, scheduleId, t);
 			const verdict = buyerVerdict(rows, wanted, this.config.maxSeatsPerBuyer, new Date());
 			if (verdict.ok) return;
 			if ("open" in verdict) throw new OpenReservationExistsError(scheduleId, verdict.open);
@@ -931,13 +607,13 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		},
 
 		/** The show's start: from the row, or (rows older than the calendar) from the catalog. */
-		async showStartOf(this: This, ctx: Context<unknown, Meta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">) {
+		async showStartOf(this: This, ctx: Context<unknown, RequestMeta>, row: Pick<ReservationRow, "starts_at" | "schedule_id">) {
 			if (row.starts_at) return iso(row.starts_at);
 			const s = await ctx.call<{ startsAt: string }, { id: string }>("concert.getSchedule", { id: row.schedule_id });
 			return s.startsAt;
 		},
 
-		async requireActiveToken(this: This, ctx: Context<unknown, Meta>, userId: string, concertId: string) {
+		async requireActiveToken(this: This, ctx: Context<unknown, RequestMeta>, userId: string, concertId: string) {
 			const token = ctx.meta.queueToken;
 			if (!token) throw new QueueTokenRequiredError();
 			await ctx.call("queue.validate", { token, userId, concertId });
@@ -949,26 +625,12 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		 */
 		async sweepExpired(this: This) {
 			const now = new Date();
-			const due = await this.sql.select<ReservationRow>(
-				"SELECT * FROM reservations WHERE status = 'PENDING' AND expires_at <= ? ORDER BY expires_at LIMIT 200",
-				[sqlTime(now)]
-			);
 			let expired = 0;
-			for (const candidate of due) {
-				const row = await this.sql.transaction(async t => {
-					const changed = await this.sql.update(
-						"UPDATE reservations SET status = 'EXPIRED', updated_at = ? WHERE id = ? AND status = 'PENDING' AND expires_at <= ?",
-						[sqlTime(), candidate.id, sqlTime(now)],
-						t
-					);
-					if (changed !== 1) return null;
-					const current = (await this.load(candidate.id, t))!;
-					await this.emit(t, current, "reservation.expired");
-					return current;
-				});
+			for (const candidate of await this.repo.dueForExpiry(now)) {
+				const row = await this.repo.expire(candidate.id, now);
 				if (!row) continue;
 				expired++;
-				const seats = await this.seatsOf([row.id]);
+				const seats = await this.repo.seatsOf([row.id]);
 				await this.broker
 					.call("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: row.id })
 					.catch((err: Error) => this.logger.warn(`release of expired ${row.id} failed; the hold expires by itself`, err.message));
@@ -979,31 +641,6 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		/** How long POST /api/payments and cancel wait for their saga before answering 202. */
 		waitMs(this: This) {
 			return Math.max(1000, Math.min(8000, this.config.requestTimeoutMs - 2000));
-		},
-
-		/**
-		 * Writes a reservation event to the outbox in the caller's transaction (seed 003's payload fields). `known`:
-		 * the seat ids and event version when the caller has them (the creating transaction), else they are read.
-		 */
-		async emit(this: This, t: Transaction, row: EventRow, eventType: string, extra: Record<string, unknown> = {}, known: { version?: number; seatIds?: string[] } = {}) {
-			const seatIds =
-				known.seatIds ??
-				(await this.sql.select<SeatRow>("SELECT * FROM reservation_seats WHERE reservation_id = ? ORDER BY label", [row.id], t)).map(s => s.seat_id);
-			await appendOutbox(this.sequelize, t, {
-				aggregateType: "reservation",
-				aggregateId: row.id,
-				version: known.version,
-				eventType,
-				payload: {
-					reservationId: row.id,
-					userId: row.user_id,
-					concertId: row.concert_id,
-					scheduleId: row.schedule_id,
-					seatIds,
-					amount: Number(row.amount),
-					...extra
-				}
-			});
 		}
 	},
 
@@ -1013,7 +650,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 	},
 
 	started(this: This) {
-		this.sql = new Sql(this.sequelize);
+		this.repo = new ReservationRepo(this.sequelize);
 		// Sweep about four times per hold lifetime (at least every 5 s); every node may run it: the conditional
 		// update makes each expiry happen once.
 		const every = Math.max(200, Math.min(5000, (this.config.holdTtlSec * 1000) / 4));

@@ -8,30 +8,24 @@
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { DataTypes, QueryTypes, UniqueConstraintError } from "sequelize";
-import type { AuthUser } from "../../lib/auth";
-import { UnauthorizedError } from "../../lib/errors";
+import { callerOf } from "../../lib/actions";
+import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { EventConsumerMixin } from "../../mixins/event-consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
+import type { ConcertApi } from "../concert/concert.api";
 import { callPeer, ReviewExistsError, ReviewNotAllowedError } from "./errors";
 import { createReviews } from "./migrations/001_create_reviews";
 import { averageRating, CONTENT_MAX, RATING_MAX, RATING_MIN, toPublicReview, type ReviewRow } from "./review.domain";
 
-interface Meta {
-	user?: AuthUser | null;
-	$statusCode?: number;
-	$location?: string;
-}
 interface CreateParams {
 	id: string;
 	rating: number;
 	content: string;
 }
-interface ListParams {
+interface ListParams extends PageParams {
 	id: string;
-	page?: number;
-	pageSize?: number;
 }
 interface ReviewMethods {
 	assertConcert(ctx: Context, concertId: string): Promise<void>;
@@ -78,9 +72,8 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 				content: { type: "string", trim: true, min: 1, max: CONTENT_MAX },
 				$$strict: "remove"
 			},
-			async handler(this: This, ctx: Context<CreateParams, Meta>) {
-				const user = ctx.meta.user;
-				if (!user) throw new UnauthorizedError();
+			async handler(this: This, ctx: Context<CreateParams, RequestMeta>) {
+				const user = signedInUser(ctx);
 				const { id, rating, content } = ctx.params;
 				await this.assertConcert(ctx, id);
 				const { confirmed, attended } = await callPeer("reservation", () =>
@@ -109,19 +102,17 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 			auth: false,
 			params: {
 				id: concertId,
-				page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
-				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true },
+				...pageParams,
 				$$strict: "remove"
 			},
 			async handler(this: This, ctx: Context<ListParams>) {
 				const { id } = ctx.params;
 				await this.assertConcert(ctx, id);
-				const page = ctx.params.page ?? 1;
-				const pageSize = ctx.params.pageSize ?? 20;
+				const { page, pageSize, offset } = pageWindow(ctx.params);
 				const [rows, stats] = await Promise.all([
 					this.sequelize.query<ReviewRow>(
 						"SELECT id, concert_id, user_id, rating, content, created_at FROM reviews WHERE concert_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-						{ replacements: [id, pageSize, (page - 1) * pageSize], type: QueryTypes.SELECT }
+						{ replacements: [id, pageSize, offset], type: QueryTypes.SELECT }
 					),
 					this.sequelize.query<{ n: number; avg: number | string | null }>(
 						"SELECT COUNT(*) AS n, AVG(rating) AS avg FROM reviews WHERE concert_id = ?",
@@ -137,7 +128,7 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 	methods: {
 		/** concert.get answers 404 NOT_FOUND for an unknown concert; that error goes to the client as it is. */
 		async assertConcert(ctx: Context, id: string) {
-			await callPeer("concert", () => ctx.call("concert.get", { id }));
+			await callPeer("concert", () => callerOf<ConcertApi>(ctx)("concert.get", { id }));
 		},
 
 		/**

@@ -16,6 +16,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
+import { pageParams, pageWindow, type PageParams } from "../../lib/request";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
@@ -23,6 +24,7 @@ import { SagaExecutor, type ExecutorSettings } from "../../sagas/executor";
 import { SAGA_DEFINITIONS } from "../../sagas/registry";
 import { SagaStore } from "../../sagas/store";
 import { TERMINAL_STATUSES, type DeadLetter, type SagaDefinition, type SagaState, type SagaStatus } from "../../sagas/types";
+import type { SagaApi, SagaView } from "./saga.api";
 import { DeadLetterClosedError, SagaKeyConflictError, SagaNotRetryableError, UnknownSagaTypeError } from "./errors";
 import { createSagaTables } from "./migrations/001_create_saga_tables";
 
@@ -38,27 +40,10 @@ export interface SagaSettings extends ExecutorSettings {
 	waitPollMs: number;
 }
 
-/** What `saga.start` answers (and the shape callers branch on). */
-export interface SagaView {
-	id: string;
-	type: string;
-	key: string;
-	status: SagaStatus;
-	result?: unknown;
-	error?: SagaState["error"];
-}
-
-interface StartParams {
-	type: string;
-	key: string;
-	data?: Record<string, unknown>;
-	waitMs?: number;
-}
-interface ListParams {
+type StartParams = SagaApi["saga.start"]["params"];
+interface ListParams extends PageParams {
 	status?: SagaStatus;
 	type?: string;
-	page?: number;
-	pageSize?: number;
 }
 interface IdParams {
 	id: string;
@@ -100,10 +85,6 @@ export function toView(s: SagaState): SagaView {
 }
 
 const isTerminal = (s: SagaState) => TERMINAL_STATUSES.includes(s.status);
-const pageParams = {
-	page: { type: "number", integer: true, min: 1, max: 1_000_000, optional: true, convert: true },
-	pageSize: { type: "number", integer: true, min: 1, max: 100, optional: true, convert: true }
-} as const;
 
 const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 	name: "saga",
@@ -193,7 +174,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 		find: {
 			visibility: "public",
 			params: { id: { type: "string", min: 1, max: 36, optional: true }, key: { type: "string", min: 1, max: 191, optional: true } },
-			async handler(this: This, ctx: Context<{ id?: string; key?: string }>): Promise<SagaView> {
+			async handler(this: This, ctx: Context<SagaApi["saga.find"]["params"]>): Promise<SagaView> {
 				const { id, key } = ctx.params;
 				const saga = id ? await this.sagaStore.get(id) : key ? await this.sagaStore.getByKey(key) : undefined;
 				if (!saga || (id && key && saga.key !== key)) throw new NotFoundError("saga", id ?? key);
@@ -228,14 +209,8 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				$$strict: "remove"
 			},
 			async handler(this: This, ctx: Context<ListParams>) {
-				const page = ctx.params.page ?? 1;
-				const pageSize = ctx.params.pageSize ?? 20;
-				const { rows, total } = await this.sagaStore.list({
-					status: ctx.params.status,
-					type: ctx.params.type,
-					offset: (page - 1) * pageSize,
-					limit: pageSize
-				});
+				const { page, pageSize, offset, limit } = pageWindow(ctx.params);
+				const { rows, total } = await this.sagaStore.list({ status: ctx.params.status, type: ctx.params.type, offset, limit });
 				return {
 					rows: rows.map(s => ({ id: s.id, type: s.type, key: s.key, status: s.status, step: s.stepName, createdAt: s.createdAt, updatedAt: s.updatedAt })),
 					page,
@@ -270,10 +245,9 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				...pageParams,
 				$$strict: "remove"
 			},
-			async handler(this: This, ctx: Context<{ status?: DeadLetter["status"]; page?: number; pageSize?: number }>) {
-				const page = ctx.params.page ?? 1;
-				const pageSize = ctx.params.pageSize ?? 20;
-				const { rows, total } = await this.sagaStore.deadLetters({ status: ctx.params.status, offset: (page - 1) * pageSize, limit: pageSize });
+			async handler(this: This, ctx: Context<{ status?: DeadLetter["status"] } & PageParams>) {
+				const { page, pageSize, offset, limit } = pageWindow(ctx.params);
+				const { rows, total } = await this.sagaStore.deadLetters({ status: ctx.params.status, offset, limit });
 				return { rows, page, pageSize, total };
 			}
 		},

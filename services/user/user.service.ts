@@ -12,14 +12,15 @@ import {
 	setPasswordHashLimits,
 	signAccessToken,
 	verifyPassword,
-	type AuthUser,
 	type Role
 } from "../../lib/auth";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { NotFoundError } from "../../lib/errors";
+import { signedInUser, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { AuthBusyError, EmailTakenError, InvalidCredentialsError, LoginThrottledError } from "./errors";
 import { createUsers } from "./migrations/001_create_users";
+import type { UserApi } from "./user.api";
 import { normalizeEmail, toPublicUser, type PublicUser, type UserRow } from "./user.domain";
 
 interface RegisterParams {
@@ -30,11 +31,6 @@ interface RegisterParams {
 interface LoginParams {
 	email: string;
 	password: string;
-}
-interface Meta {
-	user?: AuthUser | null;
-	/** The client's address, set by the gateway (absent for calls from the REPL or other services). */
-	clientIp?: string;
 }
 
 interface UserMethods {
@@ -77,7 +73,7 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 				name: { type: "string", min: 1, max: 100, trim: true },
 				$$strict: "remove"
 			},
-			async handler(ctx: Context<RegisterParams, Meta>) {
+			async handler(ctx: Context<RegisterParams, RequestMeta>) {
 				const { email, password, name } = ctx.params;
 				// A sign-up costs a hash like a login: it counts against the same per-address allowance, and a taken
 				// email is answered before hashing (the unique key still decides a race).
@@ -98,7 +94,7 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 				password: { type: "string", min: 1, max: 128 },
 				$$strict: "remove"
 			},
-			async handler(ctx: Context<LoginParams, Meta>) {
+			async handler(ctx: Context<LoginParams, RequestMeta>) {
 				await this.throttle("addr", ctx.meta.clientIp, this.config.auth.loginPerAddressPerMinute);
 				const row = await this.findByEmail(ctx.params.email);
 				// Per account, not per spelling: MariaDB's collation finds "victim@" for "victím@", so the bucket is
@@ -123,9 +119,8 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 		me: {
 			visibility: "published",
 			auth: "user",
-			async handler(ctx: Context<unknown, Meta>) {
-				const caller = ctx.meta.user;
-				if (!caller) throw new UnauthorizedError();
+			async handler(ctx: Context<unknown, RequestMeta>) {
+				const caller = signedInUser(ctx);
 				const row = (await this.model.findByPk(caller.id))?.get({ plain: true }) as UserRow | undefined;
 				if (!row) throw new NotFoundError("user", caller.id);
 				return toPublicUser(row);
@@ -136,7 +131,7 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 		get: {
 			visibility: "public",
 			params: { id: { type: "string", min: 1, max: 36 } },
-			async handler(ctx: Context<{ id: string }>) {
+			async handler(ctx: Context<UserApi["user.get"]["params"]>): Promise<UserApi["user.get"]["result"]> {
 				const row = (await this.model.findByPk(ctx.params.id))?.get({ plain: true }) as UserRow | undefined;
 				if (!row) throw new NotFoundError("user", ctx.params.id);
 				return toPublicUser(row);

@@ -45,7 +45,6 @@ import fc from "fast-check";
 import { http } from "../support/harness";
 import { ownConcert } from "../support/booking";
 
-// ---------------------------------------------------------------------------------------------------------------
 // The world the generators draw real ids from, and the callers.
 
 export type CallerName = "anonymous" | "user" | "admin";
@@ -141,7 +140,6 @@ export async function seedWorld(api: string, adminToken: string, adminPassword?:
 	};
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // The operations, read from /api/openapi.json.
 
 type Schema = {
@@ -203,7 +201,6 @@ export async function loadOperations(baseUrl: string): Promise<Operation[]> {
 	return ops;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Hostile values.
 
 /**
@@ -302,7 +299,6 @@ function rawLabels(v: unknown, out: string[] = []): string[] {
 	return out;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Schema-driven values: valid ones (with real ids where the field names one) and invalid ones.
 
 interface GenContext {
@@ -412,7 +408,6 @@ export function invalidValue(schema: Schema, name: string, ctx: GenContext): fc.
 	return fc.oneof(...choices);
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Requests.
 
 export interface FuzzRequest {
@@ -666,7 +661,6 @@ export function requestArb(ops: Operation[], ctx: GenContext): fc.Arbitrary<Fuzz
 	return fc.oneof(...ops.map(op => operationArb(op, ctx)));
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Crashes: an uncaught exception or unhandled rejection while a request runs kills a production process.
 
 export interface CrashEvent {
@@ -723,7 +717,6 @@ export function installCrashGuard(): { events: CrashEvent[]; onEvent(cb: (() => 
 	};
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // Sending, and the world snapshot of property 2.
 
 interface Answer {
@@ -822,7 +815,6 @@ function snapshotDiff(a: Snapshot, b: Snapshot): string[] {
 	return out;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
 // The run.
 
 /**

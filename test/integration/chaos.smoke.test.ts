@@ -17,7 +17,9 @@ describe("chaos smoke: a booking node killed and NATS restarted under load", () 
 			faults: ["kill-booking", "nats-restart"],
 			clients: 10,
 			warmS: 8,
-			afterS: 10,
+			// Long enough for a busy CI machine: the recovery targets (first success within 10 s of the server's
+			// return) are measured by `npm run chaos`; here the point is that shoppers buy again at all.
+			afterS: 20,
 			settleS: 150,
 			scale: 1,
 			keep: false,
@@ -26,8 +28,9 @@ describe("chaos smoke: a booking node killed and NATS restarted under load", () 
 	});
 
 	afterAll(() => {
-		// The harness's own account of the run, for whoever reads a failure.
-		if (!result?.ok) process.stdout.write(`${lines.join("\n")}\n`);
+		// The harness's own account of the run, for whoever reads a failure (of an invariant or of the recovery).
+		const recovered = result?.phases.every(p => p.confirmed > 0 && p.availability.firstSuccessS !== null);
+		if (!result?.ok || !recovered) process.stdout.write(`${lines.join("\n")}\n`);
 	});
 
 	it.each(["kill-booking", "nats-restart"])("when %s happens under load, then every invariant holds afterwards", fault => {

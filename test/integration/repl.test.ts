@@ -8,7 +8,7 @@ import crypto from "crypto";
 import path from "path";
 import type { ServiceBroker } from "moleculer";
 import { formatTable, replCommands } from "../../lib/repl-commands";
-import type { SagaView } from "../../services/saga/saga.service";
+import type { SagaView } from "../../services/saga/saga.api";
 import { adminToken, ownConcert, pay, reserve, seats, shopper } from "../support/booking";
 import { gatewayUrl, testEnv, waitFor, type TestEnv } from "../support/harness";
 import { OPS_ADMIN } from "../support/ops";

@@ -5,7 +5,7 @@
  */
 import crypto from "crypto";
 import type { ServiceBroker } from "moleculer";
-import type { SagaView } from "../../services/saga/saga.service";
+import type { SagaView } from "../../services/saga/saga.api";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
 import { SchemaNodes, serviceFile, waitSaga } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";

@@ -12,7 +12,7 @@ import { Errors } from "moleculer";
 import { SagaExecutor } from "../../sagas/executor";
 import { SagaStore } from "../../sagas/store";
 import { defineSaga, type SagaState } from "../../sagas/types";
-import type { SagaView } from "../../services/saga/saga.service";
+import type { SagaView } from "../../services/saga/saga.api";
 import { testEnv, waitFor, type SpawnedNode, type TestEnv } from "../support/harness";
 import { fakeStats, SAGA_NODE_DIR, SchemaNodes, waitSaga } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";
@@ -111,7 +111,8 @@ describe("crash recovery with real processes", () => {
 		);
 		await waitingAt(`${started.id}:b`);
 		const stopping = n.stop();
-		await new Promise(r => setTimeout(r, 200));
+		// The broker raises `stopping` after its stop delay; from then on the saga stops before its next call.
+		await waitFor(() => n.stopping === true, 5_000, "the node to start stopping");
 		await participant.call("fake.open", { key: `${started.id}:b` });
 		await stopping;
 
@@ -195,7 +196,9 @@ describe("crash recovery with real processes", () => {
 		await waitingAt(`${started.id}:a`);
 		// Meanwhile a caller on another node starts the same key and waits: it gets the same saga, by polling.
 		const elsewhere = participant.call("saga.start", { type: "Long4", key: started.key, data: {}, waitMs: 8000 }, { nodeID: b.nodeID, timeout: 9000 });
-		await new Promise(r => setTimeout(r, 3000)); // twice the 1500 ms lease
+		// A sleep on purpose, not a wait for an event: the step must outlast its 1500 ms lease twice over for the
+		// test to show that renewals keep the other nodes from taking the saga over meanwhile.
+		await new Promise(r => setTimeout(r, 3000));
 		await participant.call("fake.open", { key: `${started.id}:a` });
 		expect(await elsewhere).toMatchObject({ id: started.id, status: "COMPLETED" });
 		const done = await waitSaga(participant, started.id, ["COMPLETED"], 10_000, n.nodeID);

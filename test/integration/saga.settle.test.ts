@@ -106,7 +106,7 @@ describe("FAILED sagas settle by themselves", () => {
 		const letter = parked.deadLetters[0];
 		await http("POST", `${api}/admin/dead-letters/${letter.id}/resolve`, { token: admin, body: { note: "settled by hand" } });
 		faults.clear();
-		// Several scan periods pass (one every 500 ms) with nothing due any more.
+		// A sleep on purpose: it shows that nothing happens while several scan periods (one every 500 ms) pass.
 		await new Promise(r => setTimeout(r, 3000));
 		expect((await waitSaga(broker, id, ["FAILED"])).deadLetters.map(d => d.status)).toEqual(["RESOLVED"]);
 		expect((await reservation(api, b.u, b.id)).status).toBe("CANCELLING");

@@ -2,18 +2,58 @@
  * The outbox relay on SQLite (embedded mode's database) with a publish function the test controls: events go out
  * right after the commit that wrote them, in order per aggregate, once; a rolled-back transaction publishes
  * nothing; while publishing fails every row stays and the relay backs off; one aggregate's failure does not hold
- * up another's.
+ * up another's. Where a test is about time passing (polls, backoff, the coalescing window) the relay runs on a
+ * manual clock the test steps, so it neither waits for real time nor depends on the machine's speed.
  */
 import fs from "fs";
 import os from "os";
 import path from "path";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { EventMessage } from "../../lib/events/types";
-import { appendOutbox, outboxMigration, OutboxRelay, outboxStats } from "../../lib/outbox";
+import { appendOutbox, outboxMigration, OutboxRelay, outboxStats, type RelayClock } from "../../lib/outbox";
 import { createSequelize, migrate, Sql } from "../../lib/db";
 import { waitFor } from "../support/harness";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+/** A clock that moves only when the test advances it; `fired` is when each of the relay's rounds was due. */
+class ManualClock implements RelayClock {
+	private t = 1_000_000;
+	private timers: { at: number; fn: () => void }[] = [];
+	readonly fired: number[] = [];
+
+	now = () => this.t;
+
+	after(ms: number, fn: () => void): () => void {
+		const timer = { at: this.t + ms, fn };
+		this.timers.push(timer);
+		return () => {
+			this.timers = this.timers.filter(x => x !== timer);
+		};
+	}
+
+	/**
+	 * Moves time forward by `ms`, running each round that falls due in turn. A started relay always has its next
+	 * round scheduled once the current one ended, so that is the condition waited for before looking further.
+	 */
+	async advance(ms: number): Promise<void> {
+		const until = this.t + ms;
+		for (;;) {
+			const deadline = Date.now() + 2_000;
+			while (this.timers.length === 0) {
+				if (Date.now() > deadline) throw new Error("the relay scheduled no next round");
+				await sleep(1);
+			}
+			const next = this.timers.reduce((a, b) => (b.at < a.at ? b : a));
+			if (next.at > until) break;
+			this.timers = this.timers.filter(x => x !== next);
+			this.t = next.at;
+			this.fired.push(next.at);
+			next.fn();
+		}
+		this.t = until;
+	}
+}
 
 describe("outbox relay (SQLite)", () => {
 	let dir: string;
@@ -37,11 +77,12 @@ describe("outbox relay (SQLite)", () => {
 		fs.rmSync(dir, { recursive: true, force: true });
 	});
 
-	const start = (pollMs = 60_000) => {
+	const start = (pollMs: number, clock?: RelayClock) => {
 		relay = new OutboxRelay({
 			sql: new Sql(db),
 			pollMs,
 			maxBackoffMs: 100,
+			clock,
 			publish: async e => {
 				if (fail(e)) throw new Error("broker unreachable");
 				published.push(e);
@@ -66,19 +107,25 @@ describe("outbox relay (SQLite)", () => {
 		Number((await db.query<{ n: number }>("SELECT COUNT(*) AS n FROM outbox_events WHERE processed = 0", { type: QueryTypes.SELECT }))[0].n);
 
 	it("when a transaction commits events, then they are published right after the commit (not at the next poll), marked processed", async () => {
-		start(60_000);
-		await sleep(50);
+		const clock = new ManualClock();
+		start(60_000, clock);
+		await clock.advance(0); // the start-up round
 		const rows = await append("a", 3);
-		await waitFor(() => published.length === 3, 2_000, "3 events published");
+		expect(published).toEqual([]);
+		// The commit's 10 ms coalescing window, far short of the 60 s poll.
+		await clock.advance(10);
 		expect(published.map(e => [e.id, e.version])).toEqual(rows.map(r => [r.id, r.version]));
 		expect(published[0]).toMatchObject({ type: "test.happened", aggregateType: "reservation", aggregateId: "a", version: 1, payload: { i: 0, eventId: rows[0].id, version: 1 } });
 		expect(await unprocessed()).toBe(0);
 	});
 
 	it("when the transaction rolls back, then its event never exists and nothing is published", async () => {
-		start(20);
+		const clock = new ManualClock();
+		const rounds = jest.spyOn(start(20, clock), "relayOnce");
 		await append("gone", 2, true);
-		await sleep(200);
+		// Ten polls: none finds anything to publish.
+		await clock.advance(200);
+		expect(rounds.mock.calls.length).toBeGreaterThanOrEqual(10);
 		expect(published).toEqual([]);
 		expect(await unprocessed()).toBe(0);
 	});
@@ -86,16 +133,22 @@ describe("outbox relay (SQLite)", () => {
 	it("when publishing fails, then every row stays, the relay backs off, and once the broker is back each event goes out once in order", async () => {
 		let down = true;
 		fail = () => down;
-		const r = start(20);
+		const clock = new ManualClock();
+		const r = start(20, clock);
 		await append("x", 3);
 		await append("y", 2);
-		await sleep(300);
+		await clock.advance(500);
 		expect(published).toEqual([]);
 		expect(await unprocessed()).toBe(5);
 		expect(r.backingOff).toBe(true);
+		// Failed rounds wait twice the poll, then twice that, then the 100 ms cap.
+		const gaps = clock.fired.slice(1).map((at, i) => at - clock.fired[i]);
+		expect(gaps.slice(0, 4)).toEqual([40, 80, 100, 100]);
 		down = false;
-		await waitFor(() => published.length === 5, 3_000, "5 events published");
-		await sleep(200);
+		await clock.advance(100);
+		expect(published).toHaveLength(5);
+		// Fifty more polls publish nothing again.
+		await clock.advance(1_000);
 		expect(published).toHaveLength(5);
 		expect(new Set(published.map(e => e.id)).size).toBe(5);
 		for (const agg of ["x", "y"]) {
@@ -125,15 +178,19 @@ describe("outbox relay (SQLite)", () => {
 			sql: new Sql(db),
 			pollMs: 60_000,
 			publish: async e => {
+				// A broker that takes a moment to store each event, so that rounds last long enough to be committed into.
 				await sleep(2);
 				published.push(e);
 			}
 		});
+		const rounds = jest.spyOn(relay, "relayOnce");
 		relay.start();
-		await sleep(50);
+		await waitFor(() => rounds.mock.results.length === 1, 2_000, "the start-up round");
+		await rounds.mock.results[0].value;
 		const rows = [];
 		for (let i = 0; i < 60; i++) {
 			rows.push(...(await append(`k${i % 6}`)));
+			// Not a wait for anything: it spreads the commits so that some land during a round, some between.
 			if (i % 3 === 0) await sleep(1);
 		}
 		await waitFor(() => published.length === 60, 3_000, "all 60 published long before the 60 s poll");
@@ -141,16 +198,17 @@ describe("outbox relay (SQLite)", () => {
 	});
 
 	it("when commits come within the coalescing window, then they share one relay round", async () => {
-		relay = new OutboxRelay({ sql: new Sql(db), pollMs: 60_000, coalesceMs: 200, publish: async e => void published.push(e) });
+		const clock = new ManualClock();
+		relay = new OutboxRelay({ sql: new Sql(db), pollMs: 60_000, coalesceMs: 200, clock, publish: async e => void published.push(e) });
 		const rounds = jest.spyOn(relay, "relayOnce");
 		relay.start();
-		await waitFor(() => rounds.mock.calls.length === 1, 2_000, "the start-up round");
+		await clock.advance(0);
+		expect(rounds).toHaveBeenCalledTimes(1);
 		const rows = [];
 		for (let i = 0; i < 10; i++) rows.push(...(await append(`c${i}`)));
-		await waitFor(() => published.length === 10, 2_000, "all 10 published");
-		// Ten commits, each kicking the relay: one round after the start-up one (two when the commits straddled
-		// the window's end on a slow machine), not ten.
-		expect(rounds.mock.calls.length - 1).toBeLessThanOrEqual(2);
+		await clock.advance(200);
+		// Ten commits, each kicking the relay, within one window: one round after the start-up one, not ten.
+		expect(rounds).toHaveBeenCalledTimes(2);
 		expect(published.map(e => e.id).sort()).toEqual(rows.map(r => r.id).sort());
 	});
 
@@ -165,6 +223,8 @@ describe("outbox relay (SQLite)", () => {
 	it("when rows wait unpublished, then outboxStats counts them, ages the oldest and lists those past staleMs", async () => {
 		expect(await outboxStats(new Sql(db), 1000)).toEqual({ pending: 0, oldestAgeMs: 0, stale: [] });
 		const [old] = await append("old");
+		// Time must pass, not a condition: appendOutbox stamps the rows with the wall clock, and "old" has to be
+		// older than staleMs on it when "new" is not.
 		await sleep(60);
 		await append("new");
 		const stats = await outboxStats(new Sql(db), 40);

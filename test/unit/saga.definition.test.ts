@@ -11,7 +11,7 @@ import { fakeStats, getSaga, SchemaNodes, waitSaga } from "../support/saga";
 import type { FakeData } from "../support/saga-services/definitions";
 import FakeService from "../support/saga-services/fake/fake.service";
 import { testSagaSchema } from "../support/saga-services/saga/saga.service";
-import type { SagaView } from "../../services/saga/saga.service";
+import type { SagaView } from "../../services/saga/saga.api";
 
 let env: TestEnv;
 let nodes: SchemaNodes;
@@ -183,8 +183,8 @@ describe("timeouts, dead letters and operator actions", () => {
 	it("when a participant times out but succeeds late, then it is retried under the same key with no second effect", async () => {
 		const saga = await start("Test4", { plan: { b: { lateMs: 800 } } });
 		expect(saga.status).toBe("COMPLETED");
-		// Let the late first call finish its (duplicate) effect attempt.
-		await new Promise(r => setTimeout(r, 500));
+		// The late first call finishes its (duplicate) effect attempt after the retry answered.
+		await waitFor(async () => (await fakeStats(broker, saga.id)).finished[`${saga.id}:b`] === 2, 3000, "the late call of b to finish");
 		const stats = await fakeStats(broker, saga.id);
 		expect(stats.calls[`${saga.id}:b`]).toBe(2);
 		expect(stats.effects.filter(e => e.step === "b")).toHaveLength(1);
@@ -297,7 +297,9 @@ describe("leases", () => {
 			replacements: [Date.now() + 60_000, saga.id]
 		});
 		await broker.call("fake.open", { key: `${saga.id}:b` });
-		await new Promise(r => setTimeout(r, 300));
+		// The executor tries its fenced write, finds the lease gone and stops driving the saga.
+		const driving = (broker.getLocalService("saga") as unknown as { driving: Map<string, unknown> }).driving;
+		await waitFor(() => !driving.has(saga.id), 3000, "this node to stop driving the saga");
 		const stats = await fakeStats(broker, saga.id);
 		expect(stats.trace).toEqual(fwd("a", "b"));
 		const full = await getSaga(broker, saga.id);

@@ -20,6 +20,8 @@ interface Meta {
 export interface FakeStats {
 	/** Calls per idempotency key (forward and compensate keys differ). */
 	calls: Record<string, number>;
+	/** Of those, the calls that have answered (or failed): a late call is counted once it is over. */
+	finished: Record<string, number>;
 	/** `do:<step>` / `undo:<step>` in call order, for one saga. */
 	trace: string[];
 	/** Applied effects (one row per key at most). */
@@ -30,6 +32,7 @@ export interface FakeStats {
 
 interface Vars {
 	calls: Map<string, number>;
+	finished: Map<string, number>;
 	traces: Map<string, string[]>;
 	gates: Map<string, () => void>;
 	alerts: { sagaId: string }[];
@@ -38,6 +41,7 @@ interface Vars {
 
 interface Methods {
 	apply(ctx: Context<{ step: string; plan?: FakePlan }, Meta>, kind: "do" | "undo"): Promise<unknown>;
+	finish<T>(ctx: Context<unknown, Meta>, call: Promise<T>): Promise<T>;
 }
 
 const createEffects: Migration = {
@@ -76,8 +80,8 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 	},
 
 	actions: {
-		do: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.apply(ctx, "do"); } },
-		undo: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.apply(ctx, "undo"); } },
+		do: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.finish(ctx, this.apply(ctx, "do")); } },
+		undo: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.finish(ctx, this.apply(ctx, "undo")); } },
 		noop: { visibility: "public", handler: () => ({ ok: true }) },
 
 		/** Lets the gated first call of `key` proceed. */
@@ -107,16 +111,26 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 				const { sagaId } = ctx.params;
 				const calls: Record<string, number> = {};
 				for (const [k, n] of this.calls) if (k.startsWith(`${sagaId}:`)) calls[k] = n;
+				const finished: Record<string, number> = {};
+				for (const [k, n] of this.finished) if (k.startsWith(`${sagaId}:`)) finished[k] = n;
 				const effects = await this.sequelize.query<{ key: string; kind: string; step: string }>(
 					"SELECT `key`, kind, step FROM fake_effects WHERE saga_id = ? ORDER BY created_at, `key`",
 					{ replacements: [sagaId], type: QueryTypes.SELECT }
 				);
-				return { calls, trace: this.traces.get(sagaId) ?? [], effects, alerts: this.alerts.filter(a => a.sagaId === sagaId) };
+				return { calls, finished, trace: this.traces.get(sagaId) ?? [], effects, alerts: this.alerts.filter(a => a.sagaId === sagaId) };
 			}
 		}
 	},
 
 	methods: {
+		/** Counts the call as finished once it answered or failed, so a test can wait for a late one. */
+		finish<T>(ctx: Context<unknown, Meta>, call: Promise<T>): Promise<T> {
+			const key = ctx.meta.idempotencyKey;
+			return call.finally(() => {
+				if (key) this.finished.set(key, (this.finished.get(key) ?? 0) + 1);
+			});
+		},
+
 		async apply(ctx: Context<{ step: string; plan?: FakePlan }, Meta>, kind: "do" | "undo") {
 			const { sagaId, idempotencyKey: key } = ctx.meta;
 			if (!sagaId || !key) throw new Errors.MoleculerClientError("idempotency key missing", 422, "KEY_REQUIRED");
@@ -153,6 +167,7 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 
 	created() {
 		this.calls = new Map();
+		this.finished = new Map();
 		this.traces = new Map();
 		this.gates = new Map();
 		this.alerts = [];

@@ -1,0 +1,79 @@
+/**
+ * The event catalog as a contract: every catalog payload, typed by its interface (so the compiler checks the
+ * sample against the type), passes the schema the consumers validate with; dropping any required field or giving it
+ * the wrong type fails it; and a handler's InvalidEventError sends the event to the dead letter at once.
+ */
+import { EVENT_SCHEMAS, isCatalogEvent, payloadProblems, type CatalogEventType, type EventCatalog } from "../../lib/events/catalog";
+import { MemoryEventBus } from "../../lib/events/memory-bus";
+import { InvalidEventError, type DeadLetter, type EventMessage } from "../../lib/events/types";
+import { waitFor } from "../support/harness";
+
+const seats = { reservationId: "r1", userId: "u1", concertId: "c1", scheduleId: "s1", seatIds: ["a1", "a2"] };
+const SAMPLES: { [T in CatalogEventType]: EventCatalog[T] } = {
+	"reservation.held": { ...seats, reservedAt: "2026-12-06T00:00:00.000Z", expiresAt: "2026-12-06T00:05:00.000Z" },
+	"reservation.confirmed": { ...seats, amount: 3000 },
+	"reservation.cancelled": { ...seats, wasConfirmed: true, refundAmount: 3000, reason: "cancelled by user" },
+	"reservation.expired": { ...seats },
+	"payment.completed": { paymentId: "p1", reservationId: "r1", userId: "u1", amount: 3000, paymentDate: "2026-12-06T00:01:00.000Z" },
+	"payment.refunded": { paymentId: "p1", reservationId: "r1", userId: "u1", amount: 3000, reason: "booking rolled back" },
+	"points.charged": { userId: "u1", amount: 5000, transactionId: "t1" },
+	"points.deducted": { userId: "u1", amount: 3000, transactionId: "t2", paymentId: "p1" },
+	"saga.failed": { sagaId: "g1", type: "ConfirmReservation", key: "k", step: "pay", phase: "compensate", deadLetterId: "d1", error: { message: "x" } }
+};
+
+/** Fields a payload of `type` cannot do without (the optional ones and the `eventId`/`version` stamp are left out). */
+const required = (type: CatalogEventType) =>
+	Object.entries(EVENT_SCHEMAS[type])
+		.filter(([, rule]) => !(typeof rule === "object" && (rule as { optional?: boolean }).optional))
+		.map(([field]) => field);
+
+describe("event catalog", () => {
+	it.each(Object.keys(SAMPLES) as CatalogEventType[])("when a %s payload is as its type says, then it passes, stamped or not", type => {
+		expect(isCatalogEvent(type)).toBe(true);
+		expect(payloadProblems(type, SAMPLES[type])).toEqual([]);
+		expect(payloadProblems(type, { ...SAMPLES[type], eventId: "e1", version: 3 })).toEqual([]);
+	});
+
+	it.each(Object.keys(SAMPLES) as CatalogEventType[])("when a %s payload misses a required field or has it of the wrong type, then it fails and names it", type => {
+		const fields = required(type);
+		expect(fields.length).toBeGreaterThan(2);
+		for (const field of fields) {
+			const missing: Record<string, unknown> = { ...SAMPLES[type] };
+			delete missing[field];
+			if (field === "error") continue; // "any" accepts anything but undefined: covered by the missing case below
+			expect(payloadProblems(type, missing).join()).toContain(field);
+			expect(payloadProblems(type, { ...SAMPLES[type], [field]: { not: "this" } }).join()).toContain(field);
+		}
+	});
+
+	it("when an event type is not in the catalog, then it is not taken for one", () => {
+		expect(isCatalogEvent("reservation.hold")).toBe(false);
+		expect(isCatalogEvent("toString")).toBe(false);
+	});
+
+	it("when a handler calls an event invalid, then the bus dead-letters it at the first attempt, with the reason", async () => {
+		const bus = new MemoryEventBus();
+		try {
+			const letters: DeadLetter[] = [];
+			let attempts = 0;
+			await bus.subscribe({
+				group: "g",
+				types: ["reservation.confirmed"],
+				maxAttempts: 5,
+				handler: async e => {
+					attempts++;
+					throw new InvalidEventError(e.id, e.type, payloadProblems("reservation.confirmed", e.payload));
+				},
+				onDeadLetter: l => void letters.push(l)
+			});
+			const event: EventMessage = { id: "e1", type: "reservation.confirmed", aggregateType: "reservation", aggregateId: "r1", version: 1, createdAt: new Date().toISOString(), payload: { reservationId: "r1" } };
+			await bus.publish(event);
+			await waitFor(() => letters.length === 1, 2_000, "the dead letter");
+			expect(attempts).toBe(1);
+			expect(letters[0].attempts).toBe(1);
+			expect(letters[0].error).toContain("userId");
+		} finally {
+			await bus.close();
+		}
+	});
+});
