@@ -74,7 +74,9 @@ export function EventConsumerMixin(opts: EventConsumerOptions): Partial<ServiceS
 				onDeadLetter: letter => {
 					const alert = deadLetterAlert(letter, redrive);
 					const next = alert.autoRedrive ? `; it is sent back by itself in ${redrive.afterMs / 1000} s` : "; an operator must replay it";
-					self.logger.error(`event ${letter.event.id} (${letter.event.type}) dead-lettered for ${group} after ${letter.attempts} attempts and ${alert.redrives} redrive(s): ${letter.error}${next}`);
+					self.logger.error(
+						`event ${letter.event.id} (${letter.event.type}) dead-lettered for ${group} after ${letter.attempts} attempts and ${alert.redrives} redrive(s): ${letter.error}${next}`
+					);
 					void self.broker.emit(DEAD_LETTERED, alert);
 				}
 			});

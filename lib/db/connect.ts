@@ -28,14 +28,16 @@ export function createSequelize(sql: SqlConfig, database: string): Sequelize {
 	};
 	if (sql.dialect === "sqlite") {
 		fs.mkdirSync(sql.dir!, { recursive: true });
-		return withBusyTimeout(new Sequelize({
-			...common,
-			dialect: "sqlite",
-			storage: path.join(sql.dir!, `${database}.sqlite`),
-			// IMMEDIATE takes the write lock at BEGIN: two transactions never deadlock upgrading a read lock.
-			transactionType: Transaction.TYPES.IMMEDIATE,
-			retry: { match: [/SQLITE_BUSY/], max: 10 }
-		}));
+		return withBusyTimeout(
+			new Sequelize({
+				...common,
+				dialect: "sqlite",
+				storage: path.join(sql.dir!, `${database}.sqlite`),
+				// IMMEDIATE takes the write lock at BEGIN: two transactions never deadlock upgrading a read lock.
+				transactionType: Transaction.TYPES.IMMEDIATE,
+				retry: { match: [/SQLITE_BUSY/], max: 10 }
+			})
+		);
 	}
 	return new Sequelize(database, sql.user!, sql.password, {
 		...common,
@@ -77,7 +79,7 @@ export function adminConnection(sql: SqlConfig) {
 
 /** Where a service's database lives, for log lines: `host:port` on MariaDB, the directory on SQLite. */
 export function databaseLocation(sql: SqlConfig): string {
-	return sql.dialect === "mysql" ? `${sql.host}:${sql.port}` : sql.dir ?? "";
+	return sql.dialect === "mysql" ? `${sql.host}:${sql.port}` : (sql.dir ?? "");
 }
 
 /**

@@ -16,13 +16,7 @@ export interface Migration {
 }
 
 /** Creates the schema if missing (MariaDB), then runs pending migrations under a cross-node lock. */
-export async function migrate(
-	sql: SqlConfig,
-	database: string,
-	sequelize: Sequelize,
-	migrations: Migration[],
-	log: (msg: string) => void
-): Promise<string[]> {
+export async function migrate(sql: SqlConfig, database: string, sequelize: Sequelize, migrations: Migration[], log: (msg: string) => void): Promise<string[]> {
 	const umzug = new Umzug({
 		migrations: [...migrations]
 			.sort((a, b) => a.name.localeCompare(b.name))

@@ -56,10 +56,7 @@ export function isLockContention(err: unknown): boolean {
 /** Lock contention or a connection fault: nothing about the request, it may be retried. */
 export function isTransientDbError(err: unknown): boolean {
 	const name = (err as { name?: string })?.name ?? "";
-	return (
-		isLockContention(err) ||
-		/^Sequelize(Connection\w*Error|ConnectionAcquireTimeoutError|TimeoutError|HostNotReachableError)$/.test(name)
-	);
+	return isLockContention(err) || /^Sequelize(Connection\w*Error|ConnectionAcquireTimeoutError|TimeoutError|HostNotReachableError)$/.test(name);
 }
 
 const FAULT_REASONS: [RegExp, string][] = [

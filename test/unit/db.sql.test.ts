@@ -9,10 +9,11 @@ import type { Sequelize, Transaction } from "sequelize";
 import { createSequelize, isDeadlock, isLockContention, isTransientDbError, migrate, Sql } from "../../lib/db";
 
 /** A Sequelize error as the mysql2 driver's deadlock reaches us: the code on the wrapped driver error. */
-const deadlock = () => Object.assign(new Error("Deadlock found when trying to get lock; try restarting transaction"), {
-	name: "SequelizeDatabaseError",
-	parent: { errno: 1213, code: "ER_LOCK_DEADLOCK" }
-});
+const deadlock = () =>
+	Object.assign(new Error("Deadlock found when trying to get lock; try restarting transaction"), {
+		name: "SequelizeDatabaseError",
+		parent: { errno: 1213, code: "ER_LOCK_DEADLOCK" }
+	});
 
 /** Enough of a MariaDB Sequelize for `Sql.transaction`: runs `fn` with a dummy transaction and counts the runs. */
 function fakeMysql(fn: (attempt: number) => void): { sequelize: Sequelize; attempts(): number } {
@@ -87,9 +88,13 @@ describe("the SQLite writer queue", () => {
 		dir = fs.mkdtempSync(path.join(os.tmpdir(), "crp-sql-"));
 		const s = createSequelize({ dialect: "sqlite", dir, prefix: "", poolMax: 1 }, "queue");
 		await s.query("PRAGMA journal_mode=WAL");
-		await migrate({ dialect: "sqlite", dir, prefix: "", poolMax: 1 }, "queue", s, [
-			{ name: "001_t", up: async (qi, T) => qi.createTable("t", { id: { type: T.INTEGER, primaryKey: true }, v: { type: T.INTEGER } }) }
-		], () => undefined);
+		await migrate(
+			{ dialect: "sqlite", dir, prefix: "", poolMax: 1 },
+			"queue",
+			s,
+			[{ name: "001_t", up: async (qi, T) => qi.createTable("t", { id: { type: T.INTEGER, primaryKey: true }, v: { type: T.INTEGER } }) }],
+			() => undefined
+		);
 		await s.close();
 	});
 	afterAll(async () => {
