@@ -15,7 +15,7 @@
 import fs from "fs";
 import path from "path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
-import { EventConsumerMixin } from "../lib/events/consumer.mixin";
+import { EventConsumerMixin } from "../mixins/event-consumer.mixin";
 import type { EventMessage } from "../lib/events/types";
 import { ProducerService } from "../test/support/event-services/producer.service";
 import { deleteEventStreams, EventNodes } from "../test/support/events";

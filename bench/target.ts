@@ -18,7 +18,7 @@ import { loadConfig } from "../lib/config";
 import { clusterNodeOptions, clusterTopology, instanceArgs, RUNNER_ARGS } from "../lib/runner";
 import { RedisStore } from "../lib/store";
 import { startNatsServer } from "../test/support/nats-server";
-import { dropDatabasesByPrefix } from "../mixins/db.mixin";
+import { dropDatabasesByPrefix } from "../lib/db";
 
 const ROOT = path.resolve(__dirname, "..");
 export const MARIADB = { host: "127.0.0.1", port: 3306, user: "root" };

@@ -6,12 +6,11 @@
  * marking each row processed once the broker stored it. At least once: a crash between publish and mark publishes
  * the row again, under the same message id.
  */
-import { sqlTime } from "./sql";
 import crypto from "crypto";
 import { EventEmitter } from "events";
-import { QueryTypes, Transaction, type Sequelize } from "sequelize";
+import { Transaction, type Sequelize } from "sequelize";
+import { Sql, sqlTime, type Migration } from "./db";
 import type { EventMessage } from "./events/types";
-import type { Migration } from "../mixins/db.mixin";
 
 export interface OutboxEventInput {
 	aggregateType: string;
@@ -70,42 +69,33 @@ export const outboxMigration: Migration = {
 /**
  * Appends an event inside `transaction`. The version is the aggregate's next one; callers change the aggregate's
  * row in the same transaction (which serializes writers of one aggregate), and the unique index rejects a
- * duplicate version if they ever do not.
+ * duplicate version if they ever do not. (A bare Sequelize is still taken for callers not yet given a `Sql`.)
  */
 export async function appendOutbox(
-	sequelize: Sequelize,
+	db: Sql | Sequelize,
 	transaction: Transaction,
 	event: OutboxEventInput
 ): Promise<{ id: string; version: number }> {
-	const version = event.version ?? (await lastVersion(sequelize, transaction, event)) + 1;
+	const sql = db instanceof Sql ? db : new Sql(db);
+	const version = event.version ?? (await lastVersion(sql, transaction, event)) + 1;
 	const id = crypto.randomUUID();
-	await sequelize.query(
+	await sql.insert(
 		"INSERT INTO outbox_events (id, aggregate_type, aggregate_id, event_type, payload, version, processed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		{
-			replacements: [
-				id,
-				event.aggregateType,
-				event.aggregateId,
-				event.eventType,
-				JSON.stringify({ ...event.payload, eventId: id, version }),
-				version,
-				false,
-				sqlTime()
-			],
-			transaction
-		}
+		[id, event.aggregateType, event.aggregateId, event.eventType, JSON.stringify({ ...event.payload, eventId: id, version }), version, false, sqlTime()],
+		transaction
 	);
 	// Wake this database's relay as soon as the row is visible, instead of at its next poll.
 	transaction.afterCommit(() => {
-		outboxCommits.emit("commit", sequelize);
+		outboxCommits.emit("commit", sql.sequelize);
 	});
 	return { id, version };
 }
 
-async function lastVersion(sequelize: Sequelize, transaction: Transaction, event: OutboxEventInput): Promise<number> {
-	const [row] = await sequelize.query<{ v: number | null }>(
+async function lastVersion(sql: Sql, transaction: Transaction, event: OutboxEventInput): Promise<number> {
+	const [row] = await sql.select<{ v: number | null }>(
 		"SELECT MAX(version) AS v FROM outbox_events WHERE aggregate_type = ? AND aggregate_id = ?",
-		{ replacements: [event.aggregateType, event.aggregateId], type: QueryTypes.SELECT, transaction }
+		[event.aggregateType, event.aggregateId],
+		transaction
 	);
 	return Number(row?.v ?? 0);
 }
@@ -120,14 +110,13 @@ export interface OutboxStats {
 }
 
 /** The backlog of one producer's outbox, for the consistency check and the metrics. */
-export async function outboxStats(sequelize: Sequelize, staleMs: number, now = Date.now()): Promise<OutboxStats> {
-	const [agg] = await sequelize.query<{ n: number | string; oldest: Date | string | null }>(
-		"SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox_events WHERE processed = 0",
-		{ type: QueryTypes.SELECT }
+export async function outboxStats(sql: Sql, staleMs: number, now = Date.now()): Promise<OutboxStats> {
+	const [agg] = await sql.select<{ n: number | string; oldest: Date | string | null }>(
+		"SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox_events WHERE processed = 0"
 	);
-	const rows = await sequelize.query<{ id: string; event_type: string; aggregate_id: string; created_at: Date | string }>(
+	const rows = await sql.select<{ id: string; event_type: string; aggregate_id: string; created_at: Date | string }>(
 		"SELECT id, event_type, aggregate_id, created_at FROM outbox_events WHERE processed = 0 AND created_at < ? ORDER BY seq LIMIT 100",
-		{ replacements: [sqlTime(now - staleMs)], type: QueryTypes.SELECT }
+		[sqlTime(now - staleMs)]
 	);
 	const age = (d: Date | string) => Math.max(0, now - sqlDate(d));
 	return {
@@ -146,12 +135,12 @@ export async function outboxStats(sequelize: Sequelize, staleMs: number, now = D
  * of a full page (ask again after it), null at the end.
  */
 export async function latestOutboxEvents(
-	sequelize: Sequelize,
+	sql: Sql,
 	opts: { aggregateType: string; eventTypes: string[]; after?: string; limit: number }
 ): Promise<{ rows: EventMessage[]; next: string | null }> {
 	if (opts.eventTypes.length === 0) return { rows: [], next: null };
 	const types = opts.eventTypes.map(() => "?").join(",");
-	const rows = await sequelize.query<ClaimedRow>(
+	const rows = await sql.select<ClaimedRow>(
 		`SELECT o.seq, o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload, o.version, o.created_at
 		 FROM outbox_events o
 		 JOIN (SELECT aggregate_id, MAX(version) AS v FROM outbox_events
@@ -160,7 +149,7 @@ export async function latestOutboxEvents(
 		   ON o.aggregate_id = latest.aggregate_id AND o.version = latest.v
 		 WHERE o.aggregate_type = ?
 		 ORDER BY o.aggregate_id`,
-		{ replacements: [opts.aggregateType, ...opts.eventTypes, opts.after ?? "", opts.limit, opts.aggregateType], type: QueryTypes.SELECT }
+		[opts.aggregateType, ...opts.eventTypes, opts.after ?? "", opts.limit, opts.aggregateType]
 	);
 	return { rows: rows.map(toEventMessage), next: rows.length >= opts.limit ? rows[rows.length - 1].aggregate_id : null };
 }
@@ -170,7 +159,8 @@ export const outboxCommits = new EventEmitter();
 outboxCommits.setMaxListeners(100);
 
 export interface OutboxRelayOptions {
-	sequelize: Sequelize;
+	/** The producer's database (its marks wait in the SQLite writer queue like every other write). */
+	sql: Sql;
 	/** Resolves once the broker stored the event; rejects while it is unreachable. */
 	publish: (event: EventMessage) => Promise<void>;
 	/** Poll interval while healthy (OUTBOX_POLL_MS). */
@@ -257,7 +247,7 @@ export class OutboxRelay {
 	private failures = 0;
 	private stopped = true;
 	private readonly onCommit = (s: Sequelize) => {
-		if (s === this.opts.sequelize) this.kick();
+		if (s === this.opts.sql.sequelize) this.kick();
 	};
 
 	private readonly clock: RelayClock;
@@ -297,34 +287,34 @@ export class OutboxRelay {
 
 	/** One round: claims up to `batchSize` rows, publishes what order allows, marks it. Answers rows published. */
 	async relayOnce(): Promise<number> {
-		const { sequelize } = this.opts;
+		const { sql } = this.opts;
 		const limit = this.opts.batchSize ?? 100;
-		if (sequelize.getDialect() === "sqlite") {
-			const rows = await sequelize.query<ClaimedRow>(
+		if (!sql.mysql) {
+			const rows = await sql.select<ClaimedRow>(
 				"SELECT seq, id, aggregate_type, aggregate_id, event_type, payload, version, created_at FROM outbox_events WHERE processed = 0 ORDER BY seq LIMIT ?",
-				{ replacements: [limit], type: QueryTypes.SELECT }
+				[limit]
 			);
 			const { done, error } = await this.publishInOrder(rows);
 			await this.markProcessed(done);
 			if (error) throw error;
 			return done.length;
 		}
-		const t = await sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED });
-		try {
-			const rows = await sequelize.query<ClaimedRow>(
-				"SELECT seq, id, aggregate_type, aggregate_id, event_type, payload, version, created_at FROM outbox_events WHERE processed = 0 ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED",
-				{ replacements: [limit], type: QueryTypes.SELECT, transaction: t }
-			);
-			const publishable = await this.orderSafe(rows, t);
-			const { done, error } = await this.publishInOrder(publishable);
-			await this.markProcessed(done, t);
-			await t.commit();
-			if (error) throw error;
-			return done.length;
-		} catch (err) {
-			if (!(t as unknown as { finished?: string }).finished) await t.rollback().catch(() => undefined);
-			throw err;
-		}
+		// The rows published are marked and committed even when a later one failed; the failure is thrown after.
+		const { done, error } = await sql.transaction(
+			async t => {
+				const rows = await sql.select<ClaimedRow>(
+					"SELECT seq, id, aggregate_type, aggregate_id, event_type, payload, version, created_at FROM outbox_events WHERE processed = 0 ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED",
+					[limit],
+					t
+				);
+				const published = await this.publishInOrder(await this.orderSafe(rows, t));
+				await this.markProcessed(published.done, t);
+				return published;
+			},
+			{ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED }
+		);
+		if (error) throw error;
+		return done.length;
 	}
 
 	/** Drops the rows of an aggregate from the first one that has an unclaimed-by-us unprocessed row before it. */
@@ -333,11 +323,12 @@ export class OutboxRelay {
 		const mine = new Set(rows.map(r => Number(r.seq)));
 		const keys = [...new Set(rows.map(r => `${r.aggregate_type}\u0000${r.aggregate_id}`))].map(k => k.split("\u0000"));
 		const maxSeq = Math.max(...mine);
-		const others = await this.opts.sequelize.query<{ seq: number | string; aggregate_type: string; aggregate_id: string }>(
+		const others = await this.opts.sql.select<{ seq: number | string; aggregate_type: string; aggregate_id: string }>(
 			`SELECT seq, aggregate_type, aggregate_id FROM outbox_events WHERE processed = 0 AND seq < ? AND (${keys
 				.map(() => "(aggregate_type = ? AND aggregate_id = ?)")
 				.join(" OR ")})`,
-			{ replacements: [maxSeq, ...keys.flat()], type: QueryTypes.SELECT, transaction: t }
+			[maxSeq, ...keys.flat()],
+			t
 		);
 		const firstForeign = new Map<string, number>();
 		for (const o of others) {
@@ -376,9 +367,10 @@ export class OutboxRelay {
 
 	private async markProcessed(rows: ClaimedRow[], t?: Transaction): Promise<void> {
 		if (rows.length === 0) return;
-		await this.opts.sequelize.query(
+		await this.opts.sql.update(
 			`UPDATE outbox_events SET processed = 1, processed_at = ? WHERE seq IN (${rows.map(() => "?").join(",")})`,
-			{ replacements: [sqlTime(), ...rows.map(r => r.seq)], transaction: t }
+			[sqlTime(), ...rows.map(r => r.seq)],
+			t
 		);
 	}
 

@@ -10,34 +10,23 @@
  * line per attempt that says where and why; once running, any error of an action that says the database is
  * unavailable reaches the caller as a retryable 503 (`DatabaseUnavailableError`).
  */
-import fs from "fs";
-import path from "path";
 import type { Context, ServiceSchema } from "moleculer";
 import DbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
-import mysql from "mysql2/promise";
+import type { Model, ModelAttributes, ModelOptions, ModelStatic, Sequelize } from "sequelize";
 import {
-	DataTypes,
-	QueryInterface,
-	Sequelize,
-	Transaction,
-	type Model,
-	type ModelAttributes,
-	type ModelOptions,
-	type ModelStatic
-} from "sequelize";
-import { SequelizeStorage, Umzug } from "umzug";
-import type { SqlConfig } from "../lib/config";
+	CONNECT_RETRY_MS,
+	createSequelize,
+	databaseLocation,
+	dbFaultReason,
+	describeDbError,
+	migrate,
+	physicalDatabaseName,
+	Sql,
+	type Migration
+} from "../lib/db";
 import { DatabaseUnavailableError, isDatabaseUnavailable } from "../lib/errors";
 import { platformOf } from "../lib/platform";
-import { dbFaultReason, describeDbError } from "../lib/sql";
-
-export interface Migration {
-	/** Sorted by name; never rename one that has shipped. */
-	name: string;
-	up(qi: QueryInterface, types: typeof DataTypes): Promise<void>;
-	down?(qi: QueryInterface, types: typeof DataTypes): Promise<void>;
-}
 
 export interface DbMixinOptions {
 	/** Logical database name (the service name by default). */
@@ -50,162 +39,12 @@ export interface DbMixinOptions {
 export interface DbVars {
 	/** The service's own Sequelize instance (available from `started`). */
 	sequelize: Sequelize;
+	/** The same database through lib/db's `Sql`: what the service's stores and repositories take. */
+	sql: Sql;
 	/** Physical database name: the schema on MariaDB or the file stem on SQLite. */
 	databaseName: string;
 	/** The main model (set by moleculer-db's adapter when it connects). */
 	model: ModelStatic<Model>;
-}
-
-/** `<DB_PREFIX><name>`, restricted to what MariaDB accepts unquoted. */
-export function physicalDatabaseName(sql: SqlConfig, logical: string): string {
-	const name = `${sql.prefix}${logical}`.replace(/[^A-Za-z0-9_]/g, "_");
-	if (name.length > 64) throw new Error(`database name too long: ${name}`);
-	return name;
-}
-
-export function createSequelize(sql: SqlConfig, database: string): Sequelize {
-	const common = {
-		logging: false as const,
-		define: { underscored: true, freezeTableName: true },
-		benchmark: false
-	};
-	if (sql.dialect === "sqlite") {
-		fs.mkdirSync(sql.dir!, { recursive: true });
-		return withBusyTimeout(new Sequelize({
-			...common,
-			dialect: "sqlite",
-			storage: path.join(sql.dir!, `${database}.sqlite`),
-			// IMMEDIATE takes the write lock at BEGIN: two transactions never deadlock upgrading a read lock.
-			transactionType: Transaction.TYPES.IMMEDIATE,
-			retry: { match: [/SQLITE_BUSY/], max: 10 }
-		}));
-	}
-	return new Sequelize(database, sql.user!, sql.password, {
-		...common,
-		dialect: "mysql",
-		host: sql.host,
-		port: sql.port,
-		timezone: "+00:00",
-		pool: { max: sql.poolMax, min: 0, acquire: 10_000, idle: 10_000, evict: 5_000 },
-		dialectOptions: { connectTimeout: 5_000, supportBigNumbers: true, bigNumberStrings: false },
-		retry: { max: 0 }
-	});
-}
-
-/**
- * Sequelize's SQLite dialect opens a new connection per transaction and runs no connect hooks, so a PRAGMA issued
- * once applies to one connection only. Every connection gets a busy timeout here: a writer that finds the file
- * locked waits for it (up to 5 s) instead of failing at once with SQLITE_BUSY.
- */
-function withBusyTimeout(sequelize: Sequelize): Sequelize {
-	type Conn = { configure?(option: "busyTimeout", ms: number): void };
-	const cm = sequelize.connectionManager as unknown as { getConnection(o?: unknown): Promise<Conn> };
-	const configured = new WeakSet<Conn>();
-	const open = cm.getConnection.bind(cm);
-	cm.getConnection = async (o?: unknown) => {
-		const conn = await open(o);
-		if (!configured.has(conn)) {
-			conn.configure?.("busyTimeout", 5000);
-			configured.add(conn);
-		}
-		return conn;
-	};
-	return sequelize;
-}
-
-/** Creates the schema if missing (MariaDB), then runs pending migrations under a cross-node lock. */
-export async function migrate(
-	sql: SqlConfig,
-	database: string,
-	sequelize: Sequelize,
-	migrations: Migration[],
-	log: (msg: string) => void
-): Promise<string[]> {
-	const umzug = new Umzug({
-		migrations: [...migrations]
-			.sort((a, b) => a.name.localeCompare(b.name))
-			.map(m => ({
-				name: m.name,
-				up: ({ context }: { context: QueryInterface }) => m.up(context, DataTypes),
-				down: ({ context }: { context: QueryInterface }) => (m.down ? m.down(context, DataTypes) : Promise.resolve())
-			})),
-		context: sequelize.getQueryInterface(),
-		storage: new SequelizeStorage({ sequelize, tableName: "schema_migrations" }),
-		logger: undefined
-	});
-
-	if (sql.dialect === "sqlite") {
-		const done = await umzug.up();
-		return done.map(m => m.name);
-	}
-
-	// A separate connection holds the lock for the whole run; the migrations use the pool.
-	const admin = await adminConnection(sql);
-	try {
-		await admin.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-		const lockName = `migrate:${database}`.slice(0, 64);
-		const [rows] = await admin.query("SELECT GET_LOCK(?, 120) AS got", [lockName]);
-		if ((rows as { got: number }[])[0]?.got !== 1) throw new Error(`timed out waiting for the migration lock of ${database}`);
-		try {
-			const done = await umzug.up();
-			if (done.length > 0) log(`migrated ${database}: ${done.map(m => m.name).join(", ")}`);
-			return done.map(m => m.name);
-		} finally {
-			await admin.query("SELECT RELEASE_LOCK(?)", [lockName]);
-		}
-	} finally {
-		await admin.end();
-	}
-}
-
-/** A connection to the MariaDB server without a database selected (schema creation, locks, clean-up). */
-function adminConnection(sql: SqlConfig) {
-	return mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, connectTimeout: 5_000 });
-}
-
-/** Where a service's database lives, for log lines: `host:port` on MariaDB, the directory on SQLite. */
-export function databaseLocation(sql: SqlConfig): string {
-	return sql.dialect === "mysql" ? `${sql.host}:${sql.port}` : sql.dir ?? "";
-}
-
-/**
- * One round trip to the MariaDB server itself (no schema), for a health answer that has to say why services are
- * missing: `undefined` when it answers, else the reason without hosts ("connection refused", "access denied").
- */
-export async function probeDatabaseServer(sql: SqlConfig, timeoutMs = 2000): Promise<string | undefined> {
-	if (sql.dialect !== "mysql") return undefined;
-	try {
-		const conn = await mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, connectTimeout: timeoutMs });
-		try {
-			await conn.query("SELECT 1");
-		} finally {
-			conn.destroy();
-		}
-		return undefined;
-	} catch (err) {
-		return dbFaultReason(err);
-	}
-}
-
-/** Start-up connection attempts: first retry after this long, doubling up to the cap. */
-export const CONNECT_RETRY_MS = { first: 500, max: 10_000 };
-
-/**
- * Drops every schema whose name starts with `prefix` (a test or benchmark run's DB_PREFIX, ending in "_"): how a
- * run removes what it created. Refuses anything that does not look like such a prefix.
- */
-export async function dropDatabasesByPrefix(sql: SqlConfig, prefix: string): Promise<void> {
-	if (!/^[A-Za-z0-9_]+_$/.test(prefix)) throw new Error(`refusing to drop databases with prefix "${prefix}"`);
-	if (sql.dialect !== "mysql") return;
-	const conn = await adminConnection(sql);
-	try {
-		const [rows] = await conn.query("SHOW DATABASES");
-		for (const row of rows as { Database: string }[]) {
-			if (row.Database.startsWith(prefix)) await conn.query(`DROP DATABASE \`${row.Database}\``);
-		}
-	} finally {
-		await conn.end();
-	}
 }
 
 /**
@@ -274,6 +113,7 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 			const sequelize = createSequelize(config.sql, name);
 			this.databaseName = name;
 			this.sequelize = sequelize;
+			this.sql = new Sql(sequelize);
 			// Replace moleculer-db's memory adapter with a Sequelize adapter bound to our instance; `noSync`:
 			// tables come from migrations, never from model.sync().
 			// (Its typings declare one constructor argument; the fourth, `noSync`, is read by the adapter's connect.)

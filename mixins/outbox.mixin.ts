@@ -31,7 +31,7 @@ export const OutboxRelayMixin: Partial<ServiceSchema> = {
 			async handler(ctx: Context<{ staleMs?: number }>) {
 				const self = this as unknown as RelayService;
 				// COUNT(*) for the backlog (not capped), the stale rows filtered in SQL (at most 100, oldest first).
-				return { producer: self.name, ...(await outboxStats(self.sequelize, ctx.params.staleMs ?? 60_000)) };
+				return { producer: self.name, ...(await outboxStats(self.sql, ctx.params.staleMs ?? 60_000)) };
 			}
 		},
 
@@ -49,7 +49,7 @@ export const OutboxRelayMixin: Partial<ServiceSchema> = {
 			},
 			async handler(ctx: Context<{ aggregateType: string; eventTypes: string[]; after?: string; limit?: number }>) {
 				const self = this as unknown as RelayService;
-				return latestOutboxEvents(self.sequelize, { ...ctx.params, limit: ctx.params.limit ?? 500 });
+				return latestOutboxEvents(self.sql, { ...ctx.params, limit: ctx.params.limit ?? 500 });
 			}
 		}
 	},
@@ -70,7 +70,7 @@ export const OutboxRelayMixin: Partial<ServiceSchema> = {
 		const self = this as unknown as RelayService;
 		self.outboxBus = acquireEventBus(self.broker);
 		self.outboxRelay = new OutboxRelay({
-			sequelize: self.sequelize,
+			sql: self.sql,
 			publish: event => self.outboxPublish(event),
 			pollMs: self.config.outboxPollMs,
 			log: (level, msg) => self.logger[level](msg)

@@ -12,7 +12,8 @@
  * Times are epoch milliseconds in BIGINT columns: portable across both dialects, millisecond precision, and
  * compared with the node's injectable clock.
  */
-import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
+import { UniqueConstraintError, type Transaction } from "sequelize";
+import type { Sql } from "../lib/db";
 import { appendOutbox } from "../lib/outbox";
 import type { DeadLetter, JournalEntry, SagaError, SagaState, SagaStatus, StepPhase, StepResults } from "./types";
 
@@ -138,73 +139,32 @@ export class SagaStore implements SagaJournal {
 	commits = 0;
 
 	private readonly upsertTail: string;
-	private readonly mysql: boolean;
 
 	constructor(
-		private readonly sequelize: Sequelize,
+		/** The saga service's database: its SQLite writer queue, deadlock rule and compound statements (lib/db). */
+		private readonly sql: Sql,
 		/** The clock of every time this store writes (injectable in tests). */
 		readonly now: () => number = Date.now
 	) {
-		this.mysql = sequelize.getDialect() !== "sqlite";
-		const cols = ["status", "attempts", "result", "error", "owner", "finished_at"];
-		this.upsertTail =
-			sequelize.getDialect() === "sqlite"
-				? `ON CONFLICT (saga_id, step, phase) DO UPDATE SET ${cols.map(c => `${c} = excluded.${c}`).join(", ")}`
-				: `ON DUPLICATE KEY UPDATE ${cols.map(c => `${c} = VALUES(${c})`).join(", ")}`;
+		this.upsertTail = sql.upsertTail(["saga_id", "step", "phase"], ["status", "attempts", "result", "error", "owner", "finished_at"]);
 	}
 
-	/**
-	 * SQLite has one writer at a time, and Sequelize gives each transaction its own connection, without the busy
-	 * timeout of the main one: concurrent write transactions fail with SQLITE_BUSY. Embedded mode is one
-	 * process, so its writes queue here instead. MariaDB writes are not serialized.
-	 */
-	private writeQueue: Promise<unknown> = Promise.resolve();
-
-	private exclusive<T>(run: () => Promise<T>): Promise<T> {
-		if (this.sequelize.getDialect() !== "sqlite") return run();
-		const next = this.writeQueue.then(run, run);
-		this.writeQueue = next.catch(() => undefined);
-		return next;
-	}
-
-	private async update(sql: string, replacements: unknown[], transaction?: Transaction): Promise<number> {
+	/** An UPDATE through the Sql, counted (a write, and a commit when it runs on its own). */
+	private update(sql: string, replacements: unknown[], transaction?: Transaction): Promise<number> {
 		this.writes++;
-		const query = () => this.sequelize.query(sql, { replacements, type: QueryTypes.BULKUPDATE, transaction });
-		if (transaction) return Number(await query());
-		this.commits++;
-		return Number(await this.exclusive(query));
+		if (!transaction) this.commits++;
+		return this.sql.update(sql, replacements, transaction);
 	}
 
-	private async insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
+	/** An INSERT through the Sql, counted as `update` is. */
+	private insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
 		this.writes++;
-		const query = () => this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction });
-		if (transaction) {
-			await query();
-			return;
-		}
-		this.commits++;
-		await this.exclusive(query);
-	}
-
-	/**
-	 * MariaDB: runs `body` (statements that may set the local `n`) as one transaction in one round trip, as an
-	 * anonymous compound statement; answers `n`. A Sequelize transaction costs a round trip per statement plus
-	 * START and COMMIT: the journal writes of a saga were 4 statements each. An error rolls the transaction back
-	 * and reaches the caller as it was raised (a duplicate key is still a UniqueConstraintError, a deadlock
-	 * still says so), so the connection never returns to the pool inside a transaction.
-	 */
-	private async atomically(body: string, replacements: unknown[]): Promise<number> {
-		const out = await this.sequelize.query<Record<string, unknown>>(
-			`BEGIN NOT ATOMIC\nDECLARE n INT DEFAULT 0;\nDECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;\nSTART TRANSACTION;\n${body}\nCOMMIT;\nSELECT n AS n;\nEND`,
-			{ replacements, type: QueryTypes.SELECT }
-		);
-		// mysql2 answers a compound statement with its result sets: [{0: {n}}, OkPacket].
-		const first = out[0] as { n?: unknown; 0?: { n?: unknown } } | undefined;
-		return Number(first?.[0]?.n ?? first?.n);
+		if (!transaction) this.commits++;
+		return this.sql.insert(sql, replacements, transaction);
 	}
 
 	private select<T extends object>(sql: string, replacements: unknown[], transaction?: Transaction): Promise<T[]> {
-		return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
+		return this.sql.select<T>(sql, replacements, transaction);
 	}
 
 	/**
@@ -225,14 +185,14 @@ export class SagaStore implements SagaJournal {
 		};
 		try {
 			this.commits++;
-			if (this.mysql) {
+			if (this.sql.mysql) {
 				this.writes += step ? 2 : 1;
-				await this.atomically(`${instance.sql};\n${step ? `${step.sql};` : ""}`, [...instance.args, ...(step ? step.args : [])]);
+				await this.sql.compound(`${instance.sql};\n${step ? `${step.sql};` : ""}`, [...instance.args, ...(step ? step.args : [])]);
 			} else {
-				await this.exclusive(() => this.sequelize.transaction(async transaction => {
+				await this.sql.transaction(async transaction => {
 					await this.insert(instance.sql, instance.args, transaction);
 					if (step) await this.insert(step.sql, step.args, transaction);
-				}));
+				});
 			}
 		} catch (err) {
 			if (!(err instanceof UniqueConstraintError)) throw err;
@@ -355,10 +315,10 @@ export class SagaStore implements SagaJournal {
 	/**
 	 * Journal entries (one, or a step's result with the next step's start) and the matching instance change, in
 	 * one transaction, fenced by the lease. Returns false (and writes nothing) when this owner no longer holds the
-	 * saga.
+	 * saga. A deadlock victim's transaction is run again by the Sql (lib/db), whole.
 	 */
 	async record(fence: Fence, leaseMs: number, entry: JournalWrite | JournalWrite[], patch: InstancePatch): Promise<boolean> {
-		return (await this.retryDeadlock(() => this.recordOnce(fence, leaseMs, entry, patch))) !== false;
+		return (await this.fencedWrite(fence, leaseMs, entry, patch)) !== false;
 	}
 
 	/**
@@ -367,22 +327,11 @@ export class SagaStore implements SagaJournal {
 	 * Returns the alert as written (its event id lets a direct emit and the relay's be deduplicated), or false.
 	 */
 	async park(fence: Fence, entry: JournalWrite, patch: InstancePatch, deadLetter: NewDeadLetter): Promise<SagaFailedEvent | false> {
-		const out = await this.retryDeadlock(() => this.recordOnce(fence, 0, entry, { ...patch, releaseLease: true }, deadLetter));
+		const out = await this.fencedWrite(fence, 0, entry, { ...patch, releaseLease: true }, deadLetter);
 		return out === false ? false : out.event!;
 	}
 
-	private async retryDeadlock<T>(run: () => Promise<T>): Promise<T> {
-		for (let attempt = 1; ; attempt++) {
-			try {
-				return await run();
-			} catch (err) {
-				// A deadlock victim's transaction was rolled back whole: running it again is safe.
-				if (attempt >= 3 || !/deadlock/i.test((err as Error).message ?? "")) throw err;
-			}
-		}
-	}
-
-	private async recordOnce(
+	private async fencedWrite(
 		fence: Fence,
 		leaseMs: number,
 		entry: JournalWrite | JournalWrite[],
@@ -400,13 +349,13 @@ export class SagaStore implements SagaJournal {
 			sql: `INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES ${entries.map(() => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")} ${this.upsertTail}`,
 			args: entries.flatMap(e => [fence.id, e.step, e.stepIndex, e.phase, e.status, e.attempts, json(e.result), json(e.error), fence.owner, now, e.status === "RUNNING" ? null : now])
 		};
-		if (this.mysql && !deadLetter) {
+		if (this.sql.mysql && !deadLetter) {
 			// The journal entry is written only when the fenced update changed the instance, in the same transaction.
 			this.writes += 2;
-			const n = await this.atomically(`${fenced.sql};\nSET n = ROW_COUNT();\nIF n = 1 THEN ${journal.sql}; END IF;`, [...fenced.args, ...journal.args]);
+			const n = await this.sql.compound(`${fenced.sql};\nSET n = ROW_COUNT();\nIF n = 1 THEN ${journal.sql}; END IF;`, [...fenced.args, ...journal.args]);
 			return n === 1 ? {} : false;
 		}
-		return this.exclusive(() => this.sequelize.transaction(async transaction => {
+		return this.sql.transaction(async transaction => {
 			const n = await this.update(fenced.sql, fenced.args, transaction);
 			if (n !== 1) return false;
 			await this.insert(journal.sql, journal.args, transaction);
@@ -426,11 +375,11 @@ export class SagaStore implements SagaJournal {
 					error: deadLetter.error ?? null
 				};
 				this.writes++;
-				const { id, version } = await appendOutbox(this.sequelize, transaction, { aggregateType: "saga", aggregateId: fence.id, eventType: "saga.failed", payload });
+				const { id, version } = await appendOutbox(this.sql, transaction, { aggregateType: "saga", aggregateId: fence.id, eventType: "saga.failed", payload });
 				return { event: { ...payload, eventId: id, version } };
 			}
 			return {};
-		}));
+		});
 	}
 
 	/** Instance-only fenced change (the final COMPLETED/COMPENSATED write, which has no step of its own). */

@@ -22,7 +22,7 @@
  * - a replay republishes the dead letter to `<events>._replay.<group>`, which every group's consumer sees and only
  *   the named group handles, and deletes it from the dead-letter stream. It carries the number of automatic
  *   redrives (`Crp-Redrives`), which the next dead letter of that event keeps, so the scheduled redrive
- *   (consumer.mixin.ts) stops at DLQ_REDRIVE_MAX;
+ *   (mixins/event-consumer.mixin.ts) stops at DLQ_REDRIVE_MAX;
  * - with a signer (cluster mode: CLUSTER_SECRET), every message published here (events, replays, dead letters)
  *   carries a signature, and a consumer acknowledges and drops a message whose signature fails: anyone may be
  *   able to publish on NATS, only the platform's nodes can publish an event the platform acts on

@@ -175,7 +175,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 					const dbFailed = REQUIRED_SERVICES.some(svc => !checks[`db:${svc}`].ok);
 					if (dbFailed && platform.config.sql.dialect === "mysql") {
 						// Loaded only here: the gateway carries no database driver until a check needs one.
-						const { probeDatabaseServer } = await import("../../mixins/db.mixin");
+						const { probeDatabaseServer } = await import("../../lib/db");
 						const reason = await probeDatabaseServer(platform.config.sql);
 						checks.database = reason ? { ok: false, error: reason } : { ok: true };
 					}

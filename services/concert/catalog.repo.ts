@@ -7,10 +7,10 @@
  * schedule's sales is safe, the sold counter moves in the same transaction as the rows it counts, and two sales of
  * one schedule never deadlock on gap locks. The primary key of `seat_sales` stays the last guard regardless.
  */
-import { isTransientDbError, sqlTime } from "../../lib/sql";
+import { isLockContention, isTransientDbError, sqlTime, type Sql } from "../../lib/db";
 import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import crypto from "crypto";
-import { QueryTypes, UniqueConstraintError, type Sequelize, type Transaction } from "sequelize";
+import { UniqueConstraintError, type Transaction } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
 import { generateSeatMap, toIso, type SalesWindow } from "./concert.domain";
 import type { CatalogInput } from "./demo-data";
@@ -81,57 +81,19 @@ interface SeatJoinRow {
 
 const SEAT_INSERT_CHUNK = 500;
 
-/**
- * SQLite write queue per database file. Sequelize opens a fresh SQLite connection per transaction, without the
- * mixin's busy_timeout, so concurrent IMMEDIATE transactions fail with SQLITE_BUSY instead of waiting. Embedded
- * mode is one process: queueing its write transactions here is the wait SQLite itself would have done.
- */
-const sqliteQueues = new Map<string, Promise<unknown>>();
-
-function queued<T>(key: string, fn: () => Promise<T>): Promise<T> {
-	const prev = sqliteQueues.get(key) ?? Promise.resolve();
-	const run = prev.then(fn, fn);
-	const tail = run.catch(() => undefined);
-	sqliteQueues.set(key, tail);
-	void tail.then(() => {
-		if (sqliteQueues.get(key) === tail) sqliteQueues.delete(key);
-	});
-	return run;
-}
-
 export class CatalogRepo {
-	constructor(private readonly sequelize: Sequelize) {}
-
-	/** Row lock suffix for the schedule's availability row and its sales (SQLite serializes writers instead). */
-	private get forUpdate(): string {
-		return this.sequelize.getDialect() === "mysql" ? " FOR UPDATE" : "";
-	}
-
-	/** A write transaction: queued per database file on SQLite (see `queued`), as is on MariaDB. */
-	private transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
-		if (this.sequelize.getDialect() !== "sqlite") return this.sequelize.transaction(fn);
-		// Sequelize's typings leave out the instance's `options`; `storage` is the file path given to createSequelize.
-		const file = String((this.sequelize as unknown as { options: { storage?: string } }).options.storage ?? "");
-		return queued(file, () => this.sequelize.transaction(fn));
-	}
-
-	private select<T extends object>(sql: string, replacements: unknown[], transaction?: Transaction): Promise<T[]> {
-		return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
-	}
-
-	private exec(sql: string, replacements: unknown[], transaction?: Transaction): Promise<unknown> {
-		return this.sequelize.query(sql, { replacements, transaction });
-	}
+	/** The concert database: transactions queued per SQLite file and retried after an InnoDB deadlock (lib/db). */
+	constructor(private readonly sql: Sql) {}
 
 	// --- reads --------------------------------------------------------------------------------------------------
 
 	async countConcerts(): Promise<number> {
-		const [row] = await this.select<{ n: number | string }>("SELECT COUNT(*) AS n FROM concerts", []);
+		const [row] = await this.sql.select<{ n: number | string }>("SELECT COUNT(*) AS n FROM concerts", []);
 		return Number(row?.n ?? 0);
 	}
 
 	async listConcerts(offset: number, limit: number): Promise<ConcertSummary[]> {
-		const rows = await this.select<ConcertJoinRow>(
+		const rows = await this.sql.select<ConcertJoinRow>(
 			`SELECT c.id, c.title, c.artist, c.sales_open_at, c.sales_close_at, v.id AS venue_id, v.name AS venue_name
 			 FROM concerts c JOIN venues v ON v.id = c.venue_id
 			 ORDER BY c.created_at, c.id LIMIT ? OFFSET ?`,
@@ -141,7 +103,7 @@ export class CatalogRepo {
 	}
 
 	async getConcert(id: string): Promise<ConcertSummary | null> {
-		const [row] = await this.select<ConcertJoinRow>(
+		const [row] = await this.sql.select<ConcertJoinRow>(
 			`SELECT c.id, c.title, c.artist, c.sales_open_at, c.sales_close_at, v.id AS venue_id, v.name AS venue_name
 			 FROM concerts c JOIN venues v ON v.id = c.venue_id WHERE c.id = ?`,
 			[id]
@@ -150,11 +112,11 @@ export class CatalogRepo {
 	}
 
 	async allScheduleIds(): Promise<string[]> {
-		return (await this.select<{ id: string }>("SELECT id FROM schedules ORDER BY id", [])).map(r => r.id);
+		return (await this.sql.select<{ id: string }>("SELECT id FROM schedules ORDER BY id", [])).map(r => r.id);
 	}
 
 	async schedulesOf(concertId: string): Promise<ScheduleRecord[]> {
-		const rows = await this.select<ScheduleJoinRow>(
+		const rows = await this.sql.select<ScheduleJoinRow>(
 			`SELECT s.id, s.concert_id, s.starts_at, s.total_seats, a.sold_seats
 			 FROM schedules s LEFT JOIN seat_availability a ON a.schedule_id = s.id
 			 WHERE s.concert_id = ? ORDER BY s.starts_at, s.id`,
@@ -164,7 +126,7 @@ export class CatalogRepo {
 	}
 
 	async getSchedule(id: string): Promise<ScheduleRecord | null> {
-		const [row] = await this.select<ScheduleJoinRow>(
+		const [row] = await this.sql.select<ScheduleJoinRow>(
 			`SELECT s.id, s.concert_id, s.starts_at, s.total_seats, a.sold_seats
 			 FROM schedules s LEFT JOIN seat_availability a ON a.schedule_id = s.id WHERE s.id = ?`,
 			[id]
@@ -174,7 +136,7 @@ export class CatalogRepo {
 
 	/** The whole seat map of a schedule with what is sold (the seat-map read). */
 	async seatsOf(scheduleId: string): Promise<SeatRecord[]> {
-		const rows = await this.select<SeatJoinRow>(
+		const rows = await this.sql.select<SeatJoinRow>(
 			`SELECT s.id, s.label, s.grade, s.price, ss.reservation_id AS sold_to
 			 FROM seats s LEFT JOIN seat_sales ss ON ss.schedule_id = s.schedule_id AND ss.seat_id = s.id
 			 WHERE s.schedule_id = ? ORDER BY s.row_no, s.col_no`,
@@ -185,7 +147,7 @@ export class CatalogRepo {
 
 	/** Seat metadata of a schedule (label, grade, price; never changes once created), without sale state. */
 	async seatMetaOf(scheduleId: string): Promise<Omit<SeatRecord, "soldTo">[]> {
-		const rows = await this.select<Omit<SeatJoinRow, "sold_to">>(
+		const rows = await this.sql.select<Omit<SeatJoinRow, "sold_to">>(
 			"SELECT id, label, grade, price FROM seats WHERE schedule_id = ? ORDER BY row_no, col_no",
 			[scheduleId]
 		);
@@ -194,8 +156,8 @@ export class CatalogRepo {
 
 	/** seatId -> reservation, for the asked seats that are sold. */
 	async salesOf(scheduleId: string, seatIds: string[], transaction?: Transaction): Promise<Map<string, string>> {
-		const rows = await this.select<{ seat_id: string; reservation_id: string }>(
-			`SELECT seat_id, reservation_id FROM seat_sales WHERE schedule_id = ? AND seat_id IN (?)${transaction ? this.forUpdate : ""}`,
+		const rows = await this.sql.select<{ seat_id: string; reservation_id: string }>(
+			`SELECT seat_id, reservation_id FROM seat_sales WHERE schedule_id = ? AND seat_id IN (?)${transaction ? this.sql.forUpdate : ""}`,
 			[scheduleId, seatIds],
 			transaction
 		);
@@ -207,12 +169,12 @@ export class CatalogRepo {
 	/** The venue with this name, created if missing; two admins creating it at once end up with the same row. */
 	async findOrCreateVenue(name: string): Promise<VenueView> {
 		const find = async () =>
-			(await this.select<VenueView>("SELECT id, name FROM venues WHERE name = ?", [name]))[0] as VenueView | undefined;
+			(await this.sql.select<VenueView>("SELECT id, name FROM venues WHERE name = ?", [name]))[0] as VenueView | undefined;
 		const existing = await find();
 		if (existing) return existing;
 		const id = crypto.randomUUID();
 		try {
-			await this.exec("INSERT INTO venues (id, name, created_at) VALUES (?, ?, ?)", [id, name, new Date()]);
+			await this.sql.insert("INSERT INTO venues (id, name, created_at) VALUES (?, ?, ?)", [id, name, new Date()]);
 			return { id, name };
 		} catch (err) {
 			if (!(err instanceof UniqueConstraintError)) throw err;
@@ -226,7 +188,7 @@ export class CatalogRepo {
 	async insertConcert(input: CatalogInput, venue: VenueView, transaction: Transaction): Promise<string> {
 		const concertId = crypto.randomUUID();
 		const createdAt = new Date();
-		await this.exec(
+		await this.sql.insert(
 			"INSERT INTO concerts (id, title, artist, venue_id, sales_open_at, sales_close_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 			[concertId, input.title, input.artist, venue.id, input.sales?.opensAt ?? null, input.sales?.closesAt ?? null, createdAt],
 			transaction
@@ -234,19 +196,19 @@ export class CatalogRepo {
 		const seatMap = generateSeatMap(input.seats);
 		for (const schedule of input.schedules) {
 			const scheduleId = crypto.randomUUID();
-			await this.exec(
+			await this.sql.insert(
 				"INSERT INTO schedules (id, concert_id, starts_at, total_seats, created_at) VALUES (?, ?, ?, ?, ?)",
 				[scheduleId, concertId, schedule.startsAt, seatMap.length, createdAt],
 				transaction
 			);
-			await this.exec(
+			await this.sql.insert(
 				"INSERT INTO seat_availability (schedule_id, total_seats, sold_seats, updated_at) VALUES (?, ?, 0, ?)",
 				[scheduleId, seatMap.length, createdAt],
 				transaction
 			);
 			for (let i = 0; i < seatMap.length; i += SEAT_INSERT_CHUNK) {
 				const chunk = seatMap.slice(i, i + SEAT_INSERT_CHUNK);
-				await this.exec(
+				await this.sql.insert(
 					`INSERT INTO seats (id, schedule_id, label, grade, price, row_no, col_no) VALUES ${chunk.map(() => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
 					chunk.flatMap(s => [crypto.randomUUID(), scheduleId, s.label, s.grade, s.price, s.row, s.col]),
 					transaction
@@ -258,12 +220,12 @@ export class CatalogRepo {
 
 	/** Sets a concert's sale window (the caller has checked the concert exists). */
 	async setSalesWindow(concertId: string, opensAt: Date | null, closesAt: Date | null): Promise<void> {
-		await this.exec("UPDATE concerts SET sales_open_at = ?, sales_close_at = ? WHERE id = ?", [opensAt, closesAt, concertId]);
+		await this.sql.update("UPDATE concerts SET sales_open_at = ?, sales_close_at = ? WHERE id = ?", [opensAt, closesAt, concertId]);
 	}
 
 	async createConcert(input: CatalogInput): Promise<string> {
 		const venue = await this.findOrCreateVenue(input.venue.name);
-		return this.transaction(tx => this.insertConcert(input, venue, tx));
+		return this.sql.transaction(tx => this.insertConcert(input, venue, tx));
 	}
 
 	/**
@@ -277,12 +239,12 @@ export class CatalogRepo {
 		for (let attempt = 1; ; attempt++) {
 			if ((await this.countConcerts()) > 0) return false;
 			try {
-				await this.transaction(async tx => {
+				await this.sql.transaction(async tx => {
 					const venues = new Map<string, VenueView>();
 					for (const c of catalog) {
 						if (venues.has(c.venue.name)) continue;
 						const venue = { id: crypto.randomUUID(), name: c.venue.name };
-						await this.exec("INSERT INTO venues (id, name, created_at) VALUES (?, ?, ?)", [venue.id, venue.name, new Date()], tx);
+						await this.sql.insert("INSERT INTO venues (id, name, created_at) VALUES (?, ?, ?)", [venue.id, venue.name, new Date()], tx);
 						venues.set(venue.name, venue);
 					}
 					for (const c of catalog) await this.insertConcert(c, venues.get(c.venue.name)!, tx);
@@ -304,9 +266,9 @@ export class CatalogRepo {
 	 */
 	async sell(req: SaleRequest): Promise<{ sold: number }> {
 		return this.guard(() =>
-			this.transaction(async tx => {
+			this.sql.transaction(async tx => {
 				await this.lockSchedule(req.scheduleId, tx);
-				const known = await this.select<{ id: string }>(
+				const known = await this.sql.select<{ id: string }>(
 					"SELECT id FROM seats WHERE schedule_id = ? AND id IN (?)",
 					[req.scheduleId, req.seatIds],
 					tx
@@ -315,7 +277,7 @@ export class CatalogRepo {
 				const unknown = req.seatIds.filter(id => !knownIds.has(id));
 				if (unknown.length > 0) throw new SeatNotFoundError(unknown);
 				// Un-sold before (cancelled or compensated): this sale arrived late and must not apply.
-				const voided = await this.select<{ n: number }>(
+				const voided = await this.sql.select<{ n: number }>(
 					"SELECT COUNT(*) AS n FROM seat_sale_voids WHERE schedule_id = ? AND reservation_id = ?",
 					[req.scheduleId, req.reservationId],
 					tx
@@ -327,12 +289,12 @@ export class CatalogRepo {
 				const todo = req.seatIds.filter(id => !sales.has(id));
 				if (todo.length > 0) {
 					const now = new Date();
-					await this.exec(
+					await this.sql.insert(
 						`INSERT INTO seat_sales (schedule_id, seat_id, reservation_id, sold_at) VALUES ${todo.map(() => "(?, ?, ?, ?)").join(", ")}`,
 						todo.flatMap(id => [req.scheduleId, id, req.reservationId, now]),
 						tx
 					);
-					await this.exec(
+					await this.sql.update(
 						"UPDATE seat_availability SET sold_seats = sold_seats + ?, updated_at = ? WHERE schedule_id = ?",
 						[todo.length, now, req.scheduleId],
 						tx
@@ -346,20 +308,19 @@ export class CatalogRepo {
 	/** Un-sells the seats this reservation bought among those given; idempotent; returns how many. */
 	async unsell(req: SaleRequest): Promise<{ unsold: number }> {
 		return this.guard(() =>
-			this.transaction(async tx => {
+			this.sql.transaction(async tx => {
 				await this.lockSchedule(req.scheduleId, tx);
 				// From now on no sale for this reservation applies, even one still on its way (see `sell`).
-				const ignore = this.sequelize.getDialect() === "mysql" ? "INSERT IGNORE" : "INSERT OR IGNORE";
-				await this.exec(`${ignore} INTO seat_sale_voids (schedule_id, reservation_id, created_at) VALUES (?, ?, ?)`, [req.scheduleId, req.reservationId, sqlTime()], tx);
+				await this.sql.insert(`${this.sql.insertIgnore} INTO seat_sale_voids (schedule_id, reservation_id, created_at) VALUES (?, ?, ?)`, [req.scheduleId, req.reservationId, sqlTime()], tx);
 				const sales = await this.salesOf(req.scheduleId, req.seatIds, tx);
 				const mine = req.seatIds.filter(id => sales.get(id) === req.reservationId);
 				if (mine.length > 0) {
-					await this.exec(
+					await this.sql.update(
 						"DELETE FROM seat_sales WHERE schedule_id = ? AND reservation_id = ? AND seat_id IN (?)",
 						[req.scheduleId, req.reservationId, mine],
 						tx
 					);
-					await this.exec(
+					await this.sql.update(
 						"UPDATE seat_availability SET sold_seats = sold_seats - ?, updated_at = ? WHERE schedule_id = ?",
 						[mine.length, new Date(), req.scheduleId],
 						tx
@@ -375,13 +336,13 @@ export class CatalogRepo {
 	 * to another schedule. Both lists are empty when the invariants hold.
 	 */
 	async counterDrift(): Promise<{ counters: { scheduleId: string; counter: number; rows: number }[]; misplaced: number }> {
-		const counters = await this.select<{ schedule_id: string; sold_seats: number | string; n: number | string }>(
+		const counters = await this.sql.select<{ schedule_id: string; sold_seats: number | string; n: number | string }>(
 			`SELECT a.schedule_id, a.sold_seats, COUNT(ss.seat_id) AS n
 			 FROM seat_availability a LEFT JOIN seat_sales ss ON ss.schedule_id = a.schedule_id
 			 GROUP BY a.schedule_id, a.sold_seats HAVING a.sold_seats <> COUNT(ss.seat_id)`,
 			[]
 		);
-		const [misplaced] = await this.select<{ n: number | string }>(
+		const [misplaced] = await this.sql.select<{ n: number | string }>(
 			"SELECT COUNT(*) AS n FROM seat_sales ss JOIN seats s ON s.id = ss.seat_id WHERE s.schedule_id <> ss.schedule_id",
 			[]
 		);
@@ -428,7 +389,7 @@ export class CatalogRepo {
 			where.push(k.sql);
 			params.push(...k.params);
 		}
-		const rows = await this.select<{ schedule_id: string; seat_id: string; reservation_id: string; sold_at: Date | string }>(
+		const rows = await this.sql.select<{ schedule_id: string; seat_id: string; reservation_id: string; sold_at: Date | string }>(
 			`SELECT schedule_id, seat_id, reservation_id, sold_at FROM seat_sales${where.length ? ` WHERE ${where.join(" AND ")}` : ""}
 			 ORDER BY ${keys.join(", ")} LIMIT ${q.limit + 1}`,
 			params
@@ -442,23 +403,23 @@ export class CatalogRepo {
 	}
 
 	private async lockSchedule(scheduleId: string, tx: Transaction): Promise<void> {
-		const rows = await this.select<{ schedule_id: string }>(
-			`SELECT schedule_id FROM seat_availability WHERE schedule_id = ?${this.forUpdate}`,
+		const rows = await this.sql.select<{ schedule_id: string }>(
+			`SELECT schedule_id FROM seat_availability WHERE schedule_id = ?${this.sql.forUpdate}`,
 			[scheduleId],
 			tx
 		);
 		if (rows.length === 0) throw new NotFoundError("schedule", scheduleId);
 	}
 
-	/** A deadlock or lock-wait timeout rolled the transaction back: say so as a retryable error, not a 500. */
+	/**
+	 * A deadlock (past the Sql's own retries), a lock-wait timeout or a busy file rolled the transaction back: say so
+	 * as a retryable error, not a 500.
+	 */
 	private async guard<T>(fn: () => Promise<T>): Promise<T> {
 		try {
 			return await fn();
 		} catch (err) {
-			const code = (err as { parent?: { code?: string } }).parent?.code;
-			if (code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT" || code === "SQLITE_BUSY") {
-				throw new SaleContentionError();
-			}
+			if (isLockContention(err)) throw new SaleContentionError();
 			throw err;
 		}
 	}

@@ -669,7 +669,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 
 	async started(this: This) {
 		// The DbMixin has migrated by now (moleculer-db connects in its own `started`, which runs first).
-		this.repo = new CatalogRepo(this.sequelize);
+		this.repo = new CatalogRepo(this.sql);
 		this.holds = createHoldStore(this.store);
 		this.lateReleases = new LateReleases(this.holds, { log: msg => this.logger.warn(msg) });
 		this.seatMaps = new LRUCache({ max: SEAT_MAP_CACHE_MAX });

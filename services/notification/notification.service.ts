@@ -11,7 +11,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { QueryTypes, UniqueConstraintError } from "sequelize";
 import { DataTypes } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
-import { EventConsumerMixin, DEAD_LETTERED, type EventConsumerVars } from "../../lib/events/consumer.mixin";
+import { EventConsumerMixin, DEAD_LETTERED, type EventConsumerVars } from "../../mixins/event-consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
 import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";

@@ -15,13 +15,13 @@
  * - Every transaction takes its locks in the same order (payment row, then wallet row): no lock cycles. The
  *   deadlocks InnoDB can still report (duplicate-key waiters after a rollback, racing creation of a new wallet)
  *   are retried here, as the victim's whole transaction rolled back.
- * - On SQLite writes queue in-process, one at a time per file (lib/sql.ts).
+ * - On SQLite writes queue in-process, one at a time per file (lib/db/sql.ts).
  */
 import crypto from "crypto";
-import { Transaction, UniqueConstraintError, type Sequelize } from "sequelize";
+import { Transaction, UniqueConstraintError } from "sequelize";
 import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import { appendOutbox } from "../../lib/outbox";
-import { isTransientDbError, Sql, sqlTime } from "../../lib/sql";
+import { isTransientDbError, sqlTime, type Sql } from "../../lib/db";
 import {
 	BALANCE_LIMIT,
 	chargeReplay,
@@ -67,7 +67,8 @@ export interface Page<T> {
 }
 
 export interface LedgerDeps {
-	sequelize: Sequelize;
+	/** The payment database: conditional updates, deadlock retries and (on SQLite) the per-file writer queue. */
+	sql: Sql;
 	now?: () => Date;
 	newId?: () => string;
 	/** Ceiling of a wallet's balance (BALANCE_LIMIT unless a test wants a small one). */
@@ -121,21 +122,16 @@ export interface AuditPaymentRow {
 }
 
 export class PaymentLedger {
-	private readonly sequelize: Sequelize;
-	/** Conditional updates, deadlock retries and (on SQLite) the per-file writer queue: lib/sql.ts. */
 	private readonly sql: Sql;
 	private readonly now: () => Date;
 	private readonly newId: () => string;
-	private readonly mysql: boolean;
 	private readonly balanceLimit: number;
 
 	constructor(deps: LedgerDeps) {
-		this.sequelize = deps.sequelize;
+		this.sql = deps.sql;
 		this.now = deps.now ?? (() => new Date());
 		this.newId = deps.newId ?? (() => crypto.randomUUID());
 		this.balanceLimit = deps.balanceLimit ?? BALANCE_LIMIT;
-		this.sql = new Sql(deps.sequelize);
-		this.mysql = this.sql.mysql;
 	}
 
 	// ---- money moves ----
@@ -148,7 +144,7 @@ export class PaymentLedger {
 			return await this.inTransaction(async t => {
 				const now = this.now();
 				await this.ensureWallet(userId, now, t);
-				const credited = await this.update(
+				const credited = await this.sql.update(
 					"UPDATE wallets SET balance = balance + ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance <= ?",
 					[amount, sqlTime(now), userId, this.balanceLimit - amount],
 					t
@@ -156,7 +152,7 @@ export class PaymentLedger {
 				if (credited !== 1) throw new BalanceLimitError(userId, this.balanceLimit);
 				const balance = await this.lockedBalance(userId, t);
 				const id = await this.appendLedger({ userId, type: "CHARGE", amount, balance, ref: key, paymentId: null, now }, t);
-				await appendOutbox(this.sequelize, t, {
+				await appendOutbox(this.sql, t, {
 					aggregateType: "wallet",
 					aggregateId: userId,
 					eventType: "points.charged",
@@ -188,14 +184,14 @@ export class PaymentLedger {
 				// Order matters on MariaDB: no plain (snapshot) read may come before the wallet's row lock, because
 				// appendOutbox reads the aggregate's last version from the snapshot, which must already include the
 				// previous lock holder's commit (otherwise two debits would claim the same wallet event version).
-				await this.insert(
+				await this.sql.insert(
 					"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'COMPLETED', ?, ?)",
 					[id, req.sagaId, req.reservationId, req.userId, req.amount, sqlTime(now), sqlTime(now)],
 					t
 				);
 				// A free ticket (seats priced 0) is paid from any wallet, also one never charged.
 				if (req.amount === 0) await this.ensureWallet(req.userId, now, t);
-				const debited = await this.update(
+				const debited = await this.sql.update(
 					"UPDATE wallets SET balance = balance - ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance >= ?",
 					[req.amount, sqlTime(now), req.userId, req.amount],
 					t
@@ -206,7 +202,7 @@ export class PaymentLedger {
 					{ userId: req.userId, type: "PAYMENT", amount: req.amount, balance, ref: id, paymentId: id, now },
 					t
 				);
-				await appendOutbox(this.sequelize, t, {
+				await appendOutbox(this.sql, t, {
 					aggregateType: "payment",
 					aggregateId: id,
 					// The payment was created above: this is its first event.
@@ -221,7 +217,7 @@ export class PaymentLedger {
 						paymentDate: now.toISOString()
 					}
 				});
-				await appendOutbox(this.sequelize, t, {
+				await appendOutbox(this.sql, t, {
 					aggregateType: "wallet",
 					aggregateId: req.userId,
 					eventType: "points.deducted",
@@ -266,7 +262,7 @@ export class PaymentLedger {
 			const now = this.now();
 			try {
 				await this.sql.transaction(t =>
-					this.insert(
+					this.sql.insert(
 						"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, refund_reason, created_at, updated_at) VALUES (?, ?, NULL, NULL, 0, 'VOIDED', ?, ?, ?)",
 						[this.newId(), sagaId, reason ?? null, sqlTime(now), sqlTime(now)],
 						t
@@ -287,7 +283,7 @@ export class PaymentLedger {
 		const p = payment;
 		await this.inTransaction(async t => {
 			const now = this.now();
-			const flipped = await this.update(
+			const flipped = await this.sql.update(
 				"UPDATE payments SET status = 'REFUNDED', refund_reason = ?, refunded_at = ?, updated_at = ? WHERE id = ? AND status = 'COMPLETED'",
 				[reason ?? null, sqlTime(now), sqlTime(now), p.id],
 				t
@@ -295,7 +291,7 @@ export class PaymentLedger {
 			// Someone else refunded it between our read and this update: their refund is the one.
 			if (flipped !== 1) return;
 			const amount = Number(p.amount);
-			const credited = await this.update(
+			const credited = await this.sql.update(
 				"UPDATE wallets SET balance = balance + ?, version = version + 1, updated_at = ? WHERE user_id = ?",
 				[amount, sqlTime(now), p.user_id],
 				t
@@ -303,7 +299,7 @@ export class PaymentLedger {
 			if (credited !== 1) throw new Error(`wallet of payment ${p.id} is missing`);
 			const balance = await this.lockedBalance(p.user_id!, t);
 			const txId = await this.appendLedger({ userId: p.user_id!, type: "REFUND", amount, balance, ref: p.id, paymentId: p.id, now }, t);
-			await appendOutbox(this.sequelize, t, {
+			await appendOutbox(this.sql, t, {
 				aggregateType: "payment",
 				aggregateId: p.id,
 				eventType: "payment.refunded",
@@ -381,9 +377,7 @@ export class PaymentLedger {
 			];
 		};
 		// REPEATABLE READ named, not assumed: a server configured for READ COMMITTED would give each query its own view.
-		const checks = this.mysql
-			? await this.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ }, read)
-			: await this.sql.transaction(read);
+		const checks = await this.sql.transaction(read, { isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ });
 		return { ok: checks.every(c => c.ok), checks };
 	}
 
@@ -463,10 +457,10 @@ export class PaymentLedger {
 
 	/** Creates the wallet if it is missing; on MariaDB this also takes the wallet's row lock. */
 	private async ensureWallet(userId: string, now: Date, t: Transaction): Promise<void> {
-		const sql = this.mysql
+		const sql = this.sql.mysql
 			? "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON DUPLICATE KEY UPDATE user_id = user_id"
 			: "INSERT INTO wallets (user_id, balance, version, created_at, updated_at) VALUES (?, 0, 0, ?, ?) ON CONFLICT(user_id) DO NOTHING";
-		await this.insert(sql, [userId, sqlTime(now), sqlTime(now)], t);
+		await this.sql.insert(sql, [userId, sqlTime(now), sqlTime(now)], t);
 	}
 
 	/** The balance as this transaction left it (a locking read on MariaDB: never a stale snapshot). */
@@ -484,7 +478,7 @@ export class PaymentLedger {
 		t: Transaction
 	): Promise<string> {
 		const id = this.newId();
-		await this.insert(
+		await this.sql.insert(
 			"INSERT INTO point_transactions (id, user_id, type, amount, balance_after, ref, payment_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 			[id, e.userId, e.type, e.amount, e.balance, e.ref, e.paymentId, sqlTime(e.now)],
 			t
@@ -498,15 +492,6 @@ export class PaymentLedger {
 		} catch (err) {
 			throw this.translate(err);
 		}
-	}
-
-	private insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
-		return this.sql.insert(sql, replacements, transaction);
-	}
-
-	/** Runs an UPDATE and returns the number of rows it changed. */
-	private update(sql: string, replacements: unknown[], transaction: Transaction): Promise<number> {
-		return this.sql.update(sql, replacements, transaction);
 	}
 
 	/** One transaction (queued per file on SQLite, retried whole after an InnoDB deadlock); transient faults -> 503. */

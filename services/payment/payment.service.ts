@@ -182,7 +182,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 	},
 
 	created() {
-		this.ledger = new PaymentLedger({ sequelize: this.sequelize });
+		this.ledger = new PaymentLedger({ sql: this.sql });
 	}
 };
 

@@ -10,7 +10,7 @@ import crypto from "crypto";
 import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import { callerOf, type TypedCall } from "../../lib/actions";
 import type { EventMessage } from "../../lib/events/types";
-import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
+import { EventConsumerMixin } from "../../mixins/event-consumer.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import type { ConcertApi } from "../concert/concert.api";
 import type { ReservationApi } from "../reservation/reservation.api";

@@ -8,10 +8,10 @@
  * sweeper and a payment racing for the same reservation cannot both succeed, and a step repeated under the same saga
  * changes nothing the second time. The statuses come from the table as replacements, never written out here.
  */
-import type { Sequelize, Transaction } from "sequelize";
+import type { Transaction } from "sequelize";
 import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
 import { appendOutbox } from "../../lib/outbox";
-import { Sql, sqlTime } from "../../lib/sql";
+import { sqlTime, type Sql } from "../../lib/db";
 import { COUNTED_STATUSES, TRANSITIONS, type ReservationRow, type ReservationStatus, type SeatRow } from "./reservation.domain";
 
 /** The fields of a reservation its events carry. */
@@ -71,12 +71,8 @@ const NOT_VOIDED = " AND NOT EXISTS (SELECT 1 FROM reservation_saga_voids v WHER
 const T = TRANSITIONS;
 
 export class ReservationRepo {
-	/** Conditional updates, deadlock retries and (on SQLite) the per-file writer queue: lib/sql.ts. */
-	private readonly sql: Sql;
-
-	constructor(private readonly sequelize: Sequelize) {
-		this.sql = new Sql(sequelize);
-	}
+	/** The reservation database: conditional updates, deadlock retries and (on SQLite) the per-file writer queue (lib/db). */
+	constructor(private readonly sql: Sql) {}
 
 	/** One transaction (retried whole after a deadlock), for work that spans a domain rule and several writes. */
 	transaction<R>(fn: (t: Transaction) => Promise<R>): Promise<R> {
@@ -413,7 +409,7 @@ export class ReservationRepo {
 		const seatIds =
 			known.seatIds ??
 			(await this.sql.select<SeatRow>("SELECT * FROM reservation_seats WHERE reservation_id = ? ORDER BY label", [row.id], t)).map(s => s.seat_id);
-		await appendOutbox(this.sequelize, t, {
+		await appendOutbox(this.sql, t, {
 			aggregateType: "reservation",
 			aggregateId: row.id,
 			version: known.version,

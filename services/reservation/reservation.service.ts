@@ -642,7 +642,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 	},
 
 	started(this: This) {
-		this.repo = new ReservationRepo(this.sequelize);
+		this.repo = new ReservationRepo(this.sql);
 		// Sweep about four times per hold lifetime (at least every 5 s); every node may run it: the conditional
 		// update makes each expiry happen once.
 		const every = Math.max(200, Math.min(5000, (this.config.holdTtlSec * 1000) / 4));

@@ -12,7 +12,7 @@ import { callerOf } from "../../lib/actions";
 import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
-import { EventConsumerMixin } from "../../lib/events/consumer.mixin";
+import { EventConsumerMixin } from "../../mixins/event-consumer.mixin";
 import type { EventMessage } from "../../lib/events/types";
 import type { ConcertApi } from "../concert/concert.api";
 import type { ReservationApi } from "../reservation/reservation.api";

@@ -1,7 +1,7 @@
 /** The latest-events contract (test/support/contracts/outbox-latest.ts) on the real MariaDB (a database of this run). */
 import type { SqlConfig } from "../../lib/config";
 import { outboxMigration } from "../../lib/outbox";
-import { createSequelize, dropDatabasesByPrefix, migrate } from "../../mixins/db.mixin";
+import { createSequelize, dropDatabasesByPrefix, migrate } from "../../lib/db";
 import { latestContract } from "../support/contracts/outbox-latest";
 import { MARIADB_URL, runId } from "../support/isolation";
 

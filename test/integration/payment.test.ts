@@ -4,7 +4,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import type mysql from "mysql2/promise";
-import { physicalDatabaseName } from "../../mixins/db.mixin";
+import { physicalDatabaseName } from "../../lib/db";
 import { testEnv, waitFor, type TestEnv } from "../support/harness";
 import { mariadb, scalar } from "../support/payment";
 

@@ -6,7 +6,7 @@
 import crypto from "crypto";
 import { QueryTypes } from "sequelize";
 import type { ServiceBroker } from "moleculer";
-import { createSequelize, migrate, physicalDatabaseName } from "../../mixins/db.mixin";
+import { createSequelize, migrate, physicalDatabaseName, Sql } from "../../lib/db";
 import { createSagaTables } from "../../services/saga/migrations/001_create_saga_tables";
 import { Errors } from "moleculer";
 import { SagaExecutor } from "../../sagas/executor";
@@ -214,7 +214,7 @@ async function withOwnSagaDb(suffix: string, fn: (db: ReturnType<typeof createSe
 	const db = createSequelize(sql, name);
 	try {
 		await migrate(sql, name, db, [createSagaTables], () => undefined);
-		await fn(db, new SagaStore(db));
+		await fn(db, new SagaStore(new Sql(db)));
 	} finally {
 		await db.close();
 	}

@@ -13,7 +13,7 @@ import os from "os";
 import path from "path";
 import { ServiceBroker, type Middleware } from "moleculer";
 import { brokerOptions } from "../../moleculer.config";
-import { dropDatabasesByPrefix } from "../../mixins/db.mixin";
+import { dropDatabasesByPrefix } from "../../lib/db";
 import { loadConfig, type Config } from "../../lib/config";
 import { RUNNER_ARGS } from "../../lib/runner";
 import { createStore } from "../../lib/store";

@@ -7,7 +7,7 @@ import os from "os";
 import path from "path";
 import mysql from "mysql2/promise";
 import { QueryTypes, type Sequelize } from "sequelize";
-import { createSequelize, migrate } from "../../mixins/db.mixin";
+import { createSequelize, migrate, Sql } from "../../lib/db";
 import { outboxMigration } from "../../lib/outbox";
 import { PaymentLedger } from "../../services/payment/ledger";
 import { PAYMENT_MIGRATIONS } from "../../services/payment/migrations";
@@ -29,7 +29,7 @@ export async function sqliteLedger(opts: { balanceLimit?: number } = {}): Promis
 	await sequelize.query("PRAGMA busy_timeout=5000");
 	await migrate(sql, "payment", sequelize, [outboxMigration, ...PAYMENT_MIGRATIONS], () => undefined);
 	return {
-		ledger: new PaymentLedger({ sequelize, balanceLimit: opts.balanceLimit }),
+		ledger: new PaymentLedger({ sql: new Sql(sequelize), balanceLimit: opts.balanceLimit }),
 		sequelize,
 		async count(q: string, replacements: unknown[] = []) {
 			const [row] = await sequelize.query<{ n: number }>(q, { replacements, type: QueryTypes.SELECT });

@@ -2,7 +2,7 @@ import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { ConnectionAcquireTimeoutError, ConnectionRefusedError, DatabaseError, HostNotReachableError } from "sequelize";
 import { DatabaseUnavailableError, FieldValidationError, isRetryable, isServerFault, NotFoundError, toHttpError } from "../../lib/errors";
-import { dbFaultReason, describeDbError } from "../../lib/sql";
+import { dbFaultReason, describeDbError } from "../../lib/db";
 import { EmailTakenError } from "../../services/user/errors";
 
 describe("error mapping to HTTP bodies", () => {

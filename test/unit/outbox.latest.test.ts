@@ -4,7 +4,7 @@ import os from "os";
 import path from "path";
 import type { SqlConfig } from "../../lib/config";
 import { outboxMigration } from "../../lib/outbox";
-import { createSequelize, migrate } from "../../mixins/db.mixin";
+import { createSequelize, migrate } from "../../lib/db";
 import { latestContract } from "../support/contracts/outbox-latest";
 
 latestContract("SQLite", async () => {

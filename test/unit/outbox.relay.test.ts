@@ -11,7 +11,7 @@ import path from "path";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { EventMessage } from "../../lib/events/types";
 import { appendOutbox, outboxMigration, OutboxRelay, outboxStats, type RelayClock } from "../../lib/outbox";
-import { createSequelize, migrate } from "../../mixins/db.mixin";
+import { createSequelize, migrate, Sql } from "../../lib/db";
 import { waitFor } from "../support/harness";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -79,7 +79,7 @@ describe("outbox relay (SQLite)", () => {
 
 	const start = (pollMs: number, clock?: RelayClock) => {
 		relay = new OutboxRelay({
-			sequelize: db,
+			sql: new Sql(db),
 			pollMs,
 			maxBackoffMs: 100,
 			clock,
@@ -175,7 +175,7 @@ describe("outbox relay (SQLite)", () => {
 
 	it("when commits keep coming while a round runs, then none waits for the next poll (no kick is lost)", async () => {
 		relay = new OutboxRelay({
-			sequelize: db,
+			sql: new Sql(db),
 			pollMs: 60_000,
 			publish: async e => {
 				// A broker that takes a moment to store each event, so that rounds last long enough to be committed into.
@@ -199,7 +199,7 @@ describe("outbox relay (SQLite)", () => {
 
 	it("when commits come within the coalescing window, then they share one relay round", async () => {
 		const clock = new ManualClock();
-		relay = new OutboxRelay({ sequelize: db, pollMs: 60_000, coalesceMs: 200, clock, publish: async e => void published.push(e) });
+		relay = new OutboxRelay({ sql: new Sql(db), pollMs: 60_000, coalesceMs: 200, clock, publish: async e => void published.push(e) });
 		const rounds = jest.spyOn(relay, "relayOnce");
 		relay.start();
 		await clock.advance(0);
@@ -221,24 +221,24 @@ describe("outbox relay (SQLite)", () => {
 	});
 
 	it("when rows wait unpublished, then outboxStats counts them, ages the oldest and lists those past staleMs", async () => {
-		expect(await outboxStats(db, 1000)).toEqual({ pending: 0, oldestAgeMs: 0, stale: [] });
+		expect(await outboxStats(new Sql(db), 1000)).toEqual({ pending: 0, oldestAgeMs: 0, stale: [] });
 		const [old] = await append("old");
 		// Time must pass, not a condition: appendOutbox stamps the rows with the wall clock, and "old" has to be
 		// older than staleMs on it when "new" is not.
 		await sleep(60);
 		await append("new");
-		const stats = await outboxStats(db, 40);
+		const stats = await outboxStats(new Sql(db), 40);
 		expect(stats.pending).toBe(2);
 		expect(stats.oldestAgeMs).toBeGreaterThanOrEqual(60);
 		expect(stats.stale).toEqual([{ id: old.id, eventType: "test.happened", aggregateId: "old", ageMs: expect.any(Number) }]);
 		start(20);
 		await waitFor(() => published.length === 2, 2_000, "both published");
-		await waitFor(async () => (await outboxStats(db, 0)).pending === 0, 2_000, "nothing pending");
+		await waitFor(async () => (await outboxStats(new Sql(db), 0)).pending === 0, 2_000, "nothing pending");
 	});
 
 	it("when more rows wait than one batch holds, then the backlog drains in one round without waiting for the poll", async () => {
 		for (let i = 0; i < 5; i++) await append(`b${i}`, 50);
-		relay = new OutboxRelay({ sequelize: db, pollMs: 60_000, batchSize: 40, publish: async e => void published.push(e) });
+		relay = new OutboxRelay({ sql: new Sql(db), pollMs: 60_000, batchSize: 40, publish: async e => void published.push(e) });
 		relay.start();
 		await waitFor(() => published.length === 250, 5_000, "250 events published");
 		expect(await unprocessed()).toBe(0);

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * Venues, concerts (seed 003's "performance"), schedules, their seats, the per-schedule availability counter and

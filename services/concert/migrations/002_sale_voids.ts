@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * Reservations whose seats were un-sold (a cancellation, or the compensation of a sale). A sale for such a

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * When a concert's sales open and close (null: open since the concert was created; closed at each show's start).

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * Wallets, the append-only points ledger and payments. The unique indexes are the guards that make money moves

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /** A wallet's ledger in order: the transactions list (newest first) and verify's running-balance check read it so. */
 export const ledgerUserSeqIndex: Migration = {

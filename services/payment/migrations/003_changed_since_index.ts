@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * The consistency check's incremental run reads the payments changed since its last run in change order

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * Seed 003's order side: a reservation (our order) and its seats (seat_reservation / reservation_item, one row

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * Sagas whose compensation already ran on a reservation. A forward step of such a saga that arrives late (a

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * One reservation per keyed request, whatever generation of its id an attempt used. The attempts of one

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * The per-buyer limits (MAX_SEATS_PER_BUYER seats and one open reservation per user and schedule) are enforced in

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 export const createReviews: Migration = {
 	name: "001_create_reviews",

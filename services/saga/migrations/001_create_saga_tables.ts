@@ -1,4 +1,4 @@
-import type { Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
 
 /**
  * Saga instances, their step journal and dead letters (sagas/store.ts reads and writes them). Times are epoch

@@ -5,7 +5,7 @@
  */
 import type { Sequelize } from "sequelize";
 import type { SqlConfig } from "../../../lib/config";
-import { createSequelize, migrate, physicalDatabaseName } from "../../../mixins/db.mixin";
+import { createSequelize, migrate, physicalDatabaseName, Sql } from "../../../lib/db";
 import { CatalogRepo } from "../../../services/concert/catalog.repo";
 import { DEMO_CATALOG } from "../../../services/concert/demo-data";
 import { CONCERT_MIGRATIONS } from "../../../services/concert/migrations";
@@ -21,7 +21,7 @@ export function concertSalesSuite(name: string, sql: SqlConfig): void {
 			sequelize = createSequelize(sql, db);
 			if (sql.dialect === "sqlite") await sequelize.query("PRAGMA journal_mode=WAL");
 			await migrate(sql, db, sequelize, CONCERT_MIGRATIONS, () => undefined);
-			repo = new CatalogRepo(sequelize);
+			repo = new CatalogRepo(new Sql(sequelize));
 		}, 30_000);
 
 		afterAll(async () => {
@@ -104,9 +104,9 @@ export function concertSalesSuite(name: string, sql: SqlConfig): void {
 			const seqs = Array.from({ length: 3 }, () => createSequelize(sql, db));
 			try {
 				await migrate(sql, db, seqs[0], CONCERT_MIGRATIONS, () => undefined);
-				const results = await Promise.all(seqs.map(s => new CatalogRepo(s).seedIfEmpty(DEMO_CATALOG)));
+				const results = await Promise.all(seqs.map(s => new CatalogRepo(new Sql(s)).seedIfEmpty(DEMO_CATALOG)));
 				expect(results.filter(Boolean)).toHaveLength(1);
-				expect(await new CatalogRepo(seqs[0]).countConcerts()).toBe(DEMO_CATALOG.length);
+				expect(await new CatalogRepo(new Sql(seqs[0])).countConcerts()).toBe(DEMO_CATALOG.length);
 			} finally {
 				await Promise.all(seqs.map(s => s.close()));
 			}

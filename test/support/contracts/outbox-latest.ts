@@ -4,6 +4,7 @@
  * the unit tier and on the real MariaDB by the integration tier.
  */
 import type { Sequelize } from "sequelize";
+import { Sql } from "../../../lib/db";
 import { appendOutbox, latestOutboxEvents } from "../../../lib/outbox";
 
 export function latestContract(name: string, make: () => Promise<{ db: Sequelize; close(): Promise<void> }>): void {
@@ -32,7 +33,7 @@ export function latestContract(name: string, make: () => Promise<{ db: Sequelize
 		const ranked = ["reservation.confirmed", "reservation.cancelled", "reservation.expired"];
 
 		it("when asked for the ranked events, then each reservation answers its latest one with its version, by id", async () => {
-			const { rows, next } = await latestOutboxEvents(db, { aggregateType: "reservation", eventTypes: ranked, limit: 100 });
+			const { rows, next } = await latestOutboxEvents(new Sql(db), { aggregateType: "reservation", eventTypes: ranked, limit: 100 });
 			expect(next).toBeNull();
 			expect(rows.map(r => [r.aggregateId, r.type, r.version])).toEqual([
 				["r1", "reservation.confirmed", 2],
@@ -52,7 +53,7 @@ export function latestContract(name: string, make: () => Promise<{ db: Sequelize
 			let after: string | undefined;
 			let pages = 0;
 			for (;;) {
-				const page = await latestOutboxEvents(db, { aggregateType: "reservation", eventTypes: ranked, after, limit: 3 });
+				const page = await latestOutboxEvents(new Sql(db), { aggregateType: "reservation", eventTypes: ranked, after, limit: 3 });
 				ids.push(...page.rows.map(r => r.aggregateId));
 				pages++;
 				if (!page.next) break;

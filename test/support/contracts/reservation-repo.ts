@@ -8,7 +8,7 @@ import crypto from "crypto";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { SqlConfig } from "../../../lib/config";
 import { outboxMigration } from "../../../lib/outbox";
-import { createSequelize, migrate, physicalDatabaseName } from "../../../mixins/db.mixin";
+import { createSequelize, migrate, physicalDatabaseName, Sql } from "../../../lib/db";
 import { RESERVATION_MIGRATIONS } from "../../../services/reservation/migrations";
 import { ReservationRepo } from "../../../services/reservation/reservation.repo";
 
@@ -22,7 +22,7 @@ export function reservationRepoSuite(name: string, sql: SqlConfig): void {
 			sequelize = createSequelize(sql, db);
 			if (sql.dialect === "sqlite") await sequelize.query("PRAGMA journal_mode=WAL");
 			await migrate(sql, db, sequelize, [outboxMigration, ...RESERVATION_MIGRATIONS], () => undefined);
-			repo = new ReservationRepo(sequelize);
+			repo = new ReservationRepo(new Sql(sequelize));
 		}, 30_000);
 
 		afterAll(async () => {

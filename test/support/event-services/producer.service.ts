@@ -13,7 +13,8 @@ import { QueryTypes } from "sequelize";
 import { DataTypes } from "sequelize";
 import type { EventMessage } from "../../../lib/events/types";
 import { appendOutbox, outboxMigration } from "../../../lib/outbox";
-import { DbMixin, type DbVars, type Migration } from "../../../mixins/db.mixin";
+import type { Migration } from "../../../lib/db";
+import { DbMixin, type DbVars } from "../../../mixins/db.mixin";
 import { OutboxRelayMixin, type OutboxRelayVars } from "../../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../../mixins/platform.mixin";
 

@@ -5,7 +5,7 @@
  * until a test "fixes the cause" with `fix()`.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import { EventConsumerMixin, type EventConsumerVars } from "../../../lib/events/consumer.mixin";
+import { EventConsumerMixin, type EventConsumerVars } from "../../../mixins/event-consumer.mixin";
 import type { DeliveryInfo, EventMessage } from "../../../lib/events/types";
 import { PlatformMixin, type PlatformVars } from "../../../mixins/platform.mixin";
 

@@ -7,7 +7,8 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { Errors } from "moleculer";
 import { DataTypes, QueryTypes, UniqueConstraintError } from "sequelize";
-import { DbMixin, type DbVars, type Migration } from "../../../../mixins/db.mixin";
+import type { Migration } from "../../../../lib/db";
+import { DbMixin, type DbVars } from "../../../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../../../mixins/platform.mixin";
 import type { FakePlan } from "../definitions";
 

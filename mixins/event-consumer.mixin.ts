@@ -12,11 +12,11 @@
  * aggregate, in the same atomic step as the effect (a unique key, a Lua script), never check-then-act.
  */
 import type { Service, ServiceSchema } from "moleculer";
-import { platformOf } from "../platform";
-import { acquireEventBus, redrivePolicyOf, releaseEventBus } from "./index";
-import { DeadLetterRedriver } from "./redrive";
-import type { RedrivePolicy, RetryPolicy } from "./retry";
-import type { DeadLetter, EventBus, EventHandler, Subscription } from "./types";
+import { platformOf } from "../lib/platform";
+import { acquireEventBus, redrivePolicyOf, releaseEventBus } from "../lib/events";
+import { DeadLetterRedriver } from "../lib/events/redrive";
+import type { RedrivePolicy, RetryPolicy } from "../lib/events/retry";
+import type { DeadLetter, EventBus, EventHandler, Subscription } from "../lib/events/types";
 
 export interface EventConsumerOptions {
 	/** Consumer group; the service name by default. */
@@ -74,7 +74,9 @@ export function EventConsumerMixin(opts: EventConsumerOptions): Partial<ServiceS
 				onDeadLetter: letter => {
 					const alert = deadLetterAlert(letter, redrive);
 					const next = alert.autoRedrive ? `; it is sent back by itself in ${redrive.afterMs / 1000} s` : "; an operator must replay it";
-					self.logger.error(`event ${letter.event.id} (${letter.event.type}) dead-lettered for ${group} after ${letter.attempts} attempts and ${alert.redrives} redrive(s): ${letter.error}${next}`);
+					self.logger.error(
+						`event ${letter.event.id} (${letter.event.type}) dead-lettered for ${group} after ${letter.attempts} attempts and ${alert.redrives} redrive(s): ${letter.error}${next}`
+					);
 					void self.broker.emit(DEAD_LETTERED, alert);
 				}
 			});
