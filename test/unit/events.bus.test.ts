@@ -5,6 +5,7 @@
  */
 import { MemoryEventBus } from "../../lib/events/memory-bus";
 import { DeadLetterRedriver } from "../../lib/events/redrive";
+import { redriveDue } from "../../lib/events/retry";
 import type { DeadLetter, EventMessage } from "../../lib/events/types";
 import { MemoryStore } from "../../lib/store";
 import { waitFor } from "../support/harness";
@@ -35,6 +36,7 @@ describe("memory event bus", () => {
 		for (const e of events) await bus.publish(e);
 		await bus.publish(ev("other.type"));
 		await waitFor(() => got.g1a.length + got.g1b.length === 20 && got.g2.length === 20, 2_000, "deliveries");
+		// A sleep on purpose: it shows that no extra delivery follows.
 		await sleep(50);
 		expect([...got.g1a, ...got.g1b].sort()).toEqual(events.map(e => e.id).sort());
 		expect(got.g1a.length).toBeGreaterThan(0);
@@ -49,6 +51,7 @@ describe("memory event bus", () => {
 		const got: string[] = [];
 		await bus.subscribe({ group: "late", types: ["test.happened"], handler: async e => void got.push(e.id) });
 		await waitFor(() => got.length === 1, 1_000, "the earlier event");
+		// A sleep on purpose: it shows that the id published twice is not delivered twice.
 		await sleep(30);
 		expect(got).toEqual([e1.id]);
 	});
@@ -84,6 +87,7 @@ describe("memory event bus", () => {
 		expect(await bus.replay(letters[0].id)).toMatchObject({ id: letters[0].id });
 		expect(await bus.replay(letters[0].id)).toBeNull();
 		await waitFor(() => applied.length === 1, 1_000, "the replay");
+		// A sleep on purpose: it shows that the second replay (null) delivers nothing.
 		await sleep(30);
 		expect(applied).toEqual([`${e.id}:true`]);
 		expect(other).toEqual([e.id]);
@@ -107,6 +111,7 @@ describe("memory event bus", () => {
 		release();
 		await stopping;
 		await bus.publish(ev());
+		// A sleep on purpose: it shows that the stopped subscription gets nothing more.
 		await sleep(30);
 		expect(got).toHaveLength(1);
 	});
@@ -174,6 +179,7 @@ describe("memory event bus", () => {
 		// It had its two redrives: it stays, for an operator.
 		round = await bus.redrive("redriven", policy);
 		expect(round).toEqual({ redriven: [], exhausted: 1 });
+		// A sleep on purpose: it shows that the exhausted poison is not delivered again.
 		await sleep(50);
 		expect(letters).toHaveLength(4);
 		expect(await bus.deadLetters({ group: "redriven" })).toEqual([expect.objectContaining({ event: poison, redrives: 2 })]);
@@ -207,12 +213,18 @@ describe("memory event bus", () => {
 			await waitFor(() => letters.length === 3, 2_000, "three dead letters");
 			fixed = true;
 			const policy = { afterMs: 1, maxRedrives: 3 };
-			await sleep(5);
+			// The redriver goes by the wall clock (it takes none to inject): the letters are due 1 ms after they failed.
+			await waitFor(
+				async () => (await bus.deadLetters({ group: "leased" })).every(l => redriveDue(l, policy, Date.now()) === "due"),
+				1_000,
+				"the letters to be due"
+			);
 			const [a, b] = [1, 2].map(i => new DeadLetterRedriver({ bus, group: "leased", policy, store, owner: `node-${i}` }));
 			const rounds = await Promise.all([a.round(), b.round()]);
 			expect(rounds.filter(r => r === null)).toHaveLength(1);
 			expect(rounds.find(r => r !== null)!.redriven).toHaveLength(3);
 			await waitFor(() => applied.length === 3, 2_000, "the redriven events");
+			// A sleep on purpose: it shows that no letter goes back twice.
 			await sleep(50);
 			expect(applied.sort()).toEqual(events.map(e => e.id).sort());
 			expect(await bus.deadLetters({ group: "leased" })).toEqual([]);
