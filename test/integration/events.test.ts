@@ -92,6 +92,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 
 	const setPublishing = (up: boolean) =>
 		Promise.all(relays.map(r => r.call("evproducer.setPublishing", { up }, { nodeID: r.nodeID })));
+	const relayStates = () => Promise.all(relays.map(r => r.call<{ backingOff: boolean }, object>("evproducer.relayState", {}, { nodeID: r.nodeID })));
 
 	it("when the broker is unreachable while reservations are held, confirmed and cancelled, then nothing is lost and, once it is back, every event is applied exactly once", async () => {
 		const user = tokenFor(env);
@@ -107,7 +108,8 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		};
 		await setPublishing(false);
 		const ids = await appendMany("outage", 10, lifecycle);
-		await sleep(800);
+		// Every relay claimed rows, failed to publish them and backs off: each had its chance to lose them.
+		await waitFor(async () => (await relayStates()).every(s => s.backingOff), 10_000, "every relay to find the broker unreachable");
 		// Nothing got through, nothing was dropped: every row still waits in the outbox.
 		expect(await pending()).toBe(25);
 		expect((await sink(ids)).applied).toEqual(Object.fromEntries(ids.map(id => [id, 0])));
@@ -149,7 +151,12 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 				const res = await a.call<{ id: string }, unknown>("evproducer.append", { aggregateId: `crash-${k}`, eventType: "test.happened", payload: { k } }, { nodeID: doomedId });
 				ids.push(res.id);
 			}
-			await sleep(500);
+			// The doomed node claimed a batch and hangs in it (its rows locked) before the others may publish.
+			await waitFor(
+				async () => (await a.call<{ hanging: number }, object>("evproducer.relayState", {}, { nodeID: doomedId })).hanging > 0,
+				10_000,
+				"the doomed node to hang in its batch"
+			);
 			await setPublishing(true);
 			// The others publish what they can claim (once out of their backoff); the rows in the doomed node's open
 			// batch stay locked, unpublished.
@@ -205,6 +212,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		const marker = `c-marker-${Math.random().toString(36).slice(2)}`;
 		await publishRaw(env.config.namespace, [makeEvent("reservation.confirmed", `m-${marker}`, 2, { reservationId: `m-${marker}`, userId: "nobody", concertId: marker, seatIds: ["s1"] })]);
 		await waitFor(async () => (await rankingScore(marker)) === 1, 10_000, "the marker");
+		// A sleep on purpose: a late second apply of an earlier event (in flight on the group's other node) has time to show.
 		await sleep(300);
 	}
 
@@ -274,6 +282,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		const again = await http("POST", `${api}/admin/event-dead-letters/${letter!.id}/replay`, { token: admin });
 		expect(again.status).toBe(404);
 		expect(again.body.type).toBe("NOT_FOUND");
+		// A sleep on purpose: it shows that no second apply follows the replay.
 		await sleep(500);
 		expect((await sink([id])).applied[id]).toBe(1);
 		const left = await http("GET", `${api}/admin/event-dead-letters`, { token: admin });
@@ -397,6 +406,7 @@ describe("durable events (embedded: one process, SQLite, in-process bus)", () =>
 		expect((await http("POST", `${api}/admin/event-dead-letters/${letter.id}/replay`, { token: admin })).status).toBe(202);
 		expect((await http("POST", `${api}/admin/event-dead-letters/${letter.id}/replay`, { token: admin })).status).toBe(404);
 		await waitFor(async () => (await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).applied[poisonId] === 1, 5_000, "the replay");
+		// A sleep on purpose: it shows that no second apply follows the replay.
 		await sleep(200);
 		expect((await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).applied[poisonId]).toBe(1);
 		expect(await node.call("evproducer.pending")).toBe(0);
@@ -428,6 +438,7 @@ describe("durable events (embedded): the scheduled dead-letter redrive", () => {
 		// Still failing: the redrive sends it back once (2 more deliveries), then it stays, marked as redriven once.
 		await waitFor(async () => (await letters()).some(l => l.event.id === id && l.redrives === 1), 10_000, "the letter after its one redrive");
 		expect((await stats(id)).delivered[id]).toBe(4);
+		// A sleep on purpose: it shows that no further redrive comes while two redrive periods (1 s) pass.
 		await sleep(2_500);
 		expect((await stats(id)).delivered[id]).toBe(4);
 		const alerts = await node.call<{ rows: { data: { eventId?: string; autoRedrive?: boolean; redrives?: number } }[] }, object>("notification.alerts", { pageSize: 100 });
@@ -441,6 +452,7 @@ describe("durable events (embedded): the scheduled dead-letter redrive", () => {
 		await waitFor(async () => (await letters()).some(l => l.event.id === second.id), 5_000, "the second dead letter");
 		await node.call("sink-sink.fix");
 		await waitFor(async () => (await stats(second.id)).applied[second.id] === 1, 10_000, "the redriven event applied");
+		// A sleep on purpose: it shows that the redriven event is not applied a second time by a later round.
 		await sleep(1_500);
 		expect((await stats(second.id)).applied[second.id]).toBe(1);
 		expect((await letters()).some(l => l.event.id === second.id)).toBe(false);

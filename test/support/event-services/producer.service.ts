@@ -3,7 +3,7 @@
  * real producer (payment, reservation) has them. `append` changes an aggregate row and appends its event in one
  * transaction. `setPublishing({up: false})` makes this node's relay find the broker unreachable (its publish
  * rejects), so a test can stop publishing while producers keep committing; `{up: true, hang: true}` makes it
- * hang in the middle of a batch (a node about to be killed). Every real publish is counted per
+ * hang in the middle of a batch (a node about to be killed); `relayState` tells a test where the relay is. Every real publish is counted per
  * event id in the coordination store (`published:<id>`), so a test can tell a relay's double publish from a
  * consumer's double apply.
  */
@@ -33,11 +33,12 @@ interface AppendParams {
 	eventType: string;
 	payload: Record<string, unknown>;
 }
-type This = PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean; publishHangs: boolean };
+type This = PlatformVars & DbVars & OutboxRelayVars & ProducerVars;
+type ProducerVars = { publishUp: boolean; publishHangs: boolean; hanging: number };
 
 export const PRODUCER_PREFIX = "evtest:";
 
-export const ProducerService: ServiceSchema<Record<string, never>, Record<string, never>, PlatformVars & DbVars & OutboxRelayVars & { publishUp: boolean; publishHangs: boolean }> = {
+export const ProducerService: ServiceSchema<Record<string, never>, Record<string, never>, PlatformVars & DbVars & OutboxRelayVars & ProducerVars> = {
 	name: "evproducer",
 	mixins: [
 		PlatformMixin,
@@ -84,6 +85,16 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 			}
 		},
 
+		/**
+		 * What the relay is doing, for a test to wait on instead of sleeping: `backingOff` once a round failed to
+		 * publish, `hanging` the publishes stuck in an open batch (its claimed rows stay locked meanwhile).
+		 */
+		relayState: {
+			async handler(this: This) {
+				return { up: this.publishUp, backingOff: this.outboxRelay?.backingOff ?? false, hanging: this.hanging };
+			}
+		},
+
 		/** Rows not yet marked processed. */
 		pending: {
 			async handler(this: This) {
@@ -97,7 +108,10 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 
 	methods: {
 		async outboxPublish(this: This, event: EventMessage) {
-			if (this.publishHangs) await new Promise(() => undefined);
+			if (this.publishHangs) {
+				this.hanging++;
+				await new Promise(() => undefined);
+			}
 			if (!this.publishUp) throw new Errors.MoleculerRetryableError("event broker unreachable (test)", 503, "BROKER_UNREACHABLE");
 			await this.outboxBus!.publish(event);
 			await this.store.incr(`${PRODUCER_PREFIX}published:${event.id}`);
@@ -107,5 +121,6 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 	created() {
 		this.publishUp = true;
 		this.publishHangs = false;
+		this.hanging = 0;
 	}
 };
