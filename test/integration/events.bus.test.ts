@@ -40,6 +40,7 @@ describe("JetStream event bus (real NATS)", () => {
 		// The same ids again (a relay that could not mark its rows): the stream stores them once.
 		await Promise.all(events.slice(0, 20).map(e => nodes[1].publish(e)));
 		await waitFor(() => got.flat().length >= 100, 10_000, "100 deliveries");
+		// A sleep on purpose: it shows that no delivery beyond the 100 follows (the republished ids included).
 		await sleep(300);
 		const all = got.flat();
 		expect(all).toHaveLength(100);
@@ -107,6 +108,7 @@ describe("JetStream event bus (real NATS)", () => {
 		const [first, second] = await Promise.all([b.replay(letters[0].id), b.replay(letters[0].id)]);
 		expect([first, second].filter(Boolean).length).toBeGreaterThanOrEqual(1);
 		await waitFor(() => applied.length === 1, 5_000, "the replay");
+		// A sleep on purpose: it shows that the other replay delivers nothing more.
 		await sleep(300);
 		// Two concurrent replays of one letter publish under one message id: the group handles it once.
 		expect(applied).toEqual([`${e.id}:true`]);
@@ -179,7 +181,8 @@ describe("JetStream event bus (real NATS)", () => {
 				await waitFor(() => applied.length === 1 && letters.length === 3, 10_000, "the good one applied, the poison dead again");
 				expect(applied).toEqual([`${good.id}:true`]);
 				expect(letters[2]).toMatchObject({ group: "redrive", event: poison, redrives: 1 });
-				// The poison had its one redrive: it stays in the queue, however many rounds run.
+				// The poison had its one redrive: it stays in the queue, however many rounds run. A sleep on purpose:
+				// several rounds (one every 200 ms) pass with nothing sent back.
 				await sleep(1_500);
 			} finally {
 				await Promise.all(nodes.map(n => n.stop()));

@@ -53,6 +53,7 @@ describe("ranking rebuild (cluster: Redis, NATS JetStream)", () => {
 		const marker = `c-marker-${Math.random().toString(36).slice(2)}`;
 		await publishRaw(env.config.namespace, [confirmed(`m-${marker}`, marker, 1)]);
 		await waitFor(async () => (await score(marker)) === 1, 15_000, "the marker");
+		// A sleep on purpose: a late second count of an earlier event (in flight on the other node) has time to show.
 		await sleep(300);
 	}
 
