@@ -149,6 +149,7 @@ describe("cluster membership over an authenticated NATS", () => {
 		await (rogue.transit as unknown as { publish(p: unknown): Promise<void> }).publish(
 			new Packet("EVENT", eventsNode.nodeID, { id: crypto.randomUUID(), event: "saga.failed", data: { sagaId: "rogue", type: "X", deadLetterId: 1, error: "rogue" }, groups: ["notification"], broadcast: false, meta: {}, headers: {}, level: 1, needAck: false })
 		);
+		// A sleep on purpose: it shows that the forged event raises no alert (the calls above already had their 3 s).
 		await sleep(1500);
 		expect(await world()).toEqual(before);
 		expect((await http("GET", `${api}/rogue/sagas`, { token: admin })).status).toBe(404);
@@ -167,6 +168,7 @@ describe("cluster membership over an authenticated NATS", () => {
 			services: [{ name: "user", actions: { login: { visibility: "published", handler: () => (captured++, { accessToken: "stolen" }) } } }]
 		});
 		outsiders.push(rogue);
+		// A sleep on purpose: it shows that the rogue's discovery packets, sent as it started, add no node.
 		await sleep(1500);
 		expect(gateway.registry.nodes.get(rogue.nodeID)).toBeUndefined();
 		for (let i = 0; i < 9; i++) {

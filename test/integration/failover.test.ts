@@ -38,6 +38,7 @@ describe("failover between replicas (cluster)", () => {
 		const watchRemoval = setInterval(() => {
 			if (removedAfterMs < 0 && !caller.registry.nodes.get(doomed.nodeID)?.available) removedAfterMs = Date.now() - killedAt;
 		}, 20);
+		// Not a wait for an event: the calls start a second after the kill, so that 30 of them start past the 5 s mark.
 		await sleep(1000);
 
 		// One call every 100 ms for 7 s, none retried (as the gateway's write route calls), so every call that went
