@@ -55,6 +55,15 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 	const rows = (userId: string, type: string) =>
 		scalar(sql, "SELECT COUNT(*) FROM point_transactions WHERE user_id = ? AND type = ?", [userId, type]);
 	const verify = () => caller.call<{ ok: boolean; checks: { name: string; ok: boolean }[] }>("payment.verify");
+	/** Transactions of the payment nodes blocked on a row lock right now (InnoDB's own view of it). */
+	const lockWaits = () =>
+		scalar(
+			sql,
+			"SELECT COUNT(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = ?",
+			[physicalDatabaseName(env.config.sql, "payment")]
+		);
+	/** InnoDB refreshes INNODB_TRX only when it was left unread for 100 ms: polled faster, it never changes. */
+	const LOCK_POLL_MS = 200;
 
 	it("when 50 debits race on a wallet that affords 20, then exactly 20 succeed and the balance ends at 0", async () => {
 		const u = user();
@@ -125,7 +134,8 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 			expect(timedOut).toMatchObject({ type: "REQUEST_TIMEOUT", retryable: true });
 			// The retry arrives while the first attempt still holds its uncommitted payment row.
 			const retryWhileBlocked = pay(u, sagaId, 250);
-			await new Promise(r => setTimeout(r, 200));
+			// Both wait: the first attempt on the wallet's row lock, the retry on the first one's payment row.
+			await waitFor(async () => (await lockWaits()) === 2, 10_000, "the retry to wait behind the first attempt", LOCK_POLL_MS);
 			expect(await scalar(sql, "SELECT COUNT(*) FROM payments WHERE saga_id = ?", [sagaId])).toBe(0);
 			await lock.query("COMMIT");
 			const retried = await retryWhileBlocked;
@@ -149,7 +159,8 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 			await lock.query("SELECT balance FROM wallets WHERE user_id = ? FOR UPDATE", [u]);
 			await expect(pay(u, sagaId, 600, TIMES_OUT)).rejects.toMatchObject({ type: "REQUEST_TIMEOUT" });
 			const refund = caller.call("payment.refund", { sagaId, reason: "payment step timed out" });
-			await new Promise(r => setTimeout(r, 200));
+			// Both wait: the debit on the wallet's row lock, the refund's void on the debit's payment row.
+			await waitFor(async () => (await lockWaits()) === 2, 10_000, "the refund to wait behind the debit", LOCK_POLL_MS);
 			await lock.query("COMMIT");
 			// The refund waited for the debit's transaction, then refunded what it committed.
 			expect(await refund).toMatchObject({ refunded: true, amount: 600 });

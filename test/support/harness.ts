@@ -162,11 +162,12 @@ export function dropDatabases(prefix: string): Promise<void> {
 	return dropDatabasesByPrefix(loadConfig({ DATABASE_URL: MARIADB_URL }).sql, prefix);
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/** Polls `cond` every `everyMs` until it holds; throws after `timeoutMs`. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string, everyMs = 50): Promise<void> {
 	const until = Date.now() + timeoutMs;
 	while (!(await cond())) {
 		if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-		await new Promise(r => setTimeout(r, 50));
+		await new Promise(r => setTimeout(r, everyMs));
 	}
 }
 
