@@ -9,7 +9,7 @@ import { adminToken, ownConcert, reservation, seats, shopper } from "../support/
 import { Faults } from "../support/faults";
 import mysql from "mysql2/promise";
 import { reservationIdFor } from "../../services/reservation/reservation.service";
-import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
+import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
 import { MARIADB_URL } from "../support/isolation";
 
 const ADMIN = { ADMIN_EMAIL: "retry-admin@example.com", ADMIN_PASSWORD: "retry-admin-password" };
@@ -126,15 +126,23 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		const database = (booking.getLocalService("reservation") as unknown as { sequelize: { config: { database: string } } }).sequelize.config.database;
 		const url = new URL(MARIADB_URL);
 		const locker = await mysql.createConnection({ host: url.hostname, port: Number(url.port || 3306), user: decodeURIComponent(url.username || "root"), password: decodeURIComponent(url.password), database });
+		// The attempts' inserts in flight: with the table locked, each waits there (for the lock, or behind the other).
+		const waitingInserts = async () => {
+			const [rows] = await locker.query(
+				"SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE 'INSERT INTO reservation%'",
+				[database]
+			);
+			return Number((rows as { n: number }[])[0].n);
+		};
 		try {
 			// Writes to this test's reservations table wait (reads do not), as under the harness's global stall.
 			await locker.query("LOCK TABLES reservations READ");
 			const first = create();
-			await new Promise(r => setTimeout(r, 1500));
+			await waitFor(async () => (await waitingInserts()) === 1, 15_000, "the first attempt to wait on its insert");
 			// Another attempt of the key gave the generation-0 hold up meanwhile (its own insert failed): released and refused.
 			await gateway.call("concert.release", { scheduleId, seatIds: [a.id], owner: reservationIdFor(me.id, key, 0), abandon: true });
 			const second = create();
-			await new Promise(r => setTimeout(r, 1500));
+			await waitFor(async () => (await waitingInserts()) === 2, 15_000, "the second attempt to wait on its insert");
 			await locker.query("UNLOCK TABLES");
 			const answers = (await Promise.all([first, second])) as { id: string }[];
 			expect(answers[1].id).toBe(answers[0].id);
@@ -158,6 +166,8 @@ describe("reservation.create past its caller's deadline", () => {
 		// The first hold waits past the request's deadline (its caller gives up on it); the broker's retry of the hold
 		// then lands at once: the hold succeeds after the client was answered 504.
 		catalogFaults.delayBefore("concert.hold", 2500, { times: 1 });
+		const inFlight = (action: string) => (catalogFaults.calls.get(action) ?? 0) - (catalogFaults.finished.get(action) ?? 0);
+		const releasesBefore = catalogFaults.finished.get("concert.release") ?? 0;
 		const answer = await gateway
 			.call("reservation.create", { scheduleId, seatIds: [a.id] }, { meta: { user: me, idempotencyKey: "late-hold", queueToken: u.queueToken }, timeout: 2000, retries: 0 })
 			.then(
@@ -165,7 +175,12 @@ describe("reservation.create past its caller's deadline", () => {
 				(err: { code?: number }) => err.code
 			);
 		expect(answer).toBe(504);
-		await new Promise(r => setTimeout(r, 3000));
+		// The late hold has run (every hold the catalog was asked for is done) and the hold was given back.
+		await waitFor(
+			() => inFlight("concert.hold") === 0 && inFlight("concert.release") === 0 && (catalogFaults.finished.get("concert.release") ?? 0) > releasesBefore,
+			15_000,
+			"the late hold to land and be given back"
+		);
 		catalogFaults.heal("concert.hold");
 		const mine = (await http("GET", `${api}/reservations`, { token: u.token })).body.rows as { id: string }[];
 		expect(mine).toEqual([]);
