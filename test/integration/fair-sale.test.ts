@@ -145,6 +145,8 @@ describe("the sales calendar (embedded)", () => {
 		const [a, b] = await seats(api, scheduleId);
 		const held = await reserve(api, u, scheduleId, [a.id]);
 		expect(held.status).toBe(201);
+		// The services read the sale window against their own clock (none to inject on this path): sleep past the
+		// close, plus the 2 s their window caches may lag.
 		await sleep(closesAt.getTime() - Date.now() + 2500);
 		const paid = await pay(api, u, held.body.id);
 		expect(paid.status).toBe(409);
@@ -189,6 +191,7 @@ describe("the sales calendar (embedded)", () => {
 			expect(t.body.etaSeconds).toBeGreaterThan(0);
 			tokens.push(t.body.token as string);
 		}
+		// The waiting room reads the opening against its own clock (none to inject on this path): sleep past it.
 		await sleep(opensAt.getTime() - Date.now() + 1500);
 		for (let i = 0; i < 2; i++) {
 			const s = await http("GET", `${api}/queue/tokens/${encodeURIComponent(tokens[i])}`, { token: users[i].token });
@@ -260,6 +263,7 @@ describe("reviews follow the calendar (embedded)", () => {
 		const early = await review(fan.token);
 		expect(early.status).toBe(403);
 		expect(early.body).toMatchObject({ type: "REVIEW_NOT_ALLOWED", data: { reason: "SHOW_NOT_YET" } });
+		// The review service reads the show's start against its own clock (none to inject on this path): sleep past it.
 		await sleep(startsAt.getTime() - Date.now() + 500);
 		expect((await review(fan.token)).status).toBe(201);
 		const cancelled = await review(quitter.token);
@@ -315,11 +319,17 @@ describe.each([
 		const keen = await person(concertId, "c");
 		expect(first.first.status).toBe("ACTIVE");
 		expect([gone.first.position, keen.first.position]).toEqual([1, 2]);
-		for (let i = 0; i < 8; i++) {
-			await sleep(1000);
-			await poll(keen);
-			await poll(first);
-		}
+		// The others poll once a second, as clients do, until the line lets the silent one go (its 5 s TTL) and the
+		// next moves up.
+		await waitFor(
+			async () => {
+				await poll(first);
+				return (await poll(keen)).body.position === 1;
+			},
+			20_000,
+			"the silent user to leave the line",
+			1_000
+		);
 		const g = await poll(gone);
 		expect(g.status).toBe(200);
 		expect(g.body.status).toBe("EXPIRED");
