@@ -55,7 +55,20 @@ async function rawCall(from: ServiceBroker, nodeID: string, action: string, para
 		transit.pendingRequests.set(id, { resolve, reject, action: { name: action }, nodeID, ctx: { id, nodeID, options: {}, action: { name: action } } });
 	});
 	await transit.publish(
-		new Packet("REQ", nodeID, { id, action, params, meta, headers: {}, timeout: 3000, level: 1, tracing: null, parentID: null, requestID: id, caller: null, stream: false })
+		new Packet("REQ", nodeID, {
+			id,
+			action,
+			params,
+			meta,
+			headers: {},
+			timeout: 3000,
+			level: 1,
+			tracing: null,
+			parentID: null,
+			requestID: id,
+			caller: null,
+			stream: false
+		})
 	);
 	const timeout = sleep(3000).then(() => null);
 	const result = await Promise.race([answer.catch(err => ({ error: (err as Error).message })), timeout]);
@@ -109,7 +122,8 @@ describe("cluster membership over an authenticated NATS", () => {
 	}, 60_000);
 
 	const rankingScore = async () =>
-		((await http("GET", `${api}/rankings/concerts?limit=100`)).body as { concertId: string; score: number }[]).find(r => r.concertId === concertId)?.score ?? 0;
+		((await http("GET", `${api}/rankings/concerts?limit=100`)).body as { concertId: string; score: number }[]).find(r => r.concertId === concertId)
+			?.score ?? 0;
 
 	/** Everything the attacks below could change. */
 	const world = async () => ({
@@ -117,7 +131,9 @@ describe("cluster membership over an authenticated NATS", () => {
 		reservation: (await reservation(api, victim, paid.reservationId)).status,
 		payments: (await http("GET", `${api}/payments`, { token: victim.token })).body.rows.map((p: { status: string }) => p.status),
 		seats: (await seats(api, scheduleId)).map(s => `${s.label}:${s.status}`),
-		sagas: (await http("GET", `${api}/admin/sagas?pageSize=100`, { token: admin })).body.total ?? (await http("GET", `${api}/admin/sagas`, { token: admin })).body.length,
+		sagas:
+			(await http("GET", `${api}/admin/sagas?pageSize=100`, { token: admin })).body.total ??
+			(await http("GET", `${api}/admin/sagas`, { token: admin })).body.length,
 		alerts: JSON.stringify((await http("GET", `${api}/admin/alerts`, { token: admin })).body),
 		notifications: (await http("GET", `${api}/notifications?pageSize=100`, { token: victim.token })).body.total,
 		ranking: await rankingScore()
@@ -138,8 +154,21 @@ describe("cluster membership over an authenticated NATS", () => {
 			[booking, "payment.refund", { sagaId: paid.sagaId, reason: "rogue" }],
 			[booking, "payment.charge", { amount: 1_000_000 }, { user: { id: victim.userId, email: "x", role: "user" }, idempotencyKey: "rogue-charge" }],
 			[booking, "concert.confirmSeats", { reservationId: `rogue-${crypto.randomUUID()}`, scheduleId, seatIds: [free.id] }],
-			[booking, "saga.start", { type: "ConfirmReservation", key: `rogue-${crypto.randomUUID()}`, data: { reservationId: paid.reservationId, userId: victim.userId, amount: 1 } }],
-			[booking, "reservation.cancel", { id: paid.reservationId }, { user: { id: victim.userId, email: "x", role: "user" }, idempotencyKey: "rogue-cancel" }],
+			[
+				booking,
+				"saga.start",
+				{
+					type: "ConfirmReservation",
+					key: `rogue-${crypto.randomUUID()}`,
+					data: { reservationId: paid.reservationId, userId: victim.userId, amount: 1 }
+				}
+			],
+			[
+				booking,
+				"reservation.cancel",
+				{ id: paid.reservationId },
+				{ user: { id: victim.userId, email: "x", role: "user" }, idempotencyKey: "rogue-cancel" }
+			],
 			[gateway, "api.addRoute", { route: { name: "rogue", path: "/api/rogue", mappingPolicy: "all", aliases: { "GET sagas": "saga.list" } } }],
 			[gateway, "api.removeRoute", { name: "api-write" }]
 		];
@@ -147,7 +176,17 @@ describe("cluster membership over an authenticated NATS", () => {
 		expect(answers).toEqual(attacks.map(() => null));
 		// A saga.failed event straight to the events node (it raises an admin alert when real).
 		await (rogue.transit as unknown as { publish(p: unknown): Promise<void> }).publish(
-			new Packet("EVENT", eventsNode.nodeID, { id: crypto.randomUUID(), event: "saga.failed", data: { sagaId: "rogue", type: "X", deadLetterId: 1, error: "rogue" }, groups: ["notification"], broadcast: false, meta: {}, headers: {}, level: 1, needAck: false })
+			new Packet("EVENT", eventsNode.nodeID, {
+				id: crypto.randomUUID(),
+				event: "saga.failed",
+				data: { sagaId: "rogue", type: "X", deadLetterId: 1, error: "rogue" },
+				groups: ["notification"],
+				broadcast: false,
+				meta: {},
+				headers: {},
+				level: 1,
+				needAck: false
+			})
 		);
 		// A sleep on purpose: it shows that the forged event raises no alert (the calls above already had their 3 s).
 		await sleep(1500);
@@ -194,7 +233,19 @@ describe("cluster membership over an authenticated NATS", () => {
 		await publishRaw(env.config.namespace, [forged(1), forged(2)], null, where);
 		await publishRaw(env.config.namespace, [forged(3)], "another-secret-of-at-least-32-characters!", where);
 		// A signed one after them: once it is counted, the consumers have had their turn at the forged ones.
-		await publishRaw(env.config.namespace, [makeEvent("reservation.confirmed", `marker-${crypto.randomUUID()}`, 2, { reservationId: "marker", userId: "nobody", concertId: "marker-concert", seatIds: ["m"] })], TEST_CLUSTER_SECRET, where);
+		await publishRaw(
+			env.config.namespace,
+			[
+				makeEvent("reservation.confirmed", `marker-${crypto.randomUUID()}`, 2, {
+					reservationId: "marker",
+					userId: "nobody",
+					concertId: "marker-concert",
+					seatIds: ["m"]
+				})
+			],
+			TEST_CLUSTER_SECRET,
+			where
+		);
 		await waitFor(
 			async () => ((await http("GET", `${api}/rankings/concerts?limit=100`)).body as { concertId: string }[]).some(r => r.concertId === "marker-concert"),
 			15_000,
@@ -207,7 +258,13 @@ describe("cluster membership over an authenticated NATS", () => {
 		const insider = await outsider(env, nats, { secret: TEST_CLUSTER_SECRET });
 		outsiders.push(insider);
 		const control = await shopper(api, concertId, 0, "control");
-		const answer = await rawCall(insider, booking.nodeID, "payment.charge", { amount: 777 }, { user: { id: control.userId, email: "c", role: "user" }, idempotencyKey: "insider-charge" });
+		const answer = await rawCall(
+			insider,
+			booking.nodeID,
+			"payment.charge",
+			{ amount: 777 },
+			{ user: { id: control.userId, email: "c", role: "user" }, idempotencyKey: "insider-charge" }
+		);
 		expect(answer).toMatchObject({ userId: control.userId, balance: 777 });
 		expect(await balance(api, control)).toBe(777);
 	}, 30_000);

@@ -45,20 +45,12 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		env = testEnv({ cluster, env: { ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password } });
 		if (cluster) {
 			// Three replicas start at the same moment: migrations take the lock once, and exactly one seeds.
-			const [gw, second, spawned] = await Promise.all([
-				env.broker(["api", "user", "concert"]),
-				env.broker(["concert"]),
-				env.spawn(["concert"])
-			]);
+			const [gw, second, spawned] = await Promise.all([env.broker(["api", "user", "concert"]), env.broker(["concert"]), env.spawn(["concert"])]);
 			gateway = gw;
 			caller = await env.broker([]);
 			replicas = [gw.nodeID, second.nodeID, spawned.nodeID];
 			await caller.waitForServices(["concert"], 30_000);
-			await waitFor(
-				() => replicas.every(id => caller.registry.nodes.get(id)?.available === true),
-				30_000,
-				"all concert replicas to be visible"
-			);
+			await waitFor(() => replicas.every(id => caller.registry.nodes.get(id)?.available === true), 30_000, "all concert replicas to be visible");
 		} else {
 			gateway = await env.broker(["api", "user", "concert"]);
 			caller = gateway;
@@ -66,8 +58,7 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		api = gatewayUrl(gateway);
 		adminToken = (await http("POST", `${api}/auth/login`, { body: ADMIN })).body.accessToken;
 		await http("POST", `${api}/auth/register`, { body: { email: "fan@example.com", password: "fan-password", name: "Fan" } });
-		userToken = (await http("POST", `${api}/auth/login`, { body: { email: "fan@example.com", password: "fan-password" } })).body
-			.accessToken;
+		userToken = (await http("POST", `${api}/auth/login`, { body: { email: "fan@example.com", password: "fan-password" } })).body.accessToken;
 		expect(adminToken).toEqual(expect.any(String));
 		expect(userToken).toEqual(expect.any(String));
 	}, 90_000);
@@ -78,8 +69,7 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 
 	/** The i-th call goes to the i-th replica in turn (cluster); embedded has one. */
 	const on = (i: number) => (replicas.length > 0 ? { nodeID: replicas[i % replicas.length] } : {});
-	const call = <T = any>(action: string, params: Record<string, unknown>, i = 0): Promise<T> =>
-		caller.call(action, params, on(i));
+	const call = <T = any>(action: string, params: Record<string, unknown>, i = 0): Promise<T> => caller.call(action, params, on(i));
 	const fail = (p: Promise<unknown>): Promise<CallError> =>
 		p.then(
 			v => {
@@ -349,9 +339,7 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		await call("concert.hold", { scheduleId, seatIds, owner: "res-r" });
 		await call("concert.confirmSeats", { reservationId: "res-r", scheduleId, seatIds });
 		expect(await available(scheduleId)).toBe(18);
-		const results = await Promise.all(
-			Array.from({ length: 8 }, (_, i) => call("concert.rehold", { reservationId: "res-r", scheduleId, seatIds }, i))
-		);
+		const results = await Promise.all(Array.from({ length: 8 }, (_, i) => call("concert.rehold", { reservationId: "res-r", scheduleId, seatIds }, i)));
 		expect(results.every(r => r.status === "HELD")).toBe(true);
 		expect(await call("concert.rehold", { reservationId: "res-r", scheduleId, seatIds })).toMatchObject({ status: "HELD" });
 		expect(await statuses(scheduleId, seatIds)).toEqual(["HELD", "HELD"]);
@@ -362,7 +350,10 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		// timed-out confirmSeats still queued) is refused: the seats are not sold again (the refused sale lets go of
 		// the reservation's hold, which its cancellation releases anyway).
 		expect(await fail(call("concert.hold", { scheduleId, seatIds, owner: "res-y" }))).toMatchObject({ code: 409 });
-		expect(await fail(call("concert.confirmSeats", { reservationId: "res-r", scheduleId, seatIds }))).toMatchObject({ code: 409, type: "SEAT_UNAVAILABLE" });
+		expect(await fail(call("concert.confirmSeats", { reservationId: "res-r", scheduleId, seatIds }))).toMatchObject({
+			code: 409,
+			type: "SEAT_UNAVAILABLE"
+		});
 		expect(await statuses(scheduleId, seatIds)).toEqual(["AVAILABLE", "AVAILABLE"]);
 		await expectConsistent();
 	});
@@ -470,7 +461,10 @@ describe.each(modes)("concert service (%s)", (mode, cluster) => {
 		for (let round = 0; round < 10; round++) {
 			const trio = seats.slice(round * 3, round * 3 + 3).map(s => s.id);
 			const [x, y] = await Promise.all([
-				call("concert.hold", { scheduleId, seatIds: trio, owner: `res-x${round}` }, round).then(() => "x", (e: CallError) => e.type),
+				call("concert.hold", { scheduleId, seatIds: trio, owner: `res-x${round}` }, round).then(
+					() => "x",
+					(e: CallError) => e.type
+				),
 				call("concert.hold", { scheduleId, seatIds: [...trio].reverse(), owner: `res-y${round}` }, round + 1).then(
 					() => "y",
 					(e: CallError) => e.type

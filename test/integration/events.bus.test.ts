@@ -32,9 +32,7 @@ describe("JetStream event bus (real NATS)", () => {
 	it("when 4 nodes create the streams and the same group at once, then all subscribe and the group gets each of 100 events once", async () => {
 		const nodes = [bus(), bus(), bus(), bus()];
 		const got: string[][] = nodes.map(() => []);
-		await Promise.all(
-			nodes.map((b, i) => b.subscribe({ group: "race", types: ["test.happened"], handler: async e => void got[i].push(e.id) }))
-		);
+		await Promise.all(nodes.map((b, i) => b.subscribe({ group: "race", types: ["test.happened"], handler: async e => void got[i].push(e.id) })));
 		const events = Array.from({ length: 100 }, (_, i) => makeEvent("test.happened", `a${i % 10}`, i + 1, { i }));
 		await Promise.all(events.map(e => nodes[0].publish(e)));
 		// The same ids again (a relay that could not mark its rows): the stream stores them once.

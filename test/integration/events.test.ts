@@ -57,8 +57,10 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 	};
 
 	type Spec = { eventType: string; payload: Record<string, unknown> };
-	const testEvents = (versions: number) => (k: number): Spec[] =>
-		Array.from({ length: versions }, (_, v) => ({ eventType: "test.happened", payload: { k, v } }));
+	const testEvents =
+		(versions: number) =>
+		(k: number): Spec[] =>
+			Array.from({ length: versions }, (_, v) => ({ eventType: "test.happened", payload: { k, v } }));
 
 	/** Appends each aggregate's events in order; aggregates side by side; the producer nodes in turn. */
 	async function appendMany(prefix: string, aggregates: number, eventsOf: (k: number) => Spec[]) {
@@ -90,8 +92,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		}
 	}
 
-	const setPublishing = (up: boolean) =>
-		Promise.all(relays.map(r => r.call("evproducer.setPublishing", { up }, { nodeID: r.nodeID })));
+	const setPublishing = (up: boolean) => Promise.all(relays.map(r => r.call("evproducer.setPublishing", { up }, { nodeID: r.nodeID })));
 	const relayStates = () => Promise.all(relays.map(r => r.call<{ backingOff: boolean }, object>("evproducer.relayState", {}, { nodeID: r.nodeID })));
 
 	it("when the broker is unreachable while reservations are held, confirmed and cancelled, then nothing is lost and, once it is back, every event is applied exactly once", async () => {
@@ -148,7 +149,11 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 			await a.call("evproducer.setPublishing", { up: true, hang: true }, { nodeID: doomedId });
 			const ids: string[] = [];
 			for (let k = 0; k < 12; k++) {
-				const res = await a.call<{ id: string }, unknown>("evproducer.append", { aggregateId: `crash-${k}`, eventType: "test.happened", payload: { k } }, { nodeID: doomedId });
+				const res = await a.call<{ id: string }, unknown>(
+					"evproducer.append",
+					{ aggregateId: `crash-${k}`, eventType: "test.happened", payload: { k } },
+					{ nodeID: doomedId }
+				);
 				ids.push(res.id);
 			}
 			// The doomed node claimed a batch and hangs in it (its rows locked) before the others may publish.
@@ -210,7 +215,9 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 	/** Publishes a marker event after the others and waits until ranking applied it: the earlier ones had their turn. */
 	async function settle() {
 		const marker = `c-marker-${Math.random().toString(36).slice(2)}`;
-		await publishRaw(env.config.namespace, [makeEvent("reservation.confirmed", `m-${marker}`, 2, { reservationId: `m-${marker}`, userId: "nobody", concertId: marker, seatIds: ["s1"] })]);
+		await publishRaw(env.config.namespace, [
+			makeEvent("reservation.confirmed", `m-${marker}`, 2, { reservationId: `m-${marker}`, userId: "nobody", concertId: marker, seatIds: ["s1"] })
+		]);
 		await waitFor(async () => (await rankingScore(marker)) === 1, 10_000, "the marker");
 		// A sleep on purpose: a late second apply of an earlier event (in flight on the group's other node) has time to show.
 		await sleep(300);
@@ -218,7 +225,14 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 
 	it("when the same confirmation is delivered 3 times, then ranking, inbox and sink apply it once", async () => {
 		const user = tokenFor(env);
-		const e = makeEvent("reservation.confirmed", "r-dup", 2, { reservationId: "r-dup", userId: user.id, concertId: "c-dup", scheduleId: "s", seatIds: ["a", "b"], amount: 200 });
+		const e = makeEvent("reservation.confirmed", "r-dup", 2, {
+			reservationId: "r-dup",
+			userId: user.id,
+			concertId: "c-dup",
+			scheduleId: "s",
+			seatIds: ["a", "b"],
+			amount: 200
+		});
 		await publishRaw(env.config.namespace, [e, e, e]);
 		await waitFor(async () => (await sink([e.id])).delivered[e.id] === 3, 10_000, "3 deliveries to the sink");
 		await waitFor(async () => (await rankingScore("c-dup")) === 2, 10_000, "the ranking");
@@ -229,27 +243,46 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		const inbox = await http("GET", `${api}/notifications`, { token: user.token });
 		expect(inbox.status).toBe(200);
 		expect(inbox.body.total).toBe(1);
-		expect(inbox.body.rows[0]).toEqual({ id: expect.any(String), type: "RESERVATION_CONFIRMED", message: expect.any(String), createdAt: expect.any(String), readAt: null });
+		expect(inbox.body.rows[0]).toEqual({
+			id: expect.any(String),
+			type: "RESERVATION_CONFIRMED",
+			message: expect.any(String),
+			createdAt: expect.any(String),
+			readAt: null
+		});
 	}, 30_000);
 
 	it("when a cancel arrives before its confirm (and again later), then the ranking never counts the cancelled seats", async () => {
 		const base = { userId: "u-order", concertId: "c-order", scheduleId: "s" };
 		await publishRaw(env.config.namespace, [
 			makeEvent("reservation.confirmed", "r-keep", 2, { ...base, reservationId: "r-keep", seatIds: ["k1"] }),
-			makeEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, refundAmount: 300, reason: "USER" }),
+			makeEvent("reservation.cancelled", "r-late", 3, {
+				...base,
+				reservationId: "r-late",
+				seatIds: ["x", "y", "z"],
+				wasConfirmed: true,
+				refundAmount: 300,
+				reason: "USER"
+			}),
 			makeEvent("reservation.confirmed", "r-late", 2, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"] })
 		]);
 		await waitFor(async () => (await rankingScore("c-order")) === 1, 10_000, "the kept reservation counted");
 		await settle();
 		expect(await rankingScore("c-order")).toBe(1);
 		// The cancel once more (a redelivery): no deflation below the truth either.
-		await publishRaw(env.config.namespace, [makeEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, reason: "USER" })]);
+		await publishRaw(env.config.namespace, [
+			makeEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, reason: "USER" })
+		]);
 		await settle();
 		expect(await rankingScore("c-order")).toBe(1);
 	}, 30_000);
 
 	it("when an event keeps failing, then it is dead-lettered after 3 tries with an admin alert, and once fixed a replay applies it once", async () => {
-		const { id } = await relays[1].call<{ id: string }, unknown>("evproducer.append", { aggregateId: "poison-1", eventType: "test.happened", payload: { poison: true } });
+		const { id } = await relays[1].call<{ id: string }, unknown>("evproducer.append", {
+			aggregateId: "poison-1",
+			eventType: "test.happened",
+			payload: { poison: true }
+		});
 		let letter: { id: string; group: string; attempts: number; event: { id: string } } | undefined;
 		await waitFor(
 			async () => {
@@ -295,14 +328,21 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		expect(rows.find(r => r.concertId === "c-dup")).toMatchObject({ title: "Title of c-dup", score: 2 });
 		expect(rows.map(r => r.rank)).toEqual(rows.map((_, i) => i + 1));
 		await a.call("concert.fakeDown", { down: true });
-		await publishRaw(env.config.namespace, [makeEvent("reservation.confirmed", "r-fresh", 2, { reservationId: "r-fresh", userId: "u", concertId: "c-fresh", seatIds: ["1", "2", "3"] })]);
+		await publishRaw(env.config.namespace, [
+			makeEvent("reservation.confirmed", "r-fresh", 2, { reservationId: "r-fresh", userId: "u", concertId: "c-fresh", seatIds: ["1", "2", "3"] })
+		]);
 		await waitFor(async () => (await rankingScore("c-fresh")) === 3, 10_000, "c-fresh scored");
 		rows = (await http("GET", `${api}/rankings/concerts?limit=100`)).body;
 		expect(rows.find(r => r.concertId === "c-fresh")).toMatchObject({ title: null, score: 3 });
 		await a.call("concert.fakeDown", { down: false });
 		expect((await http("GET", `${api}/rankings/concerts?limit=0`)).status).toBe(422);
 
-		await a.call("reservation.fakeSold", { sold: [{ concertId: "c-truth", seats: 7 }, { concertId: "c-dup", seats: 2 }] });
+		await a.call("reservation.fakeSold", {
+			sold: [
+				{ concertId: "c-truth", seats: 7 },
+				{ concertId: "c-dup", seats: 2 }
+			]
+		});
 		expect((await a.call<{ ok: boolean }>("ranking.verify")).ok).toBe(false);
 		expect((await http("POST", `${api}/admin/rankings/rebuild`, { token: tokenFor(env).token })).status).toBe(403);
 		const rebuilt = await http("POST", `${api}/admin/rankings/rebuild`, { token: admin });
@@ -320,8 +360,22 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		const u1 = tokenFor(env);
 		const u2 = tokenFor(env);
 		await publishRaw(env.config.namespace, [
-			makeEvent("reservation.held", "r-in", 1, { reservationId: "r-in", userId: u1.id, concertId: "c-in", scheduleId: "s", seatIds: ["a"], reservedAt: new Date().toISOString(), expiresAt: new Date().toISOString() }),
-			makeEvent("payment.completed", "p-in", 1, { paymentId: "p-in", reservationId: "r-in", userId: u1.id, amount: 100, paymentDate: new Date().toISOString() }),
+			makeEvent("reservation.held", "r-in", 1, {
+				reservationId: "r-in",
+				userId: u1.id,
+				concertId: "c-in",
+				scheduleId: "s",
+				seatIds: ["a"],
+				reservedAt: new Date().toISOString(),
+				expiresAt: new Date().toISOString()
+			}),
+			makeEvent("payment.completed", "p-in", 1, {
+				paymentId: "p-in",
+				reservationId: "r-in",
+				userId: u1.id,
+				amount: 100,
+				paymentDate: new Date().toISOString()
+			}),
 			makeEvent("reservation.expired", "r-in2", 2, { reservationId: "r-in2", userId: u1.id, concertId: "c-in", scheduleId: "s", seatIds: ["b"] })
 		]);
 		await waitFor(async () => (await http("GET", `${api}/notifications`, { token: u1.token })).body.total === 3, 10_000, "3 notifications");
@@ -334,22 +388,56 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		expect((await http("GET", `${api}/notifications`)).status).toBe(401);
 		expect((await http("GET", `${api}/notifications?pageSize=101`, { token: u1.token })).status).toBe(422);
 
-		await relays[2].emit("saga.failed", { sagaId: "saga-x", type: "ConfirmReservation", key: "k", step: "refund", deadLetterId: "dl-1", error: { type: "X" } });
+		await relays[2].emit("saga.failed", {
+			sagaId: "saga-x",
+			type: "ConfirmReservation",
+			key: "k",
+			step: "refund",
+			deadLetterId: "dl-1",
+			error: { type: "X" }
+		});
 		await waitFor(
-			async () => ((await http("GET", `${api}/admin/alerts?pageSize=100`, { token: admin })).body.rows as { data: { sagaId?: string } }[]).some(r => r.data.sagaId === "saga-x"),
+			async () =>
+				((await http("GET", `${api}/admin/alerts?pageSize=100`, { token: admin })).body.rows as { data: { sagaId?: string } }[]).some(
+					r => r.data.sagaId === "saga-x"
+				),
 			5_000,
 			"the saga alert"
 		);
 		// The durable copy of the same alert (the saga service's outbox): still one alert.
 		await publishRaw(env.config.namespace, [
-			{ ...makeEvent("saga.failed", "saga-x", 1, { sagaId: "saga-x", type: "ConfirmReservation", key: "k", step: "refund", phase: "compensate", deadLetterId: "dl-1", error: null }), aggregateType: "saga" }
+			{
+				...makeEvent("saga.failed", "saga-x", 1, {
+					sagaId: "saga-x",
+					type: "ConfirmReservation",
+					key: "k",
+					step: "refund",
+					phase: "compensate",
+					deadLetterId: "dl-1",
+					error: null
+				}),
+				aggregateType: "saga"
+			}
 		]);
 		// A saga failure known only from the outbox (its broker event was lost): alerted too.
 		await publishRaw(env.config.namespace, [
-			{ ...makeEvent("saga.failed", "saga-y", 1, { sagaId: "saga-y", type: "CancelReservation", key: "k2", step: "refund", phase: "compensate", deadLetterId: "dl-2", error: null }), aggregateType: "saga" }
+			{
+				...makeEvent("saga.failed", "saga-y", 1, {
+					sagaId: "saga-y",
+					type: "CancelReservation",
+					key: "k2",
+					step: "refund",
+					phase: "compensate",
+					deadLetterId: "dl-2",
+					error: null
+				}),
+				aggregateType: "saga"
+			}
 		]);
 		const sagaAlerts = async () =>
-			((await http("GET", `${api}/admin/alerts?pageSize=100`, { token: admin })).body.rows as { data: { sagaId?: string } }[]).filter(r => r.data.sagaId?.startsWith("saga-"));
+			((await http("GET", `${api}/admin/alerts?pageSize=100`, { token: admin })).body.rows as { data: { sagaId?: string } }[]).filter(r =>
+				r.data.sagaId?.startsWith("saga-")
+			);
 		await waitFor(async () => (await sagaAlerts()).some(r => r.data.sagaId === "saga-y"), 10_000, "the outbox-only saga alert");
 		await settle();
 		expect((await sagaAlerts()).map(r => r.data.sagaId).sort()).toEqual(["saga-x", "saga-y"]);
@@ -376,7 +464,16 @@ describe("durable events (embedded: one process, SQLite, in-process bus)", () =>
 	beforeAll(async () => {
 		env = testEnv({ cluster: false, env: { OUTBOX_POLL_MS: "100" } });
 		nodes = new EventNodes(env);
-		node = await nodes.node(["api", "ranking", "notification", sinkSchema("sink", { maxAttempts: 3 }), ProducerService, FakeConcertService, FakeReservationService, userDirectory()]);
+		node = await nodes.node([
+			"api",
+			"ranking",
+			"notification",
+			sinkSchema("sink", { maxAttempts: 3 }),
+			ProducerService,
+			FakeConcertService,
+			FakeReservationService,
+			userDirectory()
+		]);
 		api = gatewayUrl(node);
 		admin = tokenFor(env, "admin").token;
 	}, 60_000);
@@ -390,22 +487,34 @@ describe("durable events (embedded: one process, SQLite, in-process bus)", () =>
 		const user = tokenFor(env);
 		const payload = { reservationId: "r-e1", userId: user.id, concertId: "c-emb", scheduleId: "s", seatIds: ["a", "b"], amount: 20 };
 		await node.call("evproducer.append", { aggregateId: "r-e1", eventType: "reservation.confirmed", payload });
-		const { id: poisonId } = await node.call<{ id: string }, unknown>("evproducer.append", { aggregateId: "p-e1", eventType: "test.happened", payload: { poison: true } });
+		const { id: poisonId } = await node.call<{ id: string }, unknown>("evproducer.append", {
+			aggregateId: "p-e1",
+			eventType: "test.happened",
+			payload: { poison: true }
+		});
 		await waitFor(async () => ((await http("GET", `${api}/rankings/concerts`)).body as { score: number }[])[0]?.score === 2, 5_000, "the ranking");
 		expect((await http("GET", `${api}/rankings/concerts`)).body).toEqual([{ rank: 1, concertId: "c-emb", title: "Title of c-emb", score: 2 }]);
 		await waitFor(async () => (await http("GET", `${api}/notifications`, { token: user.token })).body.total === 1, 5_000, "the inbox");
 
 		let letters: { id: string; event: { id: string } }[] = [];
-		await waitFor(async () => {
-			letters = (await http("GET", `${api}/admin/event-dead-letters`, { token: admin })).body;
-			return letters.some(l => l.event.id === poisonId);
-		}, 5_000, "the dead letter");
+		await waitFor(
+			async () => {
+				letters = (await http("GET", `${api}/admin/event-dead-letters`, { token: admin })).body;
+				return letters.some(l => l.event.id === poisonId);
+			},
+			5_000,
+			"the dead letter"
+		);
 		expect((await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).delivered[poisonId]).toBe(3);
 		await node.call("sink-sink.fix");
 		const letter = letters.find(l => l.event.id === poisonId)!;
 		expect((await http("POST", `${api}/admin/event-dead-letters/${letter.id}/replay`, { token: admin })).status).toBe(202);
 		expect((await http("POST", `${api}/admin/event-dead-letters/${letter.id}/replay`, { token: admin })).status).toBe(404);
-		await waitFor(async () => (await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).applied[poisonId] === 1, 5_000, "the replay");
+		await waitFor(
+			async () => (await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).applied[poisonId] === 1,
+			5_000,
+			"the replay"
+		);
 		// A sleep on purpose: it shows that no second apply follows the replay.
 		await sleep(200);
 		expect((await node.call<SinkStats, { ids: string[] }>("sink-sink.stats", { ids: [poisonId] })).applied[poisonId]).toBe(1);
@@ -433,7 +542,11 @@ describe("durable events (embedded): the scheduled dead-letter redrive", () => {
 	const letters = () => node.call<{ id: string; redrives: number; event: { id: string } }[], object>("notification.eventDeadLetters", {});
 
 	it("when an event was dead-lettered and its cause is fixed, then it is sent back by itself and applied once; a poison one stops after DLQ_REDRIVE_MAX", async () => {
-		const { id } = await node.call<{ id: string }, unknown>("evproducer.append", { aggregateId: "auto-1", eventType: "test.happened", payload: { poison: true } });
+		const { id } = await node.call<{ id: string }, unknown>("evproducer.append", {
+			aggregateId: "auto-1",
+			eventType: "test.happened",
+			payload: { poison: true }
+		});
 		await waitFor(async () => (await letters()).some(l => l.event.id === id), 5_000, "the dead letter");
 		// Still failing: the redrive sends it back once (2 more deliveries), then it stays, marked as redriven once.
 		await waitFor(async () => (await letters()).some(l => l.event.id === id && l.redrives === 1), 10_000, "the letter after its one redrive");
@@ -441,14 +554,25 @@ describe("durable events (embedded): the scheduled dead-letter redrive", () => {
 		// A sleep on purpose: it shows that no further redrive comes while two redrive periods (1 s) pass.
 		await sleep(2_500);
 		expect((await stats(id)).delivered[id]).toBe(4);
-		const alerts = await node.call<{ rows: { data: { eventId?: string; autoRedrive?: boolean; redrives?: number } }[] }, object>("notification.alerts", { pageSize: 100 });
-		expect(alerts.rows.filter(r => r.data.eventId === id).map(r => [r.data.redrives, r.data.autoRedrive]).sort()).toEqual([
+		const alerts = await node.call<{ rows: { data: { eventId?: string; autoRedrive?: boolean; redrives?: number } }[] }, object>("notification.alerts", {
+			pageSize: 100
+		});
+		expect(
+			alerts.rows
+				.filter(r => r.data.eventId === id)
+				.map(r => [r.data.redrives, r.data.autoRedrive])
+				.sort()
+		).toEqual([
 			[0, true],
 			[1, false]
 		]);
 
 		// A second one, fixed before its redrive: applied once by the redrive alone, no operator.
-		const second = await node.call<{ id: string }, unknown>("evproducer.append", { aggregateId: "auto-2", eventType: "test.happened", payload: { poison: true } });
+		const second = await node.call<{ id: string }, unknown>("evproducer.append", {
+			aggregateId: "auto-2",
+			eventType: "test.happened",
+			payload: { poison: true }
+		});
 		await waitFor(async () => (await letters()).some(l => l.event.id === second.id), 5_000, "the second dead letter");
 		await node.call("sink-sink.fix");
 		await waitFor(async () => (await stats(second.id)).applied[second.id] === 1, 10_000, "the redriven event applied");

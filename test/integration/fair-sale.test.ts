@@ -67,7 +67,16 @@ describe.each([
 		const { concertId, scheduleId } = await ownConcert(api, admin, 4, 5, 100);
 		const u = await shopper(api, concertId, 100_000);
 		const all = await seats(api, scheduleId);
-		const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => reserve(api, u, scheduleId, all.slice(i * 4, i * 4 + 4).map(s => s.id))));
+		const answers = await Promise.all(
+			Array.from({ length: 5 }, (_, i) =>
+				reserve(
+					api,
+					u,
+					scheduleId,
+					all.slice(i * 4, i * 4 + 4).map(s => s.id)
+				)
+			)
+		);
 		const statuses = answers.map(a => a.status).sort();
 		expect(statuses).toEqual([201, 409, 409, 409, 409]);
 		for (const a of answers.filter(x => x.status === 409)) expect(a.body.type).toBe("OPEN_RESERVATION_EXISTS");
@@ -168,7 +177,9 @@ describe("the sales calendar (embedded)", () => {
 		const show = new Date(Date.now() + 10 * 86400_000);
 		const { concertId } = await ownConcert(api, admin, 1, 2, 100, { startsAt: show });
 		const put = (body: unknown, token = admin) => http("PUT", `${api}/admin/concerts/${concertId}/sales`, { token, body });
-		expect((await put({ opensAt: new Date(Date.now() + 86400_000).toISOString(), closesAt: new Date(Date.now() + 3600_000).toISOString() })).status).toBe(422);
+		expect((await put({ opensAt: new Date(Date.now() + 86400_000).toISOString(), closesAt: new Date(Date.now() + 3600_000).toISOString() })).status).toBe(
+			422
+		);
 		expect((await put({ closesAt: new Date(show.getTime() + 1000).toISOString() })).status).toBe(422);
 		expect((await put({ opensAt: "tomorrow" })).status).toBe(422);
 		const u = await user(concertId);
@@ -210,7 +221,10 @@ describe("the sales calendar (embedded)", () => {
 			const [seat] = await seats(api, c.scheduleId);
 			const r = await reserve(api, u, c.scheduleId, [seat.id]);
 			expect((await pay(api, u, r.body.id)).status).toBe(201);
-			const cancel = await http("POST", `${api}/reservations/${r.body.id}/cancel`, { token: u.token, headers: { "idempotency-key": `cancel-${r.body.id}` } });
+			const cancel = await http("POST", `${api}/reservations/${r.body.id}/cancel`, {
+				token: u.token,
+				headers: { "idempotency-key": `cancel-${r.body.id}` }
+			});
 			expect(cancel.status).toBe(expected);
 			if (expected === 409) expect(cancel.body.type).toBe("CANCELLATION_CLOSED");
 			else expect(cancel.body.refund).toEqual({ amount: 100 });
@@ -258,7 +272,9 @@ describe("reviews follow the calendar (embedded)", () => {
 		expect((await pay(api, fan, r1.body.id)).status).toBe(201);
 		const r2 = await reserve(api, quitter, scheduleId, [b.id]);
 		expect((await pay(api, quitter, r2.body.id)).status).toBe(201);
-		expect((await http("POST", `${api}/reservations/${r2.body.id}/cancel`, { token: quitter.token, headers: { "idempotency-key": "q" } })).status).toBe(200);
+		expect((await http("POST", `${api}/reservations/${r2.body.id}/cancel`, { token: quitter.token, headers: { "idempotency-key": "q" } })).status).toBe(
+			200
+		);
 
 		const early = await review(fan.token);
 		expect(early.status).toBe(403);
@@ -282,7 +298,15 @@ describe("reviews follow the calendar (embedded)", () => {
 		await svc.sequelize.query("INSERT INTO reviews (id, concert_id, user_id, rating, content, created_at) VALUES (?, ?, ?, 5, 'x', ?)", {
 			replacements: [`r-${userId}`, concertId, userId, new Date()]
 		});
-		await svc.withdrawReview({ id: "e1", type: "reservation.cancelled", aggregateType: "reservation", aggregateId: "r", version: 3, createdAt: new Date().toISOString(), payload: { userId, concertId } });
+		await svc.withdrawReview({
+			id: "e1",
+			type: "reservation.cancelled",
+			aggregateType: "reservation",
+			aggregateId: "r",
+			version: 3,
+			createdAt: new Date().toISOString(),
+			payload: { userId, concertId }
+		});
 		const list = await http("GET", `${api}/concerts/${concertId}/reviews`);
 		expect(list.body.total).toBe(0);
 	}, 30_000);
@@ -342,7 +366,12 @@ describe.each([
 		const waiter = await person(concertId, "waiter");
 		expect(waiter.first).toMatchObject({ status: "WAITING", position: 1 });
 		const all = await seats(api, scheduleId);
-		const r = await reserve(api, { ...buyer, userId: "", concertId }, scheduleId, all.map(s => s.id));
+		const r = await reserve(
+			api,
+			{ ...buyer, userId: "", concertId },
+			scheduleId,
+			all.map(s => s.id)
+		);
 		expect(r.status).toBe(201);
 		expect((await pay(api, { ...buyer, userId: "", concertId }, r.body.id)).status).toBe(201);
 		await waitFor(async () => (await poll(waiter)).body.status === "SOLD_OUT", 15_000, "the waiting user told SOLD_OUT");

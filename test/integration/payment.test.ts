@@ -52,8 +52,7 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 	const pay = (userId: string, sagaId: string, amount: number, opts: { timeout?: number; retries?: number; tracking?: boolean; nodeID?: string } = {}) =>
 		caller.call<Payment, Record<string, unknown>>("payment.pay", { sagaId, reservationId: `res-${sagaId}`, userId, amount }, opts);
 	const balance = async (userId: string) => (await caller.call<{ balance: number }, object>("payment.balance", {}, { meta: meta(userId) })).balance;
-	const rows = (userId: string, type: string) =>
-		scalar(sql, "SELECT COUNT(*) FROM point_transactions WHERE user_id = ? AND type = ?", [userId, type]);
+	const rows = (userId: string, type: string) => scalar(sql, "SELECT COUNT(*) FROM point_transactions WHERE user_id = ? AND type = ?", [userId, type]);
 	const verify = () => caller.call<{ ok: boolean; checks: { name: string; ok: boolean }[] }>("payment.verify");
 	/** Transactions of the payment nodes blocked on a row lock right now (InnoDB's own view of it). */
 	const lockWaits = () =>
@@ -110,9 +109,7 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 		const u = user();
 		await charge(u, 1000, "seed");
 		const p = await pay(u, `ref-${u}`, 400);
-		const results = await Promise.all(
-			Array.from({ length: 10 }, () => caller.call("payment.refund", { sagaId: p.sagaId, reason: "compensation" }))
-		);
+		const results = await Promise.all(Array.from({ length: 10 }, () => caller.call("payment.refund", { sagaId: p.sagaId, reason: "compensation" })));
 		for (const r of results) expect(r).toEqual({ refunded: true, paymentId: p.id, amount: 400 });
 		expect(await balance(u)).toBe(1000);
 		expect(await rows(u, "REFUND")).toBe(1);
@@ -286,10 +283,7 @@ describe("payments on MariaDB across nodes (cluster)", () => {
 			["payment-has-ledger-rows", true]
 		]);
 		expect(await scalar(sql, "SELECT COUNT(*) FROM wallets WHERE balance < 0")).toBe(0);
-		const ledgerSum = await scalar(
-			sql,
-			"SELECT COALESCE(SUM(CASE type WHEN 'PAYMENT' THEN -amount ELSE amount END), 0) FROM point_transactions"
-		);
+		const ledgerSum = await scalar(sql, "SELECT COALESCE(SUM(CASE type WHEN 'PAYMENT' THEN -amount ELSE amount END), 0) FROM point_transactions");
 		expect(await scalar(sql, "SELECT COALESCE(SUM(balance), 0) FROM wallets")).toBe(ledgerSum);
 	});
 });

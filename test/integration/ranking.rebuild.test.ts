@@ -32,13 +32,34 @@ describe("ranking rebuild (cluster: Redis, NATS JetStream)", () => {
 		await env?.cleanup();
 	}, 60_000);
 
-	const score = async (concertId: string) => (await a.call<{ concertId: string; score: number }[], object>("ranking.concerts", { limit: 100 })).find(r => r.concertId === concertId)?.score ?? 0;
+	const score = async (concertId: string) =>
+		(await a.call<{ concertId: string; score: number }[], object>("ranking.concerts", { limit: 100 })).find(r => r.concertId === concertId)?.score ?? 0;
 	const confirmed = (reservationId: string, concertId: string, seats: number) =>
-		makeEvent("reservation.confirmed", reservationId, 2, { reservationId, userId: "u", concertId, scheduleId: "s", seatIds: Array.from({ length: seats }, (_, i) => `s${i}`) });
+		makeEvent("reservation.confirmed", reservationId, 2, {
+			reservationId,
+			userId: "u",
+			concertId,
+			scheduleId: "s",
+			seatIds: Array.from({ length: seats }, (_, i) => `s${i}`)
+		});
 	const cancelled = (reservationId: string, concertId: string, seats: number) =>
-		makeEvent("reservation.cancelled", reservationId, 3, { reservationId, userId: "u", concertId, scheduleId: "s", seatIds: Array.from({ length: seats }, (_, i) => `s${i}`), wasConfirmed: true, reason: "USER" });
+		makeEvent("reservation.cancelled", reservationId, 3, {
+			reservationId,
+			userId: "u",
+			concertId,
+			scheduleId: "s",
+			seatIds: Array.from({ length: seats }, (_, i) => `s${i}`),
+			wasConfirmed: true,
+			reason: "USER"
+		});
 	const truthIs = (reservations: FakeReservation[]) => a.call("reservation.fakeReservations", { reservations });
-	const conf = (reservationId: string, concertId: string, seats: number): FakeReservation => ({ reservationId, concertId, version: 2, type: "reservation.confirmed", seats });
+	const conf = (reservationId: string, concertId: string, seats: number): FakeReservation => ({
+		reservationId,
+		concertId,
+		version: 2,
+		type: "reservation.confirmed",
+		seats
+	});
 	/** Redis came back without its data: every key of this run's prefix is gone. */
 	const loseTheStore = async () => {
 		const store = createStore(env.config);
@@ -85,7 +106,11 @@ describe("ranking rebuild (cluster: Redis, NATS JetStream)", () => {
 		await truthIs([]);
 		await a.call("reservation.fakeHoldTruth", { hold: true });
 		const rebuilt = a.call<{ seats: number }, object>("ranking.rebuild", {});
-		await waitFor(async () => (await a.call<{ waiting: number }, object>("reservation.fakeHoldTruth", { hold: true })).waiting === 1, 10_000, "the rebuild reading the truth");
+		await waitFor(
+			async () => (await a.call<{ waiting: number }, object>("reservation.fakeHoldTruth", { hold: true })).waiting === 1,
+			10_000,
+			"the rebuild reading the truth"
+		);
 		// Committed after the truth's read, applied before the rebuild ends.
 		await publishRaw(env.config.namespace, [confirmed("mid-a", "c-mid", 1)]);
 		await waitFor(async () => (await score("c-mid")) === 1, 15_000, "the event applied to the live ranking");

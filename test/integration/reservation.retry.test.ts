@@ -24,7 +24,10 @@ const catalogFaults = new Faults();
 
 beforeAll(async () => {
 	env = testEnv({ cluster: true, env: ADMIN });
-	[gateway, booking] = await Promise.all([env.broker(["api", "user", "queue", "payment", "saga", "concert"], { middlewares: [catalogFaults.middleware()] }), env.broker(["reservation"], { middlewares: [faults.middleware()] })]);
+	[gateway, booking] = await Promise.all([
+		env.broker(["api", "user", "queue", "payment", "saga", "concert"], { middlewares: [catalogFaults.middleware()] }),
+		env.broker(["reservation"], { middlewares: [faults.middleware()] })
+	]);
 	await gateway.waitForServices(["reservation", "concert", "queue"], 30_000);
 	api = gatewayUrl(gateway);
 	admin = await adminToken(api, ADMIN.ADMIN_EMAIL, ADMIN.ADMIN_PASSWORD);
@@ -42,7 +45,11 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		// The booking node does the work, then its answer never reaches the gateway (a lost reply: 503, retryable).
 		faults.failAfter("reservation.create", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"), { times: 4 });
 		const send = () =>
-			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-once" } });
+			http("POST", `${api}/reservations`, {
+				token: u.token,
+				body: { scheduleId, seatIds: [a.id] },
+				headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-once" }
+			});
 		const first = await send();
 		expect(first.status).toBe(503);
 		faults.heal("reservation.create");
@@ -64,7 +71,11 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		// The hold lands but its answer is lost every time: create gives it up (released, the owner refused from now on).
 		catalogFaults.failAfter("concert.hold", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"));
 		const send = () =>
-			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-after-abandon" } });
+			http("POST", `${api}/reservations`, {
+				token: u.token,
+				body: { scheduleId, seatIds: [a.id] },
+				headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-after-abandon" }
+			});
 		expect((await send()).status).toBe(503);
 		catalogFaults.heal("concert.hold");
 
@@ -80,7 +91,11 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		const [a] = await seats(api, scheduleId);
 		faults.failAfter("reservation.create", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"), { times: 4 });
 		const send = () =>
-			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-token-gone" } });
+			http("POST", `${api}/reservations`, {
+				token: u.token,
+				body: { scheduleId, seatIds: [a.id] },
+				headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-token-gone" }
+			});
 		expect((await send()).status).toBe(503);
 		faults.heal("reservation.create");
 		// The token goes (as every token does when Redis restarts empty).
@@ -99,7 +114,11 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		const u = await shopper(api, concertId, 0);
 		const [a] = await seats(api, scheduleId);
 		const send = () =>
-			http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [a.id] }, headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-abandoned-then-lost" } });
+			http("POST", `${api}/reservations`, {
+				token: u.token,
+				body: { scheduleId, seatIds: [a.id] },
+				headers: { "x-queue-token": u.queueToken, "idempotency-key": "hold-abandoned-then-lost" }
+			});
 		catalogFaults.failAfter("concert.hold", () => new Errors.MoleculerRetryableError("reply lost", 503, "INJECTED_FAULT"));
 		expect((await send()).status).toBe(503);
 		catalogFaults.heal("concert.hold");
@@ -122,10 +141,20 @@ describe("reservation.create retried with the same Idempotency-Key", () => {
 		const me = (await http("GET", `${api}/users/me`, { token: u.token })).body as { id: string; email: string; role: "user" };
 		// Straight to the action: the gateway would (rightly) answer 409 IN_PROGRESS to the second attempt of a key.
 		const create = () =>
-			gateway.call("reservation.create", { scheduleId, seatIds: [a.id] }, { meta: { user: me, idempotencyKey: key, queueToken: u.queueToken }, timeout: 60_000 });
+			gateway.call(
+				"reservation.create",
+				{ scheduleId, seatIds: [a.id] },
+				{ meta: { user: me, idempotencyKey: key, queueToken: u.queueToken }, timeout: 60_000 }
+			);
 		const database = (booking.getLocalService("reservation") as unknown as { sequelize: { config: { database: string } } }).sequelize.config.database;
 		const url = new URL(MARIADB_URL);
-		const locker = await mysql.createConnection({ host: url.hostname, port: Number(url.port || 3306), user: decodeURIComponent(url.username || "root"), password: decodeURIComponent(url.password), database });
+		const locker = await mysql.createConnection({
+			host: url.hostname,
+			port: Number(url.port || 3306),
+			user: decodeURIComponent(url.username || "root"),
+			password: decodeURIComponent(url.password),
+			database
+		});
 		// The attempts' inserts in flight: with the table locked, each waits there (for the lock, or behind the other).
 		const waitingInserts = async () => {
 			const [rows] = await locker.query(
@@ -169,7 +198,11 @@ describe("reservation.create past its caller's deadline", () => {
 		const inFlight = (action: string) => (catalogFaults.calls.get(action) ?? 0) - (catalogFaults.finished.get(action) ?? 0);
 		const releasesBefore = catalogFaults.finished.get("concert.release") ?? 0;
 		const answer = await gateway
-			.call("reservation.create", { scheduleId, seatIds: [a.id] }, { meta: { user: me, idempotencyKey: "late-hold", queueToken: u.queueToken }, timeout: 2000, retries: 0 })
+			.call(
+				"reservation.create",
+				{ scheduleId, seatIds: [a.id] },
+				{ meta: { user: me, idempotencyKey: "late-hold", queueToken: u.queueToken }, timeout: 2000, retries: 0 }
+			)
 			.then(
 				() => "created",
 				(err: { code?: number }) => err.code

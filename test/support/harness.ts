@@ -77,10 +77,7 @@ export class TestEnv {
 	}
 
 	/** An in-process broker with the given services (names under services/, or schemas). */
-	async broker(
-		services: string[],
-		extra: { nodeID?: string; config?: Partial<Config>; middlewares?: Middleware[] } = {}
-	): Promise<ServiceBroker> {
+	async broker(services: string[], extra: { nodeID?: string; config?: Partial<Config>; middlewares?: Middleware[] } = {}): Promise<ServiceBroker> {
 		const nodeID = extra.nodeID ?? `${this.id}-n${this.brokers.length}`;
 		const config = { ...this.config, ...extra.config, nodeID };
 		const options = brokerOptions(config);
@@ -96,23 +93,19 @@ export class TestEnv {
 	async spawn(services: string[], extra: { nodeID?: string; env?: Record<string, string>; readyPattern?: RegExp } = {}): Promise<SpawnedNode> {
 		if (!this.opts.cluster) throw new Error("spawned nodes need cluster mode (they talk over NATS)");
 		const nodeID = extra.nodeID ?? `${this.id}-p${this.nodes.length}`;
-		const proc = spawn(
-			process.execPath,
-			[...RUNNER_ARGS],
-			{
-				cwd: ROOT,
-				env: {
-					...process.env,
-					...this.env,
-					LOG_LEVEL: "info",
-					NODE_ID: nodeID,
-					SERVICEDIR: "services",
-					SERVICES: services.join(","),
-					...extra.env
-				},
-				stdio: ["ignore", "pipe", "pipe"]
-			}
-		);
+		const proc = spawn(process.execPath, [...RUNNER_ARGS], {
+			cwd: ROOT,
+			env: {
+				...process.env,
+				...this.env,
+				LOG_LEVEL: "info",
+				NODE_ID: nodeID,
+				SERVICEDIR: "services",
+				SERVICES: services.join(","),
+				...extra.env
+			},
+			stdio: ["ignore", "pipe", "pipe"]
+		});
 		let out = "";
 		proc.stdout!.on("data", d => (out += d.toString()));
 		proc.stderr!.on("data", d => (out += d.toString()));
