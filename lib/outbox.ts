@@ -10,14 +10,16 @@ import crypto from "crypto";
 import { EventEmitter } from "events";
 import { Transaction, type Sequelize } from "sequelize";
 import { Sql, sqlTime, type Migration } from "./db";
+import type { CatalogEventType, EventCatalog } from "./events/catalog";
 import type { EventMessage } from "./events/types";
 
-export interface OutboxEventInput {
+/** An event as its producer writes it: a catalog event's payload is typed by its name (lib/events/catalog.ts). */
+export interface OutboxEventInput<T extends CatalogEventType = CatalogEventType> {
 	aggregateType: string;
 	aggregateId: string;
 	/** One of DESIGN.md section 7's event names, e.g. "payment.completed". */
-	eventType: string;
-	payload: Record<string, unknown>;
+	eventType: T;
+	payload: EventCatalog[T];
 	/**
 	 * The aggregate's version when the caller knows it without asking (1 for the event that creates the
 	 * aggregate): saves reading the last one. The unique index still rejects a wrong guess.
@@ -71,11 +73,14 @@ export const outboxMigration: Migration = {
  * row in the same transaction (which serializes writers of one aggregate), and the unique index rejects a
  * duplicate version if they ever do not. (A bare Sequelize is still taken for callers not yet given a `Sql`.)
  */
-export async function appendOutbox(
-	db: Sql | Sequelize,
-	transaction: Transaction,
-	event: OutboxEventInput
-): Promise<{ id: string; version: number }> {
+export async function appendOutbox<T extends CatalogEventType>(db: Sql | Sequelize, transaction: Transaction, event: OutboxEventInput<T>): Promise<{ id: string; version: number }> {
+	return appendAnyOutbox(db, transaction, event as unknown as UncheckedOutboxEvent);
+}
+
+/** An event outside the catalog: for the test harness's own event types only (producers use `appendOutbox`). */
+export type UncheckedOutboxEvent = Omit<OutboxEventInput, "eventType" | "payload"> & { eventType: string; payload: Record<string, unknown> };
+
+export async function appendAnyOutbox(db: Sql | Sequelize, transaction: Transaction, event: UncheckedOutboxEvent): Promise<{ id: string; version: number }> {
 	const sql = db instanceof Sql ? db : new Sql(db);
 	const version = event.version ?? (await lastVersion(sql, transaction, event)) + 1;
 	const id = crypto.randomUUID();
@@ -91,7 +96,7 @@ export async function appendOutbox(
 	return { id, version };
 }
 
-async function lastVersion(sql: Sql, transaction: Transaction, event: OutboxEventInput): Promise<number> {
+async function lastVersion(sql: Sql, transaction: Transaction, event: UncheckedOutboxEvent): Promise<number> {
 	const [row] = await sql.select<{ v: number | null }>(
 		"SELECT MAX(version) AS v FROM outbox_events WHERE aggregate_type = ? AND aggregate_id = ?",
 		[event.aggregateType, event.aggregateId],

@@ -1,8 +1,9 @@
 /**
  * Makes a service a consumer group of the durable events: `EventConsumerMixin({handlers: {"reservation.confirmed":
  * "onConfirmed"}})` subscribes when the service starts (the group is the service name unless given), calls the
- * named method with each event, retries failures with growing delays for EVENT_RETRY_FOR_SEC (lib/events/retry.ts)
- * and then dead-letters the event; a redriver (lib/events/redrive.ts) sends the group's dead letters back after
+ * named method with each event once its payload passed the catalog's schema (lib/events/catalog.ts: an event
+ * that fails it is dead-lettered at once with the reason), retries failures with growing delays for
+ * EVENT_RETRY_FOR_SEC (lib/events/retry.ts) and then dead-letters the event; a redriver (lib/events/redrive.ts) sends the group's dead letters back after
  * DLQ_REDRIVE_SEC, at most DLQ_REDRIVE_MAX times each.
  *
  * A service with its own database lists this mixin before `DbMixin`: moleculer runs later mixins' `started` first
@@ -16,12 +17,13 @@ import { platformOf } from "../lib/platform";
 import { acquireEventBus, redrivePolicyOf, releaseEventBus } from "../lib/events";
 import { DeadLetterRedriver } from "../lib/events/redrive";
 import type { RedrivePolicy, RetryPolicy } from "../lib/events/retry";
-import type { DeadLetter, EventBus, EventHandler, Subscription } from "../lib/events/types";
+import { isCatalogEvent, payloadProblems } from "../lib/events/catalog";
+import { InvalidEventError, type DeadLetter, type EventBus, type EventHandler, type Subscription } from "../lib/events/types";
 
 export interface EventConsumerOptions {
 	/** Consumer group; the service name by default. */
 	group?: string;
-	/** Event type -> name of the service method that handles it. */
+	/** Event type -> name of the service method that handles it (typed `(event: CatalogEvent<T>) => Promise<void>`). */
 	handlers: Record<string, string>;
 	/** Overrides of the retry schedule (tests); EVENT_RETRY_* otherwise. */
 	retry?: Partial<RetryPolicy>;
@@ -70,7 +72,15 @@ export function EventConsumerMixin(opts: EventConsumerOptions): Partial<ServiceS
 				retry: opts.retry,
 				maxAttempts: opts.maxAttempts,
 				backoffMs: opts.backoffMs,
-				handler: (event, info) => methods[opts.handlers[event.type]]!.call(self, event, info),
+				handler: (event, info) => {
+					// The catalog is the contract: a payload that does not match it is dead-lettered at once, with the
+					// reason, before the handler sees it; the handler may take its fields as typed (CatalogEvent).
+					if (isCatalogEvent(event.type)) {
+						const problems = payloadProblems(event.type, event.payload);
+						if (problems.length > 0) throw new InvalidEventError(event.id, event.type, problems);
+					}
+					return methods[opts.handlers[event.type]]!.call(self, event, info);
+				},
 				onDeadLetter: letter => {
 					const alert = deadLetterAlert(letter, redrive);
 					const next = alert.autoRedrive ? `; it is sent back by itself in ${redrive.afterMs / 1000} s` : "; an operator must replay it";

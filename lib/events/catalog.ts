@@ -25,6 +25,7 @@
  */
 
 import Validator, { type ValidationSchema } from "fastest-validator";
+import type { EventMessage } from "./types";
 
 /** seed 003 SeatReservedEvent {reservationId, scheduleId, seatIds, reservedAt, expiresAt} + who and which concert. */
 export interface ReservationHeld {
@@ -33,6 +34,7 @@ export interface ReservationHeld {
 	concertId: string;
 	scheduleId: string;
 	seatIds: string[];
+	amount: number;
 	reservedAt: string;
 	expiresAt: string;
 }
@@ -53,6 +55,7 @@ export interface ReservationCancelled {
 	concertId: string;
 	scheduleId: string;
 	seatIds: string[];
+	amount: number;
 	/** True when the reservation had been CONFIRMED (ranking takes its seats back off). */
 	wasConfirmed: boolean;
 	refundAmount?: number;
@@ -65,30 +68,39 @@ export interface ReservationExpired {
 	concertId: string;
 	scheduleId: string;
 	seatIds: string[];
+	amount: number;
 }
 
 /** seed 003 PaymentCompletedEvent. */
 export interface PaymentCompleted {
 	paymentId: string;
+	sagaId: string;
 	reservationId: string;
 	userId: string;
 	amount: number;
 	paymentDate: string;
 }
 
-/** seed 003 PaymentRollbackEvent {paymentId, reason} + who and how much. */
+/** seed 003 PaymentRollbackEvent {paymentId, reason} + who and how much, and the wallet credit it made. */
 export interface PaymentRefunded {
 	paymentId: string;
-	reservationId: string;
+	sagaId: string;
+	/** null for a payment made outside a reservation (none today; the column allows it). */
+	reservationId: string | null;
 	userId: string;
 	amount: number;
-	reason: string;
+	transactionId: string;
+	balanceAfter: number;
+	reason: string | null;
+	refundedAt: string;
 }
 
 export interface PointsCharged {
 	userId: string;
 	amount: number;
 	transactionId: string;
+	balanceAfter: number;
+	chargedAt: string;
 }
 
 /** seed 003 PointDeductedEvent. */
@@ -97,6 +109,8 @@ export interface PointsDeducted {
 	amount: number;
 	transactionId: string;
 	paymentId: string;
+	balanceAfter: number;
+	transactionDate: string;
 }
 
 /** The `saga.failed` admin alert: a saga parked FAILED with its dead letter (written in the same transaction). */
@@ -124,6 +138,11 @@ export interface EventCatalog {
 
 export type CatalogEventType = keyof EventCatalog;
 
+/** An event of the catalog as a consumer receives it: its payload typed by its name and already validated. */
+export type CatalogEvent<T extends CatalogEventType = CatalogEventType> = {
+	[K in T]: Omit<EventMessage, "type" | "payload"> & { type: K; payload: EventCatalog[K] & Stamped };
+}[T];
+
 /** What `appendOutbox` adds to every payload. */
 export interface Stamped {
 	eventId: string;
@@ -135,7 +154,8 @@ const ids = { type: "array", min: 1, items: id } as const;
 const points = { type: "number", integer: true, min: 0 } as const;
 const time = { type: "string", min: 1 } as const;
 const stamp = { eventId: { type: "string", optional: true }, version: { type: "number", integer: true, min: 1, optional: true } } as const;
-const reservation = { reservationId: id, userId: id, concertId: id, scheduleId: id, seatIds: ids } as const;
+const reservation = { reservationId: id, userId: id, concertId: id, scheduleId: id, seatIds: ids, amount: points } as const;
+const balance = { type: "number", integer: true } as const;
 
 /**
  * The payloads as fastest-validator schemas, checked at every consumer before its handler runs (a payload that
@@ -144,14 +164,25 @@ const reservation = { reservationId: id, userId: id, concertId: id, scheduleId: 
  */
 export const EVENT_SCHEMAS: { [T in CatalogEventType]: ValidationSchema } = {
 	"reservation.held": { ...stamp, ...reservation, reservedAt: time, expiresAt: time },
-	"reservation.confirmed": { ...stamp, ...reservation, amount: points },
+	"reservation.confirmed": { ...stamp, ...reservation },
 	"reservation.cancelled": { ...stamp, ...reservation, wasConfirmed: "boolean", refundAmount: { ...points, optional: true }, reason: "string" },
 	"reservation.expired": { ...stamp, ...reservation },
-	"payment.completed": { ...stamp, paymentId: id, reservationId: id, userId: id, amount: points, paymentDate: time },
-	"payment.refunded": { ...stamp, paymentId: id, reservationId: id, userId: id, amount: points, reason: "string" },
-	"points.charged": { ...stamp, userId: id, amount: points, transactionId: id },
-	"points.deducted": { ...stamp, userId: id, amount: points, transactionId: id, paymentId: id },
-	"saga.failed": { ...stamp, sagaId: id, type: id, key: id, step: id, phase: { type: "enum", values: ["forward", "compensate"] }, deadLetterId: id, error: "any" }
+	"payment.completed": { ...stamp, paymentId: id, sagaId: id, reservationId: id, userId: id, amount: points, paymentDate: time },
+	"payment.refunded": {
+		...stamp,
+		paymentId: id,
+		sagaId: id,
+		reservationId: { ...id, nullable: true },
+		userId: id,
+		amount: points,
+		transactionId: id,
+		balanceAfter: balance,
+		reason: { type: "string", nullable: true },
+		refundedAt: time
+	},
+	"points.charged": { ...stamp, userId: id, amount: points, transactionId: id, balanceAfter: balance, chargedAt: time },
+	"points.deducted": { ...stamp, userId: id, amount: points, transactionId: id, paymentId: id, balanceAfter: balance, transactionDate: time },
+	"saga.failed": { ...stamp, sagaId: id, type: id, key: id, step: id, phase: { type: "enum", values: ["forward", "compensate"] }, deadLetterId: id, error: { type: "any", optional: true, nullable: true } }
 };
 
 const validator = new Validator();

@@ -1,5 +1,5 @@
 /** Pure rules of the notification context: which event becomes which message, for whom. */
-import type { EventMessage } from "../../lib/events/types";
+import type { CatalogEvent, CatalogEventType } from "../../lib/events/catalog";
 
 export type NotificationType =
 	| "RESERVATION_HELD"
@@ -19,69 +19,59 @@ export interface NotificationDraft {
 	dedupeKey: string;
 }
 
-const TYPES: Record<string, NotificationType> = {
+const TYPES = {
 	"reservation.held": "RESERVATION_HELD",
 	"reservation.confirmed": "RESERVATION_CONFIRMED",
 	"reservation.cancelled": "RESERVATION_CANCELLED",
 	"reservation.expired": "RESERVATION_EXPIRED",
 	"payment.completed": "PAYMENT_COMPLETED",
 	"payment.refunded": "PAYMENT_REFUNDED"
-};
+} as const satisfies Partial<Record<CatalogEventType, NotificationType>>;
+
+export type InboxEventType = keyof typeof TYPES;
 
 /** Event types the inbox follows. */
-export const INBOX_EVENTS = Object.keys(TYPES);
+export const INBOX_EVENTS = Object.keys(TYPES) as InboxEventType[];
 
-export class UnusableEventError extends Error {
-	constructor(eventId: string, field: string) {
-		super(`event ${eventId}: missing or invalid ${field}`);
-		this.name = "UnusableEventError";
-	}
-}
-
-const seatCount = (p: Record<string, unknown>) => (Array.isArray(p.seatIds) ? p.seatIds.length : 0);
 const plural = (n: number) => `${n} seat${n === 1 ? "" : "s"}`;
 
-/** The inbox entry an event produces; its dedupe key is the event id. */
-export function notificationFor(event: EventMessage): NotificationDraft {
-	const type = TYPES[event.type];
-	if (!type) throw new UnusableEventError(event.id, "type");
-	const p = event.payload;
-	const userId = p.userId;
-	if (typeof userId !== "string" || userId.length === 0) throw new UnusableEventError(event.id, "userId");
-	const amount = typeof p.amount === "number" ? p.amount : undefined;
-	const reservationId = typeof p.reservationId === "string" ? p.reservationId : undefined;
+/**
+ * The inbox entry an event produces; its dedupe key is the event id. The payload was checked against the catalog
+ * before it got here (the consumer mixin), so its fields are read as the catalog types them.
+ */
+export function notificationFor(event: CatalogEvent<InboxEventType>): NotificationDraft {
+	const data: Record<string, unknown> = { eventType: event.type, reservationId: event.payload.reservationId ?? undefined };
 	let message: string;
-	switch (type) {
-		case "RESERVATION_HELD":
-			message = `${plural(seatCount(p))} held for you until ${String(p.expiresAt ?? "the hold expires")}. Pay to confirm.`;
+	switch (event.type) {
+		case "reservation.held":
+			message = `${plural(event.payload.seatIds.length)} held for you until ${event.payload.expiresAt}. Pay to confirm.`;
 			break;
-		case "RESERVATION_CONFIRMED":
-			message = `Your reservation of ${plural(seatCount(p))} is confirmed.`;
+		case "reservation.confirmed":
+			message = `Your reservation of ${plural(event.payload.seatIds.length)} is confirmed.`;
 			break;
-		case "RESERVATION_CANCELLED":
-			message =
-				typeof p.refundAmount === "number" && p.refundAmount > 0
-					? `Your reservation was cancelled; ${p.refundAmount} points are refunded.`
-					: "Your reservation was cancelled.";
+		case "reservation.cancelled": {
+			const refund = event.payload.refundAmount ?? 0;
+			message = refund > 0 ? `Your reservation was cancelled; ${refund} points are refunded.` : "Your reservation was cancelled.";
 			break;
-		case "RESERVATION_EXPIRED":
+		}
+		case "reservation.expired":
 			message = "Your reservation expired before payment; the seats were released.";
 			break;
-		case "PAYMENT_COMPLETED":
-			message = `Payment of ${amount ?? "?"} points completed.`;
+		case "payment.completed":
+			message = `Payment of ${event.payload.amount} points completed.`;
+			data.paymentId = event.payload.paymentId;
+			data.amount = event.payload.amount;
 			break;
-		case "PAYMENT_REFUNDED":
-			message = `Payment refunded: ${amount ?? "?"} points are back in your wallet.`;
+		case "payment.refunded":
+			message = `Payment refunded: ${event.payload.amount} points are back in your wallet.`;
+			data.paymentId = event.payload.paymentId;
+			data.amount = event.payload.amount;
 			break;
-		default:
-			message = event.type;
 	}
-	const data: Record<string, unknown> = { eventType: event.type };
-	if (reservationId) data.reservationId = reservationId;
-	if (typeof p.paymentId === "string") data.paymentId = p.paymentId;
-	if (typeof p.concertId === "string") data.concertId = p.concertId;
-	if (amount !== undefined) data.amount = amount;
-	return { userId, type, message, data, dedupeKey: event.id };
+	if ("concertId" in event.payload) data.concertId = event.payload.concertId;
+	if (event.type.startsWith("reservation.")) data.amount = event.payload.amount;
+	if (data.reservationId === undefined) delete data.reservationId;
+	return { userId: event.payload.userId, type: TYPES[event.type], message, data, dedupeKey: event.id };
 }
 
 export interface SagaFailed {

@@ -12,7 +12,7 @@ import { QueryTypes, UniqueConstraintError } from "sequelize";
 import { DataTypes } from "sequelize";
 import { NotFoundError } from "../../lib/errors";
 import { EventConsumerMixin, DEAD_LETTERED, type EventConsumerVars } from "../../mixins/event-consumer.mixin";
-import type { EventMessage } from "../../lib/events/types";
+import type { CatalogEvent } from "../../lib/events/catalog";
 import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
@@ -23,6 +23,7 @@ import {
 	notificationFor,
 	sagaFailedAlert,
 	type EventDeadLettered,
+	type InboxEventType,
 	type NotificationDraft,
 	type SagaFailed
 } from "./notification.domain";
@@ -38,8 +39,8 @@ interface Row {
 }
 interface NotificationMethods {
 	saveNotification(draft: NotificationDraft): Promise<boolean>;
-	fromEvent(event: EventMessage): Promise<void>;
-	fromSagaFailed(event: EventMessage): Promise<void>;
+	fromEvent(event: CatalogEvent<InboxEventType>): Promise<void>;
+	fromSagaFailed(event: CatalogEvent<"saga.failed">): Promise<void>;
 	page(where: string, args: unknown[], p: PageParams, withData: boolean): Promise<unknown>;
 }
 type This = PlatformVars & DbVars & EventConsumerVars & NotificationMethods;
@@ -179,15 +180,13 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 	},
 
 	methods: {
-		async fromEvent(this: This, event: EventMessage) {
+		async fromEvent(this: This, event: CatalogEvent<InboxEventType>) {
 			await this.saveNotification(notificationFor(event));
 		},
 
 		/** saga.failed from the saga service's outbox (the durable copy of the broker event above). */
-		async fromSagaFailed(this: This, event: EventMessage) {
-			const p = event.payload as Partial<SagaFailed>;
-			if (typeof p.sagaId !== "string") throw new Error(`event ${event.id}: saga.failed without sagaId`);
-			await this.saveNotification(sagaFailedAlert(p as SagaFailed));
+		async fromSagaFailed(this: This, event: CatalogEvent<"saga.failed">) {
+			await this.saveNotification(sagaFailedAlert(event.payload));
 		},
 
 		/** Inserts once per dedupe key; answers false when it was already there. */

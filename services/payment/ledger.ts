@@ -307,7 +307,7 @@ export class PaymentLedger {
 					paymentId: p.id,
 					sagaId: p.saga_id,
 					reservationId: p.reservation_id,
-					userId: p.user_id,
+					userId: p.user_id!,
 					amount,
 					transactionId: txId,
 					balanceAfter: balance,

@@ -1,4 +1,5 @@
 /** Pure rules of the ranking context, tested without a broker. */
+import { payloadProblems, type CatalogEvent } from "../../lib/events/catalog";
 import type { EventMessage } from "../../lib/events/types";
 import type { ConcertScore, ReservationState } from "./ranking.store";
 
@@ -9,27 +10,31 @@ export class MalformedEventError extends Error {
 	}
 }
 
+/** Reservation events the ranking follows, and rebuilds from. */
+export const RANKED_EVENTS = ["reservation.confirmed", "reservation.cancelled", "reservation.expired"] as const;
+export type RankedEventType = (typeof RANKED_EVENTS)[number];
+
+/**
+ * An event (delivered, or read from the reservations' outbox by the rebuild) as a ranked catalog event: its type is
+ * one the ranking follows, its payload passes the catalog's schema, its version is one. MalformedEventError names
+ * what is wrong otherwise.
+ */
+export function rankedEvent(event: EventMessage): CatalogEvent<RankedEventType> {
+	if (!(RANKED_EVENTS as readonly string[]).includes(event.type)) throw new MalformedEventError(event.id, "type");
+	const problems = payloadProblems(event.type as RankedEventType, event.payload);
+	if (problems.length > 0) throw new MalformedEventError(event.id, problems.join("; "));
+	if (!Number.isInteger(event.version) || event.version < 1) throw new MalformedEventError(event.id, "version");
+	return event as unknown as CatalogEvent<RankedEventType>; // checked above
+}
+
 /**
  * What a reservation event means for the ranking: confirmed counts its seats, cancelled and expired count none.
  * The version is the event's aggregate version (the reservation's).
  */
 export function reservationState(event: EventMessage): ReservationState {
-	const p = event.payload;
-	const str = (k: string) => {
-		const v = p[k];
-		if (typeof v !== "string" || v.length === 0) throw new MalformedEventError(event.id, k);
-		return v;
-	};
-	const reservationId = str("reservationId");
-	const concertId = str("concertId");
-	if (!Number.isInteger(event.version) || event.version < 1) throw new MalformedEventError(event.id, "version");
-	let seats = 0;
-	if (event.type === "reservation.confirmed") {
-		const ids = p.seatIds;
-		if (!Array.isArray(ids) || ids.length === 0) throw new MalformedEventError(event.id, "seatIds");
-		seats = ids.length;
-	}
-	return { reservationId, concertId, version: event.version, seats };
+	const e = rankedEvent(event);
+	const { reservationId, concertId, seatIds } = e.payload;
+	return { reservationId, concertId, version: e.version, seats: e.type === "reservation.confirmed" ? seatIds.length : 0 };
 }
 
 export interface RankingRow {

@@ -15,7 +15,7 @@ import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import type { ConcertApi } from "../concert/concert.api";
 import type { ReservationApi } from "../reservation/reservation.api";
 import { RankingNotReadyError, RankingRebuildRunningError, RankingTruthUnavailableError } from "./errors";
-import { MalformedEventError, rankingMismatches, rankingRows, reservationState } from "./ranking.domain";
+import { MalformedEventError, RANKED_EVENTS, rankingMismatches, rankingRows, reservationState } from "./ranking.domain";
 import { createRankingStore, rebuildRanking, type ConcertScore, type RankingStore, type ReservationState } from "./ranking.store";
 
 interface RankingVars {
@@ -41,8 +41,6 @@ type This = PlatformVars &
 
 /** A title is looked up at most once a minute per node; a missing concert is remembered as well. */
 const TITLE_TTL_MS = 60_000;
-/** Reservation events the ranking follows, and rebuilds from. */
-const RANKED_EVENTS = ["reservation.confirmed", "reservation.cancelled", "reservation.expired"];
 /** Aggregates per page of the truth (each page is one answer over NATS: about 300 bytes each). */
 const TRUTH_PAGE = 500;
 /** The build lease: a dead builder's rebuild is taken over after this long. */
@@ -57,7 +55,7 @@ async function* truthPages(call: Caller, log: This["logger"]): AsyncIterable<Res
 	for (;;) {
 		let page: { rows: EventMessage[]; next: string | null };
 		try {
-			page = await call("reservation.outboxLatest", { aggregateType: "reservation", eventTypes: RANKED_EVENTS, limit: TRUTH_PAGE, ...(after ? { after } : {}) });
+			page = await call("reservation.outboxLatest", { aggregateType: "reservation", eventTypes: [...RANKED_EVENTS], limit: TRUTH_PAGE, ...(after ? { after } : {}) });
 		} catch (err) {
 			const type = (err as { type?: string }).type;
 			if (type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE") throw new RankingTruthUnavailableError();

@@ -10,9 +10,12 @@
  */
 import type { Transaction } from "sequelize";
 import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
+import type { EventCatalog, ReservationConfirmed } from "../../lib/events/catalog";
 import { appendOutbox } from "../../lib/outbox";
 import { sqlTime, type Sql } from "../../lib/db";
 import { COUNTED_STATUSES, TRANSITIONS, type ReservationRow, type ReservationStatus, type SeatRow } from "./reservation.domain";
+
+type ReservationEventType = "reservation.held" | "reservation.confirmed" | "reservation.cancelled" | "reservation.expired";
 
 /** The fields of a reservation its events carry. */
 type EventRow = Pick<ReservationRow, "id" | "user_id" | "concert_id" | "schedule_id" | "amount">;
@@ -274,7 +277,7 @@ export class ReservationRepo {
 				t
 			);
 			const row = await this.load(id, t);
-			if (changed === 1 && row) await this.appendEvent(t, row, "reservation.confirmed");
+			if (changed === 1 && row) await this.appendEvent(t, row, "reservation.confirmed", {});
 			return { changed, row };
 		});
 	}
@@ -388,7 +391,7 @@ export class ReservationRepo {
 			);
 			if (changed !== 1) return null;
 			const current = (await this.load(id, t))!;
-			await this.appendEvent(t, current, "reservation.expired");
+			await this.appendEvent(t, current, "reservation.expired", {});
 			return current;
 		});
 	}
@@ -399,30 +402,31 @@ export class ReservationRepo {
 	 * Writes a reservation event to the outbox in the caller's transaction (seed 003's payload fields). `known`:
 	 * the seat ids and event version when the caller has them (the creating transaction), else they are read.
 	 */
-	private async appendEvent(
+	private async appendEvent<T extends ReservationEventType>(
 		t: Transaction,
 		row: EventRow,
-		eventType: string,
-		extra: Record<string, unknown> = {},
+		eventType: T,
+		extra: Omit<EventCatalog[T], keyof ReservationConfirmed>,
 		known: { version?: number; seatIds?: string[] } = {}
 	): Promise<void> {
 		const seatIds =
 			known.seatIds ??
 			(await this.sql.select<SeatRow>("SELECT * FROM reservation_seats WHERE reservation_id = ? ORDER BY label", [row.id], t)).map(s => s.seat_id);
+		const base: ReservationConfirmed = {
+			reservationId: row.id,
+			userId: row.user_id,
+			concertId: row.concert_id,
+			scheduleId: row.schedule_id,
+			seatIds,
+			amount: Number(row.amount)
+		};
 		await appendOutbox(this.sql, t, {
 			aggregateType: "reservation",
 			aggregateId: row.id,
 			version: known.version,
 			eventType,
-			payload: {
-				reservationId: row.id,
-				userId: row.user_id,
-				concertId: row.concert_id,
-				scheduleId: row.schedule_id,
-				seatIds,
-				amount: Number(row.amount),
-				...extra
-			}
+			// The common fields are a ReservationConfirmed's; the compiler checks `extra` against the rest of T's.
+			payload: { ...base, ...extra } as EventCatalog[T]
 		});
 	}
 }

@@ -13,7 +13,7 @@ import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { EventConsumerMixin } from "../../mixins/event-consumer.mixin";
-import type { EventMessage } from "../../lib/events/types";
+import type { CatalogEvent } from "../../lib/events/catalog";
 import type { ConcertApi } from "../concert/concert.api";
 import type { ReservationApi } from "../reservation/reservation.api";
 import { callPeer, ReviewExistsError, ReviewNotAllowedError } from "./errors";
@@ -30,7 +30,7 @@ interface ListParams extends PageParams {
 }
 interface ReviewMethods {
 	assertConcert(ctx: Context, concertId: string): Promise<void>;
-	withdrawReview(event: EventMessage): Promise<void>;
+	withdrawReview(event: CatalogEvent<"reservation.cancelled">): Promise<void>;
 }
 type This = PlatformVars & DbVars & ReviewMethods;
 
@@ -136,9 +136,8 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 		 * A booking was cancelled (and refunded): the review it allowed goes, unless the user still holds another
 		 * confirmed booking of the concert. Idempotent: a redelivery finds nothing to delete.
 		 */
-		async withdrawReview(this: This & { broker: { call: Context["call"] } }, event: EventMessage) {
-			const { userId, concertId } = event.payload as { userId?: unknown; concertId?: unknown };
-			if (typeof userId !== "string" || typeof concertId !== "string") return;
+		async withdrawReview(this: This & { broker: { call: Context["call"] } }, event: CatalogEvent<"reservation.cancelled">) {
+			const { userId, concertId } = event.payload;
 			const { confirmed } = await callerOf<ReservationApi>(this.broker)("reservation.hasConfirmed", { userId, concertId });
 			if (confirmed) return;
 			await this.sequelize.query("DELETE FROM reviews WHERE user_id = ? AND concert_id = ?", { replacements: [userId, concertId] });

@@ -15,7 +15,7 @@ import { connect } from "nats";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { PacketAuthMiddleware } from "../../lib/cluster-auth";
 import { adminToken, balance, ownConcert, pay, reservation, reserve, seats, shopper, type Shopper } from "../support/booking";
-import { makeEvent, publishRaw } from "../support/events";
+import { catalogEvent, publishRaw } from "../support/events";
 import { gatewayUrl, http, TEST_CLUSTER_SECRET, testEnv, waitFor, type TestEnv } from "../support/harness";
 import { freePort, startNatsServer, type PrivateNats } from "../support/nats-server";
 
@@ -221,7 +221,7 @@ describe("cluster membership over an authenticated NATS", () => {
 	it("when events reach JetStream unsigned or signed with another secret, then the consumers drop them: no ranking, no notification", async () => {
 		const before = await world();
 		const forged = (n: number) =>
-			makeEvent("reservation.confirmed", `forged-${n}-${crypto.randomUUID()}`, 2, {
+			catalogEvent("reservation.confirmed", `forged-${n}-${crypto.randomUUID()}`, 2, {
 				reservationId: `forged-${n}`,
 				userId: victim.userId,
 				concertId,
@@ -236,11 +236,13 @@ describe("cluster membership over an authenticated NATS", () => {
 		await publishRaw(
 			env.config.namespace,
 			[
-				makeEvent("reservation.confirmed", `marker-${crypto.randomUUID()}`, 2, {
+				catalogEvent("reservation.confirmed", `marker-${crypto.randomUUID()}`, 2, {
 					reservationId: "marker",
 					userId: "nobody",
 					concertId: "marker-concert",
-					seatIds: ["m"]
+					scheduleId: "marker-schedule",
+					seatIds: ["m"],
+					amount: 100
 				})
 			],
 			TEST_CLUSTER_SECRET,

@@ -10,7 +10,7 @@ import type { ServiceBroker } from "moleculer";
 import { FakeConcertService, FakeReservationService } from "../support/event-services/fakes.service";
 import { ProducerService, PRODUCER_PREFIX } from "../support/event-services/producer.service";
 import { sinkSchema, type SinkStats } from "../support/event-services/sink.service";
-import { deleteEventStreams, EventNodes, makeEvent, publishRaw, streamEvents, tokenFor } from "../support/events";
+import { deleteEventStreams, EventNodes, catalogEvent, publishRaw, streamEvents, tokenFor } from "../support/events";
 import { userDirectory } from "../support/queue";
 import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
 
@@ -99,10 +99,10 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		const user = tokenFor(env);
 		// Each reservation: held (v1), confirmed (v2); every even one then cancelled (v3). 2 seats each.
 		const lifecycle = (k: number): Spec[] => {
-			const p = { reservationId: `outage-${k}`, userId: user.id, concertId: "c-outage", scheduleId: "s", seatIds: ["a", "b"] };
+			const p = { reservationId: `outage-${k}`, userId: user.id, concertId: "c-outage", scheduleId: "s", seatIds: ["a", "b"], amount: 20 };
 			const out: Spec[] = [
 				{ eventType: "reservation.held", payload: { ...p, reservedAt: new Date().toISOString(), expiresAt: new Date().toISOString() } },
-				{ eventType: "reservation.confirmed", payload: { ...p, amount: 20 } }
+				{ eventType: "reservation.confirmed", payload: p }
 			];
 			if (k % 2 === 0) out.push({ eventType: "reservation.cancelled", payload: { ...p, wasConfirmed: true, refundAmount: 20, reason: "USER" } });
 			return out;
@@ -216,7 +216,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 	async function settle() {
 		const marker = `c-marker-${Math.random().toString(36).slice(2)}`;
 		await publishRaw(env.config.namespace, [
-			makeEvent("reservation.confirmed", `m-${marker}`, 2, { reservationId: `m-${marker}`, userId: "nobody", concertId: marker, seatIds: ["s1"] })
+			catalogEvent("reservation.confirmed", `m-${marker}`, 2, { reservationId: `m-${marker}`, userId: "nobody", concertId: marker, scheduleId: "s", seatIds: ["s1"], amount: 100 })
 		]);
 		await waitFor(async () => (await rankingScore(marker)) === 1, 10_000, "the marker");
 		// A sleep on purpose: a late second apply of an earlier event (in flight on the group's other node) has time to show.
@@ -225,7 +225,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 
 	it("when the same confirmation is delivered 3 times, then ranking, inbox and sink apply it once", async () => {
 		const user = tokenFor(env);
-		const e = makeEvent("reservation.confirmed", "r-dup", 2, {
+		const e = catalogEvent("reservation.confirmed", "r-dup", 2, {
 			reservationId: "r-dup",
 			userId: user.id,
 			concertId: "c-dup",
@@ -253,10 +253,10 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 	}, 30_000);
 
 	it("when a cancel arrives before its confirm (and again later), then the ranking never counts the cancelled seats", async () => {
-		const base = { userId: "u-order", concertId: "c-order", scheduleId: "s" };
+		const base = { userId: "u-order", concertId: "c-order", scheduleId: "s", amount: 300 };
 		await publishRaw(env.config.namespace, [
-			makeEvent("reservation.confirmed", "r-keep", 2, { ...base, reservationId: "r-keep", seatIds: ["k1"] }),
-			makeEvent("reservation.cancelled", "r-late", 3, {
+			catalogEvent("reservation.confirmed", "r-keep", 2, { ...base, reservationId: "r-keep", seatIds: ["k1"] }),
+			catalogEvent("reservation.cancelled", "r-late", 3, {
 				...base,
 				reservationId: "r-late",
 				seatIds: ["x", "y", "z"],
@@ -264,14 +264,14 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 				refundAmount: 300,
 				reason: "USER"
 			}),
-			makeEvent("reservation.confirmed", "r-late", 2, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"] })
+			catalogEvent("reservation.confirmed", "r-late", 2, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"] })
 		]);
 		await waitFor(async () => (await rankingScore("c-order")) === 1, 10_000, "the kept reservation counted");
 		await settle();
 		expect(await rankingScore("c-order")).toBe(1);
 		// The cancel once more (a redelivery): no deflation below the truth either.
 		await publishRaw(env.config.namespace, [
-			makeEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, reason: "USER" })
+			catalogEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, reason: "USER" })
 		]);
 		await settle();
 		expect(await rankingScore("c-order")).toBe(1);
@@ -329,7 +329,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		expect(rows.map(r => r.rank)).toEqual(rows.map((_, i) => i + 1));
 		await a.call("concert.fakeDown", { down: true });
 		await publishRaw(env.config.namespace, [
-			makeEvent("reservation.confirmed", "r-fresh", 2, { reservationId: "r-fresh", userId: "u", concertId: "c-fresh", seatIds: ["1", "2", "3"] })
+			catalogEvent("reservation.confirmed", "r-fresh", 2, { reservationId: "r-fresh", userId: "u", concertId: "c-fresh", scheduleId: "s", seatIds: ["1", "2", "3"], amount: 300 })
 		]);
 		await waitFor(async () => (await rankingScore("c-fresh")) === 3, 10_000, "c-fresh scored");
 		rows = (await http("GET", `${api}/rankings/concerts?limit=100`)).body;
@@ -360,23 +360,25 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		const u1 = tokenFor(env);
 		const u2 = tokenFor(env);
 		await publishRaw(env.config.namespace, [
-			makeEvent("reservation.held", "r-in", 1, {
+			catalogEvent("reservation.held", "r-in", 1, {
 				reservationId: "r-in",
 				userId: u1.id,
 				concertId: "c-in",
 				scheduleId: "s",
 				seatIds: ["a"],
+				amount: 100,
 				reservedAt: new Date().toISOString(),
 				expiresAt: new Date().toISOString()
 			}),
-			makeEvent("payment.completed", "p-in", 1, {
+			catalogEvent("payment.completed", "p-in", 1, {
 				paymentId: "p-in",
+				sagaId: "g-in",
 				reservationId: "r-in",
 				userId: u1.id,
 				amount: 100,
 				paymentDate: new Date().toISOString()
 			}),
-			makeEvent("reservation.expired", "r-in2", 2, { reservationId: "r-in2", userId: u1.id, concertId: "c-in", scheduleId: "s", seatIds: ["b"] })
+			catalogEvent("reservation.expired", "r-in2", 2, { reservationId: "r-in2", userId: u1.id, concertId: "c-in", scheduleId: "s", seatIds: ["b"], amount: 100 })
 		]);
 		await waitFor(async () => (await http("GET", `${api}/notifications`, { token: u1.token })).body.total === 3, 10_000, "3 notifications");
 		const page = await http("GET", `${api}/notifications?page=2&pageSize=2`, { token: u1.token });
@@ -407,7 +409,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		// The durable copy of the same alert (the saga service's outbox): still one alert.
 		await publishRaw(env.config.namespace, [
 			{
-				...makeEvent("saga.failed", "saga-x", 1, {
+				...catalogEvent("saga.failed", "saga-x", 1, {
 					sagaId: "saga-x",
 					type: "ConfirmReservation",
 					key: "k",
@@ -422,7 +424,7 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		// A saga failure known only from the outbox (its broker event was lost): alerted too.
 		await publishRaw(env.config.namespace, [
 			{
-				...makeEvent("saga.failed", "saga-y", 1, {
+				...catalogEvent("saga.failed", "saga-y", 1, {
 					sagaId: "saga-y",
 					type: "CancelReservation",
 					key: "k2",

@@ -9,7 +9,7 @@ import { EventSigner } from "../../lib/cluster-auth";
 import { JetStreamEventBus } from "../../lib/events";
 import { createStore } from "../../lib/store";
 import { FakeConcertService, FakeReservationService, type FakeReservation } from "../support/event-services/fakes.service";
-import { deleteEventStreams, EventNodes, makeEvent, publishRaw } from "../support/events";
+import { deleteEventStreams, EventNodes, catalogEvent, publishRaw } from "../support/events";
 import { TEST_CLUSTER_SECRET, testEnv, waitFor, type TestEnv } from "../support/harness";
 import { NATS_URL } from "../support/isolation";
 
@@ -35,20 +35,22 @@ describe("ranking rebuild (cluster: Redis, NATS JetStream)", () => {
 	const score = async (concertId: string) =>
 		(await a.call<{ concertId: string; score: number }[], object>("ranking.concerts", { limit: 100 })).find(r => r.concertId === concertId)?.score ?? 0;
 	const confirmed = (reservationId: string, concertId: string, seats: number) =>
-		makeEvent("reservation.confirmed", reservationId, 2, {
-			reservationId,
-			userId: "u",
-			concertId,
-			scheduleId: "s",
-			seatIds: Array.from({ length: seats }, (_, i) => `s${i}`)
-		});
-	const cancelled = (reservationId: string, concertId: string, seats: number) =>
-		makeEvent("reservation.cancelled", reservationId, 3, {
+		catalogEvent("reservation.confirmed", reservationId, 2, {
 			reservationId,
 			userId: "u",
 			concertId,
 			scheduleId: "s",
 			seatIds: Array.from({ length: seats }, (_, i) => `s${i}`),
+			amount: 100 * seats
+		});
+	const cancelled = (reservationId: string, concertId: string, seats: number) =>
+		catalogEvent("reservation.cancelled", reservationId, 3, {
+			reservationId,
+			userId: "u",
+			concertId,
+			scheduleId: "s",
+			seatIds: Array.from({ length: seats }, (_, i) => `s${i}`),
+			amount: 100 * seats,
 			wasConfirmed: true,
 			reason: "USER"
 		});

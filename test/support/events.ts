@@ -9,7 +9,7 @@ import { connect, headers, JSONCodec } from "nats";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../../moleculer.config";
 import { signAccessToken } from "../../lib/auth";
-import { JetStreamEventBus, streamNames, type EventMessage } from "../../lib/events";
+import { JetStreamEventBus, streamNames, type CatalogEvent, type CatalogEventType, type EventCatalog, type EventMessage } from "../../lib/events";
 import { EventSigner } from "../../lib/cluster-auth";
 import { TEST_CLUSTER_SECRET, type TestEnv } from "./harness";
 import { mintUser } from "./queue";
@@ -60,6 +60,11 @@ export function makeEvent(type: string, aggregateId: string, version: number, pa
 		createdAt: new Date(Date.now() + seq++).toISOString(),
 		payload: { ...payload, eventId: id, version }
 	};
+}
+
+/** `makeEvent` for a catalog event, its payload typed (and so checked by the compiler) by the event's name. */
+export function catalogEvent<T extends CatalogEventType>(type: T, aggregateId: string, version: number, payload: EventCatalog[T]): CatalogEvent<T> & EventMessage {
+	return makeEvent(type, aggregateId, version, payload as unknown as Record<string, unknown>) as CatalogEvent<T> & EventMessage;
 }
 
 /**

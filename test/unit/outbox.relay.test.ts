@@ -10,7 +10,7 @@ import os from "os";
 import path from "path";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { EventMessage } from "../../lib/events/types";
-import { appendOutbox, outboxMigration, OutboxRelay, outboxStats, type RelayClock } from "../../lib/outbox";
+import { appendAnyOutbox, outboxMigration, OutboxRelay, outboxStats, type RelayClock } from "../../lib/outbox";
 import { createSequelize, migrate, Sql } from "../../lib/db";
 import { waitFor } from "../support/harness";
 
@@ -95,7 +95,7 @@ describe("outbox relay (SQLite)", () => {
 		db
 			.transaction(async t => {
 				const out = [];
-				for (let i = 0; i < n; i++) out.push(await appendOutbox(db, t, { aggregateType: "reservation", aggregateId, eventType: "test.happened", payload: { i } }));
+				for (let i = 0; i < n; i++) out.push(await appendAnyOutbox(db, t, { aggregateType: "reservation", aggregateId, eventType: "test.happened", payload: { i } }));
 				if (rollback) throw new Error("rolled back");
 				return out;
 			})
@@ -213,9 +213,9 @@ describe("outbox relay (SQLite)", () => {
 	});
 
 	it("when a caller passes a version the aggregate already has, then the unique index refuses the event", async () => {
-		await db.transaction(t => appendOutbox(db, t, { aggregateType: "payment", aggregateId: "p1", version: 1, eventType: "test.happened", payload: {} }));
+		await db.transaction(t => appendAnyOutbox(db, t, { aggregateType: "payment", aggregateId: "p1", version: 1, eventType: "test.happened", payload: {} }));
 		await expect(
-			db.transaction(t => appendOutbox(db, t, { aggregateType: "payment", aggregateId: "p1", version: 1, eventType: "test.happened", payload: {} }))
+			db.transaction(t => appendAnyOutbox(db, t, { aggregateType: "payment", aggregateId: "p1", version: 1, eventType: "test.happened", payload: {} }))
 		).rejects.toThrow();
 		expect(await unprocessed()).toBe(1);
 	});

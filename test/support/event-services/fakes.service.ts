@@ -94,7 +94,16 @@ export const FakeReservationService: ServiceSchema<Record<string, never>, Record
 					aggregateId: r.reservationId,
 					version: r.version,
 					createdAt: new Date().toISOString(),
-					payload: { reservationId: r.reservationId, userId: "u", concertId: r.concertId, scheduleId: "s", seatIds: Array.from({ length: r.seats }, (_, i) => `seat-${i}`) }
+					// As the real producer writes it (the ranking checks it against the catalog).
+					payload: {
+						reservationId: r.reservationId,
+						userId: "u",
+						concertId: r.concertId,
+						scheduleId: "s",
+						seatIds: Array.from({ length: r.type === "reservation.confirmed" ? r.seats : Math.max(1, r.seats) }, (_, i) => `seat-${i}`),
+						amount: 100 * r.seats,
+						...(r.type === "reservation.cancelled" ? { wasConfirmed: true, reason: "USER" } : {})
+					}
 				}));
 				return { rows, next: page.length === limit ? page[page.length - 1].reservationId : null };
 			}

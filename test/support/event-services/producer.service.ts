@@ -12,7 +12,7 @@ import { Errors } from "moleculer";
 import { QueryTypes } from "sequelize";
 import { DataTypes } from "sequelize";
 import type { EventMessage } from "../../../lib/events/types";
-import { appendOutbox, outboxMigration } from "../../../lib/outbox";
+import { appendAnyOutbox, outboxMigration } from "../../../lib/outbox";
 import type { Migration } from "../../../lib/db";
 import { DbMixin, type DbVars } from "../../../mixins/db.mixin";
 import { OutboxRelayMixin, type OutboxRelayVars } from "../../../mixins/outbox.mixin";
@@ -70,7 +70,7 @@ export const ProducerService: ServiceSchema<Record<string, never>, Record<string
 						: "INSERT INTO ev_aggregates (id, version) VALUES (?, 1) ON DUPLICATE KEY UPDATE version = version + 1";
 				return this.sequelize.transaction(async t => {
 					await this.sequelize.query(upsert, { replacements: [aggregateId], transaction: t });
-					return appendOutbox(this.sequelize, t, { aggregateType: "reservation", aggregateId, eventType, payload });
+					return appendAnyOutbox(this.sequelize, t, { aggregateType: "reservation", aggregateId, eventType, payload });
 				});
 			}
 		},
