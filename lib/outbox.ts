@@ -27,18 +27,6 @@ export interface OutboxEventInput<T extends CatalogEventType = CatalogEventType>
 	version?: number;
 }
 
-export interface OutboxRow {
-	id: string;
-	aggregate_type: string;
-	aggregate_id: string;
-	event_type: string;
-	payload: string;
-	version: number;
-	processed: boolean | number;
-	created_at: Date | string;
-	processed_at: Date | string | null;
-}
-
 export const outboxMigration: Migration = {
 	name: "000_outbox_events",
 	async up(qi, T) {

@@ -134,7 +134,7 @@ export class PaymentLedger {
 		this.balanceLimit = deps.balanceLimit ?? BALANCE_LIMIT;
 	}
 
-	// ---- money moves ----
+	// Money moves
 
 	/** Credits `amount` once per (user, key); the same key again answers the first result. */
 	async charge(userId: string, key: string, amount: number): Promise<ChargeResult> {
@@ -319,7 +319,7 @@ export class PaymentLedger {
 		return result;
 	}
 
-	// ---- reads ----
+	// Reads
 
 	async balance(userId: string): Promise<{ userId: string; balance: number }> {
 		const [row] = await this.select<{ balance: number }>("SELECT balance FROM wallets WHERE user_id = ?", [userId]);
@@ -418,7 +418,7 @@ export class PaymentLedger {
 		);
 	}
 
-	// ---- helpers ----
+	// Helpers
 
 	private replayCharge(prior: LedgerRow, amount: number): ChargeResult {
 		if (chargeReplay({ amount: Number(prior.amount) }, amount) === "reused") {
