@@ -61,21 +61,14 @@ async function main(): Promise<void> {
 			return tx(async c => {
 				const id = crypto.randomUUID();
 				const t = now();
-				await c.execute("INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'COMPLETED', ?, ?)", [
-					id,
-					req.reservationId,
-					req.reservationId,
-					req.userId,
-					req.amount,
-					t,
-					t
-				]);
-				const [res] = await c.execute("UPDATE wallets SET balance = balance - ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance >= ?", [
-					req.amount,
-					t,
-					req.userId,
-					req.amount
-				]);
+				await c.execute(
+					"INSERT INTO payments (id, saga_id, reservation_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'COMPLETED', ?, ?)",
+					[id, req.reservationId, req.reservationId, req.userId, req.amount, t, t]
+				);
+				const [res] = await c.execute(
+					"UPDATE wallets SET balance = balance - ?, version = version + 1, updated_at = ? WHERE user_id = ? AND balance >= ?",
+					[req.amount, t, req.userId, req.amount]
+				);
 				if ((res as mysql.ResultSetHeader).affectedRows !== 1) throw new Error("insufficient points");
 				const [rows] = await c.execute("SELECT balance FROM wallets WHERE user_id = ?", [req.userId]);
 				const balance = Number((rows as { balance: number }[])[0].balance);
@@ -89,7 +82,10 @@ async function main(): Promise<void> {
 		async reserve(req) {
 			return tx(async c => {
 				const t = now();
-				const [res] = await c.execute("UPDATE reservations SET status = 'CONFIRMED', updated_at = ? WHERE id = ? AND status = 'PAYING'", [t, req.reservationId]);
+				const [res] = await c.execute("UPDATE reservations SET status = 'CONFIRMED', updated_at = ? WHERE id = ? AND status = 'PAYING'", [
+					t,
+					req.reservationId
+				]);
 				if ((res as mysql.ResultSetHeader).affectedRows !== 1) throw new Error("not payable");
 				await c.execute(
 					"INSERT INTO outbox_events (id, aggregate_type, aggregate_id, event_type, payload, version, processed, created_at) VALUES (?, 'reservation', ?, 'reservation.confirmed', ?, 2, 0, ?)",

@@ -36,7 +36,13 @@ const ROOT = path.resolve(__dirname, "..");
 const codec = JSONCodec<Record<string, unknown>>();
 const PRICE = 1000;
 
-export async function runBaseline(opts: { concurrency: number; total: number; workers: number; log: (s: string) => void; onStop: (fn: () => Promise<void>) => void }): Promise<BaselineResult> {
+export async function runBaseline(opts: {
+	concurrency: number;
+	total: number;
+	workers: number;
+	log: (s: string) => void;
+	onStop: (fn: () => Promise<void>) => void;
+}): Promise<BaselineResult> {
 	const id = `b${Date.now().toString(36)}${crypto.randomBytes(2).toString("hex")}`;
 	const db = `${id}_base`;
 	const prefix = `crp-bench:${id}:`;
@@ -82,7 +88,9 @@ export async function runBaseline(opts: { concurrency: number; total: number; wo
 		for (let i = 0; i < items.length; i += 500) {
 			const chunk = items.slice(i, i + 500);
 			await admin.query("INSERT INTO wallets (user_id, balance, version, updated_at) VALUES ?", [chunk.map(it => [it.userId, 10 * PRICE, 0, now])]);
-			await admin.query("INSERT INTO reservations (id, user_id, status, amount, updated_at) VALUES ?", [chunk.map(it => [it.reservationId, it.userId, "PAYING", it.amount, now])]);
+			await admin.query("INSERT INTO reservations (id, user_id, status, amount, updated_at) VALUES ?", [
+				chunk.map(it => [it.reservationId, it.userId, "PAYING", it.amount, now])
+			]);
 			const p = redis.pipeline();
 			for (const it of chunk) {
 				p.set(`${prefix}hold:${it.scheduleId}:${it.seatId}`, it.reservationId, "EX", 3600);
@@ -131,7 +139,12 @@ export async function runBaseline(opts: { concurrency: number; total: number; wo
 		const servers = [...serverPids(), { name: "bench (load generator)", pid: process.pid }];
 		const srv0 = servers.map(p => cpuSecondsOf(p.pid) ?? 0);
 		const mach0 = machineJiffies();
-		const bar = new Progress("baseline", opts.total, () => rec.count, () => `${rec.errors} errors`);
+		const bar = new Progress(
+			"baseline",
+			opts.total,
+			() => rec.count,
+			() => `${rec.errors} errors`
+		);
 		const seconds = await closedLoop(opts.concurrency, opts.total, async i => confirm(seq + i, rec));
 		bar.stop();
 		const cpu = Object.fromEntries(workers.map((w, k) => [`worker-${k + 1}`, Number(((cpuSecondsOf(w.pid!) ?? 0) - cpu0[k]).toFixed(2))]));
@@ -171,9 +184,21 @@ export async function runBaseline(opts: { concurrency: number; total: number; wo
 		const holdsLeft = (await redis.keys(`${prefix}hold:*`)).length;
 		const activeLeft = await redis.zcard(`${prefix}queue:concert:active`);
 		const checks: Check[] = [
-			{ name: "baseline: each confirmation once", ok: Number(r.confirmed) === total && Number(r.outbox) === total && okCount === total, details: `${r.confirmed} confirmed, ${r.outbox} outbox rows, ${okCount} answered ok of ${total}` },
-			{ name: "baseline: money conserved", ok: Number(r.debits) === total * PRICE && Number(r.wallets) === total * 9 * PRICE, details: `debits ${r.debits}, wallets ${r.wallets}` },
-			{ name: "baseline: holds and tokens released", ok: holdsLeft === 0 && activeLeft === 0, details: `${holdsLeft} holds, ${activeLeft} active tokens left` }
+			{
+				name: "baseline: each confirmation once",
+				ok: Number(r.confirmed) === total && Number(r.outbox) === total && okCount === total,
+				details: `${r.confirmed} confirmed, ${r.outbox} outbox rows, ${okCount} answered ok of ${total}`
+			},
+			{
+				name: "baseline: money conserved",
+				ok: Number(r.debits) === total * PRICE && Number(r.wallets) === total * 9 * PRICE,
+				details: `debits ${r.debits}, wallets ${r.wallets}`
+			},
+			{
+				name: "baseline: holds and tokens released",
+				ok: holdsLeft === 0 && activeLeft === 0,
+				details: `${holdsLeft} holds, ${activeLeft} active tokens left`
+			}
 		];
 		return {
 			workers: opts.workers,

@@ -34,7 +34,12 @@ export async function cannon(opts: {
 		]
 	});
 	instance.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => rec.add(ms, ok(status), status));
-	const bar = new Progress(opts.name, opts.seconds, () => Math.floor((performance.now() - t0) / 1000), () => `${rec.count} requests, ${rec.errors} errors`);
+	const bar = new Progress(
+		opts.name,
+		opts.seconds,
+		() => Math.floor((performance.now() - t0) / 1000),
+		() => `${rec.count} requests, ${rec.errors} errors`
+	);
 	const result = await instance;
 	bar.stop();
 	for (let i = 0; i < result.errors + result.timeouts; i++) rec.add(0, false, "connection error");

@@ -29,7 +29,13 @@ export class Sql {
 			const name = `${this.where.prefix}${db}`;
 			let conn = this.mysqlConns.get(name);
 			if (!conn) {
-				conn = mysql.createConnection({ ...MARIADB, ...(this.where.port ? { port: this.where.port } : {}), database: name, supportBigNumbers: true, bigNumberStrings: false });
+				conn = mysql.createConnection({
+					...MARIADB,
+					...(this.where.port ? { port: this.where.port } : {}),
+					database: name,
+					supportBigNumbers: true,
+					bigNumberStrings: false
+				});
 				// A connection that fails (the server restarted under a chaos run) is dropped; the next query opens another.
 				conn.then(c => c.on("error", () => this.mysqlConns.delete(name))).catch(() => this.mysqlConns.delete(name));
 				this.mysqlConns.set(name, conn);
@@ -76,7 +82,7 @@ export class Sql {
 	/** One number from the first column of the first row. */
 	async scalar(db: string, sql: string, params: unknown[] = []): Promise<number> {
 		const [row] = await this.query(db, sql, params);
-		return Number(row ? Object.values(row)[0] ?? 0 : 0);
+		return Number(row ? (Object.values(row)[0] ?? 0) : 0);
 	}
 
 	async close(): Promise<void> {
@@ -121,7 +127,10 @@ export async function commonChecks(sql: Sql, waitMs = 30_000): Promise<{ checks:
 	);
 
 	// Seats: the concert's sale rows, the reservations' CONFIRMED seats and the availability counters agree.
-	const sales = await sql.query("concert", "SELECT ss.schedule_id, ss.seat_id, ss.reservation_id, s.price FROM seat_sales ss JOIN seats s ON s.id = ss.seat_id");
+	const sales = await sql.query(
+		"concert",
+		"SELECT ss.schedule_id, ss.seat_id, ss.reservation_id, s.price FROM seat_sales ss JOIN seats s ON s.id = ss.seat_id"
+	);
 	const confirmedSeats = await sql.query(
 		"reservation",
 		"SELECT rs.reservation_id, rs.seat_id, rs.price FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id WHERE r.status = 'CONFIRMED'"

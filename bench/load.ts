@@ -19,7 +19,11 @@ export class Client {
 	private readonly base: string;
 
 	/** `timeoutMs`: how long one request may go unanswered before it fails as a client timeout (default 60 s). */
-	constructor(api: string, maxSockets: number, private readonly timeoutMs = 60_000) {
+	constructor(
+		api: string,
+		maxSockets: number,
+		private readonly timeoutMs = 60_000
+	) {
 		const url = new URL(api);
 		this.host = url.hostname;
 		this.port = Number(url.port || 80);

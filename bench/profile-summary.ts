@@ -66,7 +66,9 @@ function summarise(file: string, top: number, window?: number[]): void {
 		pkg.set(pk, (pkg.get(pk) ?? 0) + ms);
 	}
 	const busy = total - idle;
-	process.stdout.write(`\n${path.basename(file)}: ${(total / 1000).toFixed(1)} s profiled, ${(busy / 1000).toFixed(1)} s busy (${((100 * busy) / total).toFixed(0)}%)\n`);
+	process.stdout.write(
+		`\n${path.basename(file)}: ${(total / 1000).toFixed(1)} s profiled, ${(busy / 1000).toFixed(1)} s busy (${((100 * busy) / total).toFixed(0)}%)\n`
+	);
 	process.stdout.write("  by package:\n");
 	for (const [k, ms] of [...pkg.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
 		process.stdout.write(`    ${((100 * ms) / busy).toFixed(1).padStart(5)}%  ${k}\n`);
@@ -81,10 +83,14 @@ const target = process.argv[2];
 const top = Number(process.argv[3] ?? 25);
 const resultsFile = process.argv[4];
 const window = resultsFile
-	? (JSON.parse(fs.readFileSync(resultsFile, "utf8")) as { runs: { facts: { resources: { profileWindowUs: number[] } } }[] }).runs[0].facts.resources.profileWindowUs
+	? (JSON.parse(fs.readFileSync(resultsFile, "utf8")) as { runs: { facts: { resources: { profileWindowUs: number[] } } }[] }).runs[0].facts.resources
+			.profileWindowUs
 	: undefined;
 if (!target) throw new Error("usage: profile-summary.ts <dir-or-file> [top]");
 const files = fs.statSync(target).isDirectory()
-	? fs.readdirSync(target).filter(f => f.endsWith(".cpuprofile")).map(f => path.join(target, f))
+	? fs
+			.readdirSync(target)
+			.filter(f => f.endsWith(".cpuprofile"))
+			.map(f => path.join(target, f))
 	: [target];
 for (const f of files) summarise(f, top, window);

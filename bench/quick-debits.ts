@@ -84,7 +84,11 @@ async function main(): Promise<void> {
 		const results = [await run(caller, "spread", i => `spread-${i}`), await run(caller, "hot", () => "hot")];
 
 		const verify = await caller.call<{ ok: boolean }>("payment.verify");
-		const hot = await caller.call<{ balance: number }, object>("payment.balance", {}, { meta: { user: { id: "hot", email: "b@example.com", role: "user" } } });
+		const hot = await caller.call<{ balance: number }, object>(
+			"payment.balance",
+			{},
+			{ meta: { user: { id: "hot", email: "b@example.com", role: "user" } } }
+		);
 		const hotOk = hot.balance === 10_000_000 - results[1].ok;
 		console.log(
 			`payment nodes: ${NODES} (${SPAWN ? "separate processes" : "in this process"}), callers: ${CALLERS}, DB pool per node: ${POOL}, ${SECONDS} s per scenario`

@@ -112,7 +112,10 @@ async function run(mode: "embedded" | "cluster", entries: number, readSeconds: n
 
 		// Warm-up, not measured: JIT, lazily loaded modules, connections, the Lua scripts loaded, the concert id in
 		// the queue's cache. These users stay in the line, as they would in a sale.
-		await enterAll(Array.from({ length: Math.min(1000, entries) }, () => testUser(secret)), []);
+		await enterAll(
+			Array.from({ length: Math.min(1000, entries) }, () => testUser(secret)),
+			[]
+		);
 
 		const measured = await enterAll(users, tokens);
 		let t0 = performance.now();

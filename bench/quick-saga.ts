@@ -26,7 +26,8 @@ async function main(): Promise<void> {
 		await caller.waitForServices(["saga"], 20_000);
 		await sagaNode.waitForServices(["fake"], 20_000);
 		const store = (sagaNode.getLocalService("saga") as unknown as { sagaStore: SagaStore }).sagaStore;
-		const run = (b: ServiceBroker) => b.call("saga.start", { type: "Empty4", key: crypto.randomUUID(), data: {}, waitMs: 30_000 }) as Promise<{ status: string }>;
+		const run = (b: ServiceBroker) =>
+			b.call("saga.start", { type: "Empty4", key: crypto.randomUUID(), data: {}, waitMs: 30_000 }) as Promise<{ status: string }>;
 
 		for (let i = 0; i < 20; i++) await run(caller); // warm-up: pools, JIT
 

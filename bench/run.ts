@@ -181,7 +181,11 @@ async function setup(label: string, _c: Client, items: number, concurrency: numb
 }
 
 async function charge(c: Client, u: User, amount: number): Promise<void> {
-	expect(await c.request("POST", "/points/charge", { token: u.token, body: { amount }, headers: { "idempotency-key": `bench-charge-${u.id}` } }), 200, "charge");
+	expect(
+		await c.request("POST", "/points/charge", { token: u.token, body: { amount }, headers: { "idempotency-key": `bench-charge-${u.id}` } }),
+		200,
+		"charge"
+	);
 }
 
 async function enter(c: Client, u: User, concertId: string): Promise<Record<string, unknown>> {
@@ -251,7 +255,13 @@ class Sampler {
 		this.timer.unref();
 	}
 
-	async stop(): Promise<{ seconds: number; nodes: Record<string, NodeStats>; cpuPercent: Record<string, number>; mariadb: Record<string, number>; profileWindowUs: number[] }> {
+	async stop(): Promise<{
+		seconds: number;
+		nodes: Record<string, NodeStats>;
+		cpuPercent: Record<string, number>;
+		mariadb: Record<string, number>;
+		profileWindowUs: number[];
+	}> {
 		if (this.timer) clearInterval(this.timer);
 		this.signalNodes();
 		const db1 = await mariadbStatus();
@@ -281,7 +291,6 @@ class Sampler {
 	}
 }
 
-
 // Scenarios
 
 interface ScenarioResult {
@@ -298,7 +307,7 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 	const { concertId } = await createConcert(c, admin, 1, 1);
 	const warm = await createConcert(c, admin, 1, 1);
 	const users = await makeUsers(target, n);
-	const maxActive = Number(o.target === "url" ? 100 : instanceEnv(o).QUEUE_MAX_ACTIVE ?? 100);
+	const maxActive = Number(o.target === "url" ? 100 : (instanceEnv(o).QUEUE_MAX_ACTIVE ?? 100));
 
 	// Warm-up on another concert: JIT, connections, scripts, the concert-id cache.
 	const warmUsers = await makeUsers(target, Math.min(1000, n));
@@ -312,7 +321,12 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 	await sampler.start();
 	const enterRec = new Recorder("enter");
 	const entered: { status: string; position: number }[] = new Array(n);
-	const bar = new Progress("enter", n, () => enterRec.count, () => `${enterRec.errors} errors`);
+	const bar = new Progress(
+		"enter",
+		n,
+		() => enterRec.count,
+		() => `${enterRec.errors} errors`
+	);
 	const enterSecs = await closedLoop(o.concurrency, n, async i => {
 		const u = users[i];
 		try {
@@ -347,11 +361,18 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 	// FIFO: exactly maxActive ACTIVE at entry, the WAITING positions 1..n-maxActive each once; then `free` active
 	// users leave and exactly the first `free` in line (by position) become ACTIVE, the rest move up by `free`.
 	const active = entered.filter(e => e?.status === "ACTIVE").length;
-	const positions = entered.filter(e => e?.status === "WAITING").map(e => e.position).sort((a, b) => a - b);
+	const positions = entered
+		.filter(e => e?.status === "WAITING")
+		.map(e => e.position)
+		.sort((a, b) => a - b);
 	const contiguous = positions.every((p, i) => p === i + 1);
 	const checks: Check[] = [
 		{ name: "queue: admitted up to the cap at entry", ok: active === Math.min(n, maxActive), details: `${active} ACTIVE of ${n} (cap ${maxActive})` },
-		{ name: "queue: each waiting position given once (1..n)", ok: contiguous && positions.length === n - active, details: `${positions.length} WAITING, contiguous ${contiguous}` }
+		{
+			name: "queue: each waiting position given once (1..n)",
+			ok: contiguous && positions.length === n - active,
+			details: `${positions.length} WAITING, contiguous ${contiguous}`
+		}
 	];
 	const free = Math.min(50, active, n - active);
 	if (free > 0) {
@@ -360,13 +381,20 @@ async function queueScenario(o: Options, target: Target, c: Client): Promise<Sce
 		const watch = users.map((u, i) => ({ u, e: entered[i] })).filter(x => x.e?.status === "WAITING" && x.e.position <= free + 50);
 		let wrong = 0;
 		for (const { u, e } of watch) {
-			const s = expect(await c.request("GET", `/queue/tokens/${encodeURIComponent(u.queueToken!)}`, { token: u.token }), 200, "status") as { status: string; position: number };
+			const s = expect(await c.request("GET", `/queue/tokens/${encodeURIComponent(u.queueToken!)}`, { token: u.token }), 200, "status") as {
+				status: string;
+				position: number;
+			};
 			const expected = e.position <= free ? { status: "ACTIVE", position: 0 } : { status: "WAITING", position: e.position - free };
 			if (s.status !== expected.status || s.position !== expected.position) wrong++;
 		}
 		checks.push({ name: "queue: FIFO kept on admission", ok: wrong === 0, details: `${free} left; ${watch.length} watched, ${wrong} out of order` });
 	}
-	checks.push({ name: "queue: no failed request", ok: enterRec.errors === 0 && readRec.errors === 0, details: `enter ${JSON.stringify(enterRec.statuses)}, read ${JSON.stringify(readRec.statuses)}` });
+	checks.push({
+		name: "queue: no failed request",
+		ok: enterRec.errors === 0 && readRec.errors === 0,
+		details: `enter ${JSON.stringify(enterRec.statuses)}, read ${JSON.stringify(readRec.statuses)}`
+	});
 	// The ceiling of this machine for any HTTP read: a bare node:http server in its own process answering a
 	// token-status-sized JSON, driven by the same client at the same concurrency for the same time.
 	const bare = await bareHttpReference(o.concurrency, Math.min(o.seconds, 5));
@@ -428,19 +456,36 @@ async function holdScenario(o: Options, target: Target, c: Client): Promise<Scen
 	const warmUsers = await makeUsers(target, Math.min(200, warmSeats.length));
 	await setup("warm-up", c, warmUsers.length, o.concurrency, async i => {
 		await enter(c, warmUsers[i], warm.concertId);
-		expect(await c.request("POST", "/reservations", { token: warmUsers[i].token, body: { scheduleId: warm.scheduleIds[0], seatIds: [warmSeats[i].id] }, headers: { "x-queue-token": warmUsers[i].queueToken! } }), 201, "warm-up hold");
+		expect(
+			await c.request("POST", "/reservations", {
+				token: warmUsers[i].token,
+				body: { scheduleId: warm.scheduleIds[0], seatIds: [warmSeats[i].id] },
+				headers: { "x-queue-token": warmUsers[i].queueToken! }
+			}),
+			201,
+			"warm-up hold"
+		);
 	});
 
 	const sampler = new Sampler(target);
 	await sampler.start();
 	const rec = new Recorder("hold");
 	const winners: { user: number; seat: string }[] = [];
-	const bar = new Progress("hold race", n, () => rec.count, () => `${winners.length} winners`);
+	const bar = new Progress(
+		"hold race",
+		n,
+		() => rec.count,
+		() => `${winners.length} winners`
+	);
 	const secs = await closedLoop(o.concurrency, n, async i => {
 		const u = users[i];
 		const seat = seats[i % m].id;
 		try {
-			const r = await c.request("POST", "/reservations", { token: u.token, body: { scheduleId: scheduleIds[0], seatIds: [seat] }, headers: { "x-queue-token": u.queueToken! } });
+			const r = await c.request("POST", "/reservations", {
+				token: u.token,
+				body: { scheduleId: scheduleIds[0], seatIds: [seat] },
+				headers: { "x-queue-token": u.queueToken! }
+			});
 			const type = (r.body as { type?: string }).type;
 			rec.add(r.ms, r.status === 201 || (r.status === 409 && type === "SEAT_UNAVAILABLE"), r.status === 409 ? `409 ${type}` : r.status);
 			if (r.status === 201) winners.push({ user: i, seat });
@@ -461,7 +506,12 @@ async function holdScenario(o: Options, target: Target, c: Client): Promise<Scen
 		{ name: "hold: every loser got 409 SEAT_UNAVAILABLE", ok: rec.errors === 0, details: JSON.stringify(rec.statuses) }
 	];
 	const pending = await countPending(target);
-	if (pending !== undefined) checks.push({ name: "hold: one PENDING reservation per winner", ok: pending === winners.length + warmUsers.length, details: `${pending} PENDING (${warmUsers.length} from warm-up)` });
+	if (pending !== undefined)
+		checks.push({
+			name: "hold: one PENDING reservation per winner",
+			ok: pending === winners.length + warmUsers.length,
+			details: `${pending} PENDING (${warmUsers.length} from warm-up)`
+		});
 	return { figures: { hold: rec.figures(secs) }, facts: { users: n, seats: m, resources }, checks };
 }
 
@@ -509,8 +559,24 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 		const u = warmUsers[i];
 		await charge(c, u, 10_000);
 		await enter(c, u, warm.concertId);
-		const h = expect(await c.request("POST", "/reservations", { token: u.token, body: { scheduleId: warm.scheduleIds[0], seatIds: [warmSeats[i].id] }, headers: { "x-queue-token": u.queueToken! } }), 201, "warm-up hold");
-		expect(await c.request("POST", "/payments", { token: u.token, body: { reservationId: h.id }, headers: { "x-queue-token": u.queueToken!, "idempotency-key": `pay-${h.id}` } }), [201, 202], "warm-up pay");
+		const h = expect(
+			await c.request("POST", "/reservations", {
+				token: u.token,
+				body: { scheduleId: warm.scheduleIds[0], seatIds: [warmSeats[i].id] },
+				headers: { "x-queue-token": u.queueToken! }
+			}),
+			201,
+			"warm-up hold"
+		);
+		expect(
+			await c.request("POST", "/payments", {
+				token: u.token,
+				body: { reservationId: h.id },
+				headers: { "x-queue-token": u.queueToken!, "idempotency-key": `pay-${h.id}` }
+			}),
+			[201, 202],
+			"warm-up pay"
+		);
 	});
 
 	const sampler = new Sampler(target);
@@ -518,17 +584,30 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 	const holdRec = new Recorder("hold");
 	const payRec = new Recorder("pay");
 	const journey = new Recorder("hold + pay");
-	const bar = new Progress("checkout", n, () => journey.count, () => `${payRec.ok} confirmed, ${journey.errors} failed`);
+	const bar = new Progress(
+		"checkout",
+		n,
+		() => journey.count,
+		() => `${payRec.ok} confirmed, ${journey.errors} failed`
+	);
 	const secs = await closedLoop(o.concurrency, n, async i => {
 		const u = users[i];
 		const { scheduleId, seat } = seats[i];
 		const t0 = performance.now();
 		try {
-			const h = await c.request("POST", "/reservations", { token: u.token, body: { scheduleId, seatIds: [seat.id] }, headers: { "x-queue-token": u.queueToken! } });
+			const h = await c.request("POST", "/reservations", {
+				token: u.token,
+				body: { scheduleId, seatIds: [seat.id] },
+				headers: { "x-queue-token": u.queueToken! }
+			});
 			holdRec.add(h.ms, h.status === 201, h.status);
 			if (h.status !== 201) return journey.add(performance.now() - t0, false, `hold ${h.status}`);
 			const id = String((h.body as { id: string }).id);
-			const p = await c.request("POST", "/payments", { token: u.token, body: { reservationId: id }, headers: { "x-queue-token": u.queueToken!, "idempotency-key": `pay-${id}` } });
+			const p = await c.request("POST", "/payments", {
+				token: u.token,
+				body: { reservationId: id },
+				headers: { "x-queue-token": u.queueToken!, "idempotency-key": `pay-${id}` }
+			});
 			payRec.add(p.ms, p.status === 201 || p.status === 202, p.status);
 			// 202: the saga outlived the request's wait (8 s); the client follows the reservation until it settles,
 			// and the journey's time runs until then.
@@ -540,7 +619,13 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 	});
 	bar.stop();
 	const resources = await sampler.stop();
-	const checks: Check[] = [{ name: "checkout: every journey confirmed (201)", ok: journey.errors === 0, details: `hold ${JSON.stringify(holdRec.statuses)}, pay ${JSON.stringify(payRec.statuses)}` }];
+	const checks: Check[] = [
+		{
+			name: "checkout: every journey confirmed (201)",
+			ok: journey.errors === 0,
+			details: `hold ${JSON.stringify(holdRec.statuses)}, pay ${JSON.stringify(payRec.statuses)}`
+		}
+	];
 	return {
 		figures: { "confirmed (hold + pay)": journey.figures(secs), hold: holdRec.figures(secs), pay: payRec.figures(secs) },
 		facts: { users: n, warmUpCheckouts: warmUsers.length, resources },
@@ -590,7 +675,12 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 	let finished = 0;
 	let toldSoldOut = 0;
 	let stillWaiting = 0;
-	const bar = new Progress("flash sale", m, () => sold.size, () => `entered ${enterRec.count}, polls ${pollRec.count}, holds ${holdRec.ok}/${holdRec.count}, done ${finished}/${n}`);
+	const bar = new Progress(
+		"flash sale",
+		m,
+		() => sold.size,
+		() => `entered ${enterRec.count}, polls ${pollRec.count}, holds ${holdRec.ok}/${holdRec.count}, done ${finished}/${n}`
+	);
 	const deadline = t0 + Math.max(120, o.seconds) * 1000;
 
 	const journey = async (i: number): Promise<void> => {
@@ -626,14 +716,22 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 				return;
 			}
 			taken.add(seat.id);
-			const h = await c.request("POST", "/reservations", { token: u.token, body: { scheduleId, seatIds: [seat.id] }, headers: { "x-queue-token": u.queueToken } });
+			const h = await c.request("POST", "/reservations", {
+				token: u.token,
+				body: { scheduleId, seatIds: [seat.id] },
+				headers: { "x-queue-token": u.queueToken }
+			});
 			const type = (h.body as { type?: string }).type;
 			holdRec.add(h.ms, h.status === 201 || type === "SEAT_UNAVAILABLE" || type === "SOLD_OUT", h.status === 409 ? `409 ${type}` : h.status);
 			if (type === "SOLD_OUT") return;
 			if (h.status === 409 && type === "SEAT_UNAVAILABLE") continue;
 			if (h.status !== 201) return;
 			const id = String((h.body as { id: string }).id);
-			const p = await c.request("POST", "/payments", { token: u.token, body: { reservationId: id }, headers: { "x-queue-token": u.queueToken, "idempotency-key": `pay-${id}` } });
+			const p = await c.request("POST", "/payments", {
+				token: u.token,
+				body: { reservationId: id },
+				headers: { "x-queue-token": u.queueToken, "idempotency-key": `pay-${id}` }
+			});
 			payRec.add(p.ms, p.status === 201 || p.status === 202, p.status);
 			// 202: the saga outlived the request's wait; the client follows the reservation until it settles.
 			const confirmed = p.status === 201 || (p.status === 202 && (await settled(c, u, id)) === "CONFIRMED");
@@ -671,7 +769,11 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 			ok: soldSeatsByUser.size === sold.size,
 			details: `${soldSeatsByUser.size} buyers, ${sold.size} seats`
 		},
-		{ name: "flashsale: no unexpected answer", ok: holdRec.errors === 0 && payRec.errors === 0 && pollRec.errors === 0, details: `hold ${JSON.stringify(holdRec.statuses)}, pay ${JSON.stringify(payRec.statuses)}, poll ${JSON.stringify(pollRec.statuses)}` }
+		{
+			name: "flashsale: no unexpected answer",
+			ok: holdRec.errors === 0 && payRec.errors === 0 && pollRec.errors === 0,
+			details: `hold ${JSON.stringify(holdRec.statuses)}, pay ${JSON.stringify(payRec.statuses)}, poll ${JSON.stringify(pollRec.statuses)}`
+		}
 	];
 	return {
 		figures: {
@@ -685,7 +787,6 @@ async function flashsaleScenario(o: Options, target: Target, c: Client): Promise
 		checks
 	};
 }
-
 
 /**
  * logins: a burst of N logins at once (distinct accounts, right passwords) while other users keep reading the
@@ -708,7 +809,11 @@ async function loginsScenario(o: Options, target: Target, c: Client): Promise<Sc
 
 	const sampler = new Sampler(target);
 	await sampler.start();
-	const rec = { before: new Recorder("other requests before the burst"), during: new Recorder("other requests during the burst"), logins: new Recorder("login") };
+	const rec = {
+		before: new Recorder("other requests before the burst"),
+		during: new Recorder("other requests during the burst"),
+		logins: new Recorder("login")
+	};
 	let phase: "before" | "during" | "after" = "before";
 	let stop = false;
 	let k = 0;
@@ -747,7 +852,11 @@ async function loginsScenario(o: Options, target: Target, c: Client): Promise<Sc
 		facts: { burst: n, readers: o.concurrency, resources },
 		checks: [
 			{ name: "logins: every answer a login or a 429 (never a 5xx)", ok: refusedOk, details: JSON.stringify(logins.statuses) },
-			{ name: "logins: the other requests all answered", ok: rec.before.errors === 0 && rec.during.errors === 0, details: `before ${JSON.stringify(rec.before.statuses)}, during ${JSON.stringify(rec.during.statuses)}` }
+			{
+				name: "logins: the other requests all answered",
+				ok: rec.before.errors === 0 && rec.during.errors === 0,
+				details: `before ${JSON.stringify(rec.before.statuses)}, during ${JSON.stringify(rec.during.statuses)}`
+			}
 		]
 	};
 }
@@ -828,12 +937,18 @@ function sqlDigest(dir: string): { total: number; byDatabase: Record<string, num
 		byDatabase[db] = (byDatabase[db] ?? 0) + v;
 		total += v;
 	}
-	const top = [...sum.entries()].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).map(([statement, count]) => ({ statement: statement.replace(/^[^_]+_/, ""), count }));
+	const top = [...sum.entries()]
+		.filter(([, v]) => v > 0)
+		.sort((a, b) => b[1] - a[1])
+		.map(([statement, count]) => ({ statement: statement.replace(/^[^_]+_/, ""), count }));
 	return { total, byDatabase, top };
 }
 
 function loadAvg(): string {
-	return os.loadavg().map(l => l.toFixed(2)).join(" ");
+	return os
+		.loadavg()
+		.map(l => l.toFixed(2))
+		.join(" ");
 }
 
 async function main(): Promise<void> {
@@ -901,7 +1016,9 @@ async function main(): Promise<void> {
 		try {
 			const runs: { figures: Record<string, Figures>; facts: Record<string, unknown>; rssAfterMb: Record<string, number> }[] = [];
 			for (let r = 0; r < o.repeat; r++) {
-				const fn = { queue: queueScenario, hold: holdScenario, checkout: checkoutScenario, flashsale: flashsaleScenario, logins: loginsScenario }[o.scenario];
+				const fn = { queue: queueScenario, hold: holdScenario, checkout: checkoutScenario, flashsale: flashsaleScenario, logins: loginsScenario }[
+					o.scenario
+				];
 				const res = await fn(o, target, c);
 				checks.push(...res.checks.map(ch => (o.repeat > 1 ? { ...ch, name: `run ${r + 1}: ${ch.name}` } : ch)));
 				if (target.sql) {
@@ -913,7 +1030,11 @@ async function main(): Promise<void> {
 						if (o.scenario === "flashsale") {
 							const sold = await sql.scalar("concert", "SELECT COUNT(*) FROM seat_sales");
 							const expectedSold = Number(res.facts.expectedSold) * (r + 1);
-							checks.push({ name: `${o.repeat > 1 ? `run ${r + 1}: ` : ""}flashsale: sold exactly (database)`, ok: sold === expectedSold, details: `${sold} sale rows, expected ${expectedSold}` });
+							checks.push({
+								name: `${o.repeat > 1 ? `run ${r + 1}: ` : ""}flashsale: sold exactly (database)`,
+								ok: sold === expectedSold,
+								details: `${sold} sale rows, expected ${expectedSold}`
+							});
 						}
 					} finally {
 						await sql.close();
@@ -930,21 +1051,27 @@ async function main(): Promise<void> {
 				await sleep(300);
 				const digest = sqlDigest(sqlDir);
 				result.sqlStatements = digest;
-				process.stdout.write(`\nSQL statements sent by the nodes during the timed phase: ${digest.total} (by database: ${JSON.stringify(digest.byDatabase)})\n`);
+				process.stdout.write(
+					`\nSQL statements sent by the nodes during the timed phase: ${digest.total} (by database: ${JSON.stringify(digest.byDatabase)})\n`
+				);
 				for (const d of digest.top.slice(0, 30)) process.stdout.write(`  ${String(d.count).padStart(7)}  ${d.statement}\n`);
 			}
 			if (o.metricsPort > 0) {
 				const digest = await metricsDigest(o.metricsPort, Math.max(1, target.nodes().length));
 				result.metrics = digest;
 				process.stdout.write(`\nwhere the time goes (metrics endpoints, whole run incl. setup; top 25 by total time)\n`);
-				for (const d of digest.slice(0, 25)) process.stdout.write(`  ${d.name.padEnd(60)} ${String(d.calls).padStart(7)} calls  mean ${String(d.meanMs).padStart(8)} ms  total ${d.totalS} s\n`);
+				for (const d of digest.slice(0, 25))
+					process.stdout.write(
+						`  ${d.name.padEnd(60)} ${String(d.calls).padStart(7)} calls  mean ${String(d.meanMs).padStart(8)} ms  total ${d.totalS} s\n`
+					);
 			}
 			const peak = Object.fromEntries(target.nodes().map(p => [p.name, Math.round(memoryOf(p.pid)?.peakMb ?? 0)]));
 			result.peakRssMb = peak;
 			result.runs = runs;
 			process.stdout.write(`\npeak RSS per node (MiB, VmHWM): ${JSON.stringify(peak)}\n`);
 			const limit = o.target === "embedded" ? 400 : 200;
-			if (o.target !== "url") checks.push({ name: `memory: every node under ${limit} MB`, ok: Object.values(peak).every(v => v < limit), details: JSON.stringify(peak) });
+			if (o.target !== "url")
+				checks.push({ name: `memory: every node under ${limit} MB`, ok: Object.values(peak).every(v => v < limit), details: JSON.stringify(peak) });
 			if (o.repeat > 1) {
 				const first = runs[0].rssAfterMb;
 				const last = runs[runs.length - 1].rssAfterMb;
@@ -952,7 +1079,11 @@ async function main(): Promise<void> {
 				result.rssGrowthMb = growth;
 				process.stdout.write(`RSS after each run (MiB): ${JSON.stringify(runs.map(r => r.rssAfterMb))}\n`);
 				// Informational: RSS also moves with the V8 heap's own sizing; the JSON keeps every run's figures.
-				checks.push({ name: "memory: no growth across runs (< 40 MB from run 1 to the last)", ok: Object.values(growth).every(g => g < 40), details: JSON.stringify(growth) });
+				checks.push({
+					name: "memory: no growth across runs (< 40 MB from run 1 to the last)",
+					ok: Object.values(growth).every(g => g < 40),
+					details: JSON.stringify(growth)
+				});
 			}
 			if (baseline && o.scenario === "checkout") {
 				const confirmed = runs[0].figures["confirmed (hold + pay)"];
@@ -968,7 +1099,9 @@ async function main(): Promise<void> {
 					.filter(([k]) => !k.startsWith("machine"))
 					.reduce((a, [, v]) => a + v, 0);
 				result.cpuMsPerConfirmation = { checkout: checkoutCpuMs, baseline: round(baseCpuMs), ratio: round(baseCpuMs / checkoutCpuMs) };
-				process.stdout.write(`CPU per confirmation: checkout ${checkoutCpuMs} ms, baseline ${round(baseCpuMs)} ms (all our processes and the servers): ratio ${round(baseCpuMs / checkoutCpuMs)}\n`);
+				process.stdout.write(
+					`CPU per confirmation: checkout ${checkoutCpuMs} ms, baseline ${round(baseCpuMs)} ms (all our processes and the servers): ratio ${round(baseCpuMs / checkoutCpuMs)}\n`
+				);
 			}
 		} finally {
 			c.close();

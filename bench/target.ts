@@ -72,7 +72,11 @@ const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
  * Starts the instance and waits until it is ready. `onStop` receives the cleanup as soon as a process exists, so
  * a Ctrl-C during start-up still stops the nodes and removes the run's data.
  */
-export async function startTarget(opts: TargetOptions, log: (line: string) => void, onStop: (stop: () => Promise<void>) => void = () => undefined): Promise<Target> {
+export async function startTarget(
+	opts: TargetOptions,
+	log: (line: string) => void,
+	onStop: (stop: () => Promise<void>) => void = () => undefined
+): Promise<Target> {
 	if (opts.kind === "url") {
 		if (!opts.url) throw new Error("--target url needs --url http://host:port");
 		const secret = process.env.JWT_SECRET;
@@ -171,14 +175,25 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 	if (opts.runtime === "compiled") {
 		const build = await compiled(log);
 		topology.forEach((spec, i) =>
-			launch(spec.name, [path.join(build, "scripts", "node.js"), "--config", path.join(build, "moleculer.config.js"), "--mask", "**/*.service.js", ...instanceArgs(spec)], {
-				SERVICEDIR: path.join(build, "services"),
-				NODE_ID: `${id}-${spec.name}`,
-				// The heap limits `npm run cluster` gives every cluster node (lib/runner.ts).
-				...(cluster ? { NODE_OPTIONS: clusterNodeOptions(env.NODE_OPTIONS) } : {}),
-				...(spec.services.length > 0 ? { SERVICES: spec.services.join(",") } : {}),
-				METRICS_PORT: opts.metricsPort > 0 ? String(opts.metricsPort + i) : "0"
-			})
+			launch(
+				spec.name,
+				[
+					path.join(build, "scripts", "node.js"),
+					"--config",
+					path.join(build, "moleculer.config.js"),
+					"--mask",
+					"**/*.service.js",
+					...instanceArgs(spec)
+				],
+				{
+					SERVICEDIR: path.join(build, "services"),
+					NODE_ID: `${id}-${spec.name}`,
+					// The heap limits `npm run cluster` gives every cluster node (lib/runner.ts).
+					...(cluster ? { NODE_OPTIONS: clusterNodeOptions(env.NODE_OPTIONS) } : {}),
+					...(spec.services.length > 0 ? { SERVICES: spec.services.join(",") } : {}),
+					METRICS_PORT: opts.metricsPort > 0 ? String(opts.metricsPort + i) : "0"
+				}
+			)
 		);
 	} else if (cluster) {
 		// `npm run cluster:ts`: the same script from source, every node under ts-node.
@@ -272,7 +287,6 @@ export async function startTarget(opts: TargetOptions, log: (line: string) => vo
 	return target;
 }
 
-
 /** Compiles the platform as `npm run build` does (tsconfig.build.json), into bench/results/build, once per run. */
 let built: Promise<string> | undefined;
 function compiled(log: (line: string) => void): Promise<string> {
@@ -299,12 +313,7 @@ function compiled(log: (line: string) => void): Promise<string> {
 /** The pids of `pid`'s child processes (from /proc). */
 export function childPids(pid: number): number[] {
 	try {
-		return fs
-			.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-			.trim()
-			.split(/\s+/)
-			.filter(Boolean)
-			.map(Number);
+		return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
 	} catch {
 		return [];
 	}

@@ -35,7 +35,8 @@ export async function settle(sql: Sql, consistency: () => Promise<{ ok: boolean 
 			sagasOpen = await sql.scalar("saga", "SELECT COUNT(*) FROM saga_instances WHERE status IN ('RUNNING', 'COMPENSATING', 'FAILED')");
 			outboxPending = 0;
 			for (const db of ["reservation", "payment"]) outboxPending += await sql.scalar(db, "SELECT COUNT(*) FROM outbox_events WHERE processed = 0");
-			if (sagasOpen === 0 && outboxPending === 0 && (await unnotified(sql)).missing.length === 0 && (await consistency().catch(() => ({ ok: false }))).ok) break;
+			if (sagasOpen === 0 && outboxPending === 0 && (await unnotified(sql)).missing.length === 0 && (await consistency().catch(() => ({ ok: false }))).ok)
+				break;
 		} catch {
 			/* a server is still coming back */
 		}
@@ -45,11 +46,16 @@ export async function settle(sql: Sql, consistency: () => Promise<{ ok: boolean 
 	return { ms: Date.now() - t0, sagasOpen, outboxPending };
 }
 
-export async function invariantChecks(sql: Sql, pop: Population, consistencyReport: { ok: boolean; checks: { name: string; ok: boolean; details: unknown }[] } | undefined): Promise<Check[]> {
+export async function invariantChecks(
+	sql: Sql,
+	pop: Population,
+	consistencyReport: { ok: boolean; checks: { name: string; ok: boolean; details: unknown }[] } | undefined
+): Promise<Check[]> {
 	const { checks } = await commonChecks(sql, 5_000);
 
 	if (consistencyReport) {
-		for (const c of consistencyReport.checks) checks.push({ name: `consistency check: ${c.name}`, ok: c.ok, details: c.ok ? "ok" : JSON.stringify(c.details).slice(0, 400) });
+		for (const c of consistencyReport.checks)
+			checks.push({ name: `consistency check: ${c.name}`, ok: c.ok, details: c.ok ? "ok" : JSON.stringify(c.details).slice(0, 400) });
 	} else checks.push({ name: "consistency check answered", ok: false, details: "no answer from GET /api/admin/consistency?full=true" });
 
 	let pending = 0;
@@ -57,7 +63,11 @@ export async function invariantChecks(sql: Sql, pop: Population, consistencyRepo
 	checks.push({ name: "outbox drained", ok: pending === 0, details: `${pending} unpublished outbox rows` });
 
 	const { confirmed, missing } = await unnotified(sql);
-	checks.push({ name: "a notification for every confirmed booking", ok: missing.length === 0, details: `${confirmed} confirmed, ${missing.length} without RESERVATION_CONFIRMED${missing.length ? `: ${missing.slice(0, 3).join(", ")}` : ""}` });
+	checks.push({
+		name: "a notification for every confirmed booking",
+		ok: missing.length === 0,
+		details: `${confirmed} confirmed, ${missing.length} without RESERVATION_CONFIRMED${missing.length ? `: ${missing.slice(0, 3).join(", ")}` : ""}`
+	});
 
 	checks.push(...(await shopperChecks(sql, pop)));
 	return checks;
@@ -65,7 +75,10 @@ export async function invariantChecks(sql: Sql, pop: Population, consistencyRepo
 
 /** Reservations that ever were confirmed (now CONFIRMED, or cancelled after it) without a RESERVATION_CONFIRMED notification. */
 async function unnotified(sql: Sql): Promise<{ confirmed: number; missing: string[] }> {
-	const everConfirmed = await sql.query("reservation", "SELECT id FROM reservations WHERE status = 'CONFIRMED' OR (status = 'CANCELLED' AND paid_saga_id IS NOT NULL)");
+	const everConfirmed = await sql.query(
+		"reservation",
+		"SELECT id FROM reservations WHERE status = 'CONFIRMED' OR (status = 'CANCELLED' AND paid_saga_id IS NOT NULL)"
+	);
 	const notified = new Set<string>();
 	for (const r of await sql.query("notification", "SELECT data FROM notifications WHERE type = 'RESERVATION_CONFIRMED'")) {
 		try {
@@ -107,25 +120,45 @@ async function shopperChecks(sql: Sql, pop: Population): Promise<Check[]> {
 				told++;
 				// Cancelled by the shopper's own request whose answer it never got (a 504 that ran later) is not undone.
 				const ownCancel = b.cancelRequested && row?.status === "CANCELLED";
-				if (!ownCancel && (!row || row.status !== "CONFIRMED" || (paidCount.get(b.id) ?? 0) !== 1)) undone.push(`${b.id} is ${row?.status ?? "missing"} with ${paidCount.get(b.id) ?? 0} payments`);
+				if (!ownCancel && (!row || row.status !== "CONFIRMED" || (paidCount.get(b.id) ?? 0) !== 1))
+					undone.push(`${b.id} is ${row?.status ?? "missing"} with ${paidCount.get(b.id) ?? 0} payments`);
 			}
 			if (b.told === "CANCELLED" && row?.status !== "CANCELLED") notCancelled.push(`${b.id} is ${row?.status ?? "missing"}`);
 		}
 		// Reservations of this shopper it never heard of: only a hold whose answer it lost may have made one.
 		const own = rows.filter(r => String(r.user_id) === s.id && !s.bookings.has(String(r.id)));
 		if (own.length > s.unresolvedHolds)
-			strangers.push(`${s.email}: ${own.length} unknown reservations (${own.map(r => `${r.id} ${r.status}`).join(", ")}), ${s.unresolvedHolds} holds without an answer`);
+			strangers.push(
+				`${s.email}: ${own.length} unknown reservations (${own.map(r => `${r.id} ${r.status}`).join(", ")}), ${s.unresolvedHolds} holds without an answer`
+			);
 		// Wallet: what it was told it charged, minus what its payments cost, plus what was refunded.
 		const balance = wallets.get(s.id) ?? 0;
 		const expected = s.charged - ledgerOf(s.id, "PAYMENT") + ledgerOf(s.id, "REFUND");
-		if (balance !== expected || ledgerOf(s.id, "CHARGE") !== s.charged) walletWrong.push(`${s.email}: balance ${balance}, told charged ${s.charged}, ledger charged ${ledgerOf(s.id, "CHARGE")}, expected ${expected}`);
+		if (balance !== expected || ledgerOf(s.id, "CHARGE") !== s.charged)
+			walletWrong.push(`${s.email}: balance ${balance}, told charged ${s.charged}, ledger charged ${ledgerOf(s.id, "CHARGE")}, expected ${expected}`);
 	}
 	return [
-		{ name: "every booking a shopper was told CONFIRMED is CONFIRMED and paid once", ok: undone.length === 0, details: `${told} told CONFIRMED; ${undone.length} undone${undone.length ? `: ${undone.slice(0, 3).join("; ")}` : ""}` },
-		{ name: "every cancellation a shopper was told happened", ok: notCancelled.length === 0, details: `${notCancelled.length} not cancelled${notCancelled.length ? `: ${notCancelled.slice(0, 3).join("; ")}` : ""}` },
+		{
+			name: "every booking a shopper was told CONFIRMED is CONFIRMED and paid once",
+			ok: undone.length === 0,
+			details: `${told} told CONFIRMED; ${undone.length} undone${undone.length ? `: ${undone.slice(0, 3).join("; ")}` : ""}`
+		},
+		{
+			name: "every cancellation a shopper was told happened",
+			ok: notCancelled.length === 0,
+			details: `${notCancelled.length} not cancelled${notCancelled.length ? `: ${notCancelled.slice(0, 3).join("; ")}` : ""}`
+		},
 		{ name: "no booking paid twice", ok: paidTwice.length === 0, details: `${paidTwice.length} reservations with two payments` },
-		{ name: "a 4xx changed nothing (no reservation a shopper was not told about)", ok: strangers.length === 0, details: `${rejected} holds refused with a 4xx, ${unresolved} without an answer; ${strangers.length} shoppers with unknown reservations${strangers.length ? `: ${strangers.slice(0, 2).join("; ")}` : ""}` },
-		{ name: "every wallet matches what its shopper was told", ok: walletWrong.length === 0, details: `${walletWrong.length} wallets off${walletWrong.length ? `: ${walletWrong.slice(0, 2).join("; ")}` : ""}` }
+		{
+			name: "a 4xx changed nothing (no reservation a shopper was not told about)",
+			ok: strangers.length === 0,
+			details: `${rejected} holds refused with a 4xx, ${unresolved} without an answer; ${strangers.length} shoppers with unknown reservations${strangers.length ? `: ${strangers.slice(0, 2).join("; ")}` : ""}`
+		},
+		{
+			name: "every wallet matches what its shopper was told",
+			ok: walletWrong.length === 0,
+			details: `${walletWrong.length} wallets off${walletWrong.length ? `: ${walletWrong.slice(0, 2).join("; ")}` : ""}`
+		}
 	];
 }
 
@@ -146,7 +179,14 @@ export interface Availability {
  * `faultAt`: when the fault was injected; `backAt`: when the server returned (or the node was resumed), the same as
  * faultAt for a kill; `from`: which of the two the recovery times count from.
  */
-export function availability(attempts: Attempt[], confirmations: number[], faultAt: number, backAt: number, endAt: number, from: "fault" | "back"): Availability {
+export function availability(
+	attempts: Attempt[],
+	confirmations: number[],
+	faultAt: number,
+	backAt: number,
+	endAt: number,
+	from: "fault" | "back"
+): Availability {
 	const before = confirmations.filter(t => t >= faultAt - 15_000 && t < faultAt).length;
 	const baselinePerSec = before / 15;
 	const errors: Record<string, number> = {};

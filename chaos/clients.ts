@@ -92,12 +92,25 @@ export class Population {
 		await Promise.all(
 			Array.from({ length: this.size }, async (_, n) => {
 				const email = `shopper-${tag}-${n}@chaos.example.com`;
-				const reg = await this.send("register", "POST", "/auth/register", { body: { email, password: PASSWORD, name: `Shopper ${n}` }, key: `register-${email}` });
+				const reg = await this.send("register", "POST", "/auth/register", {
+					body: { email, password: PASSWORD, name: `Shopper ${n}` },
+					key: `register-${email}`
+				});
 				if (!reg || (reg.status !== 201 && reg.status !== 409)) throw new Error(`register ${email}: ${reg?.status} ${JSON.stringify(reg?.body)}`);
 				const login = await this.send("login", "POST", "/auth/login", { body: { email, password: PASSWORD } });
 				if (!login || login.status !== 200) throw new Error(`login ${email}: ${login?.status} ${JSON.stringify(login?.body)}`);
 				const body = login.body as { accessToken: string; user: { id: string } };
-				const s: Shopper = { n, id: body.user.id, email, token: body.accessToken, charged: 0, bookings: new Map(), unresolvedHolds: 0, rejectedHolds: 0, reviewed: new Set() };
+				const s: Shopper = {
+					n,
+					id: body.user.id,
+					email,
+					token: body.accessToken,
+					charged: 0,
+					bookings: new Map(),
+					unresolvedHolds: 0,
+					rejectedHolds: 0,
+					reviewed: new Set()
+				};
 				const charge = await this.send("charge", "POST", "/points/charge", { token: s.token, body: { amount: pointsEach }, key: `charge-${s.id}-0` });
 				if (!charge || charge.status !== 200) throw new Error(`charge ${email}: ${charge?.status} ${JSON.stringify(charge?.body)}`);
 				s.charged += pointsEach;
@@ -133,7 +146,11 @@ export class Population {
 	private async shop(s: Shopper): Promise<void> {
 		const sale = this.sale!;
 		while (!this.stopping) {
-			const entered = await this.send("enter", "POST", "/queue/tokens", { token: s.token, body: { concertId: sale.concertId }, key: `enter-${crypto.randomUUID()}` });
+			const entered = await this.send("enter", "POST", "/queue/tokens", {
+				token: s.token,
+				body: { concertId: sale.concertId },
+				key: `enter-${crypto.randomUUID()}`
+			});
 			if (!entered || entered.status >= 300) {
 				await sleep(500);
 				continue;

@@ -39,10 +39,17 @@ export interface ChaosCluster {
 	stop(): Promise<void>;
 }
 
-export async function startCluster(servers: Servers, opts: { port: number; logLevel?: string; env?: Record<string, string>; dataDir: string; log: (s: string) => void }): Promise<ChaosCluster> {
+export async function startCluster(
+	servers: Servers,
+	opts: { port: number; logLevel?: string; env?: Record<string, string>; dataDir: string; log: (s: string) => void }
+): Promise<ChaosCluster> {
 	const id = `chaos${Date.now().toString(36)}`;
 	const jwtSecret = crypto.randomBytes(32).toString("hex");
-	const base = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && !/^(TRANSPORTER|NATS_|DATABASE_|REDIS_|CLUSTER_NODES|SERVICES|NODE_ID|PORT|JEST|TEST_)/.test(k))) as Record<string, string>;
+	const base = Object.fromEntries(
+		Object.entries(process.env).filter(
+			([k, v]) => v !== undefined && !/^(TRANSPORTER|NATS_|DATABASE_|REDIS_|CLUSTER_NODES|SERVICES|NODE_ID|PORT|JEST|TEST_)/.test(k)
+		)
+	) as Record<string, string>;
 	const env: Record<string, string> = {
 		...base,
 		// As in production: NATS with a token, packets sealed, compiled-in defaults for every timeout and retry.
@@ -93,7 +100,13 @@ export async function startCluster(servers: Servers, opts: { port: number; logLe
 	for (const stream of [child.stdout!, child.stderr!]) {
 		stream.on("data", (d: Buffer) => {
 			out.write(d);
-			tail = [...tail, ...d.toString().split("\n").filter(l => l.trim() !== "")].slice(-400);
+			tail = [
+				...tail,
+				...d
+					.toString()
+					.split("\n")
+					.filter(l => l.trim() !== "")
+			].slice(-400);
 		});
 	}
 
@@ -174,7 +187,6 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 		/* gone */
 	}
 }
-
 
 function envOf(pid: number, key: string): string | undefined {
 	try {

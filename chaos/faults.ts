@@ -78,7 +78,13 @@ export const FAULTS: Fault[] = [
 	},
 	serverRestart("nats-restart", "NATS killed (kill -9), started again after 8 s (same port, same JetStream store)", "nats-server", s => s.nats, 8000),
 	serverRestart("redis-restart-empty", "Redis killed (kill -9), its data gone, started again after 6 s", "redis-server", s => s.redis, 6000, wipeRedisData),
-	serverRestart("redis-restart-aof", "Redis killed (kill -9) with AOF (appendfsync everysec), started again after 6 s from its AOF", "redis-server", s => s.redis, 6000),
+	serverRestart(
+		"redis-restart-aof",
+		"Redis killed (kill -9) with AOF (appendfsync everysec), started again after 6 s from its AOF",
+		"redis-server",
+		s => s.redis,
+		6000
+	),
 	serverRestart("mariadb-restart", "MariaDB killed (kill -9), started again after 6 s (InnoDB recovery)", "mariadbd", s => s.mariadb, 6000),
 	{
 		name: "mariadb-stall",

@@ -83,7 +83,15 @@ export async function runChaos(opts: ChaosOptions, onStop: (fn: () => Promise<vo
 	const result: ChaosResult = {
 		startedAt: new Date().toISOString(),
 		machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
-		options: { faults: faults.map(f => f.name), clients: opts.clients, warmS: opts.warmS, afterS: opts.afterS, settleS: opts.settleS, scale: opts.scale, keep: opts.keep },
+		options: {
+			faults: faults.map(f => f.name),
+			clients: opts.clients,
+			warmS: opts.warmS,
+			afterS: opts.afterS,
+			settleS: opts.settleS,
+			scale: opts.scale,
+			keep: opts.keep
+		},
 		phases: [],
 		ok: true
 	};
@@ -237,7 +245,17 @@ export function markdownRows(r: ChaosResult): string {
 }
 
 function parseArgs(argv: string[]): ChaosOptions & { list: boolean } {
-	const o: ChaosOptions & { list: boolean } = { faults: [], clients: 24, warmS: 15, afterS: 20, settleS: 240, scale: 1, keep: false, log: s => process.stdout.write(`${s}\n`), list: false };
+	const o: ChaosOptions & { list: boolean } = {
+		faults: [],
+		clients: 24,
+		warmS: 15,
+		afterS: 20,
+		settleS: 240,
+		scale: 1,
+		keep: false,
+		log: s => process.stdout.write(`${s}\n`),
+		list: false
+	};
 	for (let i = 0; i < argv.length; i++) {
 		const a = argv[i];
 		const num = () => {
@@ -263,7 +281,9 @@ async function main(): Promise<void> {
 	try {
 		o = parseArgs(process.argv.slice(2));
 		if (o.list || o.faults.length === 0) {
-			process.stdout.write(`usage: npm run chaos -- <fault>[,<fault>...]|all [--clients 24] [--warm 15] [--after 20] [--settle 240] [--scale 1] [--keep]\nfaults:\n${FAULTS.map(f => `  ${f.name.padEnd(22)} ${f.what}`).join("\n")}\n`);
+			process.stdout.write(
+				`usage: npm run chaos -- <fault>[,<fault>...]|all [--clients 24] [--warm 15] [--after 20] [--settle 240] [--scale 1] [--keep]\nfaults:\n${FAULTS.map(f => `  ${f.name.padEnd(22)} ${f.what}`).join("\n")}\n`
+			);
 			process.exit(o.list ? 0 : 2);
 		}
 		faultsNamed(o.faults);
@@ -284,7 +304,9 @@ async function main(): Promise<void> {
 	fs.mkdirSync(outDir, { recursive: true });
 	const file = path.join(outDir, `chaos-${result.startedAt.replace(/[:.]/g, "-")}.json`);
 	fs.writeFileSync(file, JSON.stringify(result, null, 2));
-	process.stdout.write(`\n| fault | invariants | confirmed | baseline | errors during the fault | first success | half rate | settled |\n|---|---|---|---|---|---|---|---|\n${markdownRows(result)}\n\nresults: ${path.relative(process.cwd(), file)}\n`);
+	process.stdout.write(
+		`\n| fault | invariants | confirmed | baseline | errors during the fault | first success | half rate | settled |\n|---|---|---|---|---|---|---|---|\n${markdownRows(result)}\n\nresults: ${path.relative(process.cwd(), file)}\n`
+	);
 	process.exit(result.ok ? 0 : 1);
 }
 

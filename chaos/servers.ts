@@ -47,7 +47,8 @@ export async function startServers(dir: string, log: (s: string) => void): Promi
 		mariadb,
 		redis: Object.assign(redis, { dataDir: redisDir }),
 		nats,
-		sql: (database?: string) => mysql.createConnection({ host: "127.0.0.1", port: mariadb.port, user: "root", database, supportBigNumbers: true, bigNumberStrings: false }),
+		sql: (database?: string) =>
+			mysql.createConnection({ host: "127.0.0.1", port: mariadb.port, user: "root", database, supportBigNumbers: true, bigNumberStrings: false }),
 		async stop() {
 			process.removeListener("exit", guard);
 			await Promise.all([mariadb.stop(), redis.stop(), nats.stop()].map(p => p.catch(e => log(`stopping a server: ${(e as Error).message}`))));

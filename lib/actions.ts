@@ -18,7 +18,11 @@ export type ActionContracts<C> = { [A in keyof C]: ActionContract };
 export type Params<C extends ActionContracts<C>, A extends keyof C> = C[A]["params"];
 export type Result<C extends ActionContracts<C>, A extends keyof C> = C[A]["result"];
 
-export type TypedCall<C extends ActionContracts<C>> = <A extends keyof C & string>(action: A, params: Params<C, A>, opts?: CallingOptions) => Promise<Result<C, A>>;
+export type TypedCall<C extends ActionContracts<C>> = <A extends keyof C & string>(
+	action: A,
+	params: Params<C, A>,
+	opts?: CallingOptions
+) => Promise<Result<C, A>>;
 
 /** `ctx.call` (or, outside a request, `broker.call`) restricted to the actions of `C`, with their types. */
 export function callerOf<C extends ActionContracts<C>>(via: Pick<Context, "call"> | Pick<ServiceBroker, "call">): TypedCall<C> {

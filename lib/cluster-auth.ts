@@ -74,13 +74,13 @@ class Sender {
 	accept(counter: number): boolean {
 		if (counter > this.highest) {
 			if (counter - this.highest >= WINDOW) this.seen.fill(0);
-			else for (let n = this.highest + 1; n < counter; n++) this.seen[(n % WINDOW) >>> 5] &= ~(1 << (n % WINDOW & 31));
+			else for (let n = this.highest + 1; n < counter; n++) this.seen[(n % WINDOW) >>> 5] &= ~(1 << ((n % WINDOW) & 31));
 			this.highest = counter;
 		} else if (this.highest - counter >= WINDOW) {
 			return false;
 		}
 		const word = (counter % WINDOW) >>> 5;
-		const mask = 1 << (counter % WINDOW & 31);
+		const mask = 1 << ((counter % WINDOW) & 31);
 		if (this.seen[word] & mask) return false;
 		this.seen[word] |= mask;
 		return true;

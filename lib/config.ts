@@ -211,7 +211,11 @@ export function loadConfig(env: Env = process.env): Config {
 		if ((tlsFiles.certFile === undefined) !== (tlsFiles.keyFile === undefined)) {
 			problems.push("NATS_TLS_CERT and NATS_TLS_KEY must be set together");
 		}
-		for (const [name, file] of [["NATS_TLS_CA", tlsFiles.caFile], ["NATS_TLS_CERT", tlsFiles.certFile], ["NATS_TLS_KEY", tlsFiles.keyFile]] as const) {
+		for (const [name, file] of [
+			["NATS_TLS_CA", tlsFiles.caFile],
+			["NATS_TLS_CERT", tlsFiles.certFile],
+			["NATS_TLS_KEY", tlsFiles.keyFile]
+		] as const) {
 			if (file !== undefined && !fs.existsSync(file)) problems.push(`${name} names a file that does not exist: ${file}`);
 		}
 		const wantsTls = /^tls:\/\//i.test(transporterUrl) || Object.values(tlsFiles).some(f => f !== undefined);
@@ -263,8 +267,7 @@ export function loadConfig(env: Env = process.env): Config {
 	}
 	if (mode === "cluster" && !redis) {
 		problems.push(
-			"TRANSPORTER is set (cluster mode) but REDIS_URL is not: the in-memory store cannot be shared between " +
-				"nodes. Set REDIS_URL=redis://host:6379"
+			"TRANSPORTER is set (cluster mode) but REDIS_URL is not: the in-memory store cannot be shared between " + "nodes. Set REDIS_URL=redis://host:6379"
 		);
 	}
 
@@ -403,17 +406,10 @@ export function loadConfig(env: Env = process.env): Config {
 	return config;
 }
 
-function parseDatabaseUrl(
-	raw: string | undefined,
-	dataDir: string,
-	prefix: string,
-	poolMax: number,
-	problems: string[]
-): SqlConfig {
+function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: string, poolMax: number, problems: string[]): SqlConfig {
 	const fallback: SqlConfig = { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix, poolMax };
 	if (raw === undefined) return fallback;
-	const encodingHint =
-		"(a password with characters such as @ # / % ? must be percent-encoded in the URL; or give it in DATABASE_PASSWORD)";
+	const encodingHint = "(a password with characters such as @ # / % ? must be percent-encoded in the URL; or give it in DATABASE_PASSWORD)";
 	let url: URL;
 	try {
 		url = new URL(raw);

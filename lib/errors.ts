@@ -76,8 +76,7 @@ const DB_UNAVAILABLE_CODES = new Set<unknown>([
 	1213, // deadlock (after the transaction's own retries)
 	1927 // connection killed
 ]);
-const DB_UNAVAILABLE_NAMES =
-	/^Sequelize(Connection\w*|ConnectionAcquireTimeout|HostNotFound|HostNotReachable|InvalidConnection|AccessDenied|Timeout)Error$/;
+const DB_UNAVAILABLE_NAMES = /^Sequelize(Connection\w*|ConnectionAcquireTimeout|HostNotFound|HostNotReachable|InvalidConnection|AccessDenied|Timeout)Error$/;
 
 /**
  * Whether an error says the database is unavailable rather than that the request is wrong: Sequelize's connection
@@ -172,7 +171,7 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
 	}
 	if (type && LIBRARY_TYPES[type]) {
 		const m = LIBRARY_TYPES[type];
-		const name = m.code >= 500 ? "ServiceUnavailableError" : e.name ?? "Error";
+		const name = m.code >= 500 ? "ServiceUnavailableError" : (e.name ?? "Error");
 		return { status: m.code, body: { name, message: m.message, code: m.code, type: m.type } };
 	}
 	// A compressed body that does not inflate: moleculer-web rewraps the body parser's error with zlib's own code

@@ -159,7 +159,8 @@ export function buildOpenApi(input: OpenApiInput): Schema {
 		responses["2XX"] = { description: "Success: status and body as in API.md" };
 		// The gateway's own refusals, on every route, before any service sees the request.
 		responses["400"] = {
-			description: "INVALID_JSON, INVALID_BODY (not an object), BODY_TOO_COMPLEX (deeper than 16, more than 100 keys, 1,000 items or 10,000 values), INVALID_CHARACTERS (control characters or broken Unicode)",
+			description:
+				"INVALID_JSON, INVALID_BODY (not an object), BODY_TOO_COMPLEX (deeper than 16, more than 100 keys, 1,000 items or 10,000 values), INVALID_CHARACTERS (control characters or broken Unicode)",
 			content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
 		};
 		responses["429"] = {
@@ -168,14 +169,30 @@ export function buildOpenApi(input: OpenApiInput): Schema {
 		};
 		if (auth !== false) {
 			op.security = [{ bearer: [] }];
-			responses["401"] = { description: "UNAUTHORIZED: missing or bad bearer token", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
-			if (auth === "admin") responses["403"] = { description: "FORBIDDEN: admin role required", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+			responses["401"] = {
+				description: "UNAUTHORIZED: missing or bad bearer token",
+				content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+			};
+			if (auth === "admin")
+				responses["403"] = {
+					description: "FORBIDDEN: admin role required",
+					content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+				};
 		} else op.security = [];
 		if (action.params && Object.keys(action.params).some(k => !k.startsWith("$$") && !pathParams.includes(k))) {
-			responses["422"] = { description: "VALIDATION_ERROR: the offending fields in data", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+			responses["422"] = {
+				description: "VALIDATION_ERROR: the offending fields in data",
+				content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+			};
 		}
 		if (input.queueGated.includes(route)) {
-			parameters.push({ name: "X-Queue-Token", in: "header", required: true, schema: { type: "string" }, description: "An ACTIVE waiting-room token of this user for this concert (403 QUEUE_TOKEN_NOT_ACTIVE otherwise)" });
+			parameters.push({
+				name: "X-Queue-Token",
+				in: "header",
+				required: true,
+				schema: { type: "string" },
+				description: "An ACTIVE waiting-room token of this user for this concert (403 QUEUE_TOKEN_NOT_ACTIVE otherwise)"
+			});
 		}
 		if (method !== "GET" && !input.idempotencyExempt.includes(route)) {
 			const required = input.idempotencyRequired.includes(route);
@@ -184,7 +201,8 @@ export function buildOpenApi(input: OpenApiInput): Schema {
 				in: "header",
 				required,
 				schema: { type: "string", minLength: 1, maxLength: 255 },
-				description: "Replays answer the stored response with Idempotent-Replayed: true" + (required ? " (400 IDEMPOTENCY_KEY_REQUIRED without it)" : "")
+				description:
+					"Replays answer the stored response with Idempotent-Replayed: true" + (required ? " (400 IDEMPOTENCY_KEY_REQUIRED without it)" : "")
 			});
 		}
 		if (method === "GET") {

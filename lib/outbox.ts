@@ -61,7 +61,11 @@ export const outboxMigration: Migration = {
  * row in the same transaction (which serializes writers of one aggregate), and the unique index rejects a
  * duplicate version if they ever do not. (A bare Sequelize is still taken for callers not yet given a `Sql`.)
  */
-export async function appendOutbox<T extends CatalogEventType>(db: Sql | Sequelize, transaction: Transaction, event: OutboxEventInput<T>): Promise<{ id: string; version: number }> {
+export async function appendOutbox<T extends CatalogEventType>(
+	db: Sql | Sequelize,
+	transaction: Transaction,
+	event: OutboxEventInput<T>
+): Promise<{ id: string; version: number }> {
 	return appendAnyOutbox(db, transaction, event as unknown as UncheckedOutboxEvent);
 }
 

@@ -39,7 +39,11 @@ type Cell = string | number | boolean | null | undefined;
 export function formatTable(rows: Record<string, Cell>[], columns: string[]): string {
 	const text = (v: Cell) => (v === null || v === undefined ? "-" : String(v));
 	const widths = columns.map(c => Math.max(c.length, ...rows.map(r => text(r[c]).length)));
-	const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+	const line = (cells: string[]) =>
+		cells
+			.map((c, i) => c.padEnd(widths[i]))
+			.join("  ")
+			.trimEnd();
 	return [line(columns), line(widths.map(w => "-".repeat(w))), ...rows.map(r => line(columns.map(c => text(r[c]))))].join("\n");
 }
 
@@ -86,16 +90,59 @@ export function replCommands(out: Out = process.stdout): ReplCommand[] {
 					const action = (args.action ?? "list").toLowerCase();
 					if (action === "list" || /^[A-Z]+$/.test(args.action ?? "")) {
 						const status = action === "list" ? args.arg?.toUpperCase() : args.action;
-						const page = await broker.call<{ rows: Record<string, Cell>[]; total: number }, object>("saga.list", status ? { status, pageSize: 50 } : { pageSize: 50 });
+						const page = await broker.call<{ rows: Record<string, Cell>[]; total: number }, object>(
+							"saga.list",
+							status ? { status, pageSize: 50 } : { pageSize: 50 }
+						);
 						print(formatTable(page.rows, ["id", "type", "status", "step", "updatedAt"]));
 						print(`${page.rows.length} of ${page.total} saga(s)${status ? ` ${status}` : ""}`);
 					} else if (action === "show") {
 						if (!args.arg) return usage("sagas show <sagaId>");
-						const s = await broker.call<Record<string, unknown> & { journal: Record<string, unknown>[]; deadLetters: Record<string, unknown>[] }, object>("saga.get", { id: args.arg });
-						print(formatTable([{ id: s.id as string, type: s.type as string, key: s.key as string, status: s.status as string, step: s.stepName as string, attempts: s.attempts as number }], ["id", "type", "key", "status", "step", "attempts"]));
+						const s = await broker.call<
+							Record<string, unknown> & { journal: Record<string, unknown>[]; deadLetters: Record<string, unknown>[] },
+							object
+						>("saga.get", { id: args.arg });
+						print(
+							formatTable(
+								[
+									{
+										id: s.id as string,
+										type: s.type as string,
+										key: s.key as string,
+										status: s.status as string,
+										step: s.stepName as string,
+										attempts: s.attempts as number
+									}
+								],
+								["id", "type", "key", "status", "step", "attempts"]
+							)
+						);
 						if (s.error) print(`error: ${short(s.error, 300)}`);
-						print(formatTable(s.journal.map(j => ({ step: j.step as string, phase: j.phase as string, status: j.status as string, attempts: j.attempts as number, startedAt: j.startedAt as string, error: short(j.error) })), ["step", "phase", "status", "attempts", "startedAt", "error"]));
-						if (s.deadLetters.length > 0) print(formatTable(s.deadLetters.map(d => ({ deadLetter: d.id as string, status: d.status as string, step: d.step as string, phase: d.phase as string })), ["deadLetter", "status", "step", "phase"]));
+						print(
+							formatTable(
+								s.journal.map(j => ({
+									step: j.step as string,
+									phase: j.phase as string,
+									status: j.status as string,
+									attempts: j.attempts as number,
+									startedAt: j.startedAt as string,
+									error: short(j.error)
+								})),
+								["step", "phase", "status", "attempts", "startedAt", "error"]
+							)
+						);
+						if (s.deadLetters.length > 0)
+							print(
+								formatTable(
+									s.deadLetters.map(d => ({
+										deadLetter: d.id as string,
+										status: d.status as string,
+										step: d.step as string,
+										phase: d.phase as string
+									})),
+									["deadLetter", "status", "step", "phase"]
+								)
+							);
 					} else if (action === "retry") {
 						if (!args.arg) return usage("sagas retry <sagaId>");
 						const s = await broker.call<{ id: string; status: string }, object>("saga.retry", { id: args.arg });
@@ -116,19 +163,41 @@ export function replCommands(out: Out = process.stdout): ReplCommand[] {
 					const action = (args.action ?? "list").toLowerCase();
 					if (action === "list") {
 						const status = (args.arg ?? "OPEN").toUpperCase();
-						const page = await broker.call<{ rows: Record<string, unknown>[]; total: number }, object>("saga.deadLetters", { status, pageSize: 100 });
-						print(formatTable(page.rows.map(d => ({ id: d.id as string, sagaId: d.sagaId as string, sagaType: d.sagaType as string, step: d.step as string, phase: d.phase as string, status: d.status as string, error: short(d.error, 40), createdAt: d.createdAt as string })), ["id", "sagaId", "sagaType", "step", "phase", "status", "error", "createdAt"]));
+						const page = await broker.call<{ rows: Record<string, unknown>[]; total: number }, object>("saga.deadLetters", {
+							status,
+							pageSize: 100
+						});
+						print(
+							formatTable(
+								page.rows.map(d => ({
+									id: d.id as string,
+									sagaId: d.sagaId as string,
+									sagaType: d.sagaType as string,
+									step: d.step as string,
+									phase: d.phase as string,
+									status: d.status as string,
+									error: short(d.error, 40),
+									createdAt: d.createdAt as string
+								})),
+								["id", "sagaId", "sagaType", "step", "phase", "status", "error", "createdAt"]
+							)
+						);
 						print(`${page.rows.length} of ${page.total} dead letter(s) ${status}`);
 					} else if (action === "retry") {
 						if (!args.arg) return usage("dlq retry <deadLetterId>");
-						const r = await broker.call<{ id: string; status: string; saga: { id: string; status: string } }, object>("saga.retryDeadLetter", { id: args.arg });
+						const r = await broker.call<{ id: string; status: string; saga: { id: string; status: string } }, object>("saga.retryDeadLetter", {
+							id: args.arg
+						});
 						print(`dead letter ${r.id} ${r.status}: saga ${r.saga.id} ${r.saga.status}`);
 					} else if (action === "resolve") {
 						if (!args.arg) return usage("dlq resolve <deadLetterId> [note...]");
 						// moleculer-repl gives a variadic argument only its first word: the note is the raw line's rest.
 						const words = args.rawCommand?.trim().split(/\s+/).slice(3) ?? (Array.isArray(args.note) ? args.note : args.note ? [args.note] : []);
 						const note = words.join(" ");
-						const d = await broker.call<{ id: string; status: string; note: string | null }, object>("saga.resolveDeadLetter", note ? { id: args.arg, note } : { id: args.arg });
+						const d = await broker.call<{ id: string; status: string; note: string | null }, object>(
+							"saga.resolveDeadLetter",
+							note ? { id: args.arg, note } : { id: args.arg }
+						);
 						print(`dead letter ${d.id} ${d.status}${d.note ? `: ${d.note}` : ""}`);
 					} else usage("dlq [list [STATUS] | retry <id> | resolve <id> [note...]]");
 				})
@@ -147,28 +216,49 @@ export function replCommands(out: Out = process.stdout): ReplCommand[] {
 			description: "Seat map of a schedule: counts by status, then every seat that is not AVAILABLE",
 			action: (broker, args) =>
 				run(async () => {
-					const seats = await broker.call<{ id: string; label: string; grade: string; price: number; status: string }[], object>("concert.seats", { id: args.scheduleId });
+					const seats = await broker.call<{ id: string; label: string; grade: string; price: number; status: string }[], object>("concert.seats", {
+						id: args.scheduleId
+					});
 					const count = (st: string) => seats.filter(s => s.status === st).length;
-					print(formatTable([{ total: seats.length, AVAILABLE: count("AVAILABLE"), HELD: count("HELD"), SOLD: count("SOLD") }], ["total", "AVAILABLE", "HELD", "SOLD"]));
+					print(
+						formatTable(
+							[{ total: seats.length, AVAILABLE: count("AVAILABLE"), HELD: count("HELD"), SOLD: count("SOLD") }],
+							["total", "AVAILABLE", "HELD", "SOLD"]
+						)
+					);
 					const taken = seats.filter(s => s.status !== "AVAILABLE");
 					if (taken.length > 0) print(formatTable(taken, ["label", "status", "grade", "price", "id"]));
 				})
 		},
 		{
 			command: "consistency [scope]",
-			description: "Run the consistency check now (full; `consistency incremental`: what changed since the last scheduled run): one row per check, then one per finding with its ids",
+			description:
+				"Run the consistency check now (full; `consistency incremental`: what changed since the last scheduled run): one row per check, then one per finding with its ids",
 			action: (broker, args) =>
 				run(async () => {
 					const r = await broker.call<
-						{ ok: boolean; status?: string; checkedAt: string; scope?: { full: boolean; since: string | null }; checks: { name: string; ok: boolean; status?: string; details: Record<string, unknown> }[] },
+						{
+							ok: boolean;
+							status?: string;
+							checkedAt: string;
+							scope?: { full: boolean; since: string | null };
+							checks: { name: string; ok: boolean; status?: string; details: Record<string, unknown> }[];
+						},
 						object
 					>("ops.consistency", { full: args.scope !== "incremental" });
 					// A check that could not read a source is UNAVAILABLE: it claims neither ok nor drift.
 					const verdict = (status: string | undefined, ok: boolean) => (ok ? "ok" : status === "unavailable" ? "UNAVAILABLE" : "DRIFT");
 					const findings = r.checks.flatMap(c =>
-						Object.entries(c.details).flatMap(([kind, v]) => (Array.isArray(v) ? v.map(item => ({ check: c.name, finding: kind, ids: short(item, 110) })) : []))
+						Object.entries(c.details).flatMap(([kind, v]) =>
+							Array.isArray(v) ? v.map(item => ({ check: c.name, finding: kind, ids: short(item, 110) })) : []
+						)
 					);
-					print(formatTable(r.checks.map(c => ({ check: c.name, ok: verdict(c.status, c.ok), findings: findings.filter(f => f.check === c.name).length })), ["check", "ok", "findings"]));
+					print(
+						formatTable(
+							r.checks.map(c => ({ check: c.name, ok: verdict(c.status, c.ok), findings: findings.filter(f => f.check === c.name).length })),
+							["check", "ok", "findings"]
+						)
+					);
 					if (findings.length > 0) print(formatTable(findings, ["check", "finding", "ids"]));
 					const unread = r.checks.filter(c => c.status === "unavailable").map(c => `${c.name}: ${short(c.details, 110)}`);
 					if (unread.length > 0) print(unread.join("\n"));

@@ -122,7 +122,10 @@ export class SagaExecutor {
 				if (this.stopped()) return "stopped";
 				attempt++;
 				const running = { stepIndex: i, step: step.name, phase: "forward" as const, attempts: attempt };
-				if (!startJournalled && !(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: i, stepName: step.name, attempts: attempt }))) {
+				if (
+					!startJournalled &&
+					!(await store.record(fence, settings.leaseMs, { ...running, status: "RUNNING" }, { step: i, stepName: step.name, attempts: attempt }))
+				) {
 					return "lost";
 				}
 				startJournalled = false;
@@ -145,7 +148,10 @@ export class SagaExecutor {
 							{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "forward", error }
 						);
 						if (!alert) return "lost";
-						return this.finish(after(saga, { status: "FAILED", step: i, stepName: step.name, attempts: attempt, error, releaseLease: true }, results, store.now()), alert);
+						return this.finish(
+							after(saga, { status: "FAILED", step: i, stepName: step.name, attempts: attempt, error, releaseLease: true }, results, store.now()),
+							alert
+						);
 					}
 					if (isRejection(err)) {
 						this.deps.hooks?.step?.(def.type, step.name, "forward", Date.now() - started, "rejected");
@@ -184,14 +190,23 @@ export class SagaExecutor {
 				results[step.name] = result ?? null;
 				const done = { ...running, status: "SUCCEEDED" as const, result: result ?? null };
 				if (i === def.steps.length - 1) {
-					const patch = { step: i + 1, stepName: null, attempts: 0, results, status: "COMPLETED" as const, result: this.result(def, saga, results), releaseLease: true };
+					const patch = {
+						step: i + 1,
+						stepName: null,
+						attempts: 0,
+						results,
+						status: "COMPLETED" as const,
+						result: this.result(def, saga, results),
+						releaseLease: true
+					};
 					if (!(await store.record(fence, settings.leaseMs, done, patch))) return "lost";
 					return this.finish(after(saga, patch, results, store.now()));
 				} else {
 					// This step's result and the next step's start in one transaction: one commit fewer per step.
 					const next = def.steps[i + 1];
 					const start = { stepIndex: i + 1, step: next.name, phase: "forward" as const, attempts: 1, status: "RUNNING" as const };
-					if (!(await store.record(fence, settings.leaseMs, [done, start], { step: i + 1, stepName: next.name, attempts: 1, results }))) return "lost";
+					if (!(await store.record(fence, settings.leaseMs, [done, start], { step: i + 1, stepName: next.name, attempts: 1, results })))
+						return "lost";
 					startJournalled = true;
 				}
 				break;
@@ -249,7 +264,10 @@ export class SagaExecutor {
 					{ id: this.deps.newId(), sagaType: def.type, sagaKey: saga.key, step: step.name, phase: "compensate", error }
 				);
 				if (!alert) return "lost";
-				return this.finish(after(saga, { status: "FAILED", step: j, stepName: step.name, attempts: attempt, releaseLease: true }, results, store.now()), alert);
+				return this.finish(
+					after(saga, { status: "FAILED", step: j, stepName: step.name, attempts: attempt, releaseLease: true }, results, store.now()),
+					alert
+				);
 			}
 		}
 		// Nothing (left) to compensate: rejected at the first step, no step has a compensation, or a resumed saga

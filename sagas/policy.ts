@@ -32,12 +32,7 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number): nu
 }
 
 /** What the saga journals and returns of an error: type, code, message and data; never a stack. */
-export function toSagaError(
-	def: Pick<SagaDefinition<unknown>, "rejections">,
-	err: unknown,
-	step: string,
-	phase: StepPhase
-): SagaError {
+export function toSagaError(def: Pick<SagaDefinition<unknown>, "rejections">, err: unknown, step: string, phase: StepPhase): SagaError {
 	const e = (err ?? {}) as ErrorLike;
 	const type = typeof e.type === "string" && e.type ? e.type : "STEP_FAILED";
 	const code = typeof e.code === "number" ? e.code : 500;

@@ -173,11 +173,30 @@ export class SagaStore implements SagaJournal {
 	 * step's RUNNING journal entry is written in the same transaction (one commit fewer per saga); the driver
 	 * then calls it without journalling again.
 	 */
-	async create(input: { id: string; type: string; key: string; data: unknown; owner: string; leaseMs: number; firstStep?: string }): Promise<{ created: boolean; saga: SagaState }> {
+	async create(input: {
+		id: string;
+		type: string;
+		key: string;
+		data: unknown;
+		owner: string;
+		leaseMs: number;
+		firstStep?: string;
+	}): Promise<{ created: boolean; saga: SagaState }> {
 		const now = this.now();
 		const instance = {
 			sql: "INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, ?, ?, ?, ?, 0, ?, ?)",
-			args: [input.id, input.type, input.key, JSON.stringify(input.data ?? {}), input.firstStep ?? null, input.firstStep ? 1 : 0, input.owner, now + input.leaseMs, now, now]
+			args: [
+				input.id,
+				input.type,
+				input.key,
+				JSON.stringify(input.data ?? {}),
+				input.firstStep ?? null,
+				input.firstStep ? 1 : 0,
+				input.owner,
+				now + input.leaseMs,
+				now,
+				now
+			]
 		};
 		const step = input.firstStep && {
 			sql: "INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES (?, ?, 0, 'forward', 'RUNNING', 1, NULL, NULL, ?, ?, NULL)",
@@ -242,10 +261,11 @@ export class SagaStore implements SagaJournal {
 			args.push(opts.type);
 		}
 		const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
-		const rows = await this.select<InstanceRow>(
-			`SELECT * FROM saga_instances ${clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`,
-			[...args, opts.limit, opts.offset]
-		);
+		const rows = await this.select<InstanceRow>(`SELECT * FROM saga_instances ${clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`, [
+			...args,
+			opts.limit,
+			opts.offset
+		]);
 		const [count] = await this.select<{ n: number }>(`SELECT COUNT(*) AS n FROM saga_instances ${clause}`, args);
 		return { rows: rows.map(toState), total: Number(count?.n ?? 0) };
 	}
@@ -347,7 +367,19 @@ export class SagaStore implements SagaJournal {
 		const entries = Array.isArray(entry) ? entry : [entry];
 		const journal = {
 			sql: `INSERT INTO saga_steps (saga_id, step, step_index, phase, status, attempts, result, error, owner, started_at, finished_at) VALUES ${entries.map(() => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")} ${this.upsertTail}`,
-			args: entries.flatMap(e => [fence.id, e.step, e.stepIndex, e.phase, e.status, e.attempts, json(e.result), json(e.error), fence.owner, now, e.status === "RUNNING" ? null : now])
+			args: entries.flatMap(e => [
+				fence.id,
+				e.step,
+				e.stepIndex,
+				e.phase,
+				e.status,
+				e.attempts,
+				json(e.result),
+				json(e.error),
+				fence.owner,
+				now,
+				e.status === "RUNNING" ? null : now
+			])
 		};
 		if (this.sql.mysql && !deadLetter) {
 			// The journal entry is written only when the fenced update changed the instance, in the same transaction.
@@ -375,7 +407,12 @@ export class SagaStore implements SagaJournal {
 					error: deadLetter.error ?? null
 				};
 				this.writes++;
-				const { id, version } = await appendOutbox(this.sql, transaction, { aggregateType: "saga", aggregateId: fence.id, eventType: "saga.failed", payload });
+				const { id, version } = await appendOutbox(this.sql, transaction, {
+					aggregateType: "saga",
+					aggregateId: fence.id,
+					eventType: "saga.failed",
+					payload
+				});
 				return { event: { ...payload, eventId: id, version } };
 			}
 			return {};
@@ -422,8 +459,8 @@ export class SagaStore implements SagaJournal {
 	async deadLetters(opts: { status?: DeadLetter["status"]; sagaId?: string; offset: number; limit: number }): Promise<{ rows: DeadLetter[]; total: number }> {
 		const where: string[] = [];
 		const args: unknown[] = [];
-		if (opts.status) where.push("status = ?"), args.push(opts.status);
-		if (opts.sagaId) where.push("saga_id = ?"), args.push(opts.sagaId);
+		if (opts.status) (where.push("status = ?"), args.push(opts.status));
+		if (opts.sagaId) (where.push("saga_id = ?"), args.push(opts.sagaId));
 		const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
 		const rows = await this.select<DeadLetterRow>(`SELECT * FROM dead_letters ${clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`, [
 			...args,

@@ -99,7 +99,9 @@ async function main(): Promise<void> {
 
 	for (const p of portsToCheck(nodes, config)) {
 		if (!(await portFree(p.port, p.host))) {
-			process.stderr.write(`cluster not started: port ${p.port} (${p.what}) is already in use; stop what holds it (another cluster?) or choose another port\n`);
+			process.stderr.write(
+				`cluster not started: port ${p.port} (${p.what}) is already in use; stop what holds it (another cluster?) or choose another port\n`
+			);
 			process.exit(1);
 		}
 	}

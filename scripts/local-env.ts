@@ -16,7 +16,10 @@ export function localClusterEnv(env: NodeJS.ProcessEnv = process.env): Record<st
 	};
 	// Validate everything else first (with stand-ins for the two secrets), then generate what is missing.
 	const { dataDir } = loadConfig({ ...merged, JWT_SECRET: "j".repeat(32), CLUSTER_SECRET: "c".repeat(32) });
-	for (const [name, file] of [["JWT_SECRET", "jwt-secret"], ["CLUSTER_SECRET", "cluster-secret"]] as const) {
+	for (const [name, file] of [
+		["JWT_SECRET", "jwt-secret"],
+		["CLUSTER_SECRET", "cluster-secret"]
+	] as const) {
 		if (merged[name]) continue;
 		const { secret, generatedAt } = dataDirSecret(dataDir, file);
 		if (generatedAt) process.stderr.write(`${name} not set: generated one for this data dir in ${generatedAt}\n`);

@@ -23,7 +23,20 @@ import os from "os";
 import { Runner, type ServiceBroker } from "moleculer";
 
 /** Signals on which the primary stops its workers and exits (moleculer-runner's list). */
-const STOP_SIGNALS: NodeJS.Signals[] = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGTERM"];
+const STOP_SIGNALS: NodeJS.Signals[] = [
+	"SIGHUP",
+	"SIGINT",
+	"SIGQUIT",
+	"SIGILL",
+	"SIGTRAP",
+	"SIGABRT",
+	"SIGBUS",
+	"SIGFPE",
+	"SIGUSR1",
+	"SIGSEGV",
+	"SIGUSR2",
+	"SIGTERM"
+];
 
 /** The first replacement waits this long; each further one that follows a young death waits twice as long. */
 const RESTART_DELAY_MS = 500;

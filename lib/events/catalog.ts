@@ -182,7 +182,16 @@ export const EVENT_SCHEMAS: { [T in CatalogEventType]: ValidationSchema } = {
 	},
 	"points.charged": { ...stamp, userId: id, amount: points, transactionId: id, balanceAfter: balance, chargedAt: time },
 	"points.deducted": { ...stamp, userId: id, amount: points, transactionId: id, paymentId: id, balanceAfter: balance, transactionDate: time },
-	"saga.failed": { ...stamp, sagaId: id, type: id, key: id, step: id, phase: { type: "enum", values: ["forward", "compensate"] }, deadLetterId: id, error: { type: "any", optional: true, nullable: true } }
+	"saga.failed": {
+		...stamp,
+		sagaId: id,
+		type: id,
+		key: id,
+		step: id,
+		phase: { type: "enum", values: ["forward", "compensate"] },
+		deadLetterId: id,
+		error: { type: "any", optional: true, nullable: true }
+	}
 };
 
 const validator = new Validator();
@@ -194,7 +203,9 @@ export const isCatalogEvent = (type: string): type is CatalogEventType => Object
 export function payloadProblems(type: CatalogEventType, payload: unknown): string[] {
 	let check = checks.get(type);
 	if (!check) {
-		check = validator.compile({ $$root: true, type: "object", props: EVENT_SCHEMAS[type] }) as (payload: unknown) => true | { field?: string; message?: string }[];
+		check = validator.compile({ $$root: true, type: "object", props: EVENT_SCHEMAS[type] }) as (
+			payload: unknown
+		) => true | { field?: string; message?: string }[];
 		checks.set(type, check);
 	}
 	const result = check(payload);

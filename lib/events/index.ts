@@ -61,7 +61,9 @@ function forgedEventReporter(broker: ServiceBroker): (subject: string) => void {
 		if (broker.isMetricsEnabled()) broker.metrics.increment("events_rejected_total");
 		if (said.has(subject) || said.size >= 100) return;
 		said.add(subject);
-		broker.logger.warn(`Dropped an event on ${subject}: it does not carry a valid signature of the cluster secret. Further ones are counted in events_rejected_total.`);
+		broker.logger.warn(
+			`Dropped an event on ${subject}: it does not carry a valid signature of the cluster secret. Further ones are counted in events_rejected_total.`
+		);
 	};
 }
 

@@ -46,7 +46,16 @@ import {
 import { EventSigner } from "../cluster-auth";
 import { errorText } from "./memory-bus";
 import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type RedrivePolicy, type RetryPolicy } from "./retry";
-import { isInvalidEvent, safeName, type DeadLetter, type EventBus, type EventMessage, type RedriveResult, type SubscribeOptions, type Subscription } from "./types";
+import {
+	isInvalidEvent,
+	safeName,
+	type DeadLetter,
+	type EventBus,
+	type EventMessage,
+	type RedriveResult,
+	type SubscribeOptions,
+	type Subscription
+} from "./types";
 
 export interface JetStreamBusOptions {
 	/** `host:port` of the NATS servers (or `url`: comma-separated nats:// URLs without credentials). */
@@ -320,7 +329,8 @@ export class JetStreamEventBus implements EventBus {
 		try {
 			const sm = await jsm.streams.getMessage(this.names.dlq, { seq });
 			// A dead letter someone else wrote would be signed by the replay: only our own are read.
-			if (this.opts.signer && !this.opts.signer.verify(sm.subject, sm.header?.get("Nats-Msg-Id") ?? "", sm.data, sm.header?.get(EventSigner.HEADER))) return null;
+			if (this.opts.signer && !this.opts.signer.verify(sm.subject, sm.header?.get("Nats-Msg-Id") ?? "", sm.data, sm.header?.get(EventSigner.HEADER)))
+				return null;
 			const body = sm.json<Omit<DeadLetter, "id">>();
 			return { id: String(seq), ...body, redrives: Number(body.redrives ?? 0) };
 		} catch {

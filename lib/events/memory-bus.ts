@@ -7,7 +7,16 @@
  * published but not yet handled when the process stops is not redelivered at the next start.
  */
 import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type RedrivePolicy, type RetryPolicy } from "./retry";
-import { isInvalidEvent, type DeadLetter, type DeliveryInfo, type EventBus, type EventMessage, type RedriveResult, type SubscribeOptions, type Subscription } from "./types";
+import {
+	isInvalidEvent,
+	type DeadLetter,
+	type DeliveryInfo,
+	type EventBus,
+	type EventMessage,
+	type RedriveResult,
+	type SubscribeOptions,
+	type Subscription
+} from "./types";
 
 interface Pending {
 	event: EventMessage;
@@ -159,11 +168,14 @@ export class MemoryEventBus implements EventBus {
 				this.letters.set(letter.id, letter);
 				member.opts.onDeadLetter?.(letter);
 			} else {
-				const t = setTimeout(() => {
-					g.timers.delete(t);
-					g.queue.push({ ...p, attempt: p.attempt + 1 });
-					this.pump(g);
-				}, retryDelayMs(p.attempt, policy));
+				const t = setTimeout(
+					() => {
+						g.timers.delete(t);
+						g.queue.push({ ...p, attempt: p.attempt + 1 });
+						this.pump(g);
+					},
+					retryDelayMs(p.attempt, policy)
+				);
 				g.timers.add(t);
 			}
 		} finally {
@@ -176,5 +188,5 @@ export class MemoryEventBus implements EventBus {
 
 export function errorText(err: unknown): string {
 	const e = err as { type?: string; message?: string };
-	return String(e?.type ? `${e.type}: ${e.message}` : e?.message ?? err).slice(0, 500);
+	return String(e?.type ? `${e.type}: ${e.message}` : (e?.message ?? err)).slice(0, 500);
 }

@@ -63,7 +63,10 @@ export class DeadLetterRedriver {
 				this.opts.log?.("info", `event dead letters of ${group}: ${result.redriven.length} sent back (${result.redriven.map(l => l.id).join(", ")})`);
 			}
 			if (result.exhausted !== this.lastExhausted && result.exhausted > 0) {
-				this.opts.log?.("warn", `event dead letters of ${group}: ${result.exhausted} had their ${policy.maxRedrives} automatic redrive(s) and wait for an operator`);
+				this.opts.log?.(
+					"warn",
+					`event dead letters of ${group}: ${result.exhausted} had their ${policy.maxRedrives} automatic redrive(s) and wait for an operator`
+				);
 			}
 			this.lastExhausted = result.exhausted;
 			return result;

@@ -25,7 +25,6 @@ import { buildOpenApi, docsInitScript, docsPage, type ActionInfo } from "../../l
 import fs from "fs";
 import path from "path";
 
-
 type GatewayRequest = IncomingMessage & { $action?: { auth?: "user" | "admin" | false } };
 interface Check {
 	ok: boolean;
@@ -168,9 +167,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 								})
 							: Promise.resolve(),
 						timed("store", () => platform.store.ping()),
-						...REQUIRED_SERVICES.map(svc =>
-							timed(`db:${svc}`, () => ctx.call(`${svc}.health`, {}, { timeout: 2000, retries: 0 }))
-						)
+						...REQUIRED_SERVICES.map(svc => timed(`db:${svc}`, () => ctx.call(`${svc}.health`, {}, { timeout: 2000, retries: 0 })))
 					]);
 					const dbFailed = REQUIRED_SERVICES.some(svc => !checks[`db:${svc}`].ok);
 					if (dbFailed && platform.config.sql.dialect === "mysql") {
@@ -194,7 +191,13 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 					const actions = new Map<string, ActionInfo>();
 					const list = this.broker.registry.getActionList({ skipInternal: true }) as { name: string; action?: ActionInfo }[];
 					for (const a of list) if (a.action) actions.set(a.name, a.action);
-					return buildOpenApi({ routes: ROUTES, actions, idempotencyRequired: IDEMPOTENCY_REQUIRED, idempotencyExempt: IDEMPOTENCY_EXEMPT, queueGated: QUEUE_GATED });
+					return buildOpenApi({
+						routes: ROUTES,
+						actions,
+						idempotencyRequired: IDEMPOTENCY_REQUIRED,
+						idempotencyExempt: IDEMPOTENCY_EXEMPT,
+						queueGated: QUEUE_GATED
+					});
 				}
 			},
 
@@ -244,7 +247,11 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				server.listen = (...args: unknown[]) => {
 					broker
 						.waitForServices(REQUIRED_SERVICES, READY_WAIT_MS, 100)
-						.catch(() => broker.logger.warn(`Listening without every service /api/health requires (waited ${READY_WAIT_MS} ms): their routes answer 503 until they join.`))
+						.catch(() =>
+							broker.logger.warn(
+								`Listening without every service /api/health requires (waited ${READY_WAIT_MS} ms): their routes answer 503 until they join.`
+							)
+						)
 						.then(() => listen(...args));
 					return server;
 				};

@@ -63,7 +63,10 @@ export interface IdempotencyOptions {
 
 /** Stable fingerprint of a request: its route (method, template, parameters) and the body with keys sorted. */
 export function fingerprint(route: string, body: unknown): string {
-	return crypto.createHash("sha256").update(`${route}\n${canonicalJson(body)}`).digest("base64url");
+	return crypto
+		.createHash("sha256")
+		.update(`${route}\n${canonicalJson(body)}`)
+		.digest("base64url");
 }
 
 /**

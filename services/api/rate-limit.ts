@@ -47,7 +47,7 @@ export function clientAddress(req: IncomingMessage, trustedHops: number): string
 	const socket = req.socket.remoteAddress ?? "unknown";
 	if (trustedHops <= 0) return socket;
 	const raw = req.headers["x-forwarded-for"];
-	const hops = (Array.isArray(raw) ? raw.join(",") : raw ?? "")
+	const hops = (Array.isArray(raw) ? raw.join(",") : (raw ?? ""))
 		.split(",")
 		.map(h => h.trim())
 		.filter(Boolean);

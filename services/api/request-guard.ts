@@ -117,9 +117,7 @@ export function requestGuard(limits: InputLimits = INPUT_LIMITS) {
 			const body = req.body;
 			if (Array.isArray(body)) return next(new InvalidBodyError());
 			const problem =
-				inspectInput(body, "", limits) ??
-				inspectInput(req.query, "", limits) ??
-				inspectInput(matchedRoute(req)?.params ?? null, "", limits);
+				inspectInput(body, "", limits) ?? inspectInput(req.query, "", limits) ?? inspectInput(matchedRoute(req)?.params ?? null, "", limits);
 			next(problem ?? undefined);
 		} catch (err) {
 			// moleculer-web's alias matcher throws a 400 for a path parameter that does not URL-decode.

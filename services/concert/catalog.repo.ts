@@ -168,8 +168,7 @@ export class CatalogRepo {
 
 	/** The venue with this name, created if missing; two admins creating it at once end up with the same row. */
 	async findOrCreateVenue(name: string): Promise<VenueView> {
-		const find = async () =>
-			(await this.sql.select<VenueView>("SELECT id, name FROM venues WHERE name = ?", [name]))[0] as VenueView | undefined;
+		const find = async () => (await this.sql.select<VenueView>("SELECT id, name FROM venues WHERE name = ?", [name]))[0] as VenueView | undefined;
 		const existing = await find();
 		if (existing) return existing;
 		const id = crypto.randomUUID();
@@ -311,7 +310,11 @@ export class CatalogRepo {
 			this.sql.transaction(async tx => {
 				await this.lockSchedule(req.scheduleId, tx);
 				// From now on no sale for this reservation applies, even one still on its way (see `sell`).
-				await this.sql.insert(`${this.sql.insertIgnore} INTO seat_sale_voids (schedule_id, reservation_id, created_at) VALUES (?, ?, ?)`, [req.scheduleId, req.reservationId, sqlTime()], tx);
+				await this.sql.insert(
+					`${this.sql.insertIgnore} INTO seat_sale_voids (schedule_id, reservation_id, created_at) VALUES (?, ?, ?)`,
+					[req.scheduleId, req.reservationId, sqlTime()],
+					tx
+				);
 				const sales = await this.salesOf(req.scheduleId, req.seatIds, tx);
 				const mine = req.seatIds.filter(id => sales.get(id) === req.reservationId);
 				if (mine.length > 0) {

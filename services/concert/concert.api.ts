@@ -42,7 +42,6 @@ export interface HoldView {
 	startsAt: string;
 }
 
-
 export interface SaleStatus extends SalesWindow {
 	concertId: string;
 	state: SaleState;
@@ -61,5 +60,8 @@ export interface ConcertApi {
 	/** Holds 1..4 seats for `owner` (a reservation id), all or nothing. */
 	"concert.hold": { params: { scheduleId: string; seatIds: string[]; owner: string }; result: HoldView };
 	/** Lets `owner`'s holds go (`abandon`: and refuses a late hold of the same owner). */
-	"concert.release": { params: { scheduleId: string; seatIds: string[]; owner: string; abandon?: boolean }; result: { scheduleId: string; owner: string; released: number } };
+	"concert.release": {
+		params: { scheduleId: string; seatIds: string[]; owner: string; abandon?: boolean };
+		result: { scheduleId: string; owner: string; released: number };
+	};
 }

@@ -50,7 +50,6 @@ interface Settings {
 	reholdBackoffMs: number;
 }
 
-
 /** What never changes about a schedule once created: its concert, its show time and its seats' labels, grades and prices. */
 interface SeatMap {
 	concertId: string;
@@ -96,7 +95,11 @@ interface Methods {
 	seatMapOf(scheduleId: string): Promise<SeatMap>;
 	windowOf(concertId: string): Promise<SalesWindow>;
 	requireOnSale(map: SeatMap, scheduleId: string): Promise<void>;
-	parseWindow(sales: { opensAt?: string | null; closesAt?: string | null } | undefined, shows: Date[], problems: { field: string; type: string; message: string }[]): { opensAt: Date | null; closesAt: Date | null };
+	parseWindow(
+		sales: { opensAt?: string | null; closesAt?: string | null } | undefined,
+		shows: Date[],
+		problems: { field: string; type: string; message: string }[]
+	): { opensAt: Date | null; closesAt: Date | null };
 	ttlMs(): number;
 	releaseLater(req: HoldKey & { owner: string }, wanted?: () => Promise<boolean>): Promise<boolean>;
 	countHold(outcome: "held" | "conflict" | "sold", seats: number): void;
@@ -252,7 +255,11 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 					if (!startsAt) problems.push({ field: `schedules[${i}].startsAt`, type: "date", message: "an ISO-8601 time with a zone" });
 					return { startsAt: startsAt ?? new Date(0) };
 				});
-				const sales = this.parseWindow(p.sales, schedules.map(s => s.startsAt), problems);
+				const sales = this.parseWindow(
+					p.sales,
+					schedules.map(s => s.startsAt),
+					problems
+				);
 				if (problems.length > 0) throw new FieldValidationError(problems);
 				const id = await this.repo.createConcert({
 					title: p.title,
@@ -300,7 +307,11 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				if (!concert) throw new NotFoundError("concert", ctx.params.id);
 				const schedules = await this.repo.schedulesOf(concert.id);
 				const now = Date.now();
-				const state = concertSaleState(concert.sales, schedules.map(s => s.startsAt), now);
+				const state = concertSaleState(
+					concert.sales,
+					schedules.map(s => s.startsAt),
+					now
+				);
 				const onSale = schedules.filter(s => saleState(concert.sales, s.startsAt, now) !== "CLOSED");
 				// One read of the live holds serves both figures (scheduleViews would read them again).
 				const held = await this.holds.heldCounts(onSale.map(s => s.id));
@@ -538,7 +549,12 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 					});
 					if (holds.length > limit) break;
 				}
-				const page = pageOf(holds, limit, h => h, h => [h.scheduleId, h.seatId]);
+				const page = pageOf(
+					holds,
+					limit,
+					h => h,
+					h => [h.scheduleId, h.seatId]
+				);
 				return { rows: page.rows.filter(h => h.owner !== ""), next: page.next };
 			}
 		},
@@ -557,10 +573,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				for (const scheduleId of await this.repo.allScheduleIds()) {
 					const held = await this.holds.heldSeatIds(scheduleId);
 					if (held.length === 0) continue;
-					const [owners, sales] = await Promise.all([
-						this.holds.owners({ scheduleId, seatIds: held }),
-						this.repo.salesOf(scheduleId, held)
-					]);
+					const [owners, sales] = await Promise.all([this.holds.owners({ scheduleId, seatIds: held }), this.repo.salesOf(scheduleId, held)]);
 					held.forEach((seatId, i) => {
 						const soldTo = sales.get(seatId);
 						const heldBy = owners[i];
@@ -584,7 +597,11 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 			const concert = ID_PATTERN.test(id) ? await this.repo.getConcert(id) : null;
 			if (!concert) throw new NotFoundError("concert", id);
 			const schedules = await this.repo.schedulesOf(id);
-			const state = concertSaleState(concert.sales, schedules.map(s => s.startsAt), Date.now());
+			const state = concertSaleState(
+				concert.sales,
+				schedules.map(s => s.startsAt),
+				Date.now()
+			);
 			return { ...concert, sales: { ...concert.sales, state }, schedules: await this.scheduleViews(schedules) };
 		},
 
@@ -680,7 +697,12 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				m.register({ type: "counter", name: "concert.hold.requests", description: "Seat hold requests by outcome", labelNames: ["outcome"] });
 			}
 			if (!m.hasMetric("concert.hold.seats")) {
-				m.register({ type: "counter", name: "concert.hold.seats", description: "Seats asked for in hold requests, by outcome", labelNames: ["outcome"] });
+				m.register({
+					type: "counter",
+					name: "concert.hold.seats",
+					description: "Seats asked for in hold requests, by outcome",
+					labelNames: ["outcome"]
+				});
 			}
 		}
 		if (this.settings.seedDemoData && (await this.repo.seedIfEmpty(DEMO_CATALOG))) {

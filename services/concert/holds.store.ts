@@ -37,7 +37,8 @@ export interface HoldRequest extends HoldKey {
  * already held keeps its expiry: holding again is idempotent, not a renewal). Otherwise nothing changed and
  * `conflicts` lists the seats another owner holds, or `abandoned` says the owner was given up (see `abandon`).
  */
-export type HoldOutcome = { ok: true; expiresAt: number } | { ok: false; conflicts: string[]; abandoned?: false } | { ok: false; conflicts: []; abandoned: true };
+export type HoldOutcome =
+	{ ok: true; expiresAt: number } | { ok: false; conflicts: string[]; abandoned?: false } | { ok: false; conflicts: []; abandoned: true };
 
 export interface HoldStore {
 	readonly kind: "memory" | "redis";
@@ -335,9 +336,7 @@ export class RedisHoldStore implements HoldStore {
 	async hold(req: HoldRequest): Promise<HoldOutcome> {
 		checkRequest(req, req.ttlMs);
 		const keys = [indexKey(req.scheduleId), tombstoneKey(req.scheduleId, req.owner), ...req.seatIds.map(id => seatKey(req.scheduleId, id))];
-		const res = (await this.wrap(
-			this.redis.concertHold(keys.length, ...keys, req.owner, req.ttlMs, ...req.seatIds)
-		)) as [number, number | string[]];
+		const res = (await this.wrap(this.redis.concertHold(keys.length, ...keys, req.owner, req.ttlMs, ...req.seatIds))) as [number, number | string[]];
 		if (Number(res[0]) === 1) return { ok: true, expiresAt: Number(res[1]) };
 		if (Number(res[0]) === 2) return { ok: false, conflicts: [], abandoned: true };
 		return { ok: false, conflicts: res[1] as string[] };
@@ -382,7 +381,8 @@ export class RedisHoldStore implements HoldStore {
 
 	private wrap<T>(p: Promise<T>): Promise<T> {
 		return redisCall(p);
-	}}
+	}
+}
 
 function seatKey(scheduleId: string, seatId: string): string {
 	return `concert:h:{${scheduleId}}:${seatId}`;

@@ -2,13 +2,7 @@
 import type { CatalogEvent, CatalogEventType } from "../../lib/events/catalog";
 
 export type NotificationType =
-	| "RESERVATION_HELD"
-	| "RESERVATION_CONFIRMED"
-	| "RESERVATION_CANCELLED"
-	| "RESERVATION_EXPIRED"
-	| "PAYMENT_COMPLETED"
-	| "PAYMENT_REFUNDED"
-	| "ADMIN_ALERT";
+	"RESERVATION_HELD" | "RESERVATION_CONFIRMED" | "RESERVATION_CANCELLED" | "RESERVATION_EXPIRED" | "PAYMENT_COMPLETED" | "PAYMENT_REFUNDED" | "ADMIN_ALERT";
 
 export interface NotificationDraft {
 	/** null for an admin alert. */

@@ -45,7 +45,6 @@ interface NotificationMethods {
 }
 type This = PlatformVars & DbVars & EventConsumerVars & NotificationMethods;
 
-
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
 
 const NotificationService: ServiceSchema<Record<string, never>, NotificationMethods, PlatformVars & DbVars & EventConsumerVars> = {
@@ -115,10 +114,13 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 				await this.sequelize.query("UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? AND read_at IS NULL", {
 					replacements: [new Date(), ctx.params.id, user.id]
 				});
-				const [row] = await this.sequelize.query<Row>("SELECT id, user_id, type, message, data, created_at, read_at FROM notifications WHERE id = ? AND user_id = ?", {
-					replacements: [ctx.params.id, user.id],
-					type: QueryTypes.SELECT
-				});
+				const [row] = await this.sequelize.query<Row>(
+					"SELECT id, user_id, type, message, data, created_at, read_at FROM notifications WHERE id = ? AND user_id = ?",
+					{
+						replacements: [ctx.params.id, user.id],
+						type: QueryTypes.SELECT
+					}
+				);
 				if (!row) throw new NotFoundError("notification", ctx.params.id);
 				return { id: row.id, type: row.type, message: row.message, createdAt: iso(row.created_at), readAt: iso(row.read_at) };
 			}

@@ -100,7 +100,12 @@ export function seatFindings(sales: AuditSale[], reservations: AuditReservation[
 			if (!r || r.scheduleId !== s.scheduleId || !r.seatIds.includes(s.seatId)) return true;
 			return r.status !== "CONFIRMED" && r.status !== "CANCELLING";
 		})
-		.map(s => ({ scheduleId: s.scheduleId, seatId: s.seatId, reservationId: s.reservationId, reservationStatus: byId.get(s.reservationId)?.status ?? null }));
+		.map(s => ({
+			scheduleId: s.scheduleId,
+			seatId: s.seatId,
+			reservationId: s.reservationId,
+			reservationStatus: byId.get(s.reservationId)?.status ?? null
+		}));
 
 	const confirmedNotSold: { reservationId: string; scheduleId: string; seatId: string; soldTo: string | null }[] = [];
 	for (const r of reservations) {
@@ -143,7 +148,12 @@ export function moneyFindings(reservations: AuditReservation[], payments: AuditP
 			if (r.status === "PAYING" || r.status === "CANCELLING") return false;
 			return r.status !== "CONFIRMED" || (r.paymentId !== null && r.paymentId !== p.id);
 		})
-		.map(p => ({ paymentId: p.id, sagaId: p.sagaId, reservationId: p.reservationId, reservationStatus: (p.reservationId && byId.get(p.reservationId)?.status) || null }));
+		.map(p => ({
+			paymentId: p.id,
+			sagaId: p.sagaId,
+			reservationId: p.reservationId,
+			reservationStatus: (p.reservationId && byId.get(p.reservationId)?.status) || null
+		}));
 
 	const refundedButConfirmed = payments
 		.filter(p => p.status === "REFUNDED")

@@ -224,7 +224,9 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const producers = this.producers();
 			const [first, wallet, sagas, outbox] = await Promise.all([
 				this.gather(ctx, scope),
-				call<{ ok: boolean; checks: { name: string; ok: boolean; details: { offenders: number; ids: string[] } }[] }>(ctx, "payment.verify", {}).catch(errorOf),
+				call<{ ok: boolean; checks: { name: string; ok: boolean; details: { offenders: number; ids: string[] } }[] }>(ctx, "payment.verify", {}).catch(
+					errorOf
+				),
 				this.sagaChecks(ctx).catch(errorOf),
 				Promise.all(
 					producers.map(p =>
@@ -237,27 +239,37 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			if (CROSS.some(n => !noFindings(cross[n]))) {
 				await new Promise(r => setTimeout(r, this.settings.settleMs));
 				const second = this.crossChecks(await this.gather(ctx, scope));
-				cross = { seats: confirmedFindings(cross.seats, second.seats), money: confirmedFindings(cross.money, second.money), holds: confirmedFindings(cross.holds, second.holds), ranking: confirmedFindings(cross.ranking, second.ranking) };
+				cross = {
+					seats: confirmedFindings(cross.seats, second.seats),
+					money: confirmedFindings(cross.money, second.money),
+					holds: confirmedFindings(cross.holds, second.holds),
+					ranking: confirmedFindings(cross.ranking, second.ranking)
+				};
 			}
 
 			// payment.verify: the wallet rules inside the payment context (balance = ledger, no negative, chain).
-			const walletFailures =
-				"checks" in wallet ? wallet.checks.filter(c => !c.ok).map(c => ({ rule: c.name, offenders: c.details.ids })) : [];
+			const walletFailures = "checks" in wallet ? wallet.checks.filter(c => !c.ok).map(c => ({ rule: c.name, offenders: c.details.ids })) : [];
 			// A wallet check that could not run makes money unavailable (its error), not a finding.
-			const money: Record<string, unknown> = "checks" in wallet ? { ...cross.money, wallets: walletFailures } : failed(cross.money) ? cross.money : { ...wallet, ...cross.money };
+			const money: Record<string, unknown> =
+				"checks" in wallet ? { ...cross.money, wallets: walletFailures } : failed(cross.money) ? cross.money : { ...wallet, ...cross.money };
 
 			const outboxDetails = {
 				// An object, not a list: the lists in details are findings, this is the backlog of every producer.
 				producers: Object.fromEntries(
 					outbox.map(o => [o.producer, "error" in o ? o : { pending: o.pending, oldestAgeMs: o.oldestAgeMs, staleEventIds: o.stale.map(s => s.id) }])
 				),
-				stale: outbox.flatMap(o => ("stale" in o ? o.stale.map(s => ({ producer: o.producer, eventId: s.id, eventType: s.eventType, aggregateId: s.aggregateId, ageMs: s.ageMs })) : [])),
+				stale: outbox.flatMap(o =>
+					"stale" in o
+						? o.stale.map(s => ({ producer: o.producer, eventId: s.id, eventType: s.eventType, aggregateId: s.aggregateId, ageMs: s.ageMs }))
+						: []
+				),
 				unavailable: outbox.filter(o => "error" in o).map(o => o.producer)
 			};
 
 			// No producer in the registry at all: nothing could be read, which is not "ok" either.
 			const noProducer = producers.length === 0 ? { error: "NO_PRODUCERS", message: "no service with an outbox (<name>.outboxStats) is available" } : {};
-			const outboxStatus = outboxDetails.stale.length > 0 ? "drift" : outboxDetails.unavailable.length > 0 || producers.length === 0 ? "unavailable" : "ok";
+			const outboxStatus =
+				outboxDetails.stale.length > 0 ? "drift" : outboxDetails.unavailable.length > 0 || producers.length === 0 ? "unavailable" : "ok";
 			const checks: CheckResult[] = [
 				{ name: "seats", ...statusOf(cross.seats) },
 				{ name: "money", ...statusOf(money) },
@@ -387,7 +399,11 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const rows: T[] = [];
 			let after: string[] | null = null;
 			for (;;) {
-				const page: AuditPage<T> = await call<AuditPage<T>>(ctx, action, { ...params, ...(after ? { after } : {}), limit: this.config.consistency.auditPageSize });
+				const page: AuditPage<T> = await call<AuditPage<T>>(ctx, action, {
+					...params,
+					...(after ? { after } : {}),
+					limit: this.config.consistency.auditPageSize
+				});
 				rows.push(...page.rows);
 				if (page.next === null) return rows;
 				if (after !== null && JSON.stringify(page.next) === JSON.stringify(after)) throw new Error(`${action} did not move its cursor`);
@@ -403,7 +419,8 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const rows: T[] = [];
 			// A few requests at a time: quicker than one by one, without flooding the owning service.
 			for (let i = 0; i < chunks.length; i += 4) {
-				for (const part of await Promise.all(chunks.slice(i, i + 4).map(chunk => this.walk<T>(ctx, action, { ...params, [key]: chunk })))) rows.push(...part);
+				for (const part of await Promise.all(chunks.slice(i, i + 4).map(chunk => this.walk<T>(ctx, action, { ...params, [key]: chunk }))))
+					rows.push(...part);
 			}
 			return rows;
 		},
@@ -462,7 +479,14 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		/** Services that run an outbox relay (they answer `<name>.outboxStats`), from the registry. */
 		producers(this: This) {
 			const list = this.broker.registry.getActionList({ onlyAvailable: true, skipInternal: true }) as { name: string }[];
-			return [...new Set(list.map(a => a.name).filter(n => n.endsWith(".outboxStats")).map(n => n.slice(0, -".outboxStats".length)))].sort();
+			return [
+				...new Set(
+					list
+						.map(a => a.name)
+						.filter(n => n.endsWith(".outboxStats"))
+						.map(n => n.slice(0, -".outboxStats".length))
+				)
+			].sort();
 		},
 
 		/**
@@ -492,7 +516,9 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			// Orphan holds (seen twice, settleMs apart) have a mechanical fix that needs no operator: release them,
 			// fenced by their owner, so a seat is not blocked until the hold's expiry. They come from a hold whose
 			// give-up could not reach the store, or from a Redis restarted from an AOF without its last second.
-			await this.releaseOrphanHolds(this.broker.ContextFactory.create(this.broker), report).catch(err => this.logger.warn("releasing orphan holds failed:", (err as Error).message));
+			await this.releaseOrphanHolds(this.broker.ContextFactory.create(this.broker), report).catch(err =>
+				this.logger.warn("releasing orphan holds failed:", (err as Error).message)
+			);
 			const bad = report.checks.filter(c => !c.ok);
 			const what = `consistency check (${full ? "full" : `since ${scope.since?.toISOString()}`})`;
 			if (bad.length > 0) this.logger.warn(`${what}: ${bad.map(c => `${c.name} ${c.status} ${JSON.stringify(c.details)}`).join("; ")}`);
@@ -503,7 +529,9 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		/** Releases the orphan holds a report lists (each by its owner: a seat held by anyone else is untouched). */
 		async releaseOrphanHolds(this: This, ctx: Context, report: ConsistencyReport) {
 			const holds = report.checks.find(c => c.name === "holds");
-			const orphans = ((holds?.details as { orphanHolds?: { scheduleId: string; seatId: string; owner: string }[] } | undefined)?.orphanHolds ?? []).slice(0, 1000);
+			const orphans = (
+				(holds?.details as { orphanHolds?: { scheduleId: string; seatId: string; owner: string }[] } | undefined)?.orphanHolds ?? []
+			).slice(0, 1000);
 			const groups = new Map<string, { scheduleId: string; owner: string; seatIds: string[] }>();
 			for (const o of orphans) {
 				const k = `${o.scheduleId} ${o.owner}`;
@@ -560,7 +588,9 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 						if (!list) return;
 						for (const c of list.rows) {
 							const q = await soft(
-								call<{ waiting: number; active: number; admittedPerMinute: number; admittedTotal: number }>(ctx, "queue.stats", { concertId: c.id })
+								call<{ waiting: number; active: number; admittedPerMinute: number; admittedTotal: number }>(ctx, "queue.stats", {
+									concertId: c.id
+								})
 							);
 							if (!q) continue;
 							gauge("ops.queue.waiting", { concertId: c.id }, q.waiting);
@@ -591,7 +621,9 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				if (!this.broker.metrics.hasMetric(name)) this.broker.metrics.register({ type: "gauge", name, description, labelNames });
 			}
 			const t = setInterval(() => {
-				void this.collectMetrics(this.broker.ContextFactory.create(this.broker)).catch(err => this.logger.warn("metrics collection failed:", (err as Error).message));
+				void this.collectMetrics(this.broker.ContextFactory.create(this.broker)).catch(err =>
+					this.logger.warn("metrics collection failed:", (err as Error).message)
+				);
 			}, this.settings.metricsIntervalMs);
 			t.unref();
 			this.timers.push(t);

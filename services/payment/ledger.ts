@@ -39,13 +39,7 @@ import {
 	type PublicTransaction,
 	type UserPayment
 } from "./payment.domain";
-import {
-	BalanceLimitError,
-	IdempotencyKeyReusedError,
-	InsufficientPointsError,
-	PaymentStoreUnavailableError,
-	PaymentVoidedError
-} from "./errors";
+import { BalanceLimitError, IdempotencyKeyReusedError, InsufficientPointsError, PaymentStoreUnavailableError, PaymentVoidedError } from "./errors";
 
 export interface ChargeResult {
 	userId: string;
@@ -198,10 +192,7 @@ export class PaymentLedger {
 				);
 				if (debited !== 1) throw new InsufficientPointsError(req.userId, req.amount);
 				const balance = await this.lockedBalance(req.userId, t);
-				const txId = await this.appendLedger(
-					{ userId: req.userId, type: "PAYMENT", amount: req.amount, balance, ref: id, paymentId: id, now },
-					t
-				);
+				const txId = await this.appendLedger({ userId: req.userId, type: "PAYMENT", amount: req.amount, balance, ref: id, paymentId: id, now }, t);
 				await appendOutbox(this.sql, t, {
 					aggregateType: "payment",
 					aggregateId: id,
@@ -327,10 +318,11 @@ export class PaymentLedger {
 	}
 
 	async transactions(userId: string, page: number, pageSize: number): Promise<Page<PublicTransaction>> {
-		const rows = await this.select<LedgerRow>(
-			"SELECT * FROM point_transactions WHERE user_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
-			[userId, pageSize, (page - 1) * pageSize]
-		);
+		const rows = await this.select<LedgerRow>("SELECT * FROM point_transactions WHERE user_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?", [
+			userId,
+			pageSize,
+			(page - 1) * pageSize
+		]);
 		const [count] = await this.select<{ n: number }>("SELECT COUNT(*) AS n FROM point_transactions WHERE user_id = ?", [userId]);
 		return { rows: rows.map(toPublicTransaction), page, pageSize, total: Number(count?.n ?? 0) };
 	}
@@ -340,10 +332,7 @@ export class PaymentLedger {
 			"SELECT * FROM payments WHERE user_id = ? AND status <> 'VOIDED' ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
 			[userId, pageSize, (page - 1) * pageSize]
 		);
-		const [count] = await this.select<{ n: number }>(
-			"SELECT COUNT(*) AS n FROM payments WHERE user_id = ? AND status <> 'VOIDED'",
-			[userId]
-		);
+		const [count] = await this.select<{ n: number }>("SELECT COUNT(*) AS n FROM payments WHERE user_id = ? AND status <> 'VOIDED'", [userId]);
 		return { rows: rows.map(r => toUserPayment(this.numeric(r))), page, pageSize, total: Number(count?.n ?? 0) };
 	}
 
@@ -405,7 +394,15 @@ export class PaymentLedger {
 			params.push(...k.params);
 		}
 		const limit = q.limit;
-		const rows = await this.select<{ id: string; saga_id: string; reservation_id: string | null; user_id: string | null; amount: number | string; status: string; updated_at: Date | string }>(
+		const rows = await this.select<{
+			id: string;
+			saga_id: string;
+			reservation_id: string | null;
+			user_id: string | null;
+			amount: number | string;
+			status: string;
+			updated_at: Date | string;
+		}>(
 			`SELECT id, saga_id, reservation_id, user_id, amount, status, updated_at FROM payments${where.length ? ` WHERE ${where.join(" AND ")}` : ""}
 			 ORDER BY ${keys.join(", ")} LIMIT ${limit + 1}`,
 			params
@@ -413,7 +410,15 @@ export class PaymentLedger {
 		return pageOf(
 			rows,
 			limit,
-			r => ({ id: r.id, sagaId: r.saga_id, reservationId: r.reservation_id, userId: r.user_id, amount: Number(r.amount), status: r.status, updatedAt: isoTime(r.updated_at) }),
+			r => ({
+				id: r.id,
+				sagaId: r.saga_id,
+				reservationId: r.reservation_id,
+				userId: r.user_id,
+				amount: Number(r.amount),
+				status: r.status,
+				updatedAt: isoTime(r.updated_at)
+			}),
 			r => (q.since ? [isoTime(r.updated_at), r.id] : [r.id])
 		);
 	}
@@ -439,10 +444,7 @@ export class PaymentLedger {
 	}
 
 	private async findCharge(userId: string, key: string): Promise<LedgerRow | null> {
-		const [row] = await this.select<LedgerRow>(
-			"SELECT * FROM point_transactions WHERE user_id = ? AND type = 'CHARGE' AND ref = ?",
-			[userId, key]
-		);
+		const [row] = await this.select<LedgerRow>("SELECT * FROM point_transactions WHERE user_id = ? AND type = 'CHARGE' AND ref = ?", [userId, key]);
 		return row ?? null;
 	}
 
@@ -465,11 +467,7 @@ export class PaymentLedger {
 
 	/** The balance as this transaction left it (a locking read on MariaDB: never a stale snapshot). */
 	private async lockedBalance(userId: string, t: Transaction): Promise<number> {
-		const [row] = await this.select<{ balance: number }>(
-			`SELECT balance FROM wallets WHERE user_id = ?${this.sql.forUpdate}`,
-			[userId],
-			t
-		);
+		const [row] = await this.select<{ balance: number }>(`SELECT balance FROM wallets WHERE user_id = ?${this.sql.forUpdate}`, [userId], t);
 		return Number(row.balance);
 	}
 

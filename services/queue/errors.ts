@@ -8,7 +8,12 @@ import { Errors } from "moleculer";
 export class QueueTokenNotActiveError extends Errors.MoleculerClientError {
 	/** `status`: what the caller's own token is instead (WAITING, EXPIRED, SOLD_OUT...), when it is theirs. */
 	constructor(concertId?: string, status?: string) {
-		super("The queue token is not active for this user and concert", 403, "QUEUE_TOKEN_NOT_ACTIVE", concertId ? { concertId, ...(status ? { status } : {}) } : undefined);
+		super(
+			"The queue token is not active for this user and concert",
+			403,
+			"QUEUE_TOKEN_NOT_ACTIVE",
+			concertId ? { concertId, ...(status ? { status } : {}) } : undefined
+		);
 		this.name = "QueueTokenNotActiveError";
 	}
 }
@@ -27,7 +32,12 @@ export class QueueDependencyUnavailableError extends Errors.MoleculerRetryableEr
  */
 export class QueueLineClosedError extends Errors.MoleculerClientError {
 	constructor(concertId: string, state: "SOLD_OUT" | "CLOSED") {
-		super(state === "SOLD_OUT" ? "This concert is sold out" : "Sales for this concert are closed", 409, state === "SOLD_OUT" ? "SOLD_OUT" : "SALES_CLOSED", { concertId });
+		super(
+			state === "SOLD_OUT" ? "This concert is sold out" : "Sales for this concert are closed",
+			409,
+			state === "SOLD_OUT" ? "SOLD_OUT" : "SALES_CLOSED",
+			{ concertId }
+		);
 		this.name = "QueueLineClosedError";
 	}
 }

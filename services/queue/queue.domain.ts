@@ -91,17 +91,14 @@ export interface TokenView {
 	opensAt?: string;
 }
 
-export function toTokenView(
-	concertId: string,
-	entry: QueueEntry,
-	limits: { maxActive: number; activeTtlSec: number }
-): TokenView {
+export function toTokenView(concertId: string, entry: QueueEntry, limits: { maxActive: number; activeTtlSec: number }): TokenView {
 	const view: TokenView = {
 		token: formatToken(concertId, entry.tokenId),
 		concertId,
 		status: entry.status,
 		position: entry.status === "WAITING" ? entry.position : 0,
-		etaSeconds: entry.status === "PRE_QUEUE" && entry.opensAt ? Math.max(0, Math.ceil((entry.opensAt - entry.now) / 1000)) : etaSeconds({ ...entry, ...limits }),
+		etaSeconds:
+			entry.status === "PRE_QUEUE" && entry.opensAt ? Math.max(0, Math.ceil((entry.opensAt - entry.now) / 1000)) : etaSeconds({ ...entry, ...limits }),
 		expiresAt: entry.expiresAt === null ? null : new Date(entry.expiresAt).toISOString()
 	};
 	if (entry.status === "PRE_QUEUE" && entry.opensAt) view.opensAt = new Date(entry.opensAt).toISOString();
@@ -117,11 +114,7 @@ export function endedTokenView(concertId: string, tokenId: string, status: GoneR
  * Is this entry an ACTIVE token of `userId` for `concertId`? The single rule behind `validate` (queue-gated
  * routes) so a waiting, lapsed, foreign or other-concert token is refused the same way.
  */
-export function isActiveFor(
-	entry: QueueEntry | null,
-	token: { concertId: string },
-	expect: { userId: string; concertId: string }
-): entry is QueueEntry {
+export function isActiveFor(entry: QueueEntry | null, token: { concertId: string }, expect: { userId: string; concertId: string }): entry is QueueEntry {
 	return (
 		entry !== null &&
 		entry.status === "ACTIVE" &&

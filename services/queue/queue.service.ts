@@ -22,15 +22,7 @@ import { NotFoundError } from "../../lib/errors";
 import { signedInUser, type RequestMeta } from "../../lib/request";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { QueueDependencyUnavailableError, QueueLineClosedError, QueueTokenNotActiveError } from "./errors";
-import {
-	CONCERT_ID_PATTERN,
-	endedTokenView,
-	isActiveFor,
-	newTokenId,
-	parseToken,
-	toTokenView,
-	type TokenView
-} from "./queue.domain";
+import { CONCERT_ID_PATTERN, endedTokenView, isActiveFor, newTokenId, parseToken, toTokenView, type TokenView } from "./queue.domain";
 import type { ConcertApi, SaleStatus } from "../concert/concert.api";
 import type { QueueApi } from "./queue.api";
 import { createQueueStore, type QueueLimits, type QueueStats, type QueueStore } from "./queue.store";
@@ -50,7 +42,6 @@ interface Settings {
 	/** How long a closed line's marker lives without being refreshed by a check (ms). */
 	closedMarkerMs: number;
 }
-
 
 interface Vars {
 	queueStore: QueueStore;

@@ -420,7 +420,15 @@ export class RedisQueueStore implements QueueStore {
 	}
 
 	async leave(concertId: string, tokenId: string, userId: string | null, limits: QueueLimits, reason: GoneReason = "LEFT"): Promise<QueueStatus | null> {
-		const [was] = await this.redis.queueLeave(...keysOf(concertId), tokenId, userId ?? "", limits.maxActive, limits.activeTtlMs, limits.graceMs ?? 0, reason);
+		const [was] = await this.redis.queueLeave(
+			...keysOf(concertId),
+			tokenId,
+			userId ?? "",
+			limits.maxActive,
+			limits.activeTtlMs,
+			limits.graceMs ?? 0,
+			reason
+		);
 		return Number(was) === 1 ? "ACTIVE" : Number(was) === 2 ? "WAITING" : null;
 	}
 
@@ -802,7 +810,8 @@ export class MemoryQueueStore implements QueueStore {
 			return { kind: "live", entry: { tokenId, userId, status: "ACTIVE", position: 0, expiresAt: exp, admittedLastMinute, now, opensAt } };
 		}
 		if (q.pre.has(tokenId)) {
-			if (now < q.opens) return { kind: "live", entry: { tokenId, userId, status: "PRE_QUEUE", position: 0, expiresAt: null, admittedLastMinute, now, opensAt } };
+			if (now < q.opens)
+				return { kind: "live", entry: { tokenId, userId, status: "PRE_QUEUE", position: 0, expiresAt: null, admittedLastMinute, now, opensAt } };
 			this.mergePreQueue(q, now);
 		}
 		if (!q.wait.has(tokenId)) return { kind: "unknown" };

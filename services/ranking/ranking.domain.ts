@@ -54,7 +54,5 @@ export function rankingMismatches(ranking: ConcertScore[], truth: ConcertScore[]
 	const r = new Map(ranking.map(s => [s.concertId, s.score]));
 	const t = new Map(truth.filter(s => s.score > 0).map(s => [s.concertId, s.score]));
 	const ids = [...new Set([...r.keys(), ...t.keys()])].sort();
-	return ids
-		.filter(id => (r.get(id) ?? 0) !== (t.get(id) ?? 0))
-		.map(id => ({ concertId: id, ranking: r.get(id) ?? 0, truth: t.get(id) ?? 0 }));
+	return ids.filter(id => (r.get(id) ?? 0) !== (t.get(id) ?? 0)).map(id => ({ concertId: id, ranking: r.get(id) ?? 0, truth: t.get(id) ?? 0 }));
 }

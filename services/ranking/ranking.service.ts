@@ -55,7 +55,12 @@ async function* truthPages(call: Caller, log: This["logger"]): AsyncIterable<Res
 	for (;;) {
 		let page: { rows: EventMessage[]; next: string | null };
 		try {
-			page = await call("reservation.outboxLatest", { aggregateType: "reservation", eventTypes: [...RANKED_EVENTS], limit: TRUTH_PAGE, ...(after ? { after } : {}) });
+			page = await call("reservation.outboxLatest", {
+				aggregateType: "reservation",
+				eventTypes: [...RANKED_EVENTS],
+				limit: TRUTH_PAGE,
+				...(after ? { after } : {})
+			});
 		} catch (err) {
 			const type = (err as { type?: string }).type;
 			if (type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE") throw new RankingTruthUnavailableError();
@@ -101,7 +106,13 @@ const RankingService: ServiceSchema<Record<string, never>, RankingMethods, Platf
 			},
 			async handler(this: This, ctx: Context<{ limit?: number }>) {
 				const scores = await this.ranking.top(ctx.params.limit ?? 10);
-				return rankingRows(scores, await this.titlesOf(ctx, scores.map(s => s.concertId)));
+				return rankingRows(
+					scores,
+					await this.titlesOf(
+						ctx,
+						scores.map(s => s.concertId)
+					)
+				);
 			}
 		},
 

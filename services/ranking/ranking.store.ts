@@ -91,12 +91,7 @@ export class RankingRebuildLostError extends Error {
  * A whole rebuild: begin, the truth's pages, commit. Answers false (and changes nothing) when another node is
  * rebuilding; throws, with the copy dropped, when the truth cannot be read or the lease was lost.
  */
-export async function rebuildRanking(
-	store: RankingStore,
-	owner: string,
-	pages: AsyncIterable<ReservationState[]>,
-	leaseMs = 30_000
-): Promise<boolean> {
+export async function rebuildRanking(store: RankingStore, owner: string, pages: AsyncIterable<ReservationState[]>, leaseMs = 30_000): Promise<boolean> {
 	if (!(await store.beginRebuild(owner, leaseMs))) return false;
 	try {
 		for await (const states of pages) {
@@ -166,7 +161,10 @@ export class MemoryRankingStore implements RankingStore {
 	}
 
 	async top(limit: number): Promise<ConcertScore[]> {
-		return [...(this.live?.scores ?? [])].map(([concertId, score]) => ({ concertId, score })).sort(byScore).slice(0, limit);
+		return [...(this.live?.scores ?? [])]
+			.map(([concertId, score]) => ({ concertId, score }))
+			.sort(byScore)
+			.slice(0, limit);
 	}
 
 	async score(concertId: string): Promise<number> {
@@ -315,7 +313,18 @@ export class RedisRankingStore implements RankingStore {
 	async apply(state: ReservationState): Promise<ApplyOutcome> {
 		check(state);
 		const [applied, delta] = (await this.wrap(
-			this.redis.rankingApply(KEYS.ready, KEYS.lease, KEYS.states, KEYS.scores, KEYS.buildStates, KEYS.buildScores, state.reservationId, state.concertId, state.version, state.seats)
+			this.redis.rankingApply(
+				KEYS.ready,
+				KEYS.lease,
+				KEYS.states,
+				KEYS.scores,
+				KEYS.buildStates,
+				KEYS.buildScores,
+				state.reservationId,
+				state.concertId,
+				state.version,
+				state.seats
+			)
 		)) as [number, number];
 		if (Number(applied) === -1) return { applied: false, delta: 0, lost: true };
 		return { applied: Number(applied) === 1, delta: Number(delta) };

@@ -58,9 +58,7 @@ export function toView(row: ReservationRow, seats: SeatRow[]): ReservationView {
 		userId: row.user_id,
 		concertId: row.concert_id,
 		scheduleId: row.schedule_id,
-		seats: seats
-			.filter(s => s.reservation_id === row.id)
-			.map(s => ({ id: s.seat_id, label: s.label, grade: s.grade, price: Number(s.price) })),
+		seats: seats.filter(s => s.reservation_id === row.id).map(s => ({ id: s.seat_id, label: s.label, grade: s.grade, price: Number(s.price) })),
 		amount: Number(row.amount),
 		expiresAt: iso(row.expires_at),
 		createdAt: iso(row.created_at),

@@ -78,7 +78,10 @@ interface ReservationMethods {
 	waitMs(): number;
 }
 
-type This = PlatformVars & DbVars & ReservationVars & ReservationMethods & { logger: { warn(...a: unknown[]): void; info(...a: unknown[]): void } } & { broker: import("moleculer").ServiceBroker };
+type This = PlatformVars &
+	DbVars &
+	ReservationVars &
+	ReservationMethods & { logger: { warn(...a: unknown[]): void; info(...a: unknown[]): void } } & { broker: import("moleculer").ServiceBroker };
 
 /**
  * How many reservations one keyed create may try: each attempt that finds its predecessor's hold given up
@@ -141,7 +144,11 @@ function safeData(data: unknown): Record<string, unknown> {
 	const out: Record<string, unknown> = {};
 	if (!data || typeof data !== "object") return out;
 	for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
-		if (/(Id|Ids|^status|^limit|^amount|^required|^balance)$/.test(k) && (typeof v === "string" || typeof v === "number" || (Array.isArray(v) && v.every(x => typeof x === "string")))) out[k] = v;
+		if (
+			/(Id|Ids|^status|^limit|^amount|^required|^balance)$/.test(k) &&
+			(typeof v === "string" || typeof v === "number" || (Array.isArray(v) && v.every(x => typeof x === "string")))
+		)
+			out[k] = v;
 	}
 	return out;
 }
@@ -150,7 +157,10 @@ function safeData(data: unknown): Record<string, unknown> {
 function rejection(saga: SagaView): Error {
 	const e = saga.error;
 	const known = e && e.code >= 400 && e.code < 500 ? REJECTION_MESSAGES[e.type] : undefined;
-	if (!e || !known) return new Errors.MoleculerClientError("The operation was rolled back", 409, e && e.code >= 400 && e.code < 500 ? e.type : "ROLLED_BACK", { sagaId: saga.id });
+	if (!e || !known)
+		return new Errors.MoleculerClientError("The operation was rolled back", 409, e && e.code >= 400 && e.code < 500 ? e.type : "ROLLED_BACK", {
+			sagaId: saga.id
+		});
 	const err = new Errors.MoleculerClientError(known, e.code, e.type, { ...safeData(e.data), sagaId: saga.id });
 	err.name = "SagaRejectedError";
 	return err;
@@ -231,7 +241,11 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 						// The catalog could not be reached (NATS or its node down: often the very fault that failed the
 						// hold). Left alone, the seats would stay held by nobody for HOLD_TTL; keep trying meanwhile.
 						this.logger.warn(`abandoning hold ${id} failed (${err.message}); retrying in the background`);
-						this.retryInBackground(`abandon hold ${id}`, () => peers(this.broker)("concert.release", release), Date.now() + this.config.holdTtlSec * 1000);
+						this.retryInBackground(
+							`abandon hold ${id}`,
+							() => peers(this.broker)("concert.release", release),
+							Date.now() + this.config.holdTtlSec * 1000
+						);
 					});
 				};
 				let hold: HoldView;
@@ -336,9 +350,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				// Payment and saga come from their owners; if one of them is down the reservation still answers.
 				const paySaga = row.paid_saga_id ?? (row.status === "PAYING" ? row.saga_id : null);
 				const [payment, saga] = await Promise.all([
-					paySaga
-						? peers(ctx)("payment.getBySaga", { sagaId: paySaga }).catch(() => undefined)
-						: undefined,
+					paySaga ? peers(ctx)("payment.getBySaga", { sagaId: paySaga }).catch(() => undefined) : undefined,
 					row.saga_id ? peers(ctx)("saga.find", { id: row.saga_id }).catch(() => undefined) : undefined
 				]);
 				if (payment && payment.status !== "VOIDED") view.payment = { id: payment.id, amount: Number(payment.amount), status: payment.status };
@@ -461,7 +473,10 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		hasConfirmed: {
 			visibility: "public",
 			params: { userId: idParam, concertId: idParam },
-			async handler(this: This, ctx: Context<ReservationApi["reservation.hasConfirmed"]["params"]>): Promise<ReservationApi["reservation.hasConfirmed"]["result"]> {
+			async handler(
+				this: This,
+				ctx: Context<ReservationApi["reservation.hasConfirmed"]["params"]>
+			): Promise<ReservationApi["reservation.hasConfirmed"]["result"]> {
 				const rows = await this.repo.confirmedOf(ctx.params.userId, ctx.params.concertId);
 				// `attended`: a confirmed booking of a show that has started (a review needs one).
 				const now = Date.now();

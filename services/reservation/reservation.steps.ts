@@ -85,8 +85,11 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 				const row = await this.repo.voidConfirmation(reservationId, sagaId);
 				if (row && row.status === "CANCELLED") {
 					const seats = await this.repo.seatsOf([reservationId]);
-					await callerOf<ConcertApi>(ctx)("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: reservationId })
-						.catch((err: Error) => this.logger.warn(`release after rollback of ${reservationId} failed; the hold expires by itself`, err.message));
+					await callerOf<ConcertApi>(ctx)("concert.release", {
+						scheduleId: row.schedule_id,
+						seatIds: seats.map(s => s.seat_id),
+						owner: reservationId
+					}).catch((err: Error) => this.logger.warn(`release after rollback of ${reservationId} failed; the hold expires by itself`, err.message));
 				}
 				return { reservationId, status: row?.status ?? null };
 			}

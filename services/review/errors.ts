@@ -5,7 +5,9 @@ export class ReviewNotAllowedError extends Errors.MoleculerClientError {
 	/** `reason`: NO_BOOKING (no confirmed booking of this concert) or SHOW_NOT_YET (the show has not taken place). */
 	constructor(concertId: string, reason: "NO_BOOKING" | "SHOW_NOT_YET" = "NO_BOOKING") {
 		super(
-			reason === "SHOW_NOT_YET" ? "A review can be written once the show has taken place" : "Only a user with a confirmed booking for this concert may review it",
+			reason === "SHOW_NOT_YET"
+				? "A review can be written once the show has taken place"
+				: "Only a user with a confirmed booking for this concert may review it",
 			403,
 			"REVIEW_NOT_ALLOWED",
 			{ concertId, reason }

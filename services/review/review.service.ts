@@ -84,10 +84,9 @@ const ReviewService: ServiceSchema<Record<string, never>, ReviewMethods, Platfor
 				if (attended !== true) throw new ReviewNotAllowedError(id, "SHOW_NOT_YET");
 				const row: ReviewRow = { id: crypto.randomUUID(), concert_id: id, user_id: user.id, rating, content, created_at: new Date() };
 				try {
-					await this.sequelize.query(
-						"INSERT INTO reviews (id, concert_id, user_id, rating, content, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-						{ replacements: [row.id, row.concert_id, row.user_id, row.rating, row.content, row.created_at] }
-					);
+					await this.sequelize.query("INSERT INTO reviews (id, concert_id, user_id, rating, content, created_at) VALUES (?, ?, ?, ?, ?, ?)", {
+						replacements: [row.id, row.concert_id, row.user_id, row.rating, row.content, row.created_at]
+					});
 				} catch (err) {
 					if (err instanceof UniqueConstraintError) throw new ReviewExistsError(id);
 					throw err;

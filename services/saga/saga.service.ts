@@ -212,7 +212,15 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				const { page, pageSize, offset, limit } = pageWindow(ctx.params);
 				const { rows, total } = await this.sagaStore.list({ status: ctx.params.status, type: ctx.params.type, offset, limit });
 				return {
-					rows: rows.map(s => ({ id: s.id, type: s.type, key: s.key, status: s.status, step: s.stepName, createdAt: s.createdAt, updatedAt: s.updatedAt })),
+					rows: rows.map(s => ({
+						id: s.id,
+						type: s.type,
+						key: s.key,
+						status: s.status,
+						step: s.stepName,
+						createdAt: s.createdAt,
+						updatedAt: s.updatedAt
+					})),
 					page,
 					pageSize,
 					total

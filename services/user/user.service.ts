@@ -5,15 +5,7 @@ import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { UniqueConstraintError } from "sequelize";
 import { DataTypes } from "sequelize";
-import {
-	dummyPasswordHash,
-	HashBusyError,
-	hashPassword,
-	setPasswordHashLimits,
-	signAccessToken,
-	verifyPassword,
-	type Role
-} from "../../lib/auth";
+import { dummyPasswordHash, HashBusyError, hashPassword, setPasswordHashLimits, signAccessToken, verifyPassword, type Role } from "../../lib/auth";
 import { NotFoundError } from "../../lib/errors";
 import { signedInUser, type RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";

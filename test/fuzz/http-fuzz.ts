@@ -100,7 +100,10 @@ export async function seedWorld(api: string, adminToken: string, adminPassword?:
 	const me = must("admin me", await http("GET", `${api}/users/me`, { token: adminToken }));
 
 	const prepare = async (token: string, points: number, who: string) => {
-		must(`${who} charge`, await http("POST", `${api}/points/charge`, { token, body: { amount: points }, headers: { "idempotency-key": `seed-${who}-${tag}` } }));
+		must(
+			`${who} charge`,
+			await http("POST", `${api}/points/charge`, { token, body: { amount: points }, headers: { "idempotency-key": `seed-${who}-${tag}` } })
+		);
 		const q = must(`${who} queue`, await http("POST", `${api}/queue/tokens`, { token, body: { concertId } }));
 		if (q.status !== "ACTIVE") throw new Error(`seedWorld: ${who} queue token not ACTIVE: ${JSON.stringify(q)}`);
 		return q.token as string;
@@ -109,12 +112,17 @@ export async function seedWorld(api: string, adminToken: string, adminPassword?:
 	const adminQueue = await prepare(adminToken, 50_000, "admin");
 
 	const reserve = async (token: string, queueToken: string, seatIds: string[], who: string) =>
-		must(`${who} reserve`, await http("POST", `${api}/reservations`, { token, body: { scheduleId, seatIds }, headers: { "x-queue-token": queueToken } })).id as string;
+		must(`${who} reserve`, await http("POST", `${api}/reservations`, { token, body: { scheduleId, seatIds }, headers: { "x-queue-token": queueToken } }))
+			.id as string;
 	// One open reservation per buyer and show: the first is paid (which uses the queue token up) before the second.
 	const paid = await reserve(userToken, userQueue, [seats[0].id], "user");
 	const payment = must(
 		"pay",
-		await http("POST", `${api}/payments`, { token: userToken, body: { reservationId: paid }, headers: { "x-queue-token": userQueue, "idempotency-key": `seed-pay-${tag}` } })
+		await http("POST", `${api}/payments`, {
+			token: userToken,
+			body: { reservationId: paid },
+			headers: { "x-queue-token": userQueue, "idempotency-key": `seed-pay-${tag}` }
+		})
 	);
 	const enter = must("user queue again", await http("POST", `${api}/queue/tokens`, { token: userToken, body: { concertId } }));
 	if (enter.status !== "ACTIVE") throw new Error(`seedWorld: user queue token not ACTIVE after the payment: ${JSON.stringify(enter)}`);
@@ -194,7 +202,12 @@ export async function loadOperations(baseUrl: string): Promise<Operation[]> {
 				headers: params.filter(p => p.in === "header"),
 				body: op.requestBody?.content?.["application/json"]?.schema,
 				// The document marks admin routes by their 403 "admin role required"; /api/admin/* are all admin's.
-				auth: (op.security ?? []).length === 0 ? "none" : /admin/i.test(op.responses?.["403"]?.description ?? "") || path.startsWith("/api/admin/") ? "admin" : "user"
+				auth:
+					(op.security ?? []).length === 0
+						? "none"
+						: /admin/i.test(op.responses?.["403"]?.description ?? "") || path.startsWith("/api/admin/")
+							? "admin"
+							: "user"
 			});
 		}
 	}
@@ -231,7 +244,28 @@ const controlString = withControl(fc.string({ maxLength: 8 }));
 
 const nastyString: fc.Arbitrary<string> = fc.oneof(
 	{ weight: 3, arbitrary: controlString },
-	{ weight: 2, arbitrary: fc.constantFrom("", " ", "\t", "NaN", "Infinity", "-1", "0", "1e309", "null", "undefined", "true", "[]", "{}", "%", "../..", "' OR '1'='1", "<script>") },
+	{
+		weight: 2,
+		arbitrary: fc.constantFrom(
+			"",
+			" ",
+			"\t",
+			"NaN",
+			"Infinity",
+			"-1",
+			"0",
+			"1e309",
+			"null",
+			"undefined",
+			"true",
+			"[]",
+			"{}",
+			"%",
+			"../..",
+			"' OR '1'='1",
+			"<script>"
+		)
+	},
 	{ weight: 2, arbitrary: fc.constantFrom(...PROTO_NAMES) },
 	{ weight: 1, arbitrary: fc.string({ unit: "binary", maxLength: 12 }) },
 	{ weight: 1, arbitrary: fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }) },
@@ -359,7 +393,10 @@ function schemaValue(schema: Schema, ctx: GenContext): fc.Arbitrary<unknown> {
 		case "boolean":
 			return fc.boolean();
 		case "array":
-			return fc.array(schemaValue(schema.items ?? {}, ctx), { minLength: schema.minItems ?? 0, maxLength: Math.min(schema.maxItems ?? 5, (schema.minItems ?? 0) + 5) });
+			return fc.array(schemaValue(schema.items ?? {}, ctx), {
+				minLength: schema.minItems ?? 0,
+				maxLength: Math.min(schema.maxItems ?? 5, (schema.minItems ?? 0) + 5)
+			});
 		case "object":
 			return objectValue(schema, ctx);
 		default:
@@ -395,7 +432,11 @@ export function invalidValue(schema: Schema, name: string, ctx: GenContext): fc.
 	}
 	if (schema.enum) edges.push("NOT_IN_ENUM", String(schema.enum[0]).toLowerCase());
 	if (schema.type === "array") {
-		edges.push([], "a", Array.from({ length: (schema.maxItems ?? 10) + 1 }, (_, i) => `x${i}`));
+		edges.push(
+			[],
+			"a",
+			Array.from({ length: (schema.maxItems ?? 10) + 1 }, (_, i) => `x${i}`)
+		);
 	}
 	if (schema.type === "object") edges.push([], "object", 1);
 	const choices: fc.WeightedArbitrary<unknown>[] = [{ weight: 3, arbitrary: nastyValue }];
@@ -403,7 +444,10 @@ export function invalidValue(schema: Schema, name: string, ctx: GenContext): fc.
 	const valid = validValue(schema, name, ctx);
 	if (schema.type === "string" || schema.enum) choices.push({ weight: 3, arbitrary: withControl(valid.map(v => String(v))) });
 	if (schema.type === "array" && schema.items?.type === "string") {
-		choices.push({ weight: 2, arbitrary: fc.tuple(valid as fc.Arbitrary<string[]>, withControl(fc.string({ maxLength: 8 }))).map(([a, bad]) => [...a.slice(0, -1), bad]) });
+		choices.push({
+			weight: 2,
+			arbitrary: fc.tuple(valid as fc.Arbitrary<string[]>, withControl(fc.string({ maxLength: 8 }))).map(([a, bad]) => [...a.slice(0, -1), bad])
+		});
 	}
 	return fc.oneof(...choices);
 }
@@ -462,14 +506,27 @@ function pathParamArb(op: Operation, name: string, ctx: GenContext): fc.Arbitrar
 		"event-dead-letters": ["1"]
 	};
 	const ids = (real[before] ?? []).filter(Boolean);
-	return fc.oneof(FIRST_IS_SIMPLEST,
-		{ weight: ids.length > 0 ? 6 : 0, arbitrary: ids.length > 0 ? fc.constantFrom(...ids).map(value => ({ value, raw: false })) : fc.constant({ value: "x", raw: false }) },
+	return fc.oneof(
+		FIRST_IS_SIMPLEST,
+		{
+			weight: ids.length > 0 ? 6 : 0,
+			arbitrary: ids.length > 0 ? fc.constantFrom(...ids).map(value => ({ value, raw: false })) : fc.constant({ value: "x", raw: false })
+		},
 		{ weight: 1, arbitrary: fc.uuid().map(value => ({ value, raw: false, note: `unknown ${name}` })) },
 		{ weight: 3, arbitrary: nastyString.filter(s => s.length > 0).map(value => ({ value, raw: false, note: `hostile ${name}` })) },
-		{ weight: ids.length > 0 ? 2 : 0, arbitrary: withControl(fc.constantFrom(...(ids.length > 0 ? ids : ["x"]))).map(value => ({ value, raw: false, note: `real ${name} with a hostile character` })) },
+		{
+			weight: ids.length > 0 ? 2 : 0,
+			arbitrary: withControl(fc.constantFrom(...(ids.length > 0 ? ids : ["x"]))).map(value => ({
+				value,
+				raw: false,
+				note: `real ${name} with a hostile character`
+			}))
+		},
 		{
 			weight: 1,
-			arbitrary: fc.constantFrom("%", "%zz", "%ED%A0%80", "%00", "%2F", "%C0%AF", "%FF", "a%2Fb", "%E2%80%A8").map(value => ({ value, raw: true, note: `raw escape in ${name}` }))
+			arbitrary: fc
+				.constantFrom("%", "%zz", "%ED%A0%80", "%00", "%2F", "%C0%AF", "%FF", "a%2Fb", "%E2%80%A8")
+				.map(value => ({ value, raw: true, note: `raw escape in ${name}` }))
 		}
 	);
 }
@@ -477,17 +534,42 @@ function pathParamArb(op: Operation, name: string, ctx: GenContext): fc.Arbitrar
 function queryArb(op: Operation, ctx: GenContext): fc.Arbitrary<{ pairs: [string, string][]; notes: string[] }> {
 	const str = (v: unknown) => (v instanceof Raw ? v.text : typeof v === "string" ? v : toJson(v));
 	const perParam = op.query.map(p =>
-		fc.oneof(FIRST_IS_SIMPLEST,
+		fc.oneof(
+			FIRST_IS_SIMPLEST,
 			{ weight: 4, arbitrary: fc.constant(null) },
 			{ weight: 4, arbitrary: validValue(p.schema, p.name, ctx).map(v => ({ pairs: [[p.name, str(v)]] as [string, string][], note: "" })) },
-			{ weight: 2, arbitrary: invalidValue(p.schema, p.name, ctx).map(v => ({ pairs: [[p.name, str(v)]] as [string, string][], note: `invalid ${p.name}` })) },
-			{ weight: 1, arbitrary: fc.tuple(fc.nat(1000), fc.nat(1000)).map(([a, b]) => ({ pairs: [[p.name, String(a)], [p.name, String(b)]] as [string, string][], note: `duplicated ${p.name}` })) }
+			{
+				weight: 2,
+				arbitrary: invalidValue(p.schema, p.name, ctx).map(v => ({ pairs: [[p.name, str(v)]] as [string, string][], note: `invalid ${p.name}` }))
+			},
+			{
+				weight: 1,
+				arbitrary: fc.tuple(fc.nat(1000), fc.nat(1000)).map(([a, b]) => ({
+					pairs: [
+						[p.name, String(a)],
+						[p.name, String(b)]
+					] as [string, string][],
+					note: `duplicated ${p.name}`
+				}))
+			}
 		)
 	);
-	const extra = fc.oneof(FIRST_IS_SIMPLEST,
+	const extra = fc.oneof(
+		FIRST_IS_SIMPLEST,
 		{ weight: 6, arbitrary: fc.constant(null) },
 		{ weight: 1, arbitrary: fc.tuple(nastyKey, nastyString).map(([k, v]) => ({ pairs: [[k, v]] as [string, string][], note: "extra query parameter" })) },
-		{ weight: 1, arbitrary: fc.constantFrom<[string, string]>(["__proto__[x]", "1"], ["constructor[prototype][x]", "1"], ["a[b][c][d][e][f][g][h]", "1"], ["page[]", "1"], ["pageSize[$gt]", "0"]).map(kv => ({ pairs: [kv], note: "bracketed query key" })) }
+		{
+			weight: 1,
+			arbitrary: fc
+				.constantFrom<[string, string]>(
+					["__proto__[x]", "1"],
+					["constructor[prototype][x]", "1"],
+					["a[b][c][d][e][f][g][h]", "1"],
+					["page[]", "1"],
+					["pageSize[$gt]", "0"]
+				)
+				.map(kv => ({ pairs: [kv], note: "bracketed query key" }))
+		}
 	);
 	return fc.tuple(fc.tuple(...perParam), extra).map(([ps, x]) => {
 		const parts = [...ps, x].filter((p): p is { pairs: [string, string][]; note: string } => p !== null);
@@ -507,13 +589,16 @@ interface BodyGen {
 function bodyArb(op: Operation, ctx: GenContext): fc.Arbitrary<BodyGen | undefined> {
 	const structural: fc.Arbitrary<BodyGen> = fc.oneof(
 		deepNest.map(r => ({ value: r as unknown, notes: [`body: ${r.label}`] })),
-		fc.constantFrom("{", "not json", "{'a':1}", "\u0000", "[1,2", '{"a":1}{"b":2}', "nul", '"\ud800"', "[]", "null", "42", '"text"', "true", " ").map(t => ({ value: new Raw(t, "raw") as unknown, notes: ["body: raw text"] })),
+		fc
+			.constantFrom("{", "not json", "{'a':1}", "\u0000", "[1,2", '{"a":1}{"b":2}', "nul", '"\ud800"', "[]", "null", "42", '"text"', "true", " ")
+			.map(t => ({ value: new Raw(t, "raw") as unknown, notes: ["body: raw text"] })),
 		fc.integer({ min: 101, max: 200 }).map(kb => ({ value: { pad: "x".repeat(kb * 1024) } as unknown, notes: [`body: ${kb} kB (past the limit)`] })),
 		fc.array(fc.tuple(nastyKey, nastyValue), { minLength: 1, maxLength: 4 }).map(e => ({ value: objectOf(e) as unknown, notes: ["body: hostile keys"] }))
 	);
 	if (!op.body) {
 		if (op.method === "GET") return fc.constant<BodyGen | undefined>(undefined);
-		return fc.oneof(FIRST_IS_SIMPLEST,
+		return fc.oneof(
+			FIRST_IS_SIMPLEST,
 			{ weight: 6, arbitrary: fc.constant<BodyGen | undefined>(undefined) },
 			{ weight: 1, arbitrary: fc.constant<BodyGen>({ value: {}, notes: [] }) },
 			{ weight: 3, arbitrary: structural }
@@ -529,7 +614,9 @@ function bodyArb(op: Operation, ctx: GenContext): fc.Arbitrary<BodyGen | undefin
 		...props.map(([key, p]) =>
 			fc.tuple(valid, fc.oneof(fc.constant(MISSING), invalidValue(p, key, ctx))).map(([obj, v]): BodyGen => {
 				const rest = Object.entries(obj).filter(([k]) => k !== key);
-				return v === MISSING ? { value: objectOf(rest), notes: [`missing ${key}`] } : { value: objectOf([...rest, [key, v]]), notes: [`invalid ${key}`] };
+				return v === MISSING
+					? { value: objectOf(rest), notes: [`missing ${key}`] }
+					: { value: objectOf([...rest, [key, v]]), notes: [`invalid ${key}`] };
 			})
 		)
 	);
@@ -537,15 +624,16 @@ function bodyArb(op: Operation, ctx: GenContext): fc.Arbitrary<BodyGen | undefin
 	// shrinking takes back the ones the failure does not need.
 	const stringKeys = props.filter(([, p]) => p.type === "string").map(([k]) => k);
 	const hostileChar = fc.option(withControl(fc.constant("")), { nil: "" });
-	const allHostile = fc.tuple(valid, fc.tuple(...stringKeys.map(() => hostileChar))).map(
-		([obj, bad]): BodyGen => ({
-			value: objectOf(Object.entries(obj).map(([k, v]) => [k, stringKeys.includes(k) ? withChar(String(v), bad[stringKeys.indexOf(k)]) : v])),
-			notes: ["hostile characters in the string fields"]
-		})
-	);
-	const extra = fc.tuple(valid, nastyKey, nastyValue).map(([obj, k, v]): BodyGen => ({ value: objectOf([...Object.entries(obj), [k, v]]) as unknown, notes: [`extra field ${JSON.stringify(k)}`] }));
+	const allHostile = fc.tuple(valid, fc.tuple(...stringKeys.map(() => hostileChar))).map(([obj, bad]): BodyGen => ({
+		value: objectOf(Object.entries(obj).map(([k, v]) => [k, stringKeys.includes(k) ? withChar(String(v), bad[stringKeys.indexOf(k)]) : v])),
+		notes: ["hostile characters in the string fields"]
+	}));
+	const extra = fc
+		.tuple(valid, nastyKey, nastyValue)
+		.map(([obj, k, v]): BodyGen => ({ value: objectOf([...Object.entries(obj), [k, v]]) as unknown, notes: [`extra field ${JSON.stringify(k)}`] }));
 	const plain = valid.map((value): BodyGen => ({ value, notes: [] }));
-	return fc.oneof(FIRST_IS_SIMPLEST,
+	return fc.oneof(
+		FIRST_IS_SIMPLEST,
 		{ weight: 5, arbitrary: plain },
 		{ weight: 5, arbitrary: props.length > 0 ? broken : plain },
 		{ weight: 2, arbitrary: extra },
@@ -557,23 +645,42 @@ function bodyArb(op: Operation, ctx: GenContext): fc.Arbitrary<BodyGen | undefin
 
 function headersArb(op: Operation, ctx: GenContext): fc.Arbitrary<{ headers: Record<string, string>; notes: string[] }> {
 	const has = (name: string) => op.headers.some(h => h.name.toLowerCase() === name);
-	const idem = fc.oneof(FIRST_IS_SIMPLEST,
+	const idem = fc.oneof(
+		FIRST_IS_SIMPLEST,
 		{ weight: has("idempotency-key") ? 3 : 8, arbitrary: fc.constant(null) },
 		// A new key per request (see FRESH_KEY): shrinking a failure must not replay a stored answer or hit its in-flight slot.
 		{ weight: 3, arbitrary: fc.constant([FRESH_KEY, ""] as const) },
 		{ weight: 1, arbitrary: fc.constantFrom("fuzz-key-1", "fuzz-key-2").map(v => [v, "reused idempotency key"] as const) },
-		{ weight: 1, arbitrary: fc.constantFrom("", "has space", "x".repeat(256), "cl\u00e9", "a\tb", "\u00ff".repeat(3)).map(v => [v, "malformed idempotency key"] as const) }
+		{
+			weight: 1,
+			arbitrary: fc
+				.constantFrom("", "has space", "x".repeat(256), "cl\u00e9", "a\tb", "\u00ff".repeat(3))
+				.map(v => [v, "malformed idempotency key"] as const)
+		}
 	);
 	const { user, admin } = ctx.identities;
-	const queue = fc.oneof(FIRST_IS_SIMPLEST,
+	const queue = fc.oneof(
+		FIRST_IS_SIMPLEST,
 		{ weight: has("x-queue-token") ? 2 : 10, arbitrary: fc.constant(null) },
 		{ weight: 4, arbitrary: fc.constantFrom(user.queueToken, admin.queueToken).map(v => [v, ""] as const) },
 		{ weight: 1, arbitrary: fc.uuid().map(v => [v, "unknown queue token"] as const) },
 		{ weight: 1, arbitrary: nastyString.filter(sendable).map(v => [v, "hostile queue token"] as const) }
 	);
-	const contentType = fc.oneof(FIRST_IS_SIMPLEST,
+	const contentType = fc.oneof(
+		FIRST_IS_SIMPLEST,
 		{ weight: 10, arbitrary: fc.constant("application/json") },
-		{ weight: 1, arbitrary: fc.constantFrom("text/plain", "application/x-www-form-urlencoded", "application/json; charset=utf-16", "multipart/form-data; boundary=x", "application/xml", "application/JSON", "application/merge-patch+json") }
+		{
+			weight: 1,
+			arbitrary: fc.constantFrom(
+				"text/plain",
+				"application/x-www-form-urlencoded",
+				"application/json; charset=utf-16",
+				"multipart/form-data; boundary=x",
+				"application/xml",
+				"application/JSON",
+				"application/merge-patch+json"
+			)
+		}
 	);
 	return fc.record({ idem, queue, contentType }).map(({ idem: i, queue: q, contentType: ct }) => {
 		const headers: Record<string, string> = { "content-type": ct };
@@ -606,7 +713,8 @@ const BAD_AUTH = [
 /** Every generated request of one operation. */
 export function operationArb(op: Operation, ctx: GenContext): fc.Arbitrary<FuzzRequest> {
 	const params = fc.tuple(...op.pathParams.map(name => pathParamArb(op, name, ctx)));
-	const style = fc.oneof(FIRST_IS_SIMPLEST,
+	const style = fc.oneof(
+		FIRST_IS_SIMPLEST,
 		{ weight: 12, arbitrary: fc.constant("normal") },
 		{ weight: 1, arbitrary: fc.constantFrom("trailing slash", "double slash", "upper case", "mixed case") }
 	);
@@ -620,40 +728,43 @@ export function operationArb(op: Operation, ctx: GenContext): fc.Arbitrary<FuzzR
 		{ weight: 2, arbitrary: fc.constantFrom<CallerName>(...(["anonymous", "user", "admin"] as const).filter(c => c !== proper)) }
 	);
 	const auth = fc.oneof(FIRST_IS_SIMPLEST, { weight: 15, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom(...BAD_AUTH) });
-	return fc
-		.record({ params, style, method, caller, auth, query: queryArb(op, ctx), body: bodyArb(op, ctx), headers: headersArb(op, ctx) })
-		.map(r => {
-			const notes: string[] = [];
-			let path = op.path;
-			op.pathParams.forEach((name, i) => {
-				const p = r.params[i];
-				path = path.replace(`{${name}}`, pathSegment(p.value, p.raw));
-				if (p.note) notes.push(p.note);
-			});
-			if (r.style === "trailing slash") path += "/";
-			else if (r.style === "double slash") path = path.replace(/^\/api\//, "/api//");
-			else if (r.style === "upper case") path = path.toUpperCase();
-			else if (r.style === "mixed case") path = path.replace(/[a-z]/, c => c.toUpperCase());
-			if (r.style !== "normal") notes.push(r.style);
-			if (r.query.pairs.length > 0) path += "?" + r.query.pairs.map(([k, v]) => `${encodeAny(k)}=${encodeAny(v)}`).join("&");
-			notes.push(...r.query.notes);
-			const m = r.method;
-			if (m !== op.method) notes.push(`method ${m} instead of ${op.method}`);
-			const headers = { ...r.headers.headers };
-			notes.push(...r.headers.notes);
-			let body: string | undefined;
-			if (r.body && m !== "GET" && m !== "HEAD") {
-				body = toJson(r.body.value);
-				notes.push(...r.body.notes, ...rawLabels(r.body.value).filter(l => !r.body!.notes.some(n => n.includes(l))).map(l => `value: ${l}`));
-			} else {
-				delete headers["content-type"];
-			}
-			if (r.auth) {
-				headers.authorization = r.auth;
-				notes.push("bad authorization");
-			}
-			return { op: op.id, method: m, path, caller: r.caller, headers, body, notes };
+	return fc.record({ params, style, method, caller, auth, query: queryArb(op, ctx), body: bodyArb(op, ctx), headers: headersArb(op, ctx) }).map(r => {
+		const notes: string[] = [];
+		let path = op.path;
+		op.pathParams.forEach((name, i) => {
+			const p = r.params[i];
+			path = path.replace(`{${name}}`, pathSegment(p.value, p.raw));
+			if (p.note) notes.push(p.note);
 		});
+		if (r.style === "trailing slash") path += "/";
+		else if (r.style === "double slash") path = path.replace(/^\/api\//, "/api//");
+		else if (r.style === "upper case") path = path.toUpperCase();
+		else if (r.style === "mixed case") path = path.replace(/[a-z]/, c => c.toUpperCase());
+		if (r.style !== "normal") notes.push(r.style);
+		if (r.query.pairs.length > 0) path += "?" + r.query.pairs.map(([k, v]) => `${encodeAny(k)}=${encodeAny(v)}`).join("&");
+		notes.push(...r.query.notes);
+		const m = r.method;
+		if (m !== op.method) notes.push(`method ${m} instead of ${op.method}`);
+		const headers = { ...r.headers.headers };
+		notes.push(...r.headers.notes);
+		let body: string | undefined;
+		if (r.body && m !== "GET" && m !== "HEAD") {
+			body = toJson(r.body.value);
+			notes.push(
+				...r.body.notes,
+				...rawLabels(r.body.value)
+					.filter(l => !r.body!.notes.some(n => n.includes(l)))
+					.map(l => `value: ${l}`)
+			);
+		} else {
+			delete headers["content-type"];
+		}
+		if (r.auth) {
+			headers.authorization = r.auth;
+			notes.push("bad authorization");
+		}
+		return { op: op.id, method: m, path, caller: r.caller, headers, body, notes };
+	});
 }
 
 /** Requests for every operation of the document, each operation as likely as another. */
@@ -730,7 +841,13 @@ interface Answer {
 	ms: number;
 }
 
-async function send(origin: string, req: FuzzRequest, tokens: Record<CallerName, string | undefined>, timeoutMs: number, guard: ReturnType<typeof installCrashGuard>): Promise<Answer> {
+async function send(
+	origin: string,
+	req: FuzzRequest,
+	tokens: Record<CallerName, string | undefined>,
+	timeoutMs: number,
+	guard: ReturnType<typeof installCrashGuard>
+): Promise<Answer> {
 	const headers: Record<string, string> = { ...req.headers };
 	if (headers["idempotency-key"] === FRESH_KEY) headers["idempotency-key"] = `fz-${keyRun}-${++keySeq}`;
 	// What the report shows: the headers as sent, the caller's token by name only.
@@ -760,7 +877,13 @@ async function send(origin: string, req: FuzzRequest, tokens: Record<CallerName,
 		if (why) return { outcome: crashes.length > 0 ? "crash" : why, sent: shown, error: why, crashes, ms: Date.now() - started };
 		// A TypeError without a network cause: fetch refused to build the request (a header it cannot send).
 		if (e.name === "TypeError" && !e.cause) return { outcome: "unsendable", sent: shown, error: e.message, crashes, ms: Date.now() - started };
-		return { outcome: crashes.length > 0 ? "crash" : "network", sent: shown, error: `${e.message}: ${e.cause?.code ?? e.cause?.message ?? ""}`, crashes, ms: Date.now() - started };
+		return {
+			outcome: crashes.length > 0 ? "crash" : "network",
+			sent: shown,
+			error: `${e.message}: ${e.cause?.code ?? e.cause?.message ?? ""}`,
+			crashes,
+			ms: Date.now() - started
+		};
 	} finally {
 		clearTimeout(timer);
 		guard.onEvent(null);
@@ -786,12 +909,15 @@ export async function snapshotWorld(api: string, world: World, identities: Ident
 		const [balances, reservations, seats] = await Promise.all([
 			Promise.all(who.map(async ([name, id]) => [name, (await get("/points", id.token)).balance] as const)),
 			Promise.all(
-				who.map(async ([name, id]) => [
-					name,
-					((await get("/reservations?pageSize=100", id.token)).rows as { id: string; status: string }[])
-						.map(r => `${r.id}:${r.status}`)
-						.sort()
-				] as const)
+				who.map(
+					async ([name, id]) =>
+						[
+							name,
+							((await get("/reservations?pageSize=100", id.token)).rows as { id: string; status: string }[])
+								.map(r => `${r.id}:${r.status}`)
+								.sort()
+						] as const
+				)
 			),
 			get(`/schedules/${encodeURIComponent(world.scheduleId)}/seats`)
 		]);
@@ -892,7 +1018,10 @@ export function formatRequest(req: FuzzRequest): string {
 function visible(s: string, max: number): string {
 	// A repeated unit starts with a bracket (nesting) or is one character (padding).
 	const squeezed = s.replace(/([[{\]}][^]{0,4}?|[^])\1{9,}/g, (m, unit: string) => `〈${unit} ×${m.length / unit.length}〉`);
-	const escaped = squeezed.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+	const escaped = squeezed.replace(
+		/[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+		c => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`
+	);
 	return escaped.length > max ? `${escaped.slice(0, max)}... (${s.length} chars)` : escaped;
 }
 
@@ -901,7 +1030,9 @@ export function formatFailure(f: FuzzFailure): string {
 	return [
 		`[${f.kind}] ${f.signature}`,
 		`  ${f.detail}`,
-		...formatRequest(f.request).split("\n").map(l => `  ${l}`),
+		...formatRequest(f.request)
+			.split("\n")
+			.map(l => `  ${l}`),
 		`  ${answer}`,
 		`  (seed ${f.seed}, ${f.shrinks} shrinks; seen ${f.occurrences}x: ${Object.entries(f.seenOn)
 			.map(([op, n]) => `${op} ${n}x`)
@@ -919,7 +1050,9 @@ export function formatReport(r: FuzzReport, withFailures = true): string {
 		`requests per operation:`,
 		...ops.map(([op, n]) => `  ${op.padEnd(36)} ${n}`),
 		`statuses: ${statuses.map(([s, n]) => `${s}: ${n}`).join(", ")}`,
-		...(withFailures ? [r.failures.length === 0 ? "failures: none" : `failures (${r.failures.length} distinct):`, ...r.failures.map(f => formatFailure(f) + "\n")] : [])
+		...(withFailures
+			? [r.failures.length === 0 ? "failures: none" : `failures (${r.failures.length} distinct):`, ...r.failures.map(f => formatFailure(f) + "\n")]
+			: [])
 	].join("\n");
 }
 
@@ -997,7 +1130,15 @@ export async function runHttpFuzz(opts: FuzzOptions): Promise<FuzzReport> {
 			const signature = `canary ${p.name}`;
 			// 429 is a deliberate refusal (login throttling after the fuzz's wrong passwords for this email, rate limits).
 			if (status === 200 || status === 429 || known.has(signature)) continue;
-			const request: FuzzRequest = { op: `(valid) ${p.name}`, method: p.method, path: `/api${p.path}`, caller: p.token ? "user" : "anonymous", headers: {}, body: p.body ? JSON.stringify(p.body) : undefined, notes: [when] };
+			const request: FuzzRequest = {
+				op: `(valid) ${p.name}`,
+				method: p.method,
+				path: `/api${p.path}`,
+				caller: p.token ? "user" : "anonymous",
+				headers: {},
+				body: p.body ? JSON.stringify(p.body) : undefined,
+				notes: [when]
+			};
 			const before = [...known.keys()].filter(k => !k.startsWith("canary"));
 			known.set(signature, {
 				kind: "canary",
@@ -1044,7 +1185,11 @@ export async function runHttpFuzz(opts: FuzzOptions): Promise<FuzzReport> {
 		if (a.crashes.length > 0) {
 			const first = a.crashes[0];
 			// One signature per error, whatever the route: a process-level crash is one bug wherever it is reached.
-			return { kind: "crash", signature: `crash: ${first.error.slice(0, 80)}`, detail: `${first.kind} while the request ran (kills a production process): ${first.error}` };
+			return {
+				kind: "crash",
+				signature: `crash: ${first.error.slice(0, 80)}`,
+				detail: `${first.kind} while the request ran (kills a production process): ${first.error}`
+			};
 		}
 		if (a.outcome === "timeout") return { kind: "timeout", signature: `timeout ${req.op}`, detail: `no answer within ${timeoutMs} ms` };
 		if (a.outcome === "network") return { kind: "network", signature: `network ${req.op}`, detail: `the connection failed without an answer: ${a.error}` };
@@ -1068,7 +1213,11 @@ export async function runHttpFuzz(opts: FuzzOptions): Promise<FuzzReport> {
 			if (count) report.worldChecks++;
 			const diff = snapshotDiff(before, after);
 			if (diff.length > 0) {
-				return { kind: "invariant", signature: `invariant ${req.op} ${diff.map(d => d.split(":")[0]).join("+")}`, detail: `answered ${status} but changed ${diff.join("; ")}` };
+				return {
+					kind: "invariant",
+					signature: `invariant ${req.op} ${diff.map(d => d.split(":")[0]).join("+")}`,
+					detail: `answered ${status} but changed ${diff.join("; ")}`
+				};
 			}
 		}
 		return null;
@@ -1150,7 +1299,16 @@ export async function runHttpFuzz(opts: FuzzOptions): Promise<FuzzReport> {
 		report.healthy = end.ok;
 		if (!end.ok && !dead) {
 			const last: FuzzRequest = { op: "api.health", method: "GET", path: "/api/health", caller: "anonymous", headers: {}, notes: ["after the run"] };
-			known.set("health at the end", { kind: "health", signature: "health at the end", detail: end.detail, request: last, occurrences: 1, seenOn: {}, shrinks: 0, seed });
+			known.set("health at the end", {
+				kind: "health",
+				signature: "health at the end",
+				detail: end.detail,
+				request: last,
+				occurrences: 1,
+				seenOn: {},
+				shrinks: 0,
+				seed
+			});
 		}
 	} finally {
 		guard.uninstall();

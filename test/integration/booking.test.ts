@@ -48,13 +48,28 @@ describe.each([
 		expect(held.status).toBe(201);
 		expect(held.body).toMatchObject({ status: "PENDING", concertId, scheduleId, amount: 3000 });
 		expect(held.body.seats.map((s: { id: string }) => s.id).sort()).toEqual([a.id, b.id].sort());
-		expect((await seats(api, scheduleId)).filter(s => s.status === "HELD").map(s => s.id).sort()).toEqual([a.id, b.id].sort());
+		expect(
+			(await seats(api, scheduleId))
+				.filter(s => s.status === "HELD")
+				.map(s => s.id)
+				.sort()
+		).toEqual([a.id, b.id].sort());
 
 		const paid = await pay(api, u, held.body.id);
 		expect(paid.status).toBe(201);
-		expect(paid.body).toMatchObject({ reservationId: held.body.id, amount: 3000, status: "COMPLETED", reservation: { id: held.body.id, status: "CONFIRMED" } });
+		expect(paid.body).toMatchObject({
+			reservationId: held.body.id,
+			amount: 3000,
+			status: "COMPLETED",
+			reservation: { id: held.body.id, status: "CONFIRMED" }
+		});
 		expect(await balance(api, u)).toBe(7000);
-		expect((await seats(api, scheduleId)).filter(s => s.status === "SOLD").map(s => s.id).sort()).toEqual([a.id, b.id].sort());
+		expect(
+			(await seats(api, scheduleId))
+				.filter(s => s.status === "SOLD")
+				.map(s => s.id)
+				.sort()
+		).toEqual([a.id, b.id].sort());
 		const detail = await reservation(api, u, held.body.id);
 		expect(detail).toMatchObject({ status: "CONFIRMED", payment: { id: paid.body.id, amount: 3000, status: "COMPLETED" }, saga: { status: "COMPLETED" } });
 
@@ -65,7 +80,8 @@ describe.each([
 
 		// Step 5, eventually: the ranking counts the two seats and the inbox tells the user.
 		const score = async () =>
-			((await http("GET", `${api}/rankings/concerts?limit=100`)).body as { concertId: string; score: number }[]).find(r => r.concertId === concertId)?.score ?? 0;
+			((await http("GET", `${api}/rankings/concerts?limit=100`)).body as { concertId: string; score: number }[]).find(r => r.concertId === concertId)
+				?.score ?? 0;
 		await waitFor(async () => (await score()) === 2, 15_000, "the ranking to count the sold seats");
 		const inboxTypes = async () => ((await http("GET", `${api}/notifications`, { token: u.token })).body.rows ?? []).map((n: { type: string }) => n.type);
 		await waitFor(async () => (await inboxTypes()).includes("RESERVATION_CONFIRMED"), 15_000, "the confirmation notification");
@@ -128,7 +144,9 @@ describe.each([
 		const held = await reserve(api, owner, scheduleId, [(await seats(api, scheduleId))[0].id]);
 		expect((await http("GET", `${api}/reservations/${held.body.id}`, { token: other.token })).status).toBe(404);
 		expect((await pay(api, other, held.body.id)).status).toBe(404);
-		expect((await http("POST", `${api}/reservations/${held.body.id}/cancel`, { token: other.token, headers: { "idempotency-key": "x" } })).status).toBe(404);
+		expect((await http("POST", `${api}/reservations/${held.body.id}/cancel`, { token: other.token, headers: { "idempotency-key": "x" } })).status).toBe(
+			404
+		);
 		const mine = await http("GET", `${api}/reservations`, { token: other.token });
 		expect(mine.body.total).toBe(0);
 		expect(await balance(api, owner)).toBe(1000);
@@ -142,7 +160,11 @@ describe.each([
 		const v = await shopper(api, other.concertId, 1000);
 		const seat = (await seats(api, scheduleId))[0].id;
 		const none = await http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [seat] } });
-		const foreign = await http("POST", `${api}/reservations`, { token: u.token, body: { scheduleId, seatIds: [seat] }, headers: { "x-queue-token": v.queueToken } });
+		const foreign = await http("POST", `${api}/reservations`, {
+			token: u.token,
+			body: { scheduleId, seatIds: [seat] },
+			headers: { "x-queue-token": v.queueToken }
+		});
 		for (const r of [none, foreign]) {
 			expect(r.status).toBe(403);
 			expect(r.body.type).toBe("QUEUE_TOKEN_NOT_ACTIVE");

@@ -28,7 +28,9 @@ interface Supervisor {
 
 function runCluster(env: Record<string, string>): Supervisor {
 	const inherited = Object.fromEntries(
-		Object.entries(process.env).filter(([k, v]) => v !== undefined && !/^(CLUSTER_NODES|SERVICES|NODE_ID|PORT|METRICS_PORT|NAMESPACE|DB_PREFIX|STORE_PREFIX)$/.test(k))
+		Object.entries(process.env).filter(
+			([k, v]) => v !== undefined && !/^(CLUSTER_NODES|SERVICES|NODE_ID|PORT|METRICS_PORT|NAMESPACE|DB_PREFIX|STORE_PREFIX)$/.test(k)
+		)
 	) as Record<string, string>;
 	const proc = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/cluster.ts"], {
 		cwd: ROOT,
@@ -91,7 +93,9 @@ describe("npm run cluster", () => {
 		try {
 			const code = await Promise.race([sup.exited, new Promise<string>(r => setTimeout(() => r("still running"), 30_000))]);
 			expect(code).toBe(1);
-			expect(sup.out().trim().split("\n")).toEqual([expect.stringMatching(new RegExp(`^cluster not started: port ${port} \\(PORT, the API gateway\\) is already in use`))]);
+			expect(sup.out().trim().split("\n")).toEqual([
+				expect.stringMatching(new RegExp(`^cluster not started: port ${port} \\(PORT, the API gateway\\) is already in use`))
+			]);
 		} finally {
 			await sup.destroy();
 			other.close();
@@ -113,7 +117,11 @@ describe("npm run cluster", () => {
 					CLUSTER_NODES: "gw*2=api;bad=npm:crp-no-such-module"
 				})
 			);
-			await waitFor(() => (sup.out().match(/ServiceBroker with \d+ service\(s\) started successfully/g) ?? []).length >= 2, 90_000, "both gateway workers");
+			await waitFor(
+				() => (sup.out().match(/ServiceBroker with \d+ service\(s\) started successfully/g) ?? []).length >= 2,
+				90_000,
+				"both gateway workers"
+			);
 		}, 120_000);
 
 		afterAll(async () => {
@@ -136,7 +144,11 @@ describe("npm run cluster", () => {
 		}, 60_000);
 
 		it("when Ctrl-C reaches the whole process group, then every node stops once, quietly, and it exits 0", async () => {
-			await waitFor(() => (sup.out().match(/ServiceBroker with \d+ service\(s\) started successfully/g) ?? []).length >= 4, 60_000, "the restarted gateway's workers");
+			await waitFor(
+				() => (sup.out().match(/ServiceBroker with \d+ service\(s\) started successfully/g) ?? []).length >= 4,
+				60_000,
+				"the restarted gateway's workers"
+			);
 			const before = sup.out().length;
 			sup.ctrlC();
 			const code = await Promise.race([sup.exited, new Promise<string>(r => setTimeout(() => r("still running"), 40_000))]);

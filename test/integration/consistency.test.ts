@@ -107,7 +107,9 @@ describe("consistency check (cluster)", () => {
 
 			const seatsCheck = checkOf(body, "seats");
 			expect(seatsCheck.ok).toBe(false);
-			expect(seatsCheck.details.soldWithoutReservation).toEqual([{ scheduleId, seatId: soldSeat.id, reservationId: ghostReservation, reservationStatus: null }]);
+			expect(seatsCheck.details.soldWithoutReservation).toEqual([
+				{ scheduleId, seatId: soldSeat.id, reservationId: ghostReservation, reservationStatus: null }
+			]);
 			expect(seatsCheck.details.soldTwice).toEqual([]);
 			expect(seatsCheck.details.confirmedNotSold).toEqual([]);
 
@@ -130,7 +132,9 @@ describe("consistency check (cluster)", () => {
 
 			const sagas = checkOf(body, "sagas");
 			expect(sagas.ok).toBe(false);
-			expect(sagas.details.stuck).toEqual([{ id: stuckSaga, type: "ConfirmReservation", status: "RUNNING", step: "pay", updatedAt: new Date(hourAgo).toISOString() }]);
+			expect(sagas.details.stuck).toEqual([
+				{ id: stuckSaga, type: "ConfirmReservation", status: "RUNNING", step: "pay", updatedAt: new Date(hourAgo).toISOString() }
+			]);
 			expect(sagas.details.openDeadLetters).toEqual([]);
 		} finally {
 			await store.close();
@@ -159,9 +163,13 @@ describe("consistency check (cluster)", () => {
 	it("when an ops node is configured with a short interval, then it runs the check by itself and its gauges show the drift", async () => {
 		const nodes = new SchemaNodes(env);
 		try {
-			const scheduled = await nodes.node([{ ...OpsService, settings: { ...OpsService.settings, intervalMs: 300, metricsIntervalMs: 60_000 } }], `${env.id}-ops2`, {
-				metrics: { enabled: true, reporter: [] }
-			});
+			const scheduled = await nodes.node(
+				[{ ...OpsService, settings: { ...OpsService.settings, intervalMs: 300, metricsIntervalMs: 60_000 } }],
+				`${env.id}-ops2`,
+				{
+					metrics: { enabled: true, reporter: [] }
+				}
+			);
 			const gauge = (check: string) => scheduled.metrics.getMetric("ops.consistency.ok")?.get({ check })?.value;
 			await waitFor(() => gauge("seats") !== undefined, 15_000, "a scheduled consistency run");
 			expect(gauge("seats")).toBe(0);
@@ -232,14 +240,20 @@ describe("consistency check at scale (cluster)", () => {
 		);
 		return id;
 	};
-	const unpaidIds = (body: { checks: Check[] }) => (checkOf(body, "money").details.confirmedWithoutPayment as { reservationId: string }[]).map(x => x.reservationId).sort();
+	const unpaidIds = (body: { checks: Check[] }) =>
+		(checkOf(body, "money").details.confirmedWithoutPayment as { reservationId: string }[]).map(x => x.reservationId).sort();
 
 	it("when a sale has 5,000 reservations, then every audit answers at most a page and the full check is ok, not MAX_PAYLOAD_EXCEEDED drift", async () => {
 		const body = await report();
 		for (const name of ["seats", "money", "holds", "sagas", "outbox", "ranking"]) {
 			const c = checkOf(body, name);
 			// The error (before: MAX_PAYLOAD_EXCEEDED) shows in the diff when a check is not ok.
-			expect({ name, status: c.status, error: c.details.error, message: c.details.message }).toEqual({ name, status: "ok", error: undefined, message: undefined });
+			expect({ name, status: c.status, error: c.details.error, message: c.details.message }).toEqual({
+				name,
+				status: "ok",
+				error: undefined,
+				message: undefined
+			});
 		}
 		expect(body).toMatchObject({ ok: true, status: "ok", scope: { full: true, since: null } });
 

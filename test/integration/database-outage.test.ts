@@ -29,8 +29,7 @@ describe("a database outage", () => {
 	}, 60_000);
 
 	let n = 0;
-	const register = () =>
-		http("POST", `${api}/auth/register`, { body: { email: `outage-${++n}@example.com`, password: "correct horse", name: "Ada" } });
+	const register = () => http("POST", `${api}/auth/register`, { body: { email: `outage-${++n}@example.com`, password: "correct horse", name: "Ada" } });
 
 	it("when MariaDB is killed, then requests that need it get 503 SERVICE_UNAVAILABLE with Retry-After, and succeed again once it is back", async () => {
 		expect((await register()).status).toBe(201);
@@ -105,7 +104,9 @@ describe("a node whose database is not there at start", () => {
 		const node = await env.spawn(["user"], { readyPattern: /\(attempt 2\)/ });
 		const out = node.output();
 		expect(attempts(out)[0]).toMatch(
-			new RegExp(`database 127\\.0\\.0\\.1:${db.port} not available for \\w+ \\(attempt 1\\): access denied for user 'root'@'[^']+' \\(using password: YES\\); retrying in 0\\.5 s$`)
+			new RegExp(
+				`database 127\\.0\\.0\\.1:${db.port} not available for \\w+ \\(attempt 1\\): access denied for user 'root'@'[^']+' \\(using password: YES\\); retrying in 0\\.5 s$`
+			)
 		);
 		expect(stackLines(out)).toEqual([]);
 		expect(out).not.toContain("wrong-password-9");

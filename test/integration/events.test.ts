@@ -216,7 +216,14 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 	async function settle() {
 		const marker = `c-marker-${Math.random().toString(36).slice(2)}`;
 		await publishRaw(env.config.namespace, [
-			catalogEvent("reservation.confirmed", `m-${marker}`, 2, { reservationId: `m-${marker}`, userId: "nobody", concertId: marker, scheduleId: "s", seatIds: ["s1"], amount: 100 })
+			catalogEvent("reservation.confirmed", `m-${marker}`, 2, {
+				reservationId: `m-${marker}`,
+				userId: "nobody",
+				concertId: marker,
+				scheduleId: "s",
+				seatIds: ["s1"],
+				amount: 100
+			})
 		]);
 		await waitFor(async () => (await rankingScore(marker)) === 1, 10_000, "the marker");
 		// A sleep on purpose: a late second apply of an earlier event (in flight on the group's other node) has time to show.
@@ -271,7 +278,13 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		expect(await rankingScore("c-order")).toBe(1);
 		// The cancel once more (a redelivery): no deflation below the truth either.
 		await publishRaw(env.config.namespace, [
-			catalogEvent("reservation.cancelled", "r-late", 3, { ...base, reservationId: "r-late", seatIds: ["x", "y", "z"], wasConfirmed: true, reason: "USER" })
+			catalogEvent("reservation.cancelled", "r-late", 3, {
+				...base,
+				reservationId: "r-late",
+				seatIds: ["x", "y", "z"],
+				wasConfirmed: true,
+				reason: "USER"
+			})
 		]);
 		await settle();
 		expect(await rankingScore("c-order")).toBe(1);
@@ -329,7 +342,14 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 		expect(rows.map(r => r.rank)).toEqual(rows.map((_, i) => i + 1));
 		await a.call("concert.fakeDown", { down: true });
 		await publishRaw(env.config.namespace, [
-			catalogEvent("reservation.confirmed", "r-fresh", 2, { reservationId: "r-fresh", userId: "u", concertId: "c-fresh", scheduleId: "s", seatIds: ["1", "2", "3"], amount: 300 })
+			catalogEvent("reservation.confirmed", "r-fresh", 2, {
+				reservationId: "r-fresh",
+				userId: "u",
+				concertId: "c-fresh",
+				scheduleId: "s",
+				seatIds: ["1", "2", "3"],
+				amount: 300
+			})
 		]);
 		await waitFor(async () => (await rankingScore("c-fresh")) === 3, 10_000, "c-fresh scored");
 		rows = (await http("GET", `${api}/rankings/concerts?limit=100`)).body;
@@ -378,7 +398,14 @@ describe("durable events (cluster: NATS JetStream, MariaDB, Redis)", () => {
 				amount: 100,
 				paymentDate: new Date().toISOString()
 			}),
-			catalogEvent("reservation.expired", "r-in2", 2, { reservationId: "r-in2", userId: u1.id, concertId: "c-in", scheduleId: "s", seatIds: ["b"], amount: 100 })
+			catalogEvent("reservation.expired", "r-in2", 2, {
+				reservationId: "r-in2",
+				userId: u1.id,
+				concertId: "c-in",
+				scheduleId: "s",
+				seatIds: ["b"],
+				amount: 100
+			})
 		]);
 		await waitFor(async () => (await http("GET", `${api}/notifications`, { token: u1.token })).body.total === 3, 10_000, "3 notifications");
 		const page = await http("GET", `${api}/notifications?page=2&pageSize=2`, { token: u1.token });

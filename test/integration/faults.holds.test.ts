@@ -129,11 +129,15 @@ describe("seat holds under faults", () => {
 		// booking node's calls inherit: it gives up on the hold (after its own retries) while holds still wait.
 		faults.delayBefore("concert.hold", 2500);
 		const gaveUp = await gateway
-			.call("reservation.create", { scheduleId, seatIds: [a.id, b.id] }, {
-				timeout: 1500,
-				retries: 0,
-				meta: { user: { id: u.userId, email: "x@example.com", role: "user" }, queueToken: u.queueToken }
-			})
+			.call(
+				"reservation.create",
+				{ scheduleId, seatIds: [a.id, b.id] },
+				{
+					timeout: 1500,
+					retries: 0,
+					meta: { user: { id: u.userId, email: "x@example.com", role: "user" }, queueToken: u.queueToken }
+				}
+			)
 			.then(
 				() => null,
 				(err: { code?: number; type?: string }) => err
@@ -159,10 +163,14 @@ describe("seat holds under faults", () => {
 		faults.failAfter("concert.hold", unreachable);
 		faults.fail("concert.release", unreachable, { times: 6 });
 		const gaveUp = await gateway
-			.call("reservation.create", { scheduleId, seatIds: [a.id] }, {
-				retries: 0,
-				meta: { user: { id: u.userId, email: "x@example.com", role: "user" }, queueToken: u.queueToken }
-			})
+			.call(
+				"reservation.create",
+				{ scheduleId, seatIds: [a.id] },
+				{
+					retries: 0,
+					meta: { user: { id: u.userId, email: "x@example.com", role: "user" }, queueToken: u.queueToken }
+				}
+			)
 			.then(
 				() => null,
 				(err: { code?: number }) => err

@@ -25,7 +25,9 @@ let documented: string[];
 /** Fails with every counterexample, readable (jest would print a list of strings with escaped newlines). */
 function expectNone(failures: FuzzFailure[]): void {
 	if (failures.length === 0) return;
-	throw new Error(`${failures.length} distinct failure(s), seed ${report.seed}:\n\n${failures.map(formatFailure).join("\n\n")}\n\n${formatReport(report, false)}`);
+	throw new Error(
+		`${failures.length} distinct failure(s), seed ${report.seed}:\n\n${failures.map(formatFailure).join("\n\n")}\n\n${formatReport(report, false)}`
+	);
 }
 
 beforeAll(async () => {

@@ -42,7 +42,9 @@ describe.each([
 		const login = await http("POST", `${api}/auth/login`, { body: { email, password: "password-1" } });
 		return { id: reg.body.id, email, token: login.body.accessToken };
 	}
-	const users = () => (accounts.getLocalService("user") as unknown as { model: { update(v: object, o: object): Promise<unknown>; destroy(o: object): Promise<number> } }).model;
+	const users = () =>
+		(accounts.getLocalService("user") as unknown as { model: { update(v: object, o: object): Promise<unknown>; destroy(o: object): Promise<number> } })
+			.model;
 
 	it("when answers of every kind go out (200, 400, 401, 404, 422), then each carries the security headers", async () => {
 		const u = await signUp();
@@ -97,7 +99,8 @@ describe.each([
 
 	it("when a deleted user replays an Idempotency-Key, then the stored answer is not handed out", async () => {
 		const u = await signUp();
-		const charge = () => http("POST", `${api}/points/charge`, { token: u.token, body: { amount: 70 }, headers: { "idempotency-key": "replay-after-delete" } });
+		const charge = () =>
+			http("POST", `${api}/points/charge`, { token: u.token, body: { amount: 70 }, headers: { "idempotency-key": "replay-after-delete" } });
 		expect((await charge()).status).toBe(200);
 		expect((await charge()).headers.get("idempotent-replayed")).toBe("true");
 		await users().destroy({ where: { id: u.id } });
@@ -106,7 +109,8 @@ describe.each([
 
 	it("when an anonymous request ends in a 4xx, then it is not stored under its key: only successes are", async () => {
 		const u = await signUp();
-		const again = () => http("POST", `${api}/auth/register`, { body: { email: u.email, password: "password-1", name: "S" }, headers: { "idempotency-key": "anon-409" } });
+		const again = () =>
+			http("POST", `${api}/auth/register`, { body: { email: u.email, password: "password-1", name: "S" }, headers: { "idempotency-key": "anon-409" } });
 		const first = await again();
 		const second = await again();
 		expect([first.status, second.status]).toEqual([409, 409]);
@@ -126,7 +130,8 @@ describe.each([
 	it("when an account gets more login attempts than LOGIN_LIMIT_PER_ACCOUNT in a minute, then 429 LOGIN_THROTTLED with Retry-After, even with the right password", async () => {
 		const u = await signUp(); // one login already
 		const attempts = [];
-		for (let i = 0; i < 3; i++) attempts.push(await http("POST", `${api}/auth/login`, { body: { email: u.email, password: i < 2 ? "wrong-password" : "password-1" } }));
+		for (let i = 0; i < 3; i++)
+			attempts.push(await http("POST", `${api}/auth/login`, { body: { email: u.email, password: i < 2 ? "wrong-password" : "password-1" } }));
 		expect(attempts.map(a => a.status)).toEqual([401, 401, 429]);
 		expect(attempts[2].body.type).toBe("LOGIN_THROTTLED");
 		const retryAfter = Number(attempts[2].headers.get("retry-after"));
@@ -163,7 +168,8 @@ describe("login throttling per client address", () => {
 
 	it("when one address tries more logins than LOGIN_LIMIT_PER_ADDRESS in a minute, whatever the accounts, then the rest are 429 and cost no hash", async () => {
 		const results = [];
-		for (let i = 0; i < 8; i++) results.push(await http("POST", `${api}/auth/login`, { body: { email: `nobody${i}@example.com`, password: "whatever-1" } }));
+		for (let i = 0; i < 8; i++)
+			results.push(await http("POST", `${api}/auth/login`, { body: { email: `nobody${i}@example.com`, password: "whatever-1" } }));
 		expect(results.map(r => r.status)).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
 		expect(results[5].body.type).toBe("LOGIN_THROTTLED");
 		expect(results[5].headers.get("retry-after")).toMatch(/^\d+$/);

@@ -15,11 +15,7 @@ const STARTED = /ServiceBroker with \d+ service\(s\) started successfully/g;
 /** Child processes of a process (its cluster workers). */
 function childrenOf(pid: number): number[] {
 	try {
-		return fs
-			.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-			.split(/\s+/)
-			.filter(Boolean)
-			.map(Number);
+		return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(/\s+/).filter(Boolean).map(Number);
 	} catch {
 		return [];
 	}

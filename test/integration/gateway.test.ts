@@ -36,8 +36,7 @@ describe.each(modes)("gateway and users (%s)", (_mode, cluster) => {
 
 	const register = (email: string, extra: Record<string, unknown> = {}) =>
 		http("POST", `${api}/auth/register`, { body: { email, password: "correct horse", name: "Ada", ...extra } });
-	const login = (email: string, password = "correct horse") =>
-		http("POST", `${api}/auth/login`, { body: { email, password } });
+	const login = (email: string, password = "correct horse") => http("POST", `${api}/auth/login`, { body: { email, password } });
 
 	it("when a user registers, logs in and asks who they are, then each step answers per API.md", async () => {
 		const reg = await register("ada@example.com");

@@ -68,14 +68,17 @@ interface Case {
 
 function routeCases(broker: ServiceBroker, api: string, ids: { id: string; token: string }): Case[] {
 	const actions = new Map(
-		(broker.registry.getActionList({ skipInternal: true }) as { name: string; action?: { params?: Record<string, unknown> } }[]).map(a => [a.name, a.action?.params])
+		(broker.registry.getActionList({ skipInternal: true }) as { name: string; action?: { params?: Record<string, unknown> } }[]).map(a => [
+			a.name,
+			a.action?.params
+		])
 	);
 	const cases: Case[] = [];
 	for (const [route, action] of Object.entries(ROUTES)) {
 		const [method, template] = route.split(" ");
 		const pathParams = [...template.matchAll(/:([A-Za-z]+)/g)].map(m => m[1]);
 		const fill = (bad?: { name: string; value: string }) =>
-			`${api}${template.replace(/:([A-Za-z]+)/g, (_, n: string) => bad?.name === n ? enc(bad.value) : encodeURIComponent(n === "token" ? ids.token : ids.id))}`;
+			`${api}${template.replace(/:([A-Za-z]+)/g, (_, n: string) => (bad?.name === n ? enc(bad.value) : encodeURIComponent(n === "token" ? ids.token : ids.id)))}`;
 		const headers = { "idempotency-key": `hostile-${cases.length}`, "x-queue-token": ids.token };
 		for (const value of BAD) {
 			for (const name of pathParams) {
@@ -85,7 +88,14 @@ function routeCases(broker: ServiceBroker, api: string, ids: { id: string; token
 			}
 			const fields = stringFields(actions.get(action)).filter(f => !pathParams.includes(f));
 			for (const field of fields) {
-				if (method !== "GET") cases.push({ route, method, url: fill(), body: bodyWith(field, value), headers: { ...headers, "idempotency-key": `hostile-${cases.length}` } });
+				if (method !== "GET")
+					cases.push({
+						route,
+						method,
+						url: fill(),
+						body: bodyWith(field, value),
+						headers: { ...headers, "idempotency-key": `hostile-${cases.length}` }
+					});
 				// The query parser leaves an undecodable escape as plain text ("%ED%A0%80"): harmless, not a case.
 				else if (value !== "\ud800") cases.push({ route, method, url: `${fill()}?${encodeURIComponent(field)}=${enc(value)}`, headers });
 			}
@@ -150,7 +160,8 @@ describe("hostile input on every route (embedded)", () => {
 		const wrong: string[] = [];
 		for (const c of cases) {
 			const res = await http(c.method, c.url, { body: c.body, token: admin, headers: c.headers });
-			if (res.status !== 400 || (!c.anyType && res.body?.type !== "INVALID_CHARACTERS")) wrong.push(`${c.method} ${c.url} ${JSON.stringify(c.body)} -> ${res.status} ${res.body?.type}`);
+			if (res.status !== 400 || (!c.anyType && res.body?.type !== "INVALID_CHARACTERS"))
+				wrong.push(`${c.method} ${c.url} ${JSON.stringify(c.body)} -> ${res.status} ${res.body?.type}`);
 		}
 		expect(wrong).toEqual([]);
 		expect(await world()).toEqual(before);
@@ -187,7 +198,12 @@ describe("hostile input against a gateway node of its own (cluster)", () => {
 		const port = await freePort();
 		await env.spawn(["api", "user"], { env: { PORT: String(port) } });
 		api = `http://127.0.0.1:${port}/api`;
-		await waitFor(async () => (await http("POST", `${api}/auth/login`, { body: { email: "x@example.com", password: "y" } }).catch(() => ({ status: 0 }))).status === 401, 30_000, "the gateway");
+		await waitFor(
+			async () =>
+				(await http("POST", `${api}/auth/login`, { body: { email: "x@example.com", password: "y" } }).catch(() => ({ status: 0 }))).status === 401,
+			30_000,
+			"the gateway"
+		);
 	}, 90_000);
 	afterAll(() => env.cleanup(), 60_000);
 

@@ -27,7 +27,22 @@ function makePki(dir: string): Record<"ca" | "serverCert" | "serverKey" | "clien
 	for (const who of ["server", "client"]) {
 		ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=crp-${who}`, "-keyout", f(`${who}-key.pem`), "-out", f(`${who}.csr`));
 		const ext = who === "server" ? ["-extfile", f("server.ext")] : [];
-		ssl("x509", "-req", "-in", f(`${who}.csr`), "-CA", f("ca.pem"), "-CAkey", f("ca-key.pem"), "-CAcreateserial", "-days", "1", "-out", f(`${who}.pem`), ...ext);
+		ssl(
+			"x509",
+			"-req",
+			"-in",
+			f(`${who}.csr`),
+			"-CA",
+			f("ca.pem"),
+			"-CAkey",
+			f("ca-key.pem"),
+			"-CAcreateserial",
+			"-days",
+			"1",
+			"-out",
+			f(`${who}.pem`),
+			...ext
+		);
 	}
 	return { ca: f("ca.pem"), serverCert: f("server.pem"), serverKey: f("server-key.pem"), clientCert: f("client.pem"), clientKey: f("client-key.pem") };
 }
@@ -84,7 +99,9 @@ describe("NATS with TLS and a client certificate", () => {
 		const servers = `127.0.0.1:${nats.port}`;
 		await expect(connect({ servers, user: "crp", pass: password, tls: { certFile: pki.clientCert, keyFile: pki.clientKey } })).rejects.toBeDefined();
 		await expect(connect({ servers, user: "crp", pass: password, tls: { caFile: pki.ca } })).rejects.toBeDefined();
-		await expect(connect({ servers, user: "crp", pass: "wrong", tls: { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey } })).rejects.toMatchObject({
+		await expect(
+			connect({ servers, user: "crp", pass: "wrong", tls: { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey } })
+		).rejects.toMatchObject({
 			code: "AUTHORIZATION_VIOLATION"
 		});
 		const ok = await connect({ servers, user: "crp", pass: password, tls: { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey } });

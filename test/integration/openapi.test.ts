@@ -17,7 +17,8 @@ function apiMdRoutes(markdown: string): { method: string; path: string }[] {
 	for (const line of markdown.split("\n")) {
 		if (!line.startsWith("|")) continue;
 		const first = line.split("|")[1] ?? "";
-		for (const m of first.matchAll(/\b(GET|POST|PUT|PATCH|DELETE) (\/api\/[^\s,?`|]+)/g)) out.push({ method: m[1].toLowerCase(), path: toOpenApiPath(m[2]).path });
+		for (const m of first.matchAll(/\b(GET|POST|PUT|PATCH|DELETE) (\/api\/[^\s,?`|]+)/g))
+			out.push({ method: m[1].toLowerCase(), path: toOpenApiPath(m[2]).path });
 	}
 	return out;
 }

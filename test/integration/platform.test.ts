@@ -54,9 +54,7 @@ describe("cluster nodes as separate processes", () => {
 		await env.spawned[0].kill();
 		const [reads, writes] = await Promise.all([
 			Promise.all(Array.from({ length: 30 }, () => http("GET", `${api}/users/me`, { token }))),
-			Promise.all(
-				Array.from({ length: 6 }, () => http("POST", `${api}/auth/login`, { body: { email: "failover@example.com", password: "password-1" } }))
-			)
+			Promise.all(Array.from({ length: 6 }, () => http("POST", `${api}/auth/login`, { body: { email: "failover@example.com", password: "password-1" } })))
 		]);
 		// Reads are retried on another replica after their timeout: every one succeeds.
 		expect(reads.map(r => r.status)).toEqual(Array(30).fill(200));

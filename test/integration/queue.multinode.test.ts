@@ -43,8 +43,7 @@ describe("waiting room on three queue nodes over NATS with real Redis", () => {
 
 	const as = (u: TestUser) => ({ meta: { user: { id: u.id, email: u.email, role: u.role } } });
 	const enter = (u: TestUser, concert: string) => caller.call<TokenView, { concertId: string }>("queue.enter", { concertId: concert }, as(u));
-	const status = (u: TestUser, token: string) =>
-		caller.call<TokenView, { token: string }>("queue.status", { token }, as(u)).catch(() => null);
+	const status = (u: TestUser, token: string) => caller.call<TokenView, { token: string }>("queue.status", { token }, as(u)).catch(() => null);
 	const leave = (u: TestUser, token: string) => caller.call("queue.leave", { token }, as(u)).catch(() => null);
 	const slotsTaken = (concert: string) => raw.redis.zcard(`queue:${concert}:active`);
 
@@ -57,7 +56,10 @@ describe("waiting room on three queue nodes over NATS with real Redis", () => {
 		expect(waiting.map(v => v.position).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
 		// Arrival order is the store's INCR sequence: the line in Redis lists the waiting tokens by exactly those positions.
 		const line = await raw.redis.zrange(`queue:${concert}:wait`, 0, -1);
-		const byPosition = waiting.slice().sort((a, b) => a.position - b.position).map(v => v.token.split(".")[1]);
+		const byPosition = waiting
+			.slice()
+			.sort((a, b) => a.position - b.position)
+			.map(v => v.token.split(".")[1]);
 		expect(line).toEqual(byPosition);
 		expect(await caller.call("queue.stats", { concertId: concert })).toMatchObject({ waiting: 50, active: 100, maxActive: CAP });
 	});

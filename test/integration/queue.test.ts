@@ -87,7 +87,10 @@ describe.each(modes)("waiting room over HTTP (%s)", (_mode, cluster) => {
 		// The line in arrival order (its positions), then free one slot per round, alternating the user's DELETE and
 		// the payment saga's expire: each round admits exactly the user at position 1.
 		const owners = new Map(entered.map((r, i) => [r.body.token as string, users[i]]));
-		const line = waiting.slice().sort((a, b) => a.body.position - b.body.position).map(r => r.body.token as string);
+		const line = waiting
+			.slice()
+			.sort((a, b) => a.body.position - b.body.position)
+			.map(r => r.body.token as string);
 		const actives = active.map(r => r.body.token as string);
 		for (let round = 0; round < line.length; round++) {
 			const freed = actives.shift()!;

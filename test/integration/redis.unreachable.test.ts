@@ -29,5 +29,4 @@ describe("Redis failures: no server at all", () => {
 			if (redis.status !== "end") await new Promise(resolve => redis.once("end", resolve));
 		}
 	});
-
 });

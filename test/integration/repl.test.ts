@@ -20,7 +20,13 @@ const ROOT = path.resolve(__dirname, "../..");
 
 describe("formatTable", () => {
 	it("when rows have cells of different widths, then columns line up under a header and a rule", () => {
-		const t = formatTable([{ a: "x", bb: 12345 }, { a: "longer", bb: null }], ["a", "bb"]);
+		const t = formatTable(
+			[
+				{ a: "x", bb: 12345 },
+				{ a: "longer", bb: null }
+			],
+			["a", "bb"]
+		);
 		expect(t.split("\n")).toEqual(["a       bb", "------  -----", "x       12345", "longer  -"]);
 	});
 });
@@ -61,7 +67,12 @@ describe("REPL commands (cluster, REPL in its own process)", () => {
 		const u = await shopper(api, concertId, 5000);
 		const picked = (await seats(api, scheduleId)).slice(0, 2);
 		soldLabels = picked.map(s => s.label);
-		const held = await reserve(api, u, scheduleId, picked.map(s => s.id));
+		const held = await reserve(
+			api,
+			u,
+			scheduleId,
+			picked.map(s => s.id)
+		);
 		expect((await pay(api, u, held.body.id)).status).toBe(201);
 
 		// Two sagas parked FAILED with a dead letter each: c rejects, undoing b keeps failing.

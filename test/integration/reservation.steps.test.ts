@@ -35,7 +35,8 @@ describe.each([
 	}
 	const step = (action: string, params: Record<string, unknown>, sagaId: string) =>
 		broker.call<{ status: string | null }, Record<string, unknown>>(`reservation.${action}`, params, { meta: { sagaId } });
-	const status = async (id: string) => (await broker.call<{ status: string }, { id: string }>("reservation.get", { id }, { meta: { user: { id: await ownerOf(id) } } })).status;
+	const status = async (id: string) =>
+		(await broker.call<{ status: string }, { id: string }>("reservation.get", { id }, { meta: { user: { id: await ownerOf(id) } } })).status;
 	const owners = new Map<string, string>();
 	const ownerOf = async (id: string) => owners.get(id)!;
 

@@ -45,8 +45,7 @@ describe.each(modes)("reviews (%s)", (_mode, cluster) => {
 		await peers.call("reservation.fakeConfirm", { userId: u.id, concertId });
 		return u;
 	};
-	const post = (concertId: string, token: string | undefined, body: unknown) =>
-		http("POST", `${api}/concerts/${concertId}/reviews`, { token, body });
+	const post = (concertId: string, token: string | undefined, body: unknown) => http("POST", `${api}/concerts/${concertId}/reviews`, { token, body });
 
 	it("when a user with a confirmed reservation reviews, then 201 with the review, and the list shows it with the average", async () => {
 		const u = await confirmed("c-1");
@@ -119,7 +118,11 @@ describe.each(modes)("reviews (%s)", (_mode, cluster) => {
 	it("when the reservation service is gone, then a review answers 503 SERVICE_UNAVAILABLE (not 404) and stores nothing", async () => {
 		const u = await confirmed("c-5");
 		await peers.destroyService(peers.getLocalService("reservation")!);
-		await waitFor(() => !gw.registry.getServiceList({ onlyAvailable: true }).some(s => s.name === "reservation"), 10_000, "the gateway to see reservation gone");
+		await waitFor(
+			() => !gw.registry.getServiceList({ onlyAvailable: true }).some(s => s.name === "reservation"),
+			10_000,
+			"the gateway to see reservation gone"
+		);
 		const res = await post("c-5", u.token, { rating: 5, content: "while it was down" });
 		expect(res.status).toBe(503);
 		expect(res.body.type).toBe("SERVICE_UNAVAILABLE");

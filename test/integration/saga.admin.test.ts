@@ -23,7 +23,9 @@ beforeAll(async () => {
 	env = testEnv({ cluster: false, env: { ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "admin-password", SAGA_FAILED_RETRY_SEC: "0" } });
 	nodes = new SchemaNodes(env);
 	// Metrics on without a reporter, so the test can read the registry.
-	broker = await nodes.node([serviceFile("api"), serviceFile("user"), testSagaSchema(), FakeService], undefined, { metrics: { enabled: true, reporter: [] } });
+	broker = await nodes.node([serviceFile("api"), serviceFile("user"), testSagaSchema(), FakeService], undefined, {
+		metrics: { enabled: true, reporter: [] }
+	});
 	api = gatewayUrl(broker);
 	admin = (await http("POST", `${api}/auth/login`, { body: { email: "ops@example.com", password: "admin-password" } })).body.accessToken;
 	await http("POST", `${api}/auth/register`, { body: { email: "u@example.com", password: "user-password", name: "U" } });
@@ -141,7 +143,12 @@ describe("operations routes for sagas", () => {
 	it("when sagas run, then the broker metrics count them by outcome and time their steps", async () => {
 		const m = broker.metrics;
 		const count = (name: string) => Number(m.getMetric(name)?.get({ type: "Test4" })?.value ?? 0);
-		const before = { started: count("saga.started"), completed: count("saga.completed"), compensated: count("saga.compensated"), failed: count("saga.failed") };
+		const before = {
+			started: count("saga.started"),
+			completed: count("saga.completed"),
+			compensated: count("saga.compensated"),
+			failed: count("saga.failed")
+		};
 		await broker.call("saga.start", { type: "Test4", key: crypto.randomUUID(), data: {}, waitMs: 10_000 });
 		await broker.call("saga.start", { type: "Test4", key: crypto.randomUUID(), data: { plan: { a: { fail: 1, error: "reject" } } }, waitMs: 10_000 });
 		await failedSaga();

@@ -34,7 +34,12 @@ afterAll(async () => {
 }, 60_000);
 
 const sagaNodesSeen = () =>
-	new Set(participant.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "saga").map(s => s.nodeID));
+	new Set(
+		participant.registry
+			.getServiceList({ onlyAvailable: true })
+			.filter(s => s.name === "saga")
+			.map(s => s.nodeID)
+	);
 
 const waitingAt = async (key: string) =>
 	waitFor(async () => ((await participant.call("fake.waiting")) as string[]).includes(key), 10_000, `the call ${key} to arrive`);
@@ -244,7 +249,11 @@ describe("leases on MariaDB", () => {
 	it("when journal writes go out as one compound statement, then they stay fenced, atomic and keyed", async () => {
 		await withOwnSagaDb("sagawrites", async (db, store) => {
 			const id = crypto.randomUUID();
-			const steps = async () => db.query<{ step: string; status: string; attempts: number }>("SELECT step, status, attempts FROM saga_steps WHERE saga_id = ? ORDER BY id", { replacements: [id], type: QueryTypes.SELECT });
+			const steps = async () =>
+				db.query<{ step: string; status: string; attempts: number }>("SELECT step, status, attempts FROM saga_steps WHERE saga_id = ? ORDER BY id", {
+					replacements: [id],
+					type: QueryTypes.SELECT
+				});
 			const created = await store.create({ id, type: "Test4", key: `w-${id}`, data: { a: 1 }, owner: "node-a", leaseMs: 60_000, firstStep: "one" });
 			expect(created).toMatchObject({ created: true, saga: { id, status: "RUNNING", step: 0, stepName: "one", attempts: 1, leaseOwner: "node-a" } });
 			// The answer is what a read gives (create no longer reads it back).
@@ -252,13 +261,23 @@ describe("leases on MariaDB", () => {
 			expect(await steps()).toEqual([{ step: "one", status: "RUNNING", attempts: 1 }]);
 
 			// The same key again: the existing saga, not a second one (the duplicate key still reaches the store).
-			const again = await store.create({ id: crypto.randomUUID(), type: "Test4", key: `w-${id}`, data: {}, owner: "node-b", leaseMs: 60_000, firstStep: "one" });
+			const again = await store.create({
+				id: crypto.randomUUID(),
+				type: "Test4",
+				key: `w-${id}`,
+				data: {},
+				owner: "node-b",
+				leaseMs: 60_000,
+				firstStep: "one"
+			});
 			expect(again).toMatchObject({ created: false, saga: { id } });
 
 			// The holder's write lands: the instance and both journal rows.
 			const done = { stepIndex: 0, step: "one", phase: "forward" as const, status: "SUCCEEDED" as const, attempts: 1, result: { ok: true } };
 			const next = { stepIndex: 1, step: "two", phase: "forward" as const, status: "RUNNING" as const, attempts: 1 };
-			expect(await store.record({ id, owner: "node-a" }, 60_000, [done, next], { step: 1, stepName: "two", attempts: 1, results: { one: { ok: true } } })).toBe(true);
+			expect(
+				await store.record({ id, owner: "node-a" }, 60_000, [done, next], { step: 1, stepName: "two", attempts: 1, results: { one: { ok: true } } })
+			).toBe(true);
 			expect(await steps()).toEqual([
 				{ step: "one", status: "SUCCEEDED", attempts: 1 },
 				{ step: "two", status: "RUNNING", attempts: 1 }
@@ -308,7 +327,15 @@ describe("leases on MariaDB", () => {
 				hooks: { terminal: saga => terminal.set(saga.id, saga) }
 			});
 			for (const reject of [false, true]) {
-				const { saga } = await store.create({ id: crypto.randomUUID(), type: def.type, key: `t-${reject}`, data: { reject }, owner: "node-a", leaseMs: 60_000, firstStep: "first" });
+				const { saga } = await store.create({
+					id: crypto.randomUUID(),
+					type: def.type,
+					key: `t-${reject}`,
+					data: { reject },
+					owner: "node-a",
+					leaseMs: 60_000,
+					firstStep: "first"
+				});
 				expect(await executor.drive(saga.id, { fresh: true, saga })).toBe("terminal");
 				const read = (await store.get(saga.id))!;
 				expect(read.status).toBe(reject ? "COMPENSATED" : "COMPLETED");

@@ -63,7 +63,12 @@ export function makeEvent(type: string, aggregateId: string, version: number, pa
 }
 
 /** `makeEvent` for a catalog event, its payload typed (and so checked by the compiler) by the event's name. */
-export function catalogEvent<T extends CatalogEventType>(type: T, aggregateId: string, version: number, payload: EventCatalog[T]): CatalogEvent<T> & EventMessage {
+export function catalogEvent<T extends CatalogEventType>(
+	type: T,
+	aggregateId: string,
+	version: number,
+	payload: EventCatalog[T]
+): CatalogEvent<T> & EventMessage {
 	return makeEvent(type, aggregateId, version, payload as unknown as Record<string, unknown>) as CatalogEvent<T> & EventMessage;
 }
 

@@ -15,7 +15,10 @@ export const OPS_ADMIN = { ADMIN_EMAIL: "ops-admin@example.com", ADMIN_PASSWORD:
  * Three brokers over NATS: gateway (api, user, queue, ops), booking (reservation, saga, concert) and money and
  * projections (payment, ranking, notification). Answers the gateway broker and its URL.
  */
-export async function opsCluster(env: TestEnv, extra: { gateway?: Parameters<TestEnv["broker"]>[1] } = {}): Promise<{ gateway: ServiceBroker; api: string; brokers: ServiceBroker[] }> {
+export async function opsCluster(
+	env: TestEnv,
+	extra: { gateway?: Parameters<TestEnv["broker"]>[1] } = {}
+): Promise<{ gateway: ServiceBroker; api: string; brokers: ServiceBroker[] }> {
 	const brokers = await Promise.all([
 		env.broker(["api", "user", "queue", "ops"], extra.gateway),
 		env.broker(["reservation", "saga", "concert"]),
@@ -66,7 +69,10 @@ const at = (ms: number) => new Date(ms).toISOString().replace("T", " ").replace(
 async function insertRows(sql: mysql.Connection, table: string, columns: string[], rows: unknown[][]): Promise<void> {
 	for (let i = 0; i < rows.length; i += 1000) {
 		const chunk = rows.slice(i, i + 1000);
-		await sql.query(`INSERT INTO ${table} (${columns.join(", ")}) VALUES ${chunk.map(() => `(${columns.map(() => "?").join(", ")})`).join(", ")}`, chunk.flat());
+		await sql.query(
+			`INSERT INTO ${table} (${columns.join(", ")}) VALUES ${chunk.map(() => `(${columns.map(() => "?").join(", ")})`).join(", ")}`,
+			chunk.flat()
+		);
 	}
 }
 
@@ -76,7 +82,13 @@ async function insertRows(sql: mysql.Connection, table: string, columns: string[
  * (2,000 seats each), each with its seats sold, its reservation.confirmed event published, its COMPLETED payment,
  * and a buyer whose wallet was charged exactly the price and paid it. Every invariant the consistency check knows holds for these rows.
  */
-export async function bulkSale(env: TestEnv, sql: mysql.Connection, concertId: string, reservations: number, seatsEach: number): Promise<{ reservationIds: string[] }> {
+export async function bulkSale(
+	env: TestEnv,
+	sql: mysql.Connection,
+	concertId: string,
+	reservations: number,
+	seatsEach: number
+): Promise<{ reservationIds: string[] }> {
 	const now = Date.now();
 	const perSchedule = 2000;
 	const price = 1000;
@@ -88,10 +100,25 @@ export async function bulkSale(env: TestEnv, sql: mysql.Connection, concertId: s
 		n: i % perSchedule
 	}));
 	const c = schema(env, "concert");
-	await insertRows(sql, `${c}.schedules`, ["id", "concert_id", "starts_at", "total_seats", "created_at"], schedules.map(id => [id, concertId, at(now + 30 * 86400_000), perSchedule, at(now)]));
-	await insertRows(sql, `${c}.seat_availability`, ["schedule_id", "total_seats", "sold_seats", "updated_at"], schedules.map((id, i) => [id, perSchedule, Math.min(perSchedule, seatCount - i * perSchedule), at(now)]));
+	await insertRows(
+		sql,
+		`${c}.schedules`,
+		["id", "concert_id", "starts_at", "total_seats", "created_at"],
+		schedules.map(id => [id, concertId, at(now + 30 * 86400_000), perSchedule, at(now)])
+	);
+	await insertRows(
+		sql,
+		`${c}.seat_availability`,
+		["schedule_id", "total_seats", "sold_seats", "updated_at"],
+		schedules.map((id, i) => [id, perSchedule, Math.min(perSchedule, seatCount - i * perSchedule), at(now)])
+	);
 	const label = (n: number) => `R${Math.floor(n / 50)}-${n % 50}`;
-	await insertRows(sql, `${c}.seats`, ["id", "schedule_id", "label", "grade", "price", "row_no", "col_no"], seats.map(s => [s.id, s.scheduleId, label(s.n), "R", price, Math.floor(s.n / 50), s.n % 50]));
+	await insertRows(
+		sql,
+		`${c}.seats`,
+		["id", "schedule_id", "label", "grade", "price", "row_no", "col_no"],
+		seats.map(s => [s.id, s.scheduleId, label(s.n), "R", price, Math.floor(s.n / 50), s.n % 50])
+	);
 
 	const rows = Array.from({ length: reservations }, (_, i) => ({
 		id: crypto.randomUUID(),
@@ -101,16 +128,39 @@ export async function bulkSale(env: TestEnv, sql: mysql.Connection, concertId: s
 		seats: seats.slice(i * seatsEach, (i + 1) * seatsEach)
 	}));
 	const amount = seatsEach * price;
-	await insertRows(sql, `${c}.seat_sales`, ["schedule_id", "seat_id", "reservation_id", "sold_at"], rows.flatMap(r => r.seats.map(s => [s.scheduleId, s.id, r.id, at(now)])));
+	await insertRows(
+		sql,
+		`${c}.seat_sales`,
+		["schedule_id", "seat_id", "reservation_id", "sold_at"],
+		rows.flatMap(r => r.seats.map(s => [s.scheduleId, s.id, r.id, at(now)]))
+	);
 
 	const rs = schema(env, "reservation");
 	await insertRows(
 		sql,
 		`${rs}.reservations`,
 		["id", "user_id", "concert_id", "schedule_id", "status", "amount", "expires_at", "saga_id", "paid_saga_id", "payment_id", "created_at", "updated_at"],
-		rows.map(r => [r.id, r.userId, concertId, r.seats[0].scheduleId, "CONFIRMED", amount, at(now + 300_000), r.sagaId, r.sagaId, r.paymentId, at(now), at(now)])
+		rows.map(r => [
+			r.id,
+			r.userId,
+			concertId,
+			r.seats[0].scheduleId,
+			"CONFIRMED",
+			amount,
+			at(now + 300_000),
+			r.sagaId,
+			r.sagaId,
+			r.paymentId,
+			at(now),
+			at(now)
+		])
 	);
-	await insertRows(sql, `${rs}.reservation_seats`, ["reservation_id", "seat_id", "label", "grade", "price"], rows.flatMap(r => r.seats.map(s => [r.id, s.id, label(s.n), "R", price])));
+	await insertRows(
+		sql,
+		`${rs}.reservation_seats`,
+		["reservation_id", "seat_id", "label", "grade", "price"],
+		rows.flatMap(r => r.seats.map(s => [r.id, s.id, label(s.n), "R", price]))
+	);
 	// Each confirmation's event, as the relay leaves it once published (the ranking rebuilds from these).
 	await insertRows(
 		sql,
@@ -130,7 +180,12 @@ export async function bulkSale(env: TestEnv, sql: mysql.Connection, concertId: s
 	);
 
 	const p = schema(env, "payment");
-	await insertRows(sql, `${p}.wallets`, ["user_id", "balance", "version", "created_at", "updated_at"], rows.map(r => [r.userId, 0, 2, at(now), at(now)]));
+	await insertRows(
+		sql,
+		`${p}.wallets`,
+		["user_id", "balance", "version", "created_at", "updated_at"],
+		rows.map(r => [r.userId, 0, 2, at(now), at(now)])
+	);
 	await insertRows(
 		sql,
 		`${p}.point_transactions`,

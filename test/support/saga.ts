@@ -26,7 +26,11 @@ export class SchemaNodes {
 	 * A started broker of this run (same namespace, databases and store) with the given schemas, or service files
 	 * (paths, loaded as moleculer-runner loads them: a file may export `(broker) => schema`).
 	 */
-	async node(schemas: (AnyServiceSchema | string)[], nodeID = `${this.env.id}-s${this.brokers.length}`, overrides: BrokerOptions = {}): Promise<ServiceBroker> {
+	async node(
+		schemas: (AnyServiceSchema | string)[],
+		nodeID = `${this.env.id}-s${this.brokers.length}`,
+		overrides: BrokerOptions = {}
+	): Promise<ServiceBroker> {
 		const config = { ...this.env.config, nodeID };
 		const broker = new ServiceBroker({ ...brokerOptions(config), ...overrides, nodeID });
 		for (const schema of schemas) {
@@ -43,7 +47,10 @@ export class SchemaNodes {
 	}
 }
 
-type SagaWithJournal = SagaState & { journal: { step: string; phase: string; status: string; attempts: number; owner: string | null }[]; deadLetters: { id: string; status: string }[] };
+type SagaWithJournal = SagaState & {
+	journal: { step: string; phase: string; status: string; attempts: number; owner: string | null }[];
+	deadLetters: { id: string; status: string }[];
+};
 
 /** `nodeID` pins the call to one saga node (a killed node stays in the registry until its heartbeat times out). */
 export function getSaga(broker: ServiceBroker, id: string, nodeID?: string): Promise<SagaWithJournal> {

@@ -32,7 +32,12 @@ function importsOf(file: string): { target: string; typeOnly: boolean }[] {
 const layerOf = (p: string): string => p.split(path.sep)[0];
 const contextOf = (p: string): string | undefined => (p.startsWith(`services${path.sep}`) ? p.split(path.sep)[1] : undefined);
 
-const ALLOWED: Record<string, string[]> = { lib: ["lib"], mixins: ["lib", "mixins"], sagas: ["lib", "sagas"], services: ["lib", "mixins", "sagas", "services"] };
+const ALLOWED: Record<string, string[]> = {
+	lib: ["lib"],
+	mixins: ["lib", "mixins"],
+	sagas: ["lib", "sagas"],
+	services: ["lib", "mixins", "sagas", "services"]
+};
 
 /** What is wrong with one import edge, or null. */
 function edgeProblem(file: string, target: string, typeOnly: boolean): string | null {

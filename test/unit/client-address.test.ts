@@ -5,7 +5,8 @@
 import type { IncomingMessage } from "http";
 import { clientAddress } from "../../services/api/rate-limit";
 
-const req = (xff?: string | string[]) => ({ headers: xff === undefined ? {} : { "x-forwarded-for": xff }, socket: { remoteAddress: "10.0.0.9" } }) as unknown as IncomingMessage;
+const req = (xff?: string | string[]) =>
+	({ headers: xff === undefined ? {} : { "x-forwarded-for": xff }, socket: { remoteAddress: "10.0.0.9" } }) as unknown as IncomingMessage;
 
 describe("client address", () => {
 	it("when no proxy is trusted, then X-Forwarded-For is ignored", () => {

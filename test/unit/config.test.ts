@@ -91,7 +91,19 @@ describe("configuration", () => {
 			TRUST_PROXY: "maybe"
 		});
 		const text = problems.join("\n");
-		for (const name of ["PORT", "HOLD_TTL_SEC", "QUEUE_MAX_ACTIVE", "LOG_LEVEL", "TRACING", "JWT_SECRET", "DATABASE_URL", "TRANSPORTER", "ADMIN_EMAIL and ADMIN_PASSWORD", "NAMESPACE", "TRUST_PROXY"]) {
+		for (const name of [
+			"PORT",
+			"HOLD_TTL_SEC",
+			"QUEUE_MAX_ACTIVE",
+			"LOG_LEVEL",
+			"TRACING",
+			"JWT_SECRET",
+			"DATABASE_URL",
+			"TRANSPORTER",
+			"ADMIN_EMAIL and ADMIN_PASSWORD",
+			"NAMESPACE",
+			"TRUST_PROXY"
+		]) {
 			expect(text).toContain(name);
 		}
 	});
@@ -106,7 +118,7 @@ describe("configuration", () => {
 
 	it("when a URL with a password is reported, then the password is hidden", () => {
 		expect(redactUrl("mysql://app:hunter2@db:3306")).toBe("mysql://app:***@db:3306");
-		const problems = problemsOf({ TRANSPORTER: "tcp://u:hunter2@x" , JWT_SECRET: "x".repeat(32) });
+		const problems = problemsOf({ TRANSPORTER: "tcp://u:hunter2@x", JWT_SECRET: "x".repeat(32) });
 		expect(problems.join("\n")).not.toContain("hunter2");
 	});
 
@@ -156,8 +168,12 @@ describe("configuration", () => {
 
 		it("when TRANSPORTER asks for TLS, then the client gets TLS options, with the files given", () => {
 			expect(loadConfig({ ...cluster, TRANSPORTER: "tls://nats:4222" }).transporter!.tls).toEqual({});
-			expect(problemsOf({ ...cluster, NATS_TLS_CA: "/nonexistent/ca.pem" })).toEqual([expect.stringMatching(/NATS_TLS_CA names a file that does not exist/)]);
-			expect(problemsOf({ ...cluster, NATS_TLS_CERT: __filename })).toEqual([expect.stringMatching(/NATS_TLS_CERT and NATS_TLS_KEY must be set together/)]);
+			expect(problemsOf({ ...cluster, NATS_TLS_CA: "/nonexistent/ca.pem" })).toEqual([
+				expect.stringMatching(/NATS_TLS_CA names a file that does not exist/)
+			]);
+			expect(problemsOf({ ...cluster, NATS_TLS_CERT: __filename })).toEqual([
+				expect.stringMatching(/NATS_TLS_CERT and NATS_TLS_KEY must be set together/)
+			]);
 		});
 	});
 
@@ -167,7 +183,10 @@ describe("configuration", () => {
 				const c = loadConfig({ DATABASE_URL: "mysql://app@db:3306", DATABASE_PASSWORD: password });
 				expect(c.sql).toMatchObject({ host: "db", user: "app", password });
 			}
-			expect(loadConfig({ DATABASE_URL: "mysql://app:old@db", DATABASE_USER: "other", DATABASE_PASSWORD: "new" }).sql).toMatchObject({ user: "other", password: "new" });
+			expect(loadConfig({ DATABASE_URL: "mysql://app:old@db", DATABASE_USER: "other", DATABASE_PASSWORD: "new" }).sql).toMatchObject({
+				user: "other",
+				password: "new"
+			});
 		});
 
 		it("when an unencoded password sits in the URL, then start-up names the problem and never prints the password", () => {
@@ -188,7 +207,12 @@ describe("configuration", () => {
 		});
 
 		it("when a URL lacks its :// the password is still hidden, from startup errors too", () => {
-			for (const [name, raw] of [["TRANSPORTER", "crp:pw1@host:4222"], ["TRANSPORTER", "nats:/crp:pw1@h"], ["DATABASE_URL", "mysql//root:pw1@db:3306"], ["REDIS_URL", "redis//:pw1@cache"]]) {
+			for (const [name, raw] of [
+				["TRANSPORTER", "crp:pw1@host:4222"],
+				["TRANSPORTER", "nats:/crp:pw1@h"],
+				["DATABASE_URL", "mysql//root:pw1@db:3306"],
+				["REDIS_URL", "redis//:pw1@cache"]
+			]) {
 				const problems = problemsOf({ [name]: raw });
 				expect(problems.length).toBeGreaterThan(0);
 				expect(problems.join("\n")).not.toContain("pw1");

@@ -9,7 +9,13 @@ describe("error mapping to HTTP bodies", () => {
 	it("when a domain client error is thrown, then its status, type and data pass through", () => {
 		const { status, body } = toHttpError(new NotFoundError("reservation", "r1"));
 		expect(status).toBe(404);
-		expect(body).toEqual({ name: "NotFoundError", message: "reservation not found", code: 404, type: "NOT_FOUND", data: { resource: "reservation", id: "r1" } });
+		expect(body).toEqual({
+			name: "NotFoundError",
+			message: "reservation not found",
+			code: 404,
+			type: "NOT_FOUND",
+			data: { resource: "reservation", id: "r1" }
+		});
 		expect(toHttpError(new EmailTakenError()).body.type).toBe("EMAIL_TAKEN");
 	});
 
@@ -88,7 +94,9 @@ describe("error mapping to HTTP bodies", () => {
 			new ConnectionRefusedError(driver("ECONNREFUSED", -111, "connect ECONNREFUSED 10.0.0.5:3306")),
 			new HostNotReachableError(driver("EHOSTUNREACH", -113, "connect EHOSTUNREACH 10.0.0.5:3306")),
 			new ConnectionAcquireTimeoutError(new Error("Operation timeout")),
-			new DatabaseError(Object.assign(driver("PROTOCOL_CONNECTION_LOST", undefined, "Connection lost: The server closed the connection."), { sql: "SELECT 1" })),
+			new DatabaseError(
+				Object.assign(driver("PROTOCOL_CONNECTION_LOST", undefined, "Connection lost: The server closed the connection."), { sql: "SELECT 1" })
+			),
 			new DatabaseError(Object.assign(driver("ER_LOCK_WAIT_TIMEOUT", 1205, "Lock wait timeout exceeded"), { sql: "UPDATE seats SET x = 1" })),
 			new DatabaseError(Object.assign(driver("ER_CON_COUNT_ERROR", 1040, "Too many connections"), { sql: "SELECT 1" })),
 			driver("ETIMEDOUT", undefined, "connect ETIMEDOUT"),

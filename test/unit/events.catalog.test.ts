@@ -32,7 +32,6 @@ const SAMPLES: { [T in CatalogEventType]: EventCatalog[T] } = {
 	"saga.failed": { sagaId: "g1", type: "ConfirmReservation", key: "k", step: "pay", phase: "compensate", deadLetterId: "d1", error: { message: "x" } }
 };
 
-
 /** Fields a payload of `type` cannot do without (the optional ones and the `eventId`/`version` stamp are left out). */
 const required = (type: CatalogEventType) =>
 	Object.entries(EVENT_SCHEMAS[type])
@@ -46,16 +45,19 @@ describe("event catalog", () => {
 		expect(payloadProblems(type, { ...SAMPLES[type], eventId: "e1", version: 3 })).toEqual([]);
 	});
 
-	it.each(Object.keys(SAMPLES) as CatalogEventType[])("when a %s payload misses a required field or has it of the wrong type, then it fails and names it", type => {
-		const fields = required(type);
-		expect(fields.length).toBeGreaterThan(2);
-		for (const field of fields) {
-			const missing: Record<string, unknown> = { ...SAMPLES[type] };
-			delete missing[field];
-			expect(payloadProblems(type, missing).join()).toContain(field);
-			expect(payloadProblems(type, { ...SAMPLES[type], [field]: { not: "this" } }).join()).toContain(field);
+	it.each(Object.keys(SAMPLES) as CatalogEventType[])(
+		"when a %s payload misses a required field or has it of the wrong type, then it fails and names it",
+		type => {
+			const fields = required(type);
+			expect(fields.length).toBeGreaterThan(2);
+			for (const field of fields) {
+				const missing: Record<string, unknown> = { ...SAMPLES[type] };
+				delete missing[field];
+				expect(payloadProblems(type, missing).join()).toContain(field);
+				expect(payloadProblems(type, { ...SAMPLES[type], [field]: { not: "this" } }).join()).toContain(field);
+			}
 		}
-	});
+	);
 
 	it("when a refund has no reason or no reservation (both nullable in its table), then it still passes", () => {
 		expect(payloadProblems("payment.refunded", { ...SAMPLES["payment.refunded"], reason: null, reservationId: null })).toEqual([]);
@@ -81,7 +83,15 @@ describe("event catalog", () => {
 				},
 				onDeadLetter: l => void letters.push(l)
 			});
-			const event: EventMessage = { id: "e1", type: "reservation.confirmed", aggregateType: "reservation", aggregateId: "r1", version: 1, createdAt: new Date().toISOString(), payload: { reservationId: "r1" } };
+			const event: EventMessage = {
+				id: "e1",
+				type: "reservation.confirmed",
+				aggregateType: "reservation",
+				aggregateId: "r1",
+				version: 1,
+				createdAt: new Date().toISOString(),
+				payload: { reservationId: "r1" }
+			};
 			await bus.publish(event);
 			await waitFor(() => letters.length === 1, 2_000, "the dead letter");
 			expect(attempts).toBe(1);

@@ -8,7 +8,7 @@ describe("idempotency fingerprints", () => {
 	});
 
 	it("when a value is what JSON.stringify writes, then the canonical form is the same text", () => {
-		for (const v of [null, 0, -1.5, "a\"b", true, [], {}, [[], [{}]], { "k\n": ["x", 1, null] }, "\u0000"]) {
+		for (const v of [null, 0, -1.5, 'a"b', true, [], {}, [[], [{}]], { "k\n": ["x", 1, null] }, "\u0000"]) {
 			expect(canonicalJson(v)).toBe(JSON.stringify(v));
 		}
 	});
@@ -74,7 +74,10 @@ describe("idempotency middleware on the memory store", () => {
 	 * A middleware over a memory store whose clock `advance` moves (or the jest clock, with `clock: "jest"`).
 	 * `inFlightMaxMs: 0` turns renewals off.
 	 */
-	function setup(inFlightLeaseMs = 60_000, opts: { inFlightMaxMs?: number; clock?: "own" | "jest"; store?: MemoryStore; storeFor?: (s: MemoryStore) => CoordinationStore } = {}) {
+	function setup(
+		inFlightLeaseMs = 60_000,
+		opts: { inFlightMaxMs?: number; clock?: "own" | "jest"; store?: MemoryStore; storeFor?: (s: MemoryStore) => CoordinationStore } = {}
+	) {
 		let now = 1_000_000;
 		const store = opts.store ?? new MemoryStore({ prefix: "t:", now: opts.clock === "jest" ? () => Date.now() : () => now, sweepIntervalMs: 0 });
 		const mw = idempotencyMiddleware({

@@ -24,7 +24,13 @@ const res = (id: string, status: AuditReservation["status"], seatIds: string[], 
 	paidSagaId: null,
 	...extra
 });
-const payment = (id: string, reservationId: string, amount: number, status = "COMPLETED"): AuditPayment => ({ id, sagaId: `saga-${id}`, reservationId, amount, status });
+const payment = (id: string, reservationId: string, amount: number, status = "COMPLETED"): AuditPayment => ({
+	id,
+	sagaId: `saga-${id}`,
+	reservationId,
+	amount,
+	status
+});
 
 describe("consistency rules", () => {
 	it("when every sale matches a CONFIRMED reservation, then there are no seat findings", () => {
@@ -155,7 +161,21 @@ describe("consistency rules", () => {
 
 	it("when one row more than the page is read, then the page has `limit` rows and the next cursor is the last row's key; else no cursor", () => {
 		const rows = [{ id: "a" }, { id: "b" }, { id: "c" }];
-		expect(pageOf(rows, 2, r => r.id, r => [r.id])).toEqual({ rows: ["a", "b"], next: ["b"] });
-		expect(pageOf(rows, 3, r => r.id, r => [r.id])).toEqual({ rows: ["a", "b", "c"], next: null });
+		expect(
+			pageOf(
+				rows,
+				2,
+				r => r.id,
+				r => [r.id]
+			)
+		).toEqual({ rows: ["a", "b"], next: ["b"] });
+		expect(
+			pageOf(
+				rows,
+				3,
+				r => r.id,
+				r => [r.id]
+			)
+		).toEqual({ rows: ["a", "b", "c"], next: null });
 	});
 });

@@ -11,14 +11,21 @@ describe("OpenAPI generation", () => {
 			optional: true
 		});
 		expect(ruleToSchema({ type: "enum", values: ["A", "B"] }).schema).toEqual({ enum: ["A", "B"] });
-		expect(ruleToSchema({ type: "array", min: 1, max: 4, items: { type: "string" } }).schema).toEqual({ type: "array", minItems: 1, maxItems: 4, items: { type: "string" } });
+		expect(ruleToSchema({ type: "array", min: 1, max: 4, items: { type: "string" } }).schema).toEqual({
+			type: "array",
+			minItems: 1,
+			maxItems: 4,
+			items: { type: "string" }
+		});
 		expect(ruleToSchema("string|optional")).toEqual({ schema: { type: "string" }, optional: true });
 		// A pattern that crossed the transporter arrives as {}: dropped, not written as "[object Object]".
 		expect(ruleToSchema({ type: "string", pattern: {} }).schema).toEqual({ type: "string" });
 	});
 
 	it("when a params schema has $$ keys and path params, then they stay out of the body", () => {
-		expect(objectSchema({ id: { type: "string" }, rating: { type: "number" }, note: { type: "string", optional: true }, $$strict: "remove" }, ["id"])).toEqual({
+		expect(
+			objectSchema({ id: { type: "string" }, rating: { type: "number" }, note: { type: "string", optional: true }, $$strict: "remove" }, ["id"])
+		).toEqual({
 			type: "object",
 			properties: { rating: { type: "number" }, note: { type: "string" } },
 			required: ["rating"]
@@ -41,7 +48,11 @@ describe("OpenAPI generation", () => {
 		expect(doc.paths["/api/things"].get.parameters).toEqual([{ name: "page", in: "query", required: false, schema: { type: "number" } }]);
 		expect(Object.keys(doc.paths["/api/things"].get.responses)).toEqual(expect.arrayContaining(["401", "403", "422"]));
 		const pay = doc.paths["/api/things/{id}/pay"].post;
-		expect(pay.requestBody.content["application/json"].schema).toEqual({ type: "object", properties: { amount: { type: "number" } }, required: ["amount"] });
+		expect(pay.requestBody.content["application/json"].schema).toEqual({
+			type: "object",
+			properties: { amount: { type: "number" } },
+			required: ["amount"]
+		});
 		expect(pay.parameters.map((p: { in: string; name: string; required: boolean }) => `${p.in}:${p.name}:${p.required}`)).toEqual([
 			"path:id:true",
 			"header:X-Queue-Token:true",

@@ -95,7 +95,8 @@ describe("outbox relay (SQLite)", () => {
 		db
 			.transaction(async t => {
 				const out = [];
-				for (let i = 0; i < n; i++) out.push(await appendAnyOutbox(db, t, { aggregateType: "reservation", aggregateId, eventType: "test.happened", payload: { i } }));
+				for (let i = 0; i < n; i++)
+					out.push(await appendAnyOutbox(db, t, { aggregateType: "reservation", aggregateId, eventType: "test.happened", payload: { i } }));
 				if (rollback) throw new Error("rolled back");
 				return out;
 			})
@@ -115,7 +116,13 @@ describe("outbox relay (SQLite)", () => {
 		// The commit's 10 ms coalescing window, far short of the 60 s poll.
 		await clock.advance(10);
 		expect(published.map(e => [e.id, e.version])).toEqual(rows.map(r => [r.id, r.version]));
-		expect(published[0]).toMatchObject({ type: "test.happened", aggregateType: "reservation", aggregateId: "a", version: 1, payload: { i: 0, eventId: rows[0].id, version: 1 } });
+		expect(published[0]).toMatchObject({
+			type: "test.happened",
+			aggregateType: "reservation",
+			aggregateId: "a",
+			version: 1,
+			payload: { i: 0, eventId: rows[0].id, version: 1 }
+		});
 		expect(await unprocessed()).toBe(0);
 	});
 

@@ -100,7 +100,11 @@ describe("payment domain", () => {
 			payment({ id: "p3", saga_id: "s3", user_id: null, reservation_id: null, amount: 0, status: "VOIDED" })
 		];
 		const failing = (w: WalletRow[], l: LedgerRow[], p: PaymentRow[]) =>
-			Object.fromEntries(checkInvariants(w, l, p).filter(c => !c.ok).map(c => [c.name, c.details.ids]));
+			Object.fromEntries(
+				checkInvariants(w, l, p)
+					.filter(c => !c.ok)
+					.map(c => [c.name, c.details.ids])
+			);
 
 		it("when balances, ledger and payments agree, then every check passes", () => {
 			expect(checkInvariants(wallets, ledger, payments).map(c => c.ok)).toEqual([true, true, true, true]);
@@ -126,7 +130,13 @@ describe("payment domain", () => {
 		});
 
 		it("when a payment lacks its rows, has a second debit, or a row points nowhere, then the payment is named", () => {
-			expect(failing(wallets, ledger.filter(r => r.type !== "REFUND"), payments)).toMatchObject({
+			expect(
+				failing(
+					wallets,
+					ledger.filter(r => r.type !== "REFUND"),
+					payments
+				)
+			).toMatchObject({
 				"payment-has-ledger-rows": ["p2"]
 			});
 			const twice = [...ledger, row("a", "PAYMENT", 300, 400, "p1")];

@@ -174,10 +174,7 @@ describe("payment ledger on SQLite", () => {
 			const u = user();
 			await db.ledger.charge(u, "c", 500);
 			const sagaId = `pr-${u}`;
-			await Promise.allSettled([
-				db.ledger.pay({ sagaId, reservationId: "r", userId: u, amount: 500 }),
-				db.ledger.refund(sagaId, "race")
-			]);
+			await Promise.allSettled([db.ledger.pay({ sagaId, reservationId: "r", userId: u, amount: 500 }), db.ledger.refund(sagaId, "race")]);
 			// Whatever the order, the compensation won: no money is gone for good.
 			expect((await db.ledger.balance(u)).balance).toBe(500);
 			expect(["VOIDED", "REFUNDED"]).toContain((await db.ledger.paymentBySaga(sagaId))?.status);
@@ -260,8 +257,7 @@ describe("payment ledger on SQLite", () => {
 			);
 		}
 
-		const sorted = (checks: Check[]) =>
-			checks.map(c => ({ ...c, details: { ...c.details, ids: [...c.details.ids].sort() } }));
+		const sorted = (checks: Check[]) => checks.map(c => ({ ...c, details: { ...c.details, ids: [...c.details.ids].sort() } }));
 
 		const now = "2026-01-01 00:00:00.000";
 		const corruptions: [string, (ids: { p1: string; p2: string }) => [string, unknown[]]][] = [

@@ -1,12 +1,4 @@
-import {
-	etaSeconds,
-	formatToken,
-	isActiveFor,
-	newTokenId,
-	parseToken,
-	toTokenView,
-	type QueueEntry
-} from "../../services/queue/queue.domain";
+import { etaSeconds, formatToken, isActiveFor, newTokenId, parseToken, toTokenView, type QueueEntry } from "../../services/queue/queue.domain";
 
 const entry = (over: Partial<QueueEntry> = {}): QueueEntry => ({
 	tokenId: "AAAAAAAAAAAAAAAAAAAAAA",

@@ -20,14 +20,34 @@ describe("ranking domain", () => {
 	});
 
 	it("when titles are missing, then rows carry null titles and ranks follow the order", () => {
-		expect(rankingRows([{ concertId: "a", score: 5 }, { concertId: "b", score: 2 }], new Map([["a", "A"]]))).toEqual([
+		expect(
+			rankingRows(
+				[
+					{ concertId: "a", score: 5 },
+					{ concertId: "b", score: 2 }
+				],
+				new Map([["a", "A"]])
+			)
+		).toEqual([
 			{ rank: 1, concertId: "a", title: "A", score: 5 },
 			{ rank: 2, concertId: "b", title: null, score: 2 }
 		]);
 	});
 
 	it("when the ranking differs from the truth, then each concert that differs is named", () => {
-		expect(rankingMismatches([{ concertId: "a", score: 5 }, { concertId: "b", score: 1 }], [{ concertId: "a", score: 5 }, { concertId: "c", score: 2 }, { concertId: "z", score: 0 }])).toEqual([
+		expect(
+			rankingMismatches(
+				[
+					{ concertId: "a", score: 5 },
+					{ concertId: "b", score: 1 }
+				],
+				[
+					{ concertId: "a", score: 5 },
+					{ concertId: "c", score: 2 },
+					{ concertId: "z", score: 0 }
+				]
+			)
+		).toEqual([
 			{ concertId: "b", ranking: 1, truth: 0 },
 			{ concertId: "c", ranking: 0, truth: 2 }
 		]);

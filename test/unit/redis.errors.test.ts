@@ -8,7 +8,11 @@ import { isUnavailable, redisCall } from "../../lib/store/redis";
 
 describe("Redis failures: the store's fault or the command's", () => {
 	it("when the server replies with an error about the command, then it is the command's fault and stays as it is", async () => {
-		for (const msg of ["ERR Error running script (call to f_1): @user_script:1: oops", "WRONGTYPE Operation against a key holding the wrong kind of value", "NOSCRIPT No matching script"]) {
+		for (const msg of [
+			"ERR Error running script (call to f_1): @user_script:1: oops",
+			"WRONGTYPE Operation against a key holding the wrong kind of value",
+			"NOSCRIPT No matching script"
+		]) {
 			const err = new ReplyError(msg);
 			expect(isUnavailable(err)).toBe(false);
 			await expect(redisCall(Promise.reject(err))).rejects.toBe(err);
@@ -16,7 +20,12 @@ describe("Redis failures: the store's fault or the command's", () => {
 	});
 
 	it("when the server replies that it cannot serve now (loading its data, busy, no primary), then the store is unavailable", () => {
-		for (const msg of ["LOADING Redis is loading the dataset in memory", "BUSY Redis is busy running a script", "MASTERDOWN Link with MASTER is down", "READONLY You can't write against a read only replica."]) {
+		for (const msg of [
+			"LOADING Redis is loading the dataset in memory",
+			"BUSY Redis is busy running a script",
+			"MASTERDOWN Link with MASTER is down",
+			"READONLY You can't write against a read only replica."
+		]) {
 			expect(isUnavailable(new ReplyError(msg))).toBe(true);
 		}
 	});

@@ -40,7 +40,10 @@ describe("request guard", () => {
 	});
 
 	it("when a bad character hides in a nested value or in a key, then the field it is in is named", () => {
-		expect(inspectInput({ seats: { grades: [{ grade: "V\u0000IP" }] } })).toMatchObject({ type: "INVALID_CHARACTERS", data: [{ field: "seats.grades[0].grade" }] });
+		expect(inspectInput({ seats: { grades: [{ grade: "V\u0000IP" }] } })).toMatchObject({
+			type: "INVALID_CHARACTERS",
+			data: [{ field: "seats.grades[0].grade" }]
+		});
 		expect(inspectInput({ venue: { "na\u0000me": "x" } })).toMatchObject({ type: "INVALID_CHARACTERS", data: [{ field: "venue" }] });
 	});
 });

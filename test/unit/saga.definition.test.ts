@@ -48,14 +48,22 @@ describe("given/expect: Test4 (a, b, c, d, each compensable)", () => {
 		// A business rejection at each step: the completed steps are undone in reverse; the rejecting one is not.
 		["a rejects", { a: { fail: 1, error: "reject" } }, { status: "COMPENSATED", trace: fwd("a"), errorType: "FAKE_REJECTED" }],
 		["b rejects", { b: { fail: 1, error: "reject" } }, { status: "COMPENSATED", trace: [...fwd("a", "b"), ...undo("a")], errorType: "FAKE_REJECTED" }],
-		["c rejects", { c: { fail: 1, error: "reject" } }, { status: "COMPENSATED", trace: [...fwd("a", "b", "c"), ...undo("b", "a")], errorType: "FAKE_REJECTED" }],
+		[
+			"c rejects",
+			{ c: { fail: 1, error: "reject" } },
+			{ status: "COMPENSATED", trace: [...fwd("a", "b", "c"), ...undo("b", "a")], errorType: "FAKE_REJECTED" }
+		],
 		[
 			"d rejects",
 			{ d: { fail: 1, error: "reject" } },
 			{ status: "COMPENSATED", trace: [...fwd("a", "b", "c", "d"), ...undo("c", "b", "a")], errorType: "FAKE_REJECTED" }
 		],
 		// A transient failure that outlasts the 3 attempts: the step is in doubt, so it is compensated too.
-		["a stays unavailable", { a: { fail: 3, error: "transient" } }, { status: "COMPENSATED", trace: [...fwd("a", "a", "a"), ...undo("a")], errorType: "FAKE_UNAVAILABLE" }],
+		[
+			"a stays unavailable",
+			{ a: { fail: 3, error: "transient" } },
+			{ status: "COMPENSATED", trace: [...fwd("a", "a", "a"), ...undo("a")], errorType: "FAKE_UNAVAILABLE" }
+		],
 		[
 			"b stays unavailable",
 			{ b: { fail: 3, error: "transient" } },
@@ -221,7 +229,12 @@ describe("timeouts, dead letters and operator actions", () => {
 		expect(done.status).toBe("COMPENSATED");
 		stats = await fakeStats(broker, saga.id);
 		expect(stats.trace.slice(-2)).toEqual(undo("b", "a"));
-		expect(stats.effects.filter(e => e.kind === "undo").map(e => e.step).sort()).toEqual(["a", "b"]);
+		expect(
+			stats.effects
+				.filter(e => e.kind === "undo")
+				.map(e => e.step)
+				.sort()
+		).toEqual(["a", "b"]);
 		expect(stats.alerts).toHaveLength(1);
 		expect(done.deadLetters).toEqual([expect.objectContaining({ status: "RETRIED" })]);
 		// Once compensated it is no longer retryable.
@@ -242,7 +255,10 @@ describe("timeouts, dead letters and operator actions", () => {
 		expect((await waitSaga(broker, s1.id, ["COMPENSATED"])).status).toBe("COMPENSATED");
 		await expect(broker.call("saga.retryDeadLetter", { id: dl1.id })).rejects.toMatchObject({ code: 409, type: "DEAD_LETTER_CLOSED" });
 
-		expect(await broker.call("saga.resolveDeadLetter", { id: dl2.id, note: "refunded by hand" })).toMatchObject({ status: "RESOLVED", note: "refunded by hand" });
+		expect(await broker.call("saga.resolveDeadLetter", { id: dl2.id, note: "refunded by hand" })).toMatchObject({
+			status: "RESOLVED",
+			note: "refunded by hand"
+		});
 		await expect(broker.call("saga.resolveDeadLetter", { id: dl2.id })).rejects.toMatchObject({ code: 409, type: "DEAD_LETTER_CLOSED" });
 		expect((await getSaga(broker, s2.id)).status).toBe("FAILED");
 		await expect(broker.call("saga.retryDeadLetter", { id: "no-such-id" })).rejects.toMatchObject({ code: 404, type: "NOT_FOUND" });
@@ -260,7 +276,10 @@ describe("starting and waiting", () => {
 		expect(views.every(v => v.status === "COMPLETED")).toBe(true);
 		expect((await fakeStats(broker, views[0].id)).trace).toEqual(fwd("a", "b", "c", "d"));
 		const listed: { total: number } = await broker.call("saga.list", { type: "Test4", pageSize: 100 });
-		const [row] = await sagaDb().query<{ n: number }>("SELECT COUNT(*) AS n FROM saga_instances WHERE saga_key = ?", { replacements: [key], type: QueryTypes.SELECT });
+		const [row] = await sagaDb().query<{ n: number }>("SELECT COUNT(*) AS n FROM saga_instances WHERE saga_key = ?", {
+			replacements: [key],
+			type: QueryTypes.SELECT
+		});
 		expect(Number(row.n)).toBe(1);
 		expect(listed.total).toBeGreaterThan(0);
 	});

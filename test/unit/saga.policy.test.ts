@@ -35,12 +35,25 @@ describe("toSagaError", () => {
 	it("when the type is mapped, then the reason is the definition's; ids stay in data; no stack", () => {
 		const err = new Errors.MoleculerClientError("Not enough points", 402, "INSUFFICIENT_POINTS", { userId: "u1" });
 		const out = toSagaError(def, err, "pay", "forward");
-		expect(out).toEqual({ type: "INSUFFICIENT_POINTS", reason: "not enough points", code: 402, message: "Not enough points", data: { userId: "u1" }, step: "pay", phase: "forward" });
+		expect(out).toEqual({
+			type: "INSUFFICIENT_POINTS",
+			reason: "not enough points",
+			code: 402,
+			message: "Not enough points",
+			data: { userId: "u1" },
+			step: "pay",
+			phase: "forward"
+		});
 		expect(JSON.stringify(out)).not.toContain("at ");
 	});
 
 	it("when the error has no type or code, then STEP_FAILED with 500 and the type as reason", () => {
-		expect(toSagaError(def, new Error("x".repeat(900)), "s", "compensate")).toMatchObject({ type: "STEP_FAILED", reason: "STEP_FAILED", code: 500, phase: "compensate" });
+		expect(toSagaError(def, new Error("x".repeat(900)), "s", "compensate")).toMatchObject({
+			type: "STEP_FAILED",
+			reason: "STEP_FAILED",
+			code: 500,
+			phase: "compensate"
+		});
 		expect(toSagaError(def, new Error("x".repeat(900)), "s", "forward").message).toHaveLength(500);
 	});
 });
@@ -61,6 +74,14 @@ describe("defineSaga", () => {
 		expect(() => defineSaga({ type: "Piv", steps: [{ ...step("a"), retriable: true }, step("b")] })).toThrow(/must be retriable too/);
 		const undo = { action: "a.undo", params: () => ({}) };
 		expect(() => defineSaga({ type: "Piv", steps: [{ ...step("a"), retriable: true, compensate: undo }] })).toThrow(/cannot have a compensation/);
-		expect(defineSaga({ type: "Piv", steps: [{ ...step("a"), compensate: undo }, { ...step("b"), retriable: true }] }).steps).toHaveLength(2);
+		expect(
+			defineSaga({
+				type: "Piv",
+				steps: [
+					{ ...step("a"), compensate: undo },
+					{ ...step("b"), retriable: true }
+				]
+			}).steps
+		).toHaveLength(2);
 	});
 });

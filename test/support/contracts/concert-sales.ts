@@ -41,7 +41,11 @@ export function concertSalesSuite(name: string, sql: SqlConfig): void {
 		}
 
 		const sold = async (scheduleId: string) => (await repo.getSchedule(scheduleId))!.soldSeats;
-		const outcome = (p: Promise<unknown>) => p.then(() => "sold", (e: { type?: string }) => e.type ?? String(e));
+		const outcome = (p: Promise<unknown>) =>
+			p.then(
+				() => "sold",
+				(e: { type?: string }) => e.type ?? String(e)
+			);
 
 		it("when 20 reservations buy the same seat at once, then exactly one gets it and the counter moves by one", async () => {
 			const { scheduleId, seatIds } = await schedule();

@@ -31,8 +31,7 @@ export function holdContract(name: string, make: () => Fixture): void {
 			await f.close();
 		});
 
-		const hold = (owner: string, seatIds: string[], ttlMs = 60_000, scheduleId = sched) =>
-			holds.hold({ scheduleId, seatIds, owner, ttlMs });
+		const hold = (owner: string, seatIds: string[], ttlMs = 60_000, scheduleId = sched) => holds.hold({ scheduleId, seatIds, owner, ttlMs });
 
 		it("when free seats are held, then the owner holds all of them until now + ttl", async () => {
 			const before = f.now();
@@ -100,10 +99,7 @@ export function holdContract(name: string, make: () => Fixture): void {
 		it("when overlapping multi-seat requests race in opposite order, then one wins whole and the other gets nothing", async () => {
 			for (let round = 0; round < 25; round++) {
 				const s = `${sched}-${round}`;
-				const [x, y] = await Promise.all([
-					hold("x", ["a", "b", "c"], 60_000, s),
-					hold("y", ["c", "b", "a"], 60_000, s)
-				]);
+				const [x, y] = await Promise.all([hold("x", ["a", "b", "c"], 60_000, s), hold("y", ["c", "b", "a"], 60_000, s)]);
 				expect([x.ok, y.ok].filter(Boolean)).toHaveLength(1);
 				const winner = x.ok ? "x" : "y";
 				expect(await holds.owners({ scheduleId: s, seatIds: ["a", "b", "c"] })).toEqual([winner, winner, winner]);

@@ -256,13 +256,22 @@ export function queueContract(name: string, make: () => Promise<Fixture>): void 
 			for (let i = 0; i < 5; i++) late.push(await enter(`late${i}`, l));
 			await f.queue.sweep(l);
 			// The order of admission is each token's place after the opening (one is admitted, the rest wait).
-			const places = await Promise.all(early.map(async t => {
-				const e = await f.queue.read(c, t);
-				return e!.status === "ACTIVE" ? 0 : e!.position;
-			}));
+			const places = await Promise.all(
+				early.map(async t => {
+					const e = await f.queue.read(c, t);
+					return e!.status === "ACTIVE" ? 0 : e!.position;
+				})
+			);
 			expect([...places].sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
 			// Over 1,000 entries the admission order correlates only weakly with the arrival order.
-			expect(Math.abs(spearman(places, Array.from({ length: 1000 }, (_, i) => i)))).toBeLessThan(0.15);
+			expect(
+				Math.abs(
+					spearman(
+						places,
+						Array.from({ length: 1000 }, (_, i) => i)
+					)
+				)
+			).toBeLessThan(0.15);
 			for (let i = 0; i < 5; i++) expect((await f.queue.read(c, late[i].tokenId))?.position).toBe(1000 + i);
 		});
 

@@ -79,7 +79,9 @@ export function rankingContract(name: string, make: () => Fixture): void {
 
 		it("when a rebuild runs, then the scores are the truth's: drift and reservations the truth does not know are gone", async () => {
 			await r.apply(state("a", 2, 1, "stale"));
-			expect(await rebuildRanking(r, "n1", pages([state("x1", 2, 3, "x"), state("x2", 4, 0, "x")], [state("x3", 2, 2, "x"), state("z", 3, 0, "zero")]))).toBe(true);
+			expect(
+				await rebuildRanking(r, "n1", pages([state("x1", 2, 3, "x"), state("x2", 4, 0, "x")], [state("x3", 2, 2, "x"), state("z", 3, 0, "zero")]))
+			).toBe(true);
 			expect(await r.top(10)).toEqual([{ concertId: "x", score: 5 }]);
 		});
 

@@ -37,9 +37,7 @@ export function storeContract(name: string, make: () => Promise<CoordinationStor
 		});
 
 		it("when 50 callers race set ifAbsent, then exactly one wins", async () => {
-			const results = await Promise.all(
-				Array.from({ length: 50 }, (_, i) => store.set("race", String(i), { ifAbsent: true }))
-			);
+			const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.set("race", String(i), { ifAbsent: true })));
 			expect(results.filter(Boolean)).toHaveLength(1);
 		});
 
@@ -99,9 +97,7 @@ export function storeContract(name: string, make: () => Promise<CoordinationStor
 		});
 
 		it("when 30 nodes race for one lease, then exactly one gets it", async () => {
-			const wins = await Promise.all(
-				Array.from({ length: 30 }, (_, i) => store.acquireLease("contended", `node-${i}`, 5000))
-			);
+			const wins = await Promise.all(Array.from({ length: 30 }, (_, i) => store.acquireLease("contended", `node-${i}`, 5000)));
 			expect(wins.filter(Boolean)).toHaveLength(1);
 		});
 

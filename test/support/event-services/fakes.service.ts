@@ -77,7 +77,12 @@ export const FakeReservationService: ServiceSchema<Record<string, never>, Record
 			return [...sums].map(([concertId, seats]) => ({ concertId, seats }));
 		},
 		outboxLatest: {
-			params: { aggregateType: "string", eventTypes: { type: "array", items: "string" }, after: { type: "string", optional: true }, limit: { type: "number", optional: true } },
+			params: {
+				aggregateType: "string",
+				eventTypes: { type: "array", items: "string" },
+				after: { type: "string", optional: true },
+				limit: { type: "number", optional: true }
+			},
 			async handler(ctx: Context<{ after?: string; limit?: number }>) {
 				this.truthReads++;
 				await this.gate();
@@ -146,7 +151,13 @@ export const FakeReservationService: ServiceSchema<Record<string, never>, Record
 	methods: {
 		/** The reservations set by a test, plus one confirmed reservation per `fakeSold` entry. */
 		truth(): FakeReservation[] {
-			const fromSold = this.sold.map(s => ({ reservationId: `sold-${s.concertId}`, concertId: s.concertId, version: 2, type: "reservation.confirmed" as const, seats: s.seats }));
+			const fromSold = this.sold.map(s => ({
+				reservationId: `sold-${s.concertId}`,
+				concertId: s.concertId,
+				version: 2,
+				type: "reservation.confirmed" as const,
+				seats: s.seats
+			}));
 			return [...this.reservations, ...fromSold];
 		},
 		async gate() {

@@ -27,9 +27,7 @@ const step = (name: string, opts: { compensate?: boolean; timeout?: number } = {
 	name,
 	action: "fake.do",
 	params: d => ({ step: name, plan: d.plan?.[name] }),
-	...(opts.compensate === false
-		? {}
-		: { compensate: { action: "fake.undo", params: (d: FakeData) => ({ step: name, plan: d.plan?.[`${name}:undo`] }) } }),
+	...(opts.compensate === false ? {} : { compensate: { action: "fake.undo", params: (d: FakeData) => ({ step: name, plan: d.plan?.[`${name}:undo`] }) } }),
 	retry: { attempts: 3, backoffMs: 20 },
 	timeout: opts.timeout ?? 500
 });

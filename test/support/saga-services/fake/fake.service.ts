@@ -69,7 +69,11 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 		DbMixin({
 			database: "sagafake",
 			migrations: [createEffects],
-			model: { name: "fake_effects", define: { key: { type: DataTypes.STRING(191), primaryKey: true } }, options: { tableName: "fake_effects", timestamps: false } }
+			model: {
+				name: "fake_effects",
+				define: { key: { type: DataTypes.STRING(191), primaryKey: true } },
+				options: { tableName: "fake_effects", timestamps: false }
+			}
 		})
 	],
 
@@ -80,8 +84,22 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 	},
 
 	actions: {
-		do: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.finish(ctx, this.apply(ctx, "do")); } },
-		undo: { visibility: "public", params: stepParams, circuitBreaker: noBreaker, handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) { return this.finish(ctx, this.apply(ctx, "undo")); } },
+		do: {
+			visibility: "public",
+			params: stepParams,
+			circuitBreaker: noBreaker,
+			handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) {
+				return this.finish(ctx, this.apply(ctx, "do"));
+			}
+		},
+		undo: {
+			visibility: "public",
+			params: stepParams,
+			circuitBreaker: noBreaker,
+			handler(ctx: Context<{ step: string; plan?: FakePlan }, Meta>) {
+				return this.finish(ctx, this.apply(ctx, "undo"));
+			}
+		},
 		noop: { visibility: "public", handler: () => ({ ok: true }) },
 
 		/** Lets the gated first call of `key` proceed. */
@@ -95,7 +113,11 @@ const FakeService: ServiceSchema<Record<string, never>, Methods, PlatformVars & 
 			}
 		},
 		/** Keys whose gated first call is waiting. */
-		waiting: { handler() { return [...this.gates.keys()]; } },
+		waiting: {
+			handler() {
+				return [...this.gates.keys()];
+			}
+		},
 		/** From now on, `fail: -1` plans of this saga succeed: the participant recovered. */
 		heal: {
 			params: { sagaId: { type: "string" } },
