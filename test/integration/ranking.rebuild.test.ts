@@ -8,6 +8,7 @@ import type { ServiceBroker } from "moleculer";
 import { EventSigner } from "../../lib/cluster-auth";
 import { JetStreamEventBus } from "../../lib/events";
 import { createStore } from "../../lib/store";
+import { createRankingStore } from "../../services/ranking/ranking.store";
 import { FakeConcertService, FakeReservationService, type FakeReservation } from "../support/event-services/fakes.service";
 import { deleteEventStreams, EventNodes, catalogEvent, publishRaw } from "../support/events";
 import { TEST_CLUSTER_SECRET, testEnv, waitFor, type TestEnv } from "../support/harness";
@@ -24,7 +25,16 @@ describe("ranking rebuild (cluster: Redis, NATS JetStream)", () => {
 		env = testEnv({ cluster: true });
 		nodes = new EventNodes(env);
 		[a] = await Promise.all([nodes.node(["ranking", FakeReservationService, FakeConcertService]), nodes.node(["ranking"])]);
-	}, 60_000);
+		// The tests start from a built (empty) ranking: the two nodes' start-up self-rebuild, which can race the
+		// discovery of the fake reservation service and then wait out a build lease, is over before the first one.
+		const store = createStore(env.config);
+		try {
+			const ranking = createRankingStore(store);
+			await waitFor(() => ranking.ready(), 45_000, "the start-up rebuild");
+		} finally {
+			await store.close();
+		}
+	}, 90_000);
 
 	afterAll(async () => {
 		await nodes?.stop();
