@@ -50,7 +50,7 @@ export function deadLetterAlert(letter: DeadLetter, redrive?: RedrivePolicy) {
 		error: letter.error,
 		redrives: letter.redrives ?? 0,
 		/** Whether the redrive will send it back by itself; false: an operator must replay it. */
-		autoRedrive: !!redrive && redrive.afterMs > 0 && (letter.redrives ?? 0) < redrive.maxRedrives
+		autoRedrive: !!redrive && !letter.invalid && redrive.afterMs > 0 && (letter.redrives ?? 0) < redrive.maxRedrives
 	};
 }
 

@@ -301,7 +301,8 @@ export class JetStreamEventBus implements EventBus {
 			error: errorText(err),
 			attempts,
 			failedAt: new Date().toISOString(),
-			redrives: Number.isInteger(redrives) && redrives >= 0 ? redrives : 0
+			redrives: Number.isInteger(redrives) && redrives >= 0 ? redrives : 0,
+			...(isInvalidEvent(err) ? { invalid: true } : {})
 		};
 		try {
 			const { js } = await this.jetstream();

@@ -163,7 +163,8 @@ export class MemoryEventBus implements EventBus {
 					error: errorText(err),
 					attempts: p.attempt,
 					failedAt: new Date().toISOString(),
-					redrives: p.redrives
+					redrives: p.redrives,
+					...(isInvalidEvent(err) ? { invalid: true } : {})
 				};
 				this.letters.set(letter.id, letter);
 				member.opts.onDeadLetter?.(letter);

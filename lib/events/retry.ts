@@ -68,8 +68,13 @@ export interface RedrivePolicy {
 export const DEFAULT_REDRIVE: RedrivePolicy = { afterMs: 600_000, maxRedrives: 3 };
 
 /** Whether a dead letter goes back now, later, or never (it had its redrives: an operator's). */
-export function redriveDue(letter: { failedAt: string; redrives?: number }, policy: RedrivePolicy, now: number): "due" | "wait" | "exhausted" {
-	if ((letter.redrives ?? 0) >= policy.maxRedrives) return "exhausted";
+export function redriveDue(
+	letter: { failedAt: string; redrives?: number; invalid?: boolean },
+	policy: RedrivePolicy,
+	now: number
+): "due" | "wait" | "exhausted" {
+	// An event its handler called invalid fails the same way every time: an operator's, not a timer's.
+	if (letter.invalid || (letter.redrives ?? 0) >= policy.maxRedrives) return "exhausted";
 	const failedAt = Date.parse(letter.failedAt);
 	return Number.isFinite(failedAt) && now - failedAt < policy.afterMs ? "wait" : "due";
 }

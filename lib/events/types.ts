@@ -84,6 +84,8 @@ export interface DeadLetter {
 	failedAt: string;
 	/** How many automatic redrives this event had before it landed here again (0 the first time). */
 	redrives: number;
+	/** Its handler called it invalid (InvalidEventError): sending it back cannot help, so it is never redriven by itself. */
+	invalid?: boolean;
 }
 
 /** What one redrive round did: the letters it sent back, and how many it left for an operator. */

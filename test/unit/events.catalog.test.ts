@@ -5,6 +5,8 @@
  */
 import { EVENT_SCHEMAS, isCatalogEvent, payloadProblems, type CatalogEventType, type EventCatalog } from "../../lib/events/catalog";
 import { MemoryEventBus } from "../../lib/events/memory-bus";
+import { redriveDue } from "../../lib/events/retry";
+import { deadLetterAlert } from "../../mixins/event-consumer.mixin";
 import { InvalidEventError, type DeadLetter, type EventMessage } from "../../lib/events/types";
 import { waitFor } from "../support/harness";
 
@@ -97,6 +99,10 @@ describe("event catalog", () => {
 			expect(attempts).toBe(1);
 			expect(letters[0].attempts).toBe(1);
 			expect(letters[0].error).toContain("userId");
+			// Sending it back cannot help: it is an operator's, and the alert says so.
+			expect(letters[0].invalid).toBe(true);
+			expect(redriveDue(letters[0], { afterMs: 1, maxRedrives: 3 }, Date.now() + 60_000)).toBe("exhausted");
+			expect(deadLetterAlert(letters[0], { afterMs: 1, maxRedrives: 3 }).autoRedrive).toBe(false);
 		} finally {
 			await bus.close();
 		}
