@@ -11,6 +11,7 @@
  * an outage, a crashed node's saga is resumed by another, and one that still fails parks the saga as FAILED for
  * an operator instead of compensating: a refunded booking must never be put back to CONFIRMED.
  */
+import type { StepParams } from "./participants.api";
 import { defineSaga } from "./types";
 
 export interface CancelReservationData {
@@ -30,21 +31,21 @@ export const cancelPendingReservation = defineSaga<CancelReservationData>({
 		{
 			name: "beginCancel",
 			action: "reservation.beginCancel",
-			params: d => ({ reservationId: d.reservationId, expect: "PENDING" }),
-			compensate: { action: "reservation.abortCancel", params: d => ({ reservationId: d.reservationId }) },
+			params: (d): StepParams<"reservation.beginCancel"> => ({ reservationId: d.reservationId, expect: "PENDING" }),
+			compensate: { action: "reservation.abortCancel", params: (d): StepParams<"reservation.abortCancel"> => ({ reservationId: d.reservationId }) },
 			retry: { attempts: 3, backoffMs: 100 }
 		},
 		{
 			name: "releaseSeats",
 			action: "concert.release",
-			params: d => ({ scheduleId: d.scheduleId, seatIds: d.seatIds, owner: d.reservationId }),
+			params: (d): StepParams<"concert.release"> => ({ scheduleId: d.scheduleId, seatIds: d.seatIds, owner: d.reservationId }),
 			retry: UNTIL_IT_WORKS,
 			retriable: true
 		},
 		{
 			name: "finishCancel",
 			action: "reservation.finishCancel",
-			params: d => ({ reservationId: d.reservationId }),
+			params: (d): StepParams<"reservation.finishCancel"> => ({ reservationId: d.reservationId }),
 			retry: UNTIL_IT_WORKS,
 			retriable: true
 		}
@@ -58,28 +59,31 @@ export const cancelConfirmedReservation = defineSaga<CancelReservationData>({
 		{
 			name: "beginCancel",
 			action: "reservation.beginCancel",
-			params: d => ({ reservationId: d.reservationId, expect: "CONFIRMED" }),
-			compensate: { action: "reservation.abortCancel", params: d => ({ reservationId: d.reservationId }) },
+			params: (d): StepParams<"reservation.beginCancel"> => ({ reservationId: d.reservationId, expect: "CONFIRMED" }),
+			compensate: { action: "reservation.abortCancel", params: (d): StepParams<"reservation.abortCancel"> => ({ reservationId: d.reservationId }) },
 			retry: { attempts: 3, backoffMs: 100 }
 		},
 		{
 			name: "refund",
 			action: "payment.refund",
-			params: d => ({ sagaId: d.paidSagaId!, reason: "cancelled by user" }),
+			params: (d): StepParams<"payment.refund"> => ({ sagaId: d.paidSagaId!, reason: "cancelled by user" }),
 			retry: UNTIL_IT_WORKS,
 			retriable: true
 		},
 		{
 			name: "releaseSold",
 			action: "concert.releaseSold",
-			params: d => ({ reservationId: d.reservationId, scheduleId: d.scheduleId, seatIds: d.seatIds }),
+			params: (d): StepParams<"concert.releaseSold"> => ({ reservationId: d.reservationId, scheduleId: d.scheduleId, seatIds: d.seatIds }),
 			retry: UNTIL_IT_WORKS,
 			retriable: true
 		},
 		{
 			name: "finishCancel",
 			action: "reservation.finishCancel",
-			params: (d, r) => ({ reservationId: d.reservationId, refundAmount: Number((r.refund as { amount?: number }).amount ?? 0) }),
+			params: (d, r): StepParams<"reservation.finishCancel"> => ({
+				reservationId: d.reservationId,
+				refundAmount: Number((r.refund as { amount?: number }).amount ?? 0)
+			}),
 			retry: UNTIL_IT_WORKS,
 			retriable: true
 		}

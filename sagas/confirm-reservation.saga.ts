@@ -12,6 +12,7 @@
  * A failure at step 1 compensates nothing but step 0; at step 2: refund; at step 3: cancel + refund; at step 4:
  * re-hold + cancel + refund: the seed's table, read bottom-up by the engine.
  */
+import type { StepParams } from "./participants.api";
 import { defineSaga } from "./types";
 
 export interface ConfirmReservationData {
@@ -24,7 +25,11 @@ export interface ConfirmReservationData {
 	queueToken: string;
 }
 
-const seats = (d: ConfirmReservationData) => ({ reservationId: d.reservationId, scheduleId: d.scheduleId, seatIds: d.seatIds });
+const seats = (d: ConfirmReservationData): StepParams<"concert.confirmSeats" | "concert.rehold"> => ({
+	reservationId: d.reservationId,
+	scheduleId: d.scheduleId,
+	seatIds: d.seatIds
+});
 
 export const confirmReservation = defineSaga<ConfirmReservationData>({
 	type: "ConfirmReservation",
@@ -32,23 +37,29 @@ export const confirmReservation = defineSaga<ConfirmReservationData>({
 		{
 			name: "markPaying",
 			action: "reservation.markPaying",
-			params: d => ({ reservationId: d.reservationId }),
-			compensate: { action: "reservation.revertPaying", params: d => ({ reservationId: d.reservationId }) },
+			params: (d): StepParams<"reservation.markPaying"> => ({ reservationId: d.reservationId }),
+			compensate: { action: "reservation.revertPaying", params: (d): StepParams<"reservation.revertPaying"> => ({ reservationId: d.reservationId }) },
 			retry: { attempts: 3, backoffMs: 100 }
 		},
 		{
 			name: "pay",
 			action: "payment.pay",
-			params: (d, _r, saga) => ({ sagaId: saga.id, reservationId: d.reservationId, userId: d.userId, amount: d.amount }),
-			compensate: { action: "payment.refund", params: (_d, _r, saga) => ({ sagaId: saga.id, reason: "booking rolled back" }) },
+			params: (d, _r, saga): StepParams<"payment.pay"> => ({ sagaId: saga.id, reservationId: d.reservationId, userId: d.userId, amount: d.amount }),
+			compensate: {
+				action: "payment.refund",
+				params: (_d, _r, saga): StepParams<"payment.refund"> => ({ sagaId: saga.id, reason: "booking rolled back" })
+			},
 			retry: { attempts: 4, backoffMs: 200 },
 			timeout: 3000
 		},
 		{
 			name: "confirm",
 			action: "reservation.confirm",
-			params: (d, r) => ({ reservationId: d.reservationId, paymentId: (r.pay as { id: string }).id }),
-			compensate: { action: "reservation.voidConfirmation", params: d => ({ reservationId: d.reservationId }) },
+			params: (d, r): StepParams<"reservation.confirm"> => ({ reservationId: d.reservationId, paymentId: (r.pay as { id: string }).id }),
+			compensate: {
+				action: "reservation.voidConfirmation",
+				params: (d): StepParams<"reservation.voidConfirmation"> => ({ reservationId: d.reservationId })
+			},
 			retry: { attempts: 4, backoffMs: 200 }
 		},
 		{
@@ -61,7 +72,7 @@ export const confirmReservation = defineSaga<ConfirmReservationData>({
 		{
 			name: "expireToken",
 			action: "queue.expire",
-			params: d => ({ token: d.queueToken }),
+			params: (d): StepParams<"queue.expire"> => ({ token: d.queueToken }),
 			// The seed's table undoes the whole booking when this step fails; a short store outage must not be
 			// such a failure, so transient errors are retried for about half a minute first.
 			retry: { attempts: 10, backoffMs: 250 }

@@ -2,6 +2,7 @@
  * The catalog's actions as other contexts call them (type-only; see lib/actions.ts): the handlers in
  * concert.service.ts are typed from these entries, and callers go through `callerOf<ConcertApi>`.
  */
+import type { StepParams } from "../../sagas/participants.api";
 import type { SaleState, SalesWindow, SeatStatus } from "./concert.domain";
 
 export interface ScheduleView {
@@ -59,9 +60,9 @@ export interface ConcertApi {
 	"concert.saleStatus": { params: { id: string }; result: SaleStatus };
 	/** Holds 1..4 seats for `owner` (a reservation id), all or nothing. */
 	"concert.hold": { params: { scheduleId: string; seatIds: string[]; owner: string }; result: HoldView };
-	/** Lets `owner`'s holds go (`abandon`: and refuses a late hold of the same owner). */
+	/** Lets `owner`'s holds go (`abandon`: and refuses a late hold of the same owner); also a cancellation's step. */
 	"concert.release": {
-		params: { scheduleId: string; seatIds: string[]; owner: string; abandon?: boolean };
+		params: StepParams<"concert.release">;
 		result: { scheduleId: string; owner: string; released: number };
 	};
 }

@@ -17,6 +17,7 @@ import type { RequestMeta } from "../../lib/request";
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { CatalogRepo, type ScheduleRecord, type SeatRecord } from "./catalog.repo";
+import type { StepParams } from "../../sagas/participants.api";
 import type { ConcertApi, ConcertView, HoldView, ScheduleView, SeatStatusView, SeatView } from "./concert.api";
 import {
 	availableSeats,
@@ -81,11 +82,6 @@ interface CreateParams {
 	schedules: { startsAt: string }[];
 	seats: { rows: number; perRow: number; price: number; grades?: GradeSpec[] };
 	sales?: { opensAt?: string | null; closesAt?: string | null };
-}
-
-interface SeatsParams {
-	scheduleId: string;
-	seatIds: string[];
 }
 
 interface Methods {
@@ -416,7 +412,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		confirmSeats: {
 			visibility: "public",
 			params: saleParams,
-			async handler(this: This, ctx: Context<SeatsParams & { reservationId: string }>) {
+			async handler(this: This, ctx: Context<StepParams<"concert.confirmSeats">>) {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const { reservationId, scheduleId } = ctx.params;
 				await this.requireSchedule(scheduleId);
@@ -460,7 +456,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		rehold: {
 			visibility: "public",
 			params: saleParams,
-			async handler(this: This, ctx: Context<SeatsParams & { reservationId: string }>) {
+			async handler(this: This, ctx: Context<StepParams<"concert.rehold">>) {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const { reservationId, scheduleId } = ctx.params;
 				await this.requireSchedule(scheduleId);
@@ -499,7 +495,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		releaseSold: {
 			visibility: "public",
 			params: saleParams,
-			async handler(this: This, ctx: Context<SeatsParams & { reservationId: string }>) {
+			async handler(this: This, ctx: Context<StepParams<"concert.releaseSold">>) {
 				const seatIds = requestedSeatIds(ctx.params.seatIds);
 				const { reservationId, scheduleId } = ctx.params;
 				await this.requireSchedule(scheduleId);

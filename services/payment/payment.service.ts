@@ -13,10 +13,11 @@ import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { IdempotencyKeyInvalidError, IdempotencyKeyRequiredError } from "./errors";
+import type { StepParams } from "../../sagas/participants.api";
 import { PaymentLedger } from "./ledger";
 import type { PaymentApi } from "./payment.api";
 import { PAYMENT_MIGRATIONS } from "./migrations";
-import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX, type PayRequest } from "./payment.domain";
+import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX } from "./payment.domain";
 
 const id = (max: number) => ({ type: "string", min: 1, max }) as const;
 
@@ -125,7 +126,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 				userId: id(64),
 				amount: { type: "number", integer: true, min: 0, max: PAY_MAX }
 			},
-			async handler(ctx: Context<PayRequest>) {
+			async handler(ctx: Context<StepParams<"payment.pay">>) {
 				const { sagaId, reservationId, userId, amount } = ctx.params;
 				return this.ledger.pay({ sagaId, reservationId, userId, amount });
 			}
@@ -141,7 +142,7 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 			circuitBreaker: { enabled: false },
 			// A long reason is cut, not refused: a compensation must not fail on its wording.
 			params: { sagaId: id(100), reason: { type: "string", optional: true } },
-			async handler(ctx: Context<{ sagaId: string; reason?: string }>) {
+			async handler(ctx: Context<StepParams<"payment.refund">>) {
 				return this.ledger.refund(ctx.params.sagaId, ctx.params.reason?.slice(0, 200));
 			}
 		},

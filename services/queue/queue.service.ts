@@ -24,6 +24,7 @@ import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { QueueDependencyUnavailableError, QueueLineClosedError, QueueTokenNotActiveError } from "./errors";
 import { CONCERT_ID_PATTERN, endedTokenView, isActiveFor, newTokenId, parseToken, toTokenView, type TokenView } from "./queue.domain";
 import type { ConcertApi, SaleStatus } from "../concert/concert.api";
+import type { StepParams } from "../../sagas/participants.api";
 import type { QueueApi } from "./queue.api";
 import { createQueueStore, type QueueLimits, type QueueStats, type QueueStore } from "./queue.store";
 
@@ -219,7 +220,7 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		expire: {
 			visibility: "public",
 			params: { token: tokenParam },
-			async handler(ctx: Context<{ token: string }>) {
+			async handler(ctx: Context<StepParams<"queue.expire">>) {
 				const parsed = parseToken(ctx.params.token);
 				const was = parsed ? await this.queueStore.leave(parsed.concertId, parsed.tokenId, null, this.limits(), "COMPLETED") : null;
 				return { expired: was !== null };

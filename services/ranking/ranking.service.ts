@@ -201,7 +201,7 @@ const RankingService: ServiceSchema<Record<string, never>, RankingMethods, Platf
 		async truth(ctx: Context) {
 			let rows: { concertId: string; seats: number }[];
 			try {
-				rows = await ctx.call<{ concertId: string; seats: number }[], Record<string, never>>("reservation.soldSeatsByConcert", {});
+				rows = await callerOf<ReservationApi>(ctx)("reservation.soldSeatsByConcert", {});
 			} catch (err) {
 				const type = (err as { type?: string }).type;
 				if (type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE") throw new RankingTruthUnavailableError();

@@ -517,7 +517,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 		/** Seats sold per concert (CONFIRMED reservations): the truth the ranking is rebuilt from. */
 		soldSeatsByConcert: {
 			visibility: "public",
-			async handler(this: This) {
+			async handler(this: This): Promise<ReservationApi["reservation.soldSeatsByConcert"]["result"]> {
 				return this.repo.soldSeatsByConcert();
 			}
 		},
@@ -638,9 +638,9 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				if (!row) continue;
 				expired++;
 				const seats = await this.repo.seatsOf([row.id]);
-				await this.broker
-					.call("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: row.id })
-					.catch((err: Error) => this.logger.warn(`release of expired ${row.id} failed; the hold expires by itself`, err.message));
+				await peers(this.broker)("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: row.id }).catch(
+					(err: Error) => this.logger.warn(`release of expired ${row.id} failed; the hold expires by itself`, err.message)
+				);
 			}
 			return expired;
 		},

@@ -9,6 +9,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { callerOf } from "../../lib/actions";
 import { sagaIdOf, type RequestMeta } from "../../lib/request";
+import type { StepParams } from "../../sagas/participants.api";
 import type { ConcertApi } from "../concert/concert.api";
 import { decide, TRANSITIONS, type ReservationStatus, type StepVerdict } from "./reservation.domain";
 import type { ReservationRepo } from "./reservation.repo";
@@ -39,7 +40,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		markPaying: {
 			visibility: "public",
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+			async handler(ctx: Context<StepParams<"reservation.markPaying">, RequestMeta>) {
 				const sagaId = sagaIdOf(ctx);
 				const { reservationId } = ctx.params;
 				const changed = await this.repo.markPaying(reservationId, sagaId, new Date());
@@ -53,7 +54,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 			visibility: "public",
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+			async handler(ctx: Context<StepParams<"reservation.revertPaying">, RequestMeta>) {
 				await this.repo.revertPaying(ctx.params.reservationId, sagaIdOf(ctx));
 				return statusAfter(this.repo, ctx.params.reservationId);
 			}
@@ -63,7 +64,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		confirm: {
 			visibility: "public",
 			params: { reservationId: idParam, paymentId: idParam },
-			async handler(ctx: Context<{ reservationId: string; paymentId: string }, RequestMeta>) {
+			async handler(ctx: Context<StepParams<"reservation.confirm">, RequestMeta>) {
 				const sagaId = sagaIdOf(ctx);
 				const { reservationId, paymentId } = ctx.params;
 				const { changed, row } = await this.repo.confirm(reservationId, sagaId, paymentId);
@@ -79,7 +80,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 			visibility: "public",
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+			async handler(ctx: Context<StepParams<"reservation.voidConfirmation">, RequestMeta>) {
 				const sagaId = sagaIdOf(ctx);
 				const { reservationId } = ctx.params;
 				const row = await this.repo.voidConfirmation(reservationId, sagaId);
@@ -99,7 +100,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		beginCancel: {
 			visibility: "public",
 			params: { reservationId: idParam, expect: { type: "enum", values: [...TRANSITIONS.beginCancel.from] } },
-			async handler(ctx: Context<{ reservationId: string; expect: (typeof TRANSITIONS.beginCancel.from)[number] }, RequestMeta>) {
+			async handler(ctx: Context<StepParams<"reservation.beginCancel">, RequestMeta>) {
 				const sagaId = sagaIdOf(ctx);
 				const { reservationId, expect } = ctx.params;
 				const changed = await this.repo.beginCancel(reservationId, sagaId, expect);
@@ -113,7 +114,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 			visibility: "public",
 			circuitBreaker: { enabled: false },
 			params: { reservationId: idParam },
-			async handler(ctx: Context<{ reservationId: string }, RequestMeta>) {
+			async handler(ctx: Context<StepParams<"reservation.abortCancel">, RequestMeta>) {
 				await this.repo.abortCancel(ctx.params.reservationId, sagaIdOf(ctx));
 				return statusAfter(this.repo, ctx.params.reservationId);
 			}
@@ -123,7 +124,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 		finishCancel: {
 			visibility: "public",
 			params: { reservationId: idParam, refundAmount: { type: "number", integer: true, min: 0, optional: true } },
-			async handler(ctx: Context<{ reservationId: string; refundAmount?: number }, RequestMeta>) {
+			async handler(ctx: Context<StepParams<"reservation.finishCancel">, RequestMeta>) {
 				const sagaId = sagaIdOf(ctx);
 				const { reservationId, refundAmount } = ctx.params;
 				const { changed, row } = await this.repo.finishCancel(reservationId, sagaId, refundAmount ?? null);
