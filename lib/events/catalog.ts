@@ -159,8 +159,10 @@ const balance = { type: "number", integer: true } as const;
 
 /**
  * The payloads as fastest-validator schemas, checked at every consumer before its handler runs (a payload that
- * fails goes to the dead letter at once, with the reason). Each entry must accept exactly what the interface above
- * describes; `test/unit/events.catalog.test.ts` checks both against the producers' own payloads.
+ * fails goes to the dead letter at once, with the reason). Each entry must accept what the interface above
+ * describes (the schema is stricter in places the type cannot say: integers, non-negative amounts, non-empty ids);
+ * `test/unit/events.catalog.test.ts` checks a sample of each, typed by its interface, and the integration tests run
+ * the real producers' events through the consumers.
  */
 export const EVENT_SCHEMAS: { [T in CatalogEventType]: ValidationSchema } = {
 	"reservation.held": { ...stamp, ...reservation, reservedAt: time, expiresAt: time },
