@@ -129,6 +129,37 @@ export class Recorder {
 export const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 
 /**
+ * Open loop: item i is due at `i / ratePerSec` seconds after the start, whether or not earlier ones have finished,
+ * as a crowd arrives. `step(i, dueAt)` gets its due time so that its latency is counted from it (an arrival the
+ * system kept waiting is slow, not absent: no coordinated omission). At most `maxInFlight` run at once; an arrival
+ * past that waits for a free place and counts as `late` (the offered rate was not met). Resolves with the seconds
+ * from the start to the last completion, and how many were late.
+ */
+export async function openLoop(
+	ratePerSec: number,
+	total: number,
+	step: (i: number, dueAt: number) => Promise<void>,
+	maxInFlight = 2048
+): Promise<{ seconds: number; late: number }> {
+	const t0 = performance.now();
+	const running = new Set<Promise<void>>();
+	let late = 0;
+	for (let i = 0; i < total; i++) {
+		const dueAt = t0 + (i * 1000) / ratePerSec;
+		const wait = dueAt - performance.now();
+		if (wait > 0) await new Promise(r => setTimeout(r, wait));
+		if (running.size >= maxInFlight) {
+			late++;
+			while (running.size >= maxInFlight) await Promise.race(running);
+		}
+		const p: Promise<void> = step(i, dueAt).finally(() => running.delete(p));
+		running.add(p);
+	}
+	await Promise.all(running);
+	return { seconds: (performance.now() - t0) / 1000, late };
+}
+
+/**
  * Closed loop: `workers` loops, each taking the next item index until `total` is reached (or the deadline
  * passes), running `step(i)` and waiting for it before taking the next.
  */

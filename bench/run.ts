@@ -3,7 +3,7 @@
  *
  *   npm run bench -- <queue|hold|checkout|flashsale|baseline|logins> [--target embedded|cluster|url] [--url http://host:port]
  *        [--users N] [--seats M] [--concurrency C] [--seconds S] [--repeat K] [--port 3300] [--metrics-port 0]
- *        [--runtime compiled|ts-node] [--cpu-prof] [--log-level warn]
+ *        [--runtime compiled|ts-node] [--cpu-prof] [--log-level warn] [--rate N (checkout: open loop, N/s)]
  *
  * The bench starts its own instance (bench/target.ts: own ports, namespace, database prefix, store prefix, data
  * dir; the gateway's rate limit off), sets users, points and waiting-room tokens up before the timed phase,
@@ -20,7 +20,7 @@ import { hashPassword, signAccessToken, type Role } from "../lib/auth";
 import { runBaseline, type BaselineResult } from "./baseline";
 import { commonChecks, Sql, type Check, type Totals } from "./checks";
 import { cannon } from "./cannon";
-import { Client, closedLoop, Progress, Recorder, round, type Figures, type Reply } from "./load";
+import { Client, closedLoop, openLoop, Progress, Recorder, round, type Figures, type Reply } from "./load";
 import { cpuSecondsOf, machineJiffies, mariadbStatus, memoryOf, serverPids, startTarget, type Target, type TargetKind } from "./target";
 
 type Scenario = "queue" | "hold" | "checkout" | "flashsale" | "baseline" | "logins";
@@ -41,6 +41,8 @@ interface Options {
 	logLevel: string;
 	baseline: boolean;
 	runtime: "ts-node" | "compiled";
+	/** --rate N: checkout as an open loop, N arrivals per second (latency at a fixed arrival rate), instead of a closed loop. */
+	rate?: number;
 	/** --env KEY=VALUE,KEY=VALUE: extra environment for every node (experiments such as DB_POOL_MAX). */
 	env: Record<string, string>;
 }
@@ -61,6 +63,7 @@ function parseArgs(argv: string[]): Options {
 	}
 	const num = (k: string, def?: number) => (flags.has(k) ? Number(flags.get(k)) : def);
 	const target = (flags.get("target") ?? (flags.has("url") ? "url" : "cluster")) as TargetKind;
+	if (flags.has("rate") && (scenario !== "checkout" || !(Number(flags.get("rate")) > 0))) throw new Error("--rate N (N > 0) is for checkout only");
 	if (!["embedded", "cluster", "url"].includes(target)) throw new Error(`--target must be embedded, cluster or url`);
 	return {
 		scenario: scenario as Scenario,
@@ -77,6 +80,7 @@ function parseArgs(argv: string[]): Options {
 		sqlCount: flags.has("sql-count"),
 		logLevel: flags.get("log-level") ?? "info",
 		baseline: flags.get("baseline") !== "false",
+		rate: num("rate"),
 		runtime: flags.get("runtime") === "ts-node" ? "ts-node" : "compiled",
 		env: Object.fromEntries(
 			(flags.get("env") ?? "")
@@ -590,10 +594,11 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 		() => journey.count,
 		() => `${payRec.ok} confirmed, ${journey.errors} failed`
 	);
-	const secs = await closedLoop(o.concurrency, n, async i => {
+	const checkout = async (i: number, dueAt?: number) => {
 		const u = users[i];
 		const { scheduleId, seat } = seats[i];
-		const t0 = performance.now();
+		// Open loop: from the arrival's due time, so time spent waiting for a free connection counts too.
+		const t0 = dueAt ?? performance.now();
 		try {
 			const h = await c.request("POST", "/reservations", {
 				token: u.token,
@@ -616,7 +621,16 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 		} catch (err) {
 			journey.add(performance.now() - t0, false, (err as Error).message);
 		}
-	});
+	};
+	let secs: number;
+	let openLoopFacts: { rate: number; late: number } | undefined;
+	if (o.rate) {
+		const run = await openLoop(o.rate, n, checkout);
+		secs = run.seconds;
+		openLoopFacts = { rate: o.rate, late: run.late };
+	} else {
+		secs = await closedLoop(o.concurrency, n, i => checkout(i));
+	}
 	bar.stop();
 	const resources = await sampler.stop();
 	const checks: Check[] = [
@@ -626,9 +640,16 @@ async function checkoutScenario(o: Options, target: Target, c: Client): Promise<
 			details: `hold ${JSON.stringify(holdRec.statuses)}, pay ${JSON.stringify(payRec.statuses)}`
 		}
 	];
+	if (openLoopFacts) {
+		checks.push({
+			name: `checkout: the offered rate was kept (${o.rate}/s)`,
+			ok: openLoopFacts.late === 0,
+			details: `${openLoopFacts.late} arrivals waited for one of the 2048 places in flight`
+		});
+	}
 	return {
 		figures: { "confirmed (hold + pay)": journey.figures(secs), hold: holdRec.figures(secs), pay: payRec.figures(secs) },
-		facts: { users: n, warmUpCheckouts: warmUsers.length, resources },
+		facts: { users: n, warmUpCheckouts: warmUsers.length, ...(openLoopFacts ? { openLoop: openLoopFacts } : {}), resources },
 		checks
 	};
 }
@@ -1012,7 +1033,8 @@ async function main(): Promise<void> {
 			log,
 			stop => stops.push(stop)
 		);
-		const c = new Client(target.api, o.scenario === "flashsale" ? Math.max(o.concurrency, 256) : o.concurrency);
+		// An open loop keeps as many requests in flight as the arrivals need (up to its cap of 2048).
+		const c = new Client(target.api, o.scenario === "flashsale" ? Math.max(o.concurrency, 256) : o.rate ? 2048 : o.concurrency);
 		try {
 			const runs: { figures: Record<string, Figures>; facts: Record<string, unknown>; rssAfterMb: Record<string, number> }[] = [];
 			for (let r = 0; r < o.repeat; r++) {
