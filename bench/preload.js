@@ -1,7 +1,7 @@
 /**
  * Preloaded into every platform node by the bench (through NODE_OPTIONS=--require, which refuses --cpu-prof
- * itself). Plain JavaScript on purpose: it loads before ts-node. Only moleculer-runner processes are touched, not
- * the cluster launcher. Two optional instruments, each switched on by its variable:
+ * itself). Plain JavaScript on purpose: it loads before ts-node. Only node processes (moleculer-runner or
+ * scripts/node) are touched, not the cluster launcher. Two optional instruments, each switched on by its variable:
  *
  * - BENCH_CPU_PROF_DIR (`--cpu-prof`): samples the CPU from start to exit with the in-process inspector and writes
  *   `<node>-<pid>.cpuprofile` there when the node exits.
@@ -13,7 +13,9 @@
 const fs = require("fs");
 const path = require("path");
 
-const isNode = process.argv.some(a => a.includes("moleculer-runner"));
+// A platform node: moleculer-runner, or the project's runner around it (scripts/node.ts, compiled to
+// dist/scripts/node.js), which is what `npm run cluster` and the bench's compiled runtime start.
+const isNode = process.argv.some(a => a.includes("moleculer-runner") || /scripts[\\/]node\.(js|ts)$/.test(a));
 const name = `${(process.env.NODE_ID || "node").replace(/[^A-Za-z0-9_-]/g, "_")}-${process.pid}`;
 
 const profDir = process.env.BENCH_CPU_PROF_DIR;
