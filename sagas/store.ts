@@ -102,6 +102,37 @@ export interface NewDeadLetter {
 	error: unknown;
 }
 
+/** A saga to create: RUNNING, leased to `owner`, with its first step journalled RUNNING when `firstStep` is given. */
+export interface NewSaga {
+	id: string;
+	type: string;
+	key: string;
+	data: unknown;
+	owner: string;
+	leaseMs: number;
+	firstStep?: string;
+}
+
+/** The state a new saga starts in (what `create` writes; the in-memory journal of the tests starts from it too). */
+export function newSagaState(input: NewSaga, now: number): SagaState {
+	const at = new Date(now).toISOString();
+	return {
+		id: input.id,
+		type: input.type,
+		key: input.key,
+		status: "RUNNING",
+		step: 0,
+		stepName: input.firstStep ?? null,
+		attempts: input.firstStep ? 1 : 0,
+		data: JSON.parse(JSON.stringify(input.data ?? {})) as unknown,
+		results: {},
+		leaseOwner: input.owner,
+		leaseExpiresAt: now + input.leaseMs,
+		createdAt: at,
+		updatedAt: at
+	};
+}
+
 /** The `saga.failed` admin alert (DESIGN.md section 7), as written to the outbox. */
 export interface SagaFailedEvent {
 	eventId: string;
@@ -173,15 +204,7 @@ export class SagaStore implements SagaJournal {
 	 * step's RUNNING journal entry is written in the same transaction (one commit fewer per saga); the driver
 	 * then calls it without journalling again.
 	 */
-	async create(input: {
-		id: string;
-		type: string;
-		key: string;
-		data: unknown;
-		owner: string;
-		leaseMs: number;
-		firstStep?: string;
-	}): Promise<{ created: boolean; saga: SagaState }> {
+	async create(input: NewSaga): Promise<{ created: boolean; saga: SagaState }> {
 		const now = this.now();
 		const instance = {
 			sql: "INSERT INTO saga_instances (id, type, saga_key, status, data, results, current_step, step_name, attempts, lease_owner, lease_expires_at, rev, created_at, updated_at) VALUES (?, ?, ?, 'RUNNING', ?, '{}', 0, ?, ?, ?, ?, 0, ?, ?)",
@@ -220,23 +243,7 @@ export class SagaStore implements SagaJournal {
 			return { created: false, saga: existing };
 		}
 		// What the INSERT wrote, without reading it back.
-		const at = new Date(now).toISOString();
-		const saga: SagaState = {
-			id: input.id,
-			type: input.type,
-			key: input.key,
-			status: "RUNNING",
-			step: 0,
-			stepName: input.firstStep ?? null,
-			attempts: input.firstStep ? 1 : 0,
-			data: JSON.parse(JSON.stringify(input.data ?? {})) as unknown,
-			results: {},
-			leaseOwner: input.owner,
-			leaseExpiresAt: now + input.leaseMs,
-			createdAt: at,
-			updatedAt: at
-		};
-		return { created: true, saga };
+		return { created: true, saga: newSagaState(input, now) };
 	}
 
 	async get(id: string): Promise<SagaState | undefined> {

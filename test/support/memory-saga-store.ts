@@ -6,7 +6,16 @@
  * Values go through JSON on the way in and out, as they do through the database's TEXT columns.
  */
 import crypto from "crypto";
-import type { Fence, InstancePatch, JournalWrite, NewDeadLetter, SagaFailedEvent, SagaJournal } from "../../sagas/store";
+import {
+	newSagaState,
+	type Fence,
+	type InstancePatch,
+	type JournalWrite,
+	type NewDeadLetter,
+	type NewSaga,
+	type SagaFailedEvent,
+	type SagaJournal
+} from "../../sagas/store";
 import type { DeadLetter, JournalEntry, SagaState } from "../../sagas/types";
 
 const copy = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
@@ -23,24 +32,10 @@ export class MemorySagaStore implements SagaJournal {
 	constructor(readonly now: () => number = Date.now) {}
 
 	/** As `SagaStore.create`: a RUNNING saga leased to `owner`, with its first step journalled RUNNING. */
-	create(input: { id: string; type: string; key: string; data: unknown; owner: string; leaseMs: number; firstStep?: string }): SagaState {
+	create(input: NewSaga): SagaState {
 		if ([...this.instances.values()].some(s => s.key === input.key)) throw new Error(`saga key ${input.key} exists`);
 		const now = this.now();
-		const saga: SagaState = {
-			id: input.id,
-			type: input.type,
-			key: input.key,
-			status: "RUNNING",
-			step: 0,
-			stepName: input.firstStep ?? null,
-			attempts: input.firstStep ? 1 : 0,
-			data: copy(input.data ?? {}),
-			results: {},
-			leaseOwner: input.owner,
-			leaseExpiresAt: now + input.leaseMs,
-			createdAt: iso(now),
-			updatedAt: iso(now)
-		};
+		const saga = newSagaState(input, now);
 		this.instances.set(saga.id, saga);
 		if (input.firstStep)
 			this.upsert({ id: input.id, owner: input.owner }, [{ stepIndex: 0, step: input.firstStep, phase: "forward", status: "RUNNING", attempts: 1 }], now);
