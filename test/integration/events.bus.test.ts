@@ -5,7 +5,8 @@
  * stream is named after this run's namespace and deleted afterwards.
  */
 import { connect } from "nats";
-import { JetStreamEventBus, type DeadLetter } from "../../lib/events";
+import { InvalidEventError, JetStreamEventBus, type DeadLetter } from "../../lib/events";
+import { redriveDue } from "../../lib/events/retry";
 import { DeadLetterRedriver } from "../../lib/events/redrive";
 import { RedisStore } from "../../lib/store";
 import { makeEvent, runStreams } from "../support/events";
@@ -113,6 +114,30 @@ describe("JetStream event bus (real NATS)", () => {
 		expect(other).toEqual([e.id]);
 		expect(await b.deadLetters({ group: "fragile" })).toEqual([]);
 		expect(await b.replay(letters[0].id)).toBeNull();
+	}, 30_000);
+
+	it("when a handler calls an event invalid, then it is dead-lettered at its first delivery, marked invalid, and never due for a redrive", async () => {
+		const b = bus();
+		const tries: number[] = [];
+		const letters: DeadLetter[] = [];
+		await b.subscribe({
+			group: "strict",
+			types: ["test.invalid"],
+			maxAttempts: 5,
+			backoffMs: 100,
+			onDeadLetter: l => letters.push(l),
+			handler: async (ev, info) => {
+				tries.push(info.attempt);
+				throw new InvalidEventError(ev.id, ev.type, ["The 'userId' field is required."]);
+			}
+		});
+		await b.publish(makeEvent("test.invalid", "inv", 1, {}));
+		await waitFor(() => letters.length === 1, 10_000, "the dead letter");
+		expect(tries).toEqual([1]);
+		const [stored] = await b.deadLetters({ group: "strict" });
+		expect(stored).toMatchObject({ attempts: 1, invalid: true });
+		expect(stored.error).toContain("userId");
+		expect(redriveDue(stored, { afterMs: 1, maxRedrives: 3 }, Date.now() + 60_000)).toBe("exhausted");
 	}, 30_000);
 
 	it("when a consumer fails for 4 s (twice the old 2 s window) and then recovers, then it gets the event and nothing is dead-lettered", async () => {
