@@ -10,12 +10,13 @@
  */
 import type { Transaction } from "sequelize";
 import { isoTime, keysetAfter, pageOf, type AuditPage } from "../../lib/audit";
-import type { EventCatalog, ReservationConfirmed } from "../../lib/events/catalog";
+import type { CatalogEventType, EventCatalog, ReservationConfirmed } from "../../lib/events/catalog";
 import { appendOutbox } from "../../lib/outbox";
 import { sqlTime, type Sql } from "../../lib/db";
 import { COUNTED_STATUSES, TRANSITIONS, type ReservationRow, type ReservationStatus, type SeatRow } from "./reservation.domain";
 
-type ReservationEventType = "reservation.held" | "reservation.confirmed" | "reservation.cancelled" | "reservation.expired";
+/** The catalog's reservation events (the ones this repository writes). */
+type ReservationEventType = Extract<CatalogEventType, `reservation.${string}`>;
 
 /** The fields of a reservation its events carry. */
 type EventRow = Pick<ReservationRow, "id" | "user_id" | "concert_id" | "schedule_id" | "amount">;
