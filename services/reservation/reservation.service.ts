@@ -66,6 +66,7 @@ interface ReservationVars {
 const SCHEDULE_CACHE_MAX = 10_000;
 
 interface ReservationMethods {
+	releaseSeatsOf(via: Context | ServiceBroker, row: Pick<ReservationRow, "id" | "schedule_id">, why: string): Promise<void>;
 	createdAnswer(ctx: Context<unknown, RequestMeta>, row: ReservationRow): Promise<Record<string, unknown>>;
 	retryInBackground(what: string, attempt: () => Promise<unknown>, until: number): void;
 	findSaga(ctx: Context<unknown, RequestMeta>, key: string): Promise<(SagaView & { type: string }) | null>;
@@ -532,6 +533,17 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 	},
 
 	methods: {
+		/**
+		 * Lets the seats of a reservation that ended (expired, confirmation rolled back) go at once. A failure only
+		 * logs: the hold expires by itself at its TTL.
+		 */
+		async releaseSeatsOf(this: This, via: Context | ServiceBroker, row: Pick<ReservationRow, "id" | "schedule_id">, why: string) {
+			const seats = await this.repo.seatsOf([row.id]);
+			await peers(via)("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: row.id }).catch((err: Error) =>
+				this.logger.warn(`release of ${why} ${row.id} failed; the hold expires by itself`, err.message)
+			);
+		},
+
 		/** POST /api/reservations' 201 for a reservation that exists already (a retry of the same key), owner checked. */
 		async createdAnswer(this: This, ctx: Context<unknown, RequestMeta>, row: ReservationRow) {
 			if (row.user_id !== signedInUser(ctx).id) throw new NotFoundError("reservation", row.id);
@@ -637,10 +649,7 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 				const row = await this.repo.expire(candidate.id, now);
 				if (!row) continue;
 				expired++;
-				const seats = await this.repo.seatsOf([row.id]);
-				await peers(this.broker)("concert.release", { scheduleId: row.schedule_id, seatIds: seats.map(s => s.seat_id), owner: row.id }).catch(
-					(err: Error) => this.logger.warn(`release of expired ${row.id} failed; the hold expires by itself`, err.message)
-				);
+				await this.releaseSeatsOf(this.broker, row, "expired");
 			}
 			return expired;
 		},

@@ -7,11 +7,9 @@
  * undoes only what that saga did, and answers the status it leaves.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { callerOf } from "../../lib/actions";
 import { sagaIdOf, type RequestMeta } from "../../lib/request";
 import type { StepParams } from "../../sagas/participants.api";
-import type { ConcertApi } from "../concert/concert.api";
-import { decide, TRANSITIONS, type ReservationStatus, type StepVerdict } from "./reservation.domain";
+import { decide, TRANSITIONS, type ReservationRow, type ReservationStatus, type StepVerdict } from "./reservation.domain";
 import type { ReservationRepo } from "./reservation.repo";
 
 /** A reservation (or payment) id as the reservation actions take it. */
@@ -20,6 +18,7 @@ export const idParam = { type: "string", min: 1, max: 64 } as const;
 /** What the steps use of the service they are mixed into (reservation.service.ts creates the repository at start). */
 interface StepsVars {
 	repo: ReservationRepo;
+	releaseSeatsOf(via: Context, row: Pick<ReservationRow, "id" | "schedule_id">, why: string): Promise<void>;
 }
 
 /** A forward step's answer: the status its verdict leaves, or its refusal thrown. */
@@ -84,14 +83,7 @@ const steps: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 				const sagaId = sagaIdOf(ctx);
 				const { reservationId } = ctx.params;
 				const row = await this.repo.voidConfirmation(reservationId, sagaId);
-				if (row && row.status === "CANCELLED") {
-					const seats = await this.repo.seatsOf([reservationId]);
-					await callerOf<ConcertApi>(ctx)("concert.release", {
-						scheduleId: row.schedule_id,
-						seatIds: seats.map(s => s.seat_id),
-						owner: reservationId
-					}).catch((err: Error) => this.logger.warn(`release after rollback of ${reservationId} failed; the hold expires by itself`, err.message));
-				}
+				if (row && row.status === "CANCELLED") await this.releaseSeatsOf(ctx, row, "rolled-back");
 				return { reservationId, status: row?.status ?? null };
 			}
 		},
