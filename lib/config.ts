@@ -74,6 +74,8 @@ export interface Config {
 	 * time it failed again (up to an hour); 0: only operators retry.
 	 */
 	sagaFailedRetrySec: number;
+	/** Journal writes of different sagas committed in one transaction at most (MariaDB; 1: each alone). */
+	sagaGroupCommitMax: number;
 	queueMaxActive: number;
 	queueActiveTtlSec: number;
 	/** A WAITING token not polled for this long leaves the line (the tab was closed). */
@@ -354,6 +356,7 @@ export function loadConfig(env: Env = process.env): Config {
 		jwt: { secret: jwtSecret, expiresInSec: int("JWT_EXPIRES_SEC", 900, 60, 86400) },
 		holdTtlSec: int("HOLD_TTL_SEC", 300, 1, 86400),
 		sagaFailedRetrySec: int("SAGA_FAILED_RETRY_SEC", 30, 0, 86400),
+		sagaGroupCommitMax: int("SAGA_GROUP_COMMIT_MAX", 24, 1, 30),
 		queueMaxActive: int("QUEUE_MAX_ACTIVE", 100, 1, 1_000_000),
 		queueActiveTtlSec: int("QUEUE_ACTIVE_TTL_SEC", 600, 1, 86400),
 		queueWaitingTtlSec: int("QUEUE_WAITING_TTL_SEC", 60, 5, 86400),

@@ -461,7 +461,7 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 	async started() {
 		const definitions = new Map<string, SagaDefinition<unknown>>();
 		for (const def of this.sagaDefinitions()) definitions.set(def.type, def);
-		this.sagaStore = new SagaStore(this.sql);
+		this.sagaStore = new SagaStore(this.sql, Date.now, this.config.sagaGroupCommitMax);
 		this.registerMetrics();
 		this.executor = new SagaExecutor({
 			store: this.sagaStore,

@@ -213,13 +213,17 @@ describe("crash recovery with real processes", () => {
 });
 
 /** A saga database of its own (no saga node scans it), migrated, closed after `fn`. */
-async function withOwnSagaDb(suffix: string, fn: (db: ReturnType<typeof createSequelize>, store: SagaStore) => Promise<void>): Promise<void> {
+async function withOwnSagaDb(
+	suffix: string,
+	fn: (db: ReturnType<typeof createSequelize>, store: SagaStore) => Promise<void>,
+	groupCommitMax?: number
+): Promise<void> {
 	const sql = env.config.sql;
 	const name = physicalDatabaseName(sql, suffix);
 	const db = createSequelize(sql, name);
 	try {
 		await migrate(sql, name, db, [createSagaTables], () => undefined);
-		await fn(db, new SagaStore(new Sql(db)));
+		await fn(db, new SagaStore(new Sql(db), Date.now, groupCommitMax));
 	} finally {
 		await db.close();
 	}
@@ -344,5 +348,72 @@ describe("leases on MariaDB", () => {
 				expect(Date.parse(terminal.get(saga.id)!.updatedAt)).toBeGreaterThanOrEqual(Date.parse(read.updatedAt));
 			}
 		});
+	});
+});
+
+describe("group commit of the journal on MariaDB", () => {
+	const step = (i: number, status: "RUNNING" | "SUCCEEDED") => ({ stepIndex: i, step: `s${i}`, phase: "forward" as const, status, attempts: 1 });
+
+	it("when 40 sagas are created and journalled at once, then they share transactions and each write keeps its own fence and answer", async () => {
+		await withOwnSagaDb("sagagroup", async (db, store) => {
+			const taken = await store.create({ id: crypto.randomUUID(), type: "Test4", key: "taken-key", data: {}, owner: "a", leaseMs: 60_000 });
+			const before = store.groupCommit;
+			// 40 creates in one turn of the event loop, one of them for a key that exists: a duplicate key in a batch
+			// must not fail the others, and that create must still find the existing saga.
+			const ids = Array.from({ length: 40 }, () => crypto.randomUUID());
+			const created = await Promise.all(
+				ids.map((id, i) =>
+					store.create({ id, type: "Test4", key: i === 7 ? "taken-key" : `k-${id}`, data: { i }, owner: "a", leaseMs: 60_000, firstStep: "s0" })
+				)
+			);
+			expect(created.filter(c => c.created)).toHaveLength(39);
+			expect(created[7]).toMatchObject({ created: false, saga: { id: taken.saga.id } });
+			// Half of the fences name an owner that no longer holds the saga (its lease was taken over).
+			const fresh = ids.filter((_, i) => i !== 7);
+			const answers = await Promise.all(
+				fresh.map((id, i) =>
+					store.record({ id, owner: i % 2 === 0 ? "a" : "b" }, 60_000, [step(0, "SUCCEEDED"), step(1, "RUNNING")], {
+						step: 1,
+						stepName: "s1",
+						attempts: 1
+					})
+				)
+			);
+			expect(answers).toEqual(fresh.map((_, i) => i % 2 === 0));
+			const after = store.groupCommit;
+			const writes = after.writes - before.writes;
+			// Each create that took place and each record, once: the batch that met the duplicate key committed nothing
+			// and its creates were written again one by one (the duplicate failing alone).
+			expect(writes).toBe(39 + 39);
+			// Fewer transactions than writes: the others were grouped.
+			expect(after.batches - before.batches).toBeLessThan(writes / 2);
+			expect(after.largest).toBeGreaterThan(1);
+			for (const [i, id] of fresh.entries()) {
+				const saga = await store.get(id);
+				const journal = await store.journal(id);
+				if (i % 2 === 0) {
+					expect(saga).toMatchObject({ step: 1, stepName: "s1" });
+					expect(journal.map(j => `${j.step}:${j.status}`)).toEqual(["s0:SUCCEEDED", "s1:RUNNING"]);
+				} else {
+					// Fenced out: neither the cursor nor the journal moved.
+					expect(saga).toMatchObject({ step: 0, stepName: "s0" });
+					expect(journal.map(j => `${j.step}:${j.status}`)).toEqual(["s0:RUNNING"]);
+				}
+			}
+			const [row] = await db.query<{ n: number }>("SELECT COUNT(*) AS n FROM saga_instances", { type: QueryTypes.SELECT });
+			expect(Number(row.n)).toBe(40);
+		});
+	});
+
+	it("when the group size is 1, then every write has a transaction of its own", async () => {
+		await withOwnSagaDb(
+			"sagagroup1",
+			async (_db, store) => {
+				const ids = Array.from({ length: 10 }, () => crypto.randomUUID());
+				await Promise.all(ids.map(id => store.create({ id, type: "Test4", key: `k-${id}`, data: {}, owner: "a", leaseMs: 60_000, firstStep: "s0" })));
+				expect(store.groupCommit).toEqual({ batches: 10, writes: 10, largest: 1 });
+			},
+			1
+		);
 	});
 });
