@@ -59,7 +59,7 @@ function serverRestart<S extends { kill(signal?: NodeJS.Signals): Promise<void>;
 export const FAULTS: Fault[] = [
 	killNode("gateway/worker-1", "kill -9 of one of the two gateway worker processes"),
 	killNode("catalog-1", "kill -9 of one of the two catalog nodes (user, concert, queue)"),
-	killNode("booking-1", "kill -9 of one of the two booking nodes (reservation, saga, payment)"),
+	killNode("booking-1", "kill -9 of one of the two booking nodes (reservation, saga, payment, concert, queue)"),
 	killNode("events", "kill -9 of the event-consumer node (ranking, notification, review, ops)"),
 	{
 		name: "stop-booking",

@@ -55,13 +55,18 @@ export function instanceArgs(spec: NodeSpec): string[] {
  * The queue sits beside the gateway because a flash-sale crowd mostly polls its token: served in-process
  * (preferLocal) a status read skips the NATS round trip, which was most of its cost (bench queue scenario:
  * 3,361 -> 7,394 reads/s, p99 43 -> 25 ms; BENCHMARKS.md).
+ * The booking nodes also run `concert` and `queue` (both stateless over the shared database and store): a checkout
+ * then makes its hold, token checks, seat sale and token expiry in-process (preferLocal) instead of as five calls
+ * over NATS, each of which cost both nodes a packet in, a packet out, a context and a serializer pass (bench
+ * checkout: 43 -> 36 ms of CPU per checkout, 44 -> 52/s, side by side; BENCHMARKS.md). The catalog nodes keep
+ * serving the seat maps, concert pages and accounts.
  */
 export const DEFAULT_TOPOLOGY: NodeSpec[] = [
 	{ name: "gateway", services: ["api", "queue"], instances: 2 },
 	{ name: "catalog-1", services: ["user", "concert", "queue"] },
 	{ name: "catalog-2", services: ["user", "concert", "queue"] },
-	{ name: "booking-1", services: ["reservation", "saga", "payment"] },
-	{ name: "booking-2", services: ["reservation", "saga", "payment"] },
+	{ name: "booking-1", services: ["reservation", "saga", "payment", "concert", "queue"] },
+	{ name: "booking-2", services: ["reservation", "saga", "payment", "concert", "queue"] },
 	{ name: "events", services: ["ranking", "notification", "review", "ops"] }
 ];
 
