@@ -256,14 +256,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 					return server;
 				};
 			}
-			currentUsers = new CurrentUsers(async id => {
-				try {
-					return await callerOf<UserApi>(broker)("user.get", { id }, { timeout: 2000 });
-				} catch (err) {
-					if ((err as { type?: string }).type === "NOT_FOUND") return null;
-					throw err;
-				}
-			}, config.auth.cacheSec * 1000);
+			currentUsers = new CurrentUsers(ids => callerOf<UserApi>(broker)("user.getMany", { ids }, { timeout: 2000 }), config.auth.cacheSec * 1000);
 		},
 
 		methods: {
