@@ -138,7 +138,10 @@ const UserService: ServiceSchema<Record<string, never>, UserMethods, PlatformVar
 			visibility: "public",
 			params: { ids: { type: "array", min: 1, max: 500, items: { type: "string", min: 1, max: 36 } } },
 			async handler(ctx: Context<UserApi["user.getMany"]["params"]>): Promise<UserApi["user.getMany"]["result"]> {
-				const rows = (await this.model.findAll({ where: { id: [...new Set(ctx.params.ids)] } })).map(r => r.get({ plain: true }) as UserRow);
+				// A plain query, not the model: building a model instance per row was most of this action's cost.
+				const rows = await this.sql.select<Pick<UserRow, "id" | "email" | "name" | "role">>("SELECT id, email, name, role FROM users WHERE id IN (?)", [
+					[...new Set(ctx.params.ids)]
+				]);
 				return rows.map(toPublicUser);
 			}
 		}
