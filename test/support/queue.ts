@@ -2,7 +2,7 @@
  * Test helpers for the waiting room: a stand-in for the one concert action the queue calls (`concert.get`, until
  * the concert service is in the tree for every test that needs it) and access tokens signed like the user
  * service signs them, so tests can act as many users without registering each. The gateway asks the user service
- * who a token's user is now (`user.get`); `userDirectory()` is the stand-in that answers for these users, in
+ * who a token's user is now (`user.getMany`); `userDirectory()` is the stand-in that answers for these users, in
  * tests that do not run the user context.
  */
 import crypto from "crypto";
@@ -72,7 +72,7 @@ export function testUser(secret: string, role: Role = "user"): TestUser {
 	return { ...user, token: signAccessToken(user, secret, 900) };
 }
 
-/** Stand-in for the user context's `user.get`: the minted users exist, anyone else is 404 NOT_FOUND. */
+/** Stand-in for the user context's `user.get` and `user.getMany`: the minted users exist, nobody else does. */
 export function userDirectory(): ServiceSchema {
 	return {
 		name: "user",
@@ -85,6 +85,14 @@ export function userDirectory(): ServiceSchema {
 					const user = minted.get(id);
 					if (!user) throw new NotFoundError("user", id);
 					return user;
+				}
+			},
+			/** The gateway's batched lookup: the minted users among `ids`. */
+			getMany: {
+				visibility: "public",
+				params: { ids: { type: "array", min: 1, max: 500, items: { type: "string", min: 1, max: 64 } } },
+				handler(ctx) {
+					return (ctx.params as { ids: string[] }).ids.flatMap(id => minted.get(id) ?? []);
 				}
 			}
 		}
