@@ -12,6 +12,16 @@
  * - `dbFaultReason` / `describeDbError`: why a database is not available, as a short phrase without hosts (for
  *   health answers and errors) and as one log line (the server's own words for a refused login, never a password).
  *
+ * On MariaDB the statements go straight to the mysql2 connection (`run`), not through `sequelize.query`: Sequelize
+ * still owns the pool, the connections' settings (their typeCast, timezone and affected-rows flag, so rows come
+ * back typed as before), transactions (START/COMMIT/ROLLBACK and their afterCommit hooks) and migrations, but its
+ * per-statement pipeline (the replacement tokenizer, option spreading, hooks, the retry wrapper, result
+ * formatting) was 15% of a booking node's CPU during the checkout benchmark, as much as the driver itself
+ * (BENCHMARKS.md). mysql2 fills the `?` placeholders itself (sqlstring: the same escaping of strings, numbers,
+ * null, booleans, Dates in the connection's UTC, arrays as lists); an object value, which it would turn into
+ * `key = value` pairs, is refused. Driver errors are converted by Sequelize's own mapping (its dialect's
+ * `formatError`), so callers still see UniqueConstraintError and the driver's errno under `parent`.
+ *
  * The SQLite writer queue: SQLite has one writer per file, and a BEGIN IMMEDIATE or a write that finds the file
  * locked waits only for the busy timeout, then fails with SQLITE_BUSY. Embedded mode is one process, so its writes
  * queue here instead, one at a time per file. The queue belongs to the file, not to a `Sql`: every writer of a file
@@ -116,6 +126,15 @@ function serialized<T>(key: unknown, fn: () => Promise<T>): Promise<T> {
 	return run;
 }
 
+/** The parts of Sequelize's connection manager and of a mysql2 connection that `Sql.run` uses. */
+interface PoolManager {
+	getConnection(options: { type: string }): Promise<DriverConnection>;
+	releaseConnection(connection: DriverConnection): void;
+}
+interface DriverConnection {
+	query(options: { sql: string; values: unknown[] }, cb: (err: unknown, result: unknown) => void): unknown;
+}
+
 export interface TransactionOptions {
 	/** MariaDB only: SQLite has one isolation (its IMMEDIATE transactions are serializable). */
 	isolationLevel?: Transaction.ISOLATION_LEVELS;
@@ -153,16 +172,22 @@ export class Sql {
 	}
 
 	async select<T extends object>(sql: string, replacements: unknown[] = [], transaction?: Transaction): Promise<T[]> {
+		if (this.mysql) return this.run<T[]>(sql, replacements, transaction);
 		return this.sequelize.query<T>(sql, { replacements, type: QueryTypes.SELECT, transaction });
 	}
 
 	/** An INSERT; outside a transaction it commits alone, after the SQLite writers queued before it. */
 	async insert(sql: string, replacements: unknown[], transaction?: Transaction): Promise<void> {
+		if (this.mysql) {
+			await this.run(sql, replacements, transaction);
+			return;
+		}
 		await this.write(transaction, () => this.sequelize.query(sql, { replacements, type: QueryTypes.INSERT, transaction }));
 	}
 
 	/** Runs an UPDATE or DELETE and returns the number of rows it changed (queued as `insert` is). */
 	async update(sql: string, replacements: unknown[], transaction?: Transaction): Promise<number> {
+		if (this.mysql) return Number((await this.run<{ affectedRows: number }>(sql, replacements, transaction)).affectedRows);
 		const [, affected] = (await this.write(transaction, () =>
 			this.sequelize.query(sql, { replacements, type: QueryTypes.UPDATE, transaction })
 		)) as unknown as [unknown, number];
@@ -185,14 +210,56 @@ export class Sql {
 	async compound(body: string, replacements: unknown[]): Promise<number> {
 		if (!this.mysql) throw new Error("compound statements are MariaDB's; on SQLite use transaction()");
 		return this.retryDeadlock(async () => {
-			const out = await this.sequelize.query<Record<string, unknown>>(
+			const out = await this.run<unknown[]>(
 				`BEGIN NOT ATOMIC\nDECLARE n INT DEFAULT 0;\nDECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;\nSTART TRANSACTION;\n${body}\nCOMMIT;\nSELECT n AS n;\nEND`,
-				{ replacements, type: QueryTypes.SELECT }
+				replacements
 			);
-			// mysql2 answers a compound statement with its result sets: [{0: {n}}, OkPacket].
+			// mysql2 answers a compound statement with its result sets: [[{n}], OkPacket].
 			const first = out[0] as { n?: unknown; 0?: { n?: unknown } } | undefined;
 			return Number(first?.[0]?.n ?? first?.n);
 		});
+	}
+
+	/**
+	 * MariaDB: one statement on the mysql2 connection itself, the transaction's or one borrowed from Sequelize's
+	 * pool for this statement alone (see the header). Answers what the driver answered: rows for a SELECT, the
+	 * result header (affectedRows) for a write, the result sets of a compound statement.
+	 */
+	private async run<R>(sql: string, values: unknown[], transaction?: Transaction): Promise<R> {
+		for (const v of values) {
+			if (v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date) && !Buffer.isBuffer(v))
+				throw new TypeError(`Sql: an object is not a statement value (${sql.slice(0, 60)})`);
+		}
+		const manager = (this.sequelize as unknown as { connectionManager: PoolManager }).connectionManager;
+		let conn: DriverConnection;
+		if (transaction) {
+			const t = transaction as unknown as { connection: DriverConnection; finished?: string };
+			if (t.finished) throw new Error(`${t.finished} has been called on this transaction, you can no longer use it (${sql.slice(0, 60)})`);
+			conn = t.connection;
+		} else {
+			conn = await manager.getConnection({ type: "SELECT" });
+		}
+		try {
+			return await new Promise<R>((resolve, reject) => {
+				conn.query({ sql, values }, (err, result) => (err ? reject(err) : resolve(result as R)));
+			});
+		} catch (err) {
+			throw this.driverErrorOf(conn, err, sql);
+		} finally {
+			if (!transaction) manager.releaseConnection(conn);
+		}
+	}
+
+	/** A driver error as Sequelize would have raised it (UniqueConstraintError, DatabaseError with `parent`...). */
+	private driverErrorOf(conn: DriverConnection, err: unknown, sql: string): unknown {
+		if (!err || typeof err !== "object" || !("errno" in err || "code" in err)) return err;
+		(err as { sql?: string }).sql = sql;
+		const Query = (
+			this.sequelize as unknown as {
+				dialect: { Query: new (c: unknown, s: Sequelize, o: object) => { formatError(e: unknown, stack?: string): unknown } };
+			}
+		).dialect.Query;
+		return new Query(conn, this.sequelize, {}).formatError(err, (err as { stack?: string }).stack);
 	}
 
 	/** The one deadlock rule: a victim's transaction rolled back whole, so it runs again after a short random pause. */
