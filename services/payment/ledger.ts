@@ -168,8 +168,9 @@ export class PaymentLedger {
 	 * payment; not enough points is a 402 that changed nothing; a saga whose refund already ran gets 409.
 	 */
 	async pay(req: PayRequest): Promise<PublicPayment> {
-		const existing = await this.findPaymentBySaga(req.sagaId);
-		if (existing) return this.replayPay(existing, req);
+		// No lookup first: the payment's INSERT is the transaction's first statement, and the unique saga id turns a
+		// retry, a concurrent duplicate or a voided saga into the UniqueConstraintError below, before any debit. The
+		// lookup cost every first payment a round trip to answer the rare replay.
 		try {
 			return await this.inTransaction(async t => {
 				const now = this.now();
