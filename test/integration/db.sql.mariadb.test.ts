@@ -6,24 +6,15 @@
 import { QueryTypes, UniqueConstraintError, type Sequelize } from "sequelize";
 import type { SqlConfig } from "../../lib/config";
 import { createSequelize, dropDatabasesByPrefix, isDeadlock, Sql } from "../../lib/db";
-import { MARIADB_URL, runId } from "../support/isolation";
+import { mariadbSqlConfig, runId } from "../support/isolation";
 
 let sql: SqlConfig;
 let db: Sequelize;
 let s: Sql;
 
 beforeAll(async () => {
-	const url = new URL(MARIADB_URL);
 	const prefix = `${runId("sq")}_`;
-	sql = {
-		dialect: "mysql",
-		host: url.hostname,
-		port: Number(url.port || 3306),
-		user: decodeURIComponent(url.username || "root"),
-		password: decodeURIComponent(url.password) || undefined,
-		prefix,
-		poolMax: 3
-	};
+	sql = { ...mariadbSqlConfig(prefix), poolMax: 3 };
 	const admin = createSequelize(sql, "");
 	await admin.query(`CREATE DATABASE \`${prefix}t\``);
 	await admin.close();
