@@ -325,6 +325,12 @@ return {was, promote(now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]
 	/** ARGV: maxActive, ttlMs, concertId, graceMs, waitingTtlMs, opensAt ('' = keep). Drops the concert from the sweep set once it holds nothing. */
 	queueSweep: `
 local now = now_ms()
+-- A line closed (SOLD_OUT or CLOSED) after this sweep listed its concert: its memory is freed, nothing to sweep,
+-- and writing its opening time would leave a key of a freed line behind.
+if redis.call('EXISTS', K_STATE) == 1 then
+  redis.call('SREM', K_CONCERTS, ARGV[3])
+  return {0, 0}
+end
 if ARGV[6] ~= '' then redis.call('HSET', K_CFG, 'opens', ARGV[6]) end
 local expired = expire_stale(now) + expire_unpolled(now, tonumber(ARGV[5]))
 -- Tokens that left more than GONE_KEEP ago are forgotten one by one (the keys' own expiry is only the backstop).
