@@ -1079,6 +1079,8 @@ async function main(): Promise<void> {
 				for (const d of digest.top.slice(0, 30)) process.stdout.write(`  ${String(d.count).padStart(7)}  ${d.statement}\n`);
 			}
 			if (o.metricsPort > 0) {
+				// One port per worker process (lib/runner.ts metricsOffsets); the process list also holds each primary, so
+				// it reaches every port, and a port nobody listens on reads as empty.
 				const digest = await metricsDigest(o.metricsPort, Math.max(1, target.nodes().length));
 				result.metrics = digest;
 				process.stdout.write(`\nwhere the time goes (metrics endpoints, whole run incl. setup; top 25 by total time)\n`);

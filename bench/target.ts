@@ -15,7 +15,7 @@ import os from "os";
 import path from "path";
 import mysql from "mysql2/promise";
 import { loadConfig } from "../lib/config";
-import { clusterNodeOptions, clusterTopology, instanceArgs, RUNNER_ARGS } from "../lib/runner";
+import { clusterNodeOptions, clusterTopology, instanceArgs, metricsOffsets, RUNNER_ARGS } from "../lib/runner";
 import { RedisStore } from "../lib/store";
 import { startNatsServer } from "../test/support/nats-server";
 import { dropDatabasesByPrefix } from "../lib/db";
@@ -174,6 +174,7 @@ export async function startTarget(
 	const topology = cluster ? clusterTopology() : [{ name: "embedded", services: [] as string[] }];
 	if (opts.runtime === "compiled") {
 		const build = await compiled(log);
+		const offsets = metricsOffsets(topology);
 		topology.forEach((spec, i) =>
 			launch(
 				spec.name,
@@ -191,7 +192,7 @@ export async function startTarget(
 					// The heap limits `npm run cluster` gives every cluster node (lib/runner.ts).
 					...(cluster ? { NODE_OPTIONS: clusterNodeOptions(env.NODE_OPTIONS) } : {}),
 					...(spec.services.length > 0 ? { SERVICES: spec.services.join(",") } : {}),
-					METRICS_PORT: opts.metricsPort > 0 ? String(opts.metricsPort + i) : "0"
+					METRICS_PORT: opts.metricsPort > 0 ? String(opts.metricsPort + offsets[i]) : "0"
 				}
 			)
 		);

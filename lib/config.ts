@@ -98,6 +98,9 @@ export interface Config {
 		dlqRedriveSec: number;
 		/** Automatic redrives per event; after that it waits for an operator. */
 		dlqRedriveMax: number;
+		/** Limits of the JetStream dead-letter stream: past either, the oldest letters are dropped. */
+		dlqMaxAgeDays: number;
+		dlqMaxMessages: number;
 	};
 	requestTimeoutMs: number;
 	/** Failover between replicas (lib/balancer.ts): when a node that stopped answering is probed, and given up on. */
@@ -369,7 +372,9 @@ export function loadConfig(env: Env = process.env): Config {
 			retryForSec: int("EVENT_RETRY_FOR_SEC", 300, 0, 7 * 86400),
 			retryMaxDelaySec: int("EVENT_RETRY_MAX_DELAY_SEC", 30, 1, 3600),
 			dlqRedriveSec: int("DLQ_REDRIVE_SEC", 600, 0, 7 * 86400),
-			dlqRedriveMax: int("DLQ_REDRIVE_MAX", 3, 0, 1000)
+			dlqRedriveMax: int("DLQ_REDRIVE_MAX", 3, 0, 1000),
+			dlqMaxAgeDays: int("EVENT_DLQ_MAX_AGE_DAYS", 30, 1, 3650),
+			dlqMaxMessages: int("EVENT_DLQ_MAX_MESSAGES", 100_000, 100, 100_000_000)
 		},
 		requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 100, 600_000),
 		failover: {
@@ -387,7 +392,9 @@ export function loadConfig(env: Env = process.env): Config {
 			hashQueue: int("PASSWORD_HASH_QUEUE", 64, 0, 100_000),
 			hashMaxWaitMs: int("PASSWORD_HASH_WAIT_MS", 3000, 10, 600_000)
 		},
-		metricsPort: int("METRICS_PORT", 3030, 0, 65535),
+		// A node with several worker processes (the runner's --instances) gives worker k METRICS_PORT + k - 1: the
+		// workers would otherwise share one port and each scrape would reach whichever the primary picked.
+		metricsPort: metricsPortOf(int("METRICS_PORT", 3030, 0, 65535), int("WORKER_SLOT", 1, 1, 64)),
 		metricsHost: str("METRICS_HOST") ?? "127.0.0.1",
 		tracing: { exporter: tracingExporter, endpoint: tracingEndpoint },
 		http: {
@@ -541,4 +548,9 @@ export function loadConfigOrExit(env: Env = process.env): Config {
 		}
 		throw err;
 	}
+}
+
+/** The metrics port of worker `slot` (1-based) of a node whose first worker listens on `base` (0: metrics off). */
+export function metricsPortOf(base: number, slot: number): number {
+	return base > 0 ? base + slot - 1 : 0;
 }

@@ -48,6 +48,20 @@ export function instanceArgs(spec: NodeSpec): string[] {
 }
 
 /**
+ * Where each node's metrics ports start, as offsets from METRICS_PORT: a node takes one port per worker process
+ * (worker k of a node listens on its first port + k - 1), so the default topology listens on METRICS_PORT + 0..6
+ * (the gateway's two workers on + 0 and + 1). docker/prometheus/ and README, Operations, list the same ports.
+ */
+export function metricsOffsets(nodes: NodeSpec[]): number[] {
+	let next = 0;
+	return nodes.map(n => {
+		const first = next;
+		next += Math.max(1, n.instances ?? 1);
+		return first;
+	});
+}
+
+/**
  * The gateway (two worker processes on one port) with a replica of the waiting room each; the catalog group (accounts, concerts and seat holds, the
  * waiting room) and the booking group (reservations, the saga orchestrator, the wallet) with two replicas each;
  * the event consumers and the ops service (consistency checks, operations gauges) once.

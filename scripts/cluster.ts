@@ -28,7 +28,7 @@ import os from "os";
 import path from "path";
 import readline from "readline";
 import { ConfigError, loadConfig, type Config } from "../lib/config";
-import { clusterNodeOptions, clusterTopology, COMPILED_RUNNER_ARGS, instanceArgs, RUNNER_ARGS, type NodeSpec } from "../lib/runner";
+import { clusterNodeOptions, clusterTopology, COMPILED_RUNNER_ARGS, instanceArgs, metricsOffsets, RUNNER_ARGS, type NodeSpec } from "../lib/runner";
 import { localClusterEnv } from "./local-env";
 
 /** Running from dist/scripts (the `npm run build` output) rather than from source. */
@@ -47,6 +47,8 @@ const GROUP_EXIT_WAIT_MS = 5_000;
 interface Supervised {
 	spec: NodeSpec;
 	index: number;
+	/** Its first metrics port is METRICS_PORT + this (lib/runner.ts metricsOffsets). */
+	metricsOffset: number;
 	nodeID: string;
 	prefix: string;
 	child?: ChildProcess;
@@ -73,7 +75,14 @@ function portsToCheck(nodes: NodeSpec[], config: Config): { port: number; host: 
 	const ports: { port: number; host: string; what: string }[] = [];
 	if (config.port > 0 && nodes.some(n => n.services.includes("api"))) ports.push({ port: config.port, host: "0.0.0.0", what: "PORT, the API gateway" });
 	if (config.metricsPort > 0) {
-		nodes.forEach((n, i) => ports.push({ port: config.metricsPort + i, host: config.metricsHost, what: `metrics of ${n.name} (METRICS_PORT + ${i})` }));
+		const first = metricsOffsets(nodes);
+		nodes.forEach((n, i) => {
+			for (let w = 0; w < (n.instances ?? 1); w++) {
+				const offset = first[i] + w;
+				const worker = (n.instances ?? 1) > 1 ? ` worker ${w + 1}` : "";
+				ports.push({ port: config.metricsPort + offset, host: config.metricsHost, what: `metrics of ${n.name}${worker} (METRICS_PORT + ${offset})` });
+			}
+		});
 	}
 	return ports;
 }
@@ -110,11 +119,13 @@ async function main(): Promise<void> {
 	const started = Date.now();
 	let stopping = false;
 
+	const offsets = metricsOffsets(nodes);
 	const supervised: Supervised[] = nodes.map((spec, i) => {
 		const color = process.stdout.isTTY ? COLORS[i % COLORS.length] : 0;
 		return {
 			spec,
 			index: i,
+			metricsOffset: offsets[i],
 			nodeID: `${os.hostname()}-${spec.name}`,
 			prefix: color ? `\x1b[${color}m${spec.name.padEnd(width)} |\x1b[0m ` : `${spec.name.padEnd(width)} | `,
 			startedAt: 0,
@@ -134,7 +145,7 @@ async function main(): Promise<void> {
 				SERVICES: n.spec.services.join(","),
 				NODE_ID: n.nodeID,
 				// Every node gets its own metrics port; only the gateway listens on PORT.
-				METRICS_PORT: config.metricsPort > 0 ? String(config.metricsPort + n.index) : "0"
+				METRICS_PORT: config.metricsPort > 0 ? String(config.metricsPort + n.metricsOffset) : "0"
 			},
 			stdio: ["ignore", "pipe", "pipe"],
 			// A process group of its own: the terminal's Ctrl-C reaches the supervisor only, which sends one SIGTERM.

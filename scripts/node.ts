@@ -70,8 +70,12 @@ class PlatformRunner extends Runner {
 		const startedAt = new Map<number, number>();
 		const ready = new Set<number>();
 
-		const fork = (): Worker => {
-			const worker = cluster.fork();
+		// Each worker has a slot (1..count) that its replacement takes over: the worker's metrics port is
+		// METRICS_PORT + slot - 1 (lib/config.ts), so a scraper finds every worker at a port that never changes.
+		const slots = new Map<number, number>();
+		const fork = (slot: number): Worker => {
+			const worker = cluster.fork({ WORKER_SLOT: String(slot) });
+			slots.set(worker.id, slot);
 			startedAt.set(worker.id, Date.now());
 			worker.on("message", (msg: unknown) => {
 				if (msg !== READY) return;
@@ -84,6 +88,8 @@ class PlatformRunner extends Runner {
 		cluster.on("exit", (worker, code, signal) => {
 			const lived = Date.now() - (startedAt.get(worker.id) ?? Date.now());
 			const wasReady = ready.delete(worker.id);
+			const slot = slots.get(worker.id) ?? 1;
+			slots.delete(worker.id);
 			startedAt.delete(worker.id);
 			if (stopping) {
 				if (!Object.values(cluster.workers ?? {}).some(w => w && !w.isDead())) {
@@ -104,14 +110,14 @@ class PlatformRunner extends Runner {
 			log("warn", `Worker #${worker.id} (pid ${worker.process.pid}) ${how} after ${Math.round(lived / 1000)} s; starting a new worker in ${delay} ms.`);
 			setTimeout(() => {
 				if (stopping) return;
-				const next = fork();
+				const next = fork(slot);
 				log("log", `Worker #${next.id} (pid ${next.process.pid}) started in place of worker #${worker.id}.`);
 			}, delay);
 		});
 
 		const count = Number.isInteger(instances) && instances > 0 ? instances : os.cpus().length;
 		log("log", `Starting ${count} workers...`);
-		for (let i = 0; i < count; i++) fork();
+		for (let i = 1; i <= count; i++) fork(i);
 
 		for (const signal of STOP_SIGNALS) {
 			process.on(signal, () => {
