@@ -96,6 +96,9 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 		// Prometheus metrics on METRICS_PORT (0 turns them off). Each node of a local cluster gets its own port.
 		metrics: {
 			enabled: config.metricsPort > 0,
+			// Memory, handles and uptime of the process (Moleculer leaves them out when NODE_ENV=test; the
+			// dashboard's per-node panels need them wherever metrics are on).
+			collectProcessMetrics: true,
 			reporter:
 				config.metricsPort > 0
 					? [
@@ -106,7 +109,11 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 									host: config.metricsHost,
 									port: config.metricsPort,
 									path: "/metrics",
-									defaultLabels: () => ({ namespace: config.namespace, nodeID: "" })
+									// Every process its own identity: a node id per broker (gateway workers end in -1, -2, ...).
+									defaultLabels: (registry: { broker: { nodeID: string } }) => ({
+										namespace: config.namespace,
+										nodeID: registry.broker.nodeID
+									})
 								}
 							}
 						]

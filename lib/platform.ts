@@ -2,9 +2,11 @@
  * What a broker node shares with its services: the validated configuration and one coordination-store client.
  * The `Platform` middleware attaches them to the broker when it is created and closes the store after every
  * service has stopped; services reach them through `platformOf(this.broker)` (the config mixin does it for them).
+ * With metrics on it also exports the process's CPU time and event-loop lag (lib/process-metrics.ts).
  */
 import type { Middleware, ServiceBroker } from "moleculer";
 import type { Config } from "./config";
+import { startProcessMetrics, type ProcessMetrics } from "./process-metrics";
 import { createStore, type CoordinationStore } from "./store";
 
 export class Platform {
@@ -46,6 +48,7 @@ export function platformOf(broker: ServiceBroker): Platform {
  */
 export function PlatformMiddleware(config: Config, store?: CoordinationStore): Middleware {
 	let broker: ServiceBroker | undefined;
+	let processMetrics: ProcessMetrics | undefined;
 	return {
 		name: "Platform",
 		created(b: ServiceBroker) {
@@ -57,7 +60,12 @@ export function PlatformMiddleware(config: Config, store?: CoordinationStore): M
 				b.logger.warn(w);
 			}
 		},
+		async started() {
+			if (broker) processMetrics = startProcessMetrics(broker);
+		},
 		async stopped() {
+			processMetrics?.stop();
+			processMetrics = undefined;
 			if (!broker) return;
 			const p = platforms.get(broker);
 			platforms.delete(broker);

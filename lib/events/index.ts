@@ -35,7 +35,9 @@ export function createEventBus(config: Config, name?: string, onForged?: (subjec
 			onForged,
 			namespace: config.namespace,
 			name,
-			retry
+			retry,
+			dlqMaxAgeSec: config.events.dlqMaxAgeDays * 86400,
+			dlqMaxMessages: config.events.dlqMaxMessages
 		});
 	}
 	return new MemoryEventBus({ retry });

@@ -32,6 +32,7 @@ import {
 	AckPolicy,
 	connect,
 	DeliverPolicy,
+	DiscardPolicy,
 	headers as natsHeaders,
 	JSONCodec,
 	RetentionPolicy,
@@ -49,6 +50,7 @@ import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type 
 import {
 	isInvalidEvent,
 	safeName,
+	type BusStats,
 	type DeadLetter,
 	type EventBus,
 	type EventMessage,
@@ -77,6 +79,12 @@ export interface JetStreamBusOptions {
 	publishTimeoutMs?: number;
 	/** Retry schedule of every group unless its subscription overrides it (lib/events/retry.ts). */
 	retry?: Partial<RetryPolicy>;
+	/**
+	 * Limits of the dead-letter stream (EVENT_DLQ_MAX_AGE_DAYS, EVENT_DLQ_MAX_MESSAGES): past them the oldest letters
+	 * go. Defaults: 30 days, 100,000 letters. Applied to an existing stream too.
+	 */
+	dlqMaxAgeSec?: number;
+	dlqMaxMessages?: number;
 }
 
 /** How long the server waits for an answer to a delivery before it redelivers it; `working()` extends it. */
@@ -241,6 +249,16 @@ export class JetStreamEventBus implements EventBus {
 		return letter;
 	}
 
+	async stats(): Promise<BusStats> {
+		const { jsm } = await this.jetstream();
+		const consumers: BusStats["consumers"] = [];
+		for await (const c of jsm.consumers.list(this.names.events)) {
+			consumers.push({ group: c.name, pending: c.num_pending, ackPending: c.num_ack_pending });
+		}
+		const dlq = await jsm.streams.info(this.names.dlq);
+		return { consumers, deadLetters: dlq.state.messages };
+	}
+
 	async close(): Promise<void> {
 		await Promise.all([...this.subs].map(s => s.stop().catch(() => undefined)));
 		if (!this.nc) return;
@@ -365,10 +383,20 @@ export class JetStreamEventBus implements EventBus {
 				() => jsm.streams.add({ ...base, name: this.names.events, subjects: [this.names.eventsWildcard], max_age: 7 * DAY_NS }),
 				() => jsm.streams.info(this.names.events)
 			);
+			const dlqLimits = {
+				max_age: (this.opts.dlqMaxAgeSec ?? 30 * 86400) * 1e9,
+				max_msgs: this.opts.dlqMaxMessages ?? 100_000,
+				discard: DiscardPolicy.Old
+			};
 			await retryRace(
-				() => jsm.streams.add({ ...base, name: this.names.dlq, subjects: [this.names.dlqWildcard] }),
+				() => jsm.streams.add({ ...base, ...dlqLimits, name: this.names.dlq, subjects: [this.names.dlqWildcard] }),
 				() => jsm.streams.info(this.names.dlq)
 			);
+			// A stream made before the limits existed (or with other ones) takes the configured limits.
+			const dlq = await jsm.streams.info(this.names.dlq);
+			if (dlq.config.max_age !== dlqLimits.max_age || dlq.config.max_msgs !== dlqLimits.max_msgs) {
+				await jsm.streams.update(this.names.dlq, { ...dlq.config, ...dlqLimits }).catch(() => undefined);
+			}
 			return { js: nc.jetstream(), jsm };
 		})().catch(err => {
 			this.ready = undefined;

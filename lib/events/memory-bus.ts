@@ -9,6 +9,7 @@
 import { DEFAULT_RETRY, maxAttemptsOf, policyOf, redriveDue, retryDelayMs, type RedrivePolicy, type RetryPolicy } from "./retry";
 import {
 	isInvalidEvent,
+	type BusStats,
 	type DeadLetter,
 	type DeliveryInfo,
 	type EventBus,
@@ -125,6 +126,13 @@ export class MemoryEventBus implements EventBus {
 			if (sent) out.redriven.push(sent);
 		}
 		return out;
+	}
+
+	async stats(): Promise<BusStats> {
+		return {
+			consumers: [...this.groups.values()].map(g => ({ group: g.name, pending: g.queue.length, ackPending: g.members.filter(m => m.busy).length })),
+			deadLetters: this.letters.size
+		};
 	}
 
 	async close(): Promise<void> {

@@ -117,7 +117,14 @@ export interface EventBus {
 	 * run on several nodes at once: a replay of one letter is published once (its message id) and removes it.
 	 */
 	redrive(group: string, policy: RedrivePolicy, now?: number): Promise<RedriveResult>;
+	/** Per group: events not yet delivered and delivered but not acknowledged; dead letters kept (gauges). */
+	stats(): Promise<BusStats>;
 	close(): Promise<void>;
+}
+
+export interface BusStats {
+	consumers: { group: string; pending: number; ackPending: number }[];
+	deadLetters: number;
 }
 
 /** Subject-safe names for this install: [A-Za-z0-9_-]. */

@@ -21,6 +21,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import type { AuditPage } from "../../lib/audit";
+import { acquireEventBus, releaseEventBus, type EventBus } from "../../lib/events";
 import {
 	checkStatus,
 	confirmedFindings,
@@ -60,6 +61,8 @@ interface Vars {
 	/** The scheduled run in progress, awaited on stop. */
 	running?: Promise<void>;
 	leaseOwner: string;
+	/** The node's event bus, taken on the first metrics collection (consumer lag, dead-letter stream size). */
+	bus?: EventBus;
 }
 
 /** What a run reads: everything, or what changed since `since` plus the reservations in `carry`. */
@@ -135,7 +138,10 @@ const GAUGES: [string, string, string[]][] = [
 	["ops.queue.active", "Users admitted and active, per concert", ["concertId"]],
 	["ops.queue.admitted_per_minute", "Admissions in the last minute, per concert", ["concertId"]],
 	["ops.queue.admitted_total", "Admissions since the queue started, per concert", ["concertId"]],
-	["ops.sagas.stuck", "Sagas RUNNING or COMPENSATING past the stuck bound", []]
+	["ops.sagas.stuck", "Sagas RUNNING or COMPENSATING past the stuck bound", []],
+	["events.consumer.pending", "Durable events not yet delivered to a consumer group (JetStream consumer lag)", ["group"]],
+	["events.consumer.ack_pending", "Durable events delivered to a consumer group and not yet acknowledged", ["group"]],
+	["events.dlq.messages", "Event dead letters kept in the dead-letter stream", []]
 ];
 
 /** A call to another context; typed by its answer. */
@@ -575,6 +581,16 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 					if (d) gauge("ops.dead_letters.open", { kind: "events" }, Array.isArray(d) ? d.length : d.rows.length);
 				})(),
 				(async () => {
+					this.bus ??= acquireEventBus(this.broker);
+					const b = await soft(this.bus.stats());
+					if (!b) return;
+					for (const c of b.consumers) {
+						gauge("events.consumer.pending", { group: c.group }, c.pending);
+						gauge("events.consumer.ack_pending", { group: c.group }, c.ackPending);
+					}
+					gauge("events.dlq.messages", {}, b.deadLetters);
+				})(),
+				(async () => {
 					const stuck: SagaRow[] = [];
 					for (const status of ["RUNNING", "COMPENSATING"]) {
 						const r = await soft(call<{ rows: SagaRow[] }>(ctx, "saga.list", { status, pageSize: 100 }));
@@ -646,6 +662,10 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		for (const t of this.timers) clearInterval(t);
 		this.timers = [];
 		await this.running;
+		if (this.bus) {
+			this.bus = undefined;
+			await releaseEventBus(this.broker);
+		}
 	}
 };
 

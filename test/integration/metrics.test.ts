@@ -8,6 +8,7 @@ import net from "net";
 import type { ServiceBroker } from "moleculer";
 import { adminToken, ownConcert, pay, reserve, seats, shopper } from "../support/booking";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
+import { EXPORTED, PROMETHEUS_ONLY } from "../support/metric-names";
 import { OPS_ADMIN } from "../support/ops";
 
 async function freePort(): Promise<number> {
@@ -41,6 +42,7 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 describe("business metrics on the Prometheus endpoints (cluster)", () => {
 	let env: TestEnv;
 	let gateway: ServiceBroker;
+	let brokers: ServiceBroker[];
 	const ports = { gateway: 0, booking: 0, money: 0 };
 	let concertId: string;
 
@@ -49,11 +51,12 @@ describe("business metrics on the Prometheus endpoints (cluster)", () => {
 		ports.gateway = await freePort();
 		ports.booking = await freePort();
 		ports.money = await freePort();
-		[gateway] = await Promise.all([
+		brokers = await Promise.all([
 			env.broker(["api", "user", "queue", "ops"], { config: { metricsPort: ports.gateway } }),
 			env.broker(["reservation", "saga", "concert"], { config: { metricsPort: ports.booking } }),
 			env.broker(["payment", "ranking", "notification"], { config: { metricsPort: ports.money } })
 		]);
+		[gateway] = brokers;
 		await gateway.waitForServices(["reservation", "saga", "concert", "payment", "ranking", "notification"], 45_000);
 		const api = gatewayUrl(gateway);
 		const admin = await adminToken(api, OPS_ADMIN.ADMIN_EMAIL, OPS_ADMIN.ADMIN_PASSWORD);
@@ -112,5 +115,37 @@ describe("business metrics on the Prometheus endpoints (cluster)", () => {
 		expect(sample(booking, "moleculer_request_total", { action: "reservation.pay" })).toBe(2);
 		expect(sample(booking, "moleculer_request_time_bucket", { action: "reservation.create", le: "+Inf" })).toBe(3);
 		expect(sample(booking, "moleculer_request_error_total", { action: "reservation.create", errorType: "SEAT_UNAVAILABLE" })).toBe(1);
+	});
+
+	it("when each node is scraped, then every series names its node, so two processes never read as one", async () => {
+		const byPort = [ports.gateway, ports.booking, ports.money];
+		for (const [i, port] of byPort.entries()) {
+			const text = await scrape(port);
+			const ids = new Set([...text.matchAll(/nodeID="([^"]*)"/g)].map(m => m[1]));
+			expect([...ids]).toEqual([brokers[i].nodeID]);
+		}
+	});
+
+	it("when the nodes run, then each exports its CPU time and event-loop lag, and the ops node the JetStream consumer lag and dead-letter stream size", async () => {
+		const text = await scrape(ports.booking);
+		expect(sample(text, "process_cpu_seconds_total")).toBeGreaterThan(0);
+		expect(sample(text, "process_eventloop_lag_seconds", { stat: "p99" })).toBeGreaterThanOrEqual(0);
+		const gw = await scrape(ports.gateway);
+		// The ranking and notification groups consume the journey's events; all delivered by now or soon.
+		for (const group of ["ranking", "notification"]) expect(sample(gw, "events_consumer_pending", { group })).toEqual(expect.any(Number));
+		expect(sample(gw, "events_consumer_ack_pending", { group: "ranking" })).toEqual(expect.any(Number));
+		expect(sample(gw, "events_dlq_messages")).toBe(0);
+	});
+
+	it("when the nodes run, then every metric name the shipped dashboard and alert rules may use is registered on one of them", async () => {
+		// The registries, not the scrapes: a labelled counter (saga_failed) has no series until it first counts.
+		const names = new Set<string>();
+		for (const b of brokers) {
+			for (const m of b.metrics.list() as { name: string; type: string }[]) {
+				const name = m.name.replace(/[.-]/g, "_");
+				names.add(m.type === "histogram" ? `${name}_bucket` : name);
+			}
+		}
+		expect([...EXPORTED].filter(n => !PROMETHEUS_ONLY.has(n) && !names.has(n))).toEqual([]);
 	});
 });
