@@ -9,11 +9,19 @@
  * | reservation.confirmed  | ReservationConfirmedEvent  | reservation | ranking, notification     |
  * | reservation.cancelled  | ReservationRollbackEvent   | reservation | ranking, notification     |
  * | reservation.expired    | (seat hold TTL ran out)    | reservation | ranking, notification     |
+ * | reservation.rolledBack | OrderRollbackEvent         | reservation | none yet                  |
  * | payment.completed      | PaymentCompletedEvent      | payment     | notification              |
  * | payment.refunded       | PaymentRollbackEvent       | payment     | notification              |
  * | points.charged         | (wallet top-up)            | wallet      | none yet                  |
  * | points.deducted        | PointDeductedEvent         | wallet      | none yet                  |
+ * | points.refunded        | PointRollbackEvent         | wallet      | none yet                  |
  * | saga.failed            | (admin alert)              | saga        | notification              |
+ *
+ * Seed 003's OrderStatusUpdatedEvent is not one more event: each change of a reservation's status that others need
+ * to know already has its own (held: PENDING, confirmed, cancelled, expired, rolledBack: PENDING again), in the
+ * transaction that makes the change, with one version sequence per reservation, so a consumer that wants "the
+ * status changed" subscribes to those. The one change without an event is PENDING -> PAYING (and CANCELLING), the
+ * saga's own bookkeeping between two of them: publishing it would cost every checkout an outbox row for nobody.
  *
  * Seed 003's choreographed availability update (the concert service decrementing `seat_availability` when it
  * receives SeatReservedEvent) is deliberately not a consumer here: the concert service owns every seat change and
@@ -59,6 +67,18 @@ export interface ReservationCancelled {
 	/** True when the reservation had been CONFIRMED (ranking takes its seats back off). */
 	wasConfirmed: boolean;
 	refundAmount?: number;
+	reason: string;
+}
+
+/** seed 003 OrderRollbackEvent: a reservation back to PENDING after its payment's saga compensated. */
+export interface ReservationRolledBack {
+	reservationId: string;
+	userId: string;
+	concertId: string;
+	scheduleId: string;
+	seatIds: string[];
+	amount: number;
+	status: "PENDING";
 	reason: string;
 }
 
@@ -113,6 +133,16 @@ export interface PointsDeducted {
 	transactionDate: string;
 }
 
+/** seed 003 PointRollbackEvent: the wallet credit of a refund (the wallet's stream then has every balance move). */
+export interface PointsRefunded {
+	userId: string;
+	amount: number;
+	transactionId: string;
+	paymentId: string;
+	balanceAfter: number;
+	refundedAt: string;
+}
+
 /** The `saga.failed` admin alert: a saga parked FAILED with its dead letter (written in the same transaction). */
 export interface SagaFailed {
 	sagaId: string;
@@ -129,10 +159,12 @@ export interface EventCatalog {
 	"reservation.confirmed": ReservationConfirmed;
 	"reservation.cancelled": ReservationCancelled;
 	"reservation.expired": ReservationExpired;
+	"reservation.rolledBack": ReservationRolledBack;
 	"payment.completed": PaymentCompleted;
 	"payment.refunded": PaymentRefunded;
 	"points.charged": PointsCharged;
 	"points.deducted": PointsDeducted;
+	"points.refunded": PointsRefunded;
 	"saga.failed": SagaFailed;
 }
 
@@ -169,6 +201,7 @@ export const EVENT_SCHEMAS: { [T in CatalogEventType]: ValidationSchema } = {
 	"reservation.confirmed": { ...stamp, ...reservation },
 	"reservation.cancelled": { ...stamp, ...reservation, wasConfirmed: "boolean", refundAmount: { ...points, optional: true }, reason: "string" },
 	"reservation.expired": { ...stamp, ...reservation },
+	"reservation.rolledBack": { ...stamp, ...reservation, status: { type: "equal", value: "PENDING" }, reason: "string" },
 	"payment.completed": { ...stamp, paymentId: id, sagaId: id, reservationId: id, userId: id, amount: points, paymentDate: time },
 	"payment.refunded": {
 		...stamp,
@@ -184,6 +217,7 @@ export const EVENT_SCHEMAS: { [T in CatalogEventType]: ValidationSchema } = {
 	},
 	"points.charged": { ...stamp, userId: id, amount: points, transactionId: id, balanceAfter: balance, chargedAt: time },
 	"points.deducted": { ...stamp, userId: id, amount: points, transactionId: id, paymentId: id, balanceAfter: balance, transactionDate: time },
+	"points.refunded": { ...stamp, userId: id, amount: points, transactionId: id, paymentId: id, balanceAfter: balance, refundedAt: time },
 	"saga.failed": {
 		...stamp,
 		sagaId: id,

@@ -307,6 +307,13 @@ export class PaymentLedger {
 					refundedAt: now.toISOString()
 				}
 			});
+			// The wallet's own event of the credit (seed 003 PointRollbackEvent): its stream has every balance move.
+			await appendOutbox(this.sql, t, {
+				aggregateType: "wallet",
+				aggregateId: p.user_id!,
+				eventType: "points.refunded",
+				payload: { userId: p.user_id!, amount, transactionId: txId, paymentId: p.id, balanceAfter: balance, refundedAt: now.toISOString() }
+			});
 		});
 		return result;
 	}

@@ -315,7 +315,10 @@ export class ReservationRepo {
 	async revertPaying(id: string, sagaId: string): Promise<void> {
 		await this.sql.transaction(async t => {
 			await this.voidSaga(id, sagaId, t);
-			await this.revertPayingIn(id, sagaId, t);
+			if ((await this.revertPayingIn(id, sagaId, t)) !== 1) return;
+			// seed 003 OrderRollbackEvent: the reservation is PENDING again (its payment did not go through).
+			const row = await this.load(id, t);
+			if (row) await this.appendEvent(t, row, "reservation.rolledBack", { status: "PENDING", reason: "payment did not go through" });
 		});
 	}
 

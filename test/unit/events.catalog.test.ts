@@ -17,6 +17,7 @@ const SAMPLES: { [T in CatalogEventType]: EventCatalog[T] } = {
 	"reservation.confirmed": { ...seats },
 	"reservation.cancelled": { ...seats, wasConfirmed: true, refundAmount: 3000, reason: "cancelled by user" },
 	"reservation.expired": { ...seats },
+	"reservation.rolledBack": { ...seats, status: "PENDING", reason: "payment did not go through" },
 	"payment.completed": { paymentId: "p1", sagaId: "g1", reservationId: "r1", userId: "u1", amount: 3000, paymentDate: at },
 	"payment.refunded": {
 		paymentId: "p1",
@@ -31,6 +32,7 @@ const SAMPLES: { [T in CatalogEventType]: EventCatalog[T] } = {
 	},
 	"points.charged": { userId: "u1", amount: 5000, transactionId: "t1", balanceAfter: 5000, chargedAt: at },
 	"points.deducted": { userId: "u1", amount: 3000, transactionId: "t2", paymentId: "p1", balanceAfter: 2000, transactionDate: at },
+	"points.refunded": { userId: "u1", amount: 3000, transactionId: "t3", paymentId: "p1", balanceAfter: 5000, refundedAt: at },
 	"saga.failed": { sagaId: "g1", type: "ConfirmReservation", key: "k", step: "pay", phase: "compensate", deadLetterId: "d1", error: { message: "x" } }
 };
 

@@ -145,6 +145,16 @@ describe("payment ledger on SQLite", () => {
 		expect((await db.ledger.balance(u)).balance).toBe(1000);
 		expect(await ledgerRows(u, "REFUND")).toBe(1);
 		expect(await outbox("payment.refunded", p.id)).toBe(1);
+		// The wallet's stream has the credit too (PointRollbackEvent), once, with the balance after it.
+		expect(await outbox("points.refunded", u)).toBe(1);
+		const [credit] = await db.sequelize.query<{ payload: string }>(
+			"SELECT payload FROM outbox_events WHERE event_type = 'points.refunded' AND aggregate_id = ?",
+			{
+				replacements: [u],
+				type: QueryTypes.SELECT
+			}
+		);
+		expect(JSON.parse(credit.payload)).toMatchObject({ userId: u, amount: 400, paymentId: p.id, balanceAfter: 1000 });
 		expect((await db.ledger.paymentBySaga(p.sagaId))?.status).toBe("REFUNDED");
 		// A replayed pay after its compensation ran is refused, not debited again.
 		await expect(db.ledger.pay({ sagaId: p.sagaId, reservationId: "r", userId: u, amount: 400 })).rejects.toMatchObject({
