@@ -102,6 +102,25 @@ export interface Config {
 		dlqMaxAgeDays: number;
 		dlqMaxMessages: number;
 	};
+	/**
+	 * Retention (mixins/retention.mixin.ts): ages in days past which rows are deleted, 0 keeps them. One node at a
+	 * time runs the job every `intervalSec` (0: never by itself), `batch` rows per transaction.
+	 */
+	retention: {
+		intervalSec: number;
+		batch: number;
+		/** Published outbox events (each aggregate's latest stays). */
+		outboxDays: number;
+		/** COMPLETED and COMPENSATED sagas with their step journals (a FAILED one, or one with an open dead letter, stays). */
+		sagaDays: number;
+		/** Resolved or retried saga dead letters. */
+		deadLetterDays: number;
+		/** The tombstones that refuse a late step of a compensated saga (two void tables, VOIDED payments). */
+		voidDays: number;
+		notificationDays: number;
+		/** A concert's waiting-room keys in Redis, counted from its last show. */
+		finishedConcertDays: number;
+	};
 	requestTimeoutMs: number;
 	/** Failover between replicas (lib/balancer.ts): when a node that stopped answering is probed, and given up on. */
 	failover: {
@@ -375,6 +394,16 @@ export function loadConfig(env: Env = process.env): Config {
 			dlqRedriveMax: int("DLQ_REDRIVE_MAX", 3, 0, 1000),
 			dlqMaxAgeDays: int("EVENT_DLQ_MAX_AGE_DAYS", 30, 1, 3650),
 			dlqMaxMessages: int("EVENT_DLQ_MAX_MESSAGES", 100_000, 100, 100_000_000)
+		},
+		retention: {
+			intervalSec: int("RETENTION_INTERVAL_SEC", 3600, 0, 7 * 86400),
+			batch: int("RETENTION_BATCH", 500, 1, 10_000),
+			outboxDays: int("RETENTION_OUTBOX_DAYS", 7, 0, 3650),
+			sagaDays: int("RETENTION_SAGA_DAYS", 90, 0, 3650),
+			deadLetterDays: int("RETENTION_DEAD_LETTER_DAYS", 90, 0, 3650),
+			voidDays: int("RETENTION_VOID_DAYS", 30, 0, 3650),
+			notificationDays: int("RETENTION_NOTIFICATION_DAYS", 180, 0, 3650),
+			finishedConcertDays: int("RETENTION_FINISHED_CONCERT_DAYS", 7, 0, 3650)
 		},
 		requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 100, 600_000),
 		failover: {

@@ -54,6 +54,8 @@ export const ROUTES: Record<string, string> = {
 	// Operations: consistency check across contexts (ops)
 	"GET /admin/consistency": "ops.consistency",
 	"POST /admin/consistency/repair": "ops.repair",
+	"POST /admin/retention/run": "ops.retention",
+	"GET /admin/figures": "ops.figures",
 
 	// Ranking, reviews, notifications (ranking, review, notification)
 	"GET /rankings/concerts": "ranking.concerts",

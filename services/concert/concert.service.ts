@@ -40,6 +40,7 @@ import {
 import { DEMO_CATALOG } from "./demo-data";
 import { HoldAbandonedError, SalesClosedError, SalesNotOpenError, SeatNotFoundError, SeatsBusyError, SeatUnavailableError } from "./errors";
 import { createHoldStore, LateReleases, type HoldKey, type HoldStore } from "./holds.store";
+import { RetentionMixin } from "../../mixins/retention.mixin";
 
 interface Settings {
 	/** Seed the demo catalog into an empty database at start. */
@@ -122,6 +123,15 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 
 	mixins: [
 		PlatformMixin,
+		// The void tombstones (un-sold reservations) past RETENTION_VOID_DAYS.
+		RetentionMixin([
+			{
+				name: "seat_sale_voids",
+				days: c => c.retention.voidDays,
+				select: "SELECT schedule_id, reservation_id FROM seat_sale_voids WHERE created_at < ? LIMIT ?",
+				delete: [{ table: "seat_sale_voids", columns: ["schedule_id", "reservation_id"] }]
+			}
+		]),
 		DbMixin({
 			database: "concert",
 			migrations: CONCERT_MIGRATIONS,
@@ -288,6 +298,26 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 				await this.repo.setSalesWindow(concert.id, w.opensAt, w.closesAt);
 				this.windows.delete(concert.id);
 				return this.concertView(concert.id);
+			}
+		},
+
+		/**
+		 * For the retention job: concerts whose last show started before `before` (epoch ms), at most 500 per call
+		 * in id order after `after`.
+		 */
+		finished: {
+			visibility: "public",
+			params: {
+				before: { type: "number", integer: true, min: 0 },
+				after: { type: "string", optional: true, max: 64 },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<{ before: number; after?: string }>) {
+				const rows = await this.sql.select<{ id: string }>(
+					"SELECT concert_id AS id FROM schedules WHERE concert_id > ? GROUP BY concert_id HAVING MAX(starts_at) < ? ORDER BY concert_id LIMIT 500",
+					[ctx.params.after ?? "", new Date(ctx.params.before)]
+				);
+				return { ids: rows.map(r => r.id), next: rows.length === 500 ? rows[rows.length - 1].id : null };
 			}
 		},
 

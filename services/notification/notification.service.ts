@@ -17,6 +17,8 @@ import { pageParams, pageWindow, signedInUser, type PageParams, type RequestMeta
 import { DbMixin, type DbVars } from "../../mixins/db.mixin";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import { createNotifications } from "./migrations/001_create_notifications";
+import { notificationsCreatedIndex } from "./migrations/002_created_index";
+import { RetentionMixin } from "../../mixins/retention.mixin";
 import {
 	deadLetterAlert,
 	INBOX_EVENTS,
@@ -52,12 +54,21 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 
 	mixins: [
 		PlatformMixin,
+		// Notifications past RETENTION_NOTIFICATION_DAYS, read or not.
+		RetentionMixin([
+			{
+				name: "notifications",
+				days: c => c.retention.notificationDays,
+				select: "SELECT id FROM notifications WHERE created_at < ? ORDER BY created_at LIMIT ?",
+				delete: [{ table: "notifications", columns: ["id"] }]
+			}
+		]),
 		// Before DbMixin on purpose: moleculer runs later mixins' `started` first and `stopped` in reverse, so the
 		// group subscribes after the migrations ran and unsubscribes before the database closes.
 		EventConsumerMixin({ handlers: { ...Object.fromEntries(INBOX_EVENTS.map(t => [t, "fromEvent"])), "saga.failed": "fromSagaFailed" } }),
 		DbMixin({
 			database: "notification",
-			migrations: [createNotifications],
+			migrations: [createNotifications, notificationsCreatedIndex],
 			model: {
 				name: "notifications",
 				define: {

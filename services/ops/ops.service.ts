@@ -60,6 +60,8 @@ interface Vars {
 	timers: NodeJS.Timeout[];
 	/** The scheduled run in progress, awaited on stop. */
 	running?: Promise<void>;
+	/** The retention run in progress, awaited on stop. */
+	purging?: Promise<void>;
 	leaseOwner: string;
 	/** The node's event bus, taken on the first metrics collection (consumer lag, dead-letter stream size). */
 	bus?: EventBus;
@@ -85,10 +87,19 @@ interface Methods {
 	scheduledCheck(): Promise<ConsistencyReport | null>;
 	releaseOrphanHolds(ctx: Context, report: ConsistencyReport): Promise<number>;
 	collectMetrics(ctx: Context): Promise<Record<string, number>>;
+	runRetention(ctx: Context): Promise<RetentionReport>;
 	gauge(name: string, labels: Record<string, string>, value: number): void;
 }
 
 type This = Service<Settings> & PlatformVars & Vars & Methods;
+
+/** What one retention run deleted: rows per service and rule, concerts whose waiting-room keys were dropped. */
+interface RetentionReport {
+	deleted: Record<string, Record<string, number>>;
+	failed: Record<string, string>;
+	concertsForgotten: number;
+	tookMs: number;
+}
 
 /** A read that failed: the checks that need it report its error instead of findings. */
 interface Failed {
@@ -212,6 +223,29 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				const rebuilt = await call<{ concerts: number; seats: number }>(ctx, "ranking.rebuild", {});
 				const after = await call<{ ok: boolean; mismatches: unknown[] }>(ctx, "ranking.verify", {});
 				return { check: ctx.params.check, repaired: rebuilt, ok: after.ok, details: { mismatches: after.mismatches } };
+			}
+		},
+
+		/** GET /api/admin/figures: the operator console's live figures, read from their owners (services/ops/figures.ts). */
+		figures: {
+			visibility: "published",
+			auth: "admin",
+			params: { windowSec: { type: "number", integer: true, min: 10, max: 3600, convert: true, optional: true }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ windowSec?: number }>) {
+				return liveFigures(ctx, this.producers(), ctx.params.windowSec ?? 60);
+			}
+		},
+
+		/**
+		 * POST /api/admin/retention/run: the retention job now (it also runs every RETENTION_INTERVAL_SEC on one node):
+		 * every service's `purge`, then the waiting-room keys of concerts whose last show is past their age.
+		 */
+		retention: {
+			visibility: "published",
+			auth: "admin",
+			params: { $$strict: "remove" },
+			async handler(this: This, ctx: Context) {
+				return this.runRetention(ctx);
 			}
 		},
 
@@ -621,6 +655,48 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			return set;
 		},
 
+		/** Retention (mixins/retention.mixin.ts): each service purges its own rows, one service after another. */
+		async runRetention(this: This, ctx: Context) {
+			const started = Date.now();
+			const report: RetentionReport = { deleted: {}, failed: {}, concertsForgotten: 0, tookMs: 0 };
+			const list = this.broker.registry.getActionList({ onlyAvailable: true, skipInternal: true }) as { name: string }[];
+			const services = [...new Set(list.map(a => a.name).filter(n => n.endsWith(".purge")))].map(n => n.slice(0, -".purge".length)).sort();
+			for (const svc of services) {
+				try {
+					report.deleted[svc] = await ctx.call<Record<string, number>, object>(`${svc}.purge`, {}, { timeout: 120_000, retries: 0 });
+					for (const [table, n] of Object.entries(report.deleted[svc])) {
+						if (n > 0 && this.broker.isMetricsEnabled()) this.broker.metrics.increment("ops.retention.deleted", { table }, n);
+					}
+				} catch (err) {
+					report.failed[svc] = (err as Error).message;
+				}
+			}
+			const days = this.config.retention.finishedConcertDays;
+			if (days > 0) {
+				try {
+					let after: string | undefined;
+					do {
+						const page: { ids: string[]; next: string | null } = await call(ctx, "concert.finished", { before: Date.now() - days * 86_400_000, after });
+						for (const concertId of page.ids) {
+							await call(ctx, "queue.forget", { concertId });
+							report.concertsForgotten++;
+						}
+						after = page.next ?? undefined;
+					} while (after);
+				} catch (err) {
+					report.failed.queue = (err as Error).message;
+				}
+			}
+			report.tookMs = Date.now() - started;
+			const total = Object.values(report.deleted).reduce((n, r) => n + Object.values(r).reduce((a, b) => a + b, 0), 0);
+			const failed = Object.keys(report.failed);
+			this.logger.info(
+				`retention: deleted ${total} row(s) ${JSON.stringify(report.deleted)}, forgot ${report.concertsForgotten} finished concert(s)` +
+					(failed.length ? `; failed: ${failed.join(", ")}` : "")
+			);
+			return report;
+		},
+
 		gauge(this: This, name: string, labels: Record<string, string>, value: number) {
 			if (this.broker.isMetricsEnabled()) this.broker.metrics.set(name, value, labels);
 		}
@@ -636,11 +712,28 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			for (const [name, description, labelNames] of GAUGES) {
 				if (!this.broker.metrics.hasMetric(name)) this.broker.metrics.register({ type: "gauge", name, description, labelNames });
 			}
+			if (!this.broker.metrics.hasMetric("ops.retention.deleted"))
+				this.broker.metrics.register({ type: "counter", name: "ops.retention.deleted", description: "Rows deleted by the retention job, per table", labelNames: ["table"] });
 			const t = setInterval(() => {
 				void this.collectMetrics(this.broker.ContextFactory.create(this.broker)).catch(err =>
 					this.logger.warn("metrics collection failed:", (err as Error).message)
 				);
 			}, this.settings.metricsIntervalMs);
+			t.unref();
+			this.timers.push(t);
+		}
+		// Retention: one node per interval (the lease outlives the run's spacing), never two runs at once here.
+		const retentionMs = this.config.retention.intervalSec * 1000;
+		if (retentionMs > 0) {
+			const t = setInterval(() => {
+				if (this.purging || this.broker.stopping) return;
+				this.purging = this.store
+					.acquireLease("ops:retention", this.leaseOwner, Math.max(1000, retentionMs - 500))
+					.then(mine => (mine ? this.runRetention(this.broker.ContextFactory.create(this.broker)) : undefined))
+					.then(() => undefined)
+					.catch(err => this.logger.warn("retention run failed:", (err as Error).message))
+					.finally(() => (this.purging = undefined));
+			}, retentionMs);
 			t.unref();
 			this.timers.push(t);
 		}
@@ -662,6 +755,7 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		for (const t of this.timers) clearInterval(t);
 		this.timers = [];
 		await this.running;
+		await this.purging;
 		if (this.bus) {
 			this.bus = undefined;
 			await releaseEventBus(this.broker);

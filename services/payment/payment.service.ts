@@ -18,6 +18,7 @@ import { PaymentLedger } from "./ledger";
 import type { PaymentApi } from "./payment.api";
 import { PAYMENT_MIGRATIONS } from "./migrations";
 import { CHARGE_MAX, CHARGE_MIN, isValidIdempotencyKey, PAY_MAX } from "./payment.domain";
+import { outboxRetention, RetentionMixin } from "../../mixins/retention.mixin";
 
 const id = (max: number) => ({ type: "string", min: 1, max }) as const;
 
@@ -30,6 +31,17 @@ const PaymentService: ServiceSchema<Record<string, never>, Record<string, never>
 
 	mixins: [
 		PlatformMixin,
+		// Published outbox rows (each aggregate's latest stays) and VOIDED payments (the tombstone of a saga
+		// compensated before it paid: no money, no ledger row) past their age.
+		RetentionMixin([
+			outboxRetention,
+			{
+				name: "payments_voided",
+				days: c => c.retention.voidDays,
+				select: "SELECT id FROM payments WHERE user_id IS NULL AND status = 'VOIDED' AND created_at < ? LIMIT ?",
+				delete: [{ table: "payments", columns: ["id"] }]
+			}
+		]),
 		// Publishes points.charged, points.deducted, payment.completed and payment.refunded from outbox_events.
 		// Listed before DbMixin on purpose: moleculer runs the `started` of later mixins first, and the relay must
 		// start after the migrations (and stop before the database closes, which this order also gives).

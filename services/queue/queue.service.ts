@@ -178,6 +178,16 @@ const QueueService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			}
 		},
 
+		/** Drops every key of a concert whose last show is over (called by the ops retention job). */
+		forget: {
+			visibility: "public",
+			params: { concertId: concertIdParam, $$strict: "remove" },
+			async handler(ctx: Context<{ concertId: string }>) {
+				await this.queueStore.forgetConcert(ctx.params.concertId);
+				return { concertId: ctx.params.concertId, forgotten: true };
+			}
+		},
+
 		/**
 		 * For queue-gated routes: is `token` an ACTIVE token of `userId` for `concertId`? Anything else (unknown,
 		 * waiting, lapsed, foreign, other concert) is 403 QUEUE_TOKEN_NOT_ACTIVE.

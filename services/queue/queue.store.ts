@@ -108,6 +108,11 @@ export interface QueueStore {
 	close(concertId: string, state: LineState, stateTtlMs: number): Promise<void>;
 	/** Reopens a SOLD_OUT line (seats came back); its former members may join again when they poll. */
 	reopen(concertId: string): Promise<void>;
+	/**
+	 * Everything of a concert's line (the line, its counters, its opening time, its closed marker, its tombstones),
+	 * for a concert whose last show is over (the retention job): nothing of it is read again.
+	 */
+	forgetConcert(concertId: string): Promise<void>;
 	/** Concerts with a live line, and those whose line is closed SOLD_OUT (watched for seats coming back). */
 	concerts(): Promise<{ live: string[]; soldOut: string[] }>;
 }
@@ -473,6 +478,15 @@ export class RedisQueueStore implements QueueStore {
 		await this.redis.queueReopen(...keysOf(concertId), concertId);
 	}
 
+	async forgetConcert(concertId: string): Promise<void> {
+		const keys = keysOf(concertId);
+		const shared = ["queue:concerts", "queue:soldout"];
+		const r = this.store.redis.multi();
+		r.del(...keys.filter(k => !shared.includes(k)));
+		for (const set of shared) r.srem(set, concertId);
+		await unavailableOnConnectionError(r.exec());
+	}
+
 	async concerts(): Promise<{ live: string[]; soldOut: string[] }> {
 		const [live, soldOut] = await Promise.all([
 			unavailableOnConnectionError(this.store.redis.smembers("queue:concerts")),
@@ -661,6 +675,11 @@ export class MemoryQueueStore implements QueueStore {
 	async reopen(concertId: string): Promise<void> {
 		this.state.closed.delete(concertId);
 		this.state.reopened.set(concertId, this.now());
+	}
+
+	async forgetConcert(concertId: string): Promise<void> {
+		await this.close(concertId, "CLOSED", 0);
+		this.state.closed.delete(concertId);
 	}
 
 	async concerts(): Promise<{ live: string[]; soldOut: string[] }> {

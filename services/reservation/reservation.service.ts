@@ -48,6 +48,7 @@ import {
 import type { ReservationApi } from "./reservation.api";
 import { ReservationRepo } from "./reservation.repo";
 import { idParam, ReservationSteps } from "./reservation.steps";
+import { outboxRetention, RetentionMixin } from "../../mixins/retention.mixin";
 
 /** The contexts a reservation calls, by their contracts. */
 type Peers = ConcertApi & SagaApi & PaymentApi & QueueApi;
@@ -172,6 +173,16 @@ const ReservationService: ServiceSchema<Record<string, never>, ReservationMethod
 
 	mixins: [
 		PlatformMixin,
+		// Published outbox rows (each aggregate's latest stays) and the void tombstones, past their age.
+		RetentionMixin([
+			outboxRetention,
+			{
+				name: "reservation_saga_voids",
+				days: c => c.retention.voidDays,
+				select: "SELECT reservation_id, saga_id FROM reservation_saga_voids WHERE created_at < ? LIMIT ?",
+				delete: [{ table: "reservation_saga_voids", columns: ["reservation_id", "saga_id"] }]
+			}
+		]),
 		// Publishes reservation.held/confirmed/cancelled/expired from outbox_events; before DbMixin so it starts
 		// after the migrations and stops before the database closes.
 		OutboxRelayMixin,

@@ -27,6 +27,7 @@ import { TERMINAL_STATUSES, type DeadLetter, type SagaDefinition, type SagaState
 import type { SagaApi, SagaView } from "./saga.api";
 import { DeadLetterClosedError, SagaKeyConflictError, SagaNotRetryableError, UnknownSagaTypeError } from "./errors";
 import { createSagaTables } from "./migrations/001_create_saga_tables";
+import { outboxRetention, RetentionMixin } from "../../mixins/retention.mixin";
 
 /** The longest wait between two automatic retries of a saga that keeps failing. */
 const MAX_FAILED_RETRY_MS = 3600_000;
@@ -91,6 +92,32 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 
 	mixins: [
 		PlatformMixin,
+		// Past their age: published outbox rows, finished sagas (COMPLETED, COMPENSATED) with their journals and
+		// dead letters when none is open, and resolved or retried dead letters. A FAILED saga stays for an operator.
+		RetentionMixin([
+			outboxRetention,
+			{
+				name: "saga_instances",
+				days: c => c.retention.sagaDays,
+				cutoff: "epochMs",
+				select: `SELECT s.id FROM saga_instances s
+					WHERE s.created_at < ? AND s.updated_at < ? AND s.status IN ('COMPLETED', 'COMPENSATED')
+					  AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.saga_id = s.id AND d.status = 'OPEN')
+					LIMIT ?`,
+				delete: [
+					{ table: "saga_steps", columns: ["saga_id"] },
+					{ table: "dead_letters", columns: ["saga_id"] },
+					{ table: "saga_instances", columns: ["id"] }
+				]
+			},
+			{
+				name: "dead_letters",
+				days: c => c.retention.deadLetterDays,
+				cutoff: "epochMs",
+				select: "SELECT id FROM dead_letters WHERE status IN ('RESOLVED', 'RETRIED') AND created_at < ? AND updated_at < ? LIMIT ?",
+				delete: [{ table: "dead_letters", columns: ["id"] }]
+			}
+		]),
 		// Publishes the durable copy of saga.failed (written with the dead letter) from outbox_events; before
 		// DbMixin so it starts after the migrations.
 		OutboxRelayMixin,
