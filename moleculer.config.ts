@@ -3,7 +3,7 @@
  * moleculer-runner calls the default export; tests call `brokerOptions(config)` with a config of their own.
  * Every value comes from lib/config.ts, which validated the environment first.
  */
-import type { BrokerOptions, Middleware } from "moleculer";
+import { TracerExporters, type BrokerOptions, type Middleware } from "moleculer";
 import { FailoverRoundRobinStrategy, NodeWatchMiddleware } from "./lib/balancer";
 import { PacketAuthMiddleware } from "./lib/cluster-auth";
 import { loadConfigOrExit, type Config } from "./lib/config";
@@ -24,10 +24,11 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 		// Unique per process by default (hostname-pid); set NODE_ID to pin it.
 		nodeID: config.nodeID,
 
-		// Log level from LOG_LEVEL; the node ID in every line tells the nodes apart in cluster logs.
+		// Log level from LOG_LEVEL; the node ID in every line tells the nodes apart in cluster logs. TRACING=console
+		// prints its traces through the tracer's logger, which logs at info even when LOG_LEVEL is quieter.
 		logger: {
 			type: "Console",
-			options: { level: config.logLevel, colors: process.stdout.isTTY === true, moduleColors: false, formatter: "short" }
+			options: { level: logLevels(config), colors: process.stdout.isTTY === true, moduleColors: false, formatter: "short" }
 		},
 
 		// No TRANSPORTER: every service in this process talks in-process (embedded). With it: NATS, and the
@@ -120,7 +121,7 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 					: []
 		},
 
-		// Tracing is off unless TRACING selects an exporter; sampling every request is fine at our volumes.
+		// Tracing is off unless TRACING selects an exporter (tracingOptions below).
 		tracing: tracingOptions(config),
 
 		// Attaches the config and the coordination store to the broker for the services. In a cluster, every
@@ -160,17 +161,67 @@ function clusterMiddlewares(config: Config): Middleware[] {
 	return [NodeWatchMiddleware(config.failover), PacketAuthMiddleware(config.cluster)];
 }
 
+/** LOG_LEVEL for every module; with TRACING=console, at least info for the tracer (its traces are info lines). */
+function logLevels(config: Config): string | Record<string, string> {
+	const quiet = config.logLevel === "fatal" || config.logLevel === "error" || config.logLevel === "warn";
+	return config.tracing.exporter === "console" && quiet ? { TRACER: "info", "**": config.logLevel } : config.logLevel;
+}
+
+/**
+ * TRACING (lib/config.ts): every request is sampled, which is fine at our volumes.
+ * - console: each node prints the spans it ran as a tree (TraceConsoleExporter below), whatever LOG_LEVEL says.
+ * - zipkin: Zipkin v2 JSON, POSTed in batches every 5 s to TRACING_ENDPOINT + /api/v2/spans.
+ * - jaeger: the same Zipkin exporter, pointed at Jaeger's Zipkin-compatible collector (Jaeger all-in-one with
+ *   COLLECTOR_ZIPKIN_HOST_PORT=:9411, TRACING_ENDPOINT=http://jaeger:9411). Moleculer's own Jaeger exporter needs
+ *   the jaeger-client package (UDP agent, deprecated upstream); this needs no package and one open port.
+ */
 function tracingOptions(config: Config): BrokerOptions["tracing"] {
 	switch (config.tracing.exporter) {
 		case "off":
 			return { enabled: false };
 		case "console":
-			return { enabled: true, exporter: { type: "Console", options: { width: 100, gaugeWidth: 40 } } };
+			// An exporter instance (moleculer takes one, its typings only names): one per broker, as brokerOptions is.
+			return {
+				enabled: true,
+				exporter: new TraceConsoleExporter({ width: 120, gaugeWidth: 30, colors: process.stdout.isTTY === true }) as unknown as "Console"
+			};
 		case "zipkin":
-			return { enabled: true, exporter: { type: "Zipkin", options: { baseURL: config.tracing.endpoint } } };
 		case "jaeger":
-			return { enabled: true, exporter: { type: "Jaeger", options: { endpoint: config.tracing.endpoint } } };
+			return { enabled: true, exporter: { type: "Zipkin", options: { baseURL: config.tracing.endpoint } } };
 	}
+}
+
+/**
+ * Moleculer's Console exporter, with what a cluster needs to read its output. Each node prints only the spans it
+ * ran, one table per span whose parent is not local (the request at the gateway, an action called from another
+ * node): the stock table is headed by that span's id alone, so the tables of one request printed by three nodes
+ * could not be put together. Here each table is headed by its trace id and node. And the stock exporter forgets
+ * the children of a span once it printed it: the saga's steps, which run after `saga.start` answered, were never
+ * printed on the node that ran them. Here a span still running when its parent is printed is printed on its own
+ * when it finishes.
+ */
+class TraceConsoleExporter extends TracerExporters.Console {
+	override printRequest(id: string): void {
+		const item = (this as unknown as ConsoleSpans).spans[id];
+		if (item) this.log(`trace ${item.span.traceID} on ${this.broker.nodeID}:`);
+		super.printRequest(id);
+	}
+
+	override removeSpanWithChildren(spanID: string): void {
+		const spans = (this as unknown as ConsoleSpans).spans;
+		const item = spans[spanID];
+		if (!item) return;
+		for (const child of item.children) {
+			// A child still running stays, as a root of its own once its parent is gone.
+			if (spans[child]?.span.finishTime) this.removeSpanWithChildren(child);
+		}
+		delete spans[spanID];
+	}
+}
+
+/** The Console exporter's bookkeeping (not in moleculer's typings). */
+interface ConsoleSpans {
+	spans: Record<string, { span: { traceID: string; finishTime?: number | null }; children: string[] }>;
 }
 
 /** moleculer-runner entry: read and validate the environment, or exit with the list of problems. */

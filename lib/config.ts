@@ -331,12 +331,19 @@ export function loadConfig(env: Env = process.env): Config {
 	if (!TRACING.includes(tracingExporter)) {
 		problems.push(`TRACING must be one of ${TRACING.join(", ")}, got "${tracingExporter}"`);
 	}
-	const tracingEndpoint = str("TRACING_ENDPOINT");
-	if ((tracingExporter === "zipkin" || tracingExporter === "jaeger") && !tracingEndpoint) {
-		problems.push(`TRACING=${tracingExporter} needs TRACING_ENDPOINT (the collector URL)`);
+	// zipkin and jaeger both send Zipkin v2 JSON (moleculer.config.ts): jaeger to Jaeger's Zipkin-compatible collector
+	// (port 9411), so no jaeger-client package. The endpoint is the collector's base URL; the exporter adds
+	// /api/v2/spans, so a URL given with that path (as Jaeger's documentation writes it) is cut back to the base.
+	let tracingEndpoint = str("TRACING_ENDPOINT");
+	const sendsSpans = tracingExporter === "zipkin" || tracingExporter === "jaeger";
+	if (sendsSpans && !tracingEndpoint) {
+		problems.push(`TRACING=${tracingExporter} needs TRACING_ENDPOINT (the collector's URL, e.g. http://jaeger:9411)`);
 	}
-	if (tracingExporter === "jaeger" && !canResolve("jaeger-client")) {
-		problems.push("TRACING=jaeger needs the optional package jaeger-client (npm install jaeger-client)");
+	if (sendsSpans && tracingEndpoint !== undefined) {
+		tracingEndpoint = tracingEndpoint.replace(/\/+$/, "").replace(/\/api\/v2\/spans$/, "");
+		if (!/^https?:\/\/[^/\s]+(\/\S*)?$/.test(tracingEndpoint)) {
+			problems.push(`TRACING_ENDPOINT must be an http(s) URL such as http://jaeger:9411, got "${redactUrl(tracingEndpoint)}"`);
+		}
 	}
 
 	const adminEmail = str("ADMIN_EMAIL");
@@ -555,15 +562,6 @@ export function redactUrl(raw: string): string {
 	}
 	// Not even `scheme://` (mysql//root:pw@db, crp:pw@host): everything before the last @ may be a password.
 	return raw.replace(/^.*@/s, "***@");
-}
-
-function canResolve(mod: string): boolean {
-	try {
-		require.resolve(mod);
-		return true;
-	} catch {
-		return false;
-	}
 }
 
 /** For entry points: load the config or print the problems and exit non-zero. */

@@ -10,8 +10,12 @@
  *   mol $ queue <concertId>              waiting room stats    mol $ seats <scheduleId>        seat map counts and rows
  *   mol $ consistency                    the consistency check, one row per check and one per finding
  *   mol $ consistency incremental        only what changed since the last scheduled run
+ *
+ * A REPL node sees only the nodes of its own NAMESPACE, on its own TRANSPORTER, that accept its CLUSTER_SECRET.
+ * Started with another namespace it ran alone, and every command answered SERVICE_NOT_FOUND with nothing to say
+ * why; `warnIfAlone` and `ReplHintsMiddleware` (scripts/repl.ts) say so, with the namespace and transporter used.
  */
-import type { ReplOptions, ServiceBroker } from "moleculer";
+import type { Middleware, ReplOptions, ServiceBroker } from "moleculer";
 
 export interface ReplArgs {
 	action?: string;
@@ -284,4 +288,71 @@ export function replOptions(commands: ReplCommand[] = REPL_COMMANDS): ReplOption
 			action: (broker: ServiceBroker, args: unknown) => c.action(broker, args as ReplArgs)
 		}))
 	};
+}
+
+/** Where a REPL node looked for the cluster: its NAMESPACE and its transporter (redacted URL). */
+export interface ReplReach {
+	namespace: string;
+	transporter: string | undefined;
+}
+
+/** The other nodes this broker sees (available ones), by id. */
+export function otherNodes(broker: Pick<ServiceBroker, "registry">): string[] {
+	return broker.registry.nodes
+		.list({ onlyAvailable: true, withServices: false })
+		.filter(n => !n.local)
+		.map(n => n.id);
+}
+
+const describeReach = (reach: ReplReach) =>
+	`namespace ${reach.namespace ? `"${reach.namespace}"` : '"" (none set)'} on ${reach.transporter ?? "in-process transport (no TRANSPORTER)"}`;
+
+const ALONE_HINT =
+	"Start the REPL with the cluster's NAMESPACE (and its TRANSPORTER and CLUSTER_SECRET: a node with another secret is not heard either), " +
+	"e.g. NAMESPACE=<the cluster's> npm run repl. `nodes` lists the nodes this REPL sees.";
+
+/**
+ * Waits up to `waitMs` for another node to show up (nodes answer a new node's discovery within a moment); prints a
+ * warning if none did. Answers whether the REPL is alone.
+ */
+export async function warnIfAlone(broker: Pick<ServiceBroker, "registry">, reach: ReplReach, opts: { waitMs?: number; out?: Out } = {}): Promise<boolean> {
+	const waitMs = opts.waitMs ?? 3000;
+	const until = Date.now() + waitMs;
+	while (otherNodes(broker).length === 0 && Date.now() < until) await new Promise(r => setTimeout(r, 100));
+	if (otherNodes(broker).length > 0) return false;
+	(opts.out ?? process.stdout).write(
+		`WARNING: no other node in ${describeReach(reach)} after ${Math.round(waitMs / 1000)} s: this REPL is alone, and every call will answer SERVICE_NOT_FOUND.\n` +
+			`${ALONE_HINT}\n`
+	);
+	return true;
+}
+
+/**
+ * For the REPL node: a call that fails with SERVICE_NOT_FOUND (the built-in `call` and our commands alike) also
+ * prints why: no other node seen at all (the wrong NAMESPACE, TRANSPORTER or CLUSTER_SECRET), or nodes that do not
+ * offer the action.
+ */
+export function ReplHintsMiddleware(reach: ReplReach, out: Out = process.stdout): Middleware {
+	let broker: ServiceBroker;
+	return {
+		name: "ReplHints",
+		created(b: ServiceBroker) {
+			broker = b;
+		},
+		call(next: (...args: unknown[]) => Promise<unknown>) {
+			return (actionName: unknown, ...rest: unknown[]) =>
+				next(actionName, ...rest).catch((err: { type?: string }) => {
+					if (err?.type === "SERVICE_NOT_FOUND") {
+						const others = otherNodes(broker);
+						out.write(
+							others.length === 0
+								? `hint: SERVICE_NOT_FOUND because this REPL sees no other node in ${describeReach(reach)}. ${ALONE_HINT}\n`
+								: `hint: SERVICE_NOT_FOUND: none of the ${others.length} other node(s) in ${describeReach(reach)} offers ${String(actionName)}; \`services\` lists what runs.\n`
+						);
+					}
+					throw err;
+				});
+		}
+		// moleculer's typings give the `call` hook the return type of `call` itself, not of a wrapper.
+	} as unknown as Middleware;
 }
