@@ -30,6 +30,8 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The operator console's static files (/admin): tsc compiles only TypeScript, so they are copied beside the compiled gateway.
+COPY --from=build /app/services/api/console ./dist/services/api/console
 USER node
 EXPOSE 3000 3030
 # SIGTERM reaches the runner directly (no shell), which stops the broker gracefully.

@@ -270,7 +270,15 @@ export class SagaStore implements SagaJournal {
 		return row ? toState(row) : undefined;
 	}
 
-	async list(opts: { status?: SagaStatus; type?: string; offset: number; limit: number }): Promise<{ rows: SagaState[]; total: number }> {
+	/** `createdBefore` / `createdSince`: created before, or at or after, these times (ms): the admin list's age filters. */
+	async list(opts: {
+		status?: SagaStatus;
+		type?: string;
+		createdBefore?: number;
+		createdSince?: number;
+		offset: number;
+		limit: number;
+	}): Promise<{ rows: SagaState[]; total: number }> {
 		const where: string[] = [];
 		const args: unknown[] = [];
 		if (opts.status) {
@@ -281,6 +289,14 @@ export class SagaStore implements SagaJournal {
 			where.push("type = ?");
 			args.push(opts.type);
 		}
+		if (opts.createdBefore !== undefined) {
+			where.push("created_at < ?");
+			args.push(opts.createdBefore);
+		}
+		if (opts.createdSince !== undefined) {
+			where.push("created_at >= ?");
+			args.push(opts.createdSince);
+		}
 		const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
 		const rows = await this.select<InstanceRow>(`SELECT * FROM saga_instances ${clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`, [
 			...args,
@@ -289,6 +305,31 @@ export class SagaStore implements SagaJournal {
 		]);
 		const [count] = await this.select<{ n: number }>(`SELECT COUNT(*) AS n FROM saga_instances ${clause}`, args);
 		return { rows: rows.map(toState), total: Number(count?.n ?? 0) };
+	}
+
+	/**
+	 * The operator console's live figures, over the sagas created since `since` (ms; the created_at index): how
+	 * many of each type ended in each status, and the durations (ms) of the finished forward calls of `step`
+	 * (the newest `maxSamples`), for its percentiles. Every replica shares this database, so it is the cluster's.
+	 */
+	async figures(
+		since: number,
+		step: string,
+		maxSamples: number
+	): Promise<{ counts: { type: string; status: SagaStatus; n: number }[]; durations: number[] }> {
+		const [counts, durations] = await Promise.all([
+			this.select<{ type: string; status: SagaStatus; n: number | string }>(
+				"SELECT type, status, COUNT(*) AS n FROM saga_instances WHERE created_at >= ? GROUP BY type, status",
+				[since]
+			),
+			this.select<{ ms: number | string }>(
+				`SELECT st.finished_at - st.started_at AS ms FROM saga_steps st JOIN saga_instances si ON si.id = st.saga_id
+				 WHERE si.created_at >= ? AND st.step = ? AND st.phase = 'forward' AND st.finished_at IS NOT NULL
+				 ORDER BY st.id DESC LIMIT ?`,
+				[since, step, maxSamples]
+			)
+		]);
+		return { counts: counts.map(c => ({ type: c.type, status: c.status, n: Number(c.n) })), durations: durations.map(d => Number(d.ms)) };
 	}
 
 	async journal(sagaId: string): Promise<JournalEntry[]> {

@@ -20,7 +20,7 @@ import { CurrentUsers } from "./current-user";
 import { clientAddress, StoreRateLimit } from "./rate-limit";
 import { idempotencyMiddleware } from "./idempotency";
 import { requestGuard } from "./request-guard";
-import { IDEMPOTENCY_EXEMPT, IDEMPOTENCY_REQUIRED, QUEUE_GATED, REQUIRED_SERVICES, ROUTES } from "./routes";
+import { IDEMPOTENCY_EXEMPT, IDEMPOTENCY_REQUIRED, PAGES, QUEUE_GATED, REQUIRED_SERVICES, ROUTES } from "./routes";
 import { buildOpenApi, docsInitScript, docsPage, type ActionInfo } from "../../lib/openapi";
 import fs from "fs";
 import path from "path";
@@ -104,7 +104,9 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 						// A stored answer goes only to a user who still exists (a deleted user's token gets the 401).
 						currentUser: claims => currentUsers!.resolve(claims)
 					})
-				])
+				]),
+				// The pages outside /api (the operator console at /admin, the pointer at /): last, so /api is matched first.
+				{ ...apiRoute(config, "pages", PAGES, { timeout: READ_TIMEOUT_MS, retries: 2 }, [requestGuard()]), path: "/" }
 			],
 
 			onError(this: { logger: { error(...a: unknown[]): void; warn(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
@@ -229,6 +231,75 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 					if (!dir) throw new NotFoundError("file", ctx.params.file);
 					return fs.readFileSync(path.join(dir, ctx.params.file));
 				}
+			},
+
+			/**
+			 * GET /api/admin/nodes: the cluster's nodes as this gateway's registry knows them (every node announces
+			 * itself and its services to all others, and heartbeats carry the CPU): id, available, hostname, CPU %,
+			 * last heartbeat, the moleculer version and the services each runs. No addresses.
+			 */
+			nodes: {
+				visibility: "published",
+				auth: "admin",
+				params: { $$strict: "remove" },
+				handler(this: { broker: ServiceBroker }) {
+					const list = this.broker.registry.getNodeList({ onlyAvailable: false, withServices: true }) as unknown as RegistryNode[];
+					const nodes = list
+						.map(n => ({
+							id: n.id,
+							available: n.available === true,
+							local: n.local === true,
+							hostname: typeof n.hostname === "string" ? n.hostname : null,
+							cpu: typeof n.cpu === "number" ? n.cpu : null,
+							lastHeartbeatAt: typeof n.lastHeartbeatTime === "number" ? new Date(n.lastHeartbeatTime).toISOString() : null,
+							offlineSince: typeof n.offlineSince === "number" ? new Date(n.offlineSince).toISOString() : null,
+							moleculer: n.client?.version ?? null,
+							services: [...new Set((n.services ?? []).map(svc => svc.fullName ?? svc.name).filter(name => !name.startsWith("$")))].sort()
+						}))
+						.sort((a, b) => a.id.localeCompare(b.id));
+					return { nodes, available: nodes.filter(n => n.available).length, total: nodes.length };
+				}
+			},
+
+			/**
+			 * GET /: a pointer to what this gateway serves (docs, OpenAPI, operator console, health). Plain JSON, easy to
+			 * replace by a page of its own later.
+			 */
+			root: {
+				visibility: "published",
+				auth: false,
+				params: { $$strict: "remove" },
+				handler() {
+					return {
+						name: "Concert reservation platform",
+						links: { docs: "/api/docs", openapi: "/api/openapi.json", console: "/admin", health: "/api/health" }
+					};
+				}
+			},
+
+			/** GET /admin: the operator console (services/api/console/index.html); it shows a sign-in form until an admin signs in. */
+			console: {
+				visibility: "published",
+				auth: false,
+				params: { $$strict: "remove" },
+				handler(ctx: Context<unknown, RequestMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
+					ctx.meta.$responseType = "text/html; charset=utf-8";
+					ctx.meta.$responseHeaders = { "Content-Security-Policy": CONSOLE_CSP };
+					return readConsoleFile("index.html");
+				}
+			},
+
+			/** GET /admin/:file: the console's script and stylesheet (a fixed list; anything else is 404). */
+			consoleAsset: {
+				visibility: "published",
+				auth: false,
+				params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
+				handler(ctx: Context<{ file: string }, RequestMeta & { $responseType?: string }>) {
+					const type = CONSOLE_ASSETS.get(ctx.params.file);
+					if (!type) throw new NotFoundError("file", ctx.params.file);
+					ctx.meta.$responseType = type;
+					return readConsoleFile(ctx.params.file);
+				}
 			}
 		},
 
@@ -318,6 +389,50 @@ const DOCS_ASSETS = new Map<string, { type: string }>([
 
 /** The docs page may load what this gateway serves, and nothing else; no other site may frame it. */
 const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/** Files of the operator console besides its page (services/api/console/); a Map, so `__proto__` is no file. */
+const CONSOLE_ASSETS = new Map<string, string>([
+	["console.css", "text/css; charset=utf-8"],
+	["console.js", "application/javascript; charset=utf-8"]
+]);
+
+/**
+ * The console loads its own script and stylesheet and talks to this gateway only: no inline script or style, no
+ * other origin, no framing. Its data goes into the page as text (textContent), so an injected value stays text.
+ */
+const CONSOLE_CSP =
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/**
+ * Where the console's files are: beside this file under ts-node (services/api/console), or, from the compiled
+ * dist/services/api, the same folder copied there (the Docker image does) or the checkout's services/api/console.
+ */
+function consoleDir(): string | undefined {
+	for (const dir of [path.join(__dirname, "console"), path.resolve(__dirname, "../../../services/api/console")]) {
+		if (fs.existsSync(path.join(dir, "index.html"))) return dir;
+	}
+	return undefined;
+}
+
+/** One console file, read when asked (they are small, and an edited file is served at once). */
+async function readConsoleFile(name: string): Promise<Buffer> {
+	const dir = consoleDir();
+	if (!dir) throw new NotFoundError("file", name);
+	return fs.promises.readFile(path.join(dir, name));
+}
+
+/** What this gateway reads of a registry node (moleculer's Node, in part). */
+interface RegistryNode {
+	id: string;
+	available?: boolean;
+	local?: boolean;
+	hostname?: unknown;
+	cpu?: unknown;
+	lastHeartbeatTime?: unknown;
+	offlineSince?: unknown;
+	client?: { version?: string };
+	services?: { name: string; fullName?: string }[];
+}
 
 /** A client's X-Request-ID (or X-Correlation-ID) is kept when it looks like an id; otherwise the broker makes one. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;

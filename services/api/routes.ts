@@ -1,7 +1,7 @@
 /**
  * Every HTTP route of API.md, in one table: `METHOD /path` under /api -> the published action behind it.
- * Nothing else is reachable over HTTP (the gateway uses mappingPolicy "restrict"). Each bounded context keeps
- * its own block; /api/health belongs to the gateway itself.
+ * Nothing else is reachable over HTTP (the gateway uses mappingPolicy "restrict") but the few pages of PAGES below.
+ * Each bounded context keeps its own block; /api/health belongs to the gateway itself.
  */
 export const ROUTES: Record<string, string> = {
 	// Gateway
@@ -9,6 +9,7 @@ export const ROUTES: Record<string, string> = {
 	"GET /openapi.json": "api.openapi",
 	"GET /docs": "api.docs",
 	"GET /docs/:file": "api.docsAsset",
+	"GET /admin/nodes": "api.nodes",
 
 	// Users
 	"POST /auth/register": "user.register",
@@ -69,7 +70,19 @@ export const ROUTES: Record<string, string> = {
 
 	// Operations: event dead letters (notification); /admin/dead-letters* are the saga service's
 	"GET /admin/event-dead-letters": "notification.eventDeadLetters",
-	"POST /admin/event-dead-letters/:id/replay": "notification.replayEventDeadLetter"
+	"POST /admin/event-dead-letters/:id/replay": "notification.replayEventDeadLetter",
+	"POST /admin/event-dead-letters/replay": "notification.replayEventDeadLetters"
+};
+
+/**
+ * The gateway's pages outside /api (no bearer token: each page is public HTML that signs in through
+ * POST /api/auth/login and then uses the admin API above). `GET /` is a pointer to the rest for now; a page of its
+ * own (a fan booking page) can take its place.
+ */
+export const PAGES: Record<string, string> = {
+	"GET /": "api.root",
+	"GET /admin": "api.console",
+	"GET /admin/:file": "api.consoleAsset"
 };
 
 /**

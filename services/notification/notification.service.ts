@@ -189,6 +189,29 @@ const NotificationService: ServiceSchema<Record<string, never>, NotificationMeth
 				ctx.meta.$statusCode = 202;
 				return { id: letter.id, group: letter.group, eventId: letter.event.id, eventType: letter.event.type, replayed: true };
 			}
+		},
+
+		/**
+		 * POST /api/admin/event-dead-letters/replay `{eventType, group?}`: replays every dead letter of that event type
+		 * (of one consumer group, or of all), oldest first, at most 500 per call, each as the single replay does (202
+		 * `{eventType, group, replayed, ids}`). A letter another operator replayed meanwhile is skipped, not an error.
+		 */
+		replayEventDeadLetters: {
+			visibility: "published",
+			auth: "admin",
+			params: {
+				eventType: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_.-]+$/ },
+				group: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/, optional: true },
+				$$strict: "remove"
+			},
+			async handler(this: This, ctx: Context<{ eventType: string; group?: string }, RequestMeta>) {
+				const { eventType, group } = ctx.params;
+				const letters = (await this.eventBus.deadLetters({ group, limit: 500 })).filter(l => l.event.type === eventType);
+				const ids: string[] = [];
+				for (const l of letters) if (await this.eventBus.replay(l.id)) ids.push(l.id);
+				ctx.meta.$statusCode = 202;
+				return { eventType, group: group ?? null, replayed: ids.length, ids };
+			}
 		}
 	},
 

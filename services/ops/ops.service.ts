@@ -21,6 +21,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import type { AuditPage } from "../../lib/audit";
+import { liveFigures } from "./figures";
 import { acquireEventBus, releaseEventBus, type EventBus } from "../../lib/events";
 import {
 	checkStatus,
@@ -676,7 +677,10 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				try {
 					let after: string | undefined;
 					do {
-						const page: { ids: string[]; next: string | null } = await call(ctx, "concert.finished", { before: Date.now() - days * 86_400_000, after });
+						const page: { ids: string[]; next: string | null } = await call(ctx, "concert.finished", {
+							before: Date.now() - days * 86_400_000,
+							after
+						});
 						for (const concertId of page.ids) {
 							await call(ctx, "queue.forget", { concertId });
 							report.concertsForgotten++;
@@ -713,7 +717,12 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 				if (!this.broker.metrics.hasMetric(name)) this.broker.metrics.register({ type: "gauge", name, description, labelNames });
 			}
 			if (!this.broker.metrics.hasMetric("ops.retention.deleted"))
-				this.broker.metrics.register({ type: "counter", name: "ops.retention.deleted", description: "Rows deleted by the retention job, per table", labelNames: ["table"] });
+				this.broker.metrics.register({
+					type: "counter",
+					name: "ops.retention.deleted",
+					description: "Rows deleted by the retention job, per table",
+					labelNames: ["table"]
+				});
 			const t = setInterval(() => {
 				void this.collectMetrics(this.broker.ContextFactory.create(this.broker)).catch(err =>
 					this.logger.warn("metrics collection failed:", (err as Error).message)

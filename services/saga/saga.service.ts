@@ -14,7 +14,7 @@
 import crypto from "crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
-import { NotFoundError } from "../../lib/errors";
+import { FieldValidationError, NotFoundError } from "../../lib/errors";
 import { outboxMigration } from "../../lib/outbox";
 import { pageParams, pageWindow, type PageParams } from "../../lib/request";
 import { OutboxRelayMixin } from "../../mixins/outbox.mixin";
@@ -45,7 +45,19 @@ type StartParams = SagaApi["saga.start"]["params"];
 interface ListParams extends PageParams {
 	status?: SagaStatus;
 	type?: string;
+	olderThanSec?: number;
+	since?: string;
 }
+
+/** An ISO-8601 UTC time or one with an offset, e.g. 2026-05-01T12:00:00Z (`since` of the admin list). */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** The saga that is a booking, and its payment step: the console's bookings/s and payment p99. */
+const BOOKING_SAGA = "ConfirmReservation";
+const PAYMENT_STEP = "pay";
+
+/** The p-th percentile (0..1) of ascending values, nearest rank; null without values. */
+const percentile = (sorted: number[], p: number): number | null => (sorted.length === 0 ? null : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]);
 interface IdParams {
 	id: string;
 }
@@ -221,23 +233,41 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 					this.sagaStore.journal(saga.id),
 					this.sagaStore.deadLetters({ sagaId: saga.id, offset: 0, limit: 100 })
 				]);
-				return { ...saga, journal, deadLetters: deadLetters.rows };
+				// durationMs: from the entry's start to its end over all its attempts (null while it runs).
+				const timed = journal.map(j => ({ ...j, durationMs: j.finishedAt ? Date.parse(j.finishedAt) - Date.parse(j.startedAt) : null }));
+				return { ...saga, journal: timed, deadLetters: deadLetters.rows };
 			}
 		},
 
-		/** GET /api/admin/sagas?status=: newest first. */
+		/**
+		 * GET /api/admin/sagas?status=&type=&olderThanSec=&since=&page=&pageSize=: newest first. `olderThanSec`: created
+		 * at least that long ago; `since`: created at or after that time (ISO-8601); both: the window between.
+		 */
 		list: {
 			visibility: "published",
 			auth: "admin",
 			params: {
 				status: { type: "enum", values: STATUSES, optional: true },
-				type: { type: "string", min: 1, max: 64, optional: true },
+				type: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, optional: true },
+				olderThanSec: { type: "number", integer: true, min: 0, max: 315_360_000, convert: true, optional: true },
+				since: { type: "string", min: 10, max: 40, pattern: ISO_TIME, optional: true },
 				...pageParams,
 				$$strict: "remove"
 			},
 			async handler(this: This, ctx: Context<ListParams>) {
 				const { page, pageSize, offset, limit } = pageWindow(ctx.params);
-				const { rows, total } = await this.sagaStore.list({ status: ctx.params.status, type: ctx.params.type, offset, limit });
+				const since = ctx.params.since === undefined ? undefined : Date.parse(ctx.params.since);
+				if (since !== undefined && !Number.isFinite(since)) {
+					throw new FieldValidationError([{ field: "since", type: "date", message: "The 'since' field must be a valid ISO-8601 time." }]);
+				}
+				const { rows, total } = await this.sagaStore.list({
+					status: ctx.params.status,
+					type: ctx.params.type,
+					createdBefore: ctx.params.olderThanSec === undefined ? undefined : this.sagaStore.now() - ctx.params.olderThanSec * 1000,
+					createdSince: since,
+					offset,
+					limit
+				});
 				return {
 					rows: rows.map(s => ({
 						id: s.id,
@@ -268,6 +298,34 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				const saga = await this.retryParked(ctx.params.id, null);
 				ctx.meta.$statusCode = 202;
 				return toView(saga);
+			}
+		},
+
+		/**
+		 * For the operator console's figures (ops.figures): the sagas created in the last `windowSec` seconds by
+		 * outcome, bookings (ConfirmReservation COMPLETED) per second, and the payment step's p50/p99 over the newest
+		 * 2,000 of its calls. Read from the database every replica shares: the same answer on any node.
+		 */
+		figures: {
+			visibility: "public",
+			params: { windowSec: { type: "number", integer: true, min: 10, max: 3600, optional: true, convert: true }, $$strict: "remove" },
+			async handler(this: This, ctx: Context<{ windowSec?: number }>) {
+				const windowSec = ctx.params.windowSec ?? 60;
+				const { counts, durations } = await this.sagaStore.figures(this.sagaStore.now() - windowSec * 1000, PAYMENT_STEP, 2000);
+				const outcomes: Record<SagaStatus, number> = { RUNNING: 0, COMPENSATING: 0, COMPLETED: 0, COMPENSATED: 0, FAILED: 0 };
+				let bookings = 0;
+				for (const c of counts) {
+					outcomes[c.status] = (outcomes[c.status] ?? 0) + c.n;
+					if (c.type === BOOKING_SAGA && c.status === "COMPLETED") bookings += c.n;
+				}
+				const sorted = durations.filter(d => Number.isFinite(d)).sort((a, b) => a - b);
+				return {
+					windowSec,
+					outcomes,
+					bookings,
+					bookingsPerSec: Math.round((bookings / windowSec) * 100) / 100,
+					payment: { samples: sorted.length, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) }
+				};
 			}
 		},
 
