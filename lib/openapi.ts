@@ -2,12 +2,15 @@
  * The OpenAPI 3 document of the public HTTP API, generated from what actually serves it: the route table
  * (services/api/routes.ts: every `METHOD /path` and its published action) and each action's `params` schema
  * (fastest-validator) and `auth`, as the registry knows them on any node. Nothing is written by hand, so the
- * document cannot drift from the routes; a test checks it against every route of API.md.
+ * document cannot drift from the routes; a test checks it against every route of API.md. The success answers are
+ * the one part written by hand (lib/openapi-responses.ts), checked against real answers by the same test.
  *
  * Why not moleculer-auto-openapi: it collects routes by asking each gateway's `settings.routes` over
  * `$node.services` and keys them by action (our two /api routes, read and write, share a path and alias lists),
  * and its UI loads swagger-ui from a CDN; the schema conversion below is the part we need, and it is small.
  */
+
+import { RESPONSE_COMPONENTS, ROUTE_RESPONSES } from "./openapi-responses";
 
 type Schema = Record<string, unknown>;
 
@@ -155,8 +158,14 @@ export function buildOpenApi(input: OpenApiInput): Schema {
 			}
 		};
 		const responses = op.responses as Record<string, Schema>;
-		// The exact status (200, 201, 202, 204) and body of each route are API.md's; the schemas know only inputs.
-		responses["2XX"] = { description: "Success: status and body as in API.md" };
+		// The success status and body of each route (lib/openapi-responses.ts, the same as docs/API.md says).
+		const ok = ROUTE_RESPONSES[route];
+		if (ok) {
+			responses[String(ok.status)] = {
+				description: ok.description ?? "Success",
+				...(ok.schema ? { content: { "application/json": { schema: ok.schema } } } : {})
+			};
+		} else responses["2XX"] = { description: "Success: status and body as in docs/API.md" };
 		// The gateway's own refusals, on every route, before any service sees the request.
 		responses["400"] = {
 			description:
@@ -230,7 +239,7 @@ export function buildOpenApi(input: OpenApiInput): Schema {
 		paths,
 		components: {
 			securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
-			schemas: { Error: ERROR_BODY }
+			schemas: { Error: ERROR_BODY, ...RESPONSE_COMPONENTS }
 		}
 	};
 }

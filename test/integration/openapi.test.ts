@@ -5,9 +5,13 @@
  */
 import fs from "fs";
 import path from "path";
+import Ajv from "ajv";
 import { toOpenApiPath } from "../../lib/openapi";
+import { ROUTE_RESPONSES } from "../../lib/openapi-responses";
+import { ROUTES } from "../../services/api/routes";
+import { adminToken, ownConcert, pay, reserve, seats, shopper } from "../support/booking";
 import { http, testEnv, type TestEnv } from "../support/harness";
-import { opsCluster } from "../support/ops";
+import { OPS_ADMIN, opsCluster } from "../support/ops";
 
 const API_MD = path.resolve(__dirname, "../../docs/API.md");
 
@@ -89,4 +93,84 @@ describe("OpenAPI document (cluster)", () => {
 		expect(unknown.status).toBe(404);
 		expect(unknown.body.type).toBe("NOT_FOUND");
 	});
+});
+
+describe("OpenAPI response schemas against real answers (cluster)", () => {
+	let env: TestEnv;
+	let api: string;
+	let doc: { paths: Record<string, Record<string, any>>; components: Record<string, unknown> };
+	const ajv = new Ajv({ strict: false, validateFormats: false, allErrors: true });
+
+	beforeAll(async () => {
+		env = testEnv({ cluster: true, env: OPS_ADMIN });
+		({ api } = await opsCluster(env));
+		doc = (await http("GET", `${api}/openapi.json`)).body;
+	}, 120_000);
+	afterAll(() => env.cleanup(), 60_000);
+
+	it("when the route table is read, then every route has its success status and body in the document", () => {
+		expect(Object.keys(ROUTES).filter(r => !ROUTE_RESPONSES[r])).toEqual([]);
+		expect(Object.keys(ROUTE_RESPONSES).filter(r => !ROUTES[r])).toEqual([]);
+	});
+
+	it("when a journey calls the routes, then each success answer has the documented status and matches its schema", async () => {
+		const admin = await adminToken(api, OPS_ADMIN.ADMIN_EMAIL, OPS_ADMIN.ADMIN_PASSWORD);
+		const { concertId, scheduleId } = await ownConcert(api, admin, 1, 4, 300);
+		const buyer = await shopper(api, concertId, 2000);
+		const [a, b] = await seats(api, scheduleId);
+		const held = await reserve(api, buyer, scheduleId, [a.id]);
+		const paid = await pay(api, buyer, held.body.id);
+		const other = await shopper(api, concertId, 0);
+		const second = await reserve(api, other, scheduleId, [b.id]);
+		const cancel = await http("POST", `${api}/reservations/${second.body.id}/cancel`, { token: other.token, headers: { "idempotency-key": "oa-c" } });
+		const sagas = await http("GET", `${api}/admin/sagas`, { token: admin });
+		const u = { token: buyer.token };
+		const ad = { token: admin };
+		const answers: [string, { status: number; body: unknown }][] = [
+			["POST /reservations", held],
+			["POST /payments", paid],
+			["POST /reservations/:id/cancel", cancel],
+			["GET /admin/sagas", sagas],
+			["GET /health", await http("GET", `${api}/health`)],
+			["GET /concerts", await http("GET", `${api}/concerts`)],
+			["GET /concerts/:id", await http("GET", `${api}/concerts/${concertId}`)],
+			["GET /concerts/:id/schedules", await http("GET", `${api}/concerts/${concertId}/schedules`)],
+			["GET /schedules/:id/seats", await http("GET", `${api}/schedules/${scheduleId}/seats`)],
+			["GET /users/me", await http("GET", `${api}/users/me`, u)],
+			["GET /queue/tokens/:token", await http("GET", `${api}/queue/tokens/${buyer.queueToken}`, u)],
+			["GET /reservations", await http("GET", `${api}/reservations`, u)],
+			["GET /reservations/:id", await http("GET", `${api}/reservations/${held.body.id}`, u)],
+			["GET /payments", await http("GET", `${api}/payments`, u)],
+			["GET /payments/:id", await http("GET", `${api}/payments/${paid.body.id}`, u)],
+			["GET /points", await http("GET", `${api}/points`, u)],
+			["GET /points/transactions", await http("GET", `${api}/points/transactions`, u)],
+			["GET /notifications", await http("GET", `${api}/notifications`, u)],
+			["POST /notifications/read-all", await http("POST", `${api}/notifications/read-all`, u)],
+			["GET /rankings/concerts", await http("GET", `${api}/rankings/concerts`)],
+			["GET /admin/sagas/:id", await http("GET", `${api}/admin/sagas/${sagas.body.rows[0].id}`, ad)],
+			["GET /admin/dead-letters", await http("GET", `${api}/admin/dead-letters`, ad)],
+			["GET /admin/consistency", await http("GET", `${api}/admin/consistency`, ad)],
+			["GET /admin/queues/:concertId", await http("GET", `${api}/admin/queues/${concertId}`, ad)],
+			["GET /admin/alerts", await http("GET", `${api}/admin/alerts`, ad)],
+			["GET /admin/event-dead-letters", await http("GET", `${api}/admin/event-dead-letters`, ad)],
+			["GET /admin/nodes", await http("GET", `${api}/admin/nodes`, ad)],
+			["GET /admin/figures", await http("GET", `${api}/admin/figures`, ad)],
+			["POST /admin/retention/run", await http("POST", `${api}/admin/retention/run`, ad)]
+		];
+		const problems: string[] = [];
+		for (const [route, res] of answers) {
+			const [method, raw] = route.split(" ");
+			const op = doc.paths[`/api${toOpenApiPath(raw).path}`][method.toLowerCase()];
+			const documented = Object.keys(op.responses).filter(k => /^2\d\d$/.test(k));
+			if (!documented.includes(String(res.status))) {
+				problems.push(`${route}: answered ${res.status}, documented ${documented.join(",")}: ${JSON.stringify(res.body).slice(0, 200)}`);
+				continue;
+			}
+			const schema = op.responses[String(res.status)].content?.["application/json"]?.schema;
+			if (!schema) continue;
+			const validate = ajv.compile({ ...schema, components: doc.components });
+			if (!validate(res.body)) problems.push(`${route}: ${ajv.errorsText(validate.errors)}`);
+		}
+		expect(problems).toEqual([]);
+	}, 90_000);
 });
