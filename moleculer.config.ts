@@ -1,5 +1,5 @@
 /**
- * Moleculer broker configuration: the only place the broker is configured (STYLE.md practice 9).
+ * Moleculer broker configuration: the only place the broker is configured (docs/STYLE.md practice 9).
  * moleculer-runner calls the default export; tests call `brokerOptions(config)` with a config of their own.
  * Every value comes from lib/config.ts, which validated the environment first.
  */
@@ -45,7 +45,7 @@ export function brokerOptions(input: Config, opts: { store?: CoordinationStore }
 
 		// Retry only errors that say they are retryable (timeouts, unreachable nodes, a busy store). The flag is
 		// checked, not the class: error classes do not survive the transporter. Every action that can be retried
-		// is idempotent (DESIGN.md section 8).
+		// is idempotent (docs/DESIGN.md section 8).
 		retryPolicy: {
 			enabled: true,
 			retries: 3,

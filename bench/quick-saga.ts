@@ -4,7 +4,7 @@
  *
  *   npx ts-node --transpile-only bench/quick-saga.ts [sagas=500] [concurrency=32]
  *
- * Uses the local servers of DESIGN.md section 11 with a run-private namespace and database prefix (dropped at
+ * Uses the local servers of docs/DESIGN.md section 11 with a run-private namespace and database prefix (dropped at
  * the end), like the tests.
  */
 import crypto from "crypto";

@@ -1,5 +1,5 @@
 /**
- * The one place that reads the environment (DESIGN.md section 10).
+ * The one place that reads the environment (docs/DESIGN.md section 10).
  *
  * `loadConfig(env)` parses and validates everything at start-up and throws a `ConfigError` that lists every
  * problem at once, so a misconfigured node refuses to start with a readable message instead of failing later on

@@ -1,5 +1,5 @@
 /**
- * Platform-wide errors and the one mapping from any error to the HTTP error body of API.md:
+ * Platform-wide errors and the one mapping from any error to the HTTP error body of docs/API.md:
  * `{name, message, code, type, data}`, a stable UPPER_SNAKE `type`, `data` with ids and field names only, and
  * never a stack, SQL text or an internal address. Domain errors live in each service's own errors.ts.
  */
@@ -21,7 +21,7 @@ export class ForbiddenError extends MoleculerClientError {
 	}
 }
 
-/** A missing resource and someone else's resource read exactly the same (API.md conventions). */
+/** A missing resource and someone else's resource read exactly the same (docs/API.md conventions). */
 export class NotFoundError extends MoleculerClientError {
 	constructor(resource: string, id?: string | number) {
 		super(`${resource} not found`, 404, "NOT_FOUND", id === undefined ? { resource } : { resource, id: String(id) });

@@ -1,5 +1,5 @@
 /**
- * Schema extras our mixins and the gateway read (DESIGN.md section 1: module augmentation for schema extras).
+ * Schema extras our mixins and the gateway read (docs/DESIGN.md section 1: module augmentation for schema extras).
  * Type parameters repeat the original declarations: interfaces merge only when they match.
  */
 import "moleculer/src/service";

@@ -2,7 +2,7 @@
  * The OpenAPI 3 document of the public HTTP API, generated from what actually serves it: the route table
  * (services/api/routes.ts: every `METHOD /path` and its published action) and each action's `params` schema
  * (fastest-validator) and `auth`, as the registry knows them on any node. Nothing is written by hand, so the
- * document cannot drift from the routes; a test checks it against every route of API.md. The success answers are
+ * document cannot drift from the routes; a test checks it against every route of docs/API.md. The success answers are
  * the one part written by hand (lib/openapi-responses.ts), checked against real answers by the same test.
  *
  * Why not moleculer-auto-openapi: it collects routes by asking each gateway's `settings.routes` over

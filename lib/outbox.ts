@@ -1,5 +1,5 @@
 /**
- * Transactional outbox (DESIGN.md section 7; seed 000 section 3.3). A producer adds `outboxMigration` to its
+ * Transactional outbox (docs/DESIGN.md section 7; seed 000 section 3.3). A producer adds `outboxMigration` to its
  * migrations and calls `appendOutbox` inside the same transaction as the business change, so the event exists if
  * and only if the change committed. `OutboxRelay` (run by mixins/outbox.mixin.ts) publishes the rows: every poll
  * interval and right after a commit that appended one, in order per aggregate, safely from several nodes at once,
@@ -17,7 +17,7 @@ import type { EventMessage } from "./events/types";
 export interface OutboxEventInput<T extends CatalogEventType = CatalogEventType> {
 	aggregateType: string;
 	aggregateId: string;
-	/** One of DESIGN.md section 7's event names, e.g. "payment.completed". */
+	/** One of docs/DESIGN.md section 7's event names, e.g. "payment.completed". */
 	eventType: T;
 	payload: EventCatalog[T];
 	/**

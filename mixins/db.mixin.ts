@@ -1,5 +1,5 @@
 /**
- * Database mixin: each service owns its own database and schema (DESIGN.md section 3).
+ * Database mixin: each service owns its own database and schema (docs/DESIGN.md section 3).
  * - Embedded: one SQLite file per service under DATA_DIR (WAL, busy timeout, immediate transactions).
  * - Cluster: one schema per service on MariaDB/MySQL (`<DB_PREFIX><service>`), created if missing, with a small
  *   pool sized for a 2-core box.

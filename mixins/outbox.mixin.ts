@@ -1,5 +1,5 @@
 /**
- * The outbox relay for a producer service (DESIGN.md section 7): list `OutboxRelayMixin` before `DbMixin` (whose
+ * The outbox relay for a producer service (docs/DESIGN.md section 7): list `OutboxRelayMixin` before `DbMixin` (whose
  * database holds `outbox_events`): moleculer runs later mixins' `started` first and `stopped` in reverse, so the
  * relay starts after the migrations and stops before the database closes. Every replica runs a relay;
  * lib/outbox.ts's `OutboxRelay` explains how they share the rows safely and keep order per aggregate. It polls

@@ -1,6 +1,6 @@
 /**
  * Gives a service `this.config` (the validated configuration) and `this.store` (the node's coordination store).
- * Services read settings through these, never through `process.env` (STYLE.md practice 9).
+ * Services read settings through these, never through `process.env` (docs/STYLE.md practice 9).
  */
 import type { ServiceSchema } from "moleculer";
 import type { Config } from "../lib/config";

@@ -1,5 +1,5 @@
 /**
- * The cancellation sagas (DESIGN.md section 4 step 4). The reservation service picks one by the reservation's
+ * The cancellation sagas (docs/DESIGN.md section 4 step 4). The reservation service picks one by the reservation's
  * status when the user asks.
  *
  * CancelPendingReservation:  0 beginCancel (PENDING->CANCELLING; comp: back)   1 release the holds

@@ -1,5 +1,5 @@
 /**
- * ConfirmReservation (DESIGN.md section 4 step 3; seed 000 section 3.1 with its compensation table).
+ * ConfirmReservation (docs/DESIGN.md section 4 step 3; seed 000 section 3.1 with its compensation table).
  *
  *   step               participant action           compensation
  *   0 markPaying       reservation PENDING->PAYING   reservation back to PENDING (seed 003's order rollback)

@@ -133,7 +133,7 @@ export function newSagaState(input: NewSaga, now: number): SagaState {
 	};
 }
 
-/** The `saga.failed` admin alert (DESIGN.md section 7), as written to the outbox. */
+/** The `saga.failed` admin alert (docs/DESIGN.md section 7), as written to the outbox. */
 export interface SagaFailedEvent {
 	eventId: string;
 	version: number;

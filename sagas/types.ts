@@ -1,5 +1,5 @@
 /**
- * The saga definition DSL (DESIGN.md section 5, STYLE.md practice 4). A definition is data: a type name, the
+ * The saga definition DSL (docs/DESIGN.md section 5, docs/STYLE.md practice 4). A definition is data: a type name, the
  * steps in order with their compensations, and the business error types that count as rejections. It reads top
  * to bottom on one screen; the engine (executor.ts) does journalling, retries, leases and compensation order.
  *

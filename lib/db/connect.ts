@@ -1,5 +1,5 @@
 /**
- * Connections: each service owns its own database (DESIGN.md section 3).
+ * Connections: each service owns its own database (docs/DESIGN.md section 3).
  * - Embedded: one SQLite file per service under DATA_DIR (WAL, busy timeout, immediate transactions).
  * - Cluster: one schema per service on MariaDB/MySQL (`<DB_PREFIX><service>`), with a small pool sized for a
  *   2-core box.

@@ -1,5 +1,5 @@
 /**
- * The event catalog (DESIGN.md section 7) with seed 003's payload fields. Producers write these payloads with
+ * The event catalog (docs/DESIGN.md section 7) with seed 003's payload fields. Producers write these payloads with
  * `appendOutbox` (which adds `eventId` and `version`); consumers read them from `EventMessage.payload`. Every
  * event's aggregate version is `EventMessage.version` (per reservation, per payment, per wallet).
  *
@@ -29,7 +29,7 @@
  * `seat_availability.sold_seats` in one transaction, `concert.releaseSold` lowers it in the one that removes them,
  * and held seats are counted from the live holds at read time (availableSeats = total - sold - held). A second,
  * event-driven copy of the same count could only lag behind or drift from it (and would count a seat twice if the
- * event were redelivered); the database row that sells a seat is the one truth (DESIGN.md section 3).
+ * event were redelivered); the database row that sells a seat is the one truth (docs/DESIGN.md section 3).
  */
 
 import Validator, { type ValidationSchema } from "fastest-validator";

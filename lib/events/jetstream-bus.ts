@@ -1,7 +1,7 @@
 /**
  * The cluster bus on NATS JetStream, through the `nats` client directly rather than @moleculer/channels 0.1.8.
  * Reasons, all from reading node_modules/@moleculer/channels/src: its NATS adapter creates the durable consumer
- * with a plain subscribe, which races when several nodes start at once (DESIGN.md section 1); it defaults to
+ * with a plain subscribe, which races when several nodes start at once (docs/DESIGN.md section 1); it defaults to
  * deliver_policy "new", so a group that starts after an event was published never sees it; it acknowledges a
  * message even when moving it to the dead-letter stream failed (the event is lost); it redelivers without delay;
  * and its in-process Fake adapter has neither retries nor a dead-letter queue. Here:

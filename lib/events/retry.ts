@@ -1,5 +1,5 @@
 /**
- * When a consumer group retries a failing event, and when it gives up (DESIGN.md section 7; issue 15 item 2).
+ * When a consumer group retries a failing event, and when it gives up (docs/DESIGN.md section 7; issue 15 item 2).
  *
  * A handler fails mostly because something it needs is briefly gone: Redis restarting under the ranking, a
  * MariaDB failover under the notifications. So the delays grow exponentially from `firstDelayMs`, are capped at

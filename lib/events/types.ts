@@ -1,5 +1,5 @@
 /**
- * Durable events (DESIGN.md section 7; seed 003 sections 3.5 and 6): the message every producer's outbox relay
+ * Durable events (docs/DESIGN.md section 7; seed 003 sections 3.5 and 6): the message every producer's outbox relay
  * publishes, and the bus that carries it to consumer groups with retries and a dead-letter queue.
  *
  * Delivery is at least once. Each consumer group receives each event once in the normal case and again after a
@@ -12,7 +12,7 @@ import type { RedrivePolicy, RetryPolicy } from "./retry";
 /** One outbox row as it travels. `id` is the outbox id: the message id and the consumers' dedupe key. */
 export interface EventMessage {
 	id: string;
-	/** DESIGN.md section 7's name, e.g. "reservation.confirmed". */
+	/** docs/DESIGN.md section 7's name, e.g. "reservation.confirmed". */
 	type: string;
 	aggregateType: string;
 	aggregateId: string;

@@ -1,6 +1,6 @@
 /**
  * API gateway (moleculer-web): the only HTTP entry point. It authenticates bearer tokens, authorizes by the
- * `auth` declared on each action, maps every error to API.md's error body, limits body size and request rate,
+ * `auth` declared on each action, maps every error to docs/API.md's error body, limits body size and request rate,
  * and answers /api/health. Routes are an explicit alias list with `mappingPolicy: "restrict"`: nothing that is
  * not listed here is reachable over HTTP, and only `published` actions can be listed.
  */
@@ -510,7 +510,7 @@ function apiRoute(
 		use,
 		onBeforeCall(ctx: Context<unknown, RequestMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse) {
 			ctx.meta.clientIp = clientAddress(req, config.http.trustProxy);
-			// Request headers the services act on travel in meta (STYLE.md practice 7).
+			// Request headers the services act on travel in meta (docs/STYLE.md practice 7).
 			const idem = req.headers["idempotency-key"];
 			if (typeof idem === "string") ctx.meta.idempotencyKey = idem;
 			const queueToken = req.headers["x-queue-token"];

@@ -4,7 +4,7 @@
  */
 import { Errors } from "moleculer";
 
-/** Idempotency-Key problems (API.md conventions): 400 missing or malformed, 409 in progress, 422 reused. */
+/** Idempotency-Key problems (docs/API.md conventions): 400 missing or malformed, 409 in progress, 422 reused. */
 export class IdempotencyError extends Errors.MoleculerClientError {
 	constructor(code: number, type: string, message: string) {
 		super(message, code, type);

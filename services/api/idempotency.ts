@@ -1,5 +1,5 @@
 /**
- * The API idempotency layer (DESIGN.md section 6; seed 000 section 3.2), a connect-style middleware on the
+ * The API idempotency layer (docs/DESIGN.md section 6; seed 000 section 3.2), a connect-style middleware on the
  * gateway's routes. For a state-changing request carrying `Idempotency-Key`:
  *   - the first request takes an in-flight slot (SET NX with a bounded TTL) and runs; its answer is stored for
  *     IDEMPOTENCY_TTL_SEC under (caller, matched route, key) with a fingerprint of the request. The route is the

@@ -1,5 +1,5 @@
 /**
- * Every HTTP route of API.md, in one table: `METHOD /path` under /api -> the published action behind it.
+ * Every HTTP route of docs/API.md, in one table: `METHOD /path` under /api -> the published action behind it.
  * Nothing else is reachable over HTTP (the gateway uses mappingPolicy "restrict") but the few pages of PAGES below.
  * Each bounded context keeps its own block; /api/health belongs to the gateway itself.
  */

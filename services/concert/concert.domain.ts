@@ -4,7 +4,7 @@
  */
 import { FieldValidationError } from "../../lib/errors";
 
-/** A hold, a sale or a release covers 1..4 seats of one schedule (API.md: reservations of 1..4 seats). */
+/** A hold, a sale or a release covers 1..4 seats of one schedule (docs/API.md: reservations of 1..4 seats). */
 export const MAX_SEATS_PER_REQUEST = 4;
 /** Ids are UUIDs here, but anything short and key-safe is accepted (they become parts of store keys). */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -1,6 +1,6 @@
 /**
- * Concert context: the catalog (venues, concerts, schedules, seat maps, availability; API.md "Catalog") and seat
- * holds, the contention point of a flash sale (DESIGN.md section 4 step 2 and saga step 3).
+ * Concert context: the catalog (venues, concerts, schedules, seat maps, availability; docs/API.md "Catalog") and seat
+ * holds, the contention point of a flash sale (docs/DESIGN.md section 4 step 2 and saga step 3).
  *
  * A seat's truth has two layers: the database says SOLD (a primary key on (schedule_id, seat_id) makes each seat
  * of a schedule sellable once), the hold store says HELD (a lease that expires by itself). Holds make contention

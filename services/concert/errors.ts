@@ -15,7 +15,7 @@ export class SeatUnavailableError extends Errors.MoleculerClientError {
 	}
 }
 
-/** Seat ids that do not belong to the schedule: reads like a missing resource (API.md: 404 NOT_FOUND). */
+/** Seat ids that do not belong to the schedule: reads like a missing resource (docs/API.md: 404 NOT_FOUND). */
 export class SeatNotFoundError extends Errors.MoleculerClientError {
 	constructor(seatIds: string[]) {
 		super("seat not found", 404, "NOT_FOUND", { resource: "seat", seatIds: [...seatIds] });

@@ -125,7 +125,7 @@ interface OutboxStats {
 	stale: { id: string; eventType: string; aggregateId: string; ageMs: number }[];
 }
 
-/** The cross-service checks, each named as in API.md's consistency answer. */
+/** The cross-service checks, each named as in docs/API.md's consistency answer. */
 const CROSS = ["seats", "money", "holds", "ranking"] as const;
 
 /** The checks whose reads are incremental: the watermark moves only when all three could read their sources. */

@@ -1,6 +1,6 @@
 /**
  * Errors of the payment context, each with a stable `type` and ids only in `data`. The client errors are
- * non-retryable business rejections (a saga compensates at once, DESIGN.md section 4); only
+ * non-retryable business rejections (a saga compensates at once, docs/DESIGN.md section 4); only
  * PAYMENT_STORE_UNAVAILABLE is retryable.
  */
 import { Errors } from "moleculer";

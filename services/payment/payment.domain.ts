@@ -66,7 +66,7 @@ export interface PublicPayment {
 	refundedAt?: string;
 }
 
-/** API.md's Idempotency-Key rule (lib/idempotency-key.ts), re-exported for the payment context. */
+/** docs/API.md's Idempotency-Key rule (lib/idempotency-key.ts), re-exported for the payment context. */
 export { isValidIdempotencyKey } from "../../lib/idempotency-key";
 
 /** The balance change a ledger row stands for. */
@@ -127,7 +127,7 @@ export function toPublicPayment(row: PaymentRow): PublicPayment {
 
 export type UserPayment = Omit<PublicPayment, "sagaId" | "userId">;
 
-/** What a user sees of their own payment (API.md: GET /api/payments/:id): no saga id, no user id. */
+/** What a user sees of their own payment (docs/API.md: GET /api/payments/:id): no saga id, no user id. */
 export function toUserPayment(row: PaymentRow): UserPayment {
 	const { sagaId: _s, userId: _u, ...rest } = toPublicPayment(row);
 	return rest;

@@ -1,6 +1,6 @@
 /**
- * Payment context: wallets of points, the append-only ledger, payments keyed by saga id (API.md, Points and
- * payments; DESIGN.md section 4 step 1). Money moves live in ledger.ts; this file validates, checks who is asking,
+ * Payment context: wallets of points, the append-only ledger, payments keyed by saga id (docs/API.md, Points and
+ * payments; docs/DESIGN.md section 4 step 1). Money moves live in ledger.ts; this file validates, checks who is asking,
  * and hands over.
  */
 import type { Context, ServiceSchema } from "moleculer";

@@ -1,5 +1,5 @@
 /**
- * Pure rules of the waiting room (DESIGN.md section 4 step 1), tested without a broker or a store.
+ * Pure rules of the waiting room (docs/DESIGN.md section 4 step 1), tested without a broker or a store.
  *
  * A queue token is `<concertId>.<tokenId>`: the concert part lets every operation on a token find its concert's
  * keys from the token alone (one store round trip for a status read, no token->concert lookup first); the
@@ -14,7 +14,7 @@ export type QueueStatus = "PRE_QUEUE" | "WAITING" | "ACTIVE";
 export type GoneReason = "EXPIRED" | "LEFT" | "COMPLETED";
 /** A closed line: nothing left to sell, or the sale is over. */
 export type LineState = "SOLD_OUT" | "CLOSED";
-/** Every status a token read can answer (API.md, Waiting room). */
+/** Every status a token read can answer (docs/API.md, Waiting room). */
 export type TokenStatus = QueueStatus | GoneReason | LineState;
 
 /** Concert ids the queue accepts: what fits in a store key without escaping. */
@@ -79,7 +79,7 @@ export function etaSeconds(input: EtaInput): number {
 	return Math.min(bound, Math.ceil((input.position * 60) / input.admittedLastMinute));
 }
 
-/** The token as API.md shows it: `{token, concertId, status, position, etaSeconds, expiresAt}`. */
+/** The token as docs/API.md shows it: `{token, concertId, status, position, etaSeconds, expiresAt}`. */
 export interface TokenView {
 	token: string;
 	concertId: string;
@@ -105,7 +105,7 @@ export function toTokenView(concertId: string, entry: QueueEntry, limits: { maxA
 	return view;
 }
 
-/** A token that is no longer live (left, lapsed, done, or its line closed), as API.md shows it. */
+/** A token that is no longer live (left, lapsed, done, or its line closed), as docs/API.md shows it. */
 export function endedTokenView(concertId: string, tokenId: string, status: GoneReason | LineState): TokenView {
 	return { token: formatToken(concertId, tokenId), concertId, status, position: 0, etaSeconds: 0, expiresAt: null };
 }

@@ -1,5 +1,5 @@
 /**
- * Queue context: the waiting room in front of a concert's flash sale (DESIGN.md section 4 step 1, API.md
+ * Queue context: the waiting room in front of a concert's flash sale (docs/DESIGN.md section 4 step 1, docs/API.md
  * "Waiting room"). At most `QUEUE_MAX_ACTIVE` users per concert are ACTIVE (may hold seats and pay) at a time;
  * everyone else waits in strict arrival order and is admitted when a slot frees: on leave, on the payment saga's
  * `expire` step, or when an active token lapses after `QUEUE_ACTIVE_TTL_SEC` (a sweep every second catches

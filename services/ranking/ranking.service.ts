@@ -1,5 +1,5 @@
 /**
- * Ranking context: concert popularity by seats sold (DESIGN.md section 7; seed 000 section 3.4). Eventually
+ * Ranking context: concert popularity by seats sold (docs/DESIGN.md section 7; seed 000 section 3.4). Eventually
  * consistent: it follows reservation.confirmed / cancelled / expired from the durable event bus and applies each
  * one by the reservation's version (ranking.store.ts explains why duplicates and out-of-order events cannot
  * inflate or deflate a score). `rebuild` rebuilds the scores and the versions together from the reservations'
@@ -212,7 +212,7 @@ const RankingService: ServiceSchema<Record<string, never>, RankingMethods, Platf
 
 		/**
 		 * Titles through concert.get, cached. If the catalog does not answer, the title is null and not cached:
-		 * the ranking still answers with correct scores (an honest degraded answer, DESIGN.md section 8).
+		 * the ranking still answers with correct scores (an honest degraded answer, docs/DESIGN.md section 8).
 		 */
 		async titlesOf(this: This, ctx: Context, concertIds: string[]) {
 			const now = Date.now();

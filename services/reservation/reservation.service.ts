@@ -1,6 +1,6 @@
 /**
- * Reservation context: reservations and their seats, the booking routes of API.md (Reservations and payments),
- * the reads other contexts ask for, and the expiry sweeper (DESIGN.md section 4). The participant steps of the
+ * Reservation context: reservations and their seats, the booking routes of docs/API.md (Reservations and payments),
+ * the reads other contexts ask for, and the expiry sweeper (docs/DESIGN.md section 4). The participant steps of the
  * booking sagas are mixed in from reservation.steps.ts; the state machine is reservation.domain.ts `TRANSITIONS`,
  * and all SQL is in reservation.repo.ts.
  *

@@ -1,6 +1,6 @@
 /**
  * Review context (seed 003): a user with a confirmed booking of a show of a concert that has taken place may
- * review the concert once (API.md, Ranking, reviews, notifications). The concert must exist (concert.get), the
+ * review the concert once (docs/API.md, Ranking, reviews, notifications). The concert must exist (concert.get), the
  * booking comes from the reservation context (reservation.hasConfirmed), and "once" is the unique index on
  * (user_id, concert_id). A cancelled booking withdraws its review (the reservation.cancelled event) unless the user
  * still holds another confirmed booking of the concert.

@@ -1,8 +1,8 @@
 /**
- * Saga context: runs the definitions of sagas/registry.ts durably (DESIGN.md section 5). It owns saga instances,
+ * Saga context: runs the definitions of sagas/registry.ts durably (docs/DESIGN.md section 5). It owns saga instances,
  * the step journal and dead letters in its own database; it calls the participants through the broker; any
  * replica can resume a saga whose node died (leases + a recovery scan). Admin actions back the operations routes
- * of API.md and are callable from the REPL (`call saga.list --status FAILED`, `call saga.retry --id ...`).
+ * of docs/API.md and are callable from the REPL (`call saga.list --status FAILED`, `call saga.retry --id ...`).
  *
  * A saga parked FAILED (a compensation, or a step past the point of no return, kept failing) usually failed on a
  * fault that passes: a store or database outage longer than its retries. Left alone it would hold its reservation

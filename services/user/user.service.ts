@@ -1,5 +1,5 @@
 /**
- * User context: accounts, password hashes, roles, and the access tokens the gateway verifies (API.md, Users).
+ * User context: accounts, password hashes, roles, and the access tokens the gateway verifies (docs/API.md, Users).
  */
 import crypto from "crypto";
 import type { Context, ServiceSchema } from "moleculer";

@@ -1,5 +1,5 @@
 /**
- * The concert service in both run modes: the catalog over HTTP per API.md, and the seat-hold actions the
+ * The concert service in both run modes: the catalog over HTTP per docs/API.md, and the seat-hold actions the
  * reservation service and the saga call. In cluster mode three concert replicas (two in this process, one in its
  * own OS process) start together against the real MariaDB, Redis and NATS, and the contention tests spread their
  * calls over all three.

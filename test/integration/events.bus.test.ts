@@ -1,6 +1,6 @@
 /**
  * The JetStream bus against the real NATS server: several nodes racing to create the streams and one group's
- * durable consumer at the same moment (the race DESIGN.md section 1 warns about in @moleculer/channels), each
+ * durable consumer at the same moment (the race docs/DESIGN.md section 1 warns about in @moleculer/channels), each
  * event once per group across its members, late groups, dead letters and a replay to one group only. Every
  * stream is named after this run's namespace and deleted afterwards.
  */

@@ -38,7 +38,7 @@ describe.each(modes)("gateway and users (%s)", (_mode, cluster) => {
 		http("POST", `${api}/auth/register`, { body: { email, password: "correct horse", name: "Ada", ...extra } });
 	const login = (email: string, password = "correct horse") => http("POST", `${api}/auth/login`, { body: { email, password } });
 
-	it("when a user registers, logs in and asks who they are, then each step answers per API.md", async () => {
+	it("when a user registers, logs in and asks who they are, then each step answers per docs/API.md", async () => {
 		const reg = await register("ada@example.com");
 		expect(reg.status).toBe(201);
 		expect(reg.body).toEqual({ id: expect.any(String), email: "ada@example.com", name: "Ada", role: "user" });

@@ -15,7 +15,7 @@ import { OPS_ADMIN, opsCluster } from "../support/ops";
 
 const API_MD = path.resolve(__dirname, "../../docs/API.md");
 
-/** Every `METHOD /api/...` in the first cell of API.md's table rows (a cell may list several). */
+/** Every `METHOD /api/...` in the first cell of docs/API.md's table rows (a cell may list several). */
 function apiMdRoutes(markdown: string): { method: string; path: string }[] {
 	const out: { method: string; path: string }[] = [];
 	for (const line of markdown.split("\n")) {
@@ -41,10 +41,10 @@ describe("OpenAPI document (cluster)", () => {
 	}, 120_000);
 	afterAll(() => env.cleanup(), 60_000);
 
-	it("when API.md's route tables are read, then every METHOD + path of them is in /api/openapi.json", () => {
-		// Fails (ENOENT) when API.md cannot be read: the contract is the point of this test.
+	it("when docs/API.md's route tables are read, then every METHOD + path of them is in /api/openapi.json", () => {
+		// Fails (ENOENT) when docs/API.md cannot be read: the contract is the point of this test.
 		const routes = apiMdRoutes(fs.readFileSync(API_MD, "utf8"));
-		expect(routes.length).toBeGreaterThanOrEqual(34); // as many as API.md v1 lists
+		expect(routes.length).toBeGreaterThanOrEqual(34); // as many as docs/API.md v1 lists
 		expect(doc.openapi).toMatch(/^3\./);
 		const missing = routes.filter(r => !doc.paths[r.path]?.[r.method]).map(r => `${r.method.toUpperCase()} ${r.path}`);
 		expect(missing).toEqual([]);

@@ -1,5 +1,5 @@
 /**
- * Points and payments over HTTP through the gateway (API.md, Points; Reservations and payments: the GET routes),
+ * Points and payments over HTTP through the gateway (docs/API.md, Points; Reservations and payments: the GET routes),
  * in both run modes: embedded (SQLite, in-process) and cluster (MariaDB, Redis, NATS). Debits come from the saga's
  * side (`payment.pay`), since POST /api/payments belongs to reservations.
  */
@@ -54,7 +54,7 @@ describe.each(modes)("points and payments over HTTP (%s)", (_mode, cluster) => {
 		http("POST", `${api}/points/charge`, { token, body, headers: key === undefined ? {} : { "idempotency-key": key } });
 	const balanceOf = async (token: string) => (await http("GET", `${api}/points`, { token })).body.balance;
 
-	it("when a user charges with a key, then the balance, the ledger and a replay answer per API.md", async () => {
+	it("when a user charges with a key, then the balance, the ledger and a replay answer per docs/API.md", async () => {
 		const me = await login();
 		expect(await http("GET", `${api}/points`, { token: me.token })).toMatchObject({ status: 200, body: { userId: me.id, balance: 0 } });
 

@@ -1,5 +1,5 @@
 /**
- * The operations routes of API.md for sagas and dead letters, over HTTP through the real gateway (embedded mode:
+ * The operations routes of docs/API.md for sagas and dead letters, over HTTP through the real gateway (embedded mode:
  * one process, SQLite): admin only, list/get/retry sagas, list/retry/resolve dead letters, and the broker
  * metrics the engine keeps.
  */
