@@ -183,12 +183,31 @@ function tracingOptions(config: Config): BrokerOptions["tracing"] {
 			// An exporter instance (moleculer takes one, its typings only names): one per broker, as brokerOptions is.
 			return {
 				enabled: true,
+				tags: { action: redactedTags },
 				exporter: new TraceConsoleExporter({ width: 120, gaugeWidth: 30, colors: process.stdout.isTTY === true }) as unknown as "Console"
 			};
 		case "zipkin":
 		case "jaeger":
-			return { enabled: true, exporter: { type: "Zipkin", options: { baseURL: config.tracing.endpoint } } };
+			return { enabled: true, tags: { action: redactedTags }, exporter: { type: "Zipkin", options: { baseURL: config.tracing.endpoint } } };
 	}
+}
+
+/** Parameter names whose values never go into a span (a login's password, a token, a secret). */
+const SECRET_PARAM = /pass|secret|token|authori[sz]ation|cookie|jwt|key$/i;
+
+/**
+ * An action span's tags: its params, with every secret value replaced (two levels deep: a body and its fields).
+ * Moleculer's default copies every param into the span, so a traced login sent its password to the collector.
+ * No meta: it carries the caller's identity and headers.
+ */
+export function redactedTags(ctx: { params?: unknown }): { params?: unknown } {
+	const redact = (v: unknown, depth: number): unknown => {
+		if (v === null || typeof v !== "object" || Array.isArray(v) || depth > 1) return v;
+		return Object.fromEntries(
+			Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, SECRET_PARAM.test(k) ? "[redacted]" : redact(x, depth + 1)])
+		);
+	};
+	return { params: redact(ctx.params, 0) };
 }
 
 /**

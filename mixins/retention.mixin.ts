@@ -21,8 +21,16 @@ export interface RetentionRule {
 	days(config: Config): number;
 	/** The cutoff as the rule's SELECT compares it: a Date for DATE columns, epoch ms for BIGINT ones. */
 	cutoff?: "date" | "epochMs";
-	/** SELECT of the key columns of rows older than the cutoff: every `?` but the last is the cutoff, the last the limit. */
+	/**
+	 * SELECT of the key columns of rows older than the cutoff: every `?` is the cutoff but the last (the limit) and,
+	 * with `cursor`, the one before it (the cursor's value after the previous batch; 0 at first).
+	 */
 	select: string;
+	/**
+	 * A key column the SELECT orders by and starts after: for a rule that keeps some old rows (an outbox keeps each
+	 * aggregate's latest), so each batch starts where the last ended instead of walking the kept rows again.
+	 */
+	cursor?: string;
 	/** Tables to delete the selected rows from, children first: each with the columns matching the key, in order. */
 	delete: { table: string; columns: string[] }[];
 }
@@ -43,7 +51,9 @@ export const outboxRetention: RetentionRule = {
 	select: `SELECT o.seq FROM outbox_events o
 		WHERE o.processed = 1 AND o.processed_at < ?
 		  AND EXISTS (SELECT 1 FROM outbox_events n WHERE n.aggregate_type = o.aggregate_type AND n.aggregate_id = o.aggregate_id AND n.version > o.version)
+		  AND o.seq > ?
 		ORDER BY o.seq LIMIT ?`,
+	cursor: "seq",
 	delete: [{ table: "outbox_events", columns: ["seq"] }]
 };
 
@@ -64,9 +74,11 @@ export async function purge(sql: Sql, config: Config, rules: RetentionRule[], op
 		if (days <= 0) continue;
 		const cut = now - days * 86_400_000;
 		const cutoff = rule.cutoff === "epochMs" ? cut : new Date(cut);
+		let after: unknown = 0;
+		const placeholders = (rule.select.match(/\?/g) ?? []).length;
+		const cutoffs = Array.from({ length: placeholders - (rule.cursor ? 2 : 1) }, () => cutoff);
 		while (Date.now() < deadline) {
-			const cutoffs = Array.from({ length: (rule.select.match(/\?/g) ?? []).length - 1 }, () => cutoff);
-			const keys = await sql.select<Record<string, unknown>>(rule.select, [...cutoffs, batch]);
+			const keys = await sql.select<Record<string, unknown>>(rule.select, [...cutoffs, ...(rule.cursor ? [after] : []), batch]);
 			if (keys.length === 0) break;
 			const n = await sql.transaction(async t => {
 				let first = 0;
@@ -79,6 +91,7 @@ export async function purge(sql: Sql, config: Config, rules: RetentionRule[], op
 				return first;
 			});
 			deleted[rule.name] += n;
+			if (rule.cursor) after = keys[keys.length - 1][rule.cursor];
 			if (keys.length < batch) break;
 			await new Promise(r => setTimeout(r, PAUSE_MS));
 		}

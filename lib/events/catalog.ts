@@ -3,22 +3,22 @@
  * `appendOutbox` (which adds `eventId` and `version`); consumers read them from `EventMessage.payload`. Every
  * event's aggregate version is `EventMessage.version` (per reservation, per payment, per wallet).
  *
- * | event                  | seed 003 name              | aggregate   | consumers                 |
- * |------------------------|----------------------------|-------------|---------------------------|
- * | reservation.held       | SeatReservedEvent          | reservation | notification              |
- * | reservation.confirmed  | ReservationConfirmedEvent  | reservation | ranking, notification     |
- * | reservation.cancelled  | ReservationRollbackEvent   | reservation | ranking, notification     |
- * | reservation.expired    | (seat hold TTL ran out)    | reservation | ranking, notification     |
- * | reservation.rolledBack | OrderRollbackEvent         | reservation | none yet                  |
- * | payment.completed      | PaymentCompletedEvent      | payment     | notification              |
- * | payment.refunded       | PaymentRollbackEvent       | payment     | notification              |
- * | points.charged         | (wallet top-up)            | wallet      | none yet                  |
- * | points.deducted        | PointDeductedEvent         | wallet      | none yet                  |
- * | points.refunded        | PointRollbackEvent         | wallet      | none yet                  |
- * | saga.failed            | (admin alert)              | saga        | notification              |
+ * | event                   | seed 003 name              | aggregate   | consumers                 |
+ * |-------------------------|----------------------------|-------------|---------------------------|
+ * | reservation.held        | SeatReservedEvent          | reservation | notification              |
+ * | reservation.confirmed   | ReservationConfirmedEvent  | reservation | ranking, notification     |
+ * | reservation.cancelled   | ReservationRollbackEvent   | reservation | ranking, notification     |
+ * | reservation.expired     | (seat hold TTL ran out)    | reservation | ranking, notification     |
+ * | reservation.rolled_back | OrderRollbackEvent         | reservation | none yet                  |
+ * | payment.completed       | PaymentCompletedEvent      | payment     | notification              |
+ * | payment.refunded        | PaymentRollbackEvent       | payment     | notification              |
+ * | points.charged          | (wallet top-up)            | wallet      | none yet                  |
+ * | points.deducted         | PointDeductedEvent         | wallet      | none yet                  |
+ * | points.refunded         | PointRollbackEvent         | wallet      | none yet                  |
+ * | saga.failed             | (admin alert)              | saga        | notification              |
  *
  * Seed 003's OrderStatusUpdatedEvent is not one more event: each change of a reservation's status that others need
- * to know already has its own (held: PENDING, confirmed, cancelled, expired, rolledBack: PENDING again), in the
+ * to know already has its own (held: PENDING, confirmed, cancelled, expired, rolled_back: PENDING again), in the
  * transaction that makes the change, with one version sequence per reservation, so a consumer that wants "the
  * status changed" subscribes to those. The one change without an event is PENDING -> PAYING (and CANCELLING), the
  * saga's own bookkeeping between two of them: publishing it would cost every checkout an outbox row for nobody.
@@ -159,7 +159,7 @@ export interface EventCatalog {
 	"reservation.confirmed": ReservationConfirmed;
 	"reservation.cancelled": ReservationCancelled;
 	"reservation.expired": ReservationExpired;
-	"reservation.rolledBack": ReservationRolledBack;
+	"reservation.rolled_back": ReservationRolledBack;
 	"payment.completed": PaymentCompleted;
 	"payment.refunded": PaymentRefunded;
 	"points.charged": PointsCharged;
@@ -201,7 +201,7 @@ export const EVENT_SCHEMAS: { [T in CatalogEventType]: ValidationSchema } = {
 	"reservation.confirmed": { ...stamp, ...reservation },
 	"reservation.cancelled": { ...stamp, ...reservation, wasConfirmed: "boolean", refundAmount: { ...points, optional: true }, reason: "string" },
 	"reservation.expired": { ...stamp, ...reservation },
-	"reservation.rolledBack": { ...stamp, ...reservation, status: { type: "equal", value: "PENDING" }, reason: "string" },
+	"reservation.rolled_back": { ...stamp, ...reservation, status: { type: "equal", value: "PENDING" }, reason: "string" },
 	"payment.completed": { ...stamp, paymentId: id, sagaId: id, reservationId: id, userId: id, amount: points, paymentDate: time },
 	"payment.refunded": {
 		...stamp,

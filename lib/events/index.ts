@@ -22,7 +22,7 @@ export { MemoryEventBus } from "./memory-bus";
  * In cluster mode every event is signed with CLUSTER_SECRET and consumers drop what fails the check
  * (`onForged` hears of each one).
  */
-export function createEventBus(config: Config, name?: string, onForged?: (subject: string) => void): EventBus {
+export function createEventBus(config: Config, name?: string, onForged?: (subject: string) => void, warn?: (message: string) => void): EventBus {
 	const retry = retryPolicyOf(config);
 	if (config.transporter) {
 		return new JetStreamEventBus({
@@ -37,7 +37,8 @@ export function createEventBus(config: Config, name?: string, onForged?: (subjec
 			name,
 			retry,
 			dlqMaxAgeSec: config.events.dlqMaxAgeDays * 86400,
-			dlqMaxMessages: config.events.dlqMaxMessages
+			dlqMaxMessages: config.events.dlqMaxMessages,
+			warn
 		});
 	}
 	return new MemoryEventBus({ retry });
@@ -75,7 +76,10 @@ const buses = new WeakMap<ServiceBroker, { bus: EventBus; users: number }>();
 export function acquireEventBus(broker: ServiceBroker): EventBus {
 	let entry = buses.get(broker);
 	if (!entry) {
-		entry = { bus: createEventBus(platformOf(broker).config, broker.nodeID, forgedEventReporter(broker)), users: 0 };
+		entry = {
+			bus: createEventBus(platformOf(broker).config, broker.nodeID, forgedEventReporter(broker), m => broker.logger.warn(m)),
+			users: 0
+		};
 		buses.set(broker, entry);
 	}
 	entry.users++;

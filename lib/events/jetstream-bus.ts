@@ -85,6 +85,8 @@ export interface JetStreamBusOptions {
 	 */
 	dlqMaxAgeSec?: number;
 	dlqMaxMessages?: number;
+	/** Told what the bus could not do but carried on without (a stream's limits it could not change). */
+	warn?: (message: string) => void;
 }
 
 /** How long the server waits for an answer to a delivery before it redelivers it; `working()` extends it. */
@@ -94,6 +96,9 @@ const REDRIVES_HEADER = "Crp-Redrives";
 const codec = JSONCodec<unknown>();
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 const DAY_NS = 24 * 3600 * 1e9;
+
+/** An event type is a subject suffix: lower-case dot-separated words (test/unit/events.catalog.test.ts checks the catalog). */
+export const EVENT_TYPE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 
 export function streamNames(namespace: string) {
 	const ns = safeName(namespace);
@@ -121,7 +126,7 @@ export class JetStreamEventBus implements EventBus {
 	}
 
 	async publish(event: EventMessage): Promise<void> {
-		if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/.test(event.type)) throw new Error(`bad event type "${event.type}"`);
+		if (!EVENT_TYPE.test(event.type)) throw new Error(`bad event type "${event.type}"`);
 		const { js } = await this.jetstream();
 		const subject = this.names.eventSubject(event.type);
 		const data = codec.encode(event);
@@ -395,7 +400,9 @@ export class JetStreamEventBus implements EventBus {
 			// A stream made before the limits existed (or with other ones) takes the configured limits.
 			const dlq = await jsm.streams.info(this.names.dlq);
 			if (dlq.config.max_age !== dlqLimits.max_age || dlq.config.max_msgs !== dlqLimits.max_msgs) {
-				await jsm.streams.update(this.names.dlq, { ...dlq.config, ...dlqLimits }).catch(() => undefined);
+				await jsm.streams
+					.update(this.names.dlq, { ...dlq.config, ...dlqLimits })
+					.catch(err => this.opts.warn?.(`could not apply the dead-letter stream's limits to ${this.names.dlq}: ${(err as Error).message}`));
 			}
 			return { js: nc.jetstream(), jsm };
 		})().catch(err => {

@@ -302,20 +302,21 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		},
 
 		/**
-		 * For the retention job: concerts whose last show started before `before` (epoch ms), at most 500 per call
-		 * in id order after `after`.
+		 * For the retention job: concerts whose last show started in [`since`, `before`) (epoch ms), at most 500
+		 * per call in id order after `after`.
 		 */
 		finished: {
 			visibility: "public",
 			params: {
+				since: { type: "number", integer: true, min: 0, optional: true },
 				before: { type: "number", integer: true, min: 0 },
 				after: { type: "string", optional: true, max: 64 },
 				$$strict: "remove"
 			},
-			async handler(this: This, ctx: Context<{ before: number; after?: string }>) {
+			async handler(this: This, ctx: Context<{ since?: number; before: number; after?: string }>) {
 				const rows = await this.sql.select<{ id: string }>(
-					"SELECT concert_id AS id FROM schedules WHERE concert_id > ? GROUP BY concert_id HAVING MAX(starts_at) < ? ORDER BY concert_id LIMIT 500",
-					[ctx.params.after ?? "", new Date(ctx.params.before)]
+					"SELECT concert_id AS id FROM schedules WHERE concert_id > ? GROUP BY concert_id HAVING MAX(starts_at) >= ? AND MAX(starts_at) < ? ORDER BY concert_id LIMIT 500",
+					[ctx.params.after ?? "", new Date(ctx.params.since ?? 0), new Date(ctx.params.before)]
 				);
 				return { ids: rows.map(r => r.id), next: rows.length === 500 ? rows[rows.length - 1].id : null };
 			}

@@ -32,7 +32,11 @@ export interface LiveFigures {
 /** At most this many event dead letters are counted (the list action's own cap); more shows as "500+". */
 export const EVENT_LETTERS_COUNTED = 500;
 
-export async function liveFigures(ctx: Context, producers: string[], windowSec: number): Promise<LiveFigures> {
+/**
+ * `countEventLetters`: the size of the event dead-letter stream (the bus's own count, one request), so a console
+ * refreshing every few seconds does not read up to 500 letters each time.
+ */
+export async function liveFigures(ctx: Context, producers: string[], windowSec: number, countEventLetters?: () => Promise<number>): Promise<LiveFigures> {
 	const unavailable: string[] = [];
 	const soft = async <T>(source: string, p: Promise<T>): Promise<T | null> => {
 		try {
@@ -52,7 +56,12 @@ export async function liveFigures(ctx: Context, producers: string[], windowSec: 
 			}))
 		),
 		soft("saga", call<{ total: number }>("saga.deadLetters", { status: "OPEN", pageSize: 1 })),
-		soft("notification", call<unknown[]>("notification.eventDeadLetters", { limit: EVENT_LETTERS_COUNTED }))
+		countEventLetters
+			? soft("events", countEventLetters())
+			: soft(
+					"notification",
+					call<unknown[]>("notification.eventDeadLetters", { limit: EVENT_LETTERS_COUNTED }).then(l => l.length)
+				)
 	]);
 	const answered = outboxes.filter((o): o is { producer: string; stats: { pending: number; oldestAgeMs: number } } => o.stats !== null);
 	const outbox =
@@ -70,8 +79,8 @@ export async function liveFigures(ctx: Context, producers: string[], windowSec: 
 		outbox,
 		deadLetters: {
 			sagas: sagaLetters?.total ?? null,
-			events: eventLetters ? eventLetters.length : null,
-			eventsCapped: (eventLetters?.length ?? 0) >= EVENT_LETTERS_COUNTED
+			events: eventLetters,
+			eventsCapped: !countEventLetters && (eventLetters ?? 0) >= EVENT_LETTERS_COUNTED
 		},
 		unavailable: [...new Set(unavailable)]
 	};

@@ -18,7 +18,7 @@
  * what both runs saw is reported, so a saga between two steps is not mistaken for drift. A source that cannot be
  * read makes its checks "unavailable", never drift.
  */
-import type { Context, Service, ServiceSchema } from "moleculer";
+import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import { PlatformMixin, type PlatformVars } from "../../mixins/platform.mixin";
 import type { AuditPage } from "../../lib/audit";
 import { liveFigures } from "./figures";
@@ -101,6 +101,19 @@ interface RetentionReport {
 	concertsForgotten: number;
 	tookMs: number;
 }
+
+const { MoleculerClientError } = Errors;
+
+/**
+ * The retention job's run lease: held for the whole run (a run is bounded: 30 s per service, then the concerts) and
+ * released at its end, so two runs never overlap, on one node or two, however short RETENTION_INTERVAL_SEC is.
+ */
+const RETENTION_LEASE = "ops:retention:run";
+const RETENTION_LEASE_MS = 15 * 60_000;
+/** The scheduled runs' spacing: the node that takes it runs this interval's job; the others skip. */
+const RETENTION_SPACING = "ops:retention";
+/** The last show time up to which finished concerts' waiting-room keys were dropped (epoch ms). */
+const RETENTION_CONCERTS_UNTIL = "ops:retention:concerts-until";
 
 /** A read that failed: the checks that need it report its error instead of findings. */
 interface Failed {
@@ -233,7 +246,10 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			auth: "admin",
 			params: { windowSec: { type: "number", integer: true, min: 10, max: 3600, convert: true, optional: true }, $$strict: "remove" },
 			async handler(this: This, ctx: Context<{ windowSec?: number }>) {
-				return liveFigures(ctx, this.producers(), ctx.params.windowSec ?? 60);
+				return liveFigures(ctx, this.producers(), ctx.params.windowSec ?? 60, async () => {
+					this.bus ??= acquireEventBus(this.broker);
+					return (await this.bus.stats()).deadLetters;
+				});
 			}
 		},
 
@@ -245,8 +261,23 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			visibility: "published",
 			auth: "admin",
 			params: { $$strict: "remove" },
-			async handler(this: This, ctx: Context) {
-				return this.runRetention(ctx);
+			async handler(this: This) {
+				// Never two runs at once, on this node or another (the run lease): a second one answers 409. Its calls
+				// get a context of their own: a purge may take longer than the request that started it.
+				if (this.purging || !(await this.store.acquireLease(RETENTION_LEASE, this.leaseOwner, RETENTION_LEASE_MS))) {
+					throw new MoleculerClientError("A retention run is already going; try again when it has finished", 409, "RETENTION_RUNNING");
+				}
+				const run = this.runRetention(this.broker.ContextFactory.create(this.broker));
+				this.purging = run.then(
+					() => undefined,
+					() => undefined
+				);
+				try {
+					return await run;
+				} finally {
+					this.purging = undefined;
+					await this.store.releaseLease(RETENTION_LEASE, this.leaseOwner).catch(() => false);
+				}
 			}
 		},
 
@@ -675,18 +706,19 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			const days = this.config.retention.finishedConcertDays;
 			if (days > 0) {
 				try {
+					// Only the concerts that finished since the previous run: each is forgotten once.
+					const since = Number((await this.store.get(RETENTION_CONCERTS_UNTIL)) ?? 0);
+					const before = Date.now() - days * 86_400_000;
 					let after: string | undefined;
 					do {
-						const page: { ids: string[]; next: string | null } = await call(ctx, "concert.finished", {
-							before: Date.now() - days * 86_400_000,
-							after
-						});
+						const page: { ids: string[]; next: string | null } = await call(ctx, "concert.finished", { since, before, after });
 						for (const concertId of page.ids) {
 							await call(ctx, "queue.forget", { concertId });
 							report.concertsForgotten++;
 						}
 						after = page.next ?? undefined;
 					} while (after);
+					await this.store.set(RETENTION_CONCERTS_UNTIL, String(before));
 				} catch (err) {
 					report.failed.queue = (err as Error).message;
 				}
@@ -736,10 +768,16 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 		if (retentionMs > 0) {
 			const t = setInterval(() => {
 				if (this.purging || this.broker.stopping) return;
-				this.purging = this.store
-					.acquireLease("ops:retention", this.leaseOwner, Math.max(1000, retentionMs - 500))
-					.then(mine => (mine ? this.runRetention(this.broker.ContextFactory.create(this.broker)) : undefined))
-					.then(() => undefined)
+				// One node per interval (the spacing lease, left to expire), and never two runs at once (the run lease).
+				this.purging = (async () => {
+					if (!(await this.store.acquireLease(RETENTION_SPACING, this.leaseOwner, Math.max(1000, retentionMs - 500)))) return;
+					if (!(await this.store.acquireLease(RETENTION_LEASE, this.leaseOwner, RETENTION_LEASE_MS))) return;
+					try {
+						await this.runRetention(this.broker.ContextFactory.create(this.broker));
+					} finally {
+						await this.store.releaseLease(RETENTION_LEASE, this.leaseOwner).catch(() => false);
+					}
+				})()
 					.catch(err => this.logger.warn("retention run failed:", (err as Error).message))
 					.finally(() => (this.purging = undefined));
 			}, retentionMs);

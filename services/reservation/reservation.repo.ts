@@ -318,7 +318,7 @@ export class ReservationRepo {
 			if ((await this.revertPayingIn(id, sagaId, t)) !== 1) return;
 			// seed 003 OrderRollbackEvent: the reservation is PENDING again (its payment did not go through).
 			const row = await this.load(id, t);
-			if (row) await this.appendEvent(t, row, "reservation.rolledBack", { status: "PENDING", reason: "payment did not go through" });
+			if (row) await this.appendEvent(t, row, "reservation.rolled_back", { status: "PENDING", reason: "payment did not go through" });
 		});
 	}
 
@@ -348,11 +348,13 @@ export class ReservationRepo {
 			);
 			// Not confirmed (the confirm step was in doubt and never applied): give the reservation back to PENDING
 			// now; the void above turns a late confirm of this saga away.
-			if (changed === 0) await this.revertPayingIn(id, sagaId, t);
+			const reverted = changed === 0 ? await this.revertPayingIn(id, sagaId, t) : 0;
 			const current = await this.load(id, t);
 			if (changed === 1 && current) {
 				await this.appendEvent(t, current, "reservation.cancelled", { wasConfirmed: true, reason: "confirmation rolled back" });
 			}
+			if (reverted === 1 && current)
+				await this.appendEvent(t, current, "reservation.rolled_back", { status: "PENDING", reason: "payment did not go through" });
 			return current;
 		});
 	}

@@ -126,7 +126,11 @@ const SagaService: ServiceSchema<SagaSettings, SagaMethods, This> = {
 				name: "dead_letters",
 				days: c => c.retention.deadLetterDays,
 				cutoff: "epochMs",
-				select: "SELECT id FROM dead_letters WHERE status IN ('RESOLVED', 'RETRIED') AND created_at < ? AND updated_at < ? LIMIT ?",
+				// Not while the saga is FAILED or still running: its retry backoff counts its letters.
+				select: `SELECT d.id FROM dead_letters d
+					WHERE d.status IN ('RESOLVED', 'RETRIED') AND d.created_at < ? AND d.updated_at < ?
+					  AND NOT EXISTS (SELECT 1 FROM saga_instances s WHERE s.id = d.saga_id AND s.status IN ('FAILED', 'RUNNING', 'COMPENSATING'))
+					LIMIT ?`,
 				delete: [{ table: "dead_letters", columns: ["id"] }]
 			}
 		]),

@@ -166,6 +166,11 @@ describe("tracing chosen by TRACING, three node processes (cluster)", () => {
 			);
 			expect([...services()]).toEqual(expect.arrayContaining(SERVICES));
 			expect(posts.every(p => p === "POST /api/v2/spans")).toBe(true);
+			// The sign-ins and the sign-up were traced, and no password, token or secret reached the collector.
+			const sent = JSON.stringify(zipkin);
+			expect(zipkin.some(s => s.name === "action 'user.login'")).toBe(true);
+			for (const secret of [OPS_ADMIN.ADMIN_PASSWORD, "password-1"]) expect(sent).not.toContain(secret);
+			expect(sent).toContain("[redacted]");
 			// Every node sent its spans of the trace, parents linked across them.
 			expect(new Set(inTrace().map(s => s.tags?.nodeID))).toEqual(new Set(nodes.map(n => n.nodeID)));
 			const ids = new Set(inTrace().map(s => s.id));

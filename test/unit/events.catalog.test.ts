@@ -4,6 +4,7 @@
  * the wrong type fails it; and a handler's InvalidEventError sends the event to the dead letter at once.
  */
 import { EVENT_SCHEMAS, isCatalogEvent, payloadProblems, type CatalogEventType, type EventCatalog } from "../../lib/events/catalog";
+import { EVENT_TYPE } from "../../lib/events/jetstream-bus";
 import { MemoryEventBus } from "../../lib/events/memory-bus";
 import { redriveDue } from "../../lib/events/retry";
 import { deadLetterAlert } from "../../mixins/event-consumer.mixin";
@@ -17,7 +18,7 @@ const SAMPLES: { [T in CatalogEventType]: EventCatalog[T] } = {
 	"reservation.confirmed": { ...seats },
 	"reservation.cancelled": { ...seats, wasConfirmed: true, refundAmount: 3000, reason: "cancelled by user" },
 	"reservation.expired": { ...seats },
-	"reservation.rolledBack": { ...seats, status: "PENDING", reason: "payment did not go through" },
+	"reservation.rolled_back": { ...seats, status: "PENDING", reason: "payment did not go through" },
 	"payment.completed": { paymentId: "p1", sagaId: "g1", reservationId: "r1", userId: "u1", amount: 3000, paymentDate: at },
 	"payment.refunded": {
 		paymentId: "p1",
@@ -43,6 +44,11 @@ const required = (type: CatalogEventType) =>
 		.map(([field]) => field);
 
 describe("event catalog", () => {
+	it("when the catalog is read, then every event type is one the JetStream bus publishes (lower-case dotted words)", () => {
+		// reservation.rolledBack was refused by the bus at publish and stayed in the outbox for ever.
+		expect(Object.keys(EVENT_SCHEMAS).filter(t => !EVENT_TYPE.test(t))).toEqual([]);
+	});
+
 	it.each(Object.keys(SAMPLES) as CatalogEventType[])("when a %s payload is as its type says, then it passes, stamped or not", type => {
 		expect(isCatalogEvent(type)).toBe(true);
 		expect(payloadProblems(type, SAMPLES[type])).toEqual([]);

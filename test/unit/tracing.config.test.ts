@@ -9,7 +9,7 @@ import fs from "fs";
 import os from "os";
 import path from "path";
 import { ServiceBroker, TracerExporters } from "moleculer";
-import { brokerOptions } from "../../moleculer.config";
+import { brokerOptions, redactedTags } from "../../moleculer.config";
 import { ConfigError, loadConfig } from "../../lib/config";
 
 const problemsOf = (env: Record<string, string>): string[] => {
@@ -34,12 +34,28 @@ describe("TRACING configuration", () => {
 		for (const endpoint of ["http://jaeger:9411", "http://jaeger:9411/", "http://jaeger:9411/api/v2/spans", "http://jaeger:9411/api/v2/spans/"]) {
 			const c = config({ TRACING: "jaeger", TRACING_ENDPOINT: endpoint });
 			expect(c.tracing).toEqual({ exporter: "jaeger", endpoint: "http://jaeger:9411" });
-			expect(brokerOptions(c).tracing).toEqual({ enabled: true, exporter: { type: "Zipkin", options: { baseURL: "http://jaeger:9411" } } });
+			expect(brokerOptions(c).tracing).toEqual({
+				enabled: true,
+				tags: { action: redactedTags },
+				exporter: { type: "Zipkin", options: { baseURL: "http://jaeger:9411" } }
+			});
 		}
 		expect(brokerOptions(config({ TRACING: "zipkin", TRACING_ENDPOINT: "https://zipkin.example:443/base" })).tracing).toEqual({
 			enabled: true,
+			tags: { action: redactedTags },
 			exporter: { type: "Zipkin", options: { baseURL: "https://zipkin.example:443/base" } }
 		});
+	});
+
+	it("when an action is traced, then its span carries its params with every secret replaced, two levels deep, and no meta", () => {
+		expect(redactedTags({ params: { email: "a@b.c", password: "s3cret", body: { newPassword: "x", name: "n" }, token: "t", seatIds: ["s1"] } })).toEqual({
+			params: { email: "a@b.c", password: "[redacted]", body: { newPassword: "[redacted]", name: "n" }, token: "[redacted]", seatIds: ["s1"] }
+		});
+		expect(redactedTags({ params: { headers: { Authorization: "Bearer x", "idempotency-key": "k" } } })).toEqual({
+			params: { headers: { Authorization: "[redacted]", "idempotency-key": "[redacted]" } }
+		});
+		expect(redactedTags({ params: undefined })).toEqual({ params: undefined });
+		expect(brokerOptions(config({ TRACING: "console" })).tracing).toMatchObject({ tags: { action: redactedTags } });
 	});
 
 	it("when the endpoint is missing or not an http URL, then the node refuses to start and says why; off ignores it", () => {

@@ -277,7 +277,14 @@
 		var q = raw.indexOf("?");
 		var path = q < 0 ? raw : raw.slice(0, q);
 		var params = new URLSearchParams(q < 0 ? "" : raw.slice(q + 1));
-		var parts = path.split("/").map(decodeURIComponent);
+		// A hand-typed hash with a stray "%" must not stop the page: such a part is taken as it is.
+		var parts = path.split("/").map(function (part) {
+			try {
+				return decodeURIComponent(part);
+			} catch (e) {
+				return part;
+			}
+		});
 		return { name: parts[0] || "sagas", arg: parts[1], params: params };
 	}
 

@@ -90,6 +90,8 @@ export function reservationRepoSuite(name: string, sql: SqlConfig): void {
 			await repo.revertPaying(id, saga);
 			await repo.revertPaying(id, saga);
 			expect(await row(id)).toMatchObject({ status: "PENDING", saga_id: null });
+			// One reservation.rolled_back (OrderRollbackEvent) for the one revert that changed something.
+			expect((await events(id)).map(e => e.type)).toEqual(["reservation.held", "reservation.rolled_back"]);
 			expect(await repo.markPaying(id, saga, new Date())).toBe(0);
 			expect(await repo.markPaying(id, crypto.randomUUID(), new Date())).toBe(1);
 		});
@@ -138,7 +140,7 @@ export function reservationRepoSuite(name: string, sql: SqlConfig): void {
 			const id = await paying(saga);
 			expect((await repo.voidConfirmation(id, saga))?.status).toBe("PENDING");
 			expect((await repo.confirm(id, saga, "pay-1")).changed).toBe(0);
-			expect((await events(id)).map(e => e.type)).toEqual(["reservation.held"]);
+			expect((await events(id)).map(e => e.type)).toEqual(["reservation.held", "reservation.rolled_back"]);
 		});
 
 		it("when a cancellation of a CONFIRMED reservation is aborted, then it is CONFIRMED again and that saga's late beginCancel changes nothing", async () => {
