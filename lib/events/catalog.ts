@@ -71,13 +71,7 @@ export interface ReservationCancelled {
 }
 
 /** seed 003 OrderRollbackEvent: a reservation back to PENDING after its payment's saga compensated. */
-export interface ReservationRolledBack {
-	reservationId: string;
-	userId: string;
-	concertId: string;
-	scheduleId: string;
-	seatIds: string[];
-	amount: number;
+export interface ReservationRolledBack extends ReservationConfirmed {
 	status: "PENDING";
 	reason: string;
 }

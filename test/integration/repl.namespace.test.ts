@@ -14,6 +14,7 @@ import { otherNodes, ReplHintsMiddleware, warnIfAlone } from "../../lib/repl-com
 import { testEnv, waitFor, type TestEnv } from "../support/harness";
 import { NATS_URL } from "../support/isolation";
 import { SchemaNodes } from "../support/saga";
+import { replCommand } from "../support/repl";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -24,12 +25,7 @@ describe("REPL in a namespace nobody uses (cluster)", () => {
 	let repl: ChildProcess | undefined;
 	let out = "";
 
-	async function command(line: string, until: RegExp, timeoutMs = 10_000): Promise<string> {
-		const from = out.length;
-		repl!.stdin!.write(`${line}\n`);
-		await waitFor(() => until.test(out.slice(from)), timeoutMs, `REPL output of "${line}" to match ${until} (got: ${out.slice(from)})`);
-		return out.slice(from);
-	}
+	const command = (line: string, until: RegExp, timeoutMs = 10_000) => replCommand(repl!, () => out, line, until, timeoutMs);
 
 	beforeAll(async () => {
 		env = testEnv({ cluster: true });

@@ -15,6 +15,7 @@ import { OPS_ADMIN } from "../support/ops";
 import { SchemaNodes } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";
 import { testSagaSchema } from "../support/saga-services/saga/saga.service";
+import { replCommand } from "../support/repl";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -43,13 +44,7 @@ describe("REPL commands (cluster, REPL in its own process)", () => {
 	const failed: SagaView[] = [];
 	let firstConsistency = "";
 
-	/** Types a line into the REPL and waits until the output after it matches `until`; answers that output. */
-	async function command(line: string, until: RegExp, timeoutMs = 15_000): Promise<string> {
-		const from = out.length;
-		repl!.stdin!.write(`${line}\n`);
-		await waitFor(() => until.test(out.slice(from)), timeoutMs, `REPL output of "${line}" to match ${until} (got: ${out.slice(from)})`);
-		return out.slice(from);
-	}
+	const command = (line: string, until: RegExp, timeoutMs = 15_000) => replCommand(repl!, () => out, line, until, timeoutMs);
 
 	beforeAll(async () => {
 		env = testEnv({ cluster: true, env: OPS_ADMIN });
