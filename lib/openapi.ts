@@ -228,6 +228,28 @@ export function buildOpenApi(input: OpenApiInput): Schema {
 		paths[key] ??= {};
 		paths[key][method.toLowerCase()] = op;
 	}
+	// The live seat map: a stream the gateway serves beside its routes (services/api/seat-feed.ts).
+	paths[`${base}/schedules/{id}/seats/events`] = {
+		get: {
+			operationId: "api.seatEvents",
+			tags: ["concert"],
+			summary: "The seat map as Server-Sent Events: `event: seats` with {scheduleId, seats: [{id, status}]}, at once and after every change",
+			security: [],
+			parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+			responses: {
+				"200": { description: "A stream that stays open", content: { "text/event-stream": { schema: { type: "string" } } } },
+				"404": { description: "NOT_FOUND: no such schedule", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
+				"429": {
+					description: "RATE_LIMITED: too many streams from this address",
+					content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+				},
+				"503": {
+					description: "This gateway serves its maximum of streams: poll GET .../seats",
+					content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+				}
+			}
+		}
+	};
 	return {
 		openapi: "3.0.3",
 		info: {

@@ -20,6 +20,7 @@ import { CurrentUsers } from "./current-user";
 import { clientAddress, StoreRateLimit } from "./rate-limit";
 import { idempotencyMiddleware } from "./idempotency";
 import { requestGuard } from "./request-guard";
+import { SEAT_EVENTS_PATH, SeatFeed } from "./seat-feed";
 import { IDEMPOTENCY_EXEMPT, IDEMPOTENCY_REQUIRED, PAGES, QUEUE_GATED, REQUIRED_SERVICES, ROUTES } from "./routes";
 import { buildOpenApi, docsInitScript, docsPage, type ActionInfo } from "../../lib/openapi";
 import fs from "fs";
@@ -55,6 +56,8 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 	const securityHeaders = responseSecurityHeaders(config);
 	// Set when the service is created (it needs the broker to call the user service).
 	let currentUsers: CurrentUsers | undefined;
+	/** The live seat streams of this gateway process (services/api/seat-feed.ts). */
+	let seatFeed: SeatFeed | undefined;
 
 	return {
 		name: "api",
@@ -328,6 +331,22 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				};
 			}
 			currentUsers = new CurrentUsers(ids => callerOf<UserApi>(broker)("user.getMany", { ids }, { timeout: 2000 }), config.auth.cacheSec * 1000);
+			seatFeed = new SeatFeed(broker);
+		},
+
+		/** Runs before moleculer-web closes the server, which would otherwise wait for every open seat stream. */
+		stopped() {
+			seatFeed?.close();
+		},
+
+		events: {
+			/** A schedule's seats changed (the concert service, coalesced): its open streams get the new list. */
+			"concert.seatsChanged": {
+				params: { scheduleIds: { type: "array", items: { type: "string", max: 200 }, max: 10_000 } },
+				handler(ctx: Context<{ scheduleIds: string[] }>) {
+					for (const id of ctx.params.scheduleIds) seatFeed?.changed(id);
+				}
+			}
 		},
 
 		methods: {
@@ -340,6 +359,19 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				for (const h of ["x-request-id", "x-correlation-id"]) {
 					const v = req.headers[h];
 					if (v !== undefined && (typeof v !== "string" || !REQUEST_ID.test(v))) delete req.headers[h];
+				}
+				// A live seat map: a stream that stays open, served beside moleculer-web (one action call per request).
+				const feed = SEAT_EVENTS_PATH.exec(req.url ?? "");
+				if (feed && seatFeed) {
+					void seatFeed.serve(req, res, feed[1], clientAddress(req, config.http.trustProxy), err => {
+						if (res.headersSent || res.writableEnded) return;
+						const { status, body } = toHttpError(err);
+						res.setHeader("Content-Type", "application/json; charset=utf-8");
+						if (status === 503 || status === 429) res.setHeader("Retry-After", "5");
+						res.writeHead(status);
+						res.end(JSON.stringify(body));
+					});
+					return;
 				}
 				return (ApiGateway.methods!.httpHandler as (...a: unknown[]) => unknown).call(this, req, res, next);
 			},

@@ -68,7 +68,17 @@ interface Vars {
 	seatMaps: LRUCache<string, SeatMap>;
 	/** Per-node cache of sale windows (concertId -> window and when it was read): an admin's change is seen within WINDOW_CACHE_MS. */
 	windows: LRUCache<string, { window: SalesWindow; at: number }>;
+	/** Schedules whose seats changed since the last `concert.seatsChanged` broadcast, and its timer. */
+	changedSchedules: Set<string>;
+	changedTimer?: NodeJS.Timeout;
 }
+
+/**
+ * Seat changes of this node are broadcast at most this often, as one `concert.seatsChanged {scheduleIds}`: the
+ * gateways' live seat maps (services/api/seat-feed.ts) read a changed schedule once per broadcast, however many
+ * holds a flash sale makes in between.
+ */
+const SEATS_CHANGED_EVERY_MS = 100;
 
 /** How long a node trusts a sale window it read (ms): the calendar is checked on every hold and sale. */
 const WINDOW_CACHE_MS = 2000;
@@ -100,6 +110,7 @@ interface Methods {
 	ttlMs(): number;
 	releaseLater(req: HoldKey & { owner: string }, wanted?: () => Promise<boolean>): Promise<boolean>;
 	countHold(outcome: "held" | "conflict" | "sold", seats: number): void;
+	seatsChanged(ctx: Context<{ scheduleId: string }>, res: unknown): unknown;
 }
 
 type This = Service<Settings> & PlatformVars & DbVars & Vars & Methods;
@@ -619,7 +630,33 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		}
 	},
 
+	// Every action that can change what a seat map shows tells the gateways' live maps (seatsChanged below).
+	hooks: {
+		after: {
+			hold: "seatsChanged",
+			release: "seatsChanged",
+			confirmSeats: "seatsChanged",
+			rehold: "seatsChanged",
+			releaseSold: "seatsChanged"
+		}
+	},
+
 	methods: {
+		/** After a seat-changing action: its schedule joins the next coalesced broadcast. Answers the result as is. */
+		seatsChanged(this: This, ctx: Context<{ scheduleId: string }>, res: unknown) {
+			this.changedSchedules.add(ctx.params.scheduleId);
+			if (!this.changedTimer) {
+				this.changedTimer = setTimeout(() => {
+					this.changedTimer = undefined;
+					const scheduleIds = [...this.changedSchedules];
+					this.changedSchedules.clear();
+					this.broker.broadcast("concert.seatsChanged", { scheduleIds }).catch(() => undefined);
+				}, SEATS_CHANGED_EVERY_MS);
+				this.changedTimer.unref();
+			}
+			return res;
+		},
+
 		async concertView(this: This, id: string): Promise<ConcertView> {
 			const concert = ID_PATTERN.test(id) ? await this.repo.getConcert(id) : null;
 			if (!concert) throw new NotFoundError("concert", id);
@@ -717,6 +754,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 		this.holds = createHoldStore(this.store);
 		this.lateReleases = new LateReleases(this.holds, { log: msg => this.logger.warn(msg) });
 		this.seatMaps = new LRUCache({ max: SEAT_MAP_CACHE_MAX });
+		this.changedSchedules = new Set();
 		this.windows = new LRUCache({ max: SEAT_MAP_CACHE_MAX });
 		if (this.broker.isMetricsEnabled()) {
 			const m = this.broker.metrics;
@@ -740,6 +778,7 @@ const ConcertService: ServiceSchema<Settings, Methods, PlatformVars & DbVars & V
 	stopped(this: This) {
 		// Pending late releases are dropped: the holds' own TTL frees those seats.
 		this.lateReleases?.stop();
+		if (this.changedTimer) clearTimeout(this.changedTimer);
 	}
 };
 
