@@ -869,6 +869,13 @@ async function send(
 	});
 	try {
 		const res = await fetch(origin + req.path, { method: req.method, headers, body: req.body, signal: controller.signal });
+		// A stream (the live seat map) stays open: its answer is its status and first event; then it is closed.
+		if (res.status === 200 && /^text\/event-stream/.test(res.headers.get("content-type") ?? "")) {
+			const first = await res.body!.getReader().read();
+			controller.abort();
+			const body = new TextDecoder().decode(first.value ?? new Uint8Array());
+			return { outcome: "answer", sent: shown, status: res.status, body, crashes: guard.events.slice(seen), ms: Date.now() - started };
+		}
 		const body = await res.text();
 		return { outcome: "answer", sent: shown, status: res.status, body, crashes: guard.events.slice(seen), ms: Date.now() - started };
 	} catch (err) {
