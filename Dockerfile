@@ -32,6 +32,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # The operator console's static files (/admin): tsc compiles only TypeScript, so they are copied beside the compiled gateway.
 COPY --from=build /app/services/api/console ./dist/services/api/console
+# The booking page's static files (/ and /app/*), for the same reason.
+COPY --from=build /app/services/api/app ./dist/services/api/app
 USER node
 EXPOSE 3000 3030
 # SIGTERM reaches the runner directly (no shell), which stops the broker gracefully.

@@ -108,7 +108,7 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 						currentUser: claims => currentUsers!.resolve(claims)
 					})
 				]),
-				// The pages outside /api (the operator console at /admin, the pointer at /): last, so /api is matched first.
+				// The pages outside /api (the booking page at /, the operator console at /admin): last, so /api is matched first.
 				{ ...apiRoute(config, "pages", PAGES, { timeout: READ_TIMEOUT_MS, retries: 2 }, [requestGuard()]), path: "/" }
 			],
 
@@ -265,18 +265,31 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			},
 
 			/**
-			 * GET /: a pointer to what this gateway serves (docs, OpenAPI, operator console, health). Plain JSON, easy to
-			 * replace by a page of its own later.
+			 * GET /: the fans' booking page (services/api/app/index.html, issue 20): sign in, the concerts, the waiting
+			 * room, the seat map, paying with points, the ticket and one's bookings, over the public /api routes only.
+			 * Its footer links to /api/docs and /admin.
 			 */
-			root: {
+			app: {
 				visibility: "published",
 				auth: false,
 				params: { $$strict: "remove" },
-				handler() {
-					return {
-						name: "Concert reservation platform",
-						links: { docs: "/api/docs", openapi: "/api/openapi.json", console: "/admin", health: "/api/health" }
-					};
+				handler(ctx: Context<unknown, RequestMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
+					ctx.meta.$responseType = "text/html; charset=utf-8";
+					ctx.meta.$responseHeaders = { "Content-Security-Policy": APP_CSP };
+					return readPageFile(pageDir("app"), "index.html");
+				}
+			},
+
+			/** GET /app/:file: the booking page's script and stylesheet (a fixed list; anything else is 404). */
+			appAsset: {
+				visibility: "published",
+				auth: false,
+				params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
+				handler(ctx: Context<{ file: string }, RequestMeta & { $responseType?: string }>) {
+					const type = APP_ASSETS.get(ctx.params.file);
+					if (!type) throw new NotFoundError("file", ctx.params.file);
+					ctx.meta.$responseType = type;
+					return readPageFile(pageDir("app"), ctx.params.file);
 				}
 			},
 
@@ -429,26 +442,39 @@ const CONSOLE_ASSETS = new Map<string, string>([
 ]);
 
 /**
- * The console loads its own script and stylesheet and talks to this gateway only: no inline script or style, no
- * other origin, no framing. Its data goes into the page as text (textContent), so an injected value stays text.
+ * The pages (the console, the booking page) load their own script and stylesheet and talk to this gateway only
+ * (fetch, and the seat map's EventSource): no inline script or style, no other origin, no framing. Their data goes
+ * into the page as text (textContent), so an injected value stays text.
  */
-const CONSOLE_CSP =
+const PAGE_CSP =
 	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+const CONSOLE_CSP = PAGE_CSP;
+const APP_CSP = PAGE_CSP;
 
 /**
- * Where the console's files are: beside this file under ts-node (services/api/console), or, from the compiled
- * dist/services/api, the same folder copied there (the Docker image does) or the checkout's services/api/console.
+ * Where a page's files are (`folder` under services/api): beside this file under ts-node, or, from the compiled
+ * dist/services/api, the same folder copied there (the Docker image does) or the checkout's.
  */
-function consoleDir(): string | undefined {
-	for (const dir of [path.join(__dirname, "console"), path.resolve(__dirname, "../../../services/api/console")]) {
+function pageDir(folder: "console" | "app"): string | undefined {
+	for (const dir of [path.join(__dirname, folder), path.resolve(__dirname, "../../../services/api", folder)]) {
 		if (fs.existsSync(path.join(dir, "index.html"))) return dir;
 	}
 	return undefined;
 }
 
 /** One console file, read when asked (they are small, and an edited file is served at once). */
-async function readConsoleFile(name: string): Promise<Buffer> {
-	const dir = consoleDir();
+function readConsoleFile(name: string): Promise<Buffer> {
+	return readPageFile(pageDir("console"), name);
+}
+
+/** Files of the booking page besides its page (services/api/app/); a Map, so `__proto__` is no file. */
+const APP_ASSETS = new Map<string, string>([
+	["app.css", "text/css; charset=utf-8"],
+	["app.js", "application/javascript; charset=utf-8"]
+]);
+
+/** One file of a page folder, read when asked (they are small, and an edited file is served at once). */
+async function readPageFile(dir: string | undefined, name: string): Promise<Buffer> {
 	if (!dir) throw new NotFoundError("file", name);
 	return fs.promises.readFile(path.join(dir, name));
 }

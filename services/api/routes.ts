@@ -76,11 +76,12 @@ export const ROUTES: Record<string, string> = {
 
 /**
  * The gateway's pages outside /api (no bearer token: each page is public HTML that signs in through
- * POST /api/auth/login and then uses the admin API above). `GET /` is a pointer to the rest for now; a page of its
- * own (a fan booking page) can take its place.
+ * POST /api/auth/login and then uses the API above). `GET /` is the fans' booking page (services/api/app/, issue
+ * 20) with its files under /app/; `GET /admin` the operator console (services/api/console/, issue 19).
  */
 export const PAGES: Record<string, string> = {
-	"GET /": "api.root",
+	"GET /": "api.app",
+	"GET /app/:file": "api.appAsset",
 	"GET /admin": "api.console",
 	"GET /admin/:file": "api.consoleAsset"
 };

@@ -2,7 +2,7 @@
  * The admin API the operator console (issue 19) added, over HTTP through the real gateway in one process
  * (embedded: SQLite, memory store, in-process events) with every context and a test consumer group: the saga list's
  * age and type filters, step durations in a saga's journal, the live figures, the cluster's nodes, replaying every
- * event dead letter of a kind, and the pages outside /api (/ and /admin). Bad filters answer 422 VALIDATION_ERROR
+ * event dead letter of a kind, and the pages outside /api (/, the booking page, and /admin). Bad filters answer 422 VALIDATION_ERROR
  * and change nothing; non-admins get 403 FORBIDDEN, nobody 401. The browser side is admin-console.browser.test.ts.
  */
 import type { ServiceBroker } from "moleculer";
@@ -151,10 +151,23 @@ describe("admin API of the operator console (embedded)", () => {
 		expect(await letters()).toEqual([]);
 	});
 
-	it("when / and /admin are opened, then a pointer and the console page with its assets under a strict CSP; unknown files 404", async () => {
+	it("when / and /admin are opened, then the booking page and the console page with their assets under a strict CSP; unknown files 404", async () => {
+		// The fans' booking page (issue 20; in a browser: booking-page.browser.test.ts), its footer linking the docs and the console.
 		const root = await http("GET", `${origin}/`);
 		expect(root.status).toBe(200);
-		expect(root.body.links).toEqual({ docs: "/api/docs", openapi: "/api/openapi.json", console: "/admin", health: "/api/health" });
+		expect(root.headers.get("content-type")).toMatch(/text\/html/);
+		expect(root.headers.get("content-security-policy")).toMatch(/default-src 'none'; script-src 'self'.*connect-src 'self'.*frame-ancestors 'none'/);
+		expect(root.body).toContain('<script src="/app/app.js"></script>');
+		expect(root.body).toContain('<a href="/api/docs">');
+		expect(root.body).toContain('<a href="/admin">');
+		expect(root.body).not.toMatch(/<script>|style=/);
+		const appJs = await http("GET", `${origin}/app/app.js`);
+		expect([appJs.status, appJs.headers.get("content-type")]).toEqual([200, "application/javascript; charset=utf-8"]);
+		expect(appJs.body).not.toMatch(/\.innerHTML|\.outerHTML|insertAdjacentHTML|localStorage\./);
+		expect((await http("GET", `${origin}/app/app.css`)).status).toBe(200);
+		for (const name of ["nope.js", "__proto__", "toString", "index.html", "..%2Fapi.service.ts"]) {
+			expect([name, (await http("GET", `${origin}/app/${name}`)).status]).toEqual([name, 404]);
+		}
 
 		const page = await http("GET", `${origin}/admin`);
 		expect(page.status).toBe(200);
