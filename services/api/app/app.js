@@ -35,6 +35,8 @@
 	var SEATS_POLL_MS = 2000;
 	var PAYMENT_POLL_MS = 1000;
 	var DEFAULT_SEAT_LIMIT = 4;
+	/** CANCEL_CUTOFF_HOURS' default: past it the page offers no cancel button (the server decides either way). */
+	var CANCEL_CUTOFF_MS = 24 * 3600 * 1000;
 
 	var $ = function (id) {
 		return document.getElementById(id);
@@ -1487,6 +1489,13 @@
 					when.textContent = fmtDate(sh.startsAt);
 					var past = sh.startsAt && new Date(sh.startsAt).getTime() <= Date.now();
 					if (res.status === "CONFIRMED" && past) item.appendChild(reviewForm(res.concertId));
+					// Past the cancellation cutoff the server would refuse: say so instead of offering the button.
+					var closesAt = sh.startsAt ? new Date(sh.startsAt).getTime() - CANCEL_CUTOFF_MS : Infinity;
+					var cancelBtn = actions.querySelector("button.cancel");
+					if (res.status === "CONFIRMED" && cancelBtn && closesAt <= Date.now()) {
+						cancelBtn.remove();
+						note.textContent = "Cancellation closed on " + fmtDate(new Date(closesAt).toISOString()) + ".";
+					}
 				});
 				if (res.status === "PENDING" || res.status === "PAYING")
 					actions.appendChild(el("a", { class: "button primary", href: "#/checkout/" + res.id, text: "Pay" }));
