@@ -13,12 +13,11 @@
  *
  * The browser: CHROMIUM_PATH, else `command -v chromium`, else /usr/bin/chromium.
  */
-import { execSync } from "child_process";
 import crypto from "crypto";
 import fs from "fs";
 import path from "path";
 import type { ServiceBroker } from "moleculer";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Browser, Page } from "puppeteer-core";
 import { adminToken, ownConcert, pay, reserve, seats, shopper, type Shopper } from "../support/booking";
 import { EventNodes, makeEvent, publishRaw } from "../support/events";
 import { sinkSchema, type SinkStats } from "../support/event-services/sink.service";
@@ -28,22 +27,12 @@ import { SchemaNodes, serviceFile } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";
 import { testSagaSchema } from "../support/saga-services/saga/saga.service";
 import SagaService from "../../services/saga/saga.service";
+import { launchBrowser } from "../support/browser";
 
 /** What the test reads of an element in the page (the test is compiled without the DOM library). */
 type Shown = { hidden: boolean; dataset: Record<string, string | undefined> };
 
 const SHOTS = path.resolve(__dirname, "../../test-results/console");
-
-function chromiumPath(): string {
-	if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-	try {
-		const found = execSync("command -v chromium", { shell: "/bin/sh", encoding: "utf8" }).trim();
-		if (found) return found;
-	} catch {
-		/* not on the PATH */
-	}
-	return "/usr/bin/chromium";
-}
 
 describe("operator console in a browser (cluster)", () => {
 	let env: TestEnv;
@@ -106,7 +95,7 @@ describe("operator console in a browser (cluster)", () => {
 		expect(held.status).toBe(201);
 		expect((await pay(api, buyer, held.body.id)).status).toBe(201);
 
-		browser = await puppeteer.launch({ executablePath: chromiumPath(), headless: true, args: ["--no-sandbox", "--headless=new"] });
+		browser = await launchBrowser();
 	}, 120_000);
 
 	afterAll(async () => {

@@ -18,14 +18,14 @@
  *
  * The browser: CHROMIUM_PATH, else `command -v chromium`, else /usr/bin/chromium.
  */
-import { execSync } from "child_process";
 import fs from "fs";
 import path from "path";
 import type { ServiceBroker } from "moleculer";
-import puppeteer, { type Browser, type HTTPRequest, type Page } from "puppeteer-core";
+import type { Browser, HTTPRequest, Page } from "puppeteer-core";
 import { adminToken, shopper, type Shopper } from "../support/booking";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
 import { OPS_ADMIN } from "../support/ops";
+import { launchBrowser } from "../support/browser";
 
 /** What the test reads of an element in the page (the test is compiled without the DOM library). */
 type Shown = { hidden: boolean; dataset: Record<string, string | undefined>; getAttribute(n: string): string | null };
@@ -34,17 +34,6 @@ type AxeViolation = { id: string; impact: string | null; help: string; nodes: { 
 const SHOTS = path.resolve(__dirname, "../../test-results/booking");
 const AXE = require.resolve("axe-core/axe.min.js");
 const PASSWORD = "fan-password-1";
-
-function chromiumPath(): string {
-	if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-	try {
-		const found = execSync("command -v chromium", { shell: "/bin/sh", encoding: "utf8" }).trim();
-		if (found) return found;
-	} catch {
-		/* not on the PATH */
-	}
-	return "/usr/bin/chromium";
-}
 
 /** Where the page runs: one process as `npm start` runs it, and three brokers over NATS as a cluster does. */
 const SETUPS: [string, boolean][] = [
@@ -137,7 +126,7 @@ describe.each(SETUPS)("booking page in a browser (%s)", (_setup, cluster) => {
 		blockerA = await shopper(api, concertId, 0, "blocker-a");
 		blockerB = await shopper(api, concertId, 0, "blocker-b");
 
-		browser = await puppeteer.launch({ executablePath: chromiumPath(), headless: true, args: ["--no-sandbox", "--headless=new"] });
+		browser = await launchBrowser();
 	}, 120_000);
 
 	afterAll(async () => {

@@ -3,30 +3,17 @@
  * the pre-queue before a sale opens, a sold-out concert, a payment short of points that succeeds after a top-up
  * (a new attempt, not the refused one replayed), and, once the show has taken place, no cancel button (the
  * cutoff has passed, and the server refuses it too) and a review written from My bookings. Screenshots go to test-results/booking/states/.
- * The browser: CHROMIUM_PATH, else `command -v chromium`, else /usr/bin/chromium.
  */
-import { execSync } from "child_process";
 import fs from "fs";
 import path from "path";
 import type { ServiceBroker } from "moleculer";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Browser, Page } from "puppeteer-core";
 import { adminToken, pay, reserve, seats, shopper } from "../support/booking";
+import { fanPage, launchBrowser } from "../support/browser";
 import { gatewayUrl, http, testEnv, waitFor, type TestEnv } from "../support/harness";
 import { OPS_ADMIN } from "../support/ops";
 
 const SHOTS = path.resolve(__dirname, "../../test-results/booking/states");
-const PASSWORD = "fan-password-1";
-
-function chromiumPath(): string {
-	if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-	try {
-		const found = execSync("command -v chromium", { shell: "/bin/sh", encoding: "utf8" }).trim();
-		if (found) return found;
-	} catch {
-		/* not on the PATH */
-	}
-	return "/usr/bin/chromium";
-}
 
 describe("booking page states in a browser (embedded)", () => {
 	let env: TestEnv;
@@ -71,20 +58,7 @@ describe("booking page states in a browser (embedded)", () => {
 
 	/** A new fan signed in in a browser of their own, at `hash`. Answers the page and the fan's token. */
 	async function fan(name: string, hash: string): Promise<{ page: Page; token: string }> {
-		const email = `${name}-${Date.now().toString(36)}@example.com`;
-		expect((await http("POST", `${api}/auth/register`, { body: { email, password: PASSWORD, name } })).status).toBe(201);
-		const page = await (await browser!.createBrowserContext()).newPage();
-		await page.setViewport({ width: 1280, height: 900 });
-		page.on("console", m => {
-			if (m.type() === "error" && !/^Failed to load resource/.test(m.text())) problems.push(`${name} console: ${m.text()}`);
-		});
-		page.on("pageerror", e => problems.push(`${name} page error: ${(e as Error).message}`));
-		await page.goto(`${origin}/${hash}`, { waitUntil: "load" });
-		await page.waitForSelector("#signin-form");
-		await page.type("#signin-email", email);
-		await page.type("#signin-password", PASSWORD);
-		await page.click("#signin-submit");
-		await page.waitForFunction(`!document.querySelector("#signin-form")`);
+		const { page } = await fanPage(browser!, { api, origin }, name, hash, problems);
 		return { page, token: (await page.evaluate(`sessionStorage.getItem("crp.app.token")`)) as string };
 	}
 
@@ -95,7 +69,7 @@ describe("booking page states in a browser (embedded)", () => {
 		api = gatewayUrl(gateway);
 		origin = new URL(api).origin;
 		admin = await adminToken(api, OPS_ADMIN.ADMIN_EMAIL, OPS_ADMIN.ADMIN_PASSWORD);
-		browser = await puppeteer.launch({ executablePath: chromiumPath(), headless: true, args: ["--no-sandbox", "--headless=new"] });
+		browser = await launchBrowser();
 	}, 120_000);
 
 	afterAll(async () => {

@@ -7,28 +7,16 @@
  *   just taken, and its map shows the seat held.
  * Screenshots go to test-results/booking/two-browsers/. The browser: CHROMIUM_PATH, else `command -v chromium`.
  */
-import { execSync } from "child_process";
 import fs from "fs";
 import path from "path";
 import type { ServiceBroker } from "moleculer";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Browser, Page } from "puppeteer-core";
 import { adminToken, ownConcert } from "../support/booking";
+import { fanPage, launchBrowser } from "../support/browser";
 import { gatewayUrl, http, testEnv, type TestEnv } from "../support/harness";
 import { OPS_ADMIN } from "../support/ops";
 
 const SHOTS = path.resolve(__dirname, "../../test-results/booking/two-browsers");
-const PASSWORD = "fan-password-1";
-
-function chromiumPath(): string {
-	if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-	try {
-		const found = execSync("command -v chromium", { shell: "/bin/sh", encoding: "utf8" }).trim();
-		if (found) return found;
-	} catch {
-		/* not on the PATH */
-	}
-	return "/usr/bin/chromium";
-}
 
 describe("two fans on one schedule, two browsers (cluster)", () => {
 	let env: TestEnv;
@@ -51,20 +39,7 @@ describe("two fans on one schedule, two browsers (cluster)", () => {
 
 	/** A new fan (signed up over the API), signed in in a browser of their own and on the schedule's seat map. */
 	async function fanOnSeatMap(name: string): Promise<Page> {
-		const email = `${name}-${Date.now().toString(36)}@example.com`;
-		expect((await http("POST", `${api}/auth/register`, { body: { email, password: PASSWORD, name } })).status).toBe(201);
-		const page = await (await browser!.createBrowserContext()).newPage();
-		await page.setViewport({ width: 1280, height: 900 });
-		page.on("console", m => {
-			if (m.type() === "error" && !/^Failed to load resource/.test(m.text())) problems.push(`${name} console: ${m.text()}`);
-		});
-		page.on("pageerror", e => problems.push(`${name} page error: ${(e as Error).message}`));
-		// Signed out, the page keeps where the fan was going and goes there after the sign-in.
-		await page.goto(`${origin}/#/queue/${concertId}/${scheduleId}`, { waitUntil: "load" });
-		await page.waitForSelector("#signin-form");
-		await page.type("#signin-email", email);
-		await page.type("#signin-password", PASSWORD);
-		await page.click("#signin-submit");
+		const { page } = await fanPage(browser!, { api, origin }, name, `#/queue/${concertId}/${scheduleId}`, problems);
 		await page.waitForSelector(seat("A-1"), { timeout: 20_000 });
 		// The map follows the live stream (not the polling fallback).
 		await page.waitForFunction(`document.querySelector("#seat-feed").dataset.mode === "live"`, { timeout: 10_000 });
@@ -85,7 +60,7 @@ describe("two fans on one schedule, two browsers (cluster)", () => {
 		origin = new URL(api).origin;
 		const admin = await adminToken(api, OPS_ADMIN.ADMIN_EMAIL, OPS_ADMIN.ADMIN_PASSWORD);
 		({ concertId, scheduleId } = await ownConcert(api, admin, 2, 4, 500));
-		browser = await puppeteer.launch({ executablePath: chromiumPath(), headless: true, args: ["--no-sandbox", "--headless=new"] });
+		browser = await launchBrowser();
 	}, 120_000);
 
 	afterAll(async () => {
