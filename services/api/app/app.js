@@ -160,8 +160,25 @@
 	 * One call to /api: answers `{status, data}`; an error answer rejects with an ApiError (a network failure is
 	 * status 0, type NETWORK). A 401 on anything but sign-in ends the session.
 	 */
-	function api(method, path, opts) {
+	/**
+	 * A GET that meets a server busy or briefly unreachable (503, 429, no answer) is asked again a few times (after
+	 * Retry-After, at most 3 s): a read is safe to repeat, and a fan would only press reload. Writes are not
+	 * repeated here: their retry is the fan's, with the same Idempotency-Key.
+	 */
+	var READ_RETRIES = 3;
+
+	function api(method, path, opts, attempt) {
 		opts = opts || {};
+		attempt = attempt || 0;
+		var again = function (err, retryAfterSec) {
+			if (method !== "GET" || attempt >= READ_RETRIES) throw err;
+			var wait = Math.min(3000, retryAfterSec > 0 ? retryAfterSec * 1000 : 500 * Math.pow(2, attempt));
+			return new Promise(function (resolve) {
+				setTimeout(resolve, wait);
+			}).then(function () {
+				return api(method, path, opts, attempt + 1);
+			});
+		};
 		var headers = { accept: "application/json" };
 		var token = session.token();
 		if (token) headers.authorization = "Bearer " + token;
@@ -186,6 +203,7 @@
 					}
 					if (res.ok) return { status: res.status, data: data };
 					var err = new ApiError(res.status, data);
+					if (res.status === 503 || res.status === 429) return again(err, Number(res.headers.get("retry-after")) || 0);
 					if (res.status === 401 && path.indexOf("/api/auth/") !== 0) {
 						session.clear();
 						showAlert("Your session has ended. Please sign in again.");
@@ -195,7 +213,7 @@
 				});
 			},
 			function () {
-				throw new ApiError(0, null);
+				return again(new ApiError(0, null), 0);
 			}
 		);
 	}
