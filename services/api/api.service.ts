@@ -267,56 +267,14 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			/**
 			 * GET /: the fans' booking page (services/api/app/index.html, issue 20): sign in, the concerts, the waiting
 			 * room, the seat map, paying with points, the ticket and one's bookings, over the public /api routes only.
-			 * Its footer links to /api/docs and /admin.
+			 * Its footer links to /api/docs and /admin. GET /app/:file: its script and stylesheet.
 			 */
-			app: {
-				visibility: "published",
-				auth: false,
-				params: { $$strict: "remove" },
-				handler(ctx: Context<unknown, RequestMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
-					ctx.meta.$responseType = "text/html; charset=utf-8";
-					ctx.meta.$responseHeaders = { "Content-Security-Policy": APP_CSP };
-					return readPageFile(pageDir("app"), "index.html");
-				}
-			},
+			app: pageAction("app"),
+			appAsset: pageAssetAction("app"),
 
-			/** GET /app/:file: the booking page's script and stylesheet (a fixed list; anything else is 404). */
-			appAsset: {
-				visibility: "published",
-				auth: false,
-				params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
-				handler(ctx: Context<{ file: string }, RequestMeta & { $responseType?: string }>) {
-					const type = APP_ASSETS.get(ctx.params.file);
-					if (!type) throw new NotFoundError("file", ctx.params.file);
-					ctx.meta.$responseType = type;
-					return readPageFile(pageDir("app"), ctx.params.file);
-				}
-			},
-
-			/** GET /admin: the operator console (services/api/console/index.html); it shows a sign-in form until an admin signs in. */
-			console: {
-				visibility: "published",
-				auth: false,
-				params: { $$strict: "remove" },
-				handler(ctx: Context<unknown, RequestMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
-					ctx.meta.$responseType = "text/html; charset=utf-8";
-					ctx.meta.$responseHeaders = { "Content-Security-Policy": CONSOLE_CSP };
-					return readConsoleFile("index.html");
-				}
-			},
-
-			/** GET /admin/:file: the console's script and stylesheet (a fixed list; anything else is 404). */
-			consoleAsset: {
-				visibility: "published",
-				auth: false,
-				params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
-				handler(ctx: Context<{ file: string }, RequestMeta & { $responseType?: string }>) {
-					const type = CONSOLE_ASSETS.get(ctx.params.file);
-					if (!type) throw new NotFoundError("file", ctx.params.file);
-					ctx.meta.$responseType = type;
-					return readConsoleFile(ctx.params.file);
-				}
-			}
+			/** GET /admin: the operator console (services/api/console/); a sign-in form until an admin signs in. */
+			console: pageAction("console"),
+			consoleAsset: pageAssetAction("console")
 		},
 
 		/**
@@ -435,48 +393,72 @@ const DOCS_ASSETS = new Map<string, { type: string }>([
 /** The docs page may load what this gateway serves, and nothing else; no other site may frame it. */
 const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-/** Files of the operator console besides its page (services/api/console/); a Map, so `__proto__` is no file. */
-const CONSOLE_ASSETS = new Map<string, string>([
-	["console.css", "text/css; charset=utf-8"],
-	["console.js", "application/javascript; charset=utf-8"]
-]);
-
 /**
- * The pages (the console, the booking page) load their own script and stylesheet and talk to this gateway only
- * (fetch, and the seat map's EventSource): no inline script or style, no other origin, no framing. Their data goes
- * into the page as text (textContent), so an injected value stays text.
+ * The gateway's pages (services/api/<folder>/): index.html and a fixed list of assets each, under one CSP. They load
+ * their own script and stylesheet and talk to this gateway only (fetch, and the seat map's EventSource): no inline
+ * script or style, no other origin, no framing. Their data goes into the page as text (textContent), so an
+ * injected value stays text. Maps, so `__proto__` is no file.
  */
+const PAGE_ASSETS: Record<"app" | "console", Map<string, string>> = {
+	app: new Map([
+		["app.css", "text/css; charset=utf-8"],
+		["app.js", "application/javascript; charset=utf-8"]
+	]),
+	console: new Map([
+		["console.css", "text/css; charset=utf-8"],
+		["console.js", "application/javascript; charset=utf-8"]
+	])
+};
 const PAGE_CSP =
 	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-const CONSOLE_CSP = PAGE_CSP;
-const APP_CSP = PAGE_CSP;
 
 /**
- * Where a page's files are (`folder` under services/api): beside this file under ts-node, or, from the compiled
- * dist/services/api, the same folder copied there (the Docker image does) or the checkout's.
+ * Where a page's files are: beside this file under ts-node, or, from the compiled dist/services/api, the same
+ * folder copied there (the Docker image does) or the checkout's.
  */
-function pageDir(folder: "console" | "app"): string | undefined {
+function pageDir(folder: keyof typeof PAGE_ASSETS): string | undefined {
 	for (const dir of [path.join(__dirname, folder), path.resolve(__dirname, "../../../services/api", folder)]) {
 		if (fs.existsSync(path.join(dir, "index.html"))) return dir;
 	}
 	return undefined;
 }
 
-/** One console file, read when asked (they are small, and an edited file is served at once). */
-function readConsoleFile(name: string): Promise<Buffer> {
-	return readPageFile(pageDir("console"), name);
-}
-
-/** Files of the booking page besides its page (services/api/app/); a Map, so `__proto__` is no file. */
-const APP_ASSETS = new Map<string, string>([
-	["app.css", "text/css; charset=utf-8"],
-	["app.js", "application/javascript; charset=utf-8"]
-]);
-
-/** One file of a page folder, read when asked (they are small, and an edited file is served at once). */
-async function readPageFile(dir: string | undefined, name: string): Promise<Buffer> {
+/** One file of a page, read when asked (they are small, and an edited file is served at once). */
+async function readPageFile(folder: keyof typeof PAGE_ASSETS, name: string): Promise<Buffer> {
+	const dir = pageDir(folder);
 	if (!dir) throw new NotFoundError("file", name);
 	return fs.promises.readFile(path.join(dir, name));
+}
+
+type PageMeta = RequestMeta & { $responseType?: string; $responseHeaders?: Record<string, string> };
+
+/** The action serving a page's index.html (public: the page itself signs in through the API). */
+function pageAction(folder: keyof typeof PAGE_ASSETS) {
+	return {
+		visibility: "published" as const,
+		auth: false as const,
+		params: { $$strict: "remove" },
+		handler(ctx: Context<unknown, PageMeta>) {
+			ctx.meta.$responseType = "text/html; charset=utf-8";
+			ctx.meta.$responseHeaders = { "Content-Security-Policy": PAGE_CSP };
+			return readPageFile(folder, "index.html");
+		}
+	};
+}
+
+/** The action serving a page's assets: its fixed list, anything else 404. */
+function pageAssetAction(folder: keyof typeof PAGE_ASSETS) {
+	return {
+		visibility: "published" as const,
+		auth: false as const,
+		params: { file: { type: "string", min: 1, max: 40 }, $$strict: "remove" },
+		handler(ctx: Context<{ file: string }, PageMeta>) {
+			const type = PAGE_ASSETS[folder].get(ctx.params.file);
+			if (!type) throw new NotFoundError("file", ctx.params.file);
+			ctx.meta.$responseType = type;
+			return readPageFile(folder, ctx.params.file);
+		}
+	};
 }
 
 /** What this gateway reads of a registry node (moleculer's Node, in part). */
