@@ -230,7 +230,7 @@ export const ROUTE_RESPONSES: Record<string, { status: number; schema?: Schema; 
 			windowSec: int,
 			sagas: nullable(anyObject),
 			outbox: {},
-			deadLetters: obj(["sagas", "events"], { sagas: nullable(int), events: nullable(int), eventsCapped: { type: "boolean" } }),
+			deadLetters: obj(["sagas", "events"], { sagas: nullable(int), events: nullable(int) }),
 			unavailable: list(str)
 		})
 	}

@@ -24,19 +24,16 @@ export interface LiveFigures {
 	windowSec: number;
 	sagas: SagaFigures | null;
 	outbox: { producers: Record<string, { pending: number; oldestAgeMs: number }>; pending: number; oldestAgeMs: number } | null;
-	deadLetters: { sagas: number | null; events: number | null; eventsCapped: boolean };
+	deadLetters: { sagas: number | null; events: number | null };
 	/** The sources that did not answer (e.g. "saga", "outbox:payment"). */
 	unavailable: string[];
 }
-
-/** At most this many event dead letters are counted (the list action's own cap); more shows as "500+". */
-export const EVENT_LETTERS_COUNTED = 500;
 
 /**
  * `countEventLetters`: the size of the event dead-letter stream (the bus's own count, one request), so a console
  * refreshing every few seconds does not read up to 500 letters each time.
  */
-export async function liveFigures(ctx: Context, producers: string[], windowSec: number, countEventLetters?: () => Promise<number>): Promise<LiveFigures> {
+export async function liveFigures(ctx: Context, producers: string[], windowSec: number, countEventLetters: () => Promise<number>): Promise<LiveFigures> {
 	const unavailable: string[] = [];
 	const soft = async <T>(source: string, p: Promise<T>): Promise<T | null> => {
 		try {
@@ -56,12 +53,7 @@ export async function liveFigures(ctx: Context, producers: string[], windowSec: 
 			}))
 		),
 		soft("saga", call<{ total: number }>("saga.deadLetters", { status: "OPEN", pageSize: 1 })),
-		countEventLetters
-			? soft("events", countEventLetters())
-			: soft(
-					"notification",
-					call<unknown[]>("notification.eventDeadLetters", { limit: EVENT_LETTERS_COUNTED }).then(l => l.length)
-				)
+		soft("events", countEventLetters())
 	]);
 	const answered = outboxes.filter((o): o is { producer: string; stats: { pending: number; oldestAgeMs: number } } => o.stats !== null);
 	const outbox =
@@ -79,8 +71,7 @@ export async function liveFigures(ctx: Context, producers: string[], windowSec: 
 		outbox,
 		deadLetters: {
 			sagas: sagaLetters?.total ?? null,
-			events: eventLetters,
-			eventsCapped: !countEventLetters && (eventLetters ?? 0) >= EVENT_LETTERS_COUNTED
+			events: eventLetters
 		},
 		unavailable: [...new Set(unavailable)]
 	};

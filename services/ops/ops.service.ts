@@ -90,6 +90,7 @@ interface Methods {
 	collectMetrics(ctx: Context): Promise<Record<string, number>>;
 	runRetention(ctx: Context): Promise<RetentionReport>;
 	gauge(name: string, labels: Record<string, string>, value: number): void;
+	eventBus(): EventBus;
 }
 
 type This = Service<Settings> & PlatformVars & Vars & Methods;
@@ -246,10 +247,7 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 			auth: "admin",
 			params: { windowSec: { type: "number", integer: true, min: 10, max: 3600, convert: true, optional: true }, $$strict: "remove" },
 			async handler(this: This, ctx: Context<{ windowSec?: number }>) {
-				return liveFigures(ctx, this.producers(), ctx.params.windowSec ?? 60, async () => {
-					this.bus ??= acquireEventBus(this.broker);
-					return (await this.bus.stats()).deadLetters;
-				});
+				return liveFigures(ctx, this.producers(), ctx.params.windowSec ?? 60, async () => (await this.eventBus().stats()).deadLetters);
 			}
 		},
 
@@ -643,18 +641,15 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 					if (d) gauge("ops.dead_letters.open", { kind: "saga" }, d.total);
 				})(),
 				(async () => {
-					const d = await soft(call<unknown[] | { rows: unknown[] }>(ctx, "notification.eventDeadLetters", { limit: 500 }));
-					if (d) gauge("ops.dead_letters.open", { kind: "events" }, Array.isArray(d) ? d.length : d.rows.length);
-				})(),
-				(async () => {
-					this.bus ??= acquireEventBus(this.broker);
-					const b = await soft(this.bus.stats());
+					const b = await soft(this.eventBus().stats());
 					if (!b) return;
 					for (const c of b.consumers) {
 						gauge("events.consumer.pending", { group: c.group }, c.pending);
 						gauge("events.consumer.ack_pending", { group: c.group }, c.ackPending);
 					}
 					gauge("events.dlq.messages", {}, b.deadLetters);
+					// The same count as the operators' dead letters of kind events: the stream's own size, one request.
+					gauge("ops.dead_letters.open", { kind: "events" }, b.deadLetters);
 				})(),
 				(async () => {
 					const stuck: SagaRow[] = [];
@@ -731,6 +726,12 @@ const OpsService: ServiceSchema<Settings, Methods, PlatformVars & Vars> = {
 					(failed.length ? `; failed: ${failed.join(", ")}` : "")
 			);
 			return report;
+		},
+
+		/** The node's event bus, taken the first time the gauges or the figures need it (released on stop). */
+		eventBus(this: This) {
+			this.bus ??= acquireEventBus(this.broker);
+			return this.bus;
 		},
 
 		gauge(this: This, name: string, labels: Record<string, string>, value: number) {

@@ -135,6 +135,9 @@ describe("admin API of the operator console (embedded)", () => {
 			expect([JSON.stringify(body), res.status, res.body.type]).toEqual([JSON.stringify(body), 422, "VALIDATION_ERROR"]);
 		}
 		expect(await letters()).toHaveLength(2);
+		// The figures and the gauge count the letters from the bus itself (its own size, not a read of each letter).
+		expect((await http("GET", `${api}/admin/figures`, { token: admin })).body.deadLetters.events).toBe(2);
+		expect(await node.call("ops.collectMetrics", {})).toMatchObject({ 'ops.dead_letters.open{"kind":"events"}': 2, "events.dlq.messages": 2 });
 
 		await node.call("sink-sink.fix");
 		const none = await http("POST", `${api}/admin/event-dead-letters/replay`, { token: admin, body: { eventType: "reservation.held" } });
@@ -149,6 +152,7 @@ describe("admin API of the operator console (embedded)", () => {
 			"the replays to apply"
 		);
 		expect(await letters()).toEqual([]);
+		expect((await http("GET", `${api}/admin/figures`, { token: admin })).body.deadLetters.events).toBe(0);
 	});
 
 	it("when / and /admin are opened, then the booking page and the console page with their assets under a strict CSP; unknown files 404", async () => {

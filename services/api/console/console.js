@@ -954,13 +954,7 @@
 						)
 					);
 					grid.appendChild(figure("sagaDeadLetters", "open saga dead letters", f.deadLetters.sagas === null ? "-" : String(f.deadLetters.sagas)));
-					grid.appendChild(
-						figure(
-							"eventDeadLetters",
-							"event dead letters",
-							f.deadLetters.events === null ? "-" : String(f.deadLetters.events) + (f.deadLetters.eventsCapped ? "+" : "")
-						)
-					);
+					grid.appendChild(figure("eventDeadLetters", "event dead letters", f.deadLetters.events === null ? "-" : String(f.deadLetters.events)));
 					stamp.textContent =
 						"Updated " +
 						fmtTime(f.at) +
