@@ -35,8 +35,7 @@ export interface RetentionRule {
 	delete: { table: string; columns: string[] }[];
 }
 
-/** Rows per batch unless the call says otherwise, and the pause between two batches. */
-const DEFAULT_BATCH = 500;
+/** The pause between two batches (RETENTION_BATCH rows each unless the call says otherwise). */
 const PAUSE_MS = 20;
 /** A purge stops after this long and leaves the rest for the next run. */
 const BUDGET_MS = 30_000;
@@ -63,9 +62,9 @@ interface Vars {
 }
 
 /** Deletes, by rule, what is past its age; answers the rows deleted per rule. */
-export async function purge(sql: Sql, config: Config, rules: RetentionRule[], opts: { batch?: number; now?: number } = {}): Promise<Record<string, number>> {
-	const batch = opts.batch ?? config.retention.batch ?? DEFAULT_BATCH;
-	const now = opts.now ?? Date.now();
+export async function purge(sql: Sql, config: Config, rules: RetentionRule[], opts: { batch?: number } = {}): Promise<Record<string, number>> {
+	const batch = opts.batch ?? config.retention.batch;
+	const now = Date.now();
 	const deadline = Date.now() + BUDGET_MS;
 	const deleted: Record<string, number> = {};
 	for (const rule of rules) {
@@ -81,14 +80,15 @@ export async function purge(sql: Sql, config: Config, rules: RetentionRule[], op
 			const keys = await sql.select<Record<string, unknown>>(rule.select, [...cutoffs, ...(rule.cursor ? [after] : []), batch]);
 			if (keys.length === 0) break;
 			const n = await sql.transaction(async t => {
-				let first = 0;
+				// The rows of the rule's own table (the last, after its children).
+				let main = 0;
 				for (const [i, d] of rule.delete.entries()) {
 					const where = keys.map(() => `(${d.columns.map(c => `${c} = ?`).join(" AND ")})`).join(" OR ");
 					const values = keys.flatMap(k => Object.values(k).slice(0, d.columns.length));
 					const changed = await sql.update(`DELETE FROM ${d.table} WHERE ${where}`, values, t);
-					if (i === rule.delete.length - 1) first = changed;
+					if (i === rule.delete.length - 1) main = changed;
 				}
-				return first;
+				return main;
 			});
 			deleted[rule.name] += n;
 			if (rule.cursor) after = keys[keys.length - 1][rule.cursor];

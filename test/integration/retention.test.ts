@@ -4,6 +4,7 @@
  * deletes what is past its age and nothing else: A's published outbox rows but each aggregate's latest, A's finished
  * sagas with their journals, old resolved dead letters (an old OPEN one stays), old voids and VOIDED payments, A's
  * notifications and A's waiting-room keys; every row and key of B stays; the consistency check still passes.
+ * Batches of two rows, so every rule runs many batches (the outbox's from where the last one ended).
  */
 import crypto from "crypto";
 import type mysql from "mysql2/promise";
@@ -82,7 +83,7 @@ describe("retention (cluster)", () => {
 	}
 
 	beforeAll(async () => {
-		env = testEnv({ cluster: true, env: { ...OPS_ADMIN, RETENTION_INTERVAL_SEC: "0" } });
+		env = testEnv({ cluster: true, env: { ...OPS_ADMIN, RETENTION_INTERVAL_SEC: "0", RETENTION_BATCH: "2" } });
 		({ api } = await opsCluster(env));
 		sql = await sqlOf();
 		admin = await adminToken(api, OPS_ADMIN.ADMIN_EMAIL, OPS_ADMIN.ADMIN_PASSWORD);
