@@ -17,10 +17,10 @@ interface SeatsEvent {
 }
 
 /** An open SSE stream: the `seats` events received so far, and a way to close it. */
-async function openStream(url: string): Promise<{ status: number; events: SeatsEvent[]; body: string; close: () => void }> {
+async function openStream(url: string): Promise<{ status: number; events: SeatsEvent[]; body: string; ended: boolean; close: () => void }> {
 	const ac = new AbortController();
 	const res = await fetch(url, { signal: ac.signal, headers: { accept: "text/event-stream" } });
-	const out = { status: res.status, events: [] as SeatsEvent[], body: "", close: () => ac.abort() };
+	const out = { status: res.status, events: [] as SeatsEvent[], body: "", ended: false, close: () => ac.abort() };
 	if (res.status !== 200) {
 		out.body = await res.text();
 		return out;
@@ -32,7 +32,7 @@ async function openStream(url: string): Promise<{ status: number; events: SeatsE
 		try {
 			for (;;) {
 				const { value, done } = await reader.read();
-				if (done) return;
+				if (done) return void (out.ended = true);
 				buffer += decoder.decode(value, { stream: true });
 				let cut: number;
 				while ((cut = buffer.indexOf("\n\n")) >= 0) {
@@ -46,7 +46,8 @@ async function openStream(url: string): Promise<{ status: number; events: SeatsE
 				}
 			}
 		} catch {
-			// aborted
+			// aborted, or the server went away
+			out.ended = true;
 		}
 	})();
 	return out;
@@ -147,4 +148,17 @@ describe("live seat map stream (cluster)", () => {
 		const res = await fetch(`${origin}/schedules/${scheduleId}/seats/events`);
 		expect(res.status).toBe(404);
 	});
+
+	// Last: it stops the gateway.
+	it("when the gateway stops, then it ends its open streams instead of waiting for them, and stops promptly", async () => {
+		const stream = await openStream(`${api}/schedules/${scheduleId}/seats/events`);
+		expect(stream.status).toBe(200);
+		await waitFor(() => stream.events.length >= 1, 5000, "the first seats event");
+		const started = Date.now();
+		await gateway.stop();
+		const stopMs = Date.now() - started;
+		await waitFor(() => stream.ended, 5000, "the stream to end");
+		// An open stream would hold the HTTP server's close (and the broker's stop) for as long as the client stays.
+		expect(stopMs).toBeLessThan(5000);
+	}, 30_000);
 });
