@@ -219,4 +219,24 @@ describe("JetStream event bus (real NATS)", () => {
 			await store.close();
 		}
 	}, 40_000);
+
+	it("when a node starts with other dead-letter limits than the stream has, then the stream takes them", async () => {
+		const ns = runId("limits");
+		const first = new JetStreamEventBus({ url: NATS_URL, namespace: ns, dlqMaxAgeSec: 86_400, dlqMaxMessages: 1000 });
+		const second = new JetStreamEventBus({ url: NATS_URL, namespace: ns, dlqMaxAgeSec: 7 * 86_400, dlqMaxMessages: 5000 });
+		const nc = await connect({ servers: new URL(NATS_URL).host });
+		try {
+			expect(await first.stats()).toEqual({ consumers: [], deadLetters: 0 });
+			const jsm = await nc.jetstreamManager();
+			const dlq = `CRP_${ns.replace(/[^A-Za-z0-9_-]/g, "_")}_DLQ`;
+			expect((await jsm.streams.info(dlq)).config).toMatchObject({ max_age: 86_400 * 1e9, max_msgs: 1000 });
+			// A later node (a new release, an operator's change of EVENT_DLQ_MAX_*) brings its own limits.
+			await second.stats();
+			expect((await jsm.streams.info(dlq)).config).toMatchObject({ max_age: 7 * 86_400 * 1e9, max_msgs: 5000 });
+		} finally {
+			await second.destroy().catch(() => undefined);
+			await Promise.all([first.close(), second.close(), nc.close()]);
+		}
+		expect(await runStreams(ns)).toEqual([]);
+	});
 });
