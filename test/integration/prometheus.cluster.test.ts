@@ -14,6 +14,7 @@ import path from "path";
 import { RUNNER_ARGS } from "../../lib/runner";
 import { testEnv, waitFor, type TestEnv } from "../support/harness";
 import { freePort } from "../support/nats-server";
+import { endProcess } from "../support/server-process";
 
 const ROOT = path.resolve(__dirname, "../..");
 const STARTED = /ServiceBroker with \d+ service\(s\) started successfully/g;
@@ -48,13 +49,6 @@ describe("Prometheus scraping a local cluster (real Prometheus, real processes)"
 	let dir: string;
 	let promUrl: string;
 	const ports = { gateway: 0, booking: 0, money: 0 };
-
-	const stop = async (p: ChildProcess | undefined) => {
-		if (!p || p.exitCode !== null || p.signalCode !== null) return;
-		const exited = new Promise(r => p.once("exit", r));
-		p.kill("SIGTERM");
-		await exited;
-	};
 
 	beforeAll(async () => {
 		env = testEnv({ cluster: true });
@@ -132,8 +126,8 @@ describe("Prometheus scraping a local cluster (real Prometheus, real processes)"
 	}, 180_000);
 
 	afterAll(async () => {
-		await stop(prometheus);
-		await stop(gateway);
+		await endProcess(prometheus);
+		await endProcess(gateway);
 		await env.cleanup();
 		if (dir) fs.rmSync(dir, { recursive: true, force: true });
 	}, 60_000);

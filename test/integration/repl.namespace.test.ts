@@ -15,6 +15,7 @@ import { testEnv, waitFor, type TestEnv } from "../support/harness";
 import { NATS_URL } from "../support/isolation";
 import { SchemaNodes } from "../support/saga";
 import { replCommand } from "../support/repl";
+import { endProcess } from "../support/server-process";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -35,11 +36,7 @@ describe("REPL in a namespace nobody uses (cluster)", () => {
 	}, 60_000);
 
 	afterAll(async () => {
-		if (repl && repl.exitCode === null && repl.signalCode === null) {
-			const exited = new Promise(r => repl!.once("exit", r));
-			repl.kill("SIGTERM");
-			await exited;
-		}
+		await endProcess(repl);
 		await nodes.stop();
 		await env.cleanup();
 	}, 60_000);

@@ -16,6 +16,7 @@ import { SchemaNodes } from "../support/saga";
 import FakeService from "../support/saga-services/fake/fake.service";
 import { testSagaSchema } from "../support/saga-services/saga/saga.service";
 import { replCommand } from "../support/repl";
+import { endProcess } from "../support/server-process";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -95,11 +96,7 @@ describe("REPL commands (cluster, REPL in its own process)", () => {
 	}, 150_000);
 
 	afterAll(async () => {
-		if (repl && repl.exitCode === null) {
-			const exited = new Promise(r => repl!.once("exit", r));
-			repl.kill("SIGTERM");
-			await exited;
-		}
+		await endProcess(repl);
 		await nodes.stop();
 		await env.cleanup();
 	}, 60_000);

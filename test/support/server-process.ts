@@ -45,3 +45,11 @@ export function serverProcess(bin: string, args: string[], ready: () => Promise<
 		}
 	};
 }
+
+/** Sends `signal` to a child process that still runs, and waits for its exit (nothing when it is gone already). */
+export async function endProcess(p: ChildProcess | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+	if (!p || p.exitCode !== null || p.signalCode !== null) return;
+	const exited = new Promise(r => p.once("exit", r));
+	p.kill(signal);
+	await exited;
+}
