@@ -334,13 +334,9 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 				// A live seat map: a stream that stays open, served beside moleculer-web (one action call per request).
 				const feed = SEAT_EVENTS_PATH.exec(req.url ?? "");
 				if (feed && seatFeed) {
+					// A refusal before the stream starts is answered as every other error of this gateway (onError).
 					void seatFeed.serve(req, res, feed[1], clientAddress(req, config.http.trustProxy), err => {
-						if (res.headersSent || res.writableEnded) return;
-						const { status, body } = toHttpError(err);
-						res.setHeader("Content-Type", "application/json; charset=utf-8");
-						if (status === 503 || status === 429) res.setHeader("Retry-After", "5");
-						res.writeHead(status);
-						res.end(JSON.stringify(body));
+						if (!res.headersSent) (this as unknown as { sendError(...a: unknown[]): void }).sendError(req, res, err);
 					});
 					return;
 				}
