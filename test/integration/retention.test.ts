@@ -216,3 +216,39 @@ describe("retention (cluster)", () => {
 		expect(res.body.type).toBe("FORBIDDEN");
 	}, 30_000);
 });
+
+describe("retention on its schedule (cluster, two ops nodes)", () => {
+	let env: TestEnv;
+	let sql: mysql.Connection;
+
+	beforeAll(async () => {
+		env = testEnv({ cluster: true, env: { ...OPS_ADMIN, RETENTION_INTERVAL_SEC: "1" } });
+		await opsCluster(env);
+		// A second ops node: the two share each interval's run through the lease.
+		await env.broker(["ops"]);
+		sql = await sqlOf();
+	}, 120_000);
+	afterAll(async () => {
+		await sql?.end();
+		await env.cleanup();
+	}, 60_000);
+
+	it("when the interval passes, then one of the ops nodes runs the job by itself: an old resolved dead letter goes, a young one stays", async () => {
+		const at = (age: number) => Date.now() - age;
+		const letter = async (id: string, created: number) =>
+			sql.query(
+				`INSERT INTO ${schema(env, "saga")}.dead_letters (id, saga_id, saga_type, step, phase, error, status, note, created_at, updated_at)
+				 VALUES (?, ?, 'ConfirmReservation', 'pay', 'forward', '{"message":"test"}', 'RESOLVED', 'settled', ?, ?)`,
+				[id, crypto.randomUUID(), created, created]
+			);
+		const [old, young] = [crypto.randomUUID(), crypto.randomUUID()];
+		await letter(old, at(OLD));
+		await letter(young, at(DAY));
+		const left = async () => {
+			const [rows] = await sql.query(`SELECT id FROM ${schema(env, "saga")}.dead_letters WHERE id IN (?, ?)`, [old, young]);
+			return (rows as { id: string }[]).map(r => r.id);
+		};
+		await waitFor(async () => !(await left()).includes(old), 15_000, "the scheduled run to delete the old letter");
+		expect(await left()).toEqual([young]);
+	}, 30_000);
+});
