@@ -56,9 +56,19 @@ export interface Config {
 	cluster?: { secret: string; accept?: string };
 	/** Said once at start-up by the broker's logger (e.g. a cluster without NATS credentials outside production). */
 	warnings: string[];
+	/** Every service's database unless `sqlByService` names another one for it. */
 	sql: SqlConfig;
-	/** `undefined` means the in-memory coordination store. */
-	redis?: { url: string };
+	/**
+	 * DATABASE_URL_<SERVICE> (e.g. DATABASE_URL_PAYMENT): a service whose database lives on a server of its own,
+	 * by the service's database name (`payment`). Read through `sqlFor`.
+	 */
+	sqlByService: Record<string, SqlConfig>;
+	/**
+	 * `undefined` means the in-memory coordination store. `clusterNodes` (REDIS_CLUSTER_NODES, or several hosts in
+	 * REDIS_URL) makes it a Redis Cluster: those `host:port` are the seeds, `url` carries only the credentials and
+	 * the scheme (rediss:// for TLS) and its first node.
+	 */
+	redis?: { url: string; clusterNodes?: string[] };
 	/** Prefix of every coordination-store key of this install. */
 	storePrefix: string;
 	jwt: {
@@ -101,6 +111,8 @@ export interface Config {
 		/** Limits of the JetStream dead-letter stream: past either, the oldest letters are dropped. */
 		dlqMaxAgeDays: number;
 		dlqMaxMessages: number;
+		/** Copies JetStream keeps of each stream (JETSTREAM_REPLICAS; 3 on a three-server NATS cluster). */
+		replicas: number;
 	};
 	/**
 	 * Retention (mixins/retention.mixin.ts): ages in days past which rows are deleted, 0 keeps them. One node at a
@@ -259,6 +271,9 @@ export function loadConfig(env: Env = process.env): Config {
 		}
 	}
 
+	const jetstreamReplicas = int("JETSTREAM_REPLICAS", 1, 1, 5);
+	if (jetstreamReplicas > 1 && mode !== "cluster") problems.push("JETSTREAM_REPLICAS needs TRANSPORTER (NATS): an embedded node keeps its events in memory");
+
 	const poolMax = int("DB_POOL_MAX", 5, 1, 100);
 	const prefix = str("DB_PREFIX") ?? "";
 	if (!/^[A-Za-z0-9_]*$/.test(prefix) || prefix.length > 32) {
@@ -281,14 +296,28 @@ export function loadConfig(env: Env = process.env): Config {
 		);
 	}
 
-	const redisUrl = str("REDIS_URL");
-	let redis: Config["redis"];
-	if (redisUrl && redisUrl !== "memory") {
-		if (!/^rediss?:\/\/[^\s]+$/i.test(redisUrl)) {
-			problems.push(`REDIS_URL must look like redis://host:6379, got "${redactUrl(redisUrl)}"`);
+	const sqlByService: Record<string, SqlConfig> = {};
+	for (const name of Object.keys(env).sort()) {
+		const m = /^DATABASE_URL_([A-Z0-9_]+)$/.exec(name);
+		if (!m || str(name) === undefined) continue;
+		const service = m[1].toLowerCase();
+		if (!DATABASE_SERVICES.includes(service)) {
+			problems.push(`${name}: no service keeps a database called "${service}" (one of ${DATABASE_SERVICES.map(s => s.toUpperCase()).join(", ")})`);
+			continue;
 		}
-		redis = { url: redisUrl };
+		const own = parseDatabaseUrl(str(name), dataDir, prefix, poolMax, problems, name);
+		if (own.dialect !== sql.dialect) {
+			problems.push(`${name} must be the same kind of database as DATABASE_URL (${sql.dialect === "mysql" ? "mysql:// or mariadb://" : "sqlite:"})`);
+			continue;
+		}
+		const user = str(`DATABASE_USER_${m[1]}`);
+		const password = env[`DATABASE_PASSWORD_${m[1]}`] === undefined || env[`DATABASE_PASSWORD_${m[1]}`] === "" ? undefined : env[`DATABASE_PASSWORD_${m[1]}`];
+		if (user !== undefined) own.user = user;
+		if (password !== undefined) own.password = password;
+		sqlByService[service] = own;
 	}
+
+	const redis = parseRedis(str("REDIS_URL"), str("REDIS_CLUSTER_NODES"), problems);
 	if (mode === "cluster" && !redis) {
 		problems.push(
 			"TRANSPORTER is set (cluster mode) but REDIS_URL is not: the in-memory store cannot be shared between " + "nodes. Set REDIS_URL=redis://host:6379"
@@ -380,6 +409,7 @@ export function loadConfig(env: Env = process.env): Config {
 		cluster: clusterSecret ? { secret: clusterSecret, accept: clusterAccept } : undefined,
 		warnings,
 		sql,
+		sqlByService,
 		redis,
 		storePrefix,
 		jwt: { secret: jwtSecret, expiresInSec: int("JWT_EXPIRES_SEC", 900, 60, 86400) },
@@ -400,7 +430,8 @@ export function loadConfig(env: Env = process.env): Config {
 			dlqRedriveSec: int("DLQ_REDRIVE_SEC", 600, 0, 7 * 86400),
 			dlqRedriveMax: int("DLQ_REDRIVE_MAX", 3, 0, 1000),
 			dlqMaxAgeDays: int("EVENT_DLQ_MAX_AGE_DAYS", 30, 1, 3650),
-			dlqMaxMessages: int("EVENT_DLQ_MAX_MESSAGES", 100_000, 100, 100_000_000)
+			dlqMaxMessages: int("EVENT_DLQ_MAX_MESSAGES", 100_000, 100, 100_000_000),
+			replicas: jetstreamReplicas
 		},
 		retention: {
 			intervalSec: int("RETENTION_INTERVAL_SEC", 3600, 0, 7 * 86400),
@@ -452,7 +483,7 @@ export function loadConfig(env: Env = process.env): Config {
 	return config;
 }
 
-function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: string, poolMax: number, problems: string[]): SqlConfig {
+function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: string, poolMax: number, problems: string[], name = "DATABASE_URL"): SqlConfig {
 	const fallback: SqlConfig = { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix, poolMax };
 	if (raw === undefined) return fallback;
 	const encodingHint = "(a password with characters such as @ # / % ? must be percent-encoded in the URL; or give it in DATABASE_PASSWORD)";
@@ -460,7 +491,7 @@ function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: stri
 	try {
 		url = new URL(raw);
 	} catch {
-		problems.push(`DATABASE_URL is not a URL: "${redactUrl(raw)}" ${encodingHint}`);
+		problems.push(`${name} is not a URL: "${redactUrl(raw)}" ${encodingHint}`);
 		return fallback;
 	}
 	switch (url.protocol) {
@@ -468,7 +499,7 @@ function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: stri
 			// sqlite:./some/dir or sqlite:///abs/dir: the directory that holds one file per service.
 			const dir = decode(url.host + url.pathname);
 			if (dir === undefined) {
-				problems.push("DATABASE_URL has a broken %-escape in its path");
+				problems.push(`${name} has a broken %-escape in its path`);
 				return fallback;
 			}
 			return { dialect: "sqlite", dir: path.resolve(dir || path.join(dataDir, "db")), prefix, poolMax };
@@ -478,13 +509,13 @@ function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: stri
 			// One schema per service: the URL names a server, never a database, a query or a fragment. Anything
 			// there is almost always a password that was not encoded (p@ss#word reads as host "ss").
 			if ((url.pathname && url.pathname !== "/") || url.search || url.hash) {
-				problems.push(`DATABASE_URL must be mysql://user:password@host:port with nothing after the port ${encodingHint}`);
+				problems.push(`${name} must be mysql://user:password@host:port with nothing after the port ${encodingHint}`);
 				return fallback;
 			}
 			const user = decode(url.username || "root");
 			const password = url.password ? decode(url.password) : undefined;
 			if (user === undefined || (url.password && password === undefined)) {
-				problems.push(`DATABASE_URL has a broken %-escape in its user or password ${encodingHint}`);
+				problems.push(`${name} has a broken %-escape in its user or password ${encodingHint}`);
 				return fallback;
 			}
 			return {
@@ -498,9 +529,63 @@ function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: stri
 			};
 		}
 		default:
-			problems.push(`DATABASE_URL must start with mysql://, mariadb:// or sqlite:, got "${url.protocol}"`);
+			problems.push(`${name} must start with mysql://, mariadb:// or sqlite:, got "${url.protocol}"`);
 			return fallback;
 	}
+}
+
+/** The services that keep a database, by its logical name (`DbMixin({ database })`): what DATABASE_URL_<NAME> may name. */
+export const DATABASE_SERVICES = ["user", "concert", "reservation", "saga", "payment", "review", "notification"];
+
+/** The database server of one service's database: its DATABASE_URL_<SERVICE>, or DATABASE_URL. */
+export function sqlFor(config: Pick<Config, "sql" | "sqlByService">, database: string): SqlConfig {
+	return config.sqlByService?.[database] ?? config.sql;
+}
+
+/** Every distinct database server of the install (DATABASE_URL first): health probes, a run's clean-up. */
+export function sqlServers(config: Pick<Config, "sql" | "sqlByService">): SqlConfig[] {
+	const out: SqlConfig[] = [];
+	const seen = new Set<string>();
+	for (const sql of [config.sql, ...Object.values(config.sqlByService ?? {})]) {
+		const key = sql.dialect === "mysql" ? `${sql.host}:${sql.port}:${sql.user}` : `sqlite:${sql.dir}`;
+		if (seen.has(key)) continue;
+		seen.add(key);
+		out.push(sql);
+	}
+	return out;
+}
+
+/**
+ * REDIS_URL and REDIS_CLUSTER_NODES. A Redis Cluster is named either by REDIS_CLUSTER_NODES=host:port,host:port
+ * (credentials and rediss:// from REDIS_URL when it is set) or by several hosts in REDIS_URL itself
+ * (redis://:password@host1:7000,host2:7001). Any node of the cluster is enough as a seed; more survive the loss
+ * of one at start-up.
+ */
+function parseRedis(rawUrl: string | undefined, rawNodes: string | undefined, problems: string[]): Config["redis"] {
+	if ((!rawUrl || rawUrl === "memory") && !rawNodes) return undefined;
+	let url = rawUrl && rawUrl !== "memory" ? rawUrl : undefined;
+	let nodes: string[] | undefined;
+	if (url) {
+		const m = /^(rediss?:\/\/)([^\s/?#]*@)?([^\s/?#]+)(.*)$/i.exec(url);
+		if (!m) {
+			problems.push(`REDIS_URL must look like redis://host:6379, got "${redactUrl(url)}"`);
+			return { url };
+		}
+		const hosts = m[3].split(",");
+		if (hosts.length > 1) {
+			nodes = hosts;
+			url = `${m[1]}${m[2] ?? ""}${hosts[0]}${m[4]}`;
+		}
+	}
+	if (rawNodes) {
+		if (nodes) problems.push("REDIS_CLUSTER_NODES and a REDIS_URL with several hosts name the cluster twice: give one of them");
+		nodes = rawNodes.split(",").map(n => n.trim());
+	}
+	if (!nodes) return { url: url! };
+	const bad = nodes.filter(n => !/^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(n) || Number(n.slice(n.lastIndexOf(":") + 1)) > 65535);
+	if (bad.length > 0) problems.push(`Redis Cluster nodes must be host:port, comma-separated, got "${bad.map(redactUrl).join(",")}"`);
+	if (!url) url = `redis://${nodes[0]}`;
+	return { url, clusterNodes: nodes };
 }
 
 /**
