@@ -311,7 +311,8 @@ export function loadConfig(env: Env = process.env): Config {
 			continue;
 		}
 		const user = str(`DATABASE_USER_${m[1]}`);
-		const password = env[`DATABASE_PASSWORD_${m[1]}`] === undefined || env[`DATABASE_PASSWORD_${m[1]}`] === "" ? undefined : env[`DATABASE_PASSWORD_${m[1]}`];
+		const password =
+			env[`DATABASE_PASSWORD_${m[1]}`] === undefined || env[`DATABASE_PASSWORD_${m[1]}`] === "" ? undefined : env[`DATABASE_PASSWORD_${m[1]}`];
 		if (user !== undefined) own.user = user;
 		if (password !== undefined) own.password = password;
 		sqlByService[service] = own;

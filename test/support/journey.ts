@@ -45,7 +45,12 @@ export async function runJourney(api: string, opts: JourneyOptions): Promise<Jou
 			const t0 = performance.now();
 			const fan = await shopper(api, opts.concertId, points, "journey");
 			const t1 = performance.now();
-			const held = await reserve(api, fan, opts.scheduleId, mine.map(s => s.id));
+			const held = await reserve(
+				api,
+				fan,
+				opts.scheduleId,
+				mine.map(s => s.id)
+			);
 			if (held.status !== 201) throw new Error(`journey hold: ${held.status} ${JSON.stringify(held.body)}`);
 			const paid = await pay(api, fan, held.body.id);
 			if (paid.status !== 201) throw new Error(`journey pay: ${paid.status} ${JSON.stringify(paid.body)}`);
