@@ -32,6 +32,8 @@ export class Sql {
 				conn = mysql.createConnection({
 					...MARIADB,
 					...(this.where.port ? { port: this.where.port } : {}),
+					// A database on a server of its own (DATABASE_URL_PAYMENT) is read there.
+					...this.where.servers?.[db],
 					database: name,
 					supportBigNumbers: true,
 					bigNumberStrings: false

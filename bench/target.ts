@@ -7,6 +7,10 @@
  * metrics off unless asked for, the gateway's rate limit off (RATE_LIMIT_PER_MINUTE=0: one load generator is one
  * client address, and 6000/min would cap every scenario at 100 requests/s). `stop()` stops the processes, drops
  * the run's databases, deletes its Redis keys and JetStream streams, and removes the data dir.
+ *
+ * A database per service: DATABASE_URL_<SERVICE> in the bench's environment reaches every node of a cluster
+ * instance (BENCH_PAYMENT_DATABASE_URL is a shorthand for DATABASE_URL_PAYMENT), the invariant checks read each
+ * database on its own server and `stop()` drops the run's schemas on every server.
  */
 import { ChildProcess, spawn } from "child_process";
 import crypto from "crypto";
@@ -14,7 +18,7 @@ import fs from "fs";
 import os from "os";
 import path from "path";
 import mysql from "mysql2/promise";
-import { loadConfig } from "../lib/config";
+import { loadConfig, sqlServers, type Config, type SqlConfig } from "../lib/config";
 import { clusterNodeOptions, clusterTopology, instanceArgs, metricsOffsets, RUNNER_ARGS } from "../lib/runner";
 import { RedisStore } from "../lib/store";
 import { startNatsServer } from "../test/support/nats-server";
@@ -26,6 +30,14 @@ export const REDIS_URL = "redis://127.0.0.1:6379";
 export const NATS_URL = "nats://127.0.0.1:4222";
 
 export type TargetKind = "embedded" | "cluster" | "url";
+
+/** A MariaDB server the checks connect to (one service's database on a server of its own). */
+export interface MysqlServer {
+	host: string;
+	port: number;
+	user: string;
+	password?: string;
+}
 
 export interface TargetOptions {
 	kind: TargetKind;
@@ -57,7 +69,15 @@ export interface Target {
 	api: string;
 	jwtSecret?: string;
 	/** Where the invariants can be read: MariaDB with this schema prefix, or the SQLite files in this dir. */
-	sql?: { dialect: "mysql"; prefix: string; port?: number } | { dialect: "sqlite"; dir: string; prefix: string };
+	sql?:
+		| {
+				dialect: "mysql";
+				prefix: string;
+				port?: number;
+				/** By logical database (`payment`): the ones on a server of their own (DATABASE_URL_<SERVICE>). */
+				servers?: Record<string, MysqlServer>;
+		  }
+		| { dialect: "sqlite"; dir: string; prefix: string };
 	redisPrefix?: string;
 	dataDir?: string;
 	/** The NATS server the bench started for this instance (cluster): its CPU is the instance's, not another's. */
@@ -85,7 +105,7 @@ export async function startTarget(
 			kind: "url",
 			api: `${opts.url.replace(/\/+$/, "")}/api`,
 			jwtSecret: secret,
-			sql: prefix ? { dialect: "mysql", prefix } : undefined,
+			sql: prefix ? { dialect: "mysql", prefix, servers: ownServers(databaseConfig(process.env as Record<string, string>)) } : undefined,
 			redisPrefix: process.env.STORE_PREFIX,
 			nodes: () => [],
 			stop: async () => undefined
@@ -125,6 +145,7 @@ export async function startTarget(
 					NATS_TOKEN: nats!.token!,
 					CLUSTER_SECRET: crypto.randomBytes(32).toString("hex"),
 					DATABASE_URL: `mysql://root@${MARIADB.host}:${MARIADB.port}`,
+					...(process.env.BENCH_PAYMENT_DATABASE_URL ? { DATABASE_URL_PAYMENT: process.env.BENCH_PAYMENT_DATABASE_URL } : {}),
 					REDIS_URL
 				}
 			: {}),
@@ -133,6 +154,7 @@ export async function startTarget(
 	if (!cluster) {
 		delete env.TRANSPORTER;
 		delete env.DATABASE_URL;
+		for (const k of Object.keys(env)) if (/^DATABASE_(URL|USER|PASSWORD)_/.test(k)) delete env[k];
 		delete env.REDIS_URL;
 		delete env.NATS_USER;
 		delete env.NATS_PASSWORD;
@@ -141,6 +163,9 @@ export async function startTarget(
 	if (opts.profDir) env.BENCH_CPU_PROF_DIR = opts.profDir;
 	if (opts.sqlCountDir) env.BENCH_SQL_COUNT_DIR = opts.sqlCountDir;
 	if (opts.nodeArgs.length > 0) env.NODE_OPTIONS = [env.NODE_OPTIONS ?? "", ...opts.nodeArgs].join(" ").trim();
+
+	// Where the nodes keep each database (DATABASE_URL and any DATABASE_URL_<SERVICE>): what the checks read and stop() drops.
+	const dbConfig = cluster ? databaseConfig(env) : undefined;
 
 	const logFile = path.join(dataDir, "instance.log");
 	const out = fs.createWriteStream(logFile);
@@ -223,7 +248,9 @@ export async function startTarget(
 		kind: opts.kind,
 		api: `http://127.0.0.1:${opts.port}/api`,
 		jwtSecret,
-		sql: cluster ? { dialect: "mysql", prefix: dbPrefix } : { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix: dbPrefix },
+		sql: cluster
+			? { dialect: "mysql", prefix: dbPrefix, servers: ownServers(dbConfig!) }
+			: { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix: dbPrefix },
 		redisPrefix: cluster ? storePrefix : undefined,
 		dataDir,
 		natsPid: nats?.pid,
@@ -248,7 +275,7 @@ export async function startTarget(
 			);
 			out.end();
 			if (cluster) {
-				await dropDatabases(dbPrefix).catch(e => log(`drop databases: ${(e as Error).message}`));
+				await dropDatabases(dbPrefix, sqlServers(dbConfig!)).catch(e => log(`drop databases: ${(e as Error).message}`));
 				await clearKeys(storePrefix).catch(e => log(`clear keys: ${(e as Error).message}`));
 				// The run's streams go with its NATS server.
 				await nats?.stop().catch(e => log(`stop nats: ${(e as Error).message}`));
@@ -354,8 +381,39 @@ export function cpuSecondsOf(pid: number): number | null {
 	}
 }
 
-export function dropDatabases(prefix: string): Promise<void> {
-	return dropDatabasesByPrefix(loadConfig({ DATABASE_URL: `mysql://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}` }).sql, prefix);
+/** Drops the run's schemas on each server (the shared MariaDB by default), all of them tried before a failure is thrown. */
+export async function dropDatabases(prefix: string, servers: SqlConfig[] = [databaseConfig({}).sql]): Promise<void> {
+	const failures = await Promise.all(
+		servers.map(sql =>
+			dropDatabasesByPrefix(sql, prefix).then(
+				() => undefined,
+				(err: Error) => err
+			)
+		)
+	);
+	const failed = failures.find(f => f !== undefined);
+	if (failed) throw failed;
+}
+
+/**
+ * The database part of a node environment as the nodes read it (DATABASE_URL, default the shared MariaDB, and any
+ * DATABASE_URL_<SERVICE> with its DATABASE_USER_/DATABASE_PASSWORD_<SERVICE>); a bad one throws the nodes' own
+ * ConfigError before anything starts.
+ */
+export function databaseConfig(env: Record<string, string | undefined>): Pick<Config, "sql" | "sqlByService"> {
+	const picked: Record<string, string> = { DATABASE_URL: env.DATABASE_URL ?? `mysql://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}` };
+	for (const [k, v] of Object.entries(env)) {
+		if (v !== undefined && /^(DATABASE_(URL|USER|PASSWORD)_[A-Z0-9_]+|DATABASE_USER|DATABASE_PASSWORD|DB_PREFIX)$/.test(k)) picked[k] = v;
+	}
+	const { sql, sqlByService } = loadConfig(picked);
+	return { sql, sqlByService };
+}
+
+/** The servers of the databases that have one of their own, as the checks connect to them. */
+function ownServers(config: Pick<Config, "sqlByService">): Record<string, MysqlServer> {
+	return Object.fromEntries(
+		Object.entries(config.sqlByService).map(([db, sql]) => [db, { host: sql.host!, port: sql.port!, user: sql.user!, password: sql.password }])
+	);
 }
 
 /** Deletes the run's keys (RedisStore.clear does the prefix scan). */

@@ -305,7 +305,10 @@ export function loadConfig(env: Env = process.env): Config {
 			problems.push(`${name}: no service keeps a database called "${service}" (one of ${DATABASE_SERVICES.map(s => s.toUpperCase()).join(", ")})`);
 			continue;
 		}
+		const before = problems.length;
 		const own = parseDatabaseUrl(str(name), dataDir, prefix, poolMax, problems, name);
+		// A broken URL comes back as the SQLite fallback: its own problem says it, not a second one about the kind.
+		if (problems.length > before) continue;
 		if (own.dialect !== sql.dialect) {
 			problems.push(`${name} must be the same kind of database as DATABASE_URL (${sql.dialect === "mysql" ? "mysql:// or mariadb://" : "sqlite:"})`);
 			continue;
@@ -316,6 +319,13 @@ export function loadConfig(env: Env = process.env): Config {
 		if (user !== undefined) own.user = user;
 		if (password !== undefined) own.password = password;
 		sqlByService[service] = own;
+	}
+
+	for (const name of Object.keys(env).sort()) {
+		const m = /^DATABASE_(?:USER|PASSWORD)_([A-Z0-9_]+)$/.exec(name);
+		if (m && env[name] !== undefined && env[name] !== "" && str(`DATABASE_URL_${m[1]}`) === undefined) {
+			problems.push(`${name} needs DATABASE_URL_${m[1]}: the credentials of a service's own server go with its URL`);
+		}
 	}
 
 	const redis = parseRedis(str("REDIS_URL"), str("REDIS_CLUSTER_NODES"), problems);

@@ -2,7 +2,8 @@
  * Database mixin: each service owns its own database and schema (docs/DESIGN.md section 3).
  * - Embedded: one SQLite file per service under DATA_DIR (WAL, busy timeout, immediate transactions).
  * - Cluster: one schema per service on MariaDB/MySQL (`<DB_PREFIX><service>`), created if missing, with a small
- *   pool sized for a 2-core box.
+ *   pool sized for a 2-core box. The server is DATABASE_URL's unless DATABASE_URL_<SERVICE> names another for this
+ *   service's database (`sqlFor`): its connection, its migrations and the log lines that say where all follow it.
  * At start it runs the service's versioned migrations (umzug). On MariaDB the run holds a named lock
  * (GET_LOCK), so several replicas starting together migrate once and the others wait, then find nothing to do.
  * moleculer-db's generic CRUD actions are switched off: services expose domain actions, not their tables.
@@ -25,6 +26,7 @@ import {
 	Sql,
 	type Migration
 } from "../lib/db";
+import { sqlFor } from "../lib/config";
 import { DatabaseUnavailableError, isDatabaseUnavailable } from "../lib/errors";
 import { platformOf } from "../lib/platform";
 
@@ -109,8 +111,10 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 
 		created() {
 			const { config } = platformOf(this.broker);
-			const name = physicalDatabaseName(config.sql, opts.database);
-			const sequelize = createSequelize(config.sql, name);
+			// DATABASE_URL_<SERVICE> (e.g. DATABASE_URL_PAYMENT) puts this database on a server of its own.
+			const sql = sqlFor(config, opts.database);
+			const name = physicalDatabaseName(sql, opts.database);
+			const sequelize = createSequelize(sql, name);
 			this.databaseName = name;
 			this.sequelize = sequelize;
 			this.sql = new Sql(sequelize);
@@ -128,7 +132,7 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 		 */
 		async started() {
 			const { config } = platformOf(this.broker);
-			const where = databaseLocation(config.sql);
+			const where = databaseLocation(sqlFor(config, opts.database));
 			let delay = CONNECT_RETRY_MS.first;
 			for (let attempt = 1; ; attempt++) {
 				try {
@@ -161,12 +165,12 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 		methods: {
 			/** Called by `started` until it succeeds. */
 			async connect() {
-				const { config } = platformOf(this.broker);
-				if (config.sql.dialect === "sqlite") {
+				const sql = sqlFor(platformOf(this.broker).config, opts.database);
+				if (sql.dialect === "sqlite") {
 					// WAL is a property of the file: readers no longer wait for the writer.
 					await this.sequelize.query("PRAGMA journal_mode=WAL");
 				}
-				await migrate(config.sql, this.databaseName, this.sequelize, opts.migrations, (m: string) => this.logger.info(m));
+				await migrate(sql, this.databaseName, this.sequelize, opts.migrations, (m: string) => this.logger.info(m));
 				await this.adapter.connect();
 			}
 		}

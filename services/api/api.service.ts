@@ -147,7 +147,8 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 			 * mode), the coordination store, and each required service's own database through its `health` action.
 			 * A failed check says which dependency is missing ("database: connection refused", "not connected to
 			 * NATS", "service unavailable"); when a service is missing or its database fails, the gateway also
-			 * asks the database server itself (`checks.database`), since a node that cannot reach it never
+			 * asks that service's database server itself (`checks.database`, or `checks["database:payment"]` for a
+			 * service on a server of its own, DATABASE_URL_PAYMENT), since a node that cannot reach it never
 			 * announces its services. `node` is the gateway node that answered.
 			 */
 			health: {
@@ -174,12 +175,23 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 						timed("store", () => platform.store.ping()),
 						...REQUIRED_SERVICES.map(svc => timed(`db:${svc}`, () => ctx.call(`${svc}.health`, {}, { timeout: 2000, retries: 0 })))
 					]);
-					const dbFailed = REQUIRED_SERVICES.some(svc => !checks[`db:${svc}`].ok);
-					if (dbFailed && platform.config.sql.dialect === "mysql") {
+					const dbFailed = REQUIRED_SERVICES.filter(svc => !checks[`db:${svc}`].ok);
+					if (dbFailed.length > 0 && platform.config.sql.dialect === "mysql") {
 						// Loaded only here: the gateway carries no database driver until a check needs one.
 						const { probeDatabaseServer } = await import("../../lib/db");
-						const reason = await probeDatabaseServer(platform.config.sql);
-						checks.database = reason ? { ok: false, error: reason } : { ok: true };
+						// The server of each failing service, probed once each: DATABASE_URL's answers as
+						// `checks.database`, a service's own (DATABASE_URL_PAYMENT) as `checks["database:payment"]`.
+						const probes = new Map<string, Promise<string | undefined>>();
+						await Promise.all(
+							dbFailed.map(async svc => {
+								const own = platform.config.sqlByService?.[svc];
+								const sql = own ?? platform.config.sql;
+								const key = `${sql.host}:${sql.port}:${sql.user}`;
+								if (!probes.has(key)) probes.set(key, probeDatabaseServer(sql));
+								const reason = await probes.get(key);
+								checks[own ? `database:${svc}` : "database"] = reason ? { ok: false, error: reason } : { ok: true };
+							})
+						);
 					}
 					const ok = Object.values(checks).every(c => c.ok);
 					if (!ok) ctx.meta.$statusCode = 503;

@@ -13,8 +13,8 @@ import os from "os";
 import path from "path";
 import { ServiceBroker, type Middleware } from "moleculer";
 import { brokerOptions } from "../../moleculer.config";
-import { dropDatabasesByPrefix } from "../../lib/db";
-import { loadConfig, type Config } from "../../lib/config";
+import { dropDatabasesByPrefix, probeDatabaseServer } from "../../lib/db";
+import { loadConfig, sqlServers, type Config, type SqlConfig } from "../../lib/config";
 import { RUNNER_ARGS } from "../../lib/runner";
 import { createStore } from "../../lib/store";
 import { deleteEventStreams } from "./events";
@@ -130,12 +130,15 @@ export class TestEnv {
 		return node;
 	}
 
-	/** Stops every broker and node, drops this run's databases and clears its store keys. */
+	/**
+	 * Stops every broker and node, drops this run's databases on every server of its config (DATABASE_URL and any
+	 * DATABASE_URL_<SERVICE>) and clears its store keys.
+	 */
 	async cleanup(): Promise<void> {
 		await Promise.all(this.brokers.map(b => b.stop().catch(() => undefined)));
 		await Promise.all(this.nodes.map(n => n.stop().catch(() => undefined)));
 		if (this.opts.cluster) {
-			await dropDatabases(this.env.DB_PREFIX);
+			await dropDatabases(this.env.DB_PREFIX, sqlServers(this.config));
 			// This run's JetStream streams (events and their dead letters).
 			await deleteEventStreams(this.env.NAMESPACE).catch(() => undefined);
 			const store = createStore(this.config);
@@ -150,9 +153,19 @@ export function testEnv(opts: TestEnvOptions): TestEnv {
 	return new TestEnv(opts);
 }
 
-/** Drops every database whose name starts with the prefix (this run's). */
-export function dropDatabases(prefix: string): Promise<void> {
-	return dropDatabasesByPrefix(loadConfig({ DATABASE_URL: MARIADB_URL }).sql, prefix);
+/**
+ * Drops every database whose name starts with the prefix (this run's) on each of `servers` (the test MariaDB by
+ * default). A server that cannot be reached or refuses the login (a private server the test already stopped, a
+ * wrong password on purpose) is passed over: the run could not have left anything there it can still reach. Any
+ * failure past the login is thrown, after the other servers were cleaned.
+ */
+export async function dropDatabases(prefix: string, servers: SqlConfig[] = [loadConfig({ DATABASE_URL: MARIADB_URL }).sql]): Promise<void> {
+	const failures: Error[] = [];
+	for (const sql of servers) {
+		if (sql.dialect !== "mysql" || (await probeDatabaseServer(sql)) !== undefined) continue;
+		await dropDatabasesByPrefix(sql, prefix).catch((err: Error) => failures.push(err));
+	}
+	if (failures.length > 0) throw failures[0];
 }
 
 /** Polls `cond` every `everyMs` until it holds; throws after `timeoutMs`. */

@@ -5,6 +5,7 @@
 import crypto from "crypto";
 import type { ServiceBroker } from "moleculer";
 import mysql from "mysql2/promise";
+import { sqlFor } from "../../lib/config";
 import { createStore, RedisStore, type CoordinationStore } from "../../lib/store";
 import { gatewayUrl, type TestEnv } from "./harness";
 import { MARIADB_URL } from "./isolation";
@@ -29,8 +30,18 @@ export async function opsCluster(
 	return { gateway, api: gatewayUrl(gateway), brokers };
 }
 
-/** A connection to the test MariaDB server; `schema(env, name)` names this run's schemas (`<prefix>concert`, `<prefix>payment`, ...). */
-export async function sqlOf(): Promise<mysql.Connection> {
+/**
+ * A connection to the test MariaDB server; `schema(env, name)` names this run's schemas (`<prefix>concert`,
+ * `<prefix>payment`, ...). With `env` and a service's database name: the server that database lives on
+ * (DATABASE_URL_<SERVICE>, else the run's DATABASE_URL), so drift injected into the payment schema reaches the
+ * payment server when it has one of its own. With `env` alone: the run's DATABASE_URL server.
+ */
+export async function sqlOf(env?: TestEnv, service?: string): Promise<mysql.Connection> {
+	if (env) {
+		const sql = service ? sqlFor(env.config, service) : env.config.sql;
+		if (sql.dialect !== "mysql") throw new Error("sqlOf needs a cluster-mode run (MariaDB)");
+		return mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, multipleStatements: false });
+	}
 	const url = new URL(MARIADB_URL);
 	return mysql.createConnection({
 		host: url.hostname,
@@ -87,7 +98,9 @@ export async function bulkSale(
 	sql: mysql.Connection,
 	concertId: string,
 	reservations: number,
-	seatsEach: number
+	seatsEach: number,
+	/** The payment schema's server when it has its own (`sqlOf(env, "payment")`). */
+	paymentSql: mysql.Connection = sql
 ): Promise<{ reservationIds: string[] }> {
 	const now = Date.now();
 	const perSchedule = 2000;
@@ -181,13 +194,13 @@ export async function bulkSale(
 
 	const p = schema(env, "payment");
 	await insertRows(
-		sql,
+		paymentSql,
 		`${p}.wallets`,
 		["user_id", "balance", "version", "created_at", "updated_at"],
 		rows.map(r => [r.userId, 0, 2, at(now), at(now)])
 	);
 	await insertRows(
-		sql,
+		paymentSql,
 		`${p}.point_transactions`,
 		["id", "user_id", "type", "amount", "balance_after", "ref", "payment_id", "created_at"],
 		rows.flatMap(r => [
@@ -196,7 +209,7 @@ export async function bulkSale(
 		])
 	);
 	await insertRows(
-		sql,
+		paymentSql,
 		`${p}.payments`,
 		["id", "saga_id", "reservation_id", "user_id", "amount", "status", "created_at", "updated_at"],
 		rows.map(r => [r.paymentId, r.sagaId, r.id, r.userId, amount, "COMPLETED", at(now), at(now)])

@@ -7,6 +7,7 @@ import os from "os";
 import path from "path";
 import mysql from "mysql2/promise";
 import { QueryTypes, type Sequelize } from "sequelize";
+import type { SqlConfig } from "../../lib/config";
 import { createSequelize, migrate, Sql } from "../../lib/db";
 import { outboxMigration } from "../../lib/outbox";
 import { PaymentLedger } from "../../services/payment/ledger";
@@ -42,8 +43,15 @@ export async function sqliteLedger(opts: { balanceLimit?: number } = {}): Promis
 	};
 }
 
-/** A plain connection to one schema of the test MariaDB server. */
-export async function mariadb(database: string): Promise<mysql.Connection> {
+/**
+ * A plain connection to one schema of the test MariaDB server, or of `server` when given: the payment schema's
+ * own server in a run with DATABASE_URL_PAYMENT (`sqlFor(env.config, "payment")`).
+ */
+export async function mariadb(database: string, server?: SqlConfig): Promise<mysql.Connection> {
+	if (server) {
+		if (server.dialect !== "mysql") throw new Error("mariadb() needs a MariaDB server config");
+		return mysql.createConnection({ host: server.host, port: server.port, user: server.user, password: server.password, database });
+	}
 	const url = new URL(MARIADB_URL);
 	return mysql.createConnection({
 		host: url.hostname,
