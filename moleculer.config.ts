@@ -7,6 +7,7 @@ import { TracerExporters, type BrokerOptions, type Middleware } from "moleculer"
 import { FailoverRoundRobinStrategy, NodeWatchMiddleware } from "./lib/balancer";
 import { PacketAuthMiddleware } from "./lib/cluster-auth";
 import { loadConfigOrExit, type Config } from "./lib/config";
+import { NATS_RECONNECT } from "./lib/events/jetstream-bus";
 import { isRetryable, isServerFault } from "./lib/errors";
 import { PlatformMiddleware } from "./lib/platform";
 import { replOptions } from "./lib/repl-commands";
@@ -146,9 +147,9 @@ export function natsClientOptions(nats: NonNullable<Config["transporter"]>) {
 		pass: nats.password,
 		token: nats.token,
 		tls: nats.tls,
-		// Keep reconnecting forever; a node that loses NATS for a while comes back by itself.
-		maxReconnectAttempts: -1,
-		reconnectTimeWait: 1000
+		// Keep reconnecting forever, to the next server of the list first: a node that loses its NATS server (or
+		// NATS altogether for a while) comes back by itself. The same settings as the event bus's own client.
+		...NATS_RECONNECT
 	};
 }
 

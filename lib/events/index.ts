@@ -15,7 +15,7 @@ import type { EventBus } from "./types";
 export * from "./types";
 export * from "./retry";
 export * from "./catalog";
-export { JetStreamEventBus, streamNames } from "./jetstream-bus";
+export { JetStreamEventBus, NATS_RECONNECT, streamNames } from "./jetstream-bus";
 export { MemoryEventBus } from "./memory-bus";
 
 /**
@@ -38,6 +38,7 @@ export function createEventBus(config: Config, name?: string, onForged?: (subjec
 			retry,
 			dlqMaxAgeSec: config.events.dlqMaxAgeDays * 86400,
 			dlqMaxMessages: config.events.dlqMaxMessages,
+			replicas: config.events.replicas,
 			warn
 		});
 	}

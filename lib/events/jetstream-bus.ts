@@ -23,6 +23,15 @@
  *   the named group handles, and deletes it from the dead-letter stream. It carries the number of automatic
  *   redrives (`Crp-Redrives`), which the next dead letter of that event keeps, so the scheduled redrive
  *   (mixins/event-consumer.mixin.ts) stops at DLQ_REDRIVE_MAX;
+ * - on a NATS cluster (several servers in TRANSPORTER), both streams keep JETSTREAM_REPLICAS copies (`replicas`),
+ *   an existing stream with another count is scaled to it, and each group's consumer inherits the stream's count
+ *   (`num_replicas: 0`), so the loss of one server of three loses neither an event nor a group's position. The
+ *   client reconnects to another server of the list (NATS_RECONNECT, shared with the transporter); a consumer
+ *   re-sends its pull after a reconnect and whenever the server's idle heartbeats stop (a consumer leader that
+ *   moved to another server), and its supervisor takes the consumer again if the message iterator ends. Acks
+ *   are confirmed by the consumer's leader and sent again to the new one when lost in an election
+ *   (`acknowledge`). A publish during a leader election fails (timeout, 503) and the outbox relay keeps the row
+ *   and publishes it again (the message id makes a publish that did get stored count once);
  * - with a signer (cluster mode: CLUSTER_SECRET), every message published here (events, replays, dead letters)
  *   carries a signature, and a consumer acknowledges and drops a message whose signature fails: anyone may be
  *   able to publish on NATS, only the platform's nodes can publish an event the platform acts on
@@ -42,7 +51,8 @@ import {
 	type JetStreamClient,
 	type JetStreamManager,
 	type JsMsg,
-	type NatsConnection
+	type NatsConnection,
+	type StreamConfig
 } from "nats";
 import { EventSigner } from "../cluster-auth";
 import { errorText } from "./memory-bus";
@@ -85,13 +95,39 @@ export interface JetStreamBusOptions {
 	 */
 	dlqMaxAgeSec?: number;
 	dlqMaxMessages?: number;
+	/**
+	 * Copies JetStream keeps of each stream (JETSTREAM_REPLICAS: 1 on a single server, 3 on a three-server cluster).
+	 * Applied to an existing stream too (JetStream scales it and its consumers). Default 1.
+	 */
+	replicas?: number;
 	/** Told what the bus could not do but carried on without (a stream's limits it could not change). */
 	warn?: (message: string) => void;
 }
 
+/**
+ * Reconnection of every NATS client of a node (the transporter's, through moleculer.config.ts `natsClientOptions`,
+ * and the bus's): never give up; after losing its server the client goes on to the next one of the list at once
+ * and waits `reconnectTimeWait` only before trying a server it just tried. A server that stops answering without
+ * closing the connection (a host gone, a partition) is noticed after `maxPingOut` unanswered pings every
+ * `pingInterval` (15-20 s, rather than the client's default 4 minutes). The server list is shuffled per client
+ * (the default), which spreads the nodes over the servers.
+ */
+export const NATS_RECONNECT = { maxReconnectAttempts: -1, reconnectTimeWait: 1000, pingInterval: 5000, maxPingOut: 3 } as const;
+
+/**
+ * How long a pull request of a consumer lasts. The server sends idle heartbeats every half of it; two missed ones
+ * (a consumer leader that moved to another server, a pull lost in a reconnect) make the client check the consumer
+ * and pull again. 5 s: a consumer resumes within about 5 s of a leader change, for one small request per group
+ * every 5 s when idle.
+ */
+export const PULL_EXPIRES_MS = 5000;
+
 /** How long the server waits for an answer to a delivery before it redelivers it; `working()` extends it. */
 const ACK_WAIT_MS = 30_000;
 const REDRIVES_HEADER = "Crp-Redrives";
+/** How long an ack waits for the consumer leader's confirmation before it is sent again. */
+const ACK_CONFIRM_MS = 2000;
+const ACK_PAYLOAD = new TextEncoder().encode("+ACK");
 
 const codec = JSONCodec<unknown>();
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -112,6 +148,54 @@ export function streamNames(namespace: string) {
 		dlqSubject: (group: string) => `crp.${ns}.dlq.${safeName(group)}`,
 		dlqWildcard: `crp.${ns}.dlq.>`
 	};
+}
+
+/** What the bus asks of its streams: the stream configs it creates, and what it applies to existing ones. */
+export interface StreamSettings {
+	replicas: number;
+	dlqMaxAgeSec: number;
+	dlqMaxMessages: number;
+}
+
+export function streamSettings(opts: Pick<JetStreamBusOptions, "replicas" | "dlqMaxAgeSec" | "dlqMaxMessages">): StreamSettings {
+	const replicas = opts.replicas ?? 1;
+	if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new Error(`JetStream replicas must be 1 to 5, got ${replicas}`);
+	return { replicas, dlqMaxAgeSec: opts.dlqMaxAgeSec ?? 30 * 86400, dlqMaxMessages: opts.dlqMaxMessages ?? 100_000 };
+}
+
+/** The configs of the events and dead-letter streams of an install (file storage, limits retention). */
+export function streamConfigs(names: ReturnType<typeof streamNames>, settings: StreamSettings): { events: Partial<StreamConfig>; dlq: Partial<StreamConfig> } {
+	const base = { retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: settings.replicas };
+	return {
+		events: { ...base, name: names.events, subjects: [names.eventsWildcard], max_age: 7 * DAY_NS },
+		dlq: {
+			...base,
+			name: names.dlq,
+			subjects: [names.dlqWildcard],
+			max_age: settings.dlqMaxAgeSec * 1e9,
+			max_msgs: settings.dlqMaxMessages,
+			discard: DiscardPolicy.Old
+		}
+	};
+}
+
+/**
+ * What an existing stream must change to match the settings: its replica count (both streams) and the dead-letter
+ * limits and discard policy (the DLQ only); `null` when it matches. The rest of its config is left as it is.
+ */
+export function streamChanges(
+	existing: Pick<StreamConfig, "num_replicas" | "max_age" | "max_msgs" | "discard">,
+	wanted: Partial<StreamConfig>,
+	dlq: boolean
+): Partial<StreamConfig> | null {
+	const change: Partial<StreamConfig> = {};
+	if (wanted.num_replicas !== undefined && (existing.num_replicas || 1) !== wanted.num_replicas) change.num_replicas = wanted.num_replicas;
+	if (dlq) {
+		if (wanted.max_age !== undefined && existing.max_age !== wanted.max_age) change.max_age = wanted.max_age;
+		if (wanted.max_msgs !== undefined && existing.max_msgs !== wanted.max_msgs) change.max_msgs = wanted.max_msgs;
+		if (wanted.discard !== undefined && existing.discard !== wanted.discard) change.discard = wanted.discard;
+	}
+	return Object.keys(change).length > 0 ? change : null;
 }
 
 export class JetStreamEventBus implements EventBus {
@@ -144,7 +228,10 @@ export class JetStreamEventBus implements EventBus {
 			ack_wait: ACK_WAIT_MS * 1e6,
 			// Unlimited: the bus dead-letters after the retry schedule; the server must never drop an event first.
 			max_deliver: -1,
-			max_ack_pending: 256
+			max_ack_pending: 256,
+			// As many copies as the stream (JETSTREAM_REPLICAS), and scaled with it: a group's position survives
+			// the loss of a server whenever the stream does.
+			num_replicas: 0
 		};
 		const ensure = () =>
 			retryRace(
@@ -157,7 +244,9 @@ export class JetStreamEventBus implements EventBus {
 		const ownReplay = this.names.replaySubject(opts.group);
 		let stopped = false;
 		// abort_on_missing_resource: end the iterator when the consumer or stream is gone (the loop below recovers).
-		const take = async () => (await js.consumers.get(this.names.events, durable)).consume({ max_messages: 32, abort_on_missing_resource: true });
+		// `expires` sets the idle heartbeats too (half of it): missing ones re-send the pull (PULL_EXPIRES_MS).
+		const take = async () =>
+			(await js.consumers.get(this.names.events, durable)).consume({ max_messages: 32, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
 		const first = await take();
 		let current: ConsumerMessages | undefined = first;
 		// Supervisor: if the message iterator ends while we are not stopping (the consumer or the stream vanished,
@@ -282,13 +371,13 @@ export class JetStreamEventBus implements EventBus {
 	private async handle(m: JsMsg, opts: SubscribeOptions, types: Set<string>, ownReplay: string): Promise<void> {
 		const isReplay = m.subject.startsWith(this.names.replayPrefix);
 		if (isReplay ? m.subject !== ownReplay : !types.has(m.subject.slice(this.names.eventsWildcard.length - 1))) {
-			m.ack();
+			this.acknowledge(m);
 			return;
 		}
 		if (this.opts.signer && !this.opts.signer.verify(m.subject, m.headers?.get("Nats-Msg-Id") ?? "", m.data, m.headers?.get(EventSigner.HEADER))) {
 			// Not from a platform node: nothing to retry, nothing to keep.
 			this.opts.onForged?.(m.subject);
-			m.ack();
+			this.acknowledge(m);
 			return;
 		}
 		let event: EventMessage;
@@ -307,7 +396,7 @@ export class JetStreamEventBus implements EventBus {
 		const heartbeat = setInterval(() => m.working(), ACK_WAIT_MS / 3);
 		try {
 			await opts.handler(event, { attempt, replayed: isReplay });
-			m.ack();
+			this.acknowledge(m);
 		} catch (err) {
 			if (attempt >= maxAttemptsOf(policy) || isInvalidEvent(err)) await this.deadLetter(m, opts, event, err, attempt);
 			else m.nak(retryDelayMs(attempt, policy));
@@ -334,12 +423,47 @@ export class JetStreamEventBus implements EventBus {
 			const msgID = `dlq-${safeName(opts.group)}-${m.seq}`;
 			const data = codec.encode(body);
 			const ack = await js.publish(subject, data, { msgID, headers: this.signed(subject, msgID, data), timeout: this.opts.publishTimeoutMs ?? 2000 });
-			m.ack();
+			this.acknowledge(m);
 			opts.onDeadLetter?.({ id: String(ack.seq), ...body });
 		} catch {
 			// Could not store the dead letter: keep the message; it comes back after the delay.
 			m.nak(retryDelayMs(attempts, policyOf({ ...DEFAULT_RETRY, ...this.opts.retry }, opts)));
 		}
+	}
+
+	/**
+	 * Acknowledges a message; with replicated streams (JETSTREAM_REPLICAS > 1), has the consumer's leader confirm it (not awaited: the next message does not wait).
+	 * An ack sent while the consumer has no leader (an election after its server died) or through a server that
+	 * died is lost; unconfirmed, it is sent again every second to whichever server leads the consumer now (its
+	 * replicas know the delivery), for up to ACK_WAIT_MS: the message is not handled a second time after
+	 * `ack_wait`, and the group does not look behind meanwhile.
+	 */
+	private acknowledge(m: JsMsg): void {
+		// The ack subject (`$JS.ACK.<stream>.<consumer>.<delivery>...`): the client's message has it, its interface
+		// does not declare it. Without it, a plain ack.
+		const subject = (m as JsMsg & { reply?: string }).reply;
+		// One server: an ack is lost only with the connection, and the delivery then comes back after ack_wait to
+		// handlers that are idempotent. The confirmation's round trip is paid only where elections happen.
+		if (!subject || (this.opts.replicas ?? 1) <= 1) {
+			m.ack();
+			return;
+		}
+		m.ackAck({ timeout: ACK_CONFIRM_MS }).then(
+			() => undefined,
+			async () => {
+				const until = Date.now() + ACK_WAIT_MS;
+				while (Date.now() < until) {
+					const nc = await this.nc?.catch(() => undefined);
+					if (!nc || nc.isClosed()) return;
+					try {
+						await nc.request(subject, ACK_PAYLOAD, { timeout: ACK_CONFIRM_MS });
+						return;
+					} catch {
+						await sleep(1000);
+					}
+				}
+			}
+		);
 	}
 
 	/** Headers carrying the signature of a message (empty headers when there is no signer). */
@@ -370,8 +494,7 @@ export class JetStreamEventBus implements EventBus {
 			token: this.opts.token,
 			tls: this.opts.tls,
 			name: this.opts.name,
-			maxReconnectAttempts: -1,
-			reconnectTimeWait: 1000
+			...NATS_RECONNECT
 		}).catch(err => {
 			this.nc = undefined;
 			throw err;
@@ -383,26 +506,29 @@ export class JetStreamEventBus implements EventBus {
 		this.ready ??= (async () => {
 			const nc = await this.connection();
 			const jsm = await nc.jetstreamManager();
-			const base = { retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: 1 };
-			await retryRace(
-				() => jsm.streams.add({ ...base, name: this.names.events, subjects: [this.names.eventsWildcard], max_age: 7 * DAY_NS }),
-				() => jsm.streams.info(this.names.events)
-			);
-			const dlqLimits = {
-				max_age: (this.opts.dlqMaxAgeSec ?? 30 * 86400) * 1e9,
-				max_msgs: this.opts.dlqMaxMessages ?? 100_000,
-				discard: DiscardPolicy.Old
-			};
-			await retryRace(
-				() => jsm.streams.add({ ...base, ...dlqLimits, name: this.names.dlq, subjects: [this.names.dlqWildcard] }),
-				() => jsm.streams.info(this.names.dlq)
-			);
-			// A stream made before the limits existed (or with other ones) takes the configured limits.
-			const dlq = await jsm.streams.info(this.names.dlq);
-			if (dlq.config.max_age !== dlqLimits.max_age || dlq.config.max_msgs !== dlqLimits.max_msgs) {
-				await jsm.streams
-					.update(this.names.dlq, { ...dlq.config, ...dlqLimits })
-					.catch(err => this.opts.warn?.(`could not apply the dead-letter stream's limits to ${this.names.dlq}: ${(err as Error).message}`));
+			const wanted = streamConfigs(this.names, streamSettings(this.opts));
+			for (const [config, dlq] of [
+				[wanted.events, false],
+				[wanted.dlq, true]
+			] as const) {
+				const name = config.name!;
+				await retryRace(
+					() => jsm.streams.add(config),
+					() => jsm.streams.info(name)
+				);
+				// A stream made before the limits or the replica count existed (or with other ones) takes the
+				// configured ones: JetStream scales a stream and its consumers to a new replica count in place.
+				const existing = (await jsm.streams.info(name)).config;
+				const change = streamChanges(existing, config, dlq);
+				if (change) {
+					await jsm.streams
+						.update(name, { ...existing, ...change })
+						.catch(err =>
+							this.opts.warn?.(
+								`could not apply ${Object.keys(change).join(", ")} ${JSON.stringify(change)} to the stream ${name}: ${(err as Error).message}`
+							)
+						);
+				}
 			}
 			return { js: nc.jetstream(), jsm };
 		})().catch(err => {

@@ -9,7 +9,7 @@ import { connect, headers, JSONCodec } from "nats";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../../moleculer.config";
 import { signAccessToken } from "../../lib/auth";
-import { JetStreamEventBus, streamNames, type CatalogEvent, type CatalogEventType, type EventCatalog, type EventMessage } from "../../lib/events";
+import { streamNames, type CatalogEvent, type CatalogEventType, type EventCatalog, type EventMessage } from "../../lib/events";
 import { EventSigner } from "../../lib/cluster-auth";
 import { TEST_CLUSTER_SECRET, type TestEnv } from "./harness";
 import { mintUser } from "./queue";
@@ -102,10 +102,13 @@ export async function publishRaw(
 	}
 }
 
-/** Every event of the run's stream in stream order (replays excluded). */
-export async function streamEvents(namespace: string): Promise<EventMessage[]> {
+/** `host:port` of the shared NATS server, or of the given nats:// URLs (a private server or cluster). */
+const hostsOf = (urls: string[] = [NATS_URL]) => urls.map(u => new URL(u).host);
+
+/** Every event of the run's stream in stream order (replays excluded); on the shared NATS unless `urls` say otherwise. */
+export async function streamEvents(namespace: string, urls?: string[]): Promise<EventMessage[]> {
 	const names = streamNames(namespace);
-	const nc = await connect({ servers: new URL(NATS_URL).host });
+	const nc = await connect({ servers: hostsOf(urls) });
 	try {
 		const jsm = await nc.jetstreamManager();
 		const info = await jsm.streams.info(names.events);
@@ -124,19 +127,28 @@ export async function streamEvents(namespace: string): Promise<EventMessage[]> {
 	}
 }
 
-/** Deletes the run's event and dead-letter streams (afterAll). */
-export async function deleteEventStreams(namespace: string): Promise<void> {
-	const bus = new JetStreamEventBus({ url: NATS_URL, namespace });
+/**
+ * Deletes the run's event and dead-letter streams (afterAll), on the shared NATS unless `urls` name another server
+ * or cluster. Deletes only: a stream that is not there is not created first (nor scaled to another replica count).
+ */
+export async function deleteEventStreams(namespace: string, urls?: string[]): Promise<void> {
+	const names = streamNames(namespace);
+	const nc = await connect({ servers: hostsOf(urls) });
 	try {
-		await bus.destroy();
+		const jsm = await nc.jetstreamManager();
+		for (const s of [names.events, names.dlq]) {
+			await jsm.streams.delete(s).catch((err: Error) => {
+				if (!/not found/i.test(err.message)) throw err;
+			});
+		}
 	} finally {
-		await bus.close();
+		await nc.close();
 	}
 }
 
-/** Names of streams of this run still on the server (cleanup check). */
-export async function runStreams(namespace: string): Promise<string[]> {
-	const nc = await connect({ servers: new URL(NATS_URL).host });
+/** Names of streams of this run still on the server (cleanup check); on the shared NATS unless `urls` say otherwise. */
+export async function runStreams(namespace: string, urls?: string[]): Promise<string[]> {
+	const nc = await connect({ servers: hostsOf(urls) });
 	try {
 		const jsm = await nc.jetstreamManager();
 		const names: string[] = [];

@@ -1,9 +1,13 @@
 /**
  * The in-process bus (embedded mode) honours the same contract as the JetStream bus: each group gets each event
  * once and its members share them; a late group still gets earlier events; the same message id is stored once;
- * a failing handler is retried, then dead-lettered; a replay goes to the failed group only, once.
+ * a failing handler is retried, then dead-lettered; a replay goes to the failed group only, once. Also the JetStream
+ * bus's stream settings as pure functions (replica count and dead-letter limits, for new and existing streams).
  */
+import { DiscardPolicy, StorageType } from "nats";
+import { NATS_RECONNECT, streamChanges, streamConfigs, streamNames, streamSettings } from "../../lib/events/jetstream-bus";
 import { MemoryEventBus } from "../../lib/events/memory-bus";
+import { natsClientOptions } from "../../moleculer.config";
 import { DeadLetterRedriver } from "../../lib/events/redrive";
 import { redriveDue } from "../../lib/events/retry";
 import type { DeadLetter, EventMessage } from "../../lib/events/types";
@@ -233,5 +237,46 @@ describe("memory event bus", () => {
 		} finally {
 			await store.close();
 		}
+	});
+});
+
+describe("JetStream bus stream settings (JETSTREAM_REPLICAS, dead-letter limits)", () => {
+	const names = streamNames("unit-ns");
+
+	it("when replicas are given, then both streams are created with that many copies, on file storage", () => {
+		const { events, dlq } = streamConfigs(names, streamSettings({ replicas: 3, dlqMaxAgeSec: 86_400, dlqMaxMessages: 1000 }));
+		expect(events).toMatchObject({ name: "CRP_unit-ns_EVENTS", subjects: ["crp.unit-ns.ev.>"], num_replicas: 3, storage: StorageType.File });
+		expect(dlq).toMatchObject({ name: "CRP_unit-ns_DLQ", num_replicas: 3, max_age: 86_400 * 1e9, max_msgs: 1000, discard: DiscardPolicy.Old });
+	});
+
+	it("when nothing is given, then one copy and the default dead-letter limits; a count outside 1..5 is refused", () => {
+		expect(streamSettings({})).toEqual({ replicas: 1, dlqMaxAgeSec: 30 * 86400, dlqMaxMessages: 100_000 });
+		expect(() => streamSettings({ replicas: 0 })).toThrow(/1 to 5/);
+		expect(() => streamSettings({ replicas: 7 })).toThrow(/1 to 5/);
+		expect(() => streamSettings({ replicas: 2.5 })).toThrow(/1 to 5/);
+	});
+
+	it("when an existing stream has another replica count, then only that changes; the DLQ also takes new limits", () => {
+		const wanted = streamConfigs(names, streamSettings({ replicas: 3, dlqMaxAgeSec: 86_400, dlqMaxMessages: 1000 }));
+		const existingEvents = { num_replicas: 1, max_age: 7 * 86400 * 1e9, max_msgs: -1, discard: DiscardPolicy.Old };
+		expect(streamChanges(existingEvents, wanted.events, false)).toEqual({ num_replicas: 3 });
+		expect(streamChanges({ ...existingEvents, num_replicas: 3 }, wanted.events, false)).toBeNull();
+		// The events stream's own limits are not the bus's to change (only the DLQ's are configurable).
+		expect(streamChanges({ ...existingEvents, num_replicas: 3, max_age: 1 }, wanted.events, false)).toBeNull();
+		const existingDlq = { num_replicas: 1, max_age: 30 * 86400 * 1e9, max_msgs: 100_000, discard: DiscardPolicy.New };
+		expect(streamChanges(existingDlq, wanted.dlq, true)).toEqual({ num_replicas: 3, max_age: 86_400 * 1e9, max_msgs: 1000, discard: DiscardPolicy.Old });
+		expect(streamChanges({ num_replicas: 3, max_age: 86_400 * 1e9, max_msgs: 1000, discard: DiscardPolicy.Old }, wanted.dlq, true)).toBeNull();
+	});
+
+	it("when a stream reports 0 replicas (a server that leaves the default out), then it counts as one copy", () => {
+		const one = streamConfigs(names, streamSettings({}));
+		expect(streamChanges({ num_replicas: 0, max_age: 0, max_msgs: -1, discard: DiscardPolicy.Old }, one.events, false)).toBeNull();
+	});
+
+	it("when a node connects, then the transporter and the bus share the reconnection settings: never give up, a silent server noticed within 20 s", () => {
+		const transport = natsClientOptions({ url: "nats://a:4222,nats://b:4222", servers: ["a:4222", "b:4222"] });
+		expect(transport).toMatchObject({ servers: ["a:4222", "b:4222"], ...NATS_RECONNECT });
+		expect(NATS_RECONNECT.maxReconnectAttempts).toBe(-1);
+		expect(NATS_RECONNECT.pingInterval * NATS_RECONNECT.maxPingOut).toBeLessThanOrEqual(20_000);
 	});
 });
