@@ -5,10 +5,13 @@ import type { CoordinationStore } from "./types";
 
 export * from "./types";
 export { MemoryStore } from "./memory";
-export { RedisStore, redisCall } from "./redis";
+export { RedisStore, redisCall, type RedisClient } from "./redis";
 
-/** Builds the store the configuration asks for: Redis when REDIS_URL is set, memory otherwise. */
+/**
+ * Builds the store the configuration asks for: Redis when REDIS_URL is set (a Redis Cluster when it names several
+ * nodes, or REDIS_CLUSTER_NODES does), memory otherwise.
+ */
 export function createStore(config: Pick<Config, "redis" | "storePrefix">): CoordinationStore {
-	if (config.redis) return new RedisStore({ url: config.redis.url, prefix: config.storePrefix });
+	if (config.redis) return new RedisStore({ url: config.redis.url, prefix: config.storePrefix, clusterNodes: config.redis.clusterNodes });
 	return new MemoryStore({ prefix: config.storePrefix });
 }

@@ -1,4 +1,4 @@
-import Redis, { ReplyError } from "ioredis";
+import Redis, { Cluster, ReplyError, type ClusterOptions } from "ioredis";
 import type { CoordinationStore, SetOptions } from "./types";
 import { StoreUnavailableError } from "./types";
 
@@ -37,42 +37,100 @@ return 0`
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
-type ScriptedRedis = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
+/**
+ * The client a store talks to: one server (`Redis`) or a Redis Cluster (`Cluster`). Both have the same command
+ * methods with the same signatures; what differs (SCAN, multi-key commands across slots) goes through the helpers
+ * of `RedisStore` below (`scanKeys`, `unlinkMatching`, `del`).
+ */
+export type RedisClient = Redis | Cluster;
+type ScriptedRedis = RedisClient & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
 
 export interface RedisStoreOptions {
 	url: string;
 	prefix: string;
 	/** Give up on a command after this long when Redis does not answer (ms). */
 	commandTimeoutMs?: number;
+	/**
+	 * Seed nodes (`host:port`) of a Redis Cluster: the store then uses ioredis' cluster client, and `url` only gives
+	 * the scheme (rediss:// for TLS) and the credentials every node shares.
+	 */
+	clusterNodes?: string[];
+	/**
+	 * Cluster only: how long a command keeps being retried inside the client while a failover runs (the master of
+	 * its slot died and a replica is being promoted: CLUSTERDOWN, TRYAGAIN, connections refused) before it fails
+	 * as `StoreUnavailableError`. Somewhat more than the cluster's `cluster-node-timeout` plus an election: the
+	 * default 8000 ms suits the usual 5 s node timeout (the failover test's 1.5 s cluster recovers in 3.5-4 s).
+	 */
+	failoverBudgetMs?: number;
 }
+
+/** The pause between two tries of a command during a failover (cluster only). */
+const FAILOVER_RETRY_MS = 200;
 
 export class RedisStore implements CoordinationStore {
 	readonly kind = "redis" as const;
 	readonly prefix: string;
 	readonly redis: ScriptedRedis;
+	/** True when `redis` is a cluster client. */
+	readonly clustered: boolean;
+	/** Cluster only: a command still unanswered after this long fails as unavailable (see `failoverBudgetMs`). */
+	private readonly deadlineMs: number | undefined;
 
 	constructor(opts: RedisStoreOptions) {
 		this.prefix = opts.prefix;
-		const client = new Redis(opts.url, {
-			keyPrefix: opts.prefix,
-			// Fail a command quickly instead of queueing it forever while Redis is down: callers see a retryable
-			// error and the health check turns red.
-			maxRetriesPerRequest: 2,
-			commandTimeout: opts.commandTimeoutMs ?? 2000,
-			enableAutoPipelining: true,
-			lazyConnect: false,
-			retryStrategy: times => Math.min(times * 200, 2000)
-		});
+		const commandTimeout = opts.commandTimeoutMs ?? 2000;
+		let client: RedisClient;
+		if (opts.clusterNodes && opts.clusterNodes.length > 0) {
+			client = createClusterClient(opts, commandTimeout);
+			this.clustered = true;
+			// Past the nodes' own command timeout (the failover budget, see createClusterClient): this one catches
+			// commands that never reached a node (queued while the client had no usable connection at all).
+			this.deadlineMs = Math.max(commandTimeout, opts.failoverBudgetMs ?? 8000) + 1000;
+		} else {
+			client = new Redis(opts.url, {
+				keyPrefix: opts.prefix,
+				// Fail a command quickly instead of queueing it forever while Redis is down: callers see a retryable
+				// error and the health check turns red.
+				maxRetriesPerRequest: 2,
+				commandTimeout,
+				enableAutoPipelining: true,
+				lazyConnect: false,
+				retryStrategy: times => Math.min(times * 200, 2000)
+			});
+			this.clustered = false;
+		}
 		// Connection errors surface through the failed commands; without a listener ioredis logs them unhandled.
 		client.on("error", () => undefined);
+		// A cluster client that lost a node emits its errors on the node's own client too ("node error").
+		if (client instanceof Cluster) client.on("node error", () => undefined);
 		for (const [name, s] of Object.entries(SCRIPTS)) {
 			client.defineCommand(name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
 		}
 		this.redis = client as ScriptedRedis;
 	}
 
+	/**
+	 * Awaits one of this client's commands as `redisCall` does, and on a cluster also bounds the wait: a command
+	 * queued while the cluster client has no usable connection (every node unreachable) would otherwise wait for
+	 * as long as the client keeps reconnecting. Domain stores built on `redis` use it for their commands.
+	 */
+	call<T>(p: Promise<T>): Promise<T> {
+		if (this.deadlineMs === undefined) return redisCall(p);
+		return redisCall(withDeadline(p, this.deadlineMs));
+	}
+
 	async ping(): Promise<void> {
-		await this.wrap(this.redis.ping());
+		if (!(this.redis instanceof Cluster)) {
+			await this.wrap(this.redis.ping());
+			return;
+		}
+		// The cluster answers when its slots are all served (a node's view: CLUSTER INFO) and every master it
+		// routes to answers a PING; during a failover this is red until the replica took over.
+		const info = String(await this.wrap(this.redis.cluster("INFO")));
+		if (!/^cluster_state:ok\s*$/m.test(info)) throw new StoreUnavailableError("coordination store cluster is not ok");
+		const masters = this.redis.nodes("master");
+		if (masters.length === 0) throw new StoreUnavailableError("coordination store cluster has no reachable master");
+		await Promise.all(masters.map(node => this.wrap(node.ping())));
 	}
 
 	async get(key: string): Promise<string | null> {
@@ -94,6 +152,13 @@ export class RedisStore implements CoordinationStore {
 
 	async del(...keys: string[]): Promise<number> {
 		if (keys.length === 0) return 0;
+		// A multi-key DEL on a cluster is refused (CROSSSLOT) unless every key is in one slot: one DEL per key, all
+		// sent at once. Each key's DEL is atomic, the set of them is not; no caller relies on that (the domain
+		// stores delete a slot's keys in one command of their own).
+		if (this.clustered && keys.length > 1) {
+			const counts = await Promise.all(keys.map(k => this.wrap(this.redis.del(k))));
+			return counts.reduce((a, b) => a + b, 0);
+		}
 		return this.wrap(this.redis.del(...keys));
 	}
 
@@ -121,15 +186,57 @@ export class RedisStore implements CoordinationStore {
 	}
 
 	async clear(): Promise<number> {
-		// SCAN does not apply keyPrefix, DEL does: match with the prefix, delete without it.
-		let cursor = "0";
+		return this.unlinkMatching("*");
+	}
+
+	/**
+	 * Keys of this install matching `pattern` (a SCAN glob relative to the prefix), without the prefix. On a cluster
+	 * SCAN only sees the node it is sent to, so every master is scanned. For tests, resets and tools: SCAN walks the
+	 * whole keyspace.
+	 */
+	async scanKeys(pattern: string): Promise<string[]> {
+		const out: string[] = [];
+		await this.eachScanned(pattern, async keys => {
+			out.push(...keys.map(k => k.slice(this.prefix.length)));
+		});
+		return out;
+	}
+
+	/** Deletes (UNLINK) every key of this install matching `pattern` (relative to the prefix); returns how many. */
+	async unlinkMatching(pattern: string): Promise<number> {
 		let n = 0;
-		do {
-			const [next, keys] = await this.wrap(this.redis.scan(cursor, "MATCH", `${this.prefix}*`, "COUNT", 500));
-			cursor = next;
-			if (keys.length > 0) n += await this.wrap(this.redis.unlink(...keys.map(k => k.slice(this.prefix.length))));
-		} while (cursor !== "0");
+		await this.eachScanned(pattern, async (keys, node) => {
+			if (node) {
+				// A node's own client has no key prefix (the prefix is the cluster client's), and one UNLINK of keys
+				// of several slots is refused even when one node serves them all: one UNLINK per key.
+				const counts = await Promise.all(keys.map(k => this.wrap(node.unlink(k))));
+				n += counts.reduce((a, b) => a + b, 0);
+			} else {
+				// SCAN does not apply keyPrefix, UNLINK does: match with the prefix, delete without it.
+				n += await this.wrap(this.redis.unlink(...keys.map(k => k.slice(this.prefix.length))));
+			}
+		});
 		return n;
+	}
+
+	/** Runs `each` on every SCAN batch of full (prefixed) keys; `node` is the master they are on (cluster only). */
+	private async eachScanned(pattern: string, each: (keys: string[], node?: Redis) => Promise<void>): Promise<void> {
+		const match = `${globEscape(this.prefix)}${pattern}`;
+		const scanOne = async (client: Redis, node?: Redis) => {
+			let cursor = "0";
+			do {
+				const [next, keys] = await this.wrap(client.scan(cursor, "MATCH", match, "COUNT", 500));
+				cursor = next;
+				if (keys.length > 0) await each(keys, node);
+			} while (cursor !== "0");
+		};
+		if (this.redis instanceof Cluster) {
+			// Wait for the slot map, so `nodes` lists every master even right after the client was made.
+			if (this.redis.status !== "ready") await this.wrap(this.redis.ping());
+			await Promise.all(this.redis.nodes("master").map(node => scanOne(node, node)));
+		} else {
+			await scanOne(this.redis);
+		}
 	}
 
 	async close(): Promise<void> {
@@ -147,8 +254,91 @@ export class RedisStore implements CoordinationStore {
 	}
 
 	private wrap<T>(p: Promise<T>): Promise<T> {
-		return redisCall(p);
+		return this.call(p);
 	}
+}
+
+/**
+ * The cluster client. Its retry rules are what makes a failover invisible to callers when it ends in time:
+ * - MOVED/ASK (a slot moved) are followed at once, and the slot map is refreshed;
+ * - CLUSTERDOWN (a slot has no master yet), TRYAGAIN (a slot being migrated) and a connection to a master that
+ *   closed or refuses (it died and its replica is not promoted yet) are tried again every FAILOVER_RETRY_MS, with
+ *   the slot map refreshed, until `failoverBudgetMs` is spent (each try counts against `maxRedirections`);
+ * - past that the command fails, and `redisCall` turns it into `StoreUnavailableError` (a 503 with Retry-After).
+ * A command the dead master ran but did not answer is sent again to its successor: the scripts here are idempotent
+ * for the same caller (a hold by the same owner, an entry by the same user), and counters may count twice.
+ */
+function createClusterClient(opts: RedisStoreOptions, commandTimeout: number): Cluster {
+	const url = new URL(opts.url);
+	const tls = url.protocol === "rediss:";
+	const budget = opts.failoverBudgetMs ?? 8000;
+	const nodes = opts.clusterNodes!.map(n => {
+		const i = n.lastIndexOf(":");
+		return { host: n.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(n.slice(i + 1)) };
+	});
+	const options: ClusterOptions = {
+		// The prefix is the cluster client's own, not its nodes' (redisOptions): the nodes' clients stay raw, which
+		// `unlinkMatching` relies on.
+		keyPrefix: opts.prefix,
+		scaleReads: "master",
+		// No auto-pipelining on a cluster: ioredis retries a failed pipeline (which is what an auto-pipelined batch
+		// is) only when every command of it failed with the same error, so in a failover a batch that mixes slots of
+		// the dead master gets its MOVED / "Connection is closed" errors surfaced instead of retried (measured:
+		// a third of the writes failed at once). Without it each command takes the retry path below; ioredis still
+		// writes commands to a node's socket without waiting for the previous reply.
+		enableAutoPipelining: false,
+		enableOfflineQueue: true,
+		retryDelayOnFailover: FAILOVER_RETRY_MS,
+		retryDelayOnClusterDown: FAILOVER_RETRY_MS,
+		retryDelayOnTryAgain: FAILOVER_RETRY_MS,
+		retryDelayOnMoved: 0,
+		// Every try during a failover counts, and a refused master costs two (the MOVED that points at it, then the
+		// refusal): twice the tries the budget allows, plus a few plain redirections.
+		maxRedirections: 2 * Math.ceil(budget / FAILOVER_RETRY_MS) + 8,
+		slotsRefreshTimeout: 1000,
+		slotsRefreshInterval: 5000,
+		// The whole cluster unreachable: keep trying to reconnect, never give up (commands meanwhile fail by the
+		// store's deadline, not by this).
+		clusterRetryStrategy: times => Math.min(100 * times, 2000),
+		redisOptions: {
+			username: url.username ? decodeURIComponent(url.username) : undefined,
+			password: url.password ? decodeURIComponent(url.password) : undefined,
+			// Each node is reached at the address the cluster announces; the certificate is checked against the URL's host.
+			tls: tls ? { servername: url.hostname } : undefined,
+			// A command's timer starts when it is first sent to a node and is not restarted by the retries, so it is
+			// the whole retry budget here: a command sent to a master that then died keeps being retried until
+			// `failoverBudgetMs`, then fails. (A node that hangs without closing holds a command that long too.)
+			commandTimeout: Math.max(commandTimeout, budget),
+			connectTimeout: Math.max(commandTimeout, 2000),
+			// A node's socket that does not close by itself is destroyed after this (ioredis waits 2 s by default,
+			// which keeps a closing process alive that long for each node it tried).
+			disconnectTimeout: 500,
+			maxRetriesPerRequest: 2
+		}
+	};
+	return new Cluster(nodes, options);
+}
+
+/** Rejects with a connection-level error when `p` has not settled after `ms` (the command itself is not cancelled). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+	return new Promise<T>((resolve, reject) => {
+		const timer = setTimeout(() => reject(new Error("coordination store command deadline passed")), ms);
+		p.then(
+			v => {
+				clearTimeout(timer);
+				resolve(v);
+			},
+			err => {
+				clearTimeout(timer);
+				reject(err);
+			}
+		);
+	});
+}
+
+/** A prefix as a literal SCAN glob (an install prefix may hold glob characters such as `[`, `*`, `?`). */
+function globEscape(s: string): string {
+	return s.replace(/[*?[\]\\]/g, c => `\\${c}`);
 }
 
 /**

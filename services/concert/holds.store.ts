@@ -11,15 +11,16 @@
  * database's unique key on (schedule_id, seat_id)). Redis here keeps nothing on disk: callers must survive losing
  * every hold at once.
  *
- * Redis layout, relative to the install prefix (the `{scheduleId}` hash tag keeps one schedule's keys in one slot):
+ * Redis layout, relative to the install prefix (the `{scheduleId}` hash tag keeps one schedule's keys in one slot,
+ * so on a Redis Cluster every script and MGET below stays in one slot, and different schedules spread over the
+ * masters; `clear` scans every master):
  *   concert:h:{<scheduleId>}:<seatId>  -> owner, with PX = the hold's time to live (its expiry frees the seat)
  *   concert:hi:{<scheduleId>}          -> sorted set seatId -> expiry (ms); live holds are those scored after now,
  *                                         so the held count of a schedule is one ZCOUNT, with no decrement to miss
  *   concert:g:{<scheduleId>}:<owner>   -> "1" with PX: the owner was abandoned (its caller gave up); no hold for it
  *                                         lands while this lives
  */
-import type Redis from "ioredis";
-import { MemoryStore, redisCall, RedisStore, type CoordinationStore } from "../../lib/store";
+import { MemoryStore, RedisStore, type CoordinationStore, type RedisClient } from "../../lib/store";
 
 export interface HoldKey {
 	scheduleId: string;
@@ -63,7 +64,7 @@ export interface HoldStore {
 
 /** Picks the implementation that matches the node's coordination store. */
 export function createHoldStore(store: CoordinationStore): HoldStore {
-	if (store instanceof RedisStore) return new RedisHoldStore(store.redis, store.prefix);
+	if (store instanceof RedisStore) return new RedisHoldStore(store);
 	if (store instanceof MemoryStore) return new MemoryHoldStore(store.now);
 	throw new Error(`no hold store for a ${store.kind} coordination store`);
 }
@@ -314,20 +315,19 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')`
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
-type ScriptedRedis = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
+type ScriptedRedis = RedisClient & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
 
 export class RedisHoldStore implements HoldStore {
 	readonly kind = "redis" as const;
 	private readonly redis: ScriptedRedis;
 
-	/** `redis` is the node's store client (its keyPrefix applies to KEYS); `prefix` is that same prefix. */
-	constructor(
-		redis: Redis,
-		private readonly prefix: string
-	) {
+	/** `store` is the node's Redis store: its client (whose keyPrefix applies to KEYS), one server or a cluster. */
+	constructor(private readonly store: RedisStore) {
+		const redis: RedisClient = store.redis;
 		for (const [name, lua] of Object.entries(SCRIPTS)) {
 			// No fixed numberOfKeys: each call passes its key count first (a hold has 1..4 seats), and ioredis still
-			// prefixes exactly those keys. Defined once per client: several services may share the node's client.
+			// prefixes exactly those keys (and, on a cluster, routes by them: they share the `{scheduleId}` slot).
+			// Defined once per client: several services may share the node's client.
 			if (!(name in redis)) redis.defineCommand(name, { lua });
 		}
 		this.redis = redis as ScriptedRedis;
@@ -370,28 +370,24 @@ export class RedisHoldStore implements HoldStore {
 	}
 
 	async clear(): Promise<void> {
-		// SCAN does not apply keyPrefix, UNLINK does: match with the prefix, delete without it.
-		let cursor = "0";
-		do {
-			const [next, keys] = await this.wrap(this.redis.scan(cursor, "MATCH", `${this.prefix}concert:[hg]*`, "COUNT", 500));
-			cursor = next;
-			if (keys.length > 0) await this.wrap(this.redis.unlink(...keys.map(k => k.slice(this.prefix.length))));
-		} while (cursor !== "0");
+		// Every master on a cluster (a SCAN sees one node), one key at a time there (keys of several slots).
+		await this.store.unlinkMatching("concert:[hg]*");
 	}
 
 	private wrap<T>(p: Promise<T>): Promise<T> {
-		return redisCall(p);
+		return this.store.call(p);
 	}
 }
 
-function seatKey(scheduleId: string, seatId: string): string {
+/** The hold of one seat (exported, with the two below, for the slot test and tests that play Redis losing a hold). */
+export function seatKey(scheduleId: string, seatId: string): string {
 	return `concert:h:{${scheduleId}}:${seatId}`;
 }
 
-function indexKey(scheduleId: string): string {
+export function indexKey(scheduleId: string): string {
 	return `concert:hi:{${scheduleId}}`;
 }
 
-function tombstoneKey(scheduleId: string, owner: string): string {
+export function tombstoneKey(scheduleId: string, owner: string): string {
 	return `concert:g:{${scheduleId}}:${owner}`;
 }

@@ -6,25 +6,46 @@
  *   sends it. Time is the Redis server's clock (TIME), so nodes with skewed clocks still agree on expiry.
  * - Memory: one synchronous block per operation on the MemoryStore's clock (embedded mode and unit tests).
  *
- * Keys of concert C (relative to the install prefix):
- *   queue:C:seq      arrival counter (INCR): the waiting line is ordered by it, not by a clock, so arrival order
+ * Keys of concert C (relative to the install prefix). Every key of a concert carries the hash tag `{C}`, so on a
+ * Redis Cluster they all live in one slot (each script below reads and writes several of them in one atomic step,
+ * which a cluster only runs when all of its keys share a slot) and different concerts spread over the slots:
+ *   queue:{C}:seq      arrival counter (INCR): the waiting line is ordered by it, not by a clock, so arrival order
  *                    is exact across nodes
- *   queue:C:wait     sorted set tokenId -> arrival sequence
- *   queue:C:active   sorted set tokenId -> expiry (epoch ms)
- *   queue:C:users    hash userId -> tokenId (entering again returns the same token)
- *   queue:C:owners   hash tokenId -> userId (the binding every read checks)
- *   queue:C:admlog   sorted set tokenId -> admission time, trimmed to the last minute (the measured rate)
- *   queue:C:admitted total admissions (admin stats; the multi-node tests check it against exact counts)
- *   queue:concerts   set of concerts with live queue state, for the periodic sweep
- *   queue:C:seen     sorted set tokenId -> last poll of a waiting token: unpolled for `waitingTtlMs`, it leaves
- *   queue:C:grace    hash tokenId -> full expiry of a token promoted from the line and not used yet: until its
+ *   queue:{C}:wait     sorted set tokenId -> arrival sequence
+ *   queue:{C}:active   sorted set tokenId -> expiry (epoch ms)
+ *   queue:{C}:users    hash userId -> tokenId (entering again returns the same token)
+ *   queue:{C}:owners   hash tokenId -> userId (the binding every read checks)
+ *   queue:{C}:admlog   sorted set tokenId -> admission time, trimmed to the last minute (the measured rate)
+ *   queue:{C}:admitted total admissions (admin stats; the multi-node tests check it against exact counts)
+ *   queue:{C}:seen     sorted set tokenId -> last poll of a waiting token: unpolled for `waitingTtlMs`, it leaves
+ *   queue:{C}:grace    hash tokenId -> full expiry of a token promoted from the line and not used yet: until its
  *                    owner polls or presents it, its slot lapses after `graceMs` only
- *   queue:C:gone     sorted set tokenId -> when it left, and queue:C:goneinfo hash tokenId -> "REASON|userId": a
+ *   queue:{C}:gone     sorted set tokenId -> when it left, and queue:{C}:goneinfo hash tokenId -> "REASON|userId": a
  *                    token that left answers why (EXPIRED, LEFT, COMPLETED) for an hour (both keys expire)
- *   queue:C:cfg      hash: `opens` (epoch ms the sale opens: before it entries join the pre-queue and nobody is
+ *   queue:{C}:cfg      hash: `opens` (epoch ms the sale opens: before it entries join the pre-queue and nobody is
  *                    admitted), `reopened` (when a sold-out line reopened)
- *   queue:C:state    SOLD_OUT or CLOSED: the line is closed and its memory freed (expires; refreshed while true)
+ *   queue:{C}:state    SOLD_OUT or CLOSED: the line is closed and its memory freed (expires; refreshed while true)
+ *
+ * Two registries across concerts, outside any concert's slot, so no script touches them (a script that did would
+ * fail CROSSSLOT on a cluster): the scripts say what changed and the code below updates the registries with a
+ * command of its own, after the script.
+ *   queue:concerts   set of concerts with live queue state, for the periodic sweep
  *   queue:soldout    set of concerts whose line is closed SOLD_OUT, watched for seats coming back
+ * Why a registry update that is lost (the node died between the script and it) does no lasting harm:
+ * - `queue:concerts` is added to after every entry that created a token, and only removed from by a sweep that
+ *   found the line empty and then checks again after removing it (re-adding a line that filled meanwhile). A lost
+ *   add is repaired by the line's next entry; until then promotions still happen on every entry and leave, only the
+ *   periodic sweep (lapsed tokens, unpolled waiters) skips the line. A lost remove leaves an empty or closed line
+ *   listed: the next sweep finds it so and removes it.
+ * - `queue:soldout` is added to before and after the SOLD_OUT close runs (so it can only list too much), and
+ *   removed from after a reopen or a CLOSED close, which then look at the line again and put it back when another
+ *   node closed it SOLD_OUT meanwhile. A concert listed that is not closed SOLD_OUT is checked by the sale check
+ *   like any other: closed again if still sold out, else "reopened", which on an open line only lets unknown tokens
+ *   rejoin. A lost remove after a reopen is done again by the next sale check (reopen is idempotent).
+ *
+ * Upgrading a single-server install from the untagged names (`queue:C:wait`, ...): lines in flight at the upgrade
+ * are lost (their tokens answer unknown and their users enter again, at the back); closed markers too, which the
+ * next sale check writes again. Roll the upgrade outside a sale.
  *
  * The pre-queue: an entry before the opening joins the line with a random score in [0, 1); entries after it get
  * the arrival counter (>= 1). At the opening the line is admitted from the lowest score, so the pre-queue goes first
@@ -35,7 +56,7 @@
  * atomic steps, so the cap holds and nobody is admitted twice however many nodes run them at once.
  */
 import crypto from "crypto";
-import { redisCall, type CoordinationStore, type MemoryStore, type RedisStore } from "../../lib/store";
+import { type CoordinationStore, type MemoryStore, type RedisStore } from "../../lib/store";
 import { QueueLineClosedError } from "./errors";
 import type { GoneReason, LineState, QueueEntry, QueueStatus } from "./queue.domain";
 
@@ -130,35 +151,30 @@ function preQueueScore(): number {
 
 // Redis
 
-function keysOf(concertId: string): string[] {
-	const base = `queue:${concertId}:`;
-	return [
-		`${base}seq`,
-		`${base}wait`,
-		`${base}active`,
-		`${base}users`,
-		`${base}owners`,
-		`${base}admlog`,
-		`${base}admitted`,
-		"queue:concerts",
-		`${base}seen`,
-		`${base}grace`,
-		`${base}gone`,
-		`${base}goneinfo`,
-		`${base}cfg`,
-		`${base}state`,
-		"queue:soldout"
-	];
+/** The registries across concerts (see the header): never passed to a script. */
+export const LIVE_CONCERTS_KEY = "queue:concerts";
+export const SOLD_OUT_KEY = "queue:soldout";
+
+const KEY_NAMES = ["seq", "wait", "active", "users", "owners", "admlog", "admitted", "seen", "grace", "gone", "goneinfo", "cfg", "state"] as const;
+
+/** One key of a concert's line: `queue:{<concertId>}:<name>`, in the concert's hash slot. */
+export function queueKey(concertId: string, name: (typeof KEY_NAMES)[number]): string {
+	return `queue:{${concertId}}:${name}`;
+}
+
+/** Every key of a concert's line, in the order the scripts take them; all in one hash slot. */
+export function keysOf(concertId: string): string[] {
+	return KEY_NAMES.map(name => queueKey(concertId, name));
 }
 /** Every script takes the same keys, in this order. */
-const NUM_KEYS = keysOf("-").length;
+const NUM_KEYS = KEY_NAMES.length;
 
 /** Shared by every script; KEYS are always `keysOf(concertId)` in that order. */
 const LUA_PRELUDE = `
-local K_SEQ, K_WAIT, K_ACT, K_USERS, K_OWNERS, K_ADMLOG, K_ADMITTED, K_CONCERTS =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_SEEN, K_GRACE, K_GONE, K_GONEINFO, K_CFG, K_STATE, K_SOLDOUT =
-  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local K_SEQ, K_WAIT, K_ACT, K_USERS, K_OWNERS, K_ADMLOG, K_ADMITTED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_SEEN, K_GRACE, K_GONE, K_GONEINFO, K_CFG, K_STATE =
+  KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local RATE_WINDOW = ${RATE_WINDOW_MS}
 local GONE_KEEP = ${GONE_KEEP_MS}
 local REJOIN = ${REJOIN_MS}
@@ -299,7 +315,6 @@ if not tok then
   local score
   if now < opens() then score = ARGV[8] else score = redis.call('INCR', K_SEQ) end
   redis.call('ZADD', K_WAIT, score, tok)
-  redis.call('SADD', K_CONCERTS, ARGV[5])
   created = 1
   promote(now, max, ttl, grace)
 end
@@ -327,14 +342,16 @@ forget(tok, ARGV[6], now)
 expire_stale(now)
 return {was, promote(now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))}`,
 
-	/** ARGV: maxActive, ttlMs, concertId, graceMs, waitingTtlMs, opensAt ('' = keep). Drops the concert from the sweep set once it holds nothing. */
+	/**
+	 * ARGV: maxActive, ttlMs, concertId, graceMs, waitingTtlMs, opensAt ('' = keep). Returns {expired, admitted,
+	 * empty}: empty = 1 when the line holds nothing (or is closed), so the caller drops it from the sweep set.
+	 */
 	queueSweep: `
 local now = now_ms()
 -- A line closed (SOLD_OUT or CLOSED) after this sweep listed its concert: its memory is freed, nothing to sweep,
 -- and writing its opening time would leave a key of a freed line behind.
 if redis.call('EXISTS', K_STATE) == 1 then
-  redis.call('SREM', K_CONCERTS, ARGV[3])
-  return {0, 0}
+  return {0, 0, 1}
 end
 if ARGV[6] ~= '' then redis.call('HSET', K_CFG, 'opens', ARGV[6]) end
 local expired = expire_stale(now) + expire_unpolled(now, tonumber(ARGV[5]))
@@ -343,10 +360,17 @@ local old = redis.call('ZRANGEBYSCORE', K_GONE, '-inf', now - GONE_KEEP)
 for _, tok in ipairs(old) do redis.call('HDEL', K_GONEINFO, tok) end
 if #old > 0 then redis.call('ZREMRANGEBYSCORE', K_GONE, '-inf', now - GONE_KEEP) end
 local admitted = promote(now, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]))
+local empty = 0
 if redis.call('ZCARD', K_WAIT) == 0 and redis.call('ZCARD', K_ACT) == 0 and redis.call('HLEN', K_OWNERS) == 0 then
-  redis.call('SREM', K_CONCERTS, ARGV[3])
+  empty = 1
 end
-return {expired, admitted}`,
+return {expired, admitted, empty}`,
+
+	/** Read-only. 1 when the line holds tokens and is not closed: the sweep's second look after dropping it. */
+	queueLive: `
+if redis.call('EXISTS', K_STATE) == 1 then return 0 end
+if redis.call('ZCARD', K_WAIT) > 0 or redis.call('ZCARD', K_ACT) > 0 or redis.call('HLEN', K_OWNERS) > 0 then return 1 end
+return 0`,
 
 	/** Read-only. Returns {waiting, active, slotsTaken, admittedLastMinute, admittedTotal, state}. */
 	queueStats: `
@@ -360,19 +384,16 @@ return {
   redis.call('GET', K_STATE) or ''
 }`,
 
-	/** ARGV: state (SOLD_OUT or CLOSED), concertId, stateTtlMs. Frees the line's memory. */
+	/** ARGV: state (SOLD_OUT or CLOSED), concertId, stateTtlMs. Frees the line's memory (the registries: the caller). */
 	queueClose: `
 redis.call('DEL', K_SEQ, K_WAIT, K_ACT, K_USERS, K_OWNERS, K_ADMLOG, K_ADMITTED, K_SEEN, K_GRACE, K_GONE, K_GONEINFO, K_CFG)
 redis.call('SET', K_STATE, ARGV[1], 'PX', ARGV[3])
-redis.call('SREM', K_CONCERTS, ARGV[2])
-if ARGV[1] == 'SOLD_OUT' then redis.call('SADD', K_SOLDOUT, ARGV[2]) else redis.call('SREM', K_SOLDOUT, ARGV[2]) end
 return 1`,
 
-	/** ARGV: concertId. */
+	/** ARGV: concertId. (The sold-out registry: the caller.) */
 	queueReopen: `
 local now = now_ms()
 redis.call('DEL', K_STATE)
-redis.call('SREM', K_SOLDOUT, ARGV[1])
 redis.call('HSET', K_CFG, 'reopened', now)
 redis.call('PEXPIRE', K_CFG, REJOIN)
 return 1`
@@ -397,7 +418,7 @@ export class RedisQueueStore implements QueueStore {
 		}
 		const scripts = client as unknown as QueueRedis;
 		this.redis = Object.fromEntries(
-			Object.keys(SCRIPTS).map(name => [name, (...args: (string | number)[]) => unavailableOnConnectionError(scripts[name as ScriptName](...args))])
+			Object.keys(SCRIPTS).map(name => [name, (...args: (string | number)[]) => store.call(scripts[name as ScriptName](...args))])
 		) as QueueRedis;
 	}
 
@@ -418,7 +439,11 @@ export class RedisQueueStore implements QueueStore {
 		if (found.kind === "closed") throw new QueueLineClosedError(concertId, found.state);
 		// The entry always exists right after entering: the script created it or found it in the same step.
 		if (found.kind !== "live") throw new Error("queue enter returned no entry");
-		return { ...found.entry, created: Number(r[r.length - 1]) === 1 };
+		const created = Number(r[r.length - 1]) === 1;
+		// After the script, never before: a sweep that found the line empty and dropped it in between would
+		// otherwise leave this new token's line out of the registry (see the header).
+		if (created) await this.store.call(this.store.redis.sadd(LIVE_CONCERTS_KEY, concertId));
+		return { ...found.entry, created };
 	}
 
 	async read(concertId: string, tokenId: string): Promise<QueueEntry | null> {
@@ -444,11 +469,11 @@ export class RedisQueueStore implements QueueStore {
 	}
 
 	async sweep(limits: QueueLimits, opensAt?: (concertId: string) => number | undefined): Promise<SweepResult> {
-		const concerts = await unavailableOnConnectionError(this.store.redis.smembers("queue:concerts"));
+		const concerts = await this.store.call(this.store.redis.smembers(LIVE_CONCERTS_KEY));
 		const result: SweepResult = { concerts: concerts.length, expired: 0, admitted: 0 };
 		for (const concertId of concerts) {
 			const opens = opensAt?.(concertId);
-			const [expired, admitted] = await this.redis.queueSweep(
+			const [expired, admitted, empty] = await this.redis.queueSweep(
 				...keysOf(concertId),
 				limits.maxActive,
 				limits.activeTtlMs,
@@ -459,6 +484,14 @@ export class RedisQueueStore implements QueueStore {
 			);
 			result.expired += Number(expired);
 			result.admitted += Number(admitted);
+			if (Number(empty) === 1) {
+				// Drop it, then look again: an entry that filled the line between the script and the SREM has added it
+				// before the SREM (then the second look sees its token and puts it back) or adds it after (its SADD
+				// follows its script). Either way a live line stays listed.
+				await this.store.call(this.store.redis.srem(LIVE_CONCERTS_KEY, concertId));
+				const live = await this.redis.queueLive(...keysOf(concertId));
+				if (Number(live) === 1) await this.store.call(this.store.redis.sadd(LIVE_CONCERTS_KEY, concertId));
+			}
 		}
 		return result;
 	}
@@ -471,33 +504,52 @@ export class RedisQueueStore implements QueueStore {
 	}
 
 	async close(concertId: string, state: LineState, stateTtlMs: number): Promise<void> {
+		const redis = this.store.redis;
+		// The sold-out registry may list too much, never too little (see the header): added to before the close
+		// (a node dying after the script leaves it listed) and again after it (a reopen or CLOSED close on another
+		// node that dropped it between the two is then undone; theirs check the state after dropping, see below).
+		if (state === "SOLD_OUT") await this.store.call(redis.sadd(SOLD_OUT_KEY, concertId));
 		await this.redis.queueClose(...keysOf(concertId), state, concertId, stateTtlMs);
+		await this.store.call(redis.srem(LIVE_CONCERTS_KEY, concertId));
+		if (state === "SOLD_OUT") await this.store.call(redis.sadd(SOLD_OUT_KEY, concertId));
+		else await this.dropSoldOut(concertId);
 	}
 
 	async reopen(concertId: string): Promise<void> {
 		await this.redis.queueReopen(...keysOf(concertId), concertId);
+		await this.dropSoldOut(concertId);
+	}
+
+	/**
+	 * Drops the concert from the sold-out registry, then looks at its line: closed SOLD_OUT by a close that ran
+	 * meanwhile (on another node), it is listed again. So whatever the interleaving, a line closed SOLD_OUT stays
+	 * listed: either that close's last SADD follows this SREM, or this look follows that close's script.
+	 */
+	private async dropSoldOut(concertId: string): Promise<void> {
+		const redis = this.store.redis;
+		await this.store.call(redis.srem(SOLD_OUT_KEY, concertId));
+		if ((await this.store.call(redis.get(queueKey(concertId, "state")))) === "SOLD_OUT") await this.store.call(redis.sadd(SOLD_OUT_KEY, concertId));
 	}
 
 	async forgetConcert(concertId: string): Promise<void> {
-		const keys = keysOf(concertId);
-		const shared = ["queue:concerts", "queue:soldout"];
-		const r = this.store.redis.multi();
-		r.del(...keys.filter(k => !shared.includes(k)));
-		for (const set of shared) r.srem(set, concertId);
-		await unavailableOnConnectionError(r.exec());
+		// The line's keys in one DEL (one slot), then the registries, each on its own (other slots). A registry
+		// entry left behind by a failure in between names a line with nothing in it: the next sweep drops it from
+		// the live set, and the sale check closes a forgotten (ended) concert again and drops it from the sold-out one.
+		await this.store.call(this.store.redis.del(...keysOf(concertId)));
+		await Promise.all([
+			this.store.call(this.store.redis.srem(LIVE_CONCERTS_KEY, concertId)),
+			this.store.call(this.store.redis.srem(SOLD_OUT_KEY, concertId))
+		]);
 	}
 
 	async concerts(): Promise<{ live: string[]; soldOut: string[] }> {
 		const [live, soldOut] = await Promise.all([
-			unavailableOnConnectionError(this.store.redis.smembers("queue:concerts")),
-			unavailableOnConnectionError(this.store.redis.smembers("queue:soldout"))
+			this.store.call(this.store.redis.smembers(LIVE_CONCERTS_KEY)),
+			this.store.call(this.store.redis.smembers(SOLD_OUT_KEY))
 		]);
 		return { live, soldOut };
 	}
 }
-
-/** Like RedisStore's own commands: a lost connection becomes a retryable error with no address in it. */
-const unavailableOnConnectionError = redisCall;
 
 const STATUS_CODES: Record<number, QueueStatus> = { 1: "ACTIVE", 2: "WAITING", 3: "PRE_QUEUE" };
 

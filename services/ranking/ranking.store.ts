@@ -20,22 +20,27 @@
  * the sum of those states. Then one step swaps the copy in. So an event in flight during a rebuild counts once,
  * and every event after it is applied against the versions the rebuild wrote.
  *
- * One node builds at a time: the build is a lease (`ranking:build:lease`), renewed by each page, that a dead
+ * One node builds at a time: the build is a lease (`ranking:{rk}:build:lease`), renewed by each page, that a dead
  * builder loses; the next build throws its half-built copy away.
  *
- * `ranking:ready` is written with the scores by each rebuild. When Redis comes back without its data, the marker is
+ * `ranking:{rk}:ready` is written with the scores by each rebuild. When Redis comes back without its data, the marker is
  * gone with everything else: `apply` then refuses (the event is retried later), `ready()` says false, and the
  * ranking service rebuilds itself from the database (ranking.service.ts). A fresh install starts the same way.
  *
- * Redis layout, relative to the install prefix:
- *   ranking:concerts        -> sorted set concertId -> seats sold (the live copy)
- *   ranking:states          -> hash reservationId -> "<version>:<seats>:<concertId>" (the live copy)
- *   ranking:ready           -> present once the live copy is complete (the time of the rebuild that made it)
- *   ranking:build:lease     -> the builder (PX lease) while a rebuild runs
- *   ranking:build:concerts, ranking:build:states -> the copy being built
+ * Redis layout, relative to the install prefix. Every key carries the hash tag `{rk}`, so on a Redis Cluster they
+ * all live in one slot: the scripts read and write several of them in one atomic step (apply touches both copies,
+ * commit renames the copy over the live one), which a cluster only runs when all of its keys share a slot. The
+ * ranking is one small structure written once per confirmed or cancelled booking, so one slot is enough.
+ *   ranking:{rk}:concerts        -> sorted set concertId -> seats sold (the live copy)
+ *   ranking:{rk}:states          -> hash reservationId -> "<version>:<seats>:<concertId>" (the live copy)
+ *   ranking:{rk}:ready           -> present once the live copy is complete (the time of the rebuild that made it)
+ *   ranking:{rk}:build:lease     -> the builder (PX lease) while a rebuild runs
+ *   ranking:{rk}:build:concerts, ranking:{rk}:build:states -> the copy being built
+ * Upgrading from the untagged names (`ranking:concerts`, ...): the new `ranking:{rk}:ready` does not exist yet, so
+ * the ranking service sees a ranking that is not ready and rebuilds it from the reservations, as after a Redis
+ * loss; the old keys are left behind unread (delete them with `DEL` at leisure).
  */
-import type Redis from "ioredis";
-import { MemoryStore, redisCall, RedisStore, type CoordinationStore } from "../../lib/store";
+import { MemoryStore, RedisStore, type CoordinationStore, type RedisClient } from "../../lib/store";
 
 export interface ReservationState {
 	reservationId: string;
@@ -106,7 +111,7 @@ export async function rebuildRanking(store: RankingStore, owner: string, pages: 
 }
 
 export function createRankingStore(store: CoordinationStore): RankingStore {
-	if (store instanceof RedisStore) return new RedisRankingStore(store.redis);
+	if (store instanceof RedisStore) return new RedisRankingStore(store);
 	if (store instanceof MemoryStore) return new MemoryRankingStore(store.now);
 	throw new Error(`no ranking store for a ${store.kind} coordination store`);
 }
@@ -208,14 +213,16 @@ export class MemoryRankingStore implements RankingStore {
 	}
 }
 
-const KEYS = {
-	ready: "ranking:ready",
-	lease: "ranking:build:lease",
-	scores: "ranking:concerts",
-	states: "ranking:states",
-	buildScores: "ranking:build:concerts",
-	buildStates: "ranking:build:states"
+/** The ranking's keys, all in the `{rk}` hash slot (see the layout above). Exported for tests and tools. */
+export const RANKING_KEYS = {
+	ready: "ranking:{rk}:ready",
+	lease: "ranking:{rk}:build:lease",
+	scores: "ranking:{rk}:concerts",
+	states: "ranking:{rk}:states",
+	buildScores: "ranking:{rk}:build:concerts",
+	buildStates: "ranking:{rk}:build:states"
 } as const;
+const KEYS = RANKING_KEYS;
 
 /** The max-version rule on one copy (states hash, scores set); shared by the scripts below. */
 const APPLY_LUA = `
@@ -296,14 +303,15 @@ return 1`
 	}
 } as const;
 
-type ScriptedRedis = Redis & Record<keyof typeof SCRIPTS, (...args: (string | number)[]) => Promise<unknown>>;
+type ScriptedRedis = RedisClient & Record<keyof typeof SCRIPTS, (...args: (string | number)[]) => Promise<unknown>>;
 
 export class RedisRankingStore implements RankingStore {
 	readonly kind = "redis" as const;
 	private readonly redis: ScriptedRedis;
 
-	/** `redis` is the node's store client; its keyPrefix applies to KEYS. */
-	constructor(redis: Redis) {
+	/** `store` is the node's Redis store (one server or a cluster); its client's keyPrefix applies to KEYS. */
+	constructor(private readonly store: RedisStore) {
+		const redis: RedisClient = store.redis;
 		for (const [name, def] of Object.entries(SCRIPTS)) {
 			if (!(name in redis)) redis.defineCommand(name, { lua: def.lua, numberOfKeys: def.keys });
 		}
@@ -368,11 +376,11 @@ export class RedisRankingStore implements RankingStore {
 
 	async clear(): Promise<void> {
 		// Only used by tests; the coordination store's clear() removes every key of the prefix.
-		await this.redis.del(...Object.values(KEYS));
+		await this.wrap(this.redis.del(...Object.values(KEYS)));
 	}
 
 	/** Connection-level failures become the store's retryable error (a 503 over HTTP, a retry for an event). */
 	private wrap<T>(p: Promise<T>): Promise<T> {
-		return redisCall(p);
+		return this.store.call(p);
 	}
 }

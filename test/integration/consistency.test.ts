@@ -6,6 +6,7 @@
 import crypto from "crypto";
 import type { ServiceBroker } from "moleculer";
 import { createHoldStore } from "../../services/concert/holds.store";
+import { RANKING_KEYS } from "../../services/ranking/ranking.store";
 import { adminToken, ownConcert, pay, reserve, seats, shopper, type Shopper } from "../support/booking";
 import { http, testEnv, waitFor, type TestEnv } from "../support/harness";
 import { bulkSale, checkOf, OPS_ADMIN, opsCluster, redisOf, schema, sqlOf, type Check } from "../support/ops";
@@ -100,7 +101,7 @@ describe("consistency check (cluster)", () => {
 			const hold = await createHoldStore(store).hold({ scheduleId, seatIds: [heldSeat.id], owner: orphanOwner, ttlMs: 600_000 });
 			expect(hold.ok).toBe(true);
 			// The ranking counts five seats more than were sold.
-			await redis.zincrby("ranking:concerts", 5, concertId);
+			await redis.zincrby(RANKING_KEYS.scores, 5, concertId);
 
 			const body = await report();
 			expect(body.ok).toBe(false);

@@ -383,7 +383,7 @@ describe.each([
 		if (cluster) {
 			// The store holds nothing of the line but its closed marker.
 			const redis = (gateway.getLocalService("queue") as unknown as { store: { redis: { keys(p: string): Promise<string[]> } } }).store.redis;
-			const keys = await redis.keys(`*queue:${concertId}:*`);
+			const keys = await redis.keys(`*queue:{${concertId}}:*`);
 			expect(keys.map(k => k.slice(k.lastIndexOf(":") + 1))).toEqual(["state"]);
 		}
 

@@ -6,6 +6,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { RedisStore } from "../../lib/store";
+import { queueKey } from "../../services/queue/queue.store";
 import { testEnv, waitFor, type TestEnv } from "../support/harness";
 import { REDIS_URL } from "../support/isolation";
 import { concertId, fakeConcertService, testUser, type TestUser } from "../support/queue";
@@ -45,7 +46,7 @@ describe("waiting room on three queue nodes over NATS with real Redis", () => {
 	const enter = (u: TestUser, concert: string) => caller.call<TokenView, { concertId: string }>("queue.enter", { concertId: concert }, as(u));
 	const status = (u: TestUser, token: string) => caller.call<TokenView, { token: string }>("queue.status", { token }, as(u)).catch(() => null);
 	const leave = (u: TestUser, token: string) => caller.call("queue.leave", { token }, as(u)).catch(() => null);
-	const slotsTaken = (concert: string) => raw.redis.zcard(`queue:${concert}:active`);
+	const slotsTaken = (concert: string) => raw.redis.zcard(queueKey(concert, "active"));
 
 	it("when 150 users enter at once through three nodes with a cap of 100, then exactly 100 are ACTIVE and 50 wait at 1..50", async () => {
 		const concert = concerts[0];
@@ -55,7 +56,7 @@ describe("waiting room on three queue nodes over NATS with real Redis", () => {
 		const waiting = entered.filter(v => v.status === "WAITING");
 		expect(waiting.map(v => v.position).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
 		// Arrival order is the store's INCR sequence: the line in Redis lists the waiting tokens by exactly those positions.
-		const line = await raw.redis.zrange(`queue:${concert}:wait`, 0, -1);
+		const line = await raw.redis.zrange(queueKey(concert, "wait"), 0, -1);
 		const byPosition = waiting
 			.slice()
 			.sort((a, b) => a.position - b.position)
@@ -111,7 +112,7 @@ describe("waiting room on three queue nodes over NATS with real Redis", () => {
 		sampling = false;
 		await sampler;
 
-		const admitted = await raw.redis.zrange(`queue:${concert}:admlog`, 0, -1);
+		const admitted = await raw.redis.zrange(queueKey(concert, "admlog"), 0, -1);
 		const stats = await caller.call<{ waiting: number; active: number; admittedTotal: number }, { concertId: string }>("queue.stats", {
 			concertId: concert
 		});

@@ -1,6 +1,6 @@
 /** The waiting-room store contract (test/support/contracts/queue.ts) against the real Redis. */
 import { RedisStore } from "../../lib/store";
-import { createQueueStore } from "../../services/queue/queue.store";
+import { createQueueStore, queueKey } from "../../services/queue/queue.store";
 import { queueContract } from "../support/contracts/queue";
 import { REDIS_URL, runId } from "../support/isolation";
 
@@ -17,10 +17,10 @@ queueContract("redis", async () => {
 			await store.clear();
 			await store.close();
 		},
-		activeSize: async concertId => store.redis.zcard(`queue:${concertId}:active`),
+		activeSize: async concertId => store.redis.zcard(queueKey(concertId, "active")),
 		now: () => Date.now(),
 		lineSize: async concertId => {
-			const keys = await store.redis.keys(`*queue:${concertId}:*`);
+			const keys = await store.scanKeys(`queue:{${concertId}}:*`);
 			return keys.filter(k => !k.endsWith(":state")).length;
 		}
 	};
@@ -40,7 +40,7 @@ describe("waiting-room sweep on Redis", () => {
 			// sweep on another node): put it back as that sweep saw it.
 			await store.redis.sadd("queue:concerts", c);
 			await queue.sweep(limits, () => 1234);
-			expect((await store.redis.keys(`*queue:${c}:*`)).map(k => k.slice(k.lastIndexOf(":") + 1))).toEqual(["state"]);
+			expect((await store.scanKeys(`queue:{${c}}:*`)).map(k => k.slice(k.lastIndexOf(":") + 1))).toEqual(["state"]);
 			expect(await store.redis.sismember("queue:concerts", c)).toBe(0);
 		} finally {
 			await store.clear();

@@ -117,7 +117,7 @@ describe("retention (cluster)", () => {
 	it("when the retention job runs, then what is past its age is deleted, what is younger and what must stay is kept, and the consistency check passes", async () => {
 		const { redis, store } = redisOf(env);
 		const prefix = String(redis.options.keyPrefix ?? "");
-		const queueKeys = async (concertId: string) => (await redis.keys(`${prefix}queue:${concertId}:*`)).length;
+		const queueKeys = async (concertId: string) => (await redis.keys(`${prefix}queue:{${concertId}}:*`)).length;
 		const old = "created_at < NOW(3) - INTERVAL 300 DAY";
 		const young = "created_at >= NOW(3) - INTERVAL 300 DAY";
 		const cut = Date.now() - 300 * DAY;
