@@ -2,23 +2,14 @@
  * The configuration of clustered servers (issue 21): a Redis Cluster named by REDIS_CLUSTER_NODES or by several
  * hosts in REDIS_URL, and the JetStream replica count. (A database per service has its own file.)
  */
-import { ConfigError, loadConfig } from "../../lib/config";
+import { loadConfig } from "../../lib/config";
+import { problemsOf } from "../support/config-problems";
 
 const CLUSTER = {
 	TRANSPORTER: "nats://n1:4222,nats://n2:4222,nats://n3:4222",
 	DATABASE_URL: "mysql://root@db:3306",
 	JWT_SECRET: "x".repeat(32),
 	CLUSTER_SECRET: "c".repeat(32)
-};
-
-const problemsOf = (env: Record<string, string>): string[] => {
-	try {
-		loadConfig(env);
-	} catch (err) {
-		if (err instanceof ConfigError) return err.problems;
-		throw err;
-	}
-	return [];
 };
 
 describe("configuration of clustered servers", () => {

@@ -7,17 +7,8 @@
  * server, for health probes and a run's clean-up).
  */
 import path from "path";
-import { ConfigError, loadConfig, sqlFor, sqlServers } from "../../lib/config";
-
-const problemsOf = (env: Record<string, string>): string[] => {
-	try {
-		loadConfig(env);
-	} catch (err) {
-		if (err instanceof ConfigError) return err.problems;
-		throw err;
-	}
-	return [];
-};
+import { loadConfig, sqlFor, sqlServers } from "../../lib/config";
+import { problemsOf } from "../support/config-problems";
 
 const MAIN = { DATABASE_URL: "mysql://app:main-secret@db-main:3306", DB_PREFIX: "crp_", DB_POOL_MAX: "7" };
 

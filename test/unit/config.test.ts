@@ -1,15 +1,6 @@
 import path from "path";
-import { ConfigError, loadConfig, redactUrl } from "../../lib/config";
-
-const problemsOf = (env: Record<string, string>): string[] => {
-	try {
-		loadConfig(env);
-	} catch (err) {
-		if (err instanceof ConfigError) return err.problems;
-		throw err;
-	}
-	return [];
-};
+import { loadConfig, redactUrl } from "../../lib/config";
+import { problemsOf } from "../support/config-problems";
 
 describe("configuration", () => {
 	it("when nothing is set, then it is embedded with the documented defaults", () => {
