@@ -68,7 +68,15 @@ export interface Config {
 	 * REDIS_URL) makes it a Redis Cluster: those `host:port` are the seeds, `url` carries only the credentials and
 	 * the scheme (rediss:// for TLS) and its first node.
 	 */
-	redis?: { url: string; clusterNodes?: string[] };
+	redis?: {
+		url: string;
+		clusterNodes?: string[];
+		/**
+		 * Cluster only (REDIS_FAILOVER_BUDGET_MS): how long a command for a failed master's slots is retried inside
+		 * the client while a replica takes over, before it fails as unavailable.
+		 */
+		failoverBudgetMs?: number;
+	};
 	/** Prefix of every coordination-store key of this install. */
 	storePrefix: string;
 	jwt: {
@@ -273,6 +281,11 @@ export function loadConfig(env: Env = process.env): Config {
 
 	const jetstreamReplicas = int("JETSTREAM_REPLICAS", 1, 1, 5);
 	if (jetstreamReplicas > 1 && mode !== "cluster") problems.push("JETSTREAM_REPLICAS needs TRANSPORTER (NATS): an embedded node keeps its events in memory");
+	else if (transporter && jetstreamReplicas > transporter.servers.length) {
+		warnings.push(
+			`JETSTREAM_REPLICAS=${jetstreamReplicas} but TRANSPORTER lists ${transporter.servers.length} server(s): JetStream needs that many servers in its cluster (list them all, so a node reaches another when one is lost)`
+		);
+	}
 
 	const poolMax = int("DB_POOL_MAX", 5, 1, 100);
 	const prefix = str("DB_PREFIX") ?? "";
@@ -322,6 +335,9 @@ export function loadConfig(env: Env = process.env): Config {
 	}
 
 	for (const name of Object.keys(env).sort()) {
+		if (/^DATABASE_(URL|USER|PASSWORD)_/i.test(name) && !/^DATABASE_(URL|USER|PASSWORD)_[A-Z0-9_]+$/.test(name) && str(name) !== undefined) {
+			problems.push(`${name}: per-service database variables are upper case, e.g. DATABASE_URL_PAYMENT`);
+		}
 		const m = /^DATABASE_(?:USER|PASSWORD)_([A-Z0-9_]+)$/.exec(name);
 		if (m && env[name] !== undefined && env[name] !== "" && str(`DATABASE_URL_${m[1]}`) === undefined) {
 			problems.push(`${name} needs DATABASE_URL_${m[1]}: the credentials of a service's own server go with its URL`);
@@ -329,6 +345,9 @@ export function loadConfig(env: Env = process.env): Config {
 	}
 
 	const redis = parseRedis(str("REDIS_URL"), str("REDIS_CLUSTER_NODES"), problems);
+	const failoverBudgetMs = int("REDIS_FAILOVER_BUDGET_MS", 8000, 1000, 120_000);
+	if (redis?.clusterNodes) redis.failoverBudgetMs = failoverBudgetMs;
+	else if (str("REDIS_FAILOVER_BUDGET_MS") !== undefined) problems.push("REDIS_FAILOVER_BUDGET_MS applies to a Redis Cluster only (REDIS_CLUSTER_NODES)");
 	if (mode === "cluster" && !redis) {
 		problems.push(
 			"TRANSPORTER is set (cluster mode) but REDIS_URL is not: the in-memory store cannot be shared between " + "nodes. Set REDIS_URL=redis://host:6379"
@@ -340,6 +359,9 @@ export function loadConfig(env: Env = process.env): Config {
 		problems.push(`NAMESPACE may hold only letters, digits, _ and -, got "${namespace}"`);
 	}
 	const storePrefix = str("STORE_PREFIX") ?? `crp:${namespace || "default"}:`;
+	// A brace in the prefix would be the hash tag of every key on a Redis Cluster (the first {...} decides the slot):
+	// all keys in one slot, or the keys of one script in different slots.
+	if (/[{}]/.test(storePrefix)) problems.push(`STORE_PREFIX may not hold { or } (they decide a key's Redis Cluster slot), got "${storePrefix}"`);
 
 	const jwtSecret = str("JWT_SECRET");
 	if (jwtSecret !== undefined && jwtSecret.length < 32) {
@@ -497,7 +519,8 @@ export function loadConfig(env: Env = process.env): Config {
 function parseDatabaseUrl(raw: string | undefined, dataDir: string, prefix: string, poolMax: number, problems: string[], name = "DATABASE_URL"): SqlConfig {
 	const fallback: SqlConfig = { dialect: "sqlite", dir: path.join(dataDir, "db"), prefix, poolMax };
 	if (raw === undefined) return fallback;
-	const encodingHint = "(a password with characters such as @ # / % ? must be percent-encoded in the URL; or give it in DATABASE_PASSWORD)";
+	const passwordVar = name === "DATABASE_URL" ? "DATABASE_PASSWORD" : name.replace("DATABASE_URL_", "DATABASE_PASSWORD_");
+	const encodingHint = `(a password with characters such as @ # / % ? must be percent-encoded in the URL; or give it in ${passwordVar})`;
 	let url: URL;
 	try {
 		url = new URL(raw);
@@ -593,6 +616,7 @@ function parseRedis(rawUrl: string | undefined, rawNodes: string | undefined, pr
 		nodes = rawNodes.split(",").map(n => n.trim());
 	}
 	if (!nodes) return { url: url! };
+	if (url && /^rediss?:\/\/[^/?#]*\/(?!0?(?:[?#]|$))/i.test(url)) problems.push("a Redis Cluster has only database 0: give REDIS_URL no /<db>");
 	const bad = nodes.filter(n => !/^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(n) || Number(n.slice(n.lastIndexOf(":") + 1)) > 65535);
 	if (bad.length > 0) problems.push(`Redis Cluster nodes must be host:port, comma-separated, got "${bad.map(redactUrl).join(",")}"`);
 	if (!url) url = `redis://${nodes[0]}`;

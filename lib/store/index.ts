@@ -12,6 +12,9 @@ export { RedisStore, redisCall, type RedisClient } from "./redis";
  * nodes, or REDIS_CLUSTER_NODES does), memory otherwise.
  */
 export function createStore(config: Pick<Config, "redis" | "storePrefix">): CoordinationStore {
-	if (config.redis) return new RedisStore({ url: config.redis.url, prefix: config.storePrefix, clusterNodes: config.redis.clusterNodes });
+	if (config.redis) {
+		const { url, clusterNodes, failoverBudgetMs } = config.redis;
+		return new RedisStore({ url, prefix: config.storePrefix, clusterNodes, failoverBudgetMs });
+	}
 	return new MemoryStore({ prefix: config.storePrefix });
 }

@@ -32,7 +32,7 @@
  *   queue:concerts   set of concerts with live queue state, for the periodic sweep
  *   queue:soldout    set of concerts whose line is closed SOLD_OUT, watched for seats coming back
  * Why a registry update that is lost (the node died between the script and it) does no lasting harm:
- * - `queue:concerts` is added to after every entry that created a token, and only removed from by a sweep that
+ * - `queue:concerts` is added to after every entry (a failed add does not fail the entry), and only removed from by a sweep that
  *   found the line empty and then checks again after removing it (re-adding a line that filled meanwhile). A lost
  *   add is repaired by the line's next entry; until then promotions still happen on every entry and leave, only the
  *   periodic sweep (lapsed tokens, unpolled waiters) skips the line. A lost remove leaves an empty or closed line
@@ -441,8 +441,11 @@ export class RedisQueueStore implements QueueStore {
 		if (found.kind !== "live") throw new Error("queue enter returned no entry");
 		const created = Number(r[r.length - 1]) === 1;
 		// After the script, never before: a sweep that found the line empty and dropped it in between would
-		// otherwise leave this new token's line out of the registry (see the header).
-		if (created) await this.store.call(this.store.redis.sadd(LIVE_CONCERTS_KEY, concertId));
+		// otherwise leave this new token's line out of the registry (see the header). On every entry, not only a
+		// new token's: a retry of an entry whose SADD was lost then adds it. And it never fails the entry: the
+		// registry lives in another slot (on a cluster, maybe a master that is failing over), the token exists
+		// already, and a line missing from the registry only misses the periodic sweep until its next entry.
+		await this.store.call(this.store.redis.sadd(LIVE_CONCERTS_KEY, concertId)).catch(() => undefined);
 		return { ...found.entry, created };
 	}
 
@@ -471,29 +474,39 @@ export class RedisQueueStore implements QueueStore {
 	async sweep(limits: QueueLimits, opensAt?: (concertId: string) => number | undefined): Promise<SweepResult> {
 		const concerts = await this.store.call(this.store.redis.smembers(LIVE_CONCERTS_KEY));
 		const result: SweepResult = { concerts: concerts.length, expired: 0, admitted: 0 };
+		// One line that fails (its master failing over) does not stop the others; the first error is thrown at the end.
+		let failed: unknown;
 		for (const concertId of concerts) {
-			const opens = opensAt?.(concertId);
-			const [expired, admitted, empty] = await this.redis.queueSweep(
-				...keysOf(concertId),
-				limits.maxActive,
-				limits.activeTtlMs,
-				concertId,
-				limits.graceMs ?? 0,
-				limits.waitingTtlMs ?? 0,
-				opens === undefined ? "" : opens
-			);
-			result.expired += Number(expired);
-			result.admitted += Number(admitted);
-			if (Number(empty) === 1) {
-				// Drop it, then look again: an entry that filled the line between the script and the SREM has added it
-				// before the SREM (then the second look sees its token and puts it back) or adds it after (its SADD
-				// follows its script). Either way a live line stays listed.
-				await this.store.call(this.store.redis.srem(LIVE_CONCERTS_KEY, concertId));
-				const live = await this.redis.queueLive(...keysOf(concertId));
-				if (Number(live) === 1) await this.store.call(this.store.redis.sadd(LIVE_CONCERTS_KEY, concertId));
+			try {
+				await this.sweepOne(concertId, limits, result, opensAt?.(concertId));
+			} catch (err) {
+				failed ??= err;
 			}
 		}
+		if (failed !== undefined) throw failed;
 		return result;
+	}
+
+	private async sweepOne(concertId: string, limits: QueueLimits, result: SweepResult, opens: number | undefined): Promise<void> {
+		const [expired, admitted, empty] = await this.redis.queueSweep(
+			...keysOf(concertId),
+			limits.maxActive,
+			limits.activeTtlMs,
+			concertId,
+			limits.graceMs ?? 0,
+			limits.waitingTtlMs ?? 0,
+			opens === undefined ? "" : opens
+		);
+		result.expired += Number(expired);
+		result.admitted += Number(admitted);
+		if (Number(empty) === 1) {
+			// Drop it, then look again: an entry that filled the line between the script and the SREM has added it
+			// before the SREM (then the second look sees its token and puts it back) or adds it after (its SADD
+			// follows its script). Either way a live line stays listed.
+			await this.store.call(this.store.redis.srem(LIVE_CONCERTS_KEY, concertId));
+			const live = await this.redis.queueLive(...keysOf(concertId));
+			if (Number(live) === 1) await this.store.call(this.store.redis.sadd(LIVE_CONCERTS_KEY, concertId));
+		}
 	}
 
 	async stats(concertId: string): Promise<QueueStats> {

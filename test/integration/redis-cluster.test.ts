@@ -8,7 +8,8 @@
  * - a failover: three masters with a replica each (cluster-node-timeout 1.5 s); fans compete for the seats of four
  *   schedules over HTTP while the master serving some of those schedules is SIGKILLed and its replica promoted.
  *   Then no seat is sold twice (checked in the databases), a hold Redis lost is caught by the database's sale, and
- *   the requests made during the failover were retried inside the store client rather than answered 5xx.
+ *   the requests made during the failover were retried inside the store client rather than answered 5xx;
+ * - the whole cluster down: commands fail at once as unavailable, and none of them runs late when it is back.
  */
 import type { Cluster } from "ioredis";
 import type { ServiceBroker } from "moleculer";
@@ -333,4 +334,44 @@ describe("redis cluster: a master fails over during a run of holds", () => {
 		expect(fiveXX.filter(c => c.retryAfter === null)).toEqual([]);
 		expect(fiveXX.length).toBe(0);
 	}, 120_000);
+});
+
+describe("redis cluster: every server down", () => {
+	let cluster: PrivateRedisCluster;
+	let store: RedisStore | undefined;
+	afterAll(async () => {
+		await store?.close().catch(() => undefined);
+		await cluster?.stop();
+	});
+
+	it("when the whole cluster is unreachable, then commands fail as unavailable within the budget and none runs when it is back", async () => {
+		cluster = await startRedisCluster({ masters: 3 });
+		store = new RedisStore({ url: "redis://127.0.0.1", prefix: `crp-test:${runId("down")}:`, clusterNodes: cluster.nodes, failoverBudgetMs: 2000 });
+		await store.set("before", "1");
+		await cluster.killAll();
+		const started = Date.now();
+		const writes = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store!.set(`late-${i}`, "1")));
+		const elapsed = Date.now() - started;
+		expect(writes.map(w => (w.status === "rejected" ? (w.reason as Error).name : "written"))).toEqual(Array(20).fill("StoreUnavailableError"));
+		// The budget (2 s) plus the store's deadline margin, with room for a slow machine.
+		expect(elapsed).toBeLessThan(6000);
+
+		await cluster.restartAll();
+		await waitFor(
+			() =>
+				store!.ping().then(
+					() => true,
+					() => false
+				),
+			30_000,
+			"the store to reach the restarted cluster",
+			200
+		);
+		// Queued rather than failed, the writes would run now, long after their callers were answered 503.
+		await sleep(1000);
+		const late = await Promise.all(Array.from({ length: 20 }, (_, i) => store!.get(`late-${i}`)));
+		expect(late.filter(v => v !== null)).toEqual([]);
+		await store.set("after", "1");
+		expect(await store.get("after")).toBe("1");
+	}, 90_000);
 });

@@ -60,6 +60,10 @@ export interface PrivateRedisCluster {
 	 * promoted for each dead one). Returns how long it waited (ms).
 	 */
 	waitForFailover(timeoutMs?: number): Promise<number>;
+	/** SIGKILL of every node: the whole cluster unreachable. Their directories (and `nodes.conf`) stay. */
+	killAll(): Promise<void>;
+	/** Starts every stopped node again on its port and directory, and waits until the cluster is ok. */
+	restartAll(): Promise<void>;
 	/** Stops every node and removes their directories. */
 	stop(): Promise<void>;
 }
@@ -215,6 +219,14 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
 				if (!addr || !current.includes(addr)) throw new Error(`${which} is not a live master (${current.join(", ")})`);
 				await procs.get(addr)!.end("SIGKILL");
 				return addr;
+			},
+			async killAll() {
+				await Promise.all([...procs.values()].map(p => p.end("SIGKILL")));
+			},
+			async restartAll() {
+				// Without persistence the nodes come back empty, with the slots their nodes.conf remembers.
+				await Promise.all([...procs.values()].filter(p => !p.running()).map(p => p.start()));
+				await waitFor(healthy, 30_000, "the restarted Redis Cluster to be ok", 200);
 			},
 			async waitForFailover(timeoutMs = 30_000) {
 				const t0 = Date.now();

@@ -15,17 +15,17 @@ const CLUSTER = {
 describe("configuration of clustered servers", () => {
 	it("when REDIS_CLUSTER_NODES is set, then the store is a Redis Cluster seeded by those nodes", () => {
 		const c = loadConfig({ ...CLUSTER, REDIS_CLUSTER_NODES: "r1:7000, r2:7001,r3:7002" });
-		expect(c.redis).toEqual({ url: "redis://r1:7000", clusterNodes: ["r1:7000", "r2:7001", "r3:7002"] });
+		expect(c.redis).toEqual({ url: "redis://r1:7000", clusterNodes: ["r1:7000", "r2:7001", "r3:7002"], failoverBudgetMs: 8000 });
 	});
 
 	it("when REDIS_CLUSTER_NODES comes with a REDIS_URL, then the URL gives the credentials and TLS", () => {
 		const c = loadConfig({ ...CLUSTER, REDIS_URL: "rediss://app:s3cret@r1:7000", REDIS_CLUSTER_NODES: "r1:7000,r2:7001" });
-		expect(c.redis).toEqual({ url: "rediss://app:s3cret@r1:7000", clusterNodes: ["r1:7000", "r2:7001"] });
+		expect(c.redis).toEqual({ url: "rediss://app:s3cret@r1:7000", clusterNodes: ["r1:7000", "r2:7001"], failoverBudgetMs: 8000 });
 	});
 
 	it("when REDIS_URL names several hosts, then that is the cluster, with the URL's credentials", () => {
 		const c = loadConfig({ ...CLUSTER, REDIS_URL: "redis://:pw@r1:7000,r2:7001,r3:7002" });
-		expect(c.redis).toEqual({ url: "redis://:pw@r1:7000", clusterNodes: ["r1:7000", "r2:7001", "r3:7002"] });
+		expect(c.redis).toEqual({ url: "redis://:pw@r1:7000", clusterNodes: ["r1:7000", "r2:7001", "r3:7002"], failoverBudgetMs: 8000 });
 	});
 
 	it("when one REDIS_URL names a single host, then it is a single server as before", () => {
@@ -52,5 +52,32 @@ describe("configuration of clustered servers", () => {
 		expect(loadConfig({ ...CLUSTER, REDIS_URL: "redis://r:6379", JETSTREAM_REPLICAS: "3" }).events.replicas).toBe(3);
 		expect(problemsOf({ ...CLUSTER, REDIS_URL: "redis://r:6379", JETSTREAM_REPLICAS: "6" })).toEqual([expect.stringMatching(/JETSTREAM_REPLICAS/)]);
 		expect(problemsOf({ JETSTREAM_REPLICAS: "3" })).toEqual([expect.stringMatching(/JETSTREAM_REPLICAS needs TRANSPORTER/)]);
+	});
+
+	it("when the store prefix holds a brace, then it is refused: it would decide every key's cluster slot", () => {
+		for (const prefix of ["crp{:", "crp{x}:", "a}b:"]) {
+			expect(problemsOf({ ...CLUSTER, REDIS_CLUSTER_NODES: "r1:7000", STORE_PREFIX: prefix })).toEqual([
+				expect.stringMatching(/STORE_PREFIX may not hold/)
+			]);
+		}
+	});
+
+	it("when REDIS_FAILOVER_BUDGET_MS is set, then a cluster retries that long, 8 s by default; it means nothing for one server", () => {
+		expect(loadConfig({ ...CLUSTER, REDIS_CLUSTER_NODES: "r1:7000" }).redis?.failoverBudgetMs).toBe(8000);
+		expect(loadConfig({ ...CLUSTER, REDIS_CLUSTER_NODES: "r1:7000", REDIS_FAILOVER_BUDGET_MS: "20000" }).redis?.failoverBudgetMs).toBe(20000);
+		expect(problemsOf({ ...CLUSTER, REDIS_URL: "redis://r:6379", REDIS_FAILOVER_BUDGET_MS: "20000" })).toEqual([
+			expect.stringMatching(/Redis Cluster only/)
+		]);
+	});
+
+	it("when a cluster's REDIS_URL names a database other than 0, then it is refused", () => {
+		expect(problemsOf({ ...CLUSTER, REDIS_URL: "redis://r1:7000,r2:7001/3" })).toEqual([expect.stringMatching(/only database 0/)]);
+		expect(problemsOf({ ...CLUSTER, REDIS_URL: "redis://r1:7000/0", REDIS_CLUSTER_NODES: "r1:7000" })).toEqual([]);
+	});
+
+	it("when JETSTREAM_REPLICAS is above the servers TRANSPORTER lists, then the node warns", () => {
+		const c = loadConfig({ ...CLUSTER, TRANSPORTER: "nats://n1:4222", REDIS_URL: "redis://r:6379", JETSTREAM_REPLICAS: "3" });
+		expect(c.warnings.join("\n")).toMatch(/JETSTREAM_REPLICAS=3 but TRANSPORTER lists 1 server/);
+		expect(loadConfig({ ...CLUSTER, REDIS_URL: "redis://r:6379", JETSTREAM_REPLICAS: "3" }).warnings.join("\n")).not.toMatch(/JETSTREAM_REPLICAS/);
 	});
 });

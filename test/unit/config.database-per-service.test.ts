@@ -52,6 +52,10 @@ describe("a database per service (DATABASE_URL_<SERVICE>)", () => {
 		expect(problems.join("\n")).not.toContain("pw-secret-1");
 	});
 
+	it("when a per-service variable is not upper case, then it is refused rather than silently ignored", () => {
+		expect(problemsOf({ ...MAIN, DATABASE_URL_Payment: "mysql://db-money:3306" })).toEqual([expect.stringMatching(/DATABASE_URL_Payment: .*upper case/)]);
+	});
+
 	it("when DATABASE_URL_<NAME> names no service that keeps a database, then it is a problem that lists the valid names", () => {
 		const problems = problemsOf({ ...MAIN, DATABASE_URL_BILLING: "mysql://root@db-money:3307" });
 		expect(problems).toHaveLength(1);
