@@ -180,8 +180,11 @@ export function streamConfigs(names: ReturnType<typeof streamNames>, settings: S
 }
 
 /**
- * What an existing stream must change to match the settings: its replica count (both streams) and the dead-letter
- * limits and discard policy (the DLQ only); `null` when it matches. The rest of its config is left as it is.
+ * What an existing stream must change to match the settings: more copies when it has fewer than asked (both
+ * streams), and the dead-letter limits and discard policy (the DLQ only); `null` when it matches. The replica count
+ * is only ever raised: a node started with the default (a REPL, a one-off job, a deployment that lost the
+ * variable) must not quietly take the copies of a cluster's streams away; fewer copies is an operator's decision
+ * (`nats stream edit --replicas`). The rest of its config is left as it is.
  */
 export function streamChanges(
 	existing: Pick<StreamConfig, "num_replicas" | "max_age" | "max_msgs" | "discard">,
@@ -189,7 +192,7 @@ export function streamChanges(
 	dlq: boolean
 ): Partial<StreamConfig> | null {
 	const change: Partial<StreamConfig> = {};
-	if (wanted.num_replicas !== undefined && (existing.num_replicas || 1) !== wanted.num_replicas) change.num_replicas = wanted.num_replicas;
+	if (wanted.num_replicas !== undefined && (existing.num_replicas || 1) < wanted.num_replicas) change.num_replicas = wanted.num_replicas;
 	if (dlq) {
 		if (wanted.max_age !== undefined && existing.max_age !== wanted.max_age) change.max_age = wanted.max_age;
 		if (wanted.max_msgs !== undefined && existing.max_msgs !== wanted.max_msgs) change.max_msgs = wanted.max_msgs;
@@ -371,7 +374,8 @@ export class JetStreamEventBus implements EventBus {
 	private async handle(m: JsMsg, opts: SubscribeOptions, types: Set<string>, ownReplay: string): Promise<void> {
 		const isReplay = m.subject.startsWith(this.names.replayPrefix);
 		if (isReplay ? m.subject !== ownReplay : !types.has(m.subject.slice(this.names.eventsWildcard.length - 1))) {
-			this.acknowledge(m);
+			// Not this group's: a plain ack, no confirmation (a lost one only brings the message back to be skipped).
+			m.ack();
 			return;
 		}
 		if (this.opts.signer && !this.opts.signer.verify(m.subject, m.headers?.get("Nats-Msg-Id") ?? "", m.data, m.headers?.get(EventSigner.HEADER))) {
@@ -519,6 +523,11 @@ export class JetStreamEventBus implements EventBus {
 				// A stream made before the limits or the replica count existed (or with other ones) takes the
 				// configured ones: JetStream scales a stream and its consumers to a new replica count in place.
 				const existing = (await jsm.streams.info(name)).config;
+				if ((existing.num_replicas || 1) > (config.num_replicas ?? 1)) {
+					this.opts.warn?.(
+						`the stream ${name} keeps ${existing.num_replicas} copies, more than JETSTREAM_REPLICAS=${config.num_replicas}: left as it is (set JETSTREAM_REPLICAS=${existing.num_replicas} on every node, or lower it by hand)`
+					);
+				}
 				const change = streamChanges(existing, config, dlq);
 				if (change) {
 					await jsm.streams

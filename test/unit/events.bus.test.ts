@@ -268,6 +268,13 @@ describe("JetStream bus stream settings (JETSTREAM_REPLICAS, dead-letter limits)
 		expect(streamChanges({ num_replicas: 3, max_age: 86_400 * 1e9, max_msgs: 1000, discard: DiscardPolicy.Old }, wanted.dlq, true)).toBeNull();
 	});
 
+	it("when a node asks for fewer copies than a stream keeps (a REPL or a job without JETSTREAM_REPLICAS), then the copies stay", () => {
+		const one = streamConfigs(names, streamSettings({}));
+		expect(streamChanges({ num_replicas: 3, max_age: 0, max_msgs: -1, discard: DiscardPolicy.Old }, one.events, false)).toBeNull();
+		const dlqChange = streamChanges({ num_replicas: 3, max_age: 1, max_msgs: 1, discard: DiscardPolicy.Old }, one.dlq, true);
+		expect(dlqChange).not.toHaveProperty("num_replicas");
+	});
+
 	it("when a stream reports 0 replicas (a server that leaves the default out), then it counts as one copy", () => {
 		const one = streamConfigs(names, streamSettings({}));
 		expect(streamChanges({ num_replicas: 0, max_age: 0, max_msgs: -1, discard: DiscardPolicy.Old }, one.events, false)).toBeNull();
