@@ -21,11 +21,15 @@
  * What it does not check: fields a schema does not know (kubernetes-models' validators ignore extra properties, so
  * a misspelt optional field passes; the cross-checks below cover the fields that matter here), admission (Pod
  * Security, quotas), and anything that needs a cluster or the servers (the probes' answers themselves are the
- * integration suites' business).
+ * integration suites' business, except the exec readiness probe's script, which runs here against a local metrics
+ * server).
  */
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import fs from "fs";
+import http from "http";
+import type { AddressInfo } from "net";
 import path from "path";
+import { ServiceBroker } from "moleculer";
 import YAML from "yaml";
 import { Deployment, type IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
@@ -409,11 +413,68 @@ describe.each(RENDERS)("deploy/k8s %s: agrees with the platform", name => {
 				expect(config.transporter!.servers).toHaveLength(3);
 				expect(config.events.replicas).toBe(3);
 				expect(config.redis!.clusterNodes!.length).toBeGreaterThanOrEqual(3);
-				if (d.metadata.name === "booking" || d.metadata.name === "gateway") {
+				// Above a stock cluster's cluster-node-timeout (15 s) plus the election (deploy/k8s/README.md).
+				expect(config.redis!.failoverBudgetMs).toBeGreaterThanOrEqual(20_000);
+				if (d.metadata.name === "booking") {
 					expect(config.sqlByService.payment.host).not.toBe(config.sql.host);
 					expect(config.sqlByService.payment.password).toBeDefined();
 				}
 			}
+			// Least privilege: the payment database's address and login reach the pods of the payment service only.
+			// The gateway's /api/health reports that database through payment's own `db:payment` check.
+			if (!env.SERVICES.split(",").includes("payment")) expect([d.metadata.name, config.sqlByService.payment]).toEqual([d.metadata.name, undefined]);
+		}
+	});
+
+	it("the payment database's variables and Secret are only on the pods running the payment service (booking)", () => {
+		for (const d of deployments) {
+			const c = container(d);
+			const paymentVars = (c.env ?? []).filter(e => /_PAYMENT$/.test(e.name)).map(e => e.name);
+			const paymentSecretRefs = [
+				...(c.env ?? []).filter(e => e.valueFrom?.secretKeyRef?.name === "crp-payment-db").map(e => e.name),
+				...(c.envFrom ?? []).filter(f => f.secretRef?.name === "crp-payment-db").map(() => "envFrom")
+			];
+			const runsPayment = c
+				.env!.find(e => e.name === "SERVICES")!
+				.value!.split(",")
+				.includes("payment");
+			if (!runsPayment) expect([d.metadata.name, paymentVars, paymentSecretRefs]).toEqual([d.metadata.name, [], []]);
+			else if (name === "overlays/production") {
+				expect(d.metadata.name).toBe("booking");
+				expect(paymentVars.sort()).toEqual(["DATABASE_PASSWORD_PAYMENT", "DATABASE_URL_PAYMENT", "DATABASE_USER_PAYMENT"]);
+			}
+		}
+	});
+
+	it("HPA-managed Deployments have no spec.replicas, and each HPA's floor keeps a pod serving while its PDB lets one go", () => {
+		const hpas = byKind<IHorizontalPodAutoscaler>(objs, "HorizontalPodAutoscaler");
+		const managed = new Set(hpas.map(h => h.spec!.scaleTargetRef.name));
+		expect([...managed].sort()).toEqual(["booking", "catalog", "gateway"]);
+		for (const d of deployments) {
+			// A count in the manifest would be re-applied by every `kubectl apply -k`, undoing the HPA's scale-out.
+			if (managed.has(d.metadata.name)) expect([d.metadata.name, d.spec!.replicas]).toEqual([d.metadata.name, undefined]);
+			else expect([d.metadata.name, d.spec!.replicas]).toEqual([d.metadata.name, 1]);
+		}
+		const pdbs = byKind<IPodDisruptionBudget>(objs, "PodDisruptionBudget");
+		for (const h of hpas) {
+			const target = deployments.find(d => d.metadata.name === h.spec!.scaleTargetRef.name)!;
+			const pdb = pdbs.find(p => matches(p.spec!.selector!.matchLabels, target.spec!.template.metadata!.labels))!;
+			const min = h.spec!.minReplicas ?? 1;
+			const { maxUnavailable, minAvailable } = pdb.spec!;
+			if (typeof maxUnavailable === "string" || typeof minAvailable === "string") throw new Error(`${pdb.metadata.name}: percentages not expected`);
+			// Pods a drain may take at the HPA's floor (what the PDB allows), and the pods left serving meanwhile.
+			const allowed = maxUnavailable !== undefined ? Math.min(maxUnavailable, min) : Math.max(min - minAvailable!, 0);
+			const left = min - allowed;
+			// Never a PDB that blocks a node drain for ever (minAvailable equal to the floor, maxUnavailable 0).
+			expect([h.metadata.name, "drain allowed", allowed >= 1]).toEqual([h.metadata.name, "drain allowed", true]);
+			// A drain leaves a pod serving: minReplicas >= 2 with maxUnavailable 1. Not for the small overlay, one pod
+			// per group on a test cluster by design (its kustomization.yaml says so).
+			if (name !== "overlays/small") expect([h.metadata.name, "pods left", left >= 1]).toEqual([h.metadata.name, "pods left", true]);
+		}
+		if (name === "overlays/production") {
+			// The 100,000-user / 50,000-seat row of BENCHMARKS.md, Capacity planning.
+			const floors = Object.fromEntries(hpas.map(h => [h.spec!.scaleTargetRef.name, h.spec!.minReplicas]));
+			expect(floors).toEqual({ gateway: 11, catalog: 4, booking: 4 });
 		}
 	});
 
@@ -442,8 +503,14 @@ describe.each(RENDERS)("deploy/k8s %s: agrees with the platform", name => {
 			}
 			expect(c.livenessProbe!.httpGet?.path).not.toBe("/api/health");
 			if (d.metadata.name === "gateway") {
-				expect(c.readinessProbe!.httpGet).toEqual({ path: "/api/health", port: "http" });
-				expect(c.readinessProbe!.timeoutSeconds).toBeGreaterThan(2); // the health checks' own 2 s timeout
+				const r = c.readinessProbe!;
+				expect(r.httpGet).toEqual({ path: "/api/health", port: "http" });
+				expect(r.timeoutSeconds).toBeGreaterThan(2); // the health checks' own 2 s timeout
+				// A Redis Cluster failover (15-20 s on a stock cluster) must not turn every gateway unready: at least
+				// 20 s between the first and the last of the consecutive failures that make a pod unready (so
+				// failureThreshold x periodSeconds, the usual measure, is above 20 s too).
+				expect(((r.failureThreshold ?? 3) - 1) * (r.periodSeconds ?? 10)).toBeGreaterThanOrEqual(20);
+				expect(r.successThreshold ?? 1).toBe(1);
 			}
 		}
 	});
@@ -549,4 +616,136 @@ describe.each(RENDERS)("deploy/k8s %s: agrees with the platform", name => {
 			for (const d of deployments) expect(container(d).image).toMatch(/^registry\.example\.com\/.+:\d+\.\d+\.\d+$/);
 		});
 	}
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The exec readiness probe of the nodes without HTTP, run for real
+
+describe("deploy/k8s: the exec readiness probe's script", () => {
+	// Every distinct exec readiness command of every rendered Deployment (the same script in all, today).
+	const commands = new Map<string, string[]>();
+	const withExec: string[] = [];
+	for (const [name, objs] of rendered)
+		for (const d of byKind<IDeployment>(objs, "Deployment")) {
+			const cmd = d.spec!.template.spec!.containers[0].readinessProbe?.exec?.command;
+			if (!cmd) continue;
+			commands.set(JSON.stringify(cmd), cmd);
+			withExec.push(`${name} ${d.metadata.name}`);
+		}
+	const scripts = [...commands.values()];
+
+	/** Runs the probe's command as the kubelet would (its exit code decides), pointed at `port` by METRICS_PORT. */
+	function runProbe(cmd: string[], port: number): Promise<number | null> {
+		// `node` as in the image; here the node running this test.
+		const [bin, ...args] = cmd;
+		return new Promise((resolve, reject) => {
+			const child = spawn(bin === "node" ? process.execPath : bin, args, {
+				env: { PATH: process.env.PATH, METRICS_PORT: String(port) },
+				stdio: "ignore"
+			});
+			const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+			child.on("error", reject);
+			child.on("exit", code => {
+				clearTimeout(timer);
+				resolve(code);
+			});
+		});
+	}
+
+	/** A local /metrics server answering `body` (as Moleculer's Prometheus reporter does: text/plain, 200). */
+	async function withMetricsServer<T>(body: string, fn: (port: number) => Promise<T>): Promise<T> {
+		const server = http.createServer((req, res) => {
+			if (req.url !== "/metrics") {
+				res.writeHead(404).end();
+				return;
+			}
+			res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" }).end(body);
+		});
+		await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+		try {
+			return await fn((server.address() as AddressInfo).port);
+		} finally {
+			await new Promise(resolve => server.close(resolve));
+		}
+	}
+
+	// The lines as node_modules/moleculer/src/metrics/reporters/prometheus.js writes a gauge: `# HELP`, `# TYPE`,
+	// then `name{labels} value`, labels being moleculer.config.ts' defaultLabels (namespace, nodeID).
+	const labels = 'namespace="crp",nodeID="booking-7c9f8d6b5-x2kqz"';
+	const sample = (started: number | undefined, connected: number | undefined) =>
+		[
+			"# HELP process_uptime Process uptime",
+			"# TYPE process_uptime gauge",
+			`process_uptime{${labels}} 42.17`,
+			"",
+			...(started === undefined
+				? []
+				: [
+						"# HELP moleculer_broker_started Broker started",
+						"# TYPE moleculer_broker_started gauge",
+						`moleculer_broker_started{${labels}} ${started}`,
+						""
+					]),
+			...(connected === undefined
+				? []
+				: [
+						"# HELP moleculer_transit_connected Transit connected",
+						"# TYPE moleculer_transit_connected gauge",
+						`moleculer_transit_connected{${labels}} ${connected}`,
+						""
+					]),
+			"# HELP moleculer_request_total Number of requests",
+			"# TYPE moleculer_request_total counter",
+			`moleculer_request_total{${labels},action="reservation.hold",service="reservation",caller="gateway-1"} 1807`,
+			""
+		].join("\n");
+
+	it("finds the probe on catalog, booking and events of every render", () => {
+		expect(withExec.sort()).toEqual(RENDERS.flatMap(([name]) => ["booking", "catalog", "events"].map(g => `${name} ${g}`)).sort());
+		expect(scripts).toHaveLength(1);
+	});
+
+	it.each([
+		{ label: "healthy: broker started, connected to NATS", body: sample(1, 1), expected: 0 },
+		{ label: "services still starting (moleculer_broker_started 0)", body: sample(0, 1), expected: 1 },
+		{ label: "not started yet (no moleculer_broker_started line)", body: sample(undefined, undefined), expected: 1 },
+		{ label: "cut off from NATS (moleculer_transit_connected 0)", body: sample(1, 0), expected: 1 },
+		{ label: "an empty answer", body: "", expected: 1 }
+	])("$label: exits $expected", async ({ body, expected }) => {
+		for (const cmd of scripts) {
+			const code = await withMetricsServer(body, port => runProbe(cmd, port));
+			expect(code).toBe(expected);
+		}
+	});
+
+	it("fails when nothing listens on METRICS_PORT", async () => {
+		// A port that was free a moment ago: bound, then closed.
+		const port = await withMetricsServer("", async p => p);
+		for (const cmd of scripts) expect(await runProbe(cmd, port)).not.toBe(0);
+	});
+
+	it("passes against a real Moleculer node's /metrics, and fails once it reports NATS lost", async () => {
+		const broker = new ServiceBroker({
+			namespace: "crp",
+			nodeID: "booking-probe-test",
+			transporter: "Fake",
+			logger: false,
+			metrics: {
+				enabled: true,
+				reporter: [{ type: "Prometheus", options: { port: 0, defaultLabels: () => ({ namespace: "crp", nodeID: "booking-probe-test" }) } }]
+			}
+		});
+		const server = (broker.metrics as unknown as { reporter: { server: http.Server }[] }).reporter[0].server;
+		try {
+			await broker.start();
+			if (!server.listening) await new Promise(resolve => server.once("listening", resolve));
+			const port = (server.address() as AddressInfo).port;
+			for (const cmd of scripts) expect(await runProbe(cmd, port)).toBe(0);
+			// What transit.js records when the transporter disconnects.
+			broker.metrics.set("moleculer.transit.connected", 0);
+			for (const cmd of scripts) expect(await runProbe(cmd, port)).toBe(1);
+		} finally {
+			await broker.stop();
+		}
+	});
 });
