@@ -463,7 +463,8 @@ export class JetStreamEventBus implements EventBus {
 						await nc.request(subject, ACK_PAYLOAD, { timeout: ACK_CONFIRM_MS });
 						return;
 					} catch {
-						await sleep(1000);
+						// Unref'd: a confirmation still being retried never keeps a stopping process alive.
+						await new Promise(r => setTimeout(r, 1000).unref());
 					}
 				}
 			}
