@@ -1,6 +1,6 @@
 /** The waiting-room store contract (test/support/contracts/queue.ts) against the real Redis. */
 import { RedisStore } from "../../lib/store";
-import { createQueueStore, queueKey } from "../../services/queue/queue.store";
+import { createQueueStore, LIVE_CONCERTS_KEY, queueKey } from "../../services/queue/queue.store";
 import { queueContract } from "../support/contracts/queue";
 import { REDIS_URL, runId } from "../support/isolation";
 
@@ -42,6 +42,51 @@ describe("waiting-room sweep on Redis", () => {
 			await queue.sweep(limits, () => 1234);
 			expect((await store.scanKeys(`queue:{${c}}:*`)).map(k => k.slice(k.lastIndexOf(":") + 1))).toEqual(["state"]);
 			expect(await store.redis.sismember("queue:concerts", c)).toBe(0);
+		} finally {
+			await store.clear();
+			await store.close();
+		}
+	});
+
+	it("when one line's sweep fails, then the other lines are still swept and the failure is thrown after", async () => {
+		const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
+		try {
+			const queue = createQueueStore(store);
+			const limits = { maxActive: 1, activeTtlMs: 60_000 };
+			// Four good lines and four broken ones (a key of the wrong type: every sweep of them fails). The registry is
+			// a set, with no order to rely on: a sweep that stopped at its first failure would leave some good line
+			// unswept in all but 1 of 70 orders.
+			const fine = Array.from({ length: 4 }, () => `c-${runId()}`);
+			const broken = Array.from({ length: 4 }, () => `c-${runId()}`);
+			for (const c of fine) {
+				await queue.enter(c, "u1", "t1", limits);
+				await queue.enter(c, "u2", "t2", limits);
+				await store.redis.zadd(queueKey(c, "active"), 1, "t1"); // t1's slot lapsed long ago
+			}
+			for (const c of broken) {
+				await store.redis.set(queueKey(c, "wait"), "not a sorted set");
+				await store.redis.sadd(LIVE_CONCERTS_KEY, c);
+			}
+			await expect(queue.sweep(limits)).rejects.toThrow(/WRONGTYPE/);
+			for (const c of fine) expect((await queue.read(c, "t2"))?.status).toBe("ACTIVE");
+		} finally {
+			await store.clear();
+			await store.close();
+		}
+	});
+
+	it("when the concert registry cannot be written, then the entry still succeeds and a later entry lists the line", async () => {
+		const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
+		try {
+			const queue = createQueueStore(store);
+			const c = `c-${runId()}`;
+			const limits = { maxActive: 1, activeTtlMs: 60_000 };
+			await store.redis.set(LIVE_CONCERTS_KEY, "not a set");
+			expect(await queue.enter(c, "u1", "t1", limits)).toMatchObject({ status: "ACTIVE", created: true });
+			await store.redis.del(LIVE_CONCERTS_KEY);
+			// The same user's retry creates nothing, and lists the line all the same.
+			expect(await queue.enter(c, "u1", "t-retry", limits)).toMatchObject({ created: false });
+			expect(await store.redis.sismember(LIVE_CONCERTS_KEY, c)).toBe(1);
 		} finally {
 			await store.clear();
 			await store.close();
