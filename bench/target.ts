@@ -22,7 +22,7 @@ import { loadConfig, sqlServers, type Config, type SqlConfig } from "../lib/conf
 import { clusterNodeOptions, clusterTopology, instanceArgs, metricsOffsets, RUNNER_ARGS } from "../lib/runner";
 import { RedisStore } from "../lib/store";
 import { startNatsServer } from "../test/support/nats-server";
-import { dropDatabasesByPrefix } from "../lib/db";
+import { dropDatabasesOnServers } from "../lib/db";
 
 const ROOT = path.resolve(__dirname, "..");
 export const MARIADB = { host: "127.0.0.1", port: 3306, user: "root" };
@@ -382,17 +382,8 @@ export function cpuSecondsOf(pid: number): number | null {
 }
 
 /** Drops the run's schemas on each server (the shared MariaDB by default), all of them tried before a failure is thrown. */
-export async function dropDatabases(prefix: string, servers: SqlConfig[] = [databaseConfig({}).sql]): Promise<void> {
-	const failures = await Promise.all(
-		servers.map(sql =>
-			dropDatabasesByPrefix(sql, prefix).then(
-				() => undefined,
-				(err: Error) => err
-			)
-		)
-	);
-	const failed = failures.find(f => f !== undefined);
-	if (failed) throw failed;
+export function dropDatabases(prefix: string, servers: SqlConfig[] = [databaseConfig({}).sql]): Promise<void> {
+	return dropDatabasesOnServers(servers, prefix);
 }
 
 /**

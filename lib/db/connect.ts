@@ -72,9 +72,12 @@ function withBusyTimeout(sequelize: Sequelize): Sequelize {
 	return sequelize;
 }
 
-/** A connection to the MariaDB server without a database selected (schema creation, locks, clean-up). */
-export function adminConnection(sql: SqlConfig) {
-	return mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, connectTimeout: 5_000 });
+/**
+ * A connection to the MariaDB server without a database selected (schema creation, locks, clean-up), or with
+ * `database` selected (tools and tests that read one service's schema on whichever server it lives).
+ */
+export function adminConnection(sql: SqlConfig, database?: string) {
+	return mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, database, connectTimeout: 5_000 });
 }
 
 /** Where a service's database lives, for log lines: `host:port` on MariaDB, the directory on SQLite. */
@@ -120,4 +123,20 @@ export async function dropDatabasesByPrefix(sql: SqlConfig, prefix: string): Pro
 	} finally {
 		await conn.end();
 	}
+}
+
+/**
+ * `dropDatabasesByPrefix` on every server of a run (DATABASE_URL and any DATABASE_URL_<SERVICE>): each is tried
+ * before the first failure is thrown. With `skipUnreachable`, a server that cannot be reached or refuses the login
+ * (a private server a test already stopped, a wrong password on purpose) is passed over: nothing left there can be
+ * reached anyway.
+ */
+export async function dropDatabasesOnServers(servers: SqlConfig[], prefix: string, opts: { skipUnreachable?: boolean } = {}): Promise<void> {
+	const failures: unknown[] = [];
+	for (const sql of servers) {
+		if (sql.dialect !== "mysql") continue;
+		if (opts.skipUnreachable && (await probeDatabaseServer(sql)) !== undefined) continue;
+		await dropDatabasesByPrefix(sql, prefix).catch(err => failures.push(err));
+	}
+	if (failures.length > 0) throw failures[0];
 }

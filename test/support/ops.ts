@@ -6,6 +6,7 @@ import crypto from "crypto";
 import type { ServiceBroker } from "moleculer";
 import mysql from "mysql2/promise";
 import { sqlFor } from "../../lib/config";
+import { adminConnection } from "../../lib/db";
 import { createStore, RedisStore, type CoordinationStore } from "../../lib/store";
 import { gatewayUrl, type TestEnv } from "./harness";
 import { MARIADB_URL } from "./isolation";
@@ -40,7 +41,7 @@ export async function sqlOf(env?: TestEnv, service?: string): Promise<mysql.Conn
 	if (env) {
 		const sql = service ? sqlFor(env.config, service) : env.config.sql;
 		if (sql.dialect !== "mysql") throw new Error("sqlOf needs a cluster-mode run (MariaDB)");
-		return mysql.createConnection({ host: sql.host, port: sql.port, user: sql.user, password: sql.password, multipleStatements: false });
+		return adminConnection(sql);
 	}
 	const url = new URL(MARIADB_URL);
 	return mysql.createConnection({

@@ -8,7 +8,7 @@ import path from "path";
 import mysql from "mysql2/promise";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { SqlConfig } from "../../lib/config";
-import { createSequelize, migrate, Sql } from "../../lib/db";
+import { adminConnection, createSequelize, migrate, Sql } from "../../lib/db";
 import { outboxMigration } from "../../lib/outbox";
 import { PaymentLedger } from "../../services/payment/ledger";
 import { PAYMENT_MIGRATIONS } from "../../services/payment/migrations";
@@ -50,7 +50,7 @@ export async function sqliteLedger(opts: { balanceLimit?: number } = {}): Promis
 export async function mariadb(database: string, server?: SqlConfig): Promise<mysql.Connection> {
 	if (server) {
 		if (server.dialect !== "mysql") throw new Error("mariadb() needs a MariaDB server config");
-		return mysql.createConnection({ host: server.host, port: server.port, user: server.user, password: server.password, database });
+		return adminConnection(server, database);
 	}
 	const url = new URL(MARIADB_URL);
 	return mysql.createConnection({
