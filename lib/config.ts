@@ -576,12 +576,17 @@ export function sqlFor(config: Pick<Config, "sql" | "sqlByService">, database: s
 	return config.sqlByService?.[database] ?? config.sql;
 }
 
+/** What tells two database servers apart: host, port and user on MariaDB, the directory on SQLite. */
+export function sqlServerKey(sql: SqlConfig): string {
+	return sql.dialect === "mysql" ? `${sql.host}:${sql.port}:${sql.user}` : `sqlite:${sql.dir}`;
+}
+
 /** Every distinct database server of the install (DATABASE_URL first): health probes, a run's clean-up. */
 export function sqlServers(config: Pick<Config, "sql" | "sqlByService">): SqlConfig[] {
 	const out: SqlConfig[] = [];
 	const seen = new Set<string>();
 	for (const sql of [config.sql, ...Object.values(config.sqlByService ?? {})]) {
-		const key = sql.dialect === "mysql" ? `${sql.host}:${sql.port}:${sql.user}` : `sqlite:${sql.dir}`;
+		const key = sqlServerKey(sql);
 		if (seen.has(key)) continue;
 		seen.add(key);
 		out.push(sql);

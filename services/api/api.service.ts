@@ -9,7 +9,7 @@ import cluster from "cluster";
 import { Errors, type Context, type ServiceBroker, type ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
 import { verifyAccessToken, type AuthUser } from "../../lib/auth";
-import type { Config } from "../../lib/config";
+import { sqlFor, sqlServerKey, type Config } from "../../lib/config";
 import { ForbiddenError, NotFoundError, toHttpError, UnauthorizedError } from "../../lib/errors";
 import { callerOf } from "../../lib/actions";
 import type { RequestMeta } from "../../lib/request";
@@ -184,12 +184,11 @@ export function apiGatewaySchema(platform: Platform): ServiceSchema<ApiSettingsS
 						const probes = new Map<string, Promise<string | undefined>>();
 						await Promise.all(
 							dbFailed.map(async svc => {
-								const own = platform.config.sqlByService?.[svc];
-								const sql = own ?? platform.config.sql;
-								const key = `${sql.host}:${sql.port}:${sql.user}`;
+								const sql = sqlFor(platform.config, svc);
+								const key = sqlServerKey(sql);
 								if (!probes.has(key)) probes.set(key, probeDatabaseServer(sql));
 								const reason = await probes.get(key);
-								checks[own ? `database:${svc}` : "database"] = reason ? { ok: false, error: reason } : { ok: true };
+								checks[sql === platform.config.sql ? "database" : `database:${svc}`] = reason ? { ok: false, error: reason } : { ok: true };
 							})
 						);
 					}
