@@ -26,11 +26,20 @@ queueContract("redis", async () => {
 	};
 });
 
+/** A queue store on this run's own prefix, its keys removed afterwards. */
+async function withQueue(run: (queue: ReturnType<typeof createQueueStore>, store: RedisStore) => Promise<void>): Promise<void> {
+	const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
+	try {
+		await run(createQueueStore(store), store);
+	} finally {
+		await store.clear();
+		await store.close();
+	}
+}
+
 describe("waiting-room sweep on Redis", () => {
 	it("when a sweep that listed a concert runs after its line closed, then it writes nothing and the freed line stays freed", async () => {
-		const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
-		try {
-			const queue = createQueueStore(store);
+		await withQueue(async (queue, store) => {
 			const c = `c-${runId()}`;
 			const limits = { maxActive: 1, activeTtlMs: 60_000 };
 			await queue.enter(c, "u1", "t1", limits);
@@ -42,16 +51,11 @@ describe("waiting-room sweep on Redis", () => {
 			await queue.sweep(limits, () => 1234);
 			expect((await store.scanKeys(`queue:{${c}}:*`)).map(k => k.slice(k.lastIndexOf(":") + 1))).toEqual(["state"]);
 			expect(await store.redis.sismember("queue:concerts", c)).toBe(0);
-		} finally {
-			await store.clear();
-			await store.close();
-		}
+		});
 	});
 
 	it("when one line's sweep fails, then the other lines are still swept and the failure is thrown after", async () => {
-		const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
-		try {
-			const queue = createQueueStore(store);
+		await withQueue(async (queue, store) => {
 			const limits = { maxActive: 1, activeTtlMs: 60_000 };
 			// Four good lines and four broken ones (a key of the wrong type: every sweep of them fails). The registry is
 			// a set, with no order to rely on: a sweep that stopped at its first failure would leave some good line
@@ -69,16 +73,11 @@ describe("waiting-room sweep on Redis", () => {
 			}
 			await expect(queue.sweep(limits)).rejects.toThrow(/WRONGTYPE/);
 			for (const c of fine) expect((await queue.read(c, "t2"))?.status).toBe("ACTIVE");
-		} finally {
-			await store.clear();
-			await store.close();
-		}
+		});
 	});
 
 	it("when the concert registry cannot be written, then the entry still succeeds and a later entry lists the line", async () => {
-		const store = new RedisStore({ url: REDIS_URL, prefix: `crp-test:${runId()}:` });
-		try {
-			const queue = createQueueStore(store);
+		await withQueue(async (queue, store) => {
 			const c = `c-${runId()}`;
 			const limits = { maxActive: 1, activeTtlMs: 60_000 };
 			await store.redis.set(LIVE_CONCERTS_KEY, "not a set");
@@ -87,9 +86,6 @@ describe("waiting-room sweep on Redis", () => {
 			// The same user's retry creates nothing, and lists the line all the same.
 			expect(await queue.enter(c, "u1", "t-retry", limits)).toMatchObject({ created: false });
 			expect(await store.redis.sismember(LIVE_CONCERTS_KEY, c)).toBe(1);
-		} finally {
-			await store.clear();
-			await store.close();
-		}
+		});
 	});
 });
