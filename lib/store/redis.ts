@@ -136,11 +136,11 @@ export class RedisStore implements CoordinationStore {
 	 * (`failoverBudgetMs`). It also stays one command per health check, whatever the number of masters.
 	 */
 	async ping(): Promise<void> {
-		await this.wrap(this.redis.ping());
+		await this.call(this.redis.ping());
 	}
 
 	async get(key: string): Promise<string | null> {
-		return this.wrap(this.redis.get(key));
+		return this.call(this.redis.get(key));
 	}
 
 	async set(key: string, value: string, opts: SetOptions = {}): Promise<boolean> {
@@ -149,10 +149,10 @@ export class RedisStore implements CoordinationStore {
 			throw new Error(`ttlMs must be a positive number, got ${ttl}`);
 		}
 		let res: string | null;
-		if (ttl !== undefined && opts.ifAbsent) res = await this.wrap(this.redis.set(key, value, "PX", Math.ceil(ttl), "NX"));
-		else if (ttl !== undefined) res = await this.wrap(this.redis.set(key, value, "PX", Math.ceil(ttl)));
-		else if (opts.ifAbsent) res = await this.wrap(this.redis.set(key, value, "NX"));
-		else res = await this.wrap(this.redis.set(key, value));
+		if (ttl !== undefined && opts.ifAbsent) res = await this.call(this.redis.set(key, value, "PX", Math.ceil(ttl), "NX"));
+		else if (ttl !== undefined) res = await this.call(this.redis.set(key, value, "PX", Math.ceil(ttl)));
+		else if (opts.ifAbsent) res = await this.call(this.redis.set(key, value, "NX"));
+		else res = await this.call(this.redis.set(key, value));
 		return res === "OK";
 	}
 
@@ -162,29 +162,29 @@ export class RedisStore implements CoordinationStore {
 		// sent at once. Each key's DEL is atomic, the set of them is not; no caller relies on that (the domain
 		// stores delete a slot's keys in one command of their own).
 		if (this.clustered && keys.length > 1) {
-			const counts = await Promise.all(keys.map(k => this.wrap(this.redis.del(k))));
+			const counts = await Promise.all(keys.map(k => this.call(this.redis.del(k))));
 			return counts.reduce((a, b) => a + b, 0);
 		}
-		return this.wrap(this.redis.del(...keys));
+		return this.call(this.redis.del(...keys));
 	}
 
 	async incr(key: string, opts: { by?: number; ttlMs?: number } = {}): Promise<number> {
-		const v = await this.wrap(this.redis.incrTtl(key, opts.by ?? 1, Math.ceil(opts.ttlMs ?? 0)));
+		const v = await this.call(this.redis.incrTtl(key, opts.by ?? 1, Math.ceil(opts.ttlMs ?? 0)));
 		return Number(v);
 	}
 
 	async ttl(key: string): Promise<number | null> {
-		const v = await this.wrap(this.redis.pttl(key));
+		const v = await this.call(this.redis.pttl(key));
 		if (v === -2) return null;
 		return v;
 	}
 
 	async acquireLease(key: string, owner: string, ttlMs: number): Promise<boolean> {
-		return Number(await this.wrap(this.redis.leaseAcquire(key, owner, Math.ceil(ttlMs)))) === 1;
+		return Number(await this.call(this.redis.leaseAcquire(key, owner, Math.ceil(ttlMs)))) === 1;
 	}
 
 	async releaseLease(key: string, owner: string): Promise<boolean> {
-		return Number(await this.wrap(this.redis.leaseRelease(key, owner))) === 1;
+		return Number(await this.call(this.redis.leaseRelease(key, owner))) === 1;
 	}
 
 	async leaseOwner(key: string): Promise<string | null> {
@@ -215,11 +215,11 @@ export class RedisStore implements CoordinationStore {
 			if (node) {
 				// A node's own client has no key prefix (the prefix is the cluster client's), and one UNLINK of keys
 				// of several slots is refused even when one node serves them all: one UNLINK per key.
-				const counts = await Promise.all(keys.map(k => this.wrap(node.unlink(k))));
+				const counts = await Promise.all(keys.map(k => this.call(node.unlink(k))));
 				n += counts.reduce((a, b) => a + b, 0);
 			} else {
 				// SCAN does not apply keyPrefix, UNLINK does: match with the prefix, delete without it.
-				n += await this.wrap(this.redis.unlink(...keys.map(k => k.slice(this.prefix.length))));
+				n += await this.call(this.redis.unlink(...keys.map(k => k.slice(this.prefix.length))));
 			}
 		});
 		return n;
@@ -231,14 +231,14 @@ export class RedisStore implements CoordinationStore {
 		const scanOne = async (client: Redis, node?: Redis) => {
 			let cursor = "0";
 			do {
-				const [next, keys] = await this.wrap(client.scan(cursor, "MATCH", match, "COUNT", 500));
+				const [next, keys] = await this.call(client.scan(cursor, "MATCH", match, "COUNT", 500));
 				cursor = next;
 				if (keys.length > 0) await each(keys, node);
 			} while (cursor !== "0");
 		};
 		if (this.redis instanceof Cluster) {
 			// Wait for the slot map, so `nodes` lists every master even right after the client was made.
-			if (this.redis.status !== "ready") await this.wrap(this.redis.ping());
+			if (this.redis.status !== "ready") await this.call(this.redis.ping());
 			await Promise.all(this.redis.nodes("master").map(node => scanOne(node, node)));
 		} else {
 			await scanOne(this.redis);
@@ -257,10 +257,6 @@ export class RedisStore implements CoordinationStore {
 		this.redis.disconnect();
 		// Let the socket's close event run so no handle outlives the store.
 		await new Promise(resolve => setImmediate(resolve));
-	}
-
-	private wrap<T>(p: Promise<T>): Promise<T> {
-		return this.call(p);
 	}
 }
 
